@@ -1,0 +1,28 @@
+from cairn.v1 import run_service_pb2 as _run_service_pb2
+from cairn.v1 import worker_service_pb2 as _worker_service_pb2
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class StartAttemptRequest(_message.Message):
+    __slots__ = ("namespace", "run_id", "worker_id", "worker_version", "claim_token")
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    WORKER_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CLAIM_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    run_id: str
+    worker_id: str
+    worker_version: str
+    claim_token: str
+    def __init__(self, namespace: _Optional[str] = ..., run_id: _Optional[str] = ..., worker_id: _Optional[str] = ..., worker_version: _Optional[str] = ..., claim_token: _Optional[str] = ...) -> None: ...
+
+class StartAttemptResponse(_message.Message):
+    __slots__ = ("assignment",)
+    ASSIGNMENT_FIELD_NUMBER: _ClassVar[int]
+    assignment: _worker_service_pb2.AttemptAssignment
+    def __init__(self, assignment: _Optional[_Union[_worker_service_pb2.AttemptAssignment, _Mapping]] = ...) -> None: ...

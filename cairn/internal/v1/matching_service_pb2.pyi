@@ -1,0 +1,5 @@
+from cairn.v1 import worker_service_pb2 as _worker_service_pb2
+from google.protobuf import descriptor as _descriptor
+from typing import ClassVar as _ClassVar
+
+DESCRIPTOR: _descriptor.FileDescriptor
