@@ -1,0 +1,112 @@
+"""NATS as a notification bus: "task T has work", "run R changed", "timer due".
+A lost message costs latency, never correctness (every consumer also sweeps the
+database), so the bus keeps reconnecting in the background and a publish while
+NATS is down is dropped with a counted warning."""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import nats
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+
+log = logging.getLogger("cairn.bus")
+
+Handler = Callable[[dict[str, Any]], Awaitable[None] | None]
+
+WORK = "work"      # {"namespace", "task_id"}: a queue entry became ready
+RUNS = "runs"      # {"namespace", "run_id", "status"}: a run changed
+TIMERS = "timers"  # {"due_at"}: a timer was set, history replicas re-check their sleep
+
+
+class Bus:
+    """A NATS connection that survives NATS restarts and never blocks a caller."""
+
+    def __init__(self, url: str, prefix: str) -> None:
+        self.url = url
+        self.prefix = prefix
+        self.dropped = 0
+        self._nc: NATS | None = None
+        self._subs: list[tuple[str, Handler]] = []
+        self._connector: asyncio.Task[None] | None = None
+
+    def subject(self, kind: str) -> str:
+        return f"{self.prefix}.{kind}"
+
+    async def start(self) -> None:
+        """Connects in the background; returns at once."""
+        self._connector = asyncio.create_task(self._connect_forever())
+
+    async def _connect_forever(self) -> None:
+        delay = 0.1
+        while True:
+            try:
+                nc = await nats.connect(self.url, max_reconnect_attempts=-1,
+                                        reconnect_time_wait=0.2, connect_timeout=2,
+                                        allow_reconnect=True,
+                                        error_cb=self._on_error,
+                                        disconnected_cb=self._on_disconnect,
+                                        reconnected_cb=self._on_reconnect)
+            except Exception as exc:  # NATS down at start: keep trying, the sweep covers us
+                log.warning("NATS at %s not reachable (%s); retrying", self.url, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            self._nc = nc
+            for kind, handler in self._subs:
+                await self._subscribe(kind, handler)
+            log.info("connected to NATS at %s", self.url)
+            return
+
+    async def _on_error(self, exc: Exception) -> None:
+        log.debug("NATS error: %s", exc)
+
+    async def _on_disconnect(self) -> None:
+        log.warning("disconnected from NATS; falling back to database sweeps")
+
+    async def _on_reconnect(self) -> None:
+        log.info("reconnected to NATS")
+
+    async def _subscribe(self, kind: str, handler: Handler) -> None:
+        assert self._nc is not None
+
+        async def on_msg(msg: Msg) -> None:
+            try:
+                result = handler(json.loads(msg.data))
+                if asyncio.iscoroutine(result):
+                    await result
+            except Exception:
+                log.exception("handler for %s failed", msg.subject)
+
+        await self._nc.subscribe(self.subject(kind), cb=on_msg)
+
+    async def subscribe(self, kind: str, handler: Handler) -> None:
+        """Calls handler with every message of this kind, now and after reconnects."""
+        self._subs.append((kind, handler))
+        if self._nc is not None:
+            await self._subscribe(kind, handler)
+
+    async def publish(self, kind: str, message: dict[str, Any]) -> None:
+        """Sends a notification; drops it (counted) when NATS is unreachable."""
+        nc = self._nc
+        if nc is None or not nc.is_connected:
+            self.dropped += 1
+            return
+        try:
+            await nc.publish(self.subject(kind), json.dumps(message).encode())
+        except Exception as exc:
+            self.dropped += 1
+            log.warning("NATS publish of %s dropped: %s", kind, exc)
+
+    async def close(self) -> None:
+        if self._connector is not None:
+            self._connector.cancel()
+        if self._nc is not None:
+            try:
+                await self._nc.drain()
+            except Exception as exc:
+                log.debug("NATS drain on close: %s", exc)

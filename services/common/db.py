@@ -1,0 +1,63 @@
+"""The PostgreSQL pool and the numbered migrations every service applies at start."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import json
+import time
+from importlib import resources
+
+import asyncpg
+
+log = logging.getLogger("cairn.db")
+MIGRATION_LOCK = 0x6361_6972  # advisory lock key: "cair"
+
+
+async def connect_pool(url: str, *, min_size: int = 2, max_size: int = 20,
+                       wait_seconds: float = 60.0) -> asyncpg.Pool:
+    """A connection pool, retrying while the database is still starting."""
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            return await asyncpg.create_pool(url, min_size=min_size, max_size=max_size, init=_init_connection)
+        except (OSError, asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError) as exc:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"cannot connect to the database at {url}: {exc}") from exc
+            log.warning("database not reachable yet (%s); retrying", exc)
+            await asyncio.sleep(0.5)
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    """jsonb columns as Python values."""
+    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+def migrations() -> list[tuple[int, str, str]]:
+    """(version, name, sql) of every migration file, in order."""
+    found = []
+    for entry in resources.files("services.common").joinpath("migrations").iterdir():
+        if entry.name.endswith(".sql"):
+            found.append((int(entry.name.split("_", 1)[0]), entry.name, entry.read_text()))
+    return sorted(found)
+
+
+async def migrate(pool: asyncpg.Pool) -> None:
+    """Applies missing migrations under an advisory lock, so replicas starting
+    together apply each one exactly once."""
+    async with pool.acquire() as conn:
+        await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
+        try:
+            await conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations ("
+                               "version int PRIMARY KEY, name text NOT NULL, "
+                               "applied_at timestamptz NOT NULL DEFAULT now())")
+            done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+            for version, name, sql in migrations():
+                if version in done:
+                    continue
+                async with conn.transaction():
+                    await conn.execute(sql)
+                    await conn.execute("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+                                       version, name)
+                log.info("applied migration %s", name)
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)

@@ -1,0 +1,57 @@
+"""Starting a service's gRPC server with the standard health service and
+server reflection, and running it until SIGINT or SIGTERM."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Iterable
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+log = logging.getLogger("cairn.server")
+
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+CHANNEL_OPTIONS = [("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                   ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)]
+
+
+def make_server(listen: str, register: Callable[[grpc.aio.Server], None],
+                service_names: Iterable[str]) -> tuple[grpc.aio.Server, health.aio.HealthServicer]:
+    """A server on `listen` with the services `register` adds, plus health and reflection."""
+    server = grpc.aio.server(options=CHANNEL_OPTIONS)
+    register(server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    names = [*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME]
+    reflection.enable_server_reflection(names, server)
+    if server.add_insecure_port(listen) == 0:
+        raise RuntimeError(f"cannot listen on {listen}")
+    return server, health_servicer
+
+
+def channel(address: str) -> grpc.aio.Channel:
+    """An insecure channel to another service of the cluster."""
+    return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+
+
+async def serve(server: grpc.aio.Server, health_servicer: health.aio.HealthServicer,
+                service_names: Iterable[str], name: str, listen: str,
+                on_stop: Callable[[], Awaitable[None]] | None = None) -> None:
+    """Serves until SIGINT/SIGTERM, then stops taking calls and shuts down."""
+    await server.start()
+    for svc in [*service_names, ""]:
+        await health_servicer.set(svc, health_pb2.HealthCheckResponse.SERVING)
+    log.info("%s serving on %s", name, listen)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("%s stopping", name)
+    await health_servicer.enter_graceful_shutdown()
+    await server.stop(grace=2)
+    if on_stop is not None:
+        await on_stop()

@@ -1,0 +1,48 @@
+"""The history process: migrations, the gRPC API, the timer loop."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+from cairn.internal.v1 import history_service_pb2 as hpb
+from cairn.internal.v1 import history_service_pb2_grpc as hgrpc
+from services.common import bus as bus_mod
+from services.common import db, grpc_server, logs
+from services.common.bus import Bus
+from services.common.config import Settings, add_service_flags, settings_from_args
+from services.history.servicer import HistoryServicer
+from services.history.store import RunStore
+from services.history.timers import TimerLoop
+
+SERVICE = hpb.DESCRIPTOR.services_by_name["HistoryService"].full_name
+
+
+async def run(settings: Settings) -> None:
+    """Serves history until SIGINT/SIGTERM."""
+    pool = await db.connect_pool(settings.database_url)
+    await db.migrate(pool)
+    bus = Bus(settings.nats_url, settings.nats_prefix)
+    await bus.start()
+    store = RunStore(pool, settings.lease_seconds)
+    servicer = HistoryServicer(store, bus)
+    timers = TimerLoop(store, servicer.announce, max_sleep=settings.sweep_seconds)
+    servicer.timers = timers
+    await bus.subscribe(bus_mod.TIMERS, lambda _msg: timers.poke())
+    timers.start()
+    server, health = grpc_server.make_server(
+        settings.listen, lambda s: hgrpc.add_HistoryServiceServicer_to_server(servicer, s), [SERVICE])
+
+    async def on_stop() -> None:
+        await timers.stop()
+        await bus.close()
+        await pool.close()
+
+    await grpc_server.serve(server, health, [SERVICE], "history", settings.listen, on_stop)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="cairn history", description="Run the history service.")
+    add_service_flags(parser, "127.0.0.1:7375")
+    settings = settings_from_args(parser.parse_args(argv))
+    logs.setup("history")
+    asyncio.run(run(settings))

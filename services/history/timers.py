@@ -1,0 +1,74 @@
+"""The timer loop: sleeps until the earliest due timer (or until told of an
+earlier one, locally or by another history replica over NATS), then fires
+every due timer, each in its own transaction. The sweep interval only caps the
+sleep as a safety net."""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timezone
+
+from services.history.store import Outcome, RunStore
+
+log = logging.getLogger("cairn.history.timers")
+
+
+class TimerLoop:
+    """Fires leases, retry backoffs and wake-ups when they fall due."""
+
+    def __init__(self, store: RunStore, announce: Callable[[Outcome], Awaitable[None]],
+                 max_sleep: float) -> None:
+        self.store = store
+        self.announce = announce
+        self.max_sleep = max_sleep
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def poke(self) -> None:
+        """A timer was set: re-check when to wake."""
+        self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self._fire_due()
+                self._wake.clear()
+                due = await self.store.next_due()
+                timeout = self.max_sleep
+                if due is not None:
+                    timeout = min(timeout, max(0.0, (due - datetime.now(timezone.utc)).total_seconds()))
+                if timeout > 0:
+                    try:
+                        await asyncio.wait_for(self._wake.wait(), timeout)
+                    except TimeoutError:
+                        pass
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("timer loop failed; retrying")
+                await asyncio.sleep(self.max_sleep)
+
+    async def _fire_due(self) -> None:
+        while True:
+            due = await self.store.due_timers()
+            if not due:
+                return
+            fired = 0
+            for row in due:
+                outcome = await self.store.fire_timer(row["run_id"], row["kind"])
+                if outcome is not None:
+                    fired += 1
+                    await self.announce(outcome)
+            if fired == 0:
+                # Every due run is locked by a concurrent transaction or another
+                # replica; yield briefly instead of spinning on the same rows.
+                await asyncio.sleep(0.05)
+                return

@@ -1,0 +1,93 @@
+"""Matching's gRPC API: worker registration and the long-poll for attempts."""
+from __future__ import annotations
+
+import asyncio
+import time
+
+import grpc
+
+from cairn.internal.v1 import history_service_pb2 as hpb
+from cairn.internal.v1 import history_service_pb2_grpc as hgrpc
+from cairn.internal.v1 import matching_service_pb2_grpc as mgrpc
+from cairn.v1 import worker_service_pb2 as wpb
+from services.common.errors import invalid, precondition, rpc, unavailable
+from services.matching.dispatch import Claimer, Waiters
+from services.matching.registry import Registry
+
+DEFAULT_WAIT = 20.0
+MAX_WAIT = 60.0
+START_TIMEOUT = 10.0
+
+
+class MatchingServicer(mgrpc.MatchingServiceServicer):
+    """Hands each queued run to exactly one polling worker at a time."""
+
+    def __init__(self, registry: Registry, claimer: Claimer, waiters: Waiters,
+                 history: hgrpc.HistoryServiceStub, history_address: str) -> None:
+        self.registry = registry
+        self.claimer = claimer
+        self.waiters = waiters
+        self.history = history
+        self.history_address = history_address
+
+    @rpc
+    async def RegisterWorker(self, request: wpb.RegisterWorkerRequest,
+                             context: grpc.aio.ServicerContext) -> wpb.RegisterWorkerResponse:
+        await self.registry.register(request)
+        for task in request.tasks:
+            self.waiters.wake((request.namespace, task.task_id))
+        return wpb.RegisterWorkerResponse()
+
+    @rpc
+    async def PollAttempt(self, request: wpb.PollAttemptRequest,
+                          context: grpc.aio.ServicerContext) -> wpb.PollAttemptResponse:
+        ns = request.namespace
+        worker = await self.registry.worker(ns, request.worker_id)
+        if worker is None:
+            raise precondition(f"worker {request.worker_id!r} is not registered in namespace {ns!r}; "
+                               "call RegisterWorker first")
+        task_ids = list(request.task_ids) or list(worker["task_ids"])
+        unknown = sorted(set(task_ids) - set(worker["task_ids"]))
+        if unknown:
+            raise invalid(f"task_ids: {', '.join(unknown)} not registered by worker {request.worker_id!r}")
+        wait = request.wait.ToTimedelta().total_seconds() if request.HasField("wait") else DEFAULT_WAIT
+        deadline = time.monotonic() + min(max(wait, 0.0), MAX_WAIT)
+        keys = [(ns, t) for t in task_ids]
+        while True:
+            event = self.waiters.add(keys)
+            try:
+                claimed = await self.claimer.claim(ns, task_ids)
+                if claimed is None:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return wpb.PollAttemptResponse()
+                    try:
+                        await asyncio.wait_for(event.wait(), remaining)
+                    except TimeoutError:
+                        return wpb.PollAttemptResponse()
+                    continue
+            finally:
+                self.waiters.remove(keys, event)
+            assignment = await self._start(ns, request.worker_id, worker["version"], *claimed)
+            if assignment is not None:
+                for key in keys:  # more may be ready: hand the baton to the next poller
+                    self.waiters.wake(key)
+                return wpb.PollAttemptResponse(assignment=assignment)
+
+    async def _start(self, ns: str, worker_id: str, version: str, run_id, token
+                     ) -> wpb.AttemptAssignment | None:
+        """Asks history to start the claimed run; gives the claim back if history is unreachable."""
+        try:
+            response = await self.history.StartAttempt(hpb.StartAttemptRequest(
+                namespace=ns, run_id=str(run_id), worker_id=worker_id, worker_version=version,
+                claim_token=str(token)), timeout=START_TIMEOUT)
+        except grpc.aio.AioRpcError as exc:
+            await asyncio.shield(self.claimer.release(run_id, token))
+            if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                raise unavailable(f"history service at {self.history_address} unavailable: "
+                                  f"{exc.details()}") from None
+            raise
+        except asyncio.CancelledError:
+            await asyncio.shield(self.claimer.release(run_id, token))
+            raise
+        return response.assignment if response.HasField("assignment") else None
