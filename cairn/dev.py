@@ -1,0 +1,107 @@
+"""`cairn dev`: a whole cluster on this machine from pip-installed parts:
+embedded PostgreSQL and NATS, then history, matching and frontend as separate
+processes. Data lives under one directory, so runs survive a restart."""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from services.common.config import env
+from services.common.embedded import EmbeddedNats, EmbeddedPostgres
+
+SERVICES = ("history", "matching", "frontend")
+
+
+def _healthy(address: str) -> bool:
+    with grpc.insecure_channel(address) as ch:
+        try:
+            reply = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=0.5)
+        except grpc.RpcError:
+            return False
+    return reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def main(argv: list[str]) -> None:
+    p = argparse.ArgumentParser(prog="cairn dev", description=__doc__)
+    p.add_argument("--data-dir", default=env("DEV_DIR", ".cairn"), help="where data and logs live (default .cairn)")
+    p.add_argument("--port", type=int, default=7373, help="frontend gRPC port (default 7373)")
+    p.add_argument("--history-port", type=int, default=7375)
+    p.add_argument("--matching-port", type=int, default=7376)
+    p.add_argument("--postgres-port", type=int, default=7377)
+    p.add_argument("--nats-port", type=int, default=7378)
+    args = p.parse_args(argv)
+    data = Path(args.data_dir).resolve()
+    logs = data / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+
+    pg = EmbeddedPostgres(data / "postgres", args.postgres_port, log_path=logs / "postgres.log")
+    nats = EmbeddedNats(data / "nats", args.nats_port, log_path=logs / "nats.log")
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    stopping = False
+
+    def shutdown(*_: object) -> None:
+        nonlocal stopping
+        if stopping:
+            return
+        stopping = True
+        print("\ncairn dev: stopping", flush=True)
+        for name in reversed(SERVICES):
+            if name in procs and procs[name].poll() is None:
+                procs[name].send_signal(signal.SIGTERM)
+        for proc in procs.values():
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        nats.stop()
+        pg.stop()
+        print("cairn dev: stopped", flush=True)
+
+    def on_sigterm(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        pg.start()
+        db_url = pg.create_database("cairn", exists_ok=True)
+        nats_url = nats.start()
+        addresses = {"history": f"127.0.0.1:{args.history_port}",
+                     "matching": f"127.0.0.1:{args.matching_port}",
+                     "frontend": f"127.0.0.1:{args.port}"}
+        child_env = {**os.environ, "CAIRN_DATABASE_URL": db_url, "CAIRN_NATS_URL": nats_url,
+                     "CAIRN_HISTORY_ADDRESS": addresses["history"],
+                     "CAIRN_MATCHING_ADDRESS": addresses["matching"], "PYTHONUNBUFFERED": "1"}
+        for name in SERVICES:
+            log = open(logs / f"{name}.log", "ab")
+            procs[name] = subprocess.Popen(
+                [sys.executable, "-m", "cairn.cli", name, "--listen", addresses[name]],
+                env=child_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 60
+        for name in SERVICES:
+            while not _healthy(addresses[name]):
+                if procs[name].poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"{name} did not start; see {logs / (name + '.log')}")
+                time.sleep(0.05)
+        print(f"cairn dev: ready. frontend on {addresses['frontend']}  "
+              f"(PostgreSQL {db_url}, NATS {nats_url}, data and logs in {data})", flush=True)
+        print("cairn dev: press Ctrl-C to stop", flush=True)
+        while True:
+            for name, proc in procs.items():
+                if proc.poll() is not None:
+                    raise RuntimeError(f"{name} exited with code {proc.returncode}; "
+                                       f"see {logs / (name + '.log')}")
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        shutdown()
+    except RuntimeError as exc:
+        print(f"cairn dev: {exc}", file=sys.stderr, flush=True)
+        shutdown()
+        sys.exit(1)

@@ -1,0 +1,235 @@
+"""Runs one attempt on a worker: replays and runs the task function, keeps the
+lease alive, and reports how the attempt ended unless it was superseded."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import traceback
+from typing import Any
+
+import grpc
+
+from cairn import payloads
+from cairn.statuses import RUN_STATUS_NAMES
+from cairn.v1 import common_pb2, worker_service_pb2
+
+from worker_sdk import replay
+from worker_sdk._grpc import TRANSIENT_CODES, call_with_retry, code_of, details_of
+from worker_sdk.context import AttemptContext, _attempt
+from worker_sdk.errors import AttemptAbandoned, StepFailedError, type_name
+from worker_sdk.task import Task
+
+DEFAULT_LEASE = 30.0
+WRITE_TIMEOUT = 10.0
+log = logging.getLogger("cairn.worker")
+_FENCED = frozenset({grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND})
+_OUTCOME_NAMES = {worker_service_pb2.ATTEMPT_OUTCOME_COMPLETED: "completed",
+                  worker_service_pb2.ATTEMPT_OUTCOME_FAILED: "failed",
+                  worker_service_pb2.ATTEMPT_OUTCOME_SUSPENDED: "suspended"}
+
+
+def error_info(exc: BaseException, non_retryable: bool) -> common_pb2.ErrorInfo:
+    """An exception as recorded: qualified type name, message and stack trace."""
+    return common_pb2.ErrorInfo(type=type_name(type(exc)), message=str(exc),
+                                stack_trace="".join(traceback.format_exception(exc)),
+                                non_retryable=non_retryable)
+
+
+def task_error_info(task: Task, exc: BaseException) -> common_pb2.ErrorInfo:
+    """The error a task's attempt fails with. A StepFailedError is recorded as the
+    step's original error (type, message, non_retryable flag), so a run failed by a
+    step reads the same whether the step failed now or was replayed; the task's
+    non_retryable types are matched against that recorded type name too."""
+    if isinstance(exc, StepFailedError):
+        trace = "".join(traceback.format_exception(exc))
+        if exc.__cause__ is None and exc.stack_trace:
+            trace += "\nThe step's recorded error:\n" + exc.stack_trace
+        non_retryable = (exc.non_retryable or task.retry.is_non_retryable(exc)
+                         or exc.error_type in task.retry.non_retryable_names())
+        return common_pb2.ErrorInfo(type=exc.error_type, message=exc.message,
+                                    stack_trace=trace, non_retryable=non_retryable)
+    return error_info(exc, task.retry.is_non_retryable(exc))
+
+
+def _failed(assignment: worker_service_pb2.AttemptAssignment, namespace: str,
+            error: common_pb2.ErrorInfo) -> worker_service_pb2.FinishAttemptRequest:
+    return worker_service_pb2.FinishAttemptRequest(
+        namespace=namespace, run_id=assignment.run_id, attempt=assignment.attempt,
+        outcome=worker_service_pb2.ATTEMPT_OUTCOME_FAILED, error=error)
+
+
+def lease_seconds(assignment: worker_service_pb2.AttemptAssignment) -> float:
+    if assignment.HasField("lease_duration"):
+        seconds = assignment.lease_duration.ToTimedelta().total_seconds()
+        if seconds > 0:
+            return seconds
+    return DEFAULT_LEASE
+
+
+async def execute_attempt(stub: Any, namespace: str, task: Task | None,
+                          assignment: worker_service_pb2.AttemptAssignment
+                          ) -> worker_service_pb2.FinishAttemptRequest | None:
+    """Runs one assigned attempt to its end and reports it with FinishAttempt.
+    Returns the request sent, or None when the attempt was superseded (canceled,
+    or its lease lost) and so nothing was reported. `stub` is a WorkerService stub
+    or an object with the same async methods. Cancelling this coroutine cancels
+    the task function and reports nothing: the lease expires and the server
+    retries the run."""
+    lease = lease_seconds(assignment)
+    ctx = AttemptContext(namespace=namespace, run_id=assignment.run_id,
+                         attempt=assignment.attempt, task_id=assignment.task_id,
+                         journal=replay.build_journal(assignment.steps), stub=stub,
+                         lease_seconds=lease)
+    started = time.monotonic()
+    log.info("attempt started: run=%s attempt=%d task=%s recorded_steps=%d",
+             ctx.run_id, ctx.attempt, ctx.task_id, len(ctx.journal))
+    fn_task = asyncio.create_task(_invoke(ctx, task, assignment),
+                                  name=f"cairn-run-{ctx.run_id}-attempt-{ctx.attempt}")
+    heartbeat = asyncio.create_task(_heartbeat(ctx, fn_task, lease / 3))
+    try:
+        try:
+            await asyncio.wait({fn_task})
+        except asyncio.CancelledError:
+            fn_task.cancel()
+            await asyncio.wait({fn_task}, timeout=1.0)
+            raise
+        request = None if ctx.abandoned else _finish_request(ctx, task, fn_task)
+        if request is None:
+            log.warning("attempt superseded: run=%s attempt=%d task=%s; its result is "
+                        "discarded", ctx.run_id, ctx.attempt, ctx.task_id)
+            return None
+        if not await _finish(ctx, request, started):
+            return None
+        return request
+    finally:
+        heartbeat.cancel()
+
+
+async def _invoke(ctx: AttemptContext, task: Task | None,
+                  assignment: worker_service_pb2.AttemptAssignment
+                  ) -> worker_service_pb2.FinishAttemptRequest:
+    """Runs the task function under the attempt's context and turns its result or
+    error into the FinishAttempt request."""
+    _attempt.set(ctx)  # this coroutine runs in its own task, hence its own context
+    if task is None:
+        return _failed(assignment, ctx.namespace, common_pb2.ErrorInfo(
+            type="cairn.UnknownTask",
+            message=f"this worker does not serve task '{assignment.task_id}'"))
+    try:
+        payload = payloads.decode(assignment.payload.data, assignment.payload.encoding)
+    except payloads.PayloadError as exc:
+        return _failed(assignment, ctx.namespace, common_pb2.ErrorInfo(
+            type="cairn.payloads.PayloadError",
+            message=f"payload of run {ctx.run_id} for task '{task.id}' cannot be decoded: {exc}",
+            non_retryable=True))
+    try:
+        value = await task.fn(payload)
+    except Exception as exc:
+        return _failed(assignment, ctx.namespace, task_error_info(task, exc))
+    try:
+        data = payloads.encode_json(value)
+    except payloads.PayloadError as exc:
+        return _failed(assignment, ctx.namespace, common_pb2.ErrorInfo(
+            type="TypeError",
+            message=f"task '{task.id}' returned a value that is not JSON-serialisable: {exc}",
+            non_retryable=True))
+    return worker_service_pb2.FinishAttemptRequest(
+        namespace=ctx.namespace, run_id=ctx.run_id, attempt=ctx.attempt,
+        outcome=worker_service_pb2.ATTEMPT_OUTCOME_COMPLETED,
+        output=common_pb2.Payload(data=data, encoding=payloads.JSON))
+
+
+def _finish_request(ctx: AttemptContext, task: Task | None, fn_task: asyncio.Task[Any]
+                    ) -> worker_service_pb2.FinishAttemptRequest | None:
+    """The report for a finished task function, or None when it must not be sent."""
+    if fn_task.cancelled():
+        exc: BaseException | None = asyncio.CancelledError(
+            "the task function was cancelled by its own code")
+    else:
+        exc = fn_task.exception()
+    if isinstance(exc, AttemptAbandoned):
+        ctx.abandoned = True
+        return None
+    base = worker_service_pb2.FinishAttemptRequest(
+        namespace=ctx.namespace, run_id=ctx.run_id, attempt=ctx.attempt)
+    if ctx.nondeterminism is not None:
+        # Even if task code caught it: results after a mismatch cannot be trusted.
+        err = ctx.nondeterminism
+        base.outcome = worker_service_pb2.ATTEMPT_OUTCOME_FAILED
+        base.error.CopyFrom(error_info(err, True))
+        return base
+    if exc is not None:
+        base.outcome = worker_service_pb2.ATTEMPT_OUTCOME_FAILED
+        base.error.CopyFrom(task_error_info(task, exc) if task is not None
+                            else error_info(exc, False))
+        return base
+    return fn_task.result()
+
+
+async def _finish(ctx: AttemptContext, request: worker_service_pb2.FinishAttemptRequest,
+                  started: float) -> bool:
+    """Sends FinishAttempt. A refusal (the attempt is stale) or a server unreachable
+    for a whole lease is logged, not raised. A completed output the server refuses
+    as invalid is reported instead as a non-retryable failure. True when acknowledged."""
+    outcome = _OUTCOME_NAMES.get(request.outcome, str(request.outcome))
+    try:
+        response = await call_with_retry(ctx.stub.FinishAttempt, request,
+                                         timeout=WRITE_TIMEOUT, give_up_after=ctx.lease_seconds)
+    except grpc.RpcError as exc:
+        code = code_of(exc)
+        details = details_of(exc)
+        if code in _FENCED:
+            log.warning("attempt superseded: run=%s attempt=%d task=%s; the server refused "
+                        "its finish (%s: %s)", ctx.run_id, ctx.attempt, ctx.task_id,
+                        code.name, details)
+        elif code in TRANSIENT_CODES:
+            log.warning("attempt abandoned: run=%s attempt=%d task=%s; could not report "
+                        "outcome %s within the lease (%s: %s); the server will retry the run",
+                        ctx.run_id, ctx.attempt, ctx.task_id, outcome, code.name, details)
+        elif (code == grpc.StatusCode.INVALID_ARGUMENT
+              and request.outcome == worker_service_pb2.ATTEMPT_OUTCOME_COMPLETED):
+            log.error("attempt output refused: run=%s attempt=%d task=%s (%s); reporting it "
+                      "as failed", ctx.run_id, ctx.attempt, ctx.task_id, details)
+            failed = _failed(worker_service_pb2.AttemptAssignment(
+                run_id=ctx.run_id, attempt=ctx.attempt), ctx.namespace, common_pb2.ErrorInfo(
+                    type="cairn.OutputRefused",
+                    message=f"the server refused the output of task '{ctx.task_id}': {details}",
+                    non_retryable=True))
+            return await _finish(ctx, failed, started)
+        else:
+            log.error("attempt finish failed: run=%s attempt=%d task=%s outcome=%s (%s: %s)",
+                      ctx.run_id, ctx.attempt, ctx.task_id, outcome,
+                      code.name if code else type(exc).__name__, details)
+        return False
+    run_status = RUN_STATUS_NAMES.get(getattr(response, "run_status", 0), "")
+    error = ""
+    if request.outcome == worker_service_pb2.ATTEMPT_OUTCOME_FAILED:
+        error = f" error={request.error.type}: {request.error.message}"
+    log.info("attempt finished: run=%s attempt=%d task=%s outcome=%s run_status=%s "
+             "duration=%.3fs%s", ctx.run_id, ctx.attempt, ctx.task_id, outcome,
+             run_status or "?", time.monotonic() - started, error)
+    return True
+
+
+async def _heartbeat(ctx: AttemptContext, fn_task: asyncio.Task[Any], interval: float) -> None:
+    """Extends the lease every interval. When the server says the attempt is no
+    longer current, marks it abandoned and cancels the task function."""
+    request = worker_service_pb2.HeartbeatRequest(namespace=ctx.namespace, run_id=ctx.run_id,
+                                                  attempt=ctx.attempt)
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await ctx.stub.Heartbeat(request, timeout=interval)
+        except grpc.RpcError as exc:
+            code = code_of(exc)
+            if code in _FENCED:
+                ctx.abandoned = True
+                log.warning("attempt superseded: run=%s attempt=%d task=%s; heartbeat "
+                            "refused (%s: %s); stopping it", ctx.run_id, ctx.attempt,
+                            ctx.task_id, code.name, details_of(exc))
+                fn_task.cancel()
+                return
+            log.warning("heartbeat failed: run=%s attempt=%d (%s: %s); will retry",
+                        ctx.run_id, ctx.attempt, code.name if code else type(exc).__name__,
+                        details_of(exc))

@@ -1,0 +1,168 @@
+"""@step: a checkpointed call inside a task. Live, its body runs (with in-place
+retries) and its result is recorded before it returns; on replay the recorded
+result comes back without running the body."""
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, ParamSpec, TypeVar
+
+import grpc
+
+from cairn import payloads
+from cairn.backoff import backoff_seconds
+from cairn.v1 import common_pb2, worker_service_pb2
+
+from worker_sdk import replay
+from worker_sdk._grpc import (TRANSIENT_CODES, call_with_retry, code_of, details_of,
+                              to_cairn_error)
+from worker_sdk.context import (AttemptContext, StepContext, _step, current_attempt,
+                                current_step)
+from worker_sdk.errors import (AttemptAbandoned, NonDeterminismError, StepFailedError,
+                               type_name)
+from worker_sdk.execution import WRITE_TIMEOUT, error_info
+from worker_sdk.retry import Retry
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+log = logging.getLogger("cairn.worker")
+_FENCED = frozenset({grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND,
+                     grpc.StatusCode.ALREADY_EXISTS})
+MAX_STEP_NAME = 256
+
+
+class _StepSpec:
+    def __init__(self, fn: Callable[..., Awaitable[Any]], name: str, retry: Retry) -> None:
+        self.fn = fn
+        self.name = name
+        self.retry = retry
+
+
+def step(fn: Callable[P, Awaitable[R]] | None = None, *, name: str | None = None,
+         retry: Retry | None = None) -> Any:
+    """Declares an async function as a step, used as `@step` or
+    `@step(name=..., retry=...)`. The name (default: the function's qualified name)
+    is the step's identity in the journal; retry is applied in place, inside the
+    attempt (default Retry(max_attempts=1): no in-place retry). Outside a running
+    task, and inside another step's body, calling a step just runs the function."""
+    if retry is not None and not isinstance(retry, Retry):
+        raise TypeError(f"@step: retry must be a Retry, got {retry!r}")
+    if name is not None:
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"@step: name must be a non-empty string, got {name!r}")
+        if len(name) > MAX_STEP_NAME:
+            raise ValueError(f"@step: name {name[:40]!r}... is longer than {MAX_STEP_NAME} "
+                             "characters")
+
+    def decorate(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+        step_name = name or getattr(fn, "__qualname__", None) or repr(fn)
+        if not inspect.iscoroutinefunction(fn):
+            raise TypeError(f"step '{step_name}' must be an 'async def' function")
+        spec = _StepSpec(fn, step_name, retry if retry is not None else Retry(max_attempts=1))
+
+        @functools.wraps(fn)
+        def call(*args: P.args, **kwargs: P.kwargs) -> Awaitable[R]:
+            # Not `async def`: the position is taken here, at call time, so steps
+            # started together (asyncio.gather) get positions in call order.
+            ctx = current_attempt()
+            if ctx is None or current_step() is not None:
+                return fn(*args, **kwargs)
+            position = ctx.next_position
+            ctx.next_position += 1
+            return _run(ctx, spec, position, args, kwargs)
+
+        call.step_name = step_name  # type: ignore[attr-defined]
+        call.retry = spec.retry  # type: ignore[attr-defined]
+        call.fn = fn  # type: ignore[attr-defined]
+        if hasattr(inspect, "markcoroutinefunction"):
+            inspect.markcoroutinefunction(call)
+        return call
+
+    if fn is not None:
+        return decorate(fn)
+    return decorate
+
+
+async def _run(ctx: AttemptContext, spec: _StepSpec, position: int,
+               args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    if ctx.abandoned:
+        raise AttemptAbandoned(f"run {ctx.run_id} attempt {ctx.attempt} was superseded")
+    try:
+        recorded = replay.recorded_step(ctx.journal, ctx.run_id, position, spec.name)
+    except NonDeterminismError as err:
+        ctx.nondeterminism = ctx.nondeterminism or err
+        raise
+    if recorded is not None:
+        return replay.replay(recorded)
+    token = _step.set(StepContext(spec.name, position, f"{ctx.run_id}:{position}"))
+    try:
+        return await _run_live(ctx, spec, position, args, kwargs)
+    finally:
+        _step.reset(token)
+
+
+async def _run_live(ctx: AttemptContext, spec: _StepSpec, position: int,
+                    args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    settings = spec.retry.settings
+    tries = 0
+    while True:
+        tries += 1
+        try:
+            value = await spec.fn(*args, **kwargs)
+        except Exception as exc:
+            non_retryable = spec.retry.is_non_retryable(exc)
+            if non_retryable or tries >= settings.max_attempts:
+                return await _record_failure(ctx, spec, position, tries, exc, non_retryable)
+            delay = backoff_seconds(settings, tries)
+            ctx.logger.warning("step '%s' (position %d) failed on try %d of %d: %s: %s; "
+                               "retrying in %.3fs", spec.name, position, tries,
+                               settings.max_attempts, type_name(type(exc)), exc, delay)
+            await asyncio.sleep(delay)
+            continue
+        try:
+            data = payloads.encode_json(value)
+        except payloads.PayloadError as exc:
+            type_error = TypeError(f"step '{spec.name}' returned a value that is not "
+                                   f"JSON-serialisable: {exc}")
+            return await _record_failure(ctx, spec, position, tries, type_error, True)
+        await _record(ctx, worker_service_pb2.RecordStepRequest(
+            namespace=ctx.namespace, run_id=ctx.run_id, attempt=ctx.attempt,
+            position=position, name=spec.name, status=common_pb2.STEP_STATUS_COMPLETED,
+            output=common_pb2.Payload(data=data, encoding=payloads.JSON), tries=tries))
+        # The decoded record, not `value`: live and replay return the same thing.
+        return payloads.decode(data, payloads.JSON)
+
+
+async def _record_failure(ctx: AttemptContext, spec: _StepSpec, position: int, tries: int,
+                          exc: Exception, non_retryable: bool) -> Any:
+    info = error_info(exc, non_retryable)
+    await _record(ctx, worker_service_pb2.RecordStepRequest(
+        namespace=ctx.namespace, run_id=ctx.run_id, attempt=ctx.attempt, position=position,
+        name=spec.name, status=common_pb2.STEP_STATUS_FAILED, error=info, tries=tries))
+    raise StepFailedError(spec.name, info.type, info.message, non_retryable,
+                          info.stack_trace) from exc
+
+
+async def _record(ctx: AttemptContext, request: worker_service_pb2.RecordStepRequest) -> None:
+    """Records a step result. A refusal because the attempt is stale (or the position
+    already recorded) abandons the attempt; so does a server unreachable for a whole
+    lease, since by then the lease has expired and another attempt will run."""
+    try:
+        await call_with_retry(ctx.stub.RecordStep, request, timeout=WRITE_TIMEOUT,
+                              give_up_after=ctx.lease_seconds)
+    except grpc.RpcError as exc:
+        code = code_of(exc)
+        if code in _FENCED or code in TRANSIENT_CODES:
+            ctx.abandoned = True
+            raise AttemptAbandoned(
+                f"run {ctx.run_id} attempt {ctx.attempt}: recording step '{request.name}' "
+                f"at position {request.position} failed with {code.name}: "
+                f"{details_of(exc)}") from None
+        raise to_cairn_error(exc) from None
+    status = "completed" if request.status == common_pb2.STEP_STATUS_COMPLETED else "failed"
+    log.info("step recorded: run=%s attempt=%d position=%d name=%s status=%s tries=%d",
+             ctx.run_id, ctx.attempt, request.position, request.name, status, request.tries)

@@ -1,0 +1,299 @@
+"""Worker: registers a set of tasks with the cluster and runs their attempts,
+`slots` at a time, by long-polling the frontend."""
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import os
+import secrets
+import signal
+import socket
+import sys
+import threading
+from collections.abc import Iterable
+from types import ModuleType
+from typing import Any
+
+import grpc
+from google.protobuf.duration_pb2 import Duration
+
+from cairn.v1 import worker_service_pb2, worker_service_pb2_grpc
+
+from worker_sdk._grpc import (TRANSIENT_CODES, code_of, details_of, open_channel,
+                              resolve_address, resolve_namespace)
+from worker_sdk.execution import execute_attempt
+from worker_sdk.task import Task
+
+log = logging.getLogger("cairn.worker")
+POLL_WAIT = 20.0
+REGISTER_TIMEOUT = 10.0
+BACKOFF_FIRST = 0.1
+BACKOFF_MAX = 2.0
+
+
+def discover_tasks(tasks_or_module: ModuleType | str | Iterable[Task] | Task) -> list[Task]:
+    """The tasks of a module (object or dotted name, imported with the current
+    directory on sys.path) or of an explicit list. ValueError when there are none
+    or two different tasks share an id."""
+    if isinstance(tasks_or_module, Task):
+        found, where = [tasks_or_module], "the given task"
+    elif isinstance(tasks_or_module, (str, ModuleType)):
+        module = tasks_or_module
+        if isinstance(module, str):
+            cwd = os.getcwd()
+            if "" not in sys.path and cwd not in sys.path:
+                sys.path.insert(0, cwd)
+            module = importlib.import_module(module)
+        where = f"module '{module.__name__}'"
+        found = [v for v in vars(module).values() if isinstance(v, Task)]
+    else:
+        found = list(tasks_or_module)
+        where = "the given list"
+        for t in found:
+            if not isinstance(t, Task):
+                raise TypeError(f"Worker: expected Task objects (from @task), got {t!r}")
+    by_id: dict[str, Task] = {}
+    for t in found:
+        other = by_id.setdefault(t.id, t)
+        if other is not t:
+            raise ValueError(f"{where} declares task id '{t.id}' twice "
+                             f"({other.fn.__qualname__} and {t.fn.__qualname__})")
+    if not by_id:
+        raise ValueError(f"no tasks found in {where}: declare them with @task(id=...)")
+    return list(by_id.values())
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+class Worker:
+    """Serves tasks: `await worker.run()` (until `stop()`), or `worker.run_sync()`
+    which also stops gracefully on SIGINT/SIGTERM. On stop, polling ends at once,
+    running attempts get `grace` seconds to finish, and any still running are then
+    cancelled unreported (their leases expire and the server retries them)."""
+
+    def __init__(self, tasks_or_module: ModuleType | str | Iterable[Task] | Task,
+                 address: str | None = None, namespace: str | None = None, slots: int = 4,
+                 version: str | None = None, worker_id: str | None = None,
+                 grace: float = 10.0) -> None:
+        tasks = discover_tasks(tasks_or_module)
+        if isinstance(slots, bool) or not isinstance(slots, int) or slots < 1:
+            raise ValueError(f"Worker: slots must be an int of at least 1, got {slots!r}")
+        if grace < 0:
+            raise ValueError(f"Worker: grace must not be negative, got {grace}")
+        self.tasks: dict[str, Task] = {t.id: t for t in tasks}
+        self.address = resolve_address(address)
+        self.namespace = resolve_namespace(namespace)
+        self.slots = slots
+        self.version = version or os.environ.get("CAIRN_WORKER_VERSION") or "dev"
+        self.worker_id = worker_id or default_worker_id()
+        self.grace = grace
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._force: asyncio.Event | None = None
+        self._stop_requested = False
+        self._stub: Any = None
+        self._polls: set[asyncio.Task[Any]] = set()
+        self._registered = False
+        self._register_lock: asyncio.Lock | None = None
+
+    def stop(self) -> None:
+        """Asks the worker to stop; safe from any thread or a signal handler. A second
+        call skips the rest of the grace period."""
+        loop = self._loop
+        if loop is None:
+            self._stop_requested = True
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self._request_stop()
+        else:
+            loop.call_soon_threadsafe(self._request_stop)
+
+    def _request_stop(self) -> None:
+        assert self._stop is not None and self._force is not None
+        if self._stop.is_set():
+            self._force.set()
+        self._stop.set()
+
+    async def run(self) -> None:
+        """Registers, then polls and runs attempts until stop()."""
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        self._force = asyncio.Event()
+        self._register_lock = asyncio.Lock()
+        if self._stop_requested:
+            self._stop.set()
+        channel = open_channel(self.address)
+        self._stub = worker_service_pb2_grpc.WorkerServiceStub(channel)
+        slots: list[asyncio.Task[None]] = []
+        stopped = asyncio.create_task(self._stop.wait())
+        try:
+            register = asyncio.create_task(self._ensure_registered())
+            await asyncio.wait({register, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            if not register.done():
+                register.cancel()
+                await asyncio.gather(register, return_exceptions=True)
+                return
+            await register
+            slots = [asyncio.create_task(self._slot(i), name=f"cairn-worker-slot-{i}")
+                     for i in range(self.slots)]
+            await stopped
+            log.info("worker stopping: id=%s; waiting up to %.1fs for running attempts",
+                     self.worker_id, self.grace)
+            for poll in list(self._polls):
+                poll.cancel()
+            await self._wait_slots(slots)
+        finally:
+            stopped.cancel()
+            for t in slots:
+                t.cancel()
+            await asyncio.gather(*slots, return_exceptions=True)
+            await channel.close()
+            self._stub = None
+            log.info("worker stopped: id=%s", self.worker_id)
+
+    async def _wait_slots(self, slots: list[asyncio.Task[None]]) -> None:
+        """Waits for the slots to finish their attempts, up to the grace period or a
+        second stop request; then the caller cancels what is left."""
+        assert self._force is not None
+        forced = asyncio.create_task(self._force.wait())
+        pending: set[asyncio.Task[Any]] = set(slots)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.grace
+        try:
+            while pending and not forced.done():
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                _, pending = await asyncio.wait({*pending, forced}, timeout=remaining,
+                                                return_when=asyncio.FIRST_COMPLETED)
+                pending.discard(forced)
+        finally:
+            forced.cancel()
+        if pending:
+            log.warning("worker stop: cancelling %d running attempt(s); their leases will "
+                        "expire and the server will retry them", len(pending))
+
+    def run_sync(self) -> None:
+        """Runs the worker in a new event loop until stop(), SIGINT or SIGTERM."""
+
+        async def main() -> None:
+            loop = asyncio.get_running_loop()
+            installed = []
+            if threading.current_thread() is threading.main_thread():
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    try:
+                        loop.add_signal_handler(sig, self.stop)
+                        installed.append(sig)
+                    except (NotImplementedError, RuntimeError):
+                        pass
+            try:
+                await self.run()
+            finally:
+                for sig in installed:
+                    loop.remove_signal_handler(sig)
+
+        asyncio.run(main())
+
+    async def _ensure_registered(self) -> None:
+        """Registers unless registered, retrying UNAVAILABLE forever with a capped
+        backoff and one log line per failure streak. Other errors are raised."""
+        assert self._register_lock is not None
+        async with self._register_lock:
+            if self._registered:
+                return
+            request = worker_service_pb2.RegisterWorkerRequest(
+                namespace=self.namespace, worker_id=self.worker_id, version=self.version,
+                tasks=[t.definition() for t in self.tasks.values()], slots=self.slots)
+            delay = BACKOFF_FIRST
+            failing = False
+            while True:
+                try:
+                    await self._stub.RegisterWorker(request, timeout=REGISTER_TIMEOUT)
+                    break
+                except grpc.RpcError as exc:
+                    code = code_of(exc)
+                    if code not in TRANSIENT_CODES:
+                        raise
+                    if not failing:
+                        log.warning("cannot register with %s (%s: %s); retrying until it "
+                                    "answers", self.address, code.name, details_of(exc))
+                        failing = True
+                await asyncio.sleep(delay)
+                delay = min(BACKOFF_MAX, delay * 2)
+            self._registered = True
+            log.info("worker registered: id=%s address=%s namespace=%s version=%s slots=%d "
+                     "tasks=%s", self.worker_id, self.address, self.namespace, self.version,
+                     self.slots, ",".join(self.tasks))
+
+    async def _slot(self, index: int) -> None:
+        """One slot: poll, run what comes, poll again, until the worker stops.
+        Never raises: errors are logged and followed by a capped backoff."""
+        assert self._stop is not None
+        delay = BACKOFF_FIRST
+        failing = False
+        request = worker_service_pb2.PollAttemptRequest(
+            namespace=self.namespace, worker_id=self.worker_id, task_ids=list(self.tasks),
+            wait=Duration(seconds=int(POLL_WAIT)))
+        while not self._stop.is_set():
+            try:
+                await self._ensure_registered()
+                if self._stop.is_set():
+                    return
+                poll = asyncio.create_task(
+                    self._stub.PollAttempt(request, timeout=POLL_WAIT + 10))
+                self._polls.add(poll)
+                try:
+                    response = await poll
+                finally:
+                    self._polls.discard(poll)
+            except asyncio.CancelledError:
+                if self._stop.is_set():
+                    return
+                raise
+            except grpc.RpcError as exc:
+                code = code_of(exc)
+                if code == grpc.StatusCode.UNAVAILABLE or code in (
+                        grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION):
+                    self._registered = False  # a restarted cluster may have forgotten us
+                if not failing:
+                    level = logging.WARNING if code in TRANSIENT_CODES else logging.ERROR
+                    log.log(level, "poll failed in slot %d (%s: %s); backing off", index,
+                            code.name if code else type(exc).__name__, details_of(exc))
+                    failing = True
+                await self._sleep_unless_stopped(delay)
+                delay = min(BACKOFF_MAX, delay * 2)
+                continue
+            except Exception:
+                log.exception("poll failed in slot %d; backing off", index)
+                await self._sleep_unless_stopped(delay)
+                delay = min(BACKOFF_MAX, delay * 2)
+                continue
+            if failing:
+                log.info("poll recovered in slot %d", index)
+                failing = False
+            delay = BACKOFF_FIRST
+            if not response.HasField("assignment"):
+                continue
+            assignment = response.assignment
+            try:
+                await execute_attempt(self._stub, self.namespace,
+                                      self.tasks.get(assignment.task_id), assignment)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("attempt crashed in the SDK: run=%s attempt=%d task=%s",
+                              assignment.run_id, assignment.attempt, assignment.task_id)
+
+    async def _sleep_unless_stopped(self, seconds: float) -> None:
+        assert self._stop is not None
+        try:
+            await asyncio.wait_for(self._stop.wait(), timeout=seconds)
+        except asyncio.TimeoutError:
+            pass
