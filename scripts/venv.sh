@@ -21,5 +21,11 @@ if [ ! -f "$STAMP" ] || [ "$ROOT/pyproject.toml" -nt "$STAMP" ]; then
         || { echo "installation into $VENV failed" >&2; exit 1; }
     touch "$STAMP"
 fi
-export PATH="$VENV/bin:$PATH"
+BUF="$VENV/buf/node_modules/.bin/buf"
+if [ ! -x "$BUF" ] && command -v npm >/dev/null; then
+    echo "==> installing buf (protobuf linter) from npm into $VENV/buf"
+    npm install --silent --prefix "$VENV/buf" @bufbuild/buf@1.75.0 >/dev/null 2>&1 \
+        || echo "warning: npm could not install @bufbuild/buf; the proto lint test will fail" >&2
+fi
+export PATH="$VENV/bin:$VENV/buf/node_modules/.bin:$PATH"
 cd "$ROOT"

@@ -117,7 +117,10 @@ async def _run_live(ctx: AttemptContext, spec: _StepSpec, position: int,
             non_retryable = spec.retry.is_non_retryable(exc)
             if non_retryable or tries >= settings.max_attempts:
                 return await _record_failure(ctx, spec, position, tries, exc, non_retryable)
-            delay = backoff_seconds(settings, tries)
+            try:
+                delay = backoff_seconds(settings, tries)
+            except OverflowError:
+                delay = settings.max_timeout
             ctx.logger.warning("step '%s' (position %d) failed on try %d of %d: %s: %s; "
                                "retrying in %.3fs", spec.name, position, tries,
                                settings.max_attempts, type_name(type(exc)), exc, delay)

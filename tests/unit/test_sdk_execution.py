@@ -1,0 +1,235 @@
+"""Running one attempt (execute_attempt): outcomes, errors, heartbeat fencing and
+write failures, against an in-memory stand-in for the WorkerService stub."""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import grpc
+import pytest
+from google.protobuf.duration_pb2 import Duration
+
+from cairn import payloads
+from cairn.v1 import common_pb2, worker_service_pb2 as wpb
+from worker_sdk import NonRetryableError, Retry, context, step, task
+from worker_sdk.execution import execute_attempt
+
+
+class QuotaError(Exception):
+    pass
+
+
+class FakeStub:
+    """Answers writes from memory; `refuse` maps a method name to a status code."""
+
+    def __init__(self, refuse: dict[str, grpc.StatusCode] | None = None) -> None:
+        self.calls: list[tuple[str, Any]] = []
+        self.refuse = refuse or {}
+
+    async def _answer(self, method: str, request: Any, response: Any) -> Any:
+        self.calls.append((method, request))
+        code = self.refuse.get(method)
+        if code is not None:
+            raise grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(),
+                                       f"{method} refused")
+        return response
+
+    async def RecordStep(self, request: Any, timeout: float | None = None) -> Any:
+        return await self._answer("RecordStep", request, wpb.RecordStepResponse())
+
+    async def Heartbeat(self, request: Any, timeout: float | None = None) -> Any:
+        return await self._answer("Heartbeat", request, wpb.HeartbeatResponse())
+
+    async def FinishAttempt(self, request: Any, timeout: float | None = None) -> Any:
+        return await self._answer("FinishAttempt", request, wpb.FinishAttemptResponse(
+            run_status=common_pb2.RUN_STATUS_COMPLETED))
+
+    def methods(self) -> list[str]:
+        return [m for m, _ in self.calls]
+
+
+def assignment(payload: Any = None, steps: list[common_pb2.Step] = (), lease: float = 30.0,
+               task_id: str = "t") -> wpb.AttemptAssignment:
+    lease_d = Duration()
+    lease_d.FromNanoseconds(int(lease * 1e9))
+    return wpb.AttemptAssignment(
+        run_id="run-1", attempt=1, task_id=task_id,
+        payload=common_pb2.Payload(data=payloads.encode_json(payload), encoding="json/plain"),
+        steps=steps, lease_duration=lease_d)
+
+
+def execute(t: Any, a: wpb.AttemptAssignment, stub: FakeStub | None = None
+            ) -> tuple[wpb.FinishAttemptRequest | None, FakeStub]:
+    stub = stub or FakeStub()
+    return asyncio.run(execute_attempt(stub, "default", t, a)), stub
+
+
+def test_completed_attempt_reports_output_and_sees_context() -> None:
+    seen = {}
+
+    @task(id="t")
+    async def t(payload: dict) -> dict:
+        seen.update(run_id=context.run_id, attempt=context.attempt, task_id=context.task_id)
+        context.logger.info("hello %s", payload["name"])
+        return {"greeting": f"hi {payload['name']}"}
+
+    finish, stub = execute(t, assignment({"name": "ada"}))
+    assert finish.outcome == wpb.ATTEMPT_OUTCOME_COMPLETED
+    assert payloads.decode(finish.output.data, finish.output.encoding) == {"greeting": "hi ada"}
+    assert (finish.namespace, finish.run_id, finish.attempt) == ("default", "run-1", 1)
+    assert stub.methods() == ["FinishAttempt"]
+    assert seen == {"run_id": "run-1", "attempt": 1, "task_id": "t"}
+
+
+def test_exception_reports_type_message_and_trace() -> None:
+    @task(id="t")
+    async def t(payload: Any) -> None:
+        raise QuotaError("over quota")
+
+    finish, _ = execute(t, assignment())
+    assert finish.outcome == wpb.ATTEMPT_OUTCOME_FAILED
+    assert finish.error.type == f"{__name__}.QuotaError"
+    assert finish.error.message == "over quota"
+    assert "Traceback" in finish.error.stack_trace and "over quota" in finish.error.stack_trace
+    assert not finish.error.non_retryable
+
+
+@pytest.mark.parametrize("exc, expected", [(NonRetryableError("stop"), True),
+                                           (KeyError("k"), True), (ValueError("v"), False)])
+def test_non_retryable_task_errors(exc: Exception, expected: bool) -> None:
+    @task(id="t", retry=Retry(non_retryable=(KeyError,)))
+    async def t(payload: Any) -> None:
+        raise exc
+
+    finish, _ = execute(t, assignment())
+    assert finish.error.non_retryable is expected
+
+
+def test_step_failure_is_reported_as_the_original_error() -> None:
+    @step(name="charge")
+    async def charge() -> None:
+        raise QuotaError("no credit")
+
+    @task(id="t")
+    async def t(payload: Any) -> None:
+        await charge()
+
+    finish, stub = execute(t, assignment())
+    assert stub.methods() == ["RecordStep", "FinishAttempt"]
+    assert finish.error.type == f"{__name__}.QuotaError"
+    assert finish.error.message == "no credit"
+    assert not finish.error.non_retryable
+
+
+def test_replayed_step_failure_matches_task_non_retryable_by_type_name() -> None:
+    @step(name="charge")
+    async def charge() -> None: ...
+
+    @task(id="t", retry=Retry(non_retryable=(QuotaError,)))
+    async def t(payload: Any) -> None:
+        await charge()
+
+    recorded = common_pb2.Step(position=0, name="charge", status=common_pb2.STEP_STATUS_FAILED,
+                               error=common_pb2.ErrorInfo(type=f"{__name__}.QuotaError",
+                                                          message="no credit",
+                                                          stack_trace="recorded trace"))
+    finish, stub = execute(t, assignment(steps=[recorded]))
+    assert stub.methods() == ["FinishAttempt"]
+    assert finish.error.type == f"{__name__}.QuotaError" and finish.error.non_retryable
+    assert "recorded trace" in finish.error.stack_trace
+
+
+def test_non_determinism_fails_the_run_even_if_caught() -> None:
+    @step(name="new-step")
+    async def new_step() -> None: ...
+
+    @task(id="t")
+    async def t(payload: Any) -> str:
+        try:
+            await new_step()
+        except Exception:
+            pass
+        return "done"
+
+    recorded = common_pb2.Step(position=0, name="old-step",
+                               status=common_pb2.STEP_STATUS_COMPLETED)
+    finish, _ = execute(t, assignment(steps=[recorded]))
+    assert finish.outcome == wpb.ATTEMPT_OUTCOME_FAILED
+    assert finish.error.type == "worker_sdk.errors.NonDeterminismError"
+    assert finish.error.non_retryable
+    assert "'old-step'" in finish.error.message and "'new-step'" in finish.error.message
+
+
+def test_non_serialisable_return_fails_non_retryable_naming_the_task() -> None:
+    @task(id="bad-output")
+    async def t(payload: Any) -> object:
+        return {1, 2}
+
+    finish, _ = execute(t, assignment(task_id="bad-output"))
+    assert finish.outcome == wpb.ATTEMPT_OUTCOME_FAILED and finish.error.non_retryable
+    assert "task 'bad-output'" in finish.error.message
+
+
+def test_refused_heartbeat_cancels_the_task_and_reports_nothing() -> None:
+    cancelled = []
+
+    @task(id="t")
+    async def t(payload: Any) -> None:
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            cancelled.append(True)
+            raise
+
+    stub = FakeStub(refuse={"Heartbeat": grpc.StatusCode.FAILED_PRECONDITION})
+    finish, _ = execute(t, assignment(lease=0.3), stub)
+    assert finish is None
+    assert cancelled == [True]
+    assert stub.methods() == ["Heartbeat"]
+
+
+def test_transient_heartbeat_failure_keeps_going() -> None:
+    @task(id="t")
+    async def t(payload: Any) -> int:
+        await asyncio.sleep(0.35)
+        return 1
+
+    stub = FakeStub(refuse={"Heartbeat": grpc.StatusCode.UNAVAILABLE})
+    finish, _ = execute(t, assignment(lease=0.3), stub)
+    assert finish.outcome == wpb.ATTEMPT_OUTCOME_COMPLETED
+    assert stub.methods().count("Heartbeat") >= 2
+
+
+def test_refused_finish_is_logged_not_raised(caplog: pytest.LogCaptureFixture) -> None:
+    @task(id="t")
+    async def t(payload: Any) -> int:
+        return 1
+
+    stub = FakeStub(refuse={"FinishAttempt": grpc.StatusCode.FAILED_PRECONDITION})
+    with caplog.at_level(logging.WARNING, logger="cairn.worker"):
+        finish, _ = execute(t, assignment(), stub)
+    assert finish is None
+    assert "superseded" in caplog.text
+
+
+def test_unreachable_server_during_record_abandons_after_the_lease() -> None:
+    @step(name="s")
+    async def s() -> int:
+        return 1
+
+    @task(id="t")
+    async def t(payload: Any) -> int:
+        return await s()
+
+    stub = FakeStub(refuse={"RecordStep": grpc.StatusCode.UNAVAILABLE})
+    finish, _ = execute(t, assignment(lease=0.3), stub)
+    assert finish is None
+    assert "FinishAttempt" not in stub.methods()
+    assert stub.methods().count("RecordStep") >= 2
+
+
+def test_unknown_task_fails_the_attempt() -> None:
+    finish, _ = execute(None, assignment(task_id="nope"))
+    assert finish.outcome == wpb.ATTEMPT_OUTCOME_FAILED
+    assert "'nope'" in finish.error.message
