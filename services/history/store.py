@@ -170,6 +170,8 @@ class RunStore:
             run = await conn.fetchrow("SELECT * FROM runs WHERE id = $1 AND namespace = $2 FOR UPDATE",
                                       run_id, namespace)
             if run is None or run["status"] != "queued":
+                # A stale entry must not be claimed again and again.
+                await conn.execute("DELETE FROM queue_entries WHERE run_id = $1", run_id)
                 return None
             entry = await conn.fetchval("DELETE FROM queue_entries WHERE run_id = $1 AND claim_token = $2 "
                                         "RETURNING run_id", run_id, claim_token)

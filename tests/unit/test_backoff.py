@@ -49,9 +49,6 @@ def test_huge_attempt_number_stays_capped() -> None:
     assert delay == 5.0 and math.isfinite(delay)
 
 
-@pytest.mark.xfail(raises=OverflowError, strict=True,
-                   reason="cairn.backoff computes factor**(n-1) before capping: a float "
-                          "factor overflows past ~1024 attempts; remove this mark once fixed")
 def test_float_overflow_is_capped() -> None:
     s = RetrySettings(max_attempts=5000, factor=2.0, min_timeout=1.0, max_timeout=10.0)
     assert backoff_seconds(s, 1100) == 10.0
