@@ -226,7 +226,12 @@ class RunStore:
                 "ON CONFLICT (run_id, position) DO NOTHING RETURNING *",
                 run_id, position, name, status, output, encoding, error, attempt, tries)
             if step is None:
-                raise already_exists(f"step position {position} of run {run_id} is already recorded")
+                existing = await conn.fetchrow("SELECT * FROM steps WHERE run_id = $1 AND position = $2",
+                                               run_id, position)
+                if existing["attempt"] == attempt and existing["name"] == name:
+                    return existing  # the same write again (its answer was lost): idempotent
+                raise already_exists(f"step position {position} of run {run_id} is already recorded "
+                                     f"(as {existing['name']!r} by attempt {existing['attempt']})")
             await _event(conn, run_id, "step_recorded", attempt, position=position, name=name,
                          status=status)
             await conn.execute("UPDATE timers SET due_at = now() + make_interval(secs => $2) "

@@ -233,3 +233,28 @@ def test_unknown_task_fails_the_attempt() -> None:
     finish, _ = execute(None, assignment(task_id="nope"))
     assert finish.outcome == wpb.ATTEMPT_OUTCOME_FAILED
     assert "'nope'" in finish.error.message
+
+
+def test_refused_record_stops_the_attempt_without_finishing(
+        caplog: pytest.LogCaptureFixture) -> None:
+    import gc
+
+    @step(name="s")
+    async def s() -> int:
+        return 1
+
+    @task(id="t")
+    async def t(payload: Any) -> int:
+        try:
+            return await s()
+        except Exception:
+            return -1  # cannot swallow the abandonment
+
+    stub = FakeStub(refuse={"RecordStep": grpc.StatusCode.FAILED_PRECONDITION})
+    with caplog.at_level(logging.WARNING):
+        finish, _ = execute(t, assignment(), stub)
+        gc.collect()
+    assert finish is None
+    assert stub.methods() == ["RecordStep"]
+    assert "superseded" in caplog.text
+    assert "never retrieved" not in caplog.text
