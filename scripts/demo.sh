@@ -29,6 +29,11 @@ grep "ready" "$log/dev.log"
 echo "==> starting a worker: cairn worker examples.orders (log in $log/worker.log)"
 cairn worker examples.orders > "$log/worker.log" 2>&1 &
 worker_pid=$!
+for _ in $(seq 300); do
+    grep -q "worker registered" "$log/worker.log" 2>/dev/null && break
+    if ! kill -0 "$worker_pid" 2>/dev/null; then cat "$log/worker.log"; exit 1; fi
+    sleep 0.1
+done
 
 for order in A-1 B-2 C-3; do
     echo

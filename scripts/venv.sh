@@ -15,8 +15,11 @@ fi
 STAMP="$VENV/.cairn-installed"
 if [ ! -f "$STAMP" ] || [ "$ROOT/pyproject.toml" -nt "$STAMP" ]; then
     echo "==> installing Cairn and its dependencies into $VENV"
-    "$VENV/bin/python" -m pip install --quiet --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
-    "$VENV/bin/python" -m pip install --quiet -e "$ROOT[server,dev]" 2>&1 | grep -v "^WARNING: Location" || true
+    if ! "$VENV/bin/python" -m pip install -e "$ROOT[server,dev]" > "$VENV/pip.log" 2>&1; then
+        cat "$VENV/pip.log" >&2
+        echo "pip install failed (log: $VENV/pip.log)" >&2
+        exit 1
+    fi
     "$VENV/bin/python" -c "import cairn.cli, services.history.main, worker_sdk, pytest" \
         || { echo "installation into $VENV failed" >&2; exit 1; }
     touch "$STAMP"
