@@ -158,6 +158,7 @@ def _finish_request(ctx: AttemptContext, task: Task | None, fn_task: asyncio.Tas
         exc = fn_task.exception()
     if isinstance(exc, AttemptAbandoned):
         ctx.abandoned = True
+        log.warning("attempt abandoned: %s", exc)
     if ctx.abandoned:
         return None
     base = worker_service_pb2.FinishAttemptRequest(
