@@ -71,9 +71,13 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "worker":
         _worker(args)
         return
-    from worker_sdk import CairnError
+    from worker_sdk import CairnError, UnavailableError
     try:
         sys.exit(_run_command(args))
+    except UnavailableError:
+        address = args.address or os.environ.get("CAIRN_ADDRESS", "127.0.0.1:7373")
+        sys.exit(f"error: cannot reach the Cairn frontend at {address}; is `cairn dev` running? "
+                 "(set --address or CAIRN_ADDRESS to use another one)")
     except CairnError as exc:
         sys.exit(f"error: {exc}")
     except KeyboardInterrupt:
