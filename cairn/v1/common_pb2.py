@@ -23,34 +23,39 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
+from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x63\x61irn/v1/common.proto\x12\x08\x63\x61irn.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\")\n\x07Payload\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x10\n\x08\x65ncoding\x18\x02 \x01(\t\"V\n\tErrorInfo\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x13\n\x0bstack_trace\x18\x03 \x01(\t\x12\x15\n\rnon_retryable\x18\x04 \x01(\x08\"\xa3\x01\n\x0bRetryPolicy\x12\x14\n\x0cmax_attempts\x18\x01 \x01(\x05\x12\x0e\n\x06\x66\x61\x63tor\x18\x02 \x01(\x01\x12.\n\x0bmin_timeout\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12.\n\x0bmax_timeout\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0e\n\x06jitter\x18\x05 \x01(\x08\"\xa2\x02\n\x07\x41ttempt\x12\x0e\n\x06number\x18\x01 \x01(\x05\x12\'\n\x06status\x18\x02 \x01(\x0e\x32\x17.cairn.v1.AttemptStatus\x12\x11\n\tworker_id\x18\x03 \x01(\t\x12\x16\n\x0eworker_version\x18\x04 \x01(\t\x12.\n\nstarted_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\"\n\x05\x65rror\x18\x07 \x01(\x0b\x32\x13.cairn.v1.ErrorInfo\x12.\n\x0bretry_delay\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xe4\x01\n\x04Step\x12\x10\n\x08position\x18\x01 \x01(\x05\x12\x0c\n\x04name\x18\x02 \x01(\t\x12$\n\x06status\x18\x03 \x01(\x0e\x32\x14.cairn.v1.StepStatus\x12!\n\x06output\x18\x04 \x01(\x0b\x32\x11.cairn.v1.Payload\x12\"\n\x05\x65rror\x18\x05 \x01(\x0b\x32\x13.cairn.v1.ErrorInfo\x12\x0f\n\x07\x61ttempt\x18\x06 \x01(\x05\x12\r\n\x05tries\x18\x07 \x01(\x05\x12/\n\x0brecorded_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"s\n\x08RunEvent\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\x05\x12\x14\n\x0c\x64\x65tails_json\x18\x04 \x01(\t\x12&\n\x02\x61t\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x86\x05\n\x03Run\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0f\n\x07task_id\x18\x03 \x01(\t\x12\r\n\x05queue\x18\x04 \x01(\t\x12#\n\x06status\x18\x05 \x01(\x0e\x32\x13.cairn.v1.RunStatus\x12 \n\x05input\x18\x06 \x01(\x0b\x32\x11.cairn.v1.Payload\x12!\n\x06output\x18\x07 \x01(\x0b\x32\x11.cairn.v1.Payload\x12\"\n\x05\x65rror\x18\x08 \x01(\x0b\x32\x13.cairn.v1.ErrorInfo\x12\x17\n\x0fidempotency_key\x18\t \x01(\t\x12\x15\n\rattempt_count\x18\n \x01(\x05\x12$\n\x05retry\x18\x0b \x01(\x0b\x32\x15.cairn.v1.RetryPolicy\x12.\n\ncreated_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x0fnext_attempt_at\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12#\n\x08\x61ttempts\x18\x11 \x03(\x0b\x32\x11.cairn.v1.Attempt\x12\x1d\n\x05steps\x18\x12 \x03(\x0b\x32\x0e.cairn.v1.Step\x12\"\n\x06\x65vents\x18\x13 \x03(\x0b\x32\x12.cairn.v1.RunEvent*\xb5\x02\n\tRunStatus\x12\x1a\n\x16RUN_STATUS_UNSPECIFIED\x10\x00\x12\x15\n\x11RUN_STATUS_QUEUED\x10\x01\x12\x16\n\x12RUN_STATUS_DELAYED\x10\x02\x12\x18\n\x14RUN_STATUS_EXECUTING\x10\x03\x12\x16\n\x12RUN_STATUS_WAITING\x10\x04\x12\x17\n\x13RUN_STATUS_RETRYING\x10\x05\x12\x18\n\x14RUN_STATUS_COMPLETED\x10\x06\x12\x15\n\x11RUN_STATUS_FAILED\x10\x07\x12\x17\n\x13RUN_STATUS_CANCELED\x10\x08\x12\x16\n\x12RUN_STATUS_CRASHED\x10\t\x12\x18\n\x14RUN_STATUS_TIMED_OUT\x10\n\x12\x16\n\x12RUN_STATUS_EXPIRED\x10\x0b*\xdd\x01\n\rAttemptStatus\x12\x1e\n\x1a\x41TTEMPT_STATUS_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x41TTEMPT_STATUS_EXECUTING\x10\x01\x12\x1c\n\x18\x41TTEMPT_STATUS_COMPLETED\x10\x02\x12\x19\n\x15\x41TTEMPT_STATUS_FAILED\x10\x03\x12\x1c\n\x18\x41TTEMPT_STATUS_SUSPENDED\x10\x04\x12\x1a\n\x16\x41TTEMPT_STATUS_CRASHED\x10\x05\x12\x1b\n\x17\x41TTEMPT_STATUS_CANCELED\x10\x06*\\\n\nStepStatus\x12\x1b\n\x17STEP_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15STEP_STATUS_COMPLETED\x10\x01\x12\x16\n\x12STEP_STATUS_FAILED\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x63\x61irn/v1/common.proto\x12\x08\x63\x61irn.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\")\n\x07Payload\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x10\n\x08\x65ncoding\x18\x02 \x01(\t\"V\n\tErrorInfo\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x13\n\x0bstack_trace\x18\x03 \x01(\t\x12\x15\n\rnon_retryable\x18\x04 \x01(\x08\"\xa3\x01\n\x0bRetryPolicy\x12\x14\n\x0cmax_attempts\x18\x01 \x01(\x05\x12\x0e\n\x06\x66\x61\x63tor\x18\x02 \x01(\x01\x12.\n\x0bmin_timeout\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12.\n\x0bmax_timeout\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0e\n\x06jitter\x18\x05 \x01(\x08\"\xa2\x02\n\x07\x41ttempt\x12\x0e\n\x06number\x18\x01 \x01(\x05\x12\'\n\x06status\x18\x02 \x01(\x0e\x32\x17.cairn.v1.AttemptStatus\x12\x11\n\tworker_id\x18\x03 \x01(\t\x12\x16\n\x0eworker_version\x18\x04 \x01(\t\x12.\n\nstarted_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\"\n\x05\x65rror\x18\x07 \x01(\x0b\x32\x13.cairn.v1.ErrorInfo\x12.\n\x0bretry_delay\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xe4\x01\n\x04Step\x12\x10\n\x08position\x18\x01 \x01(\x05\x12\x0c\n\x04name\x18\x02 \x01(\t\x12$\n\x06status\x18\x03 \x01(\x0e\x32\x14.cairn.v1.StepStatus\x12!\n\x06output\x18\x04 \x01(\x0b\x32\x11.cairn.v1.Payload\x12\"\n\x05\x65rror\x18\x05 \x01(\x0b\x32\x13.cairn.v1.ErrorInfo\x12\x0f\n\x07\x61ttempt\x18\x06 \x01(\x05\x12\r\n\x05tries\x18\x07 \x01(\x05\x12/\n\x0brecorded_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"s\n\x08RunEvent\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\x05\x12\x14\n\x0c\x64\x65tails_json\x18\x04 \x01(\t\x12&\n\x02\x61t\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xde\x01\n\x0eTriggerOptions\x12(\n\x05\x64\x65lay\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12&\n\x03ttl\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x10\n\x08priority\x18\x03 \x01(\x05\x12\x0c\n\x04tags\x18\x04 \x03(\t\x12)\n\x08metadata\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12/\n\x0cmax_duration\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xa5\x01\n\x08WaitInfo\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x10\n\x08position\x18\x02 \x01(\x05\x12\x12\n\nevent_name\x18\x03 \x01(\t\x12\x11\n\tevent_key\x18\x04 \x01(\t\x12\x10\n\x08token_id\x18\x05 \x01(\t\x12\x15\n\rchild_run_ids\x18\x06 \x03(\t\x12)\n\x05until\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x8f\x07\n\x03Run\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0f\n\x07task_id\x18\x03 \x01(\t\x12\r\n\x05queue\x18\x04 \x01(\t\x12#\n\x06status\x18\x05 \x01(\x0e\x32\x13.cairn.v1.RunStatus\x12 \n\x05input\x18\x06 \x01(\x0b\x32\x11.cairn.v1.Payload\x12!\n\x06output\x18\x07 \x01(\x0b\x32\x11.cairn.v1.Payload\x12\"\n\x05\x65rror\x18\x08 \x01(\x0b\x32\x13.cairn.v1.ErrorInfo\x12\x17\n\x0fidempotency_key\x18\t \x01(\t\x12\x15\n\rattempt_count\x18\n \x01(\x05\x12$\n\x05retry\x18\x0b \x01(\x0b\x32\x15.cairn.v1.RetryPolicy\x12.\n\ncreated_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x0fnext_attempt_at\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12#\n\x08\x61ttempts\x18\x11 \x03(\x0b\x32\x11.cairn.v1.Attempt\x12\x1d\n\x05steps\x18\x12 \x03(\x0b\x32\x0e.cairn.v1.Step\x12\"\n\x06\x65vents\x18\x13 \x03(\x0b\x32\x12.cairn.v1.RunEvent\x12\x15\n\rparent_run_id\x18\x14 \x01(\t\x12\x10\n\x08priority\x18\x15 \x01(\x05\x12\x0c\n\x04tags\x18\x16 \x03(\t\x12)\n\x08metadata\x18\x17 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x15\n\rchild_run_ids\x18\x18 \x03(\t\x12 \n\x04wait\x18\x19 \x01(\x0b\x32\x12.cairn.v1.WaitInfo\x12&\n\x03ttl\x18\x1a \x01(\x0b\x32\x19.google.protobuf.Duration\x12/\n\x0cmax_duration\x18\x1b \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x13\n\x0bschedule_id\x18\x1c \x01(\t*\xb5\x02\n\tRunStatus\x12\x1a\n\x16RUN_STATUS_UNSPECIFIED\x10\x00\x12\x15\n\x11RUN_STATUS_QUEUED\x10\x01\x12\x16\n\x12RUN_STATUS_DELAYED\x10\x02\x12\x18\n\x14RUN_STATUS_EXECUTING\x10\x03\x12\x16\n\x12RUN_STATUS_WAITING\x10\x04\x12\x17\n\x13RUN_STATUS_RETRYING\x10\x05\x12\x18\n\x14RUN_STATUS_COMPLETED\x10\x06\x12\x15\n\x11RUN_STATUS_FAILED\x10\x07\x12\x17\n\x13RUN_STATUS_CANCELED\x10\x08\x12\x16\n\x12RUN_STATUS_CRASHED\x10\t\x12\x18\n\x14RUN_STATUS_TIMED_OUT\x10\n\x12\x16\n\x12RUN_STATUS_EXPIRED\x10\x0b*\xdd\x01\n\rAttemptStatus\x12\x1e\n\x1a\x41TTEMPT_STATUS_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x41TTEMPT_STATUS_EXECUTING\x10\x01\x12\x1c\n\x18\x41TTEMPT_STATUS_COMPLETED\x10\x02\x12\x19\n\x15\x41TTEMPT_STATUS_FAILED\x10\x03\x12\x1c\n\x18\x41TTEMPT_STATUS_SUSPENDED\x10\x04\x12\x1a\n\x16\x41TTEMPT_STATUS_CRASHED\x10\x05\x12\x1b\n\x17\x41TTEMPT_STATUS_CANCELED\x10\x06*\\\n\nStepStatus\x12\x1b\n\x17STEP_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15STEP_STATUS_COMPLETED\x10\x01\x12\x16\n\x12STEP_STATUS_FAILED\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'cairn.v1.common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_RUNSTATUS']._serialized_start=1688
-  _globals['_RUNSTATUS']._serialized_end=1997
-  _globals['_ATTEMPTSTATUS']._serialized_start=2000
-  _globals['_ATTEMPTSTATUS']._serialized_end=2221
-  _globals['_STEPSTATUS']._serialized_start=2223
-  _globals['_STEPSTATUS']._serialized_end=2315
-  _globals['_PAYLOAD']._serialized_start=100
-  _globals['_PAYLOAD']._serialized_end=141
-  _globals['_ERRORINFO']._serialized_start=143
-  _globals['_ERRORINFO']._serialized_end=229
-  _globals['_RETRYPOLICY']._serialized_start=232
-  _globals['_RETRYPOLICY']._serialized_end=395
-  _globals['_ATTEMPT']._serialized_start=398
-  _globals['_ATTEMPT']._serialized_end=688
-  _globals['_STEP']._serialized_start=691
-  _globals['_STEP']._serialized_end=919
-  _globals['_RUNEVENT']._serialized_start=921
-  _globals['_RUNEVENT']._serialized_end=1036
-  _globals['_RUN']._serialized_start=1039
-  _globals['_RUN']._serialized_end=1685
+  _globals['_RUNSTATUS']._serialized_start=2376
+  _globals['_RUNSTATUS']._serialized_end=2685
+  _globals['_ATTEMPTSTATUS']._serialized_start=2688
+  _globals['_ATTEMPTSTATUS']._serialized_end=2909
+  _globals['_STEPSTATUS']._serialized_start=2911
+  _globals['_STEPSTATUS']._serialized_end=3003
+  _globals['_PAYLOAD']._serialized_start=130
+  _globals['_PAYLOAD']._serialized_end=171
+  _globals['_ERRORINFO']._serialized_start=173
+  _globals['_ERRORINFO']._serialized_end=259
+  _globals['_RETRYPOLICY']._serialized_start=262
+  _globals['_RETRYPOLICY']._serialized_end=425
+  _globals['_ATTEMPT']._serialized_start=428
+  _globals['_ATTEMPT']._serialized_end=718
+  _globals['_STEP']._serialized_start=721
+  _globals['_STEP']._serialized_end=949
+  _globals['_RUNEVENT']._serialized_start=951
+  _globals['_RUNEVENT']._serialized_end=1066
+  _globals['_TRIGGEROPTIONS']._serialized_start=1069
+  _globals['_TRIGGEROPTIONS']._serialized_end=1291
+  _globals['_WAITINFO']._serialized_start=1294
+  _globals['_WAITINFO']._serialized_end=1459
+  _globals['_RUN']._serialized_start=1462
+  _globals['_RUN']._serialized_end=2373
 # @@protoc_insertion_point(module_scope)

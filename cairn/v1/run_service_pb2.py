@@ -26,33 +26,37 @@ from cairn.v1 import common_pb2 as cairn_dot_v1_dot_common__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x63\x61irn/v1/run_service.proto\x12\x08\x63\x61irn.v1\x1a\x15\x63\x61irn/v1/common.proto\x1a\x1egoogle/protobuf/duration.proto\"t\n\x11TriggerRunRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\"\n\x07payload\x18\x03 \x01(\x0b\x32\x11.cairn.v1.Payload\x12\x17\n\x0fidempotency_key\x18\x04 \x01(\t\"B\n\x12TriggerRunResponse\x12\x1a\n\x03run\x18\x01 \x01(\x0b\x32\r.cairn.v1.Run\x12\x10\n\x08\x65xisting\x18\x02 \x01(\x08\"2\n\rGetRunRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\",\n\x0eGetRunResponse\x12\x1a\n\x03run\x18\x01 \x01(\x0b\x32\r.cairn.v1.Run\"\x83\x01\n\x0fListRunsRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12%\n\x08statuses\x18\x03 \x03(\x0e\x32\x13.cairn.v1.RunStatus\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\"H\n\x10ListRunsResponse\x12\x1b\n\x04runs\x18\x01 \x03(\x0b\x32\r.cairn.v1.Run\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"E\n\x10\x43\x61ncelRunRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"/\n\x11\x43\x61ncelRunResponse\x12\x1a\n\x03run\x18\x01 \x01(\x0b\x32\r.cairn.v1.Run\"_\n\x0eWaitRunRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12*\n\x07timeout\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\";\n\x0fWaitRunResponse\x12\x1a\n\x03run\x18\x01 \x01(\x0b\x32\r.cairn.v1.Run\x12\x0c\n\x04\x64one\x18\x02 \x01(\x08\x32\xdb\x02\n\nRunService\x12G\n\nTriggerRun\x12\x1b.cairn.v1.TriggerRunRequest\x1a\x1c.cairn.v1.TriggerRunResponse\x12;\n\x06GetRun\x12\x17.cairn.v1.GetRunRequest\x1a\x18.cairn.v1.GetRunResponse\x12\x41\n\x08ListRuns\x12\x19.cairn.v1.ListRunsRequest\x1a\x1a.cairn.v1.ListRunsResponse\x12\x44\n\tCancelRun\x12\x1a.cairn.v1.CancelRunRequest\x1a\x1b.cairn.v1.CancelRunResponse\x12>\n\x07WaitRun\x12\x18.cairn.v1.WaitRunRequest\x1a\x19.cairn.v1.WaitRunResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x63\x61irn/v1/run_service.proto\x12\x08\x63\x61irn.v1\x1a\x15\x63\x61irn/v1/common.proto\x1a\x1egoogle/protobuf/duration.proto\"\xb6\x01\n\x11TriggerRunRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\"\n\x07payload\x18\x03 \x01(\x0b\x32\x11.cairn.v1.Payload\x12\x17\n\x0fidempotency_key\x18\x04 \x01(\t\x12)\n\x07options\x18\x05 \x01(\x0b\x32\x18.cairn.v1.TriggerOptions\x12\x15\n\rparent_run_id\x18\x06 \x01(\t\"B\n\x12TriggerRunResponse\x12\x1a\n\x03run\x18\x01 \x01(\x0b\x32\r.cairn.v1.Run\x12\x10\n\x08\x65xisting\x18\x02 \x01(\x08\"2\n\rGetRunRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\",\n\x0eGetRunResponse\x12\x1a\n\x03run\x18\x01 \x01(\x0b\x32\r.cairn.v1.Run\"\xa7\x01\n\x0fListRunsRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12%\n\x08statuses\x18\x03 \x03(\x0e\x32\x13.cairn.v1.RunStatus\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\x12\x0b\n\x03tag\x18\x06 \x01(\t\x12\x15\n\rparent_run_id\x18\x07 \x01(\t\"H\n\x10ListRunsResponse\x12\x1b\n\x04runs\x18\x01 \x03(\x0b\x32\r.cairn.v1.Run\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"E\n\x10\x43\x61ncelRunRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"/\n\x11\x43\x61ncelRunResponse\x12\x1a\n\x03run\x18\x01 \x01(\x0b\x32\r.cairn.v1.Run\"_\n\x0eWaitRunRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12*\n\x07timeout\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\";\n\x0fWaitRunResponse\x12\x1a\n\x03run\x18\x01 \x01(\x0b\x32\r.cairn.v1.Run\x12\x0c\n\x04\x64one\x18\x02 \x01(\x08\"W\n\x17\x42\x61tchTriggerRunsRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12)\n\x04runs\x18\x02 \x03(\x0b\x32\x1b.cairn.v1.TriggerRunRequest\"F\n\x18\x42\x61tchTriggerRunsResponse\x12*\n\x04runs\x18\x01 \x03(\x0b\x32\x1c.cairn.v1.TriggerRunResponse2\xb6\x03\n\nRunService\x12G\n\nTriggerRun\x12\x1b.cairn.v1.TriggerRunRequest\x1a\x1c.cairn.v1.TriggerRunResponse\x12;\n\x06GetRun\x12\x17.cairn.v1.GetRunRequest\x1a\x18.cairn.v1.GetRunResponse\x12\x41\n\x08ListRuns\x12\x19.cairn.v1.ListRunsRequest\x1a\x1a.cairn.v1.ListRunsResponse\x12\x44\n\tCancelRun\x12\x1a.cairn.v1.CancelRunRequest\x1a\x1b.cairn.v1.CancelRunResponse\x12>\n\x07WaitRun\x12\x18.cairn.v1.WaitRunRequest\x1a\x19.cairn.v1.WaitRunResponse\x12Y\n\x10\x42\x61tchTriggerRuns\x12!.cairn.v1.BatchTriggerRunsRequest\x1a\".cairn.v1.BatchTriggerRunsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'cairn.v1.run_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TRIGGERRUNREQUEST']._serialized_start=95
-  _globals['_TRIGGERRUNREQUEST']._serialized_end=211
-  _globals['_TRIGGERRUNRESPONSE']._serialized_start=213
-  _globals['_TRIGGERRUNRESPONSE']._serialized_end=279
-  _globals['_GETRUNREQUEST']._serialized_start=281
-  _globals['_GETRUNREQUEST']._serialized_end=331
-  _globals['_GETRUNRESPONSE']._serialized_start=333
-  _globals['_GETRUNRESPONSE']._serialized_end=377
-  _globals['_LISTRUNSREQUEST']._serialized_start=380
-  _globals['_LISTRUNSREQUEST']._serialized_end=511
-  _globals['_LISTRUNSRESPONSE']._serialized_start=513
-  _globals['_LISTRUNSRESPONSE']._serialized_end=585
-  _globals['_CANCELRUNREQUEST']._serialized_start=587
-  _globals['_CANCELRUNREQUEST']._serialized_end=656
-  _globals['_CANCELRUNRESPONSE']._serialized_start=658
-  _globals['_CANCELRUNRESPONSE']._serialized_end=705
-  _globals['_WAITRUNREQUEST']._serialized_start=707
-  _globals['_WAITRUNREQUEST']._serialized_end=802
-  _globals['_WAITRUNRESPONSE']._serialized_start=804
-  _globals['_WAITRUNRESPONSE']._serialized_end=863
-  _globals['_RUNSERVICE']._serialized_start=866
-  _globals['_RUNSERVICE']._serialized_end=1213
+  _globals['_TRIGGERRUNREQUEST']._serialized_start=96
+  _globals['_TRIGGERRUNREQUEST']._serialized_end=278
+  _globals['_TRIGGERRUNRESPONSE']._serialized_start=280
+  _globals['_TRIGGERRUNRESPONSE']._serialized_end=346
+  _globals['_GETRUNREQUEST']._serialized_start=348
+  _globals['_GETRUNREQUEST']._serialized_end=398
+  _globals['_GETRUNRESPONSE']._serialized_start=400
+  _globals['_GETRUNRESPONSE']._serialized_end=444
+  _globals['_LISTRUNSREQUEST']._serialized_start=447
+  _globals['_LISTRUNSREQUEST']._serialized_end=614
+  _globals['_LISTRUNSRESPONSE']._serialized_start=616
+  _globals['_LISTRUNSRESPONSE']._serialized_end=688
+  _globals['_CANCELRUNREQUEST']._serialized_start=690
+  _globals['_CANCELRUNREQUEST']._serialized_end=759
+  _globals['_CANCELRUNRESPONSE']._serialized_start=761
+  _globals['_CANCELRUNRESPONSE']._serialized_end=808
+  _globals['_WAITRUNREQUEST']._serialized_start=810
+  _globals['_WAITRUNREQUEST']._serialized_end=905
+  _globals['_WAITRUNRESPONSE']._serialized_start=907
+  _globals['_WAITRUNRESPONSE']._serialized_end=966
+  _globals['_BATCHTRIGGERRUNSREQUEST']._serialized_start=968
+  _globals['_BATCHTRIGGERRUNSREQUEST']._serialized_end=1055
+  _globals['_BATCHTRIGGERRUNSRESPONSE']._serialized_start=1057
+  _globals['_BATCHTRIGGERRUNSRESPONSE']._serialized_end=1127
+  _globals['_RUNSERVICE']._serialized_start=1130
+  _globals['_RUNSERVICE']._serialized_end=1568
 # @@protoc_insertion_point(module_scope)

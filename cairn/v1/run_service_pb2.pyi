@@ -11,16 +11,20 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class TriggerRunRequest(_message.Message):
-    __slots__ = ("namespace", "task_id", "payload", "idempotency_key")
+    __slots__ = ("namespace", "task_id", "payload", "idempotency_key", "options", "parent_run_id")
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    PARENT_RUN_ID_FIELD_NUMBER: _ClassVar[int]
     namespace: str
     task_id: str
     payload: _common_pb2.Payload
     idempotency_key: str
-    def __init__(self, namespace: _Optional[str] = ..., task_id: _Optional[str] = ..., payload: _Optional[_Union[_common_pb2.Payload, _Mapping]] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
+    options: _common_pb2.TriggerOptions
+    parent_run_id: str
+    def __init__(self, namespace: _Optional[str] = ..., task_id: _Optional[str] = ..., payload: _Optional[_Union[_common_pb2.Payload, _Mapping]] = ..., idempotency_key: _Optional[str] = ..., options: _Optional[_Union[_common_pb2.TriggerOptions, _Mapping]] = ..., parent_run_id: _Optional[str] = ...) -> None: ...
 
 class TriggerRunResponse(_message.Message):
     __slots__ = ("run", "existing")
@@ -45,18 +49,22 @@ class GetRunResponse(_message.Message):
     def __init__(self, run: _Optional[_Union[_common_pb2.Run, _Mapping]] = ...) -> None: ...
 
 class ListRunsRequest(_message.Message):
-    __slots__ = ("namespace", "task_id", "statuses", "page_size", "page_token")
+    __slots__ = ("namespace", "task_id", "statuses", "page_size", "page_token", "tag", "parent_run_id")
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     STATUSES_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    TAG_FIELD_NUMBER: _ClassVar[int]
+    PARENT_RUN_ID_FIELD_NUMBER: _ClassVar[int]
     namespace: str
     task_id: str
     statuses: _containers.RepeatedScalarFieldContainer[_common_pb2.RunStatus]
     page_size: int
     page_token: str
-    def __init__(self, namespace: _Optional[str] = ..., task_id: _Optional[str] = ..., statuses: _Optional[_Iterable[_Union[_common_pb2.RunStatus, str]]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+    tag: str
+    parent_run_id: str
+    def __init__(self, namespace: _Optional[str] = ..., task_id: _Optional[str] = ..., statuses: _Optional[_Iterable[_Union[_common_pb2.RunStatus, str]]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., tag: _Optional[str] = ..., parent_run_id: _Optional[str] = ...) -> None: ...
 
 class ListRunsResponse(_message.Message):
     __slots__ = ("runs", "next_page_token")
@@ -99,3 +107,17 @@ class WaitRunResponse(_message.Message):
     run: _common_pb2.Run
     done: bool
     def __init__(self, run: _Optional[_Union[_common_pb2.Run, _Mapping]] = ..., done: _Optional[bool] = ...) -> None: ...
+
+class BatchTriggerRunsRequest(_message.Message):
+    __slots__ = ("namespace", "runs")
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    RUNS_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    runs: _containers.RepeatedCompositeFieldContainer[TriggerRunRequest]
+    def __init__(self, namespace: _Optional[str] = ..., runs: _Optional[_Iterable[_Union[TriggerRunRequest, _Mapping]]] = ...) -> None: ...
+
+class BatchTriggerRunsResponse(_message.Message):
+    __slots__ = ("runs",)
+    RUNS_FIELD_NUMBER: _ClassVar[int]
+    runs: _containers.RepeatedCompositeFieldContainer[TriggerRunResponse]
+    def __init__(self, runs: _Optional[_Iterable[_Union[TriggerRunResponse, _Mapping]]] = ...) -> None: ...

@@ -60,6 +60,11 @@ class RunServiceStub:
                 request_serializer=cairn_dot_v1_dot_run__service__pb2.WaitRunRequest.SerializeToString,
                 response_deserializer=cairn_dot_v1_dot_run__service__pb2.WaitRunResponse.FromString,
                 _registered_method=True)
+        self.BatchTriggerRuns = channel.unary_unary(
+                '/cairn.v1.RunService/BatchTriggerRuns',
+                request_serializer=cairn_dot_v1_dot_run__service__pb2.BatchTriggerRunsRequest.SerializeToString,
+                response_deserializer=cairn_dot_v1_dot_run__service__pb2.BatchTriggerRunsResponse.FromString,
+                _registered_method=True)
 
 
 class RunServiceServicer:
@@ -105,6 +110,14 @@ class RunServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def BatchTriggerRuns(self, request, context):
+        """Triggers many runs in one call and one transaction: all are created or
+        none. Each item is validated like TriggerRun.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RunServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -132,6 +145,11 @@ def add_RunServiceServicer_to_server(servicer, server):
                     servicer.WaitRun,
                     request_deserializer=cairn_dot_v1_dot_run__service__pb2.WaitRunRequest.FromString,
                     response_serializer=cairn_dot_v1_dot_run__service__pb2.WaitRunResponse.SerializeToString,
+            ),
+            'BatchTriggerRuns': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchTriggerRuns,
+                    request_deserializer=cairn_dot_v1_dot_run__service__pb2.BatchTriggerRunsRequest.FromString,
+                    response_serializer=cairn_dot_v1_dot_run__service__pb2.BatchTriggerRunsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -270,6 +288,33 @@ class RunService:
             '/cairn.v1.RunService/WaitRun',
             cairn_dot_v1_dot_run__service__pb2.WaitRunRequest.SerializeToString,
             cairn_dot_v1_dot_run__service__pb2.WaitRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchTriggerRuns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.RunService/BatchTriggerRuns',
+            cairn_dot_v1_dot_run__service__pb2.BatchTriggerRunsRequest.SerializeToString,
+            cairn_dot_v1_dot_run__service__pb2.BatchTriggerRunsResponse.FromString,
             options,
             channel_credentials,
             insecure,

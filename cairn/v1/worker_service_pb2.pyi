@@ -2,6 +2,7 @@ import datetime
 
 from cairn.v1 import common_pb2 as _common_pb2
 from google.protobuf import duration_pb2 as _duration_pb2
+from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -24,14 +25,20 @@ ATTEMPT_OUTCOME_FAILED: AttemptOutcome
 ATTEMPT_OUTCOME_SUSPENDED: AttemptOutcome
 
 class TaskDefinition(_message.Message):
-    __slots__ = ("task_id", "queue", "retry")
+    __slots__ = ("task_id", "queue", "retry", "schedule", "timezone", "max_duration")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     QUEUE_FIELD_NUMBER: _ClassVar[int]
     RETRY_FIELD_NUMBER: _ClassVar[int]
+    SCHEDULE_FIELD_NUMBER: _ClassVar[int]
+    TIMEZONE_FIELD_NUMBER: _ClassVar[int]
+    MAX_DURATION_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     queue: str
     retry: _common_pb2.RetryPolicy
-    def __init__(self, task_id: _Optional[str] = ..., queue: _Optional[str] = ..., retry: _Optional[_Union[_common_pb2.RetryPolicy, _Mapping]] = ...) -> None: ...
+    schedule: str
+    timezone: str
+    max_duration: _duration_pb2.Duration
+    def __init__(self, task_id: _Optional[str] = ..., queue: _Optional[str] = ..., retry: _Optional[_Union[_common_pb2.RetryPolicy, _Mapping]] = ..., schedule: _Optional[str] = ..., timezone: _Optional[str] = ..., max_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class RegisterWorkerRequest(_message.Message):
     __slots__ = ("namespace", "worker_id", "version", "tasks", "slots")
@@ -64,7 +71,7 @@ class PollAttemptRequest(_message.Message):
     def __init__(self, namespace: _Optional[str] = ..., worker_id: _Optional[str] = ..., task_ids: _Optional[_Iterable[str]] = ..., wait: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class AttemptAssignment(_message.Message):
-    __slots__ = ("run_id", "attempt", "task_id", "payload", "steps", "lease_duration", "run_created_at")
+    __slots__ = ("run_id", "attempt", "task_id", "payload", "steps", "lease_duration", "run_created_at", "metadata", "parent_run_id")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
@@ -72,6 +79,8 @@ class AttemptAssignment(_message.Message):
     STEPS_FIELD_NUMBER: _ClassVar[int]
     LEASE_DURATION_FIELD_NUMBER: _ClassVar[int]
     RUN_CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    PARENT_RUN_ID_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     attempt: int
     task_id: str
@@ -79,7 +88,9 @@ class AttemptAssignment(_message.Message):
     steps: _containers.RepeatedCompositeFieldContainer[_common_pb2.Step]
     lease_duration: _duration_pb2.Duration
     run_created_at: _timestamp_pb2.Timestamp
-    def __init__(self, run_id: _Optional[str] = ..., attempt: _Optional[int] = ..., task_id: _Optional[str] = ..., payload: _Optional[_Union[_common_pb2.Payload, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[_common_pb2.Step, _Mapping]]] = ..., lease_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., run_created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    metadata: _struct_pb2.Struct
+    parent_run_id: str
+    def __init__(self, run_id: _Optional[str] = ..., attempt: _Optional[int] = ..., task_id: _Optional[str] = ..., payload: _Optional[_Union[_common_pb2.Payload, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[_common_pb2.Step, _Mapping]]] = ..., lease_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., run_created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., parent_run_id: _Optional[str] = ...) -> None: ...
 
 class PollAttemptResponse(_message.Message):
     __slots__ = ("assignment",)
@@ -132,7 +143,7 @@ class RecordStepResponse(_message.Message):
     def __init__(self, step: _Optional[_Union[_common_pb2.Step, _Mapping]] = ...) -> None: ...
 
 class FinishAttemptRequest(_message.Message):
-    __slots__ = ("namespace", "run_id", "attempt", "outcome", "output", "error", "wake_at")
+    __slots__ = ("namespace", "run_id", "attempt", "outcome", "output", "error", "wake_at", "wait")
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
@@ -140,6 +151,7 @@ class FinishAttemptRequest(_message.Message):
     OUTPUT_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     WAKE_AT_FIELD_NUMBER: _ClassVar[int]
+    WAIT_FIELD_NUMBER: _ClassVar[int]
     namespace: str
     run_id: str
     attempt: int
@@ -147,7 +159,72 @@ class FinishAttemptRequest(_message.Message):
     output: _common_pb2.Payload
     error: _common_pb2.ErrorInfo
     wake_at: _timestamp_pb2.Timestamp
-    def __init__(self, namespace: _Optional[str] = ..., run_id: _Optional[str] = ..., attempt: _Optional[int] = ..., outcome: _Optional[_Union[AttemptOutcome, str]] = ..., output: _Optional[_Union[_common_pb2.Payload, _Mapping]] = ..., error: _Optional[_Union[_common_pb2.ErrorInfo, _Mapping]] = ..., wake_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    wait: WaitSpec
+    def __init__(self, namespace: _Optional[str] = ..., run_id: _Optional[str] = ..., attempt: _Optional[int] = ..., outcome: _Optional[_Union[AttemptOutcome, str]] = ..., output: _Optional[_Union[_common_pb2.Payload, _Mapping]] = ..., error: _Optional[_Union[_common_pb2.ErrorInfo, _Mapping]] = ..., wake_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., wait: _Optional[_Union[WaitSpec, _Mapping]] = ...) -> None: ...
+
+class WaitSpec(_message.Message):
+    __slots__ = ("position", "name", "timeout_at", "event", "token", "children")
+    POSITION_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_AT_FIELD_NUMBER: _ClassVar[int]
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    CHILDREN_FIELD_NUMBER: _ClassVar[int]
+    position: int
+    name: str
+    timeout_at: _timestamp_pb2.Timestamp
+    event: EventWait
+    token: TokenWait
+    children: ChildrenWait
+    def __init__(self, position: _Optional[int] = ..., name: _Optional[str] = ..., timeout_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., event: _Optional[_Union[EventWait, _Mapping]] = ..., token: _Optional[_Union[TokenWait, _Mapping]] = ..., children: _Optional[_Union[ChildrenWait, _Mapping]] = ...) -> None: ...
+
+class EventWait(_message.Message):
+    __slots__ = ("name", "key")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    key: str
+    def __init__(self, name: _Optional[str] = ..., key: _Optional[str] = ...) -> None: ...
+
+class TokenWait(_message.Message):
+    __slots__ = ("token_id",)
+    TOKEN_ID_FIELD_NUMBER: _ClassVar[int]
+    token_id: str
+    def __init__(self, token_id: _Optional[str] = ...) -> None: ...
+
+class ChildrenWait(_message.Message):
+    __slots__ = ("runs",)
+    RUNS_FIELD_NUMBER: _ClassVar[int]
+    runs: _containers.RepeatedCompositeFieldContainer[ChildRun]
+    def __init__(self, runs: _Optional[_Iterable[_Union[ChildRun, _Mapping]]] = ...) -> None: ...
+
+class ChildRun(_message.Message):
+    __slots__ = ("task_id", "payload", "options")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    payload: _common_pb2.Payload
+    options: _common_pb2.TriggerOptions
+    def __init__(self, task_id: _Optional[str] = ..., payload: _Optional[_Union[_common_pb2.Payload, _Mapping]] = ..., options: _Optional[_Union[_common_pb2.TriggerOptions, _Mapping]] = ...) -> None: ...
+
+class UpdateRunMetadataRequest(_message.Message):
+    __slots__ = ("namespace", "run_id", "attempt", "metadata")
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    run_id: str
+    attempt: int
+    metadata: _struct_pb2.Struct
+    def __init__(self, namespace: _Optional[str] = ..., run_id: _Optional[str] = ..., attempt: _Optional[int] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+
+class UpdateRunMetadataResponse(_message.Message):
+    __slots__ = ("metadata",)
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    metadata: _struct_pb2.Struct
+    def __init__(self, metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class FinishAttemptResponse(_message.Message):
     __slots__ = ("run_status", "retry_delay")

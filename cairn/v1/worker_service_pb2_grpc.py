@@ -62,6 +62,11 @@ class WorkerServiceStub:
                 request_serializer=cairn_dot_v1_dot_worker__service__pb2.FinishAttemptRequest.SerializeToString,
                 response_deserializer=cairn_dot_v1_dot_worker__service__pb2.FinishAttemptResponse.FromString,
                 _registered_method=True)
+        self.UpdateRunMetadata = channel.unary_unary(
+                '/cairn.v1.WorkerService/UpdateRunMetadata',
+                request_serializer=cairn_dot_v1_dot_worker__service__pb2.UpdateRunMetadataRequest.SerializeToString,
+                response_deserializer=cairn_dot_v1_dot_worker__service__pb2.UpdateRunMetadataResponse.FromString,
+                _registered_method=True)
 
 
 class WorkerServiceServicer:
@@ -101,7 +106,15 @@ class WorkerServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def FinishAttempt(self, request, context):
-        """Ends an attempt as completed, failed or suspended.
+        """Ends an attempt as completed, failed or suspended. A suspension that
+        history refuses (e.g. a child's task is unknown) leaves the attempt running.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateRunMetadata(self, request, context):
+        """Replaces the run's metadata, from its current attempt.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -134,6 +147,11 @@ def add_WorkerServiceServicer_to_server(servicer, server):
                     servicer.FinishAttempt,
                     request_deserializer=cairn_dot_v1_dot_worker__service__pb2.FinishAttemptRequest.FromString,
                     response_serializer=cairn_dot_v1_dot_worker__service__pb2.FinishAttemptResponse.SerializeToString,
+            ),
+            'UpdateRunMetadata': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateRunMetadata,
+                    request_deserializer=cairn_dot_v1_dot_worker__service__pb2.UpdateRunMetadataRequest.FromString,
+                    response_serializer=cairn_dot_v1_dot_worker__service__pb2.UpdateRunMetadataResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -274,6 +292,33 @@ class WorkerService:
             '/cairn.v1.WorkerService/FinishAttempt',
             cairn_dot_v1_dot_worker__service__pb2.FinishAttemptRequest.SerializeToString,
             cairn_dot_v1_dot_worker__service__pb2.FinishAttemptResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateRunMetadata(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.WorkerService/UpdateRunMetadata',
+            cairn_dot_v1_dot_worker__service__pb2.UpdateRunMetadataRequest.SerializeToString,
+            cairn_dot_v1_dot_worker__service__pb2.UpdateRunMetadataResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -23,20 +23,26 @@ _sym_db = _symbol_database.Default()
 
 
 from cairn.v1 import run_service_pb2 as cairn_dot_v1_dot_run__service__pb2
+from cairn.v1 import schedule_service_pb2 as cairn_dot_v1_dot_schedule__service__pb2
+from cairn.v1 import wait_service_pb2 as cairn_dot_v1_dot_wait__service__pb2
 from cairn.v1 import worker_service_pb2 as cairn_dot_v1_dot_worker__service__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'cairn/internal/v1/history_service.proto\x12\x11\x63\x61irn.internal.v1\x1a\x1a\x63\x61irn/v1/run_service.proto\x1a\x1d\x63\x61irn/v1/worker_service.proto\"x\n\x13StartAttemptRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x11\n\tworker_id\x18\x03 \x01(\t\x12\x16\n\x0eworker_version\x18\x04 \x01(\t\x12\x13\n\x0b\x63laim_token\x18\x05 \x01(\t\"G\n\x14StartAttemptResponse\x12/\n\nassignment\x18\x01 \x01(\x0b\x32\x1b.cairn.v1.AttemptAssignment2\xe1\x04\n\x0eHistoryService\x12G\n\nTriggerRun\x12\x1b.cairn.v1.TriggerRunRequest\x1a\x1c.cairn.v1.TriggerRunResponse\x12;\n\x06GetRun\x12\x17.cairn.v1.GetRunRequest\x1a\x18.cairn.v1.GetRunResponse\x12\x41\n\x08ListRuns\x12\x19.cairn.v1.ListRunsRequest\x1a\x1a.cairn.v1.ListRunsResponse\x12\x44\n\tCancelRun\x12\x1a.cairn.v1.CancelRunRequest\x1a\x1b.cairn.v1.CancelRunResponse\x12_\n\x0cStartAttempt\x12&.cairn.internal.v1.StartAttemptRequest\x1a\'.cairn.internal.v1.StartAttemptResponse\x12\x44\n\tHeartbeat\x12\x1a.cairn.v1.HeartbeatRequest\x1a\x1b.cairn.v1.HeartbeatResponse\x12G\n\nRecordStep\x12\x1b.cairn.v1.RecordStepRequest\x1a\x1c.cairn.v1.RecordStepResponse\x12P\n\rFinishAttempt\x12\x1e.cairn.v1.FinishAttemptRequest\x1a\x1f.cairn.v1.FinishAttemptResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'cairn/internal/v1/history_service.proto\x12\x11\x63\x61irn.internal.v1\x1a\x1a\x63\x61irn/v1/run_service.proto\x1a\x1f\x63\x61irn/v1/schedule_service.proto\x1a\x1b\x63\x61irn/v1/wait_service.proto\x1a\x1d\x63\x61irn/v1/worker_service.proto\"Z\n\x1cSyncDeclaredSchedulesRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\'\n\x05tasks\x18\x02 \x03(\x0b\x32\x18.cairn.v1.TaskDefinition\"\x1f\n\x1dSyncDeclaredSchedulesResponse\"x\n\x13StartAttemptRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x11\n\tworker_id\x18\x03 \x01(\t\x12\x16\n\x0eworker_version\x18\x04 \x01(\t\x12\x13\n\x0b\x63laim_token\x18\x05 \x01(\t\"G\n\x14StartAttemptResponse\x12/\n\nassignment\x18\x01 \x01(\x0b\x32\x1b.cairn.v1.AttemptAssignment2\x84\r\n\x0eHistoryService\x12G\n\nTriggerRun\x12\x1b.cairn.v1.TriggerRunRequest\x1a\x1c.cairn.v1.TriggerRunResponse\x12;\n\x06GetRun\x12\x17.cairn.v1.GetRunRequest\x1a\x18.cairn.v1.GetRunResponse\x12\x41\n\x08ListRuns\x12\x19.cairn.v1.ListRunsRequest\x1a\x1a.cairn.v1.ListRunsResponse\x12\x44\n\tCancelRun\x12\x1a.cairn.v1.CancelRunRequest\x1a\x1b.cairn.v1.CancelRunResponse\x12_\n\x0cStartAttempt\x12&.cairn.internal.v1.StartAttemptRequest\x1a\'.cairn.internal.v1.StartAttemptResponse\x12\x44\n\tHeartbeat\x12\x1a.cairn.v1.HeartbeatRequest\x1a\x1b.cairn.v1.HeartbeatResponse\x12G\n\nRecordStep\x12\x1b.cairn.v1.RecordStepRequest\x1a\x1c.cairn.v1.RecordStepResponse\x12P\n\rFinishAttempt\x12\x1e.cairn.v1.FinishAttemptRequest\x1a\x1f.cairn.v1.FinishAttemptResponse\x12\\\n\x11UpdateRunMetadata\x12\".cairn.v1.UpdateRunMetadataRequest\x1a#.cairn.v1.UpdateRunMetadataResponse\x12Y\n\x10\x42\x61tchTriggerRuns\x12!.cairn.v1.BatchTriggerRunsRequest\x1a\".cairn.v1.BatchTriggerRunsResponse\x12\x44\n\tSendEvent\x12\x1a.cairn.v1.SendEventRequest\x1a\x1b.cairn.v1.SendEventResponse\x12V\n\x0f\x43reateWaitToken\x12 .cairn.v1.CreateWaitTokenRequest\x1a!.cairn.v1.CreateWaitTokenResponse\x12\\\n\x11\x43ompleteWaitToken\x12\".cairn.v1.CompleteWaitTokenRequest\x1a#.cairn.v1.CompleteWaitTokenResponse\x12M\n\x0cGetWaitToken\x12\x1d.cairn.v1.GetWaitTokenRequest\x1a\x1e.cairn.v1.GetWaitTokenResponse\x12S\n\x0e\x43reateSchedule\x12\x1f.cairn.v1.CreateScheduleRequest\x1a .cairn.v1.CreateScheduleResponse\x12P\n\rListSchedules\x12\x1e.cairn.v1.ListSchedulesRequest\x1a\x1f.cairn.v1.ListSchedulesResponse\x12P\n\rPauseSchedule\x12\x1e.cairn.v1.PauseScheduleRequest\x1a\x1f.cairn.v1.PauseScheduleResponse\x12S\n\x0eResumeSchedule\x12\x1f.cairn.v1.ResumeScheduleRequest\x1a .cairn.v1.ResumeScheduleResponse\x12S\n\x0e\x44\x65leteSchedule\x12\x1f.cairn.v1.DeleteScheduleRequest\x1a .cairn.v1.DeleteScheduleResponse\x12z\n\x15SyncDeclaredSchedules\x12/.cairn.internal.v1.SyncDeclaredSchedulesRequest\x1a\x30.cairn.internal.v1.SyncDeclaredSchedulesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'cairn.internal.v1.history_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_STARTATTEMPTREQUEST']._serialized_start=121
-  _globals['_STARTATTEMPTREQUEST']._serialized_end=241
-  _globals['_STARTATTEMPTRESPONSE']._serialized_start=243
-  _globals['_STARTATTEMPTRESPONSE']._serialized_end=314
-  _globals['_HISTORYSERVICE']._serialized_start=317
-  _globals['_HISTORYSERVICE']._serialized_end=926
+  _globals['_SYNCDECLAREDSCHEDULESREQUEST']._serialized_start=183
+  _globals['_SYNCDECLAREDSCHEDULESREQUEST']._serialized_end=273
+  _globals['_SYNCDECLAREDSCHEDULESRESPONSE']._serialized_start=275
+  _globals['_SYNCDECLAREDSCHEDULESRESPONSE']._serialized_end=306
+  _globals['_STARTATTEMPTREQUEST']._serialized_start=308
+  _globals['_STARTATTEMPTREQUEST']._serialized_end=428
+  _globals['_STARTATTEMPTRESPONSE']._serialized_start=430
+  _globals['_STARTATTEMPTRESPONSE']._serialized_end=501
+  _globals['_HISTORYSERVICE']._serialized_start=504
+  _globals['_HISTORYSERVICE']._serialized_end=2172
 # @@protoc_insertion_point(module_scope)

@@ -1,11 +1,26 @@
 from cairn.v1 import run_service_pb2 as _run_service_pb2
+from cairn.v1 import schedule_service_pb2 as _schedule_service_pb2
+from cairn.v1 import wait_service_pb2 as _wait_service_pb2
 from cairn.v1 import worker_service_pb2 as _worker_service_pb2
+from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Mapping as _Mapping
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class SyncDeclaredSchedulesRequest(_message.Message):
+    __slots__ = ("namespace", "tasks")
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    tasks: _containers.RepeatedCompositeFieldContainer[_worker_service_pb2.TaskDefinition]
+    def __init__(self, namespace: _Optional[str] = ..., tasks: _Optional[_Iterable[_Union[_worker_service_pb2.TaskDefinition, _Mapping]]] = ...) -> None: ...
+
+class SyncDeclaredSchedulesResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
 
 class StartAttemptRequest(_message.Message):
     __slots__ = ("namespace", "run_id", "worker_id", "worker_version", "claim_token")

@@ -5,6 +5,8 @@ import warnings
 
 from cairn.internal.v1 import history_service_pb2 as cairn_dot_internal_dot_v1_dot_history__service__pb2
 from cairn.v1 import run_service_pb2 as cairn_dot_v1_dot_run__service__pb2
+from cairn.v1 import schedule_service_pb2 as cairn_dot_v1_dot_schedule__service__pb2
+from cairn.v1 import wait_service_pb2 as cairn_dot_v1_dot_wait__service__pb2
 from cairn.v1 import worker_service_pb2 as cairn_dot_v1_dot_worker__service__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -78,6 +80,66 @@ class HistoryServiceStub:
                 request_serializer=cairn_dot_v1_dot_worker__service__pb2.FinishAttemptRequest.SerializeToString,
                 response_deserializer=cairn_dot_v1_dot_worker__service__pb2.FinishAttemptResponse.FromString,
                 _registered_method=True)
+        self.UpdateRunMetadata = channel.unary_unary(
+                '/cairn.internal.v1.HistoryService/UpdateRunMetadata',
+                request_serializer=cairn_dot_v1_dot_worker__service__pb2.UpdateRunMetadataRequest.SerializeToString,
+                response_deserializer=cairn_dot_v1_dot_worker__service__pb2.UpdateRunMetadataResponse.FromString,
+                _registered_method=True)
+        self.BatchTriggerRuns = channel.unary_unary(
+                '/cairn.internal.v1.HistoryService/BatchTriggerRuns',
+                request_serializer=cairn_dot_v1_dot_run__service__pb2.BatchTriggerRunsRequest.SerializeToString,
+                response_deserializer=cairn_dot_v1_dot_run__service__pb2.BatchTriggerRunsResponse.FromString,
+                _registered_method=True)
+        self.SendEvent = channel.unary_unary(
+                '/cairn.internal.v1.HistoryService/SendEvent',
+                request_serializer=cairn_dot_v1_dot_wait__service__pb2.SendEventRequest.SerializeToString,
+                response_deserializer=cairn_dot_v1_dot_wait__service__pb2.SendEventResponse.FromString,
+                _registered_method=True)
+        self.CreateWaitToken = channel.unary_unary(
+                '/cairn.internal.v1.HistoryService/CreateWaitToken',
+                request_serializer=cairn_dot_v1_dot_wait__service__pb2.CreateWaitTokenRequest.SerializeToString,
+                response_deserializer=cairn_dot_v1_dot_wait__service__pb2.CreateWaitTokenResponse.FromString,
+                _registered_method=True)
+        self.CompleteWaitToken = channel.unary_unary(
+                '/cairn.internal.v1.HistoryService/CompleteWaitToken',
+                request_serializer=cairn_dot_v1_dot_wait__service__pb2.CompleteWaitTokenRequest.SerializeToString,
+                response_deserializer=cairn_dot_v1_dot_wait__service__pb2.CompleteWaitTokenResponse.FromString,
+                _registered_method=True)
+        self.GetWaitToken = channel.unary_unary(
+                '/cairn.internal.v1.HistoryService/GetWaitToken',
+                request_serializer=cairn_dot_v1_dot_wait__service__pb2.GetWaitTokenRequest.SerializeToString,
+                response_deserializer=cairn_dot_v1_dot_wait__service__pb2.GetWaitTokenResponse.FromString,
+                _registered_method=True)
+        self.CreateSchedule = channel.unary_unary(
+                '/cairn.internal.v1.HistoryService/CreateSchedule',
+                request_serializer=cairn_dot_v1_dot_schedule__service__pb2.CreateScheduleRequest.SerializeToString,
+                response_deserializer=cairn_dot_v1_dot_schedule__service__pb2.CreateScheduleResponse.FromString,
+                _registered_method=True)
+        self.ListSchedules = channel.unary_unary(
+                '/cairn.internal.v1.HistoryService/ListSchedules',
+                request_serializer=cairn_dot_v1_dot_schedule__service__pb2.ListSchedulesRequest.SerializeToString,
+                response_deserializer=cairn_dot_v1_dot_schedule__service__pb2.ListSchedulesResponse.FromString,
+                _registered_method=True)
+        self.PauseSchedule = channel.unary_unary(
+                '/cairn.internal.v1.HistoryService/PauseSchedule',
+                request_serializer=cairn_dot_v1_dot_schedule__service__pb2.PauseScheduleRequest.SerializeToString,
+                response_deserializer=cairn_dot_v1_dot_schedule__service__pb2.PauseScheduleResponse.FromString,
+                _registered_method=True)
+        self.ResumeSchedule = channel.unary_unary(
+                '/cairn.internal.v1.HistoryService/ResumeSchedule',
+                request_serializer=cairn_dot_v1_dot_schedule__service__pb2.ResumeScheduleRequest.SerializeToString,
+                response_deserializer=cairn_dot_v1_dot_schedule__service__pb2.ResumeScheduleResponse.FromString,
+                _registered_method=True)
+        self.DeleteSchedule = channel.unary_unary(
+                '/cairn.internal.v1.HistoryService/DeleteSchedule',
+                request_serializer=cairn_dot_v1_dot_schedule__service__pb2.DeleteScheduleRequest.SerializeToString,
+                response_deserializer=cairn_dot_v1_dot_schedule__service__pb2.DeleteScheduleResponse.FromString,
+                _registered_method=True)
+        self.SyncDeclaredSchedules = channel.unary_unary(
+                '/cairn.internal.v1.HistoryService/SyncDeclaredSchedules',
+                request_serializer=cairn_dot_internal_dot_v1_dot_history__service__pb2.SyncDeclaredSchedulesRequest.SerializeToString,
+                response_deserializer=cairn_dot_internal_dot_v1_dot_history__service__pb2.SyncDeclaredSchedulesResponse.FromString,
+                _registered_method=True)
 
 
 class HistoryServiceServicer:
@@ -141,6 +203,90 @@ class HistoryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateRunMetadata(self, request, context):
+        """Replaces a run's metadata.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BatchTriggerRuns(self, request, context):
+        """Triggers many runs in one transaction.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SendEvent(self, request, context):
+        """Sends an event.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateWaitToken(self, request, context):
+        """Creates a wait token.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CompleteWaitToken(self, request, context):
+        """Completes a wait token.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetWaitToken(self, request, context):
+        """Reads a wait token.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateSchedule(self, request, context):
+        """Creates a schedule.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSchedules(self, request, context):
+        """Lists schedules.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PauseSchedule(self, request, context):
+        """Pauses a schedule.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResumeSchedule(self, request, context):
+        """Resumes a schedule.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteSchedule(self, request, context):
+        """Deletes a schedule.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SyncDeclaredSchedules(self, request, context):
+        """Makes the declared schedules of a namespace match what a worker registered.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_HistoryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -183,6 +329,66 @@ def add_HistoryServiceServicer_to_server(servicer, server):
                     servicer.FinishAttempt,
                     request_deserializer=cairn_dot_v1_dot_worker__service__pb2.FinishAttemptRequest.FromString,
                     response_serializer=cairn_dot_v1_dot_worker__service__pb2.FinishAttemptResponse.SerializeToString,
+            ),
+            'UpdateRunMetadata': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateRunMetadata,
+                    request_deserializer=cairn_dot_v1_dot_worker__service__pb2.UpdateRunMetadataRequest.FromString,
+                    response_serializer=cairn_dot_v1_dot_worker__service__pb2.UpdateRunMetadataResponse.SerializeToString,
+            ),
+            'BatchTriggerRuns': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchTriggerRuns,
+                    request_deserializer=cairn_dot_v1_dot_run__service__pb2.BatchTriggerRunsRequest.FromString,
+                    response_serializer=cairn_dot_v1_dot_run__service__pb2.BatchTriggerRunsResponse.SerializeToString,
+            ),
+            'SendEvent': grpc.unary_unary_rpc_method_handler(
+                    servicer.SendEvent,
+                    request_deserializer=cairn_dot_v1_dot_wait__service__pb2.SendEventRequest.FromString,
+                    response_serializer=cairn_dot_v1_dot_wait__service__pb2.SendEventResponse.SerializeToString,
+            ),
+            'CreateWaitToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateWaitToken,
+                    request_deserializer=cairn_dot_v1_dot_wait__service__pb2.CreateWaitTokenRequest.FromString,
+                    response_serializer=cairn_dot_v1_dot_wait__service__pb2.CreateWaitTokenResponse.SerializeToString,
+            ),
+            'CompleteWaitToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.CompleteWaitToken,
+                    request_deserializer=cairn_dot_v1_dot_wait__service__pb2.CompleteWaitTokenRequest.FromString,
+                    response_serializer=cairn_dot_v1_dot_wait__service__pb2.CompleteWaitTokenResponse.SerializeToString,
+            ),
+            'GetWaitToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetWaitToken,
+                    request_deserializer=cairn_dot_v1_dot_wait__service__pb2.GetWaitTokenRequest.FromString,
+                    response_serializer=cairn_dot_v1_dot_wait__service__pb2.GetWaitTokenResponse.SerializeToString,
+            ),
+            'CreateSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateSchedule,
+                    request_deserializer=cairn_dot_v1_dot_schedule__service__pb2.CreateScheduleRequest.FromString,
+                    response_serializer=cairn_dot_v1_dot_schedule__service__pb2.CreateScheduleResponse.SerializeToString,
+            ),
+            'ListSchedules': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSchedules,
+                    request_deserializer=cairn_dot_v1_dot_schedule__service__pb2.ListSchedulesRequest.FromString,
+                    response_serializer=cairn_dot_v1_dot_schedule__service__pb2.ListSchedulesResponse.SerializeToString,
+            ),
+            'PauseSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.PauseSchedule,
+                    request_deserializer=cairn_dot_v1_dot_schedule__service__pb2.PauseScheduleRequest.FromString,
+                    response_serializer=cairn_dot_v1_dot_schedule__service__pb2.PauseScheduleResponse.SerializeToString,
+            ),
+            'ResumeSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResumeSchedule,
+                    request_deserializer=cairn_dot_v1_dot_schedule__service__pb2.ResumeScheduleRequest.FromString,
+                    response_serializer=cairn_dot_v1_dot_schedule__service__pb2.ResumeScheduleResponse.SerializeToString,
+            ),
+            'DeleteSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteSchedule,
+                    request_deserializer=cairn_dot_v1_dot_schedule__service__pb2.DeleteScheduleRequest.FromString,
+                    response_serializer=cairn_dot_v1_dot_schedule__service__pb2.DeleteScheduleResponse.SerializeToString,
+            ),
+            'SyncDeclaredSchedules': grpc.unary_unary_rpc_method_handler(
+                    servicer.SyncDeclaredSchedules,
+                    request_deserializer=cairn_dot_internal_dot_v1_dot_history__service__pb2.SyncDeclaredSchedulesRequest.FromString,
+                    response_serializer=cairn_dot_internal_dot_v1_dot_history__service__pb2.SyncDeclaredSchedulesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -403,6 +609,330 @@ class HistoryService:
             '/cairn.internal.v1.HistoryService/FinishAttempt',
             cairn_dot_v1_dot_worker__service__pb2.FinishAttemptRequest.SerializeToString,
             cairn_dot_v1_dot_worker__service__pb2.FinishAttemptResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateRunMetadata(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.internal.v1.HistoryService/UpdateRunMetadata',
+            cairn_dot_v1_dot_worker__service__pb2.UpdateRunMetadataRequest.SerializeToString,
+            cairn_dot_v1_dot_worker__service__pb2.UpdateRunMetadataResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchTriggerRuns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.internal.v1.HistoryService/BatchTriggerRuns',
+            cairn_dot_v1_dot_run__service__pb2.BatchTriggerRunsRequest.SerializeToString,
+            cairn_dot_v1_dot_run__service__pb2.BatchTriggerRunsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SendEvent(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.internal.v1.HistoryService/SendEvent',
+            cairn_dot_v1_dot_wait__service__pb2.SendEventRequest.SerializeToString,
+            cairn_dot_v1_dot_wait__service__pb2.SendEventResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateWaitToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.internal.v1.HistoryService/CreateWaitToken',
+            cairn_dot_v1_dot_wait__service__pb2.CreateWaitTokenRequest.SerializeToString,
+            cairn_dot_v1_dot_wait__service__pb2.CreateWaitTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CompleteWaitToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.internal.v1.HistoryService/CompleteWaitToken',
+            cairn_dot_v1_dot_wait__service__pb2.CompleteWaitTokenRequest.SerializeToString,
+            cairn_dot_v1_dot_wait__service__pb2.CompleteWaitTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetWaitToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.internal.v1.HistoryService/GetWaitToken',
+            cairn_dot_v1_dot_wait__service__pb2.GetWaitTokenRequest.SerializeToString,
+            cairn_dot_v1_dot_wait__service__pb2.GetWaitTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.internal.v1.HistoryService/CreateSchedule',
+            cairn_dot_v1_dot_schedule__service__pb2.CreateScheduleRequest.SerializeToString,
+            cairn_dot_v1_dot_schedule__service__pb2.CreateScheduleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSchedules(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.internal.v1.HistoryService/ListSchedules',
+            cairn_dot_v1_dot_schedule__service__pb2.ListSchedulesRequest.SerializeToString,
+            cairn_dot_v1_dot_schedule__service__pb2.ListSchedulesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PauseSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.internal.v1.HistoryService/PauseSchedule',
+            cairn_dot_v1_dot_schedule__service__pb2.PauseScheduleRequest.SerializeToString,
+            cairn_dot_v1_dot_schedule__service__pb2.PauseScheduleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResumeSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.internal.v1.HistoryService/ResumeSchedule',
+            cairn_dot_v1_dot_schedule__service__pb2.ResumeScheduleRequest.SerializeToString,
+            cairn_dot_v1_dot_schedule__service__pb2.ResumeScheduleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.internal.v1.HistoryService/DeleteSchedule',
+            cairn_dot_v1_dot_schedule__service__pb2.DeleteScheduleRequest.SerializeToString,
+            cairn_dot_v1_dot_schedule__service__pb2.DeleteScheduleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SyncDeclaredSchedules(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.internal.v1.HistoryService/SyncDeclaredSchedules',
+            cairn_dot_internal_dot_v1_dot_history__service__pb2.SyncDeclaredSchedulesRequest.SerializeToString,
+            cairn_dot_internal_dot_v1_dot_history__service__pb2.SyncDeclaredSchedulesResponse.FromString,
             options,
             channel_credentials,
             insecure,
