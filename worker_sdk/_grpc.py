@@ -19,6 +19,8 @@ DEFAULT_NAMESPACE = "default"
 _MAX_MESSAGE = 64 * 1024 * 1024
 CHANNEL_OPTIONS = [("grpc.max_receive_message_length", _MAX_MESSAGE),
                    ("grpc.max_send_message_length", _MAX_MESSAGE)]
+# Bound of one write from an attempt (step record, finish, metadata, trigger).
+WRITE_TIMEOUT = 10.0
 TRANSIENT_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
 
 _ERRORS: dict[grpc.StatusCode, type[CairnError]] = {

@@ -2,8 +2,10 @@
 and the `context` object through which task code reads them."""
 from __future__ import annotations
 
+import asyncio
+import copy
 import logging
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,8 +30,10 @@ class RunLogger(logging.LoggerAdapter):
 @dataclass
 class AttemptContext:
     """One attempt as it runs: what it is, its step journal, the next step position
-    and whether it has been superseded. `stub` is the WorkerService stub (or any
-    object with the same async methods) used for its writes."""
+    and whether it has been superseded or suspended. `stub` is the WorkerService
+    stub (or any object with the same async methods) used for its writes;
+    `run_stub` and `wait_stub` (RunService, WaitService; `stub` when not given)
+    serve child triggers and wait tokens."""
 
     namespace: str
     run_id: str
@@ -41,9 +45,25 @@ class AttemptContext:
     next_position: int = 0
     abandoned: bool = False
     nondeterminism: NonDeterminismError | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    parent_run_id: str = ""
+    run_stub: Any = None
+    wait_stub: Any = None
+    # Suspension (worker_sdk.suspension): the wait that claimed it, whether another
+    # wait tried to suspend meanwhile, the FinishAttempt call in flight, and once
+    # the server accepted it a description of the wait and the request sent.
+    suspend_claim: str | None = None
+    suspend_conflict: bool = False
+    suspension: asyncio.Future[Any] | None = None
+    suspended: str | None = None
+    suspend_request: Any = None
     logger: logging.LoggerAdapter = field(init=False)
 
     def __post_init__(self) -> None:
+        if self.run_stub is None:
+            self.run_stub = self.stub
+        if self.wait_stub is None:
+            self.wait_stub = self.stub
         self.logger = RunLogger(logging.getLogger(f"cairn.task.{self.task_id}"),
                                 {"run_id": self.run_id, "attempt": self.attempt,
                                  "task_id": self.task_id})
@@ -79,9 +99,10 @@ def _require_attempt(what: str) -> AttemptContext:
 
 
 class Context:
-    """Read-only view of the running task for task and step code:
-    `context.run_id`, `.attempt`, `.task_id`, `.logger`, and inside a step
-    `.idempotency_key`. Each raises RuntimeError when used outside a task."""
+    """The running task as task and step code see it: `context.run_id`,
+    `.attempt`, `.task_id`, `.parent_run_id`, `.logger`, `.metadata` (with
+    `await .set_metadata(...)` and `await .update_metadata(...)`), and inside a
+    step `.idempotency_key`. Each raises RuntimeError when used outside a task."""
 
     @property
     def run_id(self) -> str:
@@ -94,6 +115,29 @@ class Context:
     @property
     def task_id(self) -> str:
         return _require_attempt("task_id").task_id
+
+    @property
+    def parent_run_id(self) -> str | None:
+        """The run that triggered this one from its code, or None."""
+        return _require_attempt("parent_run_id").parent_run_id or None
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """A copy of the run's metadata (a JSON object), as of the attempt's start
+        and this attempt's own updates since."""
+        return copy.deepcopy(_require_attempt("metadata").metadata)
+
+    async def set_metadata(self, metadata: Mapping[str, Any]) -> dict[str, Any]:
+        """Replaces the run's metadata with a JSON object (at most 4 KiB as JSON)
+        and returns it as stored. Not journaled: a replay sets it again."""
+        from worker_sdk.metadata import set_metadata
+        return await set_metadata(_require_attempt("set_metadata"), metadata)
+
+    async def update_metadata(self, **values: Any) -> dict[str, Any]:
+        """Sets the given top-level keys of the run's metadata, keeping the others,
+        and returns the metadata as stored."""
+        from worker_sdk.metadata import update_metadata
+        return await update_metadata(_require_attempt("update_metadata"), values)
 
     @property
     def logger(self) -> logging.LoggerAdapter:

@@ -90,3 +90,41 @@ class AttemptAbandoned(BaseException):
     its lease expired and another attempt started), so it must stop without
     writing anything. A BaseException so that `except Exception` in task code
     cannot swallow it."""
+
+
+class AttemptSuspended(BaseException):
+    """Internal: the server accepted this attempt's suspension on a durable wait,
+    so the attempt is over and must send nothing more; the run resumes in a new
+    attempt once the wait is resolved. A BaseException so that `except Exception`
+    in task code cannot swallow it."""
+
+
+class ConcurrentWaitError(NonRetryableError, RuntimeError):
+    """A durable wait was started while another wait of the same attempt was
+    suspending it. An attempt suspends on one wait at a time: await waits one
+    after the other, and use Task.batch_trigger_and_wait to fan out to children."""
+
+
+class WaitTimeoutError(Exception):
+    """A durable wait (wait.for_event, wait.for_token, ...) reached its timeout
+    before it was resolved. Task code may catch it and go on."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ChildRunFailedError(Exception):
+    """A child run waited for with trigger_and_wait (or ChildResult.unwrap) ended
+    in a status other than completed: failed, canceled, crashed, timed_out or
+    expired. Task code may catch it and go on."""
+
+    def __init__(self, run_id: str, task_id: str, status: str, error_type: str = "",
+                 message: str = "") -> None:
+        detail = f": {error_type}: {message}" if error_type or message else ""
+        super().__init__(f"child run {run_id} of task '{task_id}' ended {status}{detail}")
+        self.run_id = run_id
+        self.task_id = task_id
+        self.status = status
+        self.error_type = error_type
+        self.message = message

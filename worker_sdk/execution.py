@@ -15,13 +15,13 @@ from cairn.statuses import RUN_STATUS_NAMES
 from cairn.v1 import common_pb2, worker_service_pb2
 
 from worker_sdk import replay
-from worker_sdk._grpc import TRANSIENT_CODES, call_with_retry, code_of, details_of
+from worker_sdk._grpc import (TRANSIENT_CODES, WRITE_TIMEOUT, call_with_retry, code_of,
+                              details_of)
 from worker_sdk.context import AttemptContext, _attempt
 from worker_sdk.errors import AttemptAbandoned, StepFailedError, type_name
 from worker_sdk.task import Task
 
 DEFAULT_LEASE = 30.0
-WRITE_TIMEOUT = 10.0
 log = logging.getLogger("cairn.worker")
 _FENCED = frozenset({grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND})
 _OUTCOME_NAMES = {worker_service_pb2.ATTEMPT_OUTCOME_COMPLETED: "completed",

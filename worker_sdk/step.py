@@ -17,13 +17,13 @@ from cairn.backoff import backoff_seconds
 from cairn.v1 import common_pb2, worker_service_pb2
 
 from worker_sdk import replay
-from worker_sdk._grpc import (TRANSIENT_CODES, call_with_retry, code_of, details_of,
-                              to_cairn_error)
+from worker_sdk._grpc import (TRANSIENT_CODES, WRITE_TIMEOUT, call_with_retry, code_of,
+                              details_of, to_cairn_error)
 from worker_sdk.context import (AttemptContext, StepContext, _step, current_attempt,
                                 current_step)
-from worker_sdk.errors import (AttemptAbandoned, NonDeterminismError, StepFailedError,
-                               type_name)
-from worker_sdk.execution import WRITE_TIMEOUT, error_info, one_line
+from worker_sdk.errors import (AttemptAbandoned, AttemptSuspended, NonDeterminismError,
+                               StepFailedError, type_name)
+from worker_sdk.execution import error_info, one_line
 from worker_sdk.retry import Retry
 
 P = ParamSpec("P")
@@ -87,10 +87,36 @@ def step(fn: Callable[P, Awaitable[R]] | None = None, *, name: str | None = None
     return decorate
 
 
-async def _run(ctx: AttemptContext, spec: _StepSpec, position: int,
-               args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+def run_step(ctx: AttemptContext, position: int, name: str,
+             body: Callable[[], Awaitable[Any]], retry: Retry) -> Awaitable[Any]:
+    """Runs body as the step `name` at position (taken by the caller): replayed
+    from the journal when recorded, else run live and recorded. For the SDK's own
+    steps (creating a wait token, triggering a child run)."""
+    return _run(ctx, _StepSpec(body, name, retry), position, (), {})
+
+
+async def record_step(ctx: AttemptContext, position: int, name: str, value: Any) -> None:
+    """Records value as the completed step `name` at position, without a body."""
+    data = payloads.encode_json(value)
+    await _record(ctx, worker_service_pb2.RecordStepRequest(
+        namespace=ctx.namespace, run_id=ctx.run_id, attempt=ctx.attempt,
+        position=position, name=name, status=common_pb2.STEP_STATUS_COMPLETED,
+        output=common_pb2.Payload(data=data, encoding=payloads.JSON), tries=1))
+
+
+def _check_live(ctx: AttemptContext) -> None:
     if ctx.abandoned:
         raise AttemptAbandoned(f"run {ctx.run_id} attempt {ctx.attempt} was superseded")
+    if ctx.suspended is not None:
+        # Code still running after the attempt suspended (e.g. a sibling in
+        # asyncio.gather) must not write: the next attempt runs this step.
+        raise AttemptSuspended(f"run {ctx.run_id} attempt {ctx.attempt} is suspended "
+                               f"({ctx.suspended})")
+
+
+async def _run(ctx: AttemptContext, spec: _StepSpec, position: int,
+               args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    _check_live(ctx)
     try:
         recorded = replay.recorded_step(ctx.journal, ctx.run_id, position, spec.name)
     except NonDeterminismError as err:
@@ -155,6 +181,7 @@ async def _record(ctx: AttemptContext, request: worker_service_pb2.RecordStepReq
     """Records a step result. A refusal because the attempt is stale (or the position
     already recorded) abandons the attempt; so does a server unreachable for a whole
     lease, since by then the lease has expired and another attempt will run."""
+    _check_live(ctx)
     try:
         await call_with_retry(ctx.stub.RecordStep, request, timeout=WRITE_TIMEOUT,
                               give_up_after=ctx.lease_seconds)

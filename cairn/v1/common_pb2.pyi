@@ -36,6 +36,7 @@ class AttemptStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ATTEMPT_STATUS_SUSPENDED: _ClassVar[AttemptStatus]
     ATTEMPT_STATUS_CRASHED: _ClassVar[AttemptStatus]
     ATTEMPT_STATUS_CANCELED: _ClassVar[AttemptStatus]
+    ATTEMPT_STATUS_TIMED_OUT: _ClassVar[AttemptStatus]
 
 class StepStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -61,6 +62,7 @@ ATTEMPT_STATUS_FAILED: AttemptStatus
 ATTEMPT_STATUS_SUSPENDED: AttemptStatus
 ATTEMPT_STATUS_CRASHED: AttemptStatus
 ATTEMPT_STATUS_CANCELED: AttemptStatus
+ATTEMPT_STATUS_TIMED_OUT: AttemptStatus
 STEP_STATUS_UNSPECIFIED: StepStatus
 STEP_STATUS_COMPLETED: StepStatus
 STEP_STATUS_FAILED: StepStatus

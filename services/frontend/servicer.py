@@ -9,11 +9,16 @@ from typing import Any, TypeVar
 
 import grpc
 
+from cairn.internal.v1 import history_service_pb2 as hpb
 from cairn.internal.v1 import history_service_pb2_grpc as hgrpc
 from cairn.internal.v1 import matching_service_pb2_grpc as mgrpc
 from cairn.statuses import RUN_STATUS_NAMES, TERMINAL_RUN_STATUSES
 from cairn.v1 import run_service_pb2 as rpb
 from cairn.v1 import run_service_pb2_grpc as rgrpc
+from cairn.v1 import schedule_service_pb2 as spb
+from cairn.v1 import schedule_service_pb2_grpc as sgrpc
+from cairn.v1 import wait_service_pb2 as wspb
+from cairn.v1 import wait_service_pb2_grpc as wsgrpc
 from cairn.v1 import worker_service_pb2 as wpb
 from cairn.v1 import worker_service_pb2_grpc as wgrpc
 from services.common.errors import rpc, unavailable
@@ -34,6 +39,13 @@ class Backend:
         self.matching = matching
         self._names = {id(history): f"history service at {history_address}",
                        id(matching): f"matching service at {matching_address}"}
+
+    async def route(self, stub: Any, method: str, request: Any, validate: Callable[[Any], None],
+                    timeout: float = CALL_TIMEOUT) -> Any:
+        """Fills in the namespace, validates, and forwards the request unchanged."""
+        _with_namespace(request)
+        validate(request)
+        return await self.call(stub, method, request, timeout)
 
     async def call(self, stub: Any, method: str, request: Any, timeout: float = CALL_TIMEOUT) -> Any:
         """Calls stub.method; a downed service becomes UNAVAILABLE naming it."""
@@ -61,31 +73,30 @@ class RunServicer(rgrpc.RunServiceServicer):
     @rpc
     async def TriggerRun(self, request: rpb.TriggerRunRequest, context: grpc.aio.ServicerContext
                          ) -> rpb.TriggerRunResponse:
-        _with_namespace(request)
-        check.trigger(request)
-        return await self.b.call(self.b.history, "TriggerRun", request)
+        return await self.b.route(self.b.history, "TriggerRun", request, check.trigger)
+
+    @rpc
+    async def BatchTriggerRuns(self, request: rpb.BatchTriggerRunsRequest,
+                               context: grpc.aio.ServicerContext) -> rpb.BatchTriggerRunsResponse:
+        return await self.b.route(self.b.history, "BatchTriggerRuns", request, check.batch_trigger)
 
     @rpc
     async def GetRun(self, request: rpb.GetRunRequest, context: grpc.aio.ServicerContext
                      ) -> rpb.GetRunResponse:
-        _with_namespace(request)
-        check.run_id(request.run_id)
-        return await self.b.call(self.b.history, "GetRun", request)
+        return await self.b.route(self.b.history, "GetRun", request, lambda r: check.run_id(r.run_id))
 
     @rpc
     async def ListRuns(self, request: rpb.ListRunsRequest, context: grpc.aio.ServicerContext
                        ) -> rpb.ListRunsResponse:
-        _with_namespace(request)
-        check.list_runs(request)
-        return await self.b.call(self.b.history, "ListRuns", request)
+        return await self.b.route(self.b.history, "ListRuns", request, check.list_runs)
 
     @rpc
     async def CancelRun(self, request: rpb.CancelRunRequest, context: grpc.aio.ServicerContext
                         ) -> rpb.CancelRunResponse:
-        _with_namespace(request)
-        check.run_id(request.run_id)
-        check.text("reason", request.reason, 1000)
-        return await self.b.call(self.b.history, "CancelRun", request)
+        def validate(r: rpb.CancelRunRequest) -> None:
+            check.run_id(r.run_id)
+            check.text("reason", r.reason, 1000)
+        return await self.b.route(self.b.history, "CancelRun", request, validate)
 
     @rpc
     async def WaitRun(self, request: rpb.WaitRunRequest, context: grpc.aio.ServicerContext
@@ -117,17 +128,16 @@ class WorkerServicer(wgrpc.WorkerServiceServicer):
 
     def __init__(self, backend: Backend) -> None:
         self.b = backend
-
-    async def _route(self, stub: Any, method: str, request: Any,
-                     validate: Callable[[Any], None], timeout: float = CALL_TIMEOUT) -> Any:
-        _with_namespace(request)
-        validate(request)
-        return await self.b.call(stub, method, request, timeout)
+        self._route = backend.route
 
     @rpc
     async def RegisterWorker(self, request: wpb.RegisterWorkerRequest,
                              context: grpc.aio.ServicerContext) -> wpb.RegisterWorkerResponse:
-        return await self._route(self.b.matching, "RegisterWorker", request, check.register)
+        """Registers with matching, then lets history align the declared schedules."""
+        response = await self._route(self.b.matching, "RegisterWorker", request, check.register)
+        await self.b.call(self.b.history, "SyncDeclaredSchedules", hpb.SyncDeclaredSchedulesRequest(
+            namespace=request.namespace, tasks=request.tasks))
+        return response
 
     @rpc
     async def PollAttempt(self, request: wpb.PollAttemptRequest,
@@ -150,3 +160,67 @@ class WorkerServicer(wgrpc.WorkerServiceServicer):
     async def FinishAttempt(self, request: wpb.FinishAttemptRequest,
                             context: grpc.aio.ServicerContext) -> wpb.FinishAttemptResponse:
         return await self._route(self.b.history, "FinishAttempt", request, check.finish)
+
+    @rpc
+    async def UpdateRunMetadata(self, request: wpb.UpdateRunMetadataRequest,
+                                context: grpc.aio.ServicerContext) -> wpb.UpdateRunMetadataResponse:
+        return await self._route(self.b.history, "UpdateRunMetadata", request, check.update_metadata)
+
+
+class WaitServicer(wsgrpc.WaitServiceServicer):
+    """cairn.v1.WaitService: events and wait tokens."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.b = backend
+
+    @rpc
+    async def SendEvent(self, request: wspb.SendEventRequest,
+                        context: grpc.aio.ServicerContext) -> wspb.SendEventResponse:
+        return await self.b.route(self.b.history, "SendEvent", request, check.send_event)
+
+    @rpc
+    async def CreateWaitToken(self, request: wspb.CreateWaitTokenRequest,
+                              context: grpc.aio.ServicerContext) -> wspb.CreateWaitTokenResponse:
+        return await self.b.route(self.b.history, "CreateWaitToken", request, check.create_token)
+
+    @rpc
+    async def CompleteWaitToken(self, request: wspb.CompleteWaitTokenRequest,
+                                context: grpc.aio.ServicerContext) -> wspb.CompleteWaitTokenResponse:
+        return await self.b.route(self.b.history, "CompleteWaitToken", request, check.complete_token)
+
+    @rpc
+    async def GetWaitToken(self, request: wspb.GetWaitTokenRequest,
+                           context: grpc.aio.ServicerContext) -> wspb.GetWaitTokenResponse:
+        return await self.b.route(self.b.history, "GetWaitToken", request, check.token_ref)
+
+
+class ScheduleServicer(sgrpc.ScheduleServiceServicer):
+    """cairn.v1.ScheduleService."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.b = backend
+
+    @rpc
+    async def CreateSchedule(self, request: spb.CreateScheduleRequest,
+                             context: grpc.aio.ServicerContext) -> spb.CreateScheduleResponse:
+        return await self.b.route(self.b.history, "CreateSchedule", request, check.create_schedule)
+
+    @rpc
+    async def ListSchedules(self, request: spb.ListSchedulesRequest,
+                            context: grpc.aio.ServicerContext) -> spb.ListSchedulesResponse:
+        return await self.b.route(self.b.history, "ListSchedules", request, check.list_schedules)
+
+    @rpc
+    async def PauseSchedule(self, request: spb.PauseScheduleRequest,
+                            context: grpc.aio.ServicerContext) -> spb.PauseScheduleResponse:
+        return await self.b.route(self.b.history, "PauseSchedule", request, check.schedule_ref)
+
+    @rpc
+    async def ResumeSchedule(self, request: spb.ResumeScheduleRequest,
+                             context: grpc.aio.ServicerContext) -> spb.ResumeScheduleResponse:
+        return await self.b.route(self.b.history, "ResumeSchedule", request, check.schedule_ref)
+
+    @rpc
+    async def DeleteSchedule(self, request: spb.DeleteScheduleRequest,
+                             context: grpc.aio.ServicerContext) -> spb.DeleteScheduleResponse:
+        return await self.b.route(self.b.history, "DeleteSchedule", request, check.schedule_ref)

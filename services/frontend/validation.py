@@ -5,9 +5,16 @@ from __future__ import annotations
 import re
 import uuid
 
+import json
+
+from google.protobuf import json_format
+
 from cairn import payloads, retry_policy
+from cairn.cron import Cron
 from cairn.v1 import common_pb2 as cpb
 from cairn.v1 import run_service_pb2 as rpb
+from cairn.v1 import schedule_service_pb2 as spb
+from cairn.v1 import wait_service_pb2 as wspb
 from cairn.v1 import worker_service_pb2 as wpb
 from services.common.errors import invalid
 
@@ -17,6 +24,10 @@ ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 MAX_PAYLOAD_BYTES = 4 * 1024 * 1024
 MAX_KEY_CHARS = 256
 MAX_WAIT_SECONDS = 60.0
+MAX_METADATA_BYTES = 4096
+MAX_TAGS = 10
+MAX_BATCH = 1000
+MAX_DELAY_SECONDS = 366 * 86400
 
 
 def namespace(value: str) -> str:
@@ -71,10 +82,54 @@ def wait_seconds(field: str, msg: object, default: float) -> float:
     return seconds
 
 
-def trigger(r: rpb.TriggerRunRequest) -> None:
-    identifier("task_id", r.task_id)
-    payload("payload", r.payload)
-    text("idempotency_key", r.idempotency_key, MAX_KEY_CHARS)
+def duration(field: str, msg: object, name: str, *, allow_zero: bool = False,
+             limit: float = MAX_DELAY_SECONDS) -> None:
+    """A Duration field that must be positive (or zero) and at most `limit` seconds."""
+    if not msg.HasField(name):  # type: ignore[attr-defined]
+        return
+    seconds = getattr(msg, name).ToTimedelta().total_seconds()
+    if seconds < 0 or (seconds == 0 and not allow_zero) or seconds > limit:
+        raise invalid(f"{field}: must be {'at least 0' if allow_zero else 'more than 0'} "
+                      f"and at most {limit:g} seconds, got {seconds:g}")
+
+
+def metadata(field: str, value: object) -> None:
+    size = len(json.dumps(json_format.MessageToDict(value)))  # type: ignore[arg-type]
+    if size > MAX_METADATA_BYTES:
+        raise invalid(f"{field}: {size} bytes of JSON exceeds the limit of {MAX_METADATA_BYTES}")
+
+
+def options(field: str, o: cpb.TriggerOptions) -> None:
+    duration(f"{field}.delay", o, "delay", allow_zero=True)
+    duration(f"{field}.ttl", o, "ttl")
+    duration(f"{field}.max_duration", o, "max_duration")
+    if not -1000 <= o.priority <= 1000:
+        raise invalid(f"{field}.priority: {o.priority} is not between -1000 and 1000")
+    if len(o.tags) > MAX_TAGS:
+        raise invalid(f"{field}.tags: at most {MAX_TAGS} tags, got {len(o.tags)}")
+    for i, tag in enumerate(o.tags):
+        if not 1 <= len(tag) <= 64:
+            raise invalid(f"{field}.tags[{i}]: must be 1-64 characters")
+    metadata(f"{field}.metadata", o.metadata)
+
+
+def trigger(r: rpb.TriggerRunRequest, prefix: str = "") -> None:
+    identifier(f"{prefix}task_id", r.task_id)
+    payload(f"{prefix}payload", r.payload)
+    text(f"{prefix}idempotency_key", r.idempotency_key, MAX_KEY_CHARS)
+    options(f"{prefix}options", r.options)
+    if r.parent_run_id:
+        run_id(r.parent_run_id, f"{prefix}parent_run_id")
+
+
+def batch_trigger(r: rpb.BatchTriggerRunsRequest) -> None:
+    if not 1 <= len(r.runs) <= MAX_BATCH:
+        raise invalid(f"runs: 1 to {MAX_BATCH} runs per batch, got {len(r.runs)}")
+    for i, item in enumerate(r.runs):
+        if item.namespace and item.namespace != r.namespace:
+            raise invalid(f"runs[{i}].namespace: {item.namespace!r} differs from the batch's {r.namespace!r}")
+        item.namespace = r.namespace
+        trigger(item, f"runs[{i}].")
 
 
 def list_runs(r: rpb.ListRunsRequest) -> None:
@@ -85,6 +140,9 @@ def list_runs(r: rpb.ListRunsRequest) -> None:
     for i, s in enumerate(r.statuses):
         if s not in cpb.RunStatus.values() or s == cpb.RUN_STATUS_UNSPECIFIED:
             raise invalid(f"statuses[{i}]: {s} is not a run status")
+    text("tag", r.tag, 64)
+    if r.parent_run_id:
+        run_id(r.parent_run_id, "parent_run_id")
 
 
 def register(r: wpb.RegisterWorkerRequest) -> None:
@@ -106,6 +164,18 @@ def register(r: wpb.RegisterWorkerRequest) -> None:
             retry_policy.from_proto(t.retry if t.HasField("retry") else None)
         except ValueError as exc:
             raise invalid(f"tasks[{i}].{exc}") from None
+        if t.schedule or t.timezone:
+            cron(f"tasks[{i}].", t.schedule, t.timezone)
+        duration(f"tasks[{i}].max_duration", t, "max_duration")
+
+
+def cron(prefix: str, expression: str, timezone: str) -> None:
+    if not expression:
+        raise invalid(f"{prefix}cron: required (a schedule needs a cron expression)")
+    try:
+        Cron.parse(expression, timezone or "UTC")
+    except ValueError as exc:
+        raise invalid(f"{prefix}{exc}") from None
 
 
 def poll(r: wpb.PollAttemptRequest) -> None:
@@ -149,7 +219,76 @@ def finish(r: wpb.FinishAttemptRequest) -> None:
     elif r.outcome == wpb.ATTEMPT_OUTCOME_FAILED:
         error_info("error", r.error)
     elif r.outcome == wpb.ATTEMPT_OUTCOME_SUSPENDED:
-        if not r.HasField("wake_at"):
-            raise invalid("wake_at: required with ATTEMPT_OUTCOME_SUSPENDED")
+        if r.HasField("wait"):
+            wait(r.wait)
+        elif not r.HasField("wake_at"):
+            raise invalid("wait: required with ATTEMPT_OUTCOME_SUSPENDED (or wake_at for a sleep)")
     else:
         raise invalid("outcome: must be COMPLETED, FAILED or SUSPENDED")
+
+
+def wait(w: wpb.WaitSpec) -> None:
+    if w.position < 0:
+        raise invalid("wait.position: must not be negative")
+    text("wait.name", w.name, 256, required=True)
+    kind = w.WhichOneof("kind")
+    if kind is None:
+        raise invalid("wait: one of event, token or children is required")
+    if kind == "event":
+        text("wait.event.name", w.event.name, 256, required=True)
+        text("wait.event.key", w.event.key, 256)
+    elif kind == "token":
+        text("wait.token.token_id", w.token.token_id, 100, required=True)
+    else:
+        if not 1 <= len(w.children.runs) <= MAX_BATCH:
+            raise invalid(f"wait.children.runs: 1 to {MAX_BATCH} children, got {len(w.children.runs)}")
+        for i, c in enumerate(w.children.runs):
+            identifier(f"wait.children.runs[{i}].task_id", c.task_id)
+            payload(f"wait.children.runs[{i}].payload", c.payload)
+            options(f"wait.children.runs[{i}].options", c.options)
+
+
+def update_metadata(r: wpb.UpdateRunMetadataRequest) -> None:
+    attempt_ref(r)
+    metadata("metadata", r.metadata)
+
+
+def send_event(r: wspb.SendEventRequest) -> None:
+    if r.run_id:
+        run_id(r.run_id)
+    text("name", r.name, 256, required=True)
+    text("key", r.key, 256)
+    payload("payload", r.payload)
+
+
+def create_token(r: wspb.CreateWaitTokenRequest) -> None:
+    if r.run_id:
+        run_id(r.run_id)
+    duration("timeout", r, "timeout")
+    text("idempotency_key", r.idempotency_key, MAX_KEY_CHARS)
+
+
+def token_ref(r: object) -> None:
+    text("token_id", r.token_id, 100, required=True)  # type: ignore[attr-defined]
+
+
+def complete_token(r: wspb.CompleteWaitTokenRequest) -> None:
+    token_ref(r)
+    payload("payload", r.payload)
+
+
+def create_schedule(r: spb.CreateScheduleRequest) -> None:
+    identifier("schedule_id", r.schedule_id)
+    identifier("task_id", r.task_id)
+    cron("", r.cron, r.timezone)
+    payload("payload", r.payload)
+    text("deduplication_key", r.deduplication_key, MAX_KEY_CHARS)
+
+
+def schedule_ref(r: object) -> None:
+    identifier("schedule_id", r.schedule_id)  # type: ignore[attr-defined]
+
+
+def list_schedules(r: spb.ListSchedulesRequest) -> None:
+    if r.task_id:
+        identifier("task_id", r.task_id)

@@ -6,12 +6,17 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
+from google.protobuf import json_format
 from google.protobuf.duration_pb2 import Duration
+from google.protobuf.struct_pb2 import Struct
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from cairn import retry_policy
 from cairn.statuses import ATTEMPT_STATUS_BY_NAME, RUN_STATUS_BY_NAME, STEP_STATUS_BY_NAME
 from cairn.v1 import common_pb2 as pb
+from cairn.v1 import schedule_service_pb2 as spb
+from cairn.v1 import wait_service_pb2 as wspb
+from services.history.runs import RunOptions
 
 
 def timestamp(value: datetime | None) -> Timestamp | None:
@@ -68,8 +73,48 @@ def event(r: asyncpg.Record) -> pb.RunEvent:
                        details_json=json.dumps(r["details"]), at=timestamp(r["at"]))
 
 
+def struct(value: dict[str, Any] | None) -> Struct:
+    s = Struct()
+    if value:
+        s.update(value)
+    return s
+
+
+def struct_dict(value: Struct) -> dict[str, Any]:
+    return json_format.MessageToDict(value)
+
+
+def seconds(d: Duration) -> float:
+    return d.ToTimedelta().total_seconds()
+
+
+def options(o: pb.TriggerOptions) -> RunOptions:
+    """Trigger options (validated by the frontend) as RunOptions."""
+    return RunOptions(delay=seconds(o.delay) if o.HasField("delay") else 0.0,
+                      ttl=seconds(o.ttl) if o.HasField("ttl") else None,
+                      priority=o.priority, tags=list(o.tags),
+                      metadata=struct_dict(o.metadata) if o.HasField("metadata") else {},
+                      max_duration=seconds(o.max_duration) if o.HasField("max_duration") else None)
+
+
+def wait_info(w: asyncpg.Record | None, children: list[Any]) -> pb.WaitInfo | None:
+    if w is None:
+        return None
+    return pb.WaitInfo(kind=w["kind"], position=w["position"], event_name=w["event_name"] or "",
+                       event_key=w["event_key"] or "", token_id=w["token_id"] or "",
+                       child_run_ids=[str(c) for c in children] if w["kind"] == "children" else [],
+                       until=timestamp(w["timeout_at"]))
+
+
+def _ms(value: int | None) -> Duration | None:
+    return duration(value / 1000) if value is not None else None
+
+
 def run(r: asyncpg.Record, attempts: list[asyncpg.Record] = (),
-        steps: list[asyncpg.Record] = (), events: list[asyncpg.Record] = ()) -> pb.Run:
+        steps: list[asyncpg.Record] = (), events: list[asyncpg.Record] = (),
+        children: list[Any] = (), wait: asyncpg.Record | None = None,
+        wait_children: list[Any] = ()) -> pb.Run:
+    """A run row (with what GetRun adds) as a Run message."""
     return pb.Run(
         id=str(r["id"]), namespace=r["namespace"], task_id=r["task_id"], queue=r["queue"],
         status=RUN_STATUS_BY_NAME[r["status"]], input=payload(r["input"], r["input_encoding"]),
@@ -80,4 +125,36 @@ def run(r: asyncpg.Record, attempts: list[asyncpg.Record] = (),
         started_at=timestamp(r["started_at"]), finished_at=timestamp(r["finished_at"]),
         next_attempt_at=timestamp(r["next_attempt_at"]),
         attempts=[attempt(a) for a in attempts], steps=[step(s) for s in steps],
-        events=[event(e) for e in events])
+        events=[event(e) for e in events],
+        parent_run_id=str(r["parent_run_id"]) if r["parent_run_id"] else "",
+        priority=r["priority"], tags=r["tags"], metadata=struct(r["metadata"]),
+        child_run_ids=[str(c) for c in children], wait=wait_info(wait, wait_children),
+        ttl=_ms(r["ttl_ms"]), max_duration=_ms(r["max_duration_ms"]),
+        schedule_id=r["schedule_id"] or "")
+
+
+def full_run(bundle: dict[str, Any]) -> pb.Run:
+    """RunStore.get's result as a Run message."""
+    return run(bundle["run"], bundle["attempts"], bundle["steps"], bundle["events"],
+               bundle["children"], bundle["wait"], bundle["wait_children"])
+
+
+TOKEN_STATUS = {"pending": wspb.WAIT_TOKEN_STATUS_PENDING, "completed": wspb.WAIT_TOKEN_STATUS_COMPLETED}
+
+
+def token(t: asyncpg.Record, now: Any) -> wspb.WaitToken:
+    status = TOKEN_STATUS[t["status"]]
+    if t["status"] == "pending" and t["timeout_at"] is not None and t["timeout_at"] <= now:
+        status = wspb.WAIT_TOKEN_STATUS_TIMED_OUT
+    return wspb.WaitToken(id=t["id"], namespace=t["namespace"], run_id=str(t["run_id"] or ""),
+                          status=status, payload=payload(t["payload"], t["payload_encoding"]),
+                          created_at=timestamp(t["created_at"]), completed_at=timestamp(t["completed_at"]),
+                          timeout_at=timestamp(t["timeout_at"]))
+
+
+def schedule(s: asyncpg.Record) -> spb.Schedule:
+    return spb.Schedule(id=s["id"], namespace=s["namespace"], task_id=s["task_id"], cron=s["cron"],
+                        timezone=s["timezone"], payload=payload(s["payload"], s["payload_encoding"]),
+                        deduplication_key=s["dedup_key"], paused=s["paused"], declared=s["declared"],
+                        next_fire_at=timestamp(s["next_fire_at"]), last_fired_at=timestamp(s["last_fired_at"]),
+                        last_run_id=str(s["last_run_id"] or ""))

@@ -10,6 +10,7 @@ from services.common import bus as bus_mod
 from services.common import db, grpc_server, logs
 from services.common.bus import Bus
 from services.common.config import Settings, add_service_flags, settings_from_args
+from services.history.schedules import ScheduleStore
 from services.history.servicer import HistoryServicer
 from services.history.store import RunStore
 from services.history.timers import TimerLoop
@@ -24,8 +25,9 @@ async def run(settings: Settings) -> None:
     bus = Bus(settings.nats_url, settings.nats_prefix)
     await bus.start()
     store = RunStore(pool, settings.lease_seconds)
-    servicer = HistoryServicer(store, bus)
-    timers = TimerLoop(store, servicer.announce, max_sleep=settings.sweep_seconds)
+    schedules = ScheduleStore(pool)
+    servicer = HistoryServicer(store, schedules, bus)
+    timers = TimerLoop(store, schedules, servicer.announce, max_sleep=settings.sweep_seconds)
     servicer.timers = timers
     await bus.subscribe(bus_mod.TIMERS, lambda _msg: timers.poke())
     timers.start()

@@ -1,10 +1,13 @@
-"""History's gRPC API: maps requests onto RunStore transactions and announces
-committed changes on NATS. Callers (frontend, matching) have validated input."""
+"""History's gRPC API: maps requests onto RunStore and ScheduleStore
+transactions and announces committed changes on NATS. Callers (frontend,
+matching) have validated input."""
 from __future__ import annotations
 
 import base64
+import logging
 import uuid
 from datetime import datetime, timezone
+from typing import Any
 
 import grpc
 
@@ -14,14 +17,19 @@ from cairn.internal.v1 import history_service_pb2_grpc as hgrpc
 from cairn.statuses import RUN_STATUS_BY_NAME, RUN_STATUS_NAMES, STEP_STATUS_NAMES
 from cairn.v1 import common_pb2 as cpb
 from cairn.v1 import run_service_pb2 as rpb
+from cairn.v1 import schedule_service_pb2 as spb
+from cairn.v1 import wait_service_pb2 as wspb
 from cairn.v1 import worker_service_pb2 as wpb
 from services.common import bus as bus_mod
 from services.common.bus import Bus
-from services.common.errors import invalid, rpc
+from services.common.errors import ServiceError, invalid, rpc
 from services.history import convert
-from services.history.store import Outcome, RunStore, parse_run_id
+from services.history.runs import Effects, NewRun, Outcome, parse_run_id
+from services.history.schedules import ScheduleStore
+from services.history.store import RunStore
 from services.history.timers import TimerLoop
 
+log = logging.getLogger("cairn.history")
 OUTCOMES = {wpb.ATTEMPT_OUTCOME_COMPLETED: "completed", wpb.ATTEMPT_OUTCOME_FAILED: "failed",
             wpb.ATTEMPT_OUTCOME_SUSPENDED: "suspended"}
 
@@ -38,39 +46,86 @@ def decode_page_token(token: str) -> tuple[datetime, uuid.UUID]:
         raise invalid("page_token: not a token returned by ListRuns") from None
 
 
+def _encoding(p: cpb.Payload) -> str:
+    return p.encoding or payloads.JSON
+
+
+def new_run(namespace: str, r: rpb.TriggerRunRequest) -> NewRun:
+    return NewRun(namespace=namespace, task_id=r.task_id, data=r.payload.data,
+                  encoding=_encoding(r.payload), idempotency_key=r.idempotency_key or None,
+                  options=convert.options(r.options),
+                  parent_run_id=parse_run_id(r.parent_run_id) if r.parent_run_id else None)
+
+
+def wait_spec(namespace: str, r: wpb.FinishAttemptRequest) -> dict[str, Any]:
+    """A suspension's wait, from the request (a sleep when only wake_at is set)."""
+    if not r.HasField("wait"):
+        until = r.wake_at.ToDatetime(tzinfo=timezone.utc)
+        return {"kind": "sleep", "position": -1, "name": "wait.sleep", "timeout_at": until}
+    w = r.wait
+    spec: dict[str, Any] = {"kind": w.WhichOneof("kind"), "position": w.position, "name": w.name,
+                            "timeout_at": w.timeout_at.ToDatetime(tzinfo=timezone.utc)
+                            if w.HasField("timeout_at") else None}
+    if spec["kind"] == "event":
+        spec.update(event_name=w.event.name, event_key=w.event.key)
+    elif spec["kind"] == "token":
+        spec.update(token_id=w.token.token_id)
+    elif spec["kind"] == "children":
+        spec["children"] = [NewRun(namespace=namespace, task_id=c.task_id, data=c.payload.data,
+                                   encoding=_encoding(c.payload), options=convert.options(c.options))
+                            for c in w.children.runs]
+    return spec
+
+
 class HistoryServicer(hgrpc.HistoryServiceServicer):
     """The only writer of run state."""
 
-    def __init__(self, store: RunStore, bus: Bus) -> None:
+    def __init__(self, store: RunStore, schedules: ScheduleStore, bus: Bus) -> None:
         self.store = store
+        self.schedules = schedules
         self.bus = bus
         self.timers: TimerLoop | None = None
 
-    async def announce(self, outcome: Outcome) -> None:
+    async def announce_effects(self, effects: Effects, run: Any = None) -> None:
         """Publishes what a committed transition changed."""
-        run, fx = outcome.run, outcome.effects
-        if fx.work_ready:
-            await self.bus.publish(bus_mod.WORK, {"namespace": run["namespace"], "task_id": run["task_id"]})
-        if fx.run_changed:
+        work = set(effects.work_keys)
+        if run is not None and effects.work_ready:
+            work.add((run["namespace"], run["task_id"]))
+        for ns, task_id in work:
+            await self.bus.publish(bus_mod.WORK, {"namespace": ns, "task_id": task_id})
+        if run is not None and effects.run_changed:
             await self.bus.publish(bus_mod.RUNS, {"namespace": run["namespace"], "run_id": str(run["id"]),
                                                   "status": run["status"]})
-        if fx.timer_due is not None:
+        if effects.timer_due is not None:
             if self.timers is not None:
                 self.timers.poke()
-            await self.bus.publish(bus_mod.TIMERS, {"due_at": fx.timer_due.isoformat()})
+            await self.bus.publish(bus_mod.TIMERS, {"due_at": effects.timer_due.isoformat()})
 
-    async def _full_run(self, namespace: str, run_id: uuid.UUID):
-        return convert.run(*await self.store.get(namespace, run_id))
+    async def announce(self, outcome: Outcome) -> None:
+        await self.announce_effects(outcome.effects, outcome.run)
+
+    async def _full_run(self, namespace: str, run_id: uuid.UUID) -> cpb.Run:
+        return convert.full_run(await self.store.get(namespace, run_id))
+
+    # ---- runs --------------------------------------------------------------------
 
     @rpc
     async def TriggerRun(self, request: rpb.TriggerRunRequest, context: grpc.aio.ServicerContext
                          ) -> rpb.TriggerRunResponse:
-        outcome, existing = await self.store.trigger(
-            request.namespace, request.task_id, request.payload.data,
-            request.payload.encoding or payloads.JSON, request.idempotency_key)
+        outcome, existing = await self.store.trigger(new_run(request.namespace, request))
         if not existing:
             await self.announce(outcome)
         return rpb.TriggerRunResponse(run=convert.run(outcome.run), existing=existing)
+
+    @rpc
+    async def BatchTriggerRuns(self, request: rpb.BatchTriggerRunsRequest,
+                               context: grpc.aio.ServicerContext) -> rpb.BatchTriggerRunsResponse:
+        results = await self.store.trigger_batch([new_run(request.namespace, r) for r in request.runs])
+        for outcome, existing in results:
+            if not existing:
+                await self.announce(outcome)
+        return rpb.BatchTriggerRunsResponse(runs=[
+            rpb.TriggerRunResponse(run=convert.run(o.run), existing=e) for o, e in results])
 
     @rpc
     async def GetRun(self, request: rpb.GetRunRequest, context: grpc.aio.ServicerContext
@@ -83,7 +138,9 @@ class HistoryServicer(hgrpc.HistoryServiceServicer):
         size = request.page_size or 50
         after = decode_page_token(request.page_token) if request.page_token else None
         statuses = [RUN_STATUS_NAMES[s] for s in request.statuses]
-        rows = await self.store.list_runs(request.namespace, request.task_id, statuses, size + 1, after)
+        parent = parse_run_id(request.parent_run_id) if request.parent_run_id else None
+        rows = await self.store.list_runs(request.namespace, request.task_id, statuses, request.tag,
+                                          parent, size + 1, after)
         token = ""
         if len(rows) > size:
             rows = rows[:size]
@@ -94,9 +151,20 @@ class HistoryServicer(hgrpc.HistoryServiceServicer):
     async def CancelRun(self, request: rpb.CancelRunRequest, context: grpc.aio.ServicerContext
                         ) -> rpb.CancelRunResponse:
         run_id = parse_run_id(request.run_id)
-        outcome = await self.store.cancel(request.namespace, run_id, request.reason)
-        await self.announce(outcome)
+        await self._cancel_tree(request.namespace, run_id, request.reason)
         return rpb.CancelRunResponse(run=await self._full_run(request.namespace, run_id))
+
+    async def _cancel_tree(self, namespace: str, run_id: uuid.UUID, reason: str) -> None:
+        """Cancels a run, then its unfinished children, depth first."""
+        outcome = await self.store.cancel(namespace, run_id, reason)
+        await self.announce(outcome)
+        for child in outcome.extra["children"]:
+            try:
+                await self._cancel_tree(namespace, child, f"parent run {run_id} was canceled")
+            except ServiceError as exc:  # it finished meanwhile
+                log.info("child %s of canceled run %s not canceled: %s", child, run_id, exc.message)
+
+    # ---- attempts ----------------------------------------------------------------
 
     @rpc
     async def StartAttempt(self, request: hpb.StartAttemptRequest, context: grpc.aio.ServicerContext
@@ -114,7 +182,9 @@ class HistoryServicer(hgrpc.HistoryServiceServicer):
             payload=convert.payload(run["input"], run["input_encoding"]),
             steps=[convert.step(s) for s in steps],
             lease_duration=convert.duration(self.store.lease_seconds),
-            run_created_at=convert.timestamp(run["created_at"])))
+            run_created_at=convert.timestamp(run["created_at"]),
+            metadata=convert.struct(run["metadata"]),
+            parent_run_id=str(run["parent_run_id"] or "")))
 
     @rpc
     async def Heartbeat(self, request: wpb.HeartbeatRequest, context: grpc.aio.ServicerContext
@@ -130,24 +200,117 @@ class HistoryServicer(hgrpc.HistoryServiceServicer):
             request.namespace, parse_run_id(request.run_id), request.attempt, request.position,
             request.name, STEP_STATUS_NAMES[request.status],
             request.output.data if completed else None,
-            (request.output.encoding or payloads.JSON) if completed else None,
+            _encoding(request.output) if completed else None,
             None if completed else convert.error_dict(request.error), request.tries or 1)
         return wpb.RecordStepResponse(step=convert.step(step))
 
     @rpc
     async def FinishAttempt(self, request: wpb.FinishAttemptRequest, context: grpc.aio.ServicerContext
                             ) -> wpb.FinishAttemptResponse:
-        outcome_name = OUTCOMES[request.outcome]
-        wake_at = request.wake_at.ToDatetime(tzinfo=timezone.utc) \
-            if request.HasField("wake_at") else None
+        name = OUTCOMES[request.outcome]
         outcome = await self.store.finish_attempt(
-            request.namespace, parse_run_id(request.run_id), request.attempt, outcome_name,
-            request.output.data if outcome_name == "completed" else None,
-            (request.output.encoding or payloads.JSON) if outcome_name == "completed" else None,
-            convert.error_dict(request.error) if outcome_name == "failed" else None, wake_at)
+            request.namespace, parse_run_id(request.run_id), request.attempt, name,
+            request.output.data if name == "completed" else None,
+            _encoding(request.output) if name == "completed" else None,
+            convert.error_dict(request.error) if name == "failed" else None,
+            wait_spec(request.namespace, request) if name == "suspended" else None)
         await self.announce(outcome)
         response = wpb.FinishAttemptResponse(run_status=RUN_STATUS_BY_NAME[outcome.run["status"]])
         if "retry_delay" in outcome.extra:
             response.retry_delay.CopyFrom(convert.duration(outcome.extra["retry_delay"]))
         return response
 
+    @rpc
+    async def UpdateRunMetadata(self, request: wpb.UpdateRunMetadataRequest,
+                                context: grpc.aio.ServicerContext) -> wpb.UpdateRunMetadataResponse:
+        metadata = await self.store.update_metadata(request.namespace, parse_run_id(request.run_id),
+                                                    request.attempt, convert.struct_dict(request.metadata))
+        return wpb.UpdateRunMetadataResponse(metadata=convert.struct(metadata))
+
+    # ---- events and tokens -------------------------------------------------------
+
+    @rpc
+    async def SendEvent(self, request: wspb.SendEventRequest, context: grpc.aio.ServicerContext
+                        ) -> wspb.SendEventResponse:
+        data, encoding = request.payload.data, _encoding(request.payload)
+        if request.run_id:
+            outcome = await self.store.send_event_to_run(request.namespace, parse_run_id(request.run_id),
+                                                         request.name, request.key, data, encoding)
+            if outcome is None:
+                return wspb.SendEventResponse(buffered=True)
+            await self.announce(outcome)
+            return wspb.SendEventResponse(delivered_run_ids=[request.run_id])
+        delivered = await self.store.send_event_by_name(request.namespace, request.name, request.key,
+                                                        data, encoding)
+        for outcome in delivered:
+            await self.announce(outcome)
+        return wspb.SendEventResponse(delivered_run_ids=[str(o.run["id"]) for o in delivered])
+
+    @rpc
+    async def CreateWaitToken(self, request: wspb.CreateWaitTokenRequest,
+                              context: grpc.aio.ServicerContext) -> wspb.CreateWaitTokenResponse:
+        timeout = convert.seconds(request.timeout) if request.HasField("timeout") else None
+        token = await self.store.create_token(
+            request.namespace, parse_run_id(request.run_id) if request.run_id else None, timeout,
+            request.idempotency_key or None)
+        return wspb.CreateWaitTokenResponse(token=convert.token(token, datetime.now(timezone.utc)))
+
+    @rpc
+    async def CompleteWaitToken(self, request: wspb.CompleteWaitTokenRequest,
+                                context: grpc.aio.ServicerContext) -> wspb.CompleteWaitTokenResponse:
+        token, effects = await self.store.complete_token(request.namespace, request.token_id,
+                                                         request.payload.data, _encoding(request.payload))
+        await self.announce_effects(effects)
+        return wspb.CompleteWaitTokenResponse(token=convert.token(token, datetime.now(timezone.utc)))
+
+    @rpc
+    async def GetWaitToken(self, request: wspb.GetWaitTokenRequest,
+                           context: grpc.aio.ServicerContext) -> wspb.GetWaitTokenResponse:
+        token = await self.store.get_token(request.namespace, request.token_id)
+        return wspb.GetWaitTokenResponse(token=convert.token(token, datetime.now(timezone.utc)))
+
+    # ---- schedules ---------------------------------------------------------------
+
+    async def _schedule_changed(self, row: Any) -> spb.Schedule:
+        await self.announce_effects(Effects(timer_due=row["next_fire_at"]))
+        return convert.schedule(row)
+
+    @rpc
+    async def CreateSchedule(self, request: spb.CreateScheduleRequest,
+                             context: grpc.aio.ServicerContext) -> spb.CreateScheduleResponse:
+        row = await self.schedules.create(
+            request.namespace, request.schedule_id, request.task_id, request.cron, request.timezone,
+            request.payload.data, _encoding(request.payload), request.deduplication_key)
+        return spb.CreateScheduleResponse(schedule=await self._schedule_changed(row))
+
+    @rpc
+    async def ListSchedules(self, request: spb.ListSchedulesRequest,
+                            context: grpc.aio.ServicerContext) -> spb.ListSchedulesResponse:
+        rows = await self.schedules.list(request.namespace, request.task_id)
+        return spb.ListSchedulesResponse(schedules=[convert.schedule(r) for r in rows])
+
+    @rpc
+    async def PauseSchedule(self, request: spb.PauseScheduleRequest,
+                            context: grpc.aio.ServicerContext) -> spb.PauseScheduleResponse:
+        row = await self.schedules.set_paused(request.namespace, request.schedule_id, True)
+        return spb.PauseScheduleResponse(schedule=convert.schedule(row))
+
+    @rpc
+    async def ResumeSchedule(self, request: spb.ResumeScheduleRequest,
+                             context: grpc.aio.ServicerContext) -> spb.ResumeScheduleResponse:
+        row = await self.schedules.set_paused(request.namespace, request.schedule_id, False)
+        return spb.ResumeScheduleResponse(schedule=await self._schedule_changed(row))
+
+    @rpc
+    async def DeleteSchedule(self, request: spb.DeleteScheduleRequest,
+                             context: grpc.aio.ServicerContext) -> spb.DeleteScheduleResponse:
+        await self.schedules.delete(request.namespace, request.schedule_id)
+        return spb.DeleteScheduleResponse()
+
+    @rpc
+    async def SyncDeclaredSchedules(self, request: hpb.SyncDeclaredSchedulesRequest,
+                                    context: grpc.aio.ServicerContext) -> hpb.SyncDeclaredSchedulesResponse:
+        await self.schedules.sync_declared(request.namespace, [(t.task_id, t.schedule, t.timezone)
+                                                               for t in request.tasks])
+        await self.announce_effects(Effects(timer_due=datetime.now(timezone.utc)))
+        return hpb.SyncDeclaredSchedulesResponse()

@@ -1,14 +1,15 @@
 """Run state transitions. Each public method is one transaction that writes the
 new state, its event, and any queue entry or timer together, so a crash at any
 moment leaves either all of it or none. Every transaction locks the run row
-first (then queue entry, then timer), so transitions never deadlock.
+first (then queue entry, wait, timer); a transaction that starts from a token or
+a child touches only the other run's timer row, never the run, so transitions
+never deadlock.
 
 Fencing: a write from a worker names (run, attempt) and is applied only while
 that attempt is the run's current, executing one."""
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -16,58 +17,14 @@ import asyncpg
 
 from cairn import backoff, retry_policy
 from cairn.statuses import TERMINAL_RUN_STATUSES
-from services.common.errors import already_exists, invalid, not_found, precondition
-
-@dataclass
-class Effects:
-    """What to announce once a transaction has committed."""
-
-    run_changed: bool = False
-    work_ready: bool = False
-    timer_due: datetime | None = None
-
-
-@dataclass
-class Outcome:
-    """A transition's result and the notifications it owes."""
-
-    run: asyncpg.Record
-    effects: Effects = field(default_factory=Effects)
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-def parse_run_id(run_id: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(run_id)
-    except ValueError:
-        raise invalid(f"run_id: {run_id!r} is not a valid run id (a UUID)") from None
-
-
-async def _event(conn: asyncpg.Connection, run_id: uuid.UUID, type_: str, attempt: int = 0,
-                 **details: Any) -> None:
-    await conn.execute("INSERT INTO run_events (run_id, type, attempt, details) VALUES ($1, $2, $3, $4)",
-                       run_id, type_, attempt, details)
-
-
-async def _lock_run(conn: asyncpg.Connection, namespace: str, run_id: uuid.UUID,
-                    mode: str = "UPDATE") -> asyncpg.Record:
-    row = await conn.fetchrow(f"SELECT * FROM runs WHERE id = $1 AND namespace = $2 FOR {mode}",
-                              run_id, namespace)
-    if row is None:
-        raise not_found(f"run {run_id} not found in namespace {namespace!r}")
-    return row
-
-
-def _fence(run: asyncpg.Record, attempt: int) -> None:
-    """Refuses a worker write unless `attempt` is the run's current executing attempt."""
-    if run["status"] != "executing" or run["attempt_count"] != attempt:
-        raise precondition(
-            f"attempt {attempt} of run {run['id']} is no longer current "
-            f"(run is {run['status']}, current attempt {run['attempt_count']}); abandon it")
+from services.common.errors import already_exists, not_found, precondition
+from services.history import waits
+from services.history.runs import (Effects, NewRun, Outcome, create_run, end_run, event, fence,
+                                   lock_run, set_timer)
 
 
 class RunStore:
-    """History's transactions on runs, attempts, steps, events and timers."""
+    """History's transactions on runs, attempts, steps, events, waits and timers."""
 
     def __init__(self, pool: asyncpg.Pool, lease_seconds: float) -> None:
         self.pool = pool
@@ -75,61 +32,60 @@ class RunStore:
 
     # ---- triggering and reading -------------------------------------------------
 
-    async def trigger(self, namespace: str, task_id: str, data: bytes, encoding: str,
-                      idempotency_key: str) -> tuple[Outcome, bool]:
-        """Creates a queued run with its event and queue entry; with an
-        idempotency key already used for this task, returns that run instead."""
-        key = idempotency_key or None
+    async def trigger(self, new: NewRun) -> tuple[Outcome, bool]:
+        """Creates a run (or finds it by idempotency key: then False)."""
         async with self.pool.acquire() as conn, conn.transaction():
-            task = await conn.fetchrow("SELECT queue, retry FROM tasks WHERE namespace = $1 AND task_id = $2",
-                                       namespace, task_id)
-            if task is None:
-                raise not_found(f"task {task_id!r} is not registered in namespace {namespace!r}; "
-                                "start a worker that serves it")
-            run = await conn.fetchrow(
-                "INSERT INTO runs (id, namespace, task_id, queue, status, input, input_encoding, "
-                "idempotency_key, retry) VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7, $8) "
-                "ON CONFLICT (namespace, task_id, idempotency_key) WHERE idempotency_key IS NOT NULL "
-                "DO NOTHING RETURNING *",
-                uuid.uuid4(), namespace, task_id, task["queue"], data, encoding, key, task["retry"])
-            if run is None:
-                existing = await conn.fetchrow(
-                    "SELECT * FROM runs WHERE namespace = $1 AND task_id = $2 AND idempotency_key = $3",
-                    namespace, task_id, key)
-                return Outcome(existing), True
-            await _event(conn, run["id"], "triggered", idempotency_key=key)
-            await conn.execute("INSERT INTO queue_entries (run_id, namespace, task_id, queue) "
-                               "VALUES ($1, $2, $3, $4)", run["id"], namespace, task_id, task["queue"])
-        return Outcome(run, Effects(run_changed=True, work_ready=True)), False
+            outcome, created = await create_run(conn, new)
+        return outcome, not created
 
-    async def get(self, namespace: str, run_id: uuid.UUID, *, full: bool = True
-                  ) -> tuple[asyncpg.Record, list, list, list]:
-        """A run with its attempts, steps and events."""
+    async def trigger_batch(self, items: list[NewRun]) -> list[tuple[Outcome, bool]]:
+        """Creates many runs in one transaction: all or none."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            results = []
+            for new in items:
+                outcome, created = await create_run(conn, new)
+                results.append((outcome, not created))
+        return results
+
+    async def get(self, namespace: str, run_id: uuid.UUID) -> dict[str, Any]:
+        """A run with its attempts, steps, events, children and wait."""
         async with self.pool.acquire() as conn:
             run = await conn.fetchrow("SELECT * FROM runs WHERE id = $1 AND namespace = $2",
                                       run_id, namespace)
             if run is None:
                 raise not_found(f"run {run_id} not found in namespace {namespace!r}")
-            if not full:
-                return run, [], [], []
-            attempts = await conn.fetch("SELECT * FROM attempts WHERE run_id = $1 ORDER BY number", run_id)
-            steps = await conn.fetch("SELECT * FROM steps WHERE run_id = $1 ORDER BY position", run_id)
-            events = await conn.fetch("SELECT * FROM run_events WHERE run_id = $1 ORDER BY id", run_id)
-        return run, attempts, steps, events
+            return {
+                "run": run,
+                "attempts": await conn.fetch("SELECT * FROM attempts WHERE run_id = $1 ORDER BY number", run_id),
+                "steps": await conn.fetch("SELECT * FROM steps WHERE run_id = $1 ORDER BY position", run_id),
+                "events": await conn.fetch("SELECT * FROM run_events WHERE run_id = $1 ORDER BY id", run_id),
+                "children": [r["id"] for r in await conn.fetch(
+                    "SELECT id FROM runs WHERE parent_run_id = $1 ORDER BY created_at, id", run_id)],
+                "wait": await conn.fetchrow("SELECT * FROM waits WHERE run_id = $1", run_id),
+                "wait_children": [r["child_run_id"] for r in await conn.fetch(
+                    "SELECT child_run_id FROM child_waits WHERE parent_run_id = $1 ORDER BY idx", run_id)],
+            }
 
-    async def list_runs(self, namespace: str, task_id: str, statuses: list[str], limit: int,
-                   after: tuple[datetime, uuid.UUID] | None) -> list[asyncpg.Record]:
+    async def list_runs(self, namespace: str, task_id: str, statuses: list[str], tag: str,
+                        parent_run_id: uuid.UUID | None, limit: int,
+                        after: tuple[datetime, uuid.UUID] | None) -> list[asyncpg.Record]:
         """Runs newest first, `limit` of them, after the (created_at, id) cursor."""
         clauses, args = ["namespace = $1"], [namespace]
+
+        def where(sql: str, *values: Any) -> None:
+            args.extend(values)
+            clauses.append(sql.format(*[f"${len(args) - len(values) + i + 1}" for i in range(len(values))]))
+
         if task_id:
-            args.append(task_id)
-            clauses.append(f"task_id = ${len(args)}")
+            where("task_id = {}", task_id)
         if statuses:
-            args.append(statuses)
-            clauses.append(f"status = ANY(${len(args)})")
+            where("status = ANY({})", statuses)
+        if tag:
+            where("tags @> ARRAY[{}]::text[]", tag)
+        if parent_run_id is not None:
+            where("parent_run_id = {}", parent_run_id)
         if after is not None:
-            args.extend(after)
-            clauses.append(f"(created_at, id) < (${len(args) - 1}, ${len(args)})")
+            where("(created_at, id) < ({}, {})", *after)
         args.append(limit)
         sql = (f"SELECT * FROM runs WHERE {' AND '.join(clauses)} "
                f"ORDER BY created_at DESC, id DESC LIMIT ${len(args)}")
@@ -140,32 +96,30 @@ class RunStore:
 
     async def cancel(self, namespace: str, run_id: uuid.UUID, reason: str) -> Outcome:
         """Ends an unfinished run as canceled; an executing attempt is fenced off
-        so its next checkpoint or heartbeat is refused."""
+        so its next checkpoint or heartbeat is refused. The caller then cancels
+        the children listed in extra["children"], each in its own transaction."""
         async with self.pool.acquire() as conn, conn.transaction():
-            run = await _lock_run(conn, namespace, run_id)
+            run = await lock_run(conn, namespace, run_id)
             if run["status"] in TERMINAL_RUN_STATUSES:
                 raise precondition(f"run {run_id} already finished as {run['status']}; "
                                    "only unfinished runs can be canceled")
-            err = {"type": "Canceled", "message": reason or "canceled by request",
-                   "stack_trace": "", "non_retryable": True}
             if run["status"] == "executing":
-                await conn.execute("UPDATE attempts SET status = 'canceled', finished_at = now() "
-                                   "WHERE run_id = $1 AND number = $2", run_id, run["attempt_count"])
-            await conn.execute("DELETE FROM queue_entries WHERE run_id = $1", run_id)
-            await conn.execute("DELETE FROM timers WHERE run_id = $1", run_id)
-            run = await conn.fetchrow(
-                "UPDATE runs SET status = 'canceled', error = $2, finished_at = now(), updated_at = now(), "
-                "next_attempt_at = NULL WHERE id = $1 RETURNING *", run_id, err)
-            await _event(conn, run_id, "canceled", run["attempt_count"], reason=reason)
-        return Outcome(run, Effects(run_changed=True))
+                await self._end_attempt(conn, run, "canceled")
+            outcome = await end_run(conn, run, "canceled", reason=reason, error={
+                "type": "Canceled", "message": reason or "canceled by request", "stack_trace": "",
+                "non_retryable": True})
+            outcome.extra["children"] = [r["id"] for r in await conn.fetch(
+                "SELECT id FROM runs WHERE parent_run_id = $1 AND status <> ALL($2::text[])",
+                run_id, list(TERMINAL_RUN_STATUSES))]
+        return outcome
 
     # ---- attempts ----------------------------------------------------------------
 
     async def start_attempt(self, namespace: str, run_id: uuid.UUID, claim_token: uuid.UUID,
                             worker_id: str, worker_version: str
                             ) -> tuple[Outcome, list[asyncpg.Record]] | None:
-        """Starts the next attempt of a claimed run, with its lease; None when the
-        claim is stale (run canceled, claim expired and taken by another)."""
+        """Starts the next attempt of a claimed run, with its lease (and its
+        max-duration deadline); None when the claim is stale."""
         async with self.pool.acquire() as conn, conn.transaction():
             run = await conn.fetchrow("SELECT * FROM runs WHERE id = $1 AND namespace = $2 FOR UPDATE",
                                       run_id, namespace)
@@ -185,15 +139,19 @@ class RunStore:
             await conn.execute("INSERT INTO attempts (run_id, number, status, worker_id, worker_version) "
                                "VALUES ($1, $2, 'executing', $3, $4)", run_id, number, worker_id,
                                worker_version)
-            await conn.execute(
-                "INSERT INTO timers (run_id, kind, attempt, due_at) "
-                "VALUES ($1, 'lease', $2, now() + make_interval(secs => $3)) "
-                "ON CONFLICT (run_id, kind) DO UPDATE SET attempt = EXCLUDED.attempt, due_at = EXCLUDED.due_at",
-                run_id, number, self.lease_seconds)
-            await _event(conn, run_id, "attempt_started", number, worker_id=worker_id,
-                         worker_version=worker_version)
+            now = await conn.fetchval("SELECT now()")
+            await set_timer(conn, run_id, "lease", number, now + timedelta(seconds=self.lease_seconds))
+            await conn.execute("DELETE FROM timers WHERE run_id = $1 AND kind = 'ttl'", run_id)
+            effects = Effects(run_changed=True)
+            if run["max_duration_ms"] is not None:
+                left = max(0, run["max_duration_ms"] - run["exec_ms"])
+                due = now + timedelta(milliseconds=left)
+                await set_timer(conn, run_id, "deadline", number, due)
+                effects.merge_timer(due)
+            await event(conn, run_id, "attempt_started", number, worker_id=worker_id,
+                        worker_version=worker_version)
             steps = await conn.fetch("SELECT * FROM steps WHERE run_id = $1 ORDER BY position", run_id)
-        return Outcome(run, Effects(run_changed=True)), steps
+        return Outcome(run, effects), steps
 
     async def heartbeat(self, namespace: str, run_id: uuid.UUID, attempt: int) -> datetime:
         """Extends the lease of the current attempt; refuses any other attempt."""
@@ -208,7 +166,7 @@ class RunStore:
                                           run_id, namespace)
                 if run is None:
                     raise not_found(f"run {run_id} not found in namespace {namespace!r}")
-                _fence(run, attempt)
+                fence(run, attempt)
                 raise precondition(f"attempt {attempt} of run {run_id} has no lease; abandon it")
         return due
 
@@ -218,8 +176,8 @@ class RunStore:
         """Appends one step to the journal, once per position, from the current
         attempt only; also extends the attempt's lease."""
         async with self.pool.acquire() as conn, conn.transaction():
-            run = await _lock_run(conn, namespace, run_id, mode="SHARE")
-            _fence(run, attempt)
+            run = await lock_run(conn, namespace, run_id, mode="SHARE")
+            fence(run, attempt)
             step = await conn.fetchrow(
                 "INSERT INTO steps (run_id, position, name, status, output, output_encoding, error, "
                 "attempt, tries) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) "
@@ -232,82 +190,125 @@ class RunStore:
                     return existing  # the same write again (its answer was lost): idempotent
                 raise already_exists(f"step position {position} of run {run_id} is already recorded "
                                      f"(as {existing['name']!r} by attempt {existing['attempt']})")
-            await _event(conn, run_id, "step_recorded", attempt, position=position, name=name,
-                         status=status)
+            await event(conn, run_id, "step_recorded", attempt, position=position, name=name,
+                        status=status)
             await conn.execute("UPDATE timers SET due_at = now() + make_interval(secs => $2) "
                                "WHERE run_id = $1 AND kind = 'lease'", run_id, self.lease_seconds)
         return step
 
+    async def update_metadata(self, namespace: str, run_id: uuid.UUID, attempt: int,
+                              metadata: dict[str, Any]) -> dict[str, Any]:
+        """Replaces the run's metadata, from its current attempt only."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            run = await lock_run(conn, namespace, run_id)
+            fence(run, attempt)
+            await conn.execute("UPDATE runs SET metadata = $2, updated_at = now() WHERE id = $1",
+                               run_id, metadata)
+            await event(conn, run_id, "metadata_updated", attempt)
+        return metadata
+
     async def finish_attempt(self, namespace: str, run_id: uuid.UUID, attempt: int, outcome: str,
                              output: bytes | None, encoding: str | None,
-                             error: dict[str, Any] | None, wake_at: datetime | None) -> Outcome:
+                             error: dict[str, Any] | None, wait: dict[str, Any] | None) -> Outcome:
         """Ends the current attempt: completed, failed (retry policy applied) or
-        suspended until wake_at."""
+        suspended on a wait. A refused suspension (e.g. a child's task is
+        unknown) rolls back and leaves the attempt running."""
         async with self.pool.acquire() as conn, conn.transaction():
-            run = await _lock_run(conn, namespace, run_id)
-            _fence(run, attempt)
-            await conn.execute("DELETE FROM timers WHERE run_id = $1 AND kind = 'lease'", run_id)
+            run = await lock_run(conn, namespace, run_id)
+            fence(run, attempt)
+            await conn.execute("DELETE FROM timers WHERE run_id = $1 AND kind IN ('lease', 'deadline')", run_id)
             if outcome == "completed":
-                await self._end_attempt(conn, run_id, attempt, "completed")
-                run = await conn.fetchrow(
-                    "UPDATE runs SET status = 'completed', output = $2, output_encoding = $3, "
-                    "error = NULL, finished_at = now(), updated_at = now() WHERE id = $1 RETURNING *",
-                    run_id, output, encoding)
-                await _event(conn, run_id, "completed", attempt)
-                return Outcome(run, Effects(run_changed=True))
+                await self._end_attempt(conn, run, "completed")
+                return await end_run(conn, run, "completed", output=output, encoding=encoding)
             if outcome == "suspended":
-                await self._end_attempt(conn, run_id, attempt, "suspended")
-                return await self._schedule(conn, run, "waiting", "wake", attempt, wake_at,
-                                            "suspended")
-            return await self._fail(conn, run, attempt, "failed", error)
+                await self._end_attempt(conn, run, "suspended")
+                return await waits.suspend(conn, run, wait)
+            return await self._fail(conn, run, "failed", error)
 
-    async def _end_attempt(self, conn: asyncpg.Connection, run_id: uuid.UUID, attempt: int,
-                           status: str, error: dict[str, Any] | None = None,
-                           retry_delay_ms: int | None = None) -> None:
-        await conn.execute("UPDATE attempts SET status = $3, finished_at = now(), error = $4, "
-                           "retry_delay_ms = $5 WHERE run_id = $1 AND number = $2",
-                           run_id, attempt, status, error, retry_delay_ms)
+    async def _end_attempt(self, conn: asyncpg.Connection, run: asyncpg.Record, status: str,
+                           error: dict[str, Any] | None = None, retry_delay_ms: int | None = None) -> None:
+        """Closes the current attempt and adds its duration to the run's execution time."""
+        spent = await conn.fetchval(
+            "UPDATE attempts SET status = $3, finished_at = now(), error = $4, retry_delay_ms = $5 "
+            "WHERE run_id = $1 AND number = $2 "
+            "RETURNING (extract(epoch FROM finished_at - started_at) * 1000)::bigint",
+            run["id"], run["attempt_count"], status, error, retry_delay_ms)
+        await conn.execute("UPDATE runs SET exec_ms = exec_ms + $2 WHERE id = $1", run["id"], spent or 0)
 
-    async def _fail(self, conn: asyncpg.Connection, run: asyncpg.Record, attempt: int,
-                    attempt_status: str, error: dict[str, Any] | None) -> Outcome:
-        """Applies the run's retry policy after a failed or crashed attempt."""
+    async def _fail(self, conn: asyncpg.Connection, run: asyncpg.Record, attempt_status: str,
+                    error: dict[str, Any] | None) -> Outcome:
+        """Applies the run's retry policy after a failed or crashed attempt. The
+        policy counts failures, not attempts: resuming from a wait is no failure."""
         run_id = run["id"]
         settings = retry_policy.from_dict(run["retry"])
-        final = (error or {}).get("non_retryable") or not backoff.has_attempts_left(settings, attempt)
-        if final:
-            await self._end_attempt(conn, run_id, attempt, attempt_status, error)
-            status = "crashed" if attempt_status == "crashed" else "failed"
-            run = await conn.fetchrow(
-                "UPDATE runs SET status = $2, error = $3, finished_at = now(), updated_at = now() "
-                "WHERE id = $1 RETURNING *", run_id, status, error)
-            await _event(conn, run_id, status, attempt, error_type=(error or {}).get("type"))
-            return Outcome(run, Effects(run_changed=True))
-        delay = backoff.backoff_seconds(settings, attempt)
-        await self._end_attempt(conn, run_id, attempt, attempt_status, error, round(delay * 1000))
+        failures = run["failure_count"] + 1
+        await conn.execute("UPDATE runs SET failure_count = $2 WHERE id = $1", run_id, failures)
+        if (error or {}).get("non_retryable") or not backoff.has_attempts_left(settings, failures):
+            await self._end_attempt(conn, run, attempt_status, error)
+            return await end_run(conn, run, "crashed" if attempt_status == "crashed" else "failed",
+                                 error=error)
+        delay = backoff.backoff_seconds(settings, failures)
+        await self._end_attempt(conn, run, attempt_status, error, round(delay * 1000))
         due = datetime.now(timezone.utc) + timedelta(seconds=delay)
-        outcome = await self._schedule(conn, run, "retrying", "retry", attempt, due,
-                                       f"attempt_{attempt_status}", error_type=(error or {}).get("type"),
-                                       retry_delay=delay)
-        outcome.extra["retry_delay"] = delay
-        return outcome
+        await set_timer(conn, run_id, "retry", run["attempt_count"], due)
+        run = await conn.fetchrow("UPDATE runs SET status = 'retrying', next_attempt_at = $2, updated_at = now() "
+                                  "WHERE id = $1 RETURNING *", run_id, due)
+        await event(conn, run_id, f"attempt_{attempt_status}", run["attempt_count"],
+                    error_type=(error or {}).get("type"), retry_delay=delay, due_at=due.isoformat())
+        return Outcome(run, Effects(run_changed=True, timer_due=due), {"retry_delay": delay})
 
-    async def _schedule(self, conn: asyncpg.Connection, run: asyncpg.Record, status: str, kind: str,
-                        attempt: int, due: datetime | None, event: str, **details: Any) -> Outcome:
-        """Parks a run in `status` until a timer of `kind` fires at `due`."""
-        due = due or datetime.now(timezone.utc)
-        await conn.execute("INSERT INTO timers (run_id, kind, attempt, due_at) VALUES ($1, $2, $3, $4) "
-                           "ON CONFLICT (run_id, kind) DO UPDATE SET attempt = EXCLUDED.attempt, "
-                           "due_at = EXCLUDED.due_at", run["id"], kind, attempt, due)
-        run = await conn.fetchrow("UPDATE runs SET status = $2, next_attempt_at = $3, updated_at = now() "
-                                  "WHERE id = $1 RETURNING *", run["id"], status, due)
-        await _event(conn, run["id"], event, attempt, due_at=due.isoformat(), **details)
-        return Outcome(run, Effects(run_changed=True, timer_due=due))
+    # ---- events and tokens -------------------------------------------------------
+
+    async def send_event_to_run(self, namespace: str, run_id: uuid.UUID, name: str, key: str,
+                                data: bytes, encoding: str) -> Outcome | None:
+        """An event for one run: resolves its wait, or is kept (None) until it waits."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            run = await lock_run(conn, namespace, run_id)
+            return await waits.send_event(conn, run, name, key, data, encoding)
+
+    async def send_event_by_name(self, namespace: str, name: str, key: str, data: bytes,
+                                 encoding: str) -> list[Outcome]:
+        """An event for every run waiting on (name, key) now; each resolved in its own transaction."""
+        async with self.pool.acquire() as conn:
+            waiting = await conn.fetch("SELECT run_id FROM waits WHERE namespace = $1 AND kind = 'event' "
+                                       "AND event_name = $2 AND event_key = $3", namespace, name, key)
+        delivered = []
+        for w in waiting:
+            async with self.pool.acquire() as conn, conn.transaction():
+                run = await conn.fetchrow("SELECT * FROM runs WHERE id = $1 FOR UPDATE", w["run_id"])
+                wait = await conn.fetchrow("SELECT * FROM waits WHERE run_id = $1 AND kind = 'event' "
+                                           "AND event_name = $2 AND event_key = $3", w["run_id"], name, key)
+                if run is not None and run["status"] == "waiting" and wait is not None:
+                    delivered.append(await waits.resolve(conn, run, wait, data=data, encoding=encoding))
+        return delivered
+
+    async def create_token(self, namespace: str, run_id: uuid.UUID | None, timeout: float | None,
+                           idempotency_key: str | None) -> asyncpg.Record:
+        async with self.pool.acquire() as conn, conn.transaction():
+            if run_id is not None:
+                await lock_run(conn, namespace, run_id, mode="SHARE")
+            return await waits.create_token(conn, namespace, run_id, timeout, idempotency_key)
+
+    async def complete_token(self, namespace: str, token_id: str, data: bytes, encoding: str
+                             ) -> tuple[asyncpg.Record, Effects]:
+        async with self.pool.acquire() as conn, conn.transaction():
+            return await waits.complete_token(conn, namespace, token_id, data, encoding)
+
+    async def get_token(self, namespace: str, token_id: str) -> asyncpg.Record:
+        async with self.pool.acquire() as conn:
+            token = await conn.fetchrow("SELECT * FROM wait_tokens WHERE id = $1 AND namespace = $2",
+                                        token_id, namespace)
+        if token is None:
+            raise not_found(f"wait token {token_id!r} not found in namespace {namespace!r}")
+        return token
 
     # ---- timers ------------------------------------------------------------------
 
     async def next_due(self) -> datetime | None:
         async with self.pool.acquire() as conn:
-            return await conn.fetchval("SELECT min(due_at) FROM timers")
+            return await conn.fetchval(
+                "SELECT least((SELECT min(due_at) FROM timers), "
+                "(SELECT min(next_fire_at) FROM schedules WHERE NOT paused))")
 
     async def due_timers(self, limit: int = 200) -> list[asyncpg.Record]:
         async with self.pool.acquire() as conn:
@@ -315,33 +316,48 @@ class RunStore:
                                     "ORDER BY due_at LIMIT $1", limit)
 
     async def fire_timer(self, run_id: uuid.UUID, kind: str) -> Outcome | None:
-        """Fires one due timer: a lease that expired crashes its attempt; a retry
-        or wake-up timer queues the run again. None when another replica has the
-        run locked or the timer moved (a heartbeat extended the lease)."""
+        """Fires one due timer. None when another replica has the run locked, the
+        timer moved (a heartbeat extended the lease), or it no longer applies."""
         async with self.pool.acquire() as conn, conn.transaction():
             run = await conn.fetchrow("SELECT * FROM runs WHERE id = $1 FOR UPDATE SKIP LOCKED", run_id)
             if run is None:
+                exists = await conn.fetchval("SELECT EXISTS (SELECT 1 FROM runs WHERE id = $1)", run_id)
+                if not exists:  # a timer of a run that is gone: drop it
+                    await conn.execute("DELETE FROM timers WHERE run_id = $1 AND kind = $2", run_id, kind)
                 return None
             attempt = await conn.fetchval("DELETE FROM timers WHERE run_id = $1 AND kind = $2 "
                                           "AND due_at <= now() RETURNING attempt", run_id, kind)
             if attempt is None:
                 return None
-            if kind == "lease":
-                if run["status"] != "executing" or run["attempt_count"] != attempt:
-                    return None
-                worker = await conn.fetchval("SELECT worker_id FROM attempts WHERE run_id = $1 "
-                                             "AND number = $2", run_id, attempt)
-                err = {"type": "LeaseExpired", "non_retryable": False, "stack_trace": "",
-                       "message": f"worker {worker} stopped heartbeating; the lease of attempt "
-                                  f"{attempt} expired after {self.lease_seconds:g}s"}
-                return await self._fail(conn, run, attempt, "crashed", err)
-            if run["status"] not in ("retrying", "waiting"):
-                return None
-            await conn.execute("INSERT INTO queue_entries (run_id, namespace, task_id, queue) "
-                               "VALUES ($1, $2, $3, $4) ON CONFLICT (run_id) DO NOTHING",
-                               run_id, run["namespace"], run["task_id"], run["queue"])
-            run = await conn.fetchrow("UPDATE runs SET status = 'queued', updated_at = now() "
-                                      "WHERE id = $1 RETURNING *", run_id)
-            await _event(conn, run_id, "requeued", attempt, reason=kind)
-        return Outcome(run, Effects(run_changed=True, work_ready=True))
+            return await self._fire(conn, run, kind, attempt)
+
+    async def _fire(self, conn: asyncpg.Connection, run: asyncpg.Record, kind: str,
+                    attempt: int) -> Outcome | None:
+        status = run["status"]
+        current = status == "executing" and run["attempt_count"] == attempt
+        if kind == "lease" and current:
+            worker = await conn.fetchval("SELECT worker_id FROM attempts WHERE run_id = $1 AND number = $2",
+                                         run["id"], attempt)
+            return await self._fail(conn, run, "crashed", {
+                "type": "LeaseExpired", "non_retryable": False, "stack_trace": "",
+                "message": f"worker {worker} stopped heartbeating; the lease of attempt {attempt} "
+                           f"expired after {self.lease_seconds:g}s"})
+        if kind == "deadline" and current:
+            limit = (run["max_duration_ms"] or 0) / 1000
+            await self._end_attempt(conn, run, "timed_out")
+            return await end_run(conn, run, "timed_out", error={
+                "type": "MaxDurationExceeded", "non_retryable": True, "stack_trace": "",
+                "message": f"run {run['id']} executed longer than its max_duration of {limit:g}s"})
+        if kind == "retry" and status == "retrying":
+            return await waits.requeue(conn, run, "retry")
+        if kind == "delay" and status == "delayed":
+            return await waits.requeue(conn, run, "delay elapsed")
+        if kind == "ttl" and status in ("queued", "delayed") and run["attempt_count"] == 0:
+            ttl = (run["ttl_ms"] or 0) / 1000
+            return await end_run(conn, run, "expired", error={
+                "type": "Expired", "non_retryable": True, "stack_trace": "",
+                "message": f"run {run['id']} was not started within its ttl of {ttl:g}s"})
+        if kind in ("wake", "signal"):
+            return await waits.check(conn, run, timed_out=kind == "wake")
+        return None
 

@@ -1,4 +1,4 @@
-"""The timer loop: sleeps until the earliest due timer (or until told of an
+"""The timer loop: sleeps until the earliest due timer or schedule tick (or until told of an
 earlier one, locally or by another history replica over NATS), then fires
 every due timer, each in its own transaction. The sweep interval only caps the
 sleep as a safety net."""
@@ -9,6 +9,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 
+from services.history.schedules import ScheduleStore
 from services.history.store import Outcome, RunStore
 
 log = logging.getLogger("cairn.history.timers")
@@ -17,9 +18,10 @@ log = logging.getLogger("cairn.history.timers")
 class TimerLoop:
     """Fires leases, retry backoffs and wake-ups when they fall due."""
 
-    def __init__(self, store: RunStore, announce: Callable[[Outcome], Awaitable[None]],
-                 max_sleep: float) -> None:
+    def __init__(self, store: RunStore, schedules: ScheduleStore,
+                 announce: Callable[[Outcome], Awaitable[None]], max_sleep: float) -> None:
         self.store = store
+        self.schedules = schedules
         self.announce = announce
         self.max_sleep = max_sleep
         self._wake = asyncio.Event()
@@ -57,6 +59,12 @@ class TimerLoop:
                 await asyncio.sleep(self.max_sleep)
 
     async def _fire_due(self) -> None:
+        while True:
+            fired, outcome = await self.schedules.fire_due()
+            if not fired:
+                break
+            if outcome is not None:
+                await self.announce(outcome)
         while True:
             due = await self.store.due_timers()
             if not due:

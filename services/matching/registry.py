@@ -16,13 +16,16 @@ class Registry:
     async def register(self, request: wpb.RegisterWorkerRequest) -> None:
         """Upserts the worker and every task it serves, in one transaction."""
         tasks = [(request.namespace, t.task_id, t.queue or t.task_id,
-                  retry_policy.to_dict(retry_policy.from_proto(t.retry if t.HasField("retry") else None)))
+                  retry_policy.to_dict(retry_policy.from_proto(t.retry if t.HasField("retry") else None)),
+                  round(t.max_duration.ToTimedelta().total_seconds() * 1000)
+                  if t.HasField("max_duration") else None)
                  for t in request.tasks]
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.executemany(
-                "INSERT INTO tasks (namespace, task_id, queue, retry) VALUES ($1, $2, $3, $4) "
-                "ON CONFLICT (namespace, task_id) DO UPDATE SET queue = EXCLUDED.queue, "
-                "retry = EXCLUDED.retry, updated_at = now()", tasks)
+                "INSERT INTO tasks (namespace, task_id, queue, retry, max_duration_ms) "
+                "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (namespace, task_id) DO UPDATE SET "
+                "queue = EXCLUDED.queue, retry = EXCLUDED.retry, "
+                "max_duration_ms = EXCLUDED.max_duration_ms, updated_at = now()", tasks)
             await conn.execute(
                 "INSERT INTO workers (namespace, worker_id, version, task_ids, slots) "
                 "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (namespace, worker_id) DO UPDATE SET "
