@@ -1,24 +1,30 @@
-"""Clients for applications: trigger runs, read, list, cancel and wait for them.
-AsyncClient for asyncio code; Client, the same methods, for synchronous code."""
+"""Clients for applications: trigger runs (one or a batch), read, list, cancel
+and wait for them; send events and complete wait tokens to resume waiting runs;
+manage schedules. AsyncClient for asyncio code; Client, the same methods, for
+synchronous code. Tokens and schedules come back as plain dicts (the JSON shape
+of cairn.run_json)."""
 from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, TypeVar
 
 import grpc
 from google.protobuf.duration_pb2 import Duration
 
-from cairn import payloads
-from cairn.run_json import run_to_dict
+from cairn.run_json import run_to_dict, schedule_to_dict, token_to_dict
 from cairn.statuses import RUN_STATUS_BY_NAME, TERMINAL_RUN_STATUSES
-from cairn.v1 import common_pb2, run_service_pb2, run_service_pb2_grpc
+from cairn.v1 import (common_pb2, run_service_pb2, run_service_pb2_grpc, schedule_service_pb2,
+                      schedule_service_pb2_grpc, wait_service_pb2, wait_service_pb2_grpc)
 
 from worker_sdk._grpc import (call_mapped, code_of, open_channel, resolve_address,
                               resolve_namespace, to_cairn_error)
 from worker_sdk.errors import RunFailedError
+from worker_sdk.options import (duration_seconds, encode_payload, options_from_kwargs,
+                                to_duration)
 from worker_sdk.task import Task
 
 T = TypeVar("T")
@@ -51,6 +57,38 @@ class Run:
         """Whether the run reached a terminal status, which never changes again."""
         return self.status in TERMINAL_RUN_STATUSES
 
+    @property
+    def parent_run_id(self) -> str | None:
+        """The run that triggered this one from its code, if any."""
+        return self.raw.get("parent_run_id")
+
+    @property
+    def tags(self) -> list[str]:
+        return self.raw.get("tags") or []
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return self.raw.get("metadata") or {}
+
+    @property
+    def child_run_ids(self) -> list[str]:
+        """Runs this one triggered (filled by get and wait, empty in lists)."""
+        return self.raw.get("child_run_ids") or []
+
+    @property
+    def wait(self) -> dict[str, Any] | None:
+        """What the run waits for while waiting (kind, position, event_name, ...)."""
+        return self.raw.get("wait")
+
+
+@dataclass(frozen=True)
+class SendEventResult:
+    """Where an event went: the runs whose wait it resolved now, and whether it
+    was kept for the run it was sent to because that run is not waiting for it yet."""
+
+    delivered_run_ids: list[str]
+    buffered: bool
+
 
 def _task_id(task: str | Task) -> str:
     if isinstance(task, Task):
@@ -58,6 +96,39 @@ def _task_id(task: str | Task) -> str:
     if isinstance(task, str) and task:
         return task
     raise TypeError(f"task must be a task id string or a Task, got {task!r}")
+
+
+def _trigger_request(namespace: str, task: str | Task, payload: Any,
+                     idempotency_key: str | None, options: Mapping[str, Any],
+                     where: str = "trigger") -> run_service_pb2.TriggerRunRequest:
+    task_id = _task_id(task)
+    opts = options_from_kwargs(where, options)
+    request = run_service_pb2.TriggerRunRequest(
+        namespace=namespace, task_id=task_id,
+        payload=encode_payload(f"payload for task '{task_id}'", payload),
+        idempotency_key=idempotency_key or "")
+    if opts.ByteSize():
+        request.options.CopyFrom(opts)
+    return request
+
+
+def _batch_item(namespace: str, index: int, item: Any) -> run_service_pb2.TriggerRunRequest:
+    """One batch_trigger item: (task, payload), or a dict with task, payload,
+    idempotency_key and trigger options."""
+    where = f"batch_trigger item {index}"
+    if isinstance(item, Mapping):
+        fields = dict(item)
+        if "task" not in fields:
+            raise ValueError(f"{where}: a dict item needs a 'task' (a task id or a Task)")
+        task = fields.pop("task")
+        payload = fields.pop("payload", None)
+        key = fields.pop("idempotency_key", None)
+        return _trigger_request(namespace, task, payload, key, fields, where)
+    if isinstance(item, Sequence) and not isinstance(item, (str, bytes)) and len(item) == 2:
+        task, payload = item
+        return _trigger_request(namespace, task, payload, None, {}, where)
+    raise TypeError(f"{where}: expected a (task, payload) pair or a dict with 'task', "
+                    f"'payload' and options, got {item!r}")
 
 
 def _statuses(status: str | list[str] | None) -> list[int]:
@@ -75,7 +146,7 @@ def _statuses(status: str | list[str] | None) -> list[int]:
 
 
 class AsyncClient:
-    """Talks to the frontend's RunService. address: argument, else $CAIRN_ADDRESS,
+    """Talks to the frontend's RunService, WaitService and ScheduleService. address: argument, else $CAIRN_ADDRESS,
     else 127.0.0.1:7373; namespace: argument, else $CAIRN_NAMESPACE, else
     "default". rpc_timeout bounds each call except the waits. Use it with
     `async with`, or call close()."""
@@ -87,6 +158,8 @@ class AsyncClient:
         self.rpc_timeout = rpc_timeout
         self._channel: grpc.aio.Channel | None = None
         self._stub: run_service_pb2_grpc.RunServiceStub | None = None
+        self._wait_stub: wait_service_pb2_grpc.WaitServiceStub | None = None
+        self._schedule_stub: schedule_service_pb2_grpc.ScheduleServiceStub | None = None
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -97,30 +170,54 @@ class AsyncClient:
     async def close(self) -> None:
         """Closes the channel; the client can be used again afterwards (it reconnects)."""
         if self._channel is not None:
-            channel, self._channel, self._stub = self._channel, None, None
+            channel, self._channel = self._channel, None
+            self._stub = self._wait_stub = self._schedule_stub = None
             await channel.close()
+
+    def _open(self) -> grpc.aio.Channel:
+        if self._channel is None:
+            self._channel = open_channel(self.address)
+        return self._channel
 
     def _service(self) -> run_service_pb2_grpc.RunServiceStub:
         if self._stub is None:
-            self._channel = open_channel(self.address)
-            self._stub = run_service_pb2_grpc.RunServiceStub(self._channel)
+            self._stub = run_service_pb2_grpc.RunServiceStub(self._open())
         return self._stub
 
+    def _waits(self) -> wait_service_pb2_grpc.WaitServiceStub:
+        if self._wait_stub is None:
+            self._wait_stub = wait_service_pb2_grpc.WaitServiceStub(self._open())
+        return self._wait_stub
+
+    def _schedules(self) -> schedule_service_pb2_grpc.ScheduleServiceStub:
+        if self._schedule_stub is None:
+            self._schedule_stub = schedule_service_pb2_grpc.ScheduleServiceStub(self._open())
+        return self._schedule_stub
+
     async def trigger(self, task: str | Task, payload: Any = None,
-                      idempotency_key: str | None = None) -> Run:
+                      idempotency_key: str | None = None, **options: Any) -> Run:
         """Starts a run of task (an id or a Task) with payload, which must be
-        JSON-serialisable. With idempotency_key, a second trigger returns the first run."""
-        task_id = _task_id(task)
-        try:
-            data = payloads.encode_json(payload)
-        except payloads.PayloadError as exc:
-            raise payloads.PayloadError(f"payload for task '{task_id}': {exc}") from None
-        request = run_service_pb2.TriggerRunRequest(
-            namespace=self.namespace, task_id=task_id,
-            payload=common_pb2.Payload(data=data, encoding=payloads.JSON),
-            idempotency_key=idempotency_key or "")
+        JSON-serialisable. With idempotency_key, a second trigger returns the first
+        run. Options: delay, ttl, max_duration (timedelta or seconds), priority
+        (int, higher first), tags (list of str), metadata (a JSON object)."""
+        request = _trigger_request(self.namespace, task, payload, idempotency_key, options)
         response = await call_mapped(self._service().TriggerRun, request, self.rpc_timeout)
         return Run.from_proto(response.run)
+
+    async def batch_trigger(self, items: Sequence[Any]) -> list[Run]:
+        """Starts many runs in one call, all or none: each item is a (task, payload)
+        pair or a dict with "task", "payload" and optionally "idempotency_key" and
+        trigger options. Returns the runs in item order."""
+        if isinstance(items, (str, bytes, Mapping)) or not isinstance(items, Sequence):
+            raise TypeError(f"batch_trigger: expected a list of items, got {items!r}")
+        requests = [_batch_item(self.namespace, i, item) for i, item in enumerate(items)]
+        if not requests:
+            return []
+        request = run_service_pb2.BatchTriggerRunsRequest(namespace=self.namespace,
+                                                          runs=requests)
+        response = await call_mapped(self._service().BatchTriggerRuns, request,
+                                     self.rpc_timeout)
+        return [Run.from_proto(r.run) for r in response.runs]
 
     async def get(self, run_id: str) -> Run:
         """The run with its attempts and steps. NotFoundError when unknown."""
@@ -129,14 +226,16 @@ class AsyncClient:
         return Run.from_proto(response.run)
 
     async def list(self, task: str | Task | None = None, status: str | list[str] | None = None,
-                   limit: int = 50) -> list[Run]:
-        """Up to limit runs, newest first, optionally of one task and in the given
-        statuses (lowercase names such as "failed"), following pages as needed."""
+                   limit: int = 50, tag: str | None = None,
+                   parent_run_id: str | None = None) -> list[Run]:
+        """Up to limit runs, newest first, optionally of one task, in the given
+        statuses (lowercase names such as "failed"), carrying a tag, or children of
+        a run, following pages as needed."""
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise ValueError(f"limit must be a positive int, got {limit!r}")
         request = run_service_pb2.ListRunsRequest(
             namespace=self.namespace, task_id=_task_id(task) if task is not None else "",
-            statuses=_statuses(status))
+            statuses=_statuses(status), tag=tag or "", parent_run_id=parent_run_id or "")
         runs: list[Run] = []
         while len(runs) < limit:
             request.page_size = min(MAX_PAGE, limit - len(runs))
@@ -191,14 +290,105 @@ class AsyncClient:
 
     async def trigger_and_wait(self, task: str | Task, payload: Any = None,
                                timeout: float | None = None,
-                               idempotency_key: str | None = None) -> Run:
-        """Triggers a run and waits for it. Returns the completed run; raises
-        RunFailedError (holding the run) when it ended otherwise."""
-        run = await self.trigger(task, payload, idempotency_key=idempotency_key)
+                               idempotency_key: str | None = None, **options: Any) -> Run:
+        """Triggers a run (with the options of trigger) and waits for it. Returns
+        the completed run; raises RunFailedError (holding the run) when it ended
+        otherwise, and TimeoutError when timeout seconds pass first."""
+        run = await self.trigger(task, payload, idempotency_key=idempotency_key, **options)
         run = await self.wait(run.id, timeout=timeout)
         if run.status != "completed":
             raise RunFailedError(run)
         return run
+
+    async def send_event(self, name: str, payload: Any = None, *, run_id: str | None = None,
+                         key: str | None = None) -> SendEventResult:
+        """Sends an event. With run_id it goes to that run, and is kept until the run
+        waits for an event of that name; without, it goes to every run waiting right
+        now for that name and key (wait.for_event(name, key=...))."""
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"send_event: name must be a non-empty string, got {name!r}")
+        request = wait_service_pb2.SendEventRequest(
+            namespace=self.namespace, run_id=run_id or "", name=name, key=key or "",
+            payload=encode_payload(f"payload of event '{name}'", payload))
+        response = await call_mapped(self._waits().SendEvent, request, self.rpc_timeout)
+        return SendEventResult(delivered_run_ids=list(response.delivered_run_ids),
+                               buffered=response.buffered)
+
+    async def create_token(self, timeout: timedelta | float | None = None, *,
+                           idempotency_key: str | None = None) -> dict[str, Any]:
+        """Creates a wait token (not tied to a run); with timeout it times out that
+        long after creation. Returns it as a dict (id, status, timeout_at, ...)."""
+        request = wait_service_pb2.CreateWaitTokenRequest(
+            namespace=self.namespace, idempotency_key=idempotency_key or "")
+        if timeout is not None:
+            request.timeout.CopyFrom(to_duration(duration_seconds("timeout", timeout,
+                                                                  allow_zero=False)))
+        response = await call_mapped(self._waits().CreateWaitToken, request, self.rpc_timeout)
+        return token_to_dict(response.token)
+
+    async def complete_token(self, token_id: str, payload: Any = None) -> dict[str, Any]:
+        """Completes a token with payload, resuming the run waiting on it. NotFoundError
+        for an unknown token; FailedPreconditionError when already completed or timed out."""
+        request = wait_service_pb2.CompleteWaitTokenRequest(
+            namespace=self.namespace, token_id=token_id,
+            payload=encode_payload(f"payload for token {token_id}", payload))
+        response = await call_mapped(self._waits().CompleteWaitToken, request,
+                                     self.rpc_timeout)
+        return token_to_dict(response.token)
+
+    async def get_token(self, token_id: str) -> dict[str, Any]:
+        """A token as a dict: id, run_id, status ("pending", "completed", "timed_out"),
+        payload, created_at, completed_at, timeout_at."""
+        request = wait_service_pb2.GetWaitTokenRequest(namespace=self.namespace,
+                                                       token_id=token_id)
+        response = await call_mapped(self._waits().GetWaitToken, request, self.rpc_timeout)
+        return token_to_dict(response.token)
+
+    async def create_schedule(self, schedule_id: str, task: str | Task, cron: str, *,
+                              timezone: str = "UTC", payload: Any = None,
+                              deduplication_key: str | None = None) -> dict[str, Any]:
+        """Creates a schedule that triggers task with payload on a cron expression (5
+        fields, or 6 with seconds first) read in timezone. AlreadyExistsError when the
+        id is taken. Returns it as a dict."""
+        task_id = _task_id(task)
+        request = schedule_service_pb2.CreateScheduleRequest(
+            namespace=self.namespace, schedule_id=schedule_id, task_id=task_id, cron=cron,
+            timezone=timezone or "",
+            payload=encode_payload(f"payload for schedule '{schedule_id}'", payload),
+            deduplication_key=deduplication_key or "")
+        response = await call_mapped(self._schedules().CreateSchedule, request,
+                                     self.rpc_timeout)
+        return schedule_to_dict(response.schedule)
+
+    async def list_schedules(self, task: str | Task | None = None) -> list[dict[str, Any]]:
+        """The namespace's schedules (declared with tasks and created), by id."""
+        request = schedule_service_pb2.ListSchedulesRequest(
+            namespace=self.namespace, task_id=_task_id(task) if task is not None else "")
+        response = await call_mapped(self._schedules().ListSchedules, request,
+                                     self.rpc_timeout)
+        return [schedule_to_dict(s) for s in response.schedules]
+
+    async def pause_schedule(self, schedule_id: str) -> dict[str, Any]:
+        """Stops a schedule from firing until it is resumed."""
+        request = schedule_service_pb2.PauseScheduleRequest(namespace=self.namespace,
+                                                            schedule_id=schedule_id)
+        response = await call_mapped(self._schedules().PauseSchedule, request,
+                                     self.rpc_timeout)
+        return schedule_to_dict(response.schedule)
+
+    async def resume_schedule(self, schedule_id: str) -> dict[str, Any]:
+        """Lets a paused schedule fire again, from its next tick."""
+        request = schedule_service_pb2.ResumeScheduleRequest(namespace=self.namespace,
+                                                             schedule_id=schedule_id)
+        response = await call_mapped(self._schedules().ResumeSchedule, request,
+                                     self.rpc_timeout)
+        return schedule_to_dict(response.schedule)
+
+    async def delete_schedule(self, schedule_id: str) -> None:
+        """Deletes a schedule. NotFoundError when unknown."""
+        request = schedule_service_pb2.DeleteScheduleRequest(namespace=self.namespace,
+                                                             schedule_id=schedule_id)
+        await call_mapped(self._schedules().DeleteSchedule, request, self.rpc_timeout)
 
 
 class Client:
@@ -247,18 +437,24 @@ class Client:
             self._loop.close()
 
     def trigger(self, task: str | Task, payload: Any = None,
-                idempotency_key: str | None = None) -> Run:
+                idempotency_key: str | None = None, **options: Any) -> Run:
         """See AsyncClient.trigger."""
-        return self._call(self._async.trigger(task, payload, idempotency_key))
+        return self._call(self._async.trigger(task, payload, idempotency_key, **options))
+
+    def batch_trigger(self, items: Sequence[Any]) -> list[Run]:
+        """See AsyncClient.batch_trigger."""
+        return self._call(self._async.batch_trigger(items))
 
     def get(self, run_id: str) -> Run:
         """See AsyncClient.get."""
         return self._call(self._async.get(run_id))
 
     def list(self, task: str | Task | None = None, status: str | list[str] | None = None,
-             limit: int = 50) -> list[Run]:
+             limit: int = 50, tag: str | None = None,
+             parent_run_id: str | None = None) -> list[Run]:
         """See AsyncClient.list."""
-        return self._call(self._async.list(task, status, limit))
+        return self._call(self._async.list(task, status, limit, tag=tag,
+                                           parent_run_id=parent_run_id))
 
     def cancel(self, run_id: str, reason: str = "") -> Run:
         """See AsyncClient.cancel."""
@@ -270,7 +466,49 @@ class Client:
 
     def trigger_and_wait(self, task: str | Task, payload: Any = None,
                          timeout: float | None = None,
-                         idempotency_key: str | None = None) -> Run:
+                         idempotency_key: str | None = None, **options: Any) -> Run:
         """See AsyncClient.trigger_and_wait."""
         return self._call(self._async.trigger_and_wait(task, payload, timeout,
-                                                       idempotency_key))
+                                                       idempotency_key, **options))
+
+    def send_event(self, name: str, payload: Any = None, *, run_id: str | None = None,
+                   key: str | None = None) -> SendEventResult:
+        """See AsyncClient.send_event."""
+        return self._call(self._async.send_event(name, payload, run_id=run_id, key=key))
+
+    def create_token(self, timeout: timedelta | float | None = None, *,
+                     idempotency_key: str | None = None) -> dict[str, Any]:
+        """See AsyncClient.create_token."""
+        return self._call(self._async.create_token(timeout, idempotency_key=idempotency_key))
+
+    def complete_token(self, token_id: str, payload: Any = None) -> dict[str, Any]:
+        """See AsyncClient.complete_token."""
+        return self._call(self._async.complete_token(token_id, payload))
+
+    def get_token(self, token_id: str) -> dict[str, Any]:
+        """See AsyncClient.get_token."""
+        return self._call(self._async.get_token(token_id))
+
+    def create_schedule(self, schedule_id: str, task: str | Task, cron: str, *,
+                        timezone: str = "UTC", payload: Any = None,
+                        deduplication_key: str | None = None) -> dict[str, Any]:
+        """See AsyncClient.create_schedule."""
+        return self._call(self._async.create_schedule(
+            schedule_id, task, cron, timezone=timezone, payload=payload,
+            deduplication_key=deduplication_key))
+
+    def list_schedules(self, task: str | Task | None = None) -> list[dict[str, Any]]:
+        """See AsyncClient.list_schedules."""
+        return self._call(self._async.list_schedules(task))
+
+    def pause_schedule(self, schedule_id: str) -> dict[str, Any]:
+        """See AsyncClient.pause_schedule."""
+        return self._call(self._async.pause_schedule(schedule_id))
+
+    def resume_schedule(self, schedule_id: str) -> dict[str, Any]:
+        """See AsyncClient.resume_schedule."""
+        return self._call(self._async.resume_schedule(schedule_id))
+
+    def delete_schedule(self, schedule_id: str) -> None:
+        """See AsyncClient.delete_schedule."""
+        return self._call(self._async.delete_schedule(schedule_id))

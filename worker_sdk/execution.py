@@ -11,14 +11,15 @@ from typing import Any
 import grpc
 
 from cairn import payloads
+from cairn.run_json import struct_to_dict
 from cairn.statuses import RUN_STATUS_NAMES
 from cairn.v1 import common_pb2, worker_service_pb2
 
-from worker_sdk import replay
+from worker_sdk import replay, suspension
 from worker_sdk._grpc import (TRANSIENT_CODES, WRITE_TIMEOUT, call_with_retry, code_of,
                               details_of)
 from worker_sdk.context import AttemptContext, _attempt
-from worker_sdk.errors import AttemptAbandoned, StepFailedError, type_name
+from worker_sdk.errors import AttemptAbandoned, AttemptSuspended, StepFailedError, type_name
 from worker_sdk.task import Task
 
 DEFAULT_LEASE = 30.0
@@ -74,19 +75,25 @@ def lease_seconds(assignment: worker_service_pb2.AttemptAssignment) -> float:
 
 
 async def execute_attempt(stub: Any, namespace: str, task: Task | None,
-                          assignment: worker_service_pb2.AttemptAssignment
+                          assignment: worker_service_pb2.AttemptAssignment, *,
+                          run_stub: Any = None, wait_stub: Any = None
                           ) -> worker_service_pb2.FinishAttemptRequest | None:
     """Runs one assigned attempt to its end and reports it with FinishAttempt.
-    Returns the request sent, or None when the attempt was superseded (canceled,
-    or its lease lost) and so nothing was reported. `stub` is a WorkerService stub
-    or an object with the same async methods. Cancelling this coroutine cancels
-    the task function and reports nothing: the lease expires and the server
-    retries the run."""
+    Returns the request sent (for a suspended attempt, the suspension the task's
+    wait sent), or None when the attempt was superseded (canceled, or its lease
+    lost) and so nothing was reported. `stub` is a WorkerService stub or an object
+    with the same async methods; run_stub and wait_stub (RunService and
+    WaitService, for child runs and wait tokens) default to it. Cancelling this
+    coroutine cancels the task function and reports nothing: the lease expires
+    and the server retries the run."""
     lease = lease_seconds(assignment)
     ctx = AttemptContext(namespace=namespace, run_id=assignment.run_id,
                          attempt=assignment.attempt, task_id=assignment.task_id,
                          journal=replay.build_journal(assignment.steps), stub=stub,
-                         lease_seconds=lease)
+                         lease_seconds=lease, run_stub=run_stub, wait_stub=wait_stub,
+                         metadata=struct_to_dict(assignment.metadata)
+                         if assignment.HasField("metadata") else {},
+                         parent_run_id=assignment.parent_run_id)
     started = time.monotonic()
     log.info("attempt started: run=%s attempt=%d task=%s recorded_steps=%d",
              ctx.run_id, ctx.attempt, ctx.task_id, len(ctx.journal))
@@ -102,6 +109,10 @@ async def execute_attempt(stub: Any, namespace: str, task: Task | None,
             if fn_task.done() and not fn_task.cancelled():
                 fn_task.exception()  # retrieved, so asyncio does not log it as lost
             raise
+        await suspension.settle(ctx)
+        if ctx.suspended is not None:
+            _log_suspended(ctx, fn_task, started)
+            return ctx.suspend_request
         request = _finish_request(ctx, task, fn_task)
         if request is None:
             log.warning("attempt superseded: run=%s attempt=%d task=%s; its result is "
@@ -112,6 +123,20 @@ async def execute_attempt(stub: Any, namespace: str, task: Task | None,
         return request
     finally:
         heartbeat.cancel()
+
+
+def _log_suspended(ctx: AttemptContext, fn_task: asyncio.Task[Any], started: float) -> None:
+    """The attempt ended on a wait the server accepted: it sends nothing more."""
+    exc = None if fn_task.cancelled() else fn_task.exception()
+    if exc is not None and not isinstance(exc, AttemptSuspended):
+        log.warning("task code went on after the attempt suspended and ended with %s: %s; "
+                    "ignored: run=%s attempt=%d", type_name(type(exc)), one_line(str(exc)),
+                    ctx.run_id, ctx.attempt)
+    elif exc is None and not fn_task.cancelled():
+        log.warning("task code caught the suspension of its attempt and returned; its result "
+                    "is ignored: run=%s attempt=%d", ctx.run_id, ctx.attempt)
+    log.info("attempt suspended: run=%s attempt=%d task=%s wait=%s duration=%.3fs",
+             ctx.run_id, ctx.attempt, ctx.task_id, ctx.suspended, time.monotonic() - started)
 
 
 async def _invoke(ctx: AttemptContext, task: Task | None,
@@ -229,6 +254,8 @@ async def _heartbeat(ctx: AttemptContext, fn_task: asyncio.Task[Any], interval: 
                                                   attempt=ctx.attempt)
     while True:
         await asyncio.sleep(interval)
+        if ctx.suspended is not None:
+            return  # the attempt is over; the run holds no lease while it waits
         try:
             await ctx.stub.Heartbeat(request, timeout=interval)
         except grpc.RpcError as exc:

@@ -18,7 +18,8 @@ from typing import Any
 import grpc
 from google.protobuf.duration_pb2 import Duration
 
-from cairn.v1 import worker_service_pb2, worker_service_pb2_grpc
+from cairn.v1 import (run_service_pb2_grpc, wait_service_pb2_grpc, worker_service_pb2,
+                      worker_service_pb2_grpc)
 
 from worker_sdk._grpc import (TRANSIENT_CODES, code_of, details_of, open_channel,
                               resolve_address, resolve_namespace)
@@ -95,6 +96,8 @@ class Worker:
         self._force: asyncio.Event | None = None
         self._stop_requested = False
         self._stub: Any = None
+        self._run_stub: Any = None
+        self._wait_stub: Any = None
         self._polls: set[asyncio.Task[Any]] = set()
         self._registered = False
         self._register_lock: asyncio.Lock | None = None
@@ -132,6 +135,8 @@ class Worker:
             self._stop.set()
         channel = open_channel(self.address)
         self._stub = worker_service_pb2_grpc.WorkerServiceStub(channel)
+        self._run_stub = run_service_pb2_grpc.RunServiceStub(channel)
+        self._wait_stub = wait_service_pb2_grpc.WaitServiceStub(channel)
         slots: list[asyncio.Task[None]] = []
         stopped = asyncio.create_task(self._stop.wait())
         try:
@@ -151,7 +156,7 @@ class Worker:
                 t.cancel()
             await asyncio.gather(*slots, return_exceptions=True)
             await channel.close()
-            self._stub = None
+            self._stub = self._run_stub = self._wait_stub = None
             log.info("worker stopped: id=%s", self.worker_id)
 
     async def _wait_slots(self, slots: list[asyncio.Task[None]]) -> None:
@@ -282,7 +287,8 @@ class Worker:
             assignment = response.assignment
             try:
                 await execute_attempt(self._stub, self.namespace,
-                                      self.tasks.get(assignment.task_id), assignment)
+                                      self.tasks.get(assignment.task_id), assignment,
+                                      run_stub=self._run_stub, wait_stub=self._wait_stub)
             except asyncio.CancelledError:
                 raise
             except Exception:

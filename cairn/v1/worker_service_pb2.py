@@ -28,53 +28,53 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x63\x61irn/v1/worker_service.proto\x12\x08\x63\x61irn.v1\x1a\x15\x63\x61irn/v1/common.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xab\x01\n\x0eTaskDefinition\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\r\n\x05queue\x18\x02 \x01(\t\x12$\n\x05retry\x18\x03 \x01(\x0b\x32\x15.cairn.v1.RetryPolicy\x12\x10\n\x08schedule\x18\x04 \x01(\t\x12\x10\n\x08timezone\x18\x05 \x01(\t\x12/\n\x0cmax_duration\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x86\x01\n\x15RegisterWorkerRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x11\n\tworker_id\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\'\n\x05tasks\x18\x04 \x03(\x0b\x32\x18.cairn.v1.TaskDefinition\x12\r\n\x05slots\x18\x05 \x01(\x05\"\x18\n\x16RegisterWorkerResponse\"u\n\x12PollAttemptRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x11\n\tworker_id\x18\x02 \x01(\t\x12\x10\n\x08task_ids\x18\x03 \x03(\t\x12\'\n\x04wait\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xb1\x02\n\x11\x41ttemptAssignment\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12\x0f\n\x07task_id\x18\x03 \x01(\t\x12\"\n\x07payload\x18\x04 \x01(\x0b\x32\x11.cairn.v1.Payload\x12\x1d\n\x05steps\x18\x05 \x03(\x0b\x32\x0e.cairn.v1.Step\x12\x31\n\x0elease_duration\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x32\n\x0erun_created_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x08metadata\x18\x08 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x15\n\rparent_run_id\x18\t \x01(\t\"F\n\x13PollAttemptResponse\x12/\n\nassignment\x18\x01 \x01(\x0b\x32\x1b.cairn.v1.AttemptAssignment\"F\n\x10HeartbeatRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\x05\"I\n\x11HeartbeatResponse\x12\x34\n\x10lease_expires_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xe3\x01\n\x11RecordStepRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\x05\x12\x10\n\x08position\x18\x04 \x01(\x05\x12\x0c\n\x04name\x18\x05 \x01(\t\x12$\n\x06status\x18\x06 \x01(\x0e\x32\x14.cairn.v1.StepStatus\x12!\n\x06output\x18\x07 \x01(\x0b\x32\x11.cairn.v1.Payload\x12\"\n\x05\x65rror\x18\x08 \x01(\x0b\x32\x13.cairn.v1.ErrorInfo\x12\r\n\x05tries\x18\t \x01(\x05\"2\n\x12RecordStepResponse\x12\x1c\n\x04step\x18\x01 \x01(\x0b\x32\x0e.cairn.v1.Step\"\x8b\x02\n\x14\x46inishAttemptRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\x05\x12)\n\x07outcome\x18\x04 \x01(\x0e\x32\x18.cairn.v1.AttemptOutcome\x12!\n\x06output\x18\x05 \x01(\x0b\x32\x11.cairn.v1.Payload\x12\"\n\x05\x65rror\x18\x06 \x01(\x0b\x32\x13.cairn.v1.ErrorInfo\x12+\n\x07wake_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12 \n\x04wait\x18\x08 \x01(\x0b\x32\x12.cairn.v1.WaitSpec\"\xda\x01\n\x08WaitSpec\x12\x10\n\x08position\x18\x01 \x01(\x05\x12\x0c\n\x04name\x18\x02 \x01(\t\x12.\n\ntimeout_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12$\n\x05\x65vent\x18\x04 \x01(\x0b\x32\x13.cairn.v1.EventWaitH\x00\x12$\n\x05token\x18\x05 \x01(\x0b\x32\x13.cairn.v1.TokenWaitH\x00\x12*\n\x08\x63hildren\x18\x06 \x01(\x0b\x32\x16.cairn.v1.ChildrenWaitH\x00\x42\x06\n\x04kind\"&\n\tEventWait\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\"\x1d\n\tTokenWait\x12\x10\n\x08token_id\x18\x01 \x01(\t\"0\n\x0c\x43hildrenWait\x12 \n\x04runs\x18\x01 \x03(\x0b\x32\x12.cairn.v1.ChildRun\"j\n\x08\x43hildRun\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\"\n\x07payload\x18\x02 \x01(\x0b\x32\x11.cairn.v1.Payload\x12)\n\x07options\x18\x03 \x01(\x0b\x32\x18.cairn.v1.TriggerOptions\"y\n\x18UpdateRunMetadataRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\x05\x12)\n\x08metadata\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\"F\n\x19UpdateRunMetadataResponse\x12)\n\x08metadata\x18\x01 \x01(\x0b\x32\x17.google.protobuf.Struct\"p\n\x15\x46inishAttemptResponse\x12\'\n\nrun_status\x18\x01 \x01(\x0e\x32\x13.cairn.v1.RunStatus\x12.\n\x0bretry_delay\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration*\x8b\x01\n\x0e\x41ttemptOutcome\x12\x1f\n\x1b\x41TTEMPT_OUTCOME_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x41TTEMPT_OUTCOME_COMPLETED\x10\x01\x12\x1a\n\x16\x41TTEMPT_OUTCOME_FAILED\x10\x02\x12\x1d\n\x19\x41TTEMPT_OUTCOME_SUSPENDED\x10\x03\x32\xef\x03\n\rWorkerService\x12S\n\x0eRegisterWorker\x12\x1f.cairn.v1.RegisterWorkerRequest\x1a .cairn.v1.RegisterWorkerResponse\x12J\n\x0bPollAttempt\x12\x1c.cairn.v1.PollAttemptRequest\x1a\x1d.cairn.v1.PollAttemptResponse\x12\x44\n\tHeartbeat\x12\x1a.cairn.v1.HeartbeatRequest\x1a\x1b.cairn.v1.HeartbeatResponse\x12G\n\nRecordStep\x12\x1b.cairn.v1.RecordStepRequest\x1a\x1c.cairn.v1.RecordStepResponse\x12P\n\rFinishAttempt\x12\x1e.cairn.v1.FinishAttemptRequest\x1a\x1f.cairn.v1.FinishAttemptResponse\x12\\\n\x11UpdateRunMetadata\x12\".cairn.v1.UpdateRunMetadataRequest\x1a#.cairn.v1.UpdateRunMetadataResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x63\x61irn/v1/worker_service.proto\x12\x08\x63\x61irn.v1\x1a\x15\x63\x61irn/v1/common.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc6\x01\n\x0eTaskDefinition\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\r\n\x05queue\x18\x02 \x01(\t\x12$\n\x05retry\x18\x03 \x01(\x0b\x32\x15.cairn.v1.RetryPolicy\x12\x10\n\x08schedule\x18\x04 \x01(\t\x12\x10\n\x08timezone\x18\x05 \x01(\t\x12/\n\x0cmax_duration\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x19\n\x11\x63oncurrency_limit\x18\x07 \x01(\x05\"\x86\x01\n\x15RegisterWorkerRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x11\n\tworker_id\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\'\n\x05tasks\x18\x04 \x03(\x0b\x32\x18.cairn.v1.TaskDefinition\x12\r\n\x05slots\x18\x05 \x01(\x05\"\x18\n\x16RegisterWorkerResponse\"u\n\x12PollAttemptRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x11\n\tworker_id\x18\x02 \x01(\t\x12\x10\n\x08task_ids\x18\x03 \x03(\t\x12\'\n\x04wait\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xb1\x02\n\x11\x41ttemptAssignment\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12\x0f\n\x07task_id\x18\x03 \x01(\t\x12\"\n\x07payload\x18\x04 \x01(\x0b\x32\x11.cairn.v1.Payload\x12\x1d\n\x05steps\x18\x05 \x03(\x0b\x32\x0e.cairn.v1.Step\x12\x31\n\x0elease_duration\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x32\n\x0erun_created_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x08metadata\x18\x08 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x15\n\rparent_run_id\x18\t \x01(\t\"F\n\x13PollAttemptResponse\x12/\n\nassignment\x18\x01 \x01(\x0b\x32\x1b.cairn.v1.AttemptAssignment\"F\n\x10HeartbeatRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\x05\"I\n\x11HeartbeatResponse\x12\x34\n\x10lease_expires_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xe3\x01\n\x11RecordStepRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\x05\x12\x10\n\x08position\x18\x04 \x01(\x05\x12\x0c\n\x04name\x18\x05 \x01(\t\x12$\n\x06status\x18\x06 \x01(\x0e\x32\x14.cairn.v1.StepStatus\x12!\n\x06output\x18\x07 \x01(\x0b\x32\x11.cairn.v1.Payload\x12\"\n\x05\x65rror\x18\x08 \x01(\x0b\x32\x13.cairn.v1.ErrorInfo\x12\r\n\x05tries\x18\t \x01(\x05\"2\n\x12RecordStepResponse\x12\x1c\n\x04step\x18\x01 \x01(\x0b\x32\x0e.cairn.v1.Step\"\x8b\x02\n\x14\x46inishAttemptRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\x05\x12)\n\x07outcome\x18\x04 \x01(\x0e\x32\x18.cairn.v1.AttemptOutcome\x12!\n\x06output\x18\x05 \x01(\x0b\x32\x11.cairn.v1.Payload\x12\"\n\x05\x65rror\x18\x06 \x01(\x0b\x32\x13.cairn.v1.ErrorInfo\x12+\n\x07wake_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12 \n\x04wait\x18\x08 \x01(\x0b\x32\x12.cairn.v1.WaitSpec\"\xda\x01\n\x08WaitSpec\x12\x10\n\x08position\x18\x01 \x01(\x05\x12\x0c\n\x04name\x18\x02 \x01(\t\x12.\n\ntimeout_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12$\n\x05\x65vent\x18\x04 \x01(\x0b\x32\x13.cairn.v1.EventWaitH\x00\x12$\n\x05token\x18\x05 \x01(\x0b\x32\x13.cairn.v1.TokenWaitH\x00\x12*\n\x08\x63hildren\x18\x06 \x01(\x0b\x32\x16.cairn.v1.ChildrenWaitH\x00\x42\x06\n\x04kind\"&\n\tEventWait\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\"\x1d\n\tTokenWait\x12\x10\n\x08token_id\x18\x01 \x01(\t\"0\n\x0c\x43hildrenWait\x12 \n\x04runs\x18\x01 \x03(\x0b\x32\x12.cairn.v1.ChildRun\"j\n\x08\x43hildRun\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\"\n\x07payload\x18\x02 \x01(\x0b\x32\x11.cairn.v1.Payload\x12)\n\x07options\x18\x03 \x01(\x0b\x32\x18.cairn.v1.TriggerOptions\"y\n\x18UpdateRunMetadataRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\x05\x12)\n\x08metadata\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\"F\n\x19UpdateRunMetadataResponse\x12)\n\x08metadata\x18\x01 \x01(\x0b\x32\x17.google.protobuf.Struct\"p\n\x15\x46inishAttemptResponse\x12\'\n\nrun_status\x18\x01 \x01(\x0e\x32\x13.cairn.v1.RunStatus\x12.\n\x0bretry_delay\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration*\x8b\x01\n\x0e\x41ttemptOutcome\x12\x1f\n\x1b\x41TTEMPT_OUTCOME_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x41TTEMPT_OUTCOME_COMPLETED\x10\x01\x12\x1a\n\x16\x41TTEMPT_OUTCOME_FAILED\x10\x02\x12\x1d\n\x19\x41TTEMPT_OUTCOME_SUSPENDED\x10\x03\x32\xef\x03\n\rWorkerService\x12S\n\x0eRegisterWorker\x12\x1f.cairn.v1.RegisterWorkerRequest\x1a .cairn.v1.RegisterWorkerResponse\x12J\n\x0bPollAttempt\x12\x1c.cairn.v1.PollAttemptRequest\x1a\x1d.cairn.v1.PollAttemptResponse\x12\x44\n\tHeartbeat\x12\x1a.cairn.v1.HeartbeatRequest\x1a\x1b.cairn.v1.HeartbeatResponse\x12G\n\nRecordStep\x12\x1b.cairn.v1.RecordStepRequest\x1a\x1c.cairn.v1.RecordStepResponse\x12P\n\rFinishAttempt\x12\x1e.cairn.v1.FinishAttemptRequest\x1a\x1f.cairn.v1.FinishAttemptResponse\x12\\\n\x11UpdateRunMetadata\x12\".cairn.v1.UpdateRunMetadataRequest\x1a#.cairn.v1.UpdateRunMetadataResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'cairn.v1.worker_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ATTEMPTOUTCOME']._serialized_start=2456
-  _globals['_ATTEMPTOUTCOME']._serialized_end=2595
+  _globals['_ATTEMPTOUTCOME']._serialized_start=2483
+  _globals['_ATTEMPTOUTCOME']._serialized_end=2622
   _globals['_TASKDEFINITION']._serialized_start=162
-  _globals['_TASKDEFINITION']._serialized_end=333
-  _globals['_REGISTERWORKERREQUEST']._serialized_start=336
-  _globals['_REGISTERWORKERREQUEST']._serialized_end=470
-  _globals['_REGISTERWORKERRESPONSE']._serialized_start=472
-  _globals['_REGISTERWORKERRESPONSE']._serialized_end=496
-  _globals['_POLLATTEMPTREQUEST']._serialized_start=498
-  _globals['_POLLATTEMPTREQUEST']._serialized_end=615
-  _globals['_ATTEMPTASSIGNMENT']._serialized_start=618
-  _globals['_ATTEMPTASSIGNMENT']._serialized_end=923
-  _globals['_POLLATTEMPTRESPONSE']._serialized_start=925
-  _globals['_POLLATTEMPTRESPONSE']._serialized_end=995
-  _globals['_HEARTBEATREQUEST']._serialized_start=997
-  _globals['_HEARTBEATREQUEST']._serialized_end=1067
-  _globals['_HEARTBEATRESPONSE']._serialized_start=1069
-  _globals['_HEARTBEATRESPONSE']._serialized_end=1142
-  _globals['_RECORDSTEPREQUEST']._serialized_start=1145
-  _globals['_RECORDSTEPREQUEST']._serialized_end=1372
-  _globals['_RECORDSTEPRESPONSE']._serialized_start=1374
-  _globals['_RECORDSTEPRESPONSE']._serialized_end=1424
-  _globals['_FINISHATTEMPTREQUEST']._serialized_start=1427
-  _globals['_FINISHATTEMPTREQUEST']._serialized_end=1694
-  _globals['_WAITSPEC']._serialized_start=1697
-  _globals['_WAITSPEC']._serialized_end=1915
-  _globals['_EVENTWAIT']._serialized_start=1917
-  _globals['_EVENTWAIT']._serialized_end=1955
-  _globals['_TOKENWAIT']._serialized_start=1957
-  _globals['_TOKENWAIT']._serialized_end=1986
-  _globals['_CHILDRENWAIT']._serialized_start=1988
-  _globals['_CHILDRENWAIT']._serialized_end=2036
-  _globals['_CHILDRUN']._serialized_start=2038
-  _globals['_CHILDRUN']._serialized_end=2144
-  _globals['_UPDATERUNMETADATAREQUEST']._serialized_start=2146
-  _globals['_UPDATERUNMETADATAREQUEST']._serialized_end=2267
-  _globals['_UPDATERUNMETADATARESPONSE']._serialized_start=2269
-  _globals['_UPDATERUNMETADATARESPONSE']._serialized_end=2339
-  _globals['_FINISHATTEMPTRESPONSE']._serialized_start=2341
-  _globals['_FINISHATTEMPTRESPONSE']._serialized_end=2453
-  _globals['_WORKERSERVICE']._serialized_start=2598
-  _globals['_WORKERSERVICE']._serialized_end=3093
+  _globals['_TASKDEFINITION']._serialized_end=360
+  _globals['_REGISTERWORKERREQUEST']._serialized_start=363
+  _globals['_REGISTERWORKERREQUEST']._serialized_end=497
+  _globals['_REGISTERWORKERRESPONSE']._serialized_start=499
+  _globals['_REGISTERWORKERRESPONSE']._serialized_end=523
+  _globals['_POLLATTEMPTREQUEST']._serialized_start=525
+  _globals['_POLLATTEMPTREQUEST']._serialized_end=642
+  _globals['_ATTEMPTASSIGNMENT']._serialized_start=645
+  _globals['_ATTEMPTASSIGNMENT']._serialized_end=950
+  _globals['_POLLATTEMPTRESPONSE']._serialized_start=952
+  _globals['_POLLATTEMPTRESPONSE']._serialized_end=1022
+  _globals['_HEARTBEATREQUEST']._serialized_start=1024
+  _globals['_HEARTBEATREQUEST']._serialized_end=1094
+  _globals['_HEARTBEATRESPONSE']._serialized_start=1096
+  _globals['_HEARTBEATRESPONSE']._serialized_end=1169
+  _globals['_RECORDSTEPREQUEST']._serialized_start=1172
+  _globals['_RECORDSTEPREQUEST']._serialized_end=1399
+  _globals['_RECORDSTEPRESPONSE']._serialized_start=1401
+  _globals['_RECORDSTEPRESPONSE']._serialized_end=1451
+  _globals['_FINISHATTEMPTREQUEST']._serialized_start=1454
+  _globals['_FINISHATTEMPTREQUEST']._serialized_end=1721
+  _globals['_WAITSPEC']._serialized_start=1724
+  _globals['_WAITSPEC']._serialized_end=1942
+  _globals['_EVENTWAIT']._serialized_start=1944
+  _globals['_EVENTWAIT']._serialized_end=1982
+  _globals['_TOKENWAIT']._serialized_start=1984
+  _globals['_TOKENWAIT']._serialized_end=2013
+  _globals['_CHILDRENWAIT']._serialized_start=2015
+  _globals['_CHILDRENWAIT']._serialized_end=2063
+  _globals['_CHILDRUN']._serialized_start=2065
+  _globals['_CHILDRUN']._serialized_end=2171
+  _globals['_UPDATERUNMETADATAREQUEST']._serialized_start=2173
+  _globals['_UPDATERUNMETADATAREQUEST']._serialized_end=2294
+  _globals['_UPDATERUNMETADATARESPONSE']._serialized_start=2296
+  _globals['_UPDATERUNMETADATARESPONSE']._serialized_end=2366
+  _globals['_FINISHATTEMPTRESPONSE']._serialized_start=2368
+  _globals['_FINISHATTEMPTRESPONSE']._serialized_end=2480
+  _globals['_WORKERSERVICE']._serialized_start=2625
+  _globals['_WORKERSERVICE']._serialized_end=3120
 # @@protoc_insertion_point(module_scope)

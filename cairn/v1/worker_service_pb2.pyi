@@ -25,20 +25,22 @@ ATTEMPT_OUTCOME_FAILED: AttemptOutcome
 ATTEMPT_OUTCOME_SUSPENDED: AttemptOutcome
 
 class TaskDefinition(_message.Message):
-    __slots__ = ("task_id", "queue", "retry", "schedule", "timezone", "max_duration")
+    __slots__ = ("task_id", "queue", "retry", "schedule", "timezone", "max_duration", "concurrency_limit")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     QUEUE_FIELD_NUMBER: _ClassVar[int]
     RETRY_FIELD_NUMBER: _ClassVar[int]
     SCHEDULE_FIELD_NUMBER: _ClassVar[int]
     TIMEZONE_FIELD_NUMBER: _ClassVar[int]
     MAX_DURATION_FIELD_NUMBER: _ClassVar[int]
+    CONCURRENCY_LIMIT_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     queue: str
     retry: _common_pb2.RetryPolicy
     schedule: str
     timezone: str
     max_duration: _duration_pb2.Duration
-    def __init__(self, task_id: _Optional[str] = ..., queue: _Optional[str] = ..., retry: _Optional[_Union[_common_pb2.RetryPolicy, _Mapping]] = ..., schedule: _Optional[str] = ..., timezone: _Optional[str] = ..., max_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+    concurrency_limit: int
+    def __init__(self, task_id: _Optional[str] = ..., queue: _Optional[str] = ..., retry: _Optional[_Union[_common_pb2.RetryPolicy, _Mapping]] = ..., schedule: _Optional[str] = ..., timezone: _Optional[str] = ..., max_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., concurrency_limit: _Optional[int] = ...) -> None: ...
 
 class RegisterWorkerRequest(_message.Message):
     __slots__ = ("namespace", "worker_id", "version", "tasks", "slots")

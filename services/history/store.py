@@ -127,6 +127,10 @@ class RunStore:
                 # A stale entry must not be claimed again and again.
                 await conn.execute("DELETE FROM queue_entries WHERE run_id = $1", run_id)
                 return None
+            if not await self._take_slot(conn, run):
+                await conn.execute("UPDATE queue_entries SET claim_token = NULL, claimed_until = NULL "
+                                   "WHERE run_id = $1 AND claim_token = $2", run_id, claim_token)
+                return None
             entry = await conn.fetchval("DELETE FROM queue_entries WHERE run_id = $1 AND claim_token = $2 "
                                         "RETURNING run_id", run_id, claim_token)
             if entry is None:
@@ -152,6 +156,20 @@ class RunStore:
                         worker_version=worker_version)
             steps = await conn.fetch("SELECT * FROM steps WHERE run_id = $1 ORDER BY position", run_id)
         return Outcome(run, effects), steps
+
+    async def _take_slot(self, conn: asyncpg.Connection, run: asyncpg.Record) -> bool:
+        """Whether the run's queue has a free concurrency slot. Counting executing
+        runs under the queue row's lock, in the starting transaction, makes the
+        limit exact across replicas; a slot frees when its attempt ends, so none leaks."""
+        key = (run["namespace"], run["queue"])
+        limit = await conn.fetchval("SELECT concurrency_limit FROM queues WHERE namespace = $1 AND name = $2", *key)
+        if not limit:
+            return True
+        limit = await conn.fetchval("SELECT concurrency_limit FROM queues WHERE namespace = $1 AND name = $2 "
+                                    "FOR UPDATE", *key)
+        running = await conn.fetchval("SELECT count(*) FROM runs WHERE namespace = $1 AND queue = $2 "
+                                      "AND status = 'executing'", *key)
+        return not limit or running < limit
 
     async def heartbeat(self, namespace: str, run_id: uuid.UUID, attempt: int) -> datetime:
         """Extends the lease of the current attempt; refuses any other attempt."""

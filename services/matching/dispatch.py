@@ -65,10 +65,15 @@ class Claimer:
         token = uuid.uuid4()
         async with self.pool.acquire() as conn:
             run_id = await conn.fetchval(
+                "WITH full_queues AS ("
+                " SELECT q.name FROM queues q WHERE q.namespace = $1 AND q.concurrency_limit > 0"
+                " AND (SELECT count(*) FROM runs r WHERE r.namespace = q.namespace AND r.queue = q.name"
+                "      AND r.status = 'executing') >= q.concurrency_limit) "
                 "UPDATE queue_entries SET claim_token = $3, "
                 "claimed_until = now() + make_interval(secs => $4) WHERE run_id = ("
                 " SELECT run_id FROM queue_entries WHERE namespace = $1 AND task_id = ANY($2)"
                 " AND available_at <= now() AND (claimed_until IS NULL OR claimed_until < now())"
+                " AND queue NOT IN (SELECT name FROM full_queues)"
                 " ORDER BY priority DESC, available_at LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING run_id",
                 namespace, task_ids, token, self.claim_seconds)
         return (run_id, token) if run_id is not None else None
@@ -80,7 +85,8 @@ class Claimer:
                                "WHERE run_id = $1 AND claim_token = $2", run_id, token)
 
     async def ready_keys(self) -> list[Key]:
-        """Keys with claimable entries: what the sweep wakes pollers for."""
+        """Keys with claimable entries: what the sweep wakes pollers for (a key
+        whose queue is full is woken too; its poll finds nothing and waits again)."""
         async with self.pool.acquire() as conn:
             rows = await conn.fetch(
                 "SELECT DISTINCT namespace, task_id FROM queue_entries WHERE available_at <= now() "

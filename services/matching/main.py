@@ -26,6 +26,13 @@ async def run(settings: Settings) -> None:
     claimer = Claimer(pool, settings.claim_seconds)
     bus = Bus(settings.nats_url, settings.nats_prefix)
     await bus.subscribe(bus_mod.WORK, lambda m: waiters.wake((m["namespace"], m["task_id"])))
+
+    def on_run_change(m: dict) -> None:
+        # An attempt that ended may have freed a concurrency slot of its queue.
+        if m.get("status") not in ("queued", "executing", "delayed"):
+            waiters.wake((m["namespace"], m.get("task_id", "")))
+
+    await bus.subscribe(bus_mod.RUNS, on_run_change)
     await bus.start()
     sweeper = Sweeper(claimer, waiters, settings.sweep_seconds)
     sweeper.start()

@@ -26,6 +26,11 @@ class Registry:
                 "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (namespace, task_id) DO UPDATE SET "
                 "queue = EXCLUDED.queue, retry = EXCLUDED.retry, "
                 "max_duration_ms = EXCLUDED.max_duration_ms, updated_at = now()", tasks)
+            await conn.executemany(
+                "INSERT INTO queues (namespace, name, concurrency_limit) VALUES ($1, $2, $3) "
+                "ON CONFLICT (namespace, name) DO UPDATE SET concurrency_limit = EXCLUDED.concurrency_limit, "
+                "updated_at = now()",
+                [(request.namespace, t.queue or t.task_id, max(t.concurrency_limit, 0)) for t in request.tasks])
             await conn.execute(
                 "INSERT INTO workers (namespace, worker_id, version, task_ids, slots) "
                 "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (namespace, worker_id) DO UPDATE SET "

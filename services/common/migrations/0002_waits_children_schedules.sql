@@ -19,6 +19,18 @@ CREATE INDEX runs_by_tag ON runs USING gin (tags);
 -- matching: a task's declared execution budget, copied onto its runs.
 ALTER TABLE tasks ADD COLUMN max_duration_ms bigint;
 
+-- matching: queue limits. A start counts the queue's executing runs under a
+-- lock on this row, in the same transaction that starts the attempt, so the
+-- limit holds; the slot is free as soon as the attempt ends, whatever ends it.
+CREATE TABLE queues (
+    namespace         text NOT NULL,
+    name              text NOT NULL,
+    concurrency_limit int NOT NULL DEFAULT 0,   -- 0: no limit
+    updated_at        timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (namespace, name)
+);
+CREATE INDEX runs_executing_by_queue ON runs (namespace, queue) WHERE status = 'executing';
+
 -- history: the one wait of a WAITING run. Resolving it records the step at
 -- `position` and queues the run again, in one transaction.
 CREATE TABLE waits (
