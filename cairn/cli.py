@@ -1,16 +1,71 @@
 """The `cairn` command: run the services (`dev`, `frontend`, `matching`,
-`history`), serve tasks (`worker`), and trigger, inspect and cancel runs."""
+`history`), serve tasks (`worker`), trigger, inspect and cancel runs, send
+events, complete wait tokens and manage schedules."""
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import re
 import sys
 from typing import Any
 
 from cairn.statuses import RUN_STATUS_BY_NAME
 
 ADDRESS_HELP = "frontend host:port (CAIRN_ADDRESS, default 127.0.0.1:7373)"
+DURATION_HELP = "e.g. 30s, 5m, 2h, 1d, 1h30m or plain seconds"
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|s|m|h|d)")
+
+
+def parse_duration(text: str) -> float:
+    """A duration as seconds: "30s", "5m", "2h", "1d", "500ms", compounds such as
+    "1h30m", or plain (possibly fractional) seconds. ValueError otherwise."""
+    raw = text.strip().lower()
+    try:
+        seconds = float(raw)
+    except ValueError:
+        pos, seconds = 0, 0.0
+        for match in _DURATION_PART.finditer(raw):
+            if match.start() != pos:
+                break
+            seconds += float(match.group(1)) * _UNITS[match.group(2)]
+            pos = match.end()
+        if pos != len(raw) or not raw:
+            raise ValueError(f"invalid duration {text!r}: use {DURATION_HELP}") from None
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"invalid duration {text!r}: it must be a finite, non-negative length "
+                         "of time")
+    return seconds
+
+
+def _duration_arg(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _json_arg(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not valid JSON: {exc}") from None
+
+
+def _json_object_arg(text: str) -> dict[str, Any]:
+    value = _json_arg(text)
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"must be a JSON object, got {text!r}")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    """Reports a bad command line on one line, naming the flag, with exit status 2."""
+
+    def error(self, message: str) -> Any:
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
 def _client_args(p: argparse.ArgumentParser, json_flag: bool = True) -> None:
@@ -21,7 +76,7 @@ def _client_args(p: argparse.ArgumentParser, json_flag: bool = True) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="cairn", description="Durable execution for Python.")
+    p = _Parser(prog="cairn", description="Durable execution for Python.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, text in [("dev", "start PostgreSQL, NATS and the three services on this machine"),
                        ("frontend", "run the public frontend service"),
@@ -41,6 +96,16 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--idempotency-key", default="", help="a second trigger with this key returns the first run")
     t.add_argument("--wait", action="store_true", help="wait until the run finishes and show it")
     t.add_argument("--timeout", type=float, default=None, help="with --wait: give up after this many seconds")
+    t.add_argument("--delay", type=_duration_arg, default=None,
+                   help=f"start no earlier than this from now ({DURATION_HELP})")
+    t.add_argument("--ttl", type=_duration_arg, default=None,
+                   help="expire the run if it has not started within this")
+    t.add_argument("--max-duration", type=_duration_arg, default=None,
+                   help="time out the run after this much execution time")
+    t.add_argument("--priority", type=int, default=None, help="higher runs are dispatched first")
+    t.add_argument("--tag", action="append", default=None, help="a tag for the run (repeatable)")
+    t.add_argument("--metadata", type=_json_object_arg, default=None,
+                   help="the run's metadata, a JSON object")
     _client_args(t)
 
     runs = sub.add_parser("runs", help="list runs or show one").add_subparsers(dest="runs_command",
@@ -49,6 +114,8 @@ def _parser() -> argparse.ArgumentParser:
     ls.add_argument("--task", default=None, help="only runs of this task")
     ls.add_argument("--status", action="append", default=None, help="only runs in this status (repeatable)")
     ls.add_argument("--limit", type=int, default=20, help="at most this many runs (default 20)")
+    ls.add_argument("--tag", default=None, help="only runs carrying this tag")
+    ls.add_argument("--parent", default=None, help="only child runs of this run id")
     _client_args(ls)
     get = runs.add_parser("get", help="show one run with its attempts and steps")
     get.add_argument("run_id")
@@ -58,6 +125,52 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("run_id")
     c.add_argument("--reason", default="", help="recorded on the run")
     _client_args(c)
+
+    events = sub.add_parser("events", help="send events to waiting runs").add_subparsers(
+        dest="events_command", required=True, metavar="SUBCOMMAND")
+    send = events.add_parser("send", help="send an event: to one run, or to every run waiting "
+                                          "for its name and key")
+    send.add_argument("name", help="the event's name")
+    send.add_argument("--run", default=None, help="deliver to this run (kept until it waits)")
+    send.add_argument("--key", default=None, help="the event's key")
+    send.add_argument("--payload", type=_json_arg, default=None, help="the payload as JSON")
+    _client_args(send)
+
+    tokens = sub.add_parser("tokens", help="create, complete and read wait tokens").add_subparsers(
+        dest="tokens_command", required=True, metavar="SUBCOMMAND")
+    tc = tokens.add_parser("create", help="create a wait token")
+    tc.add_argument("--timeout", type=_duration_arg, default=None,
+                    help=f"the token times out after this ({DURATION_HELP})")
+    _client_args(tc)
+    tdone = tokens.add_parser("complete", help="complete a token, resuming the run waiting on it")
+    tdone.add_argument("token_id")
+    tdone.add_argument("--payload", type=_json_arg, default=None, help="the payload as JSON")
+    _client_args(tdone)
+    tget = tokens.add_parser("get", help="show a token")
+    tget.add_argument("token_id")
+    _client_args(tget)
+
+    schedules = sub.add_parser("schedules", help="run tasks on cron schedules").add_subparsers(
+        dest="schedules_command", required=True, metavar="SUBCOMMAND")
+    sc = schedules.add_parser("create", help="create a schedule")
+    sc.add_argument("schedule_id")
+    sc.add_argument("--task", required=True, help="the task to trigger")
+    sc.add_argument("--cron", required=True,
+                    help="cron expression: 5 fields, or 6 with seconds first")
+    sc.add_argument("--timezone", default="UTC", help="IANA time zone (default UTC)")
+    sc.add_argument("--payload", type=_json_arg, default=None, help="each run's payload as JSON")
+    sc.add_argument("--dedup-key", default=None,
+                    help="deduplication key (default the schedule id)")
+    _client_args(sc)
+    sl = schedules.add_parser("list", help="list schedules")
+    sl.add_argument("--task", default=None, help="only schedules of this task")
+    _client_args(sl)
+    for name, text in [("pause", "stop a schedule from firing"),
+                       ("resume", "let a paused schedule fire again"),
+                       ("delete", "delete a schedule")]:
+        sp = schedules.add_parser(name, help=text)
+        sp.add_argument("schedule_id")
+        _client_args(sp)
     return p
 
 
@@ -80,6 +193,9 @@ def main(argv: list[str] | None = None) -> None:
                  "(set --address or CAIRN_ADDRESS to use another one)")
     except CairnError as exc:
         sys.exit(f"error: {exc}")
+    except (ValueError, TypeError) as exc:  # refused before sending, e.g. a bad option
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
     except KeyboardInterrupt:
         sys.exit(130)
 
@@ -117,23 +233,15 @@ def _run_command(args: argparse.Namespace) -> int:
     from worker_sdk import Client
     with Client(address=args.address, namespace=args.namespace) as client:
         if args.command == "trigger":
-            try:
-                payload = json.loads(args.payload)
-            except json.JSONDecodeError as exc:
-                print(f"error: --payload is not valid JSON: {exc}", file=sys.stderr)
-                return 2
-            run = client.trigger(args.task, payload, idempotency_key=args.idempotency_key or None)
-            if args.wait:
-                run = client.wait(run.id, timeout=args.timeout)
-            _show(run.raw, args.json, full=args.wait)
-            return 0 if not args.wait or run.status == "completed" else 1
+            return _trigger(client, args)
         if args.command == "runs" and args.runs_command == "list":
             for s in args.status or []:
                 if s not in RUN_STATUS_BY_NAME:
                     print(f"error: --status {s!r} is not one of {', '.join(RUN_STATUS_BY_NAME)}",
                           file=sys.stderr)
                     return 2
-            runs = client.list(task=args.task, status=args.status, limit=args.limit)
+            runs = client.list(task=args.task, status=args.status, limit=args.limit,
+                               tag=args.tag, parent_run_id=args.parent)
             if args.json:
                 for r in runs:
                     print(json.dumps(r.raw))
@@ -148,7 +256,108 @@ def _run_command(args: argparse.Namespace) -> int:
         if args.command == "cancel":
             _show(client.cancel(args.run_id, reason=args.reason).raw, args.json, full=True)
             return 0
+        if args.command == "events":
+            return _send_event(client, args)
+        if args.command == "tokens":
+            return _tokens(client, args)
+        if args.command == "schedules":
+            return _schedules(client, args)
     return 2
+
+
+def _trigger(client: Any, args: argparse.Namespace) -> int:
+    try:
+        payload = json.loads(args.payload)
+    except json.JSONDecodeError as exc:
+        print(f"error: --payload is not valid JSON: {exc}", file=sys.stderr)
+        return 2
+    options = {name: value for name, value in [
+        ("delay", args.delay), ("ttl", args.ttl), ("max_duration", args.max_duration),
+        ("priority", args.priority), ("tags", args.tag), ("metadata", args.metadata)]
+        if value is not None}
+    run = client.trigger(args.task, payload, idempotency_key=args.idempotency_key or None,
+                         **options)
+    if args.wait:
+        run = client.wait(run.id, timeout=args.timeout)
+    _show(run.raw, args.json, full=args.wait)
+    return 0 if not args.wait or run.status == "completed" else 1
+
+
+def _send_event(client: Any, args: argparse.Namespace) -> int:
+    result = client.send_event(args.name, args.payload, run_id=args.run, key=args.key)
+    if args.json:
+        print(json.dumps({"delivered_run_ids": result.delivered_run_ids,
+                          "buffered": result.buffered}))
+    elif result.delivered_run_ids:
+        print(f"delivered to {len(result.delivered_run_ids)} run(s): "
+              f"{', '.join(result.delivered_run_ids)}")
+    elif result.buffered:
+        print(f"kept for run {args.run} until it waits for event {args.name!r}")
+    else:
+        print(f"no run was waiting for event {args.name!r}"
+              f"{f' with key {args.key!r}' if args.key else ''}")
+    return 0
+
+
+def _tokens(client: Any, args: argparse.Namespace) -> int:
+    if args.tokens_command == "create":
+        token = client.create_token(args.timeout)
+    elif args.tokens_command == "complete":
+        token = client.complete_token(args.token_id, args.payload)
+    else:
+        token = client.get_token(args.token_id)
+    if args.json:
+        print(json.dumps(token))
+        return 0
+    print(f"token    {token['id']}")
+    print(f"status   {token['status']}")
+    for label, key in [("run", "run_id"), ("created", "created_at"),
+                       ("timeout", "timeout_at"), ("done", "completed_at")]:
+        if token.get(key):
+            print(f"{label:<8} {token[key]}")
+    if token["status"] == "completed":
+        print(f"payload  {_short(token['payload'], 200)}")
+    return 0
+
+
+def _schedules(client: Any, args: argparse.Namespace) -> int:
+    command = args.schedules_command
+    if command == "list":
+        schedules = client.list_schedules(task=args.task)
+        if args.json:
+            for sch in schedules:
+                print(json.dumps(sch))
+        else:
+            print(_table(["ID", "TASK", "CRON", "TZ", "PAUSED", "NEXT", "LAST_RUN"],
+                         [[sch["id"], sch["task"], sch["cron"], sch["timezone"],
+                           "yes" if sch["paused"] else "no", sch["next_fire_at"] or "",
+                           sch["last_run_id"] or ""] for sch in schedules]))
+        return 0
+    if command == "delete":
+        client.delete_schedule(args.schedule_id)
+        if args.json:
+            print(json.dumps({"id": args.schedule_id, "deleted": True}))
+        else:
+            print(f"schedule {args.schedule_id} deleted")
+        return 0
+    if command == "create":
+        sch = client.create_schedule(args.schedule_id, args.task, args.cron,
+                                     timezone=args.timezone, payload=args.payload,
+                                     deduplication_key=args.dedup_key)
+    elif command == "pause":
+        sch = client.pause_schedule(args.schedule_id)
+    else:
+        sch = client.resume_schedule(args.schedule_id)
+    if args.json:
+        print(json.dumps(sch))
+        return 0
+    print(f"schedule {sch['id']}   task {sch['task']}   cron {sch['cron']} ({sch['timezone']})"
+          f"{'   paused' if sch['paused'] else ''}")
+    if sch["next_fire_at"]:
+        print(f"next     {sch['next_fire_at']}")
+    if sch["last_run_id"]:
+        print(f"last run {sch['last_run_id']} at {sch['last_fired_at'] or '?'}")
+    return 0
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
@@ -162,6 +371,27 @@ def _short(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _wait_text(wait: dict[str, Any]) -> str:
+    """What a waiting run waits for, in a few words."""
+    kind = wait.get("kind") or "?"
+    if kind == "event":
+        what = f"for event {wait.get('event_name')!r}"
+        if wait.get("event_key"):
+            what += f" key {wait['event_key']!r}"
+    elif kind == "token":
+        what = f"for token {wait.get('token_id')}"
+    elif kind == "children":
+        what = f"for child run(s) {', '.join(wait.get('child_run_ids') or [])}"
+    elif kind == "sleep":
+        what = "sleeping"
+    else:
+        what = kind
+    until = wait.get("until")
+    if until:
+        what += f" until {until}" if kind == "sleep" else f" (times out at {until})"
+    return f"{what} at step {wait.get('position')}"
+
+
 def _show(run: dict[str, Any], as_json: bool, full: bool) -> None:
     """Prints one run: JSON, or a summary with its attempts and steps as tables."""
     if as_json:
@@ -173,6 +403,16 @@ def _show(run: dict[str, Any], as_json: bool, full: bool) -> None:
         print(f"output   {_short(run['output'], 200)}")
     if run["error"]:
         print(f"error    {run['error']['type']}: {run['error']['message']}")
+    if run.get("wait"):
+        print(f"waiting  {_wait_text(run['wait'])}")
+    if run.get("parent_run_id"):
+        print(f"parent   {run['parent_run_id']}")
+    if run.get("child_run_ids"):
+        print(f"children {', '.join(run['child_run_ids'])}")
+    if run.get("tags"):
+        print(f"tags     {', '.join(run['tags'])}")
+    if run.get("metadata"):
+        print(f"metadata {_short(run['metadata'], 200)}")
     if not full:
         return
     if run["attempts"]:

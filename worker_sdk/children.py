@@ -41,14 +41,15 @@ class RunHandle:
 class ChildResult:
     """How one child run of batch_trigger_and_wait ended: its status (lowercase,
     e.g. "completed" or "failed"), its output when completed, its error
-    ({"type", "message"}) otherwise; ok is True when it completed."""
+    ({"type", "message"}) otherwise; ok is True when it completed. task_id is the
+    child's task."""
 
     run_id: str
-    task_id: str
     status: str
     output: Any
     error: dict[str, Any] | None
     ok: bool
+    task_id: str = ""
 
     def unwrap(self) -> Any:
         """The output when the child completed; ChildRunFailedError otherwise."""

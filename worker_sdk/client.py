@@ -146,10 +146,10 @@ def _statuses(status: str | list[str] | None) -> list[int]:
 
 
 class AsyncClient:
-    """Talks to the frontend's RunService, WaitService and ScheduleService. address: argument, else $CAIRN_ADDRESS,
-    else 127.0.0.1:7373; namespace: argument, else $CAIRN_NAMESPACE, else
-    "default". rpc_timeout bounds each call except the waits. Use it with
-    `async with`, or call close()."""
+    """Talks to the frontend's RunService, WaitService and ScheduleService.
+    address: argument, else $CAIRN_ADDRESS, else 127.0.0.1:7373; namespace:
+    argument, else $CAIRN_NAMESPACE, else "default". rpc_timeout bounds each call
+    except the waits. Use it with `async with`, or call close()."""
 
     def __init__(self, address: str | None = None, namespace: str | None = None,
                  rpc_timeout: float = 30.0) -> None:

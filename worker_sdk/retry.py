@@ -105,8 +105,9 @@ class Retry:
 
 
 class Queue:
-    """A named queue that tasks put their runs on. concurrency_limit (at most this
-    many runs of the queue execute at once) is declared here and not yet enforced."""
+    """A named queue that tasks put their runs on. With concurrency_limit, at most
+    this many runs of the queue execute at once (a waiting run holds no slot); the
+    limit is sent with the task definitions when a worker registers."""
 
     def __init__(self, name: str, concurrency_limit: int | None = None) -> None:
         self.name = validate_name("queue name", name)

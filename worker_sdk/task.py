@@ -98,6 +98,8 @@ class Task:
                                               timezone=self.timezone or "")
         if self.max_duration is not None:
             d.max_duration.CopyFrom(to_duration(self.max_duration))
+        if self.queue is not None and self.queue.concurrency_limit is not None:
+            d.concurrency_limit = self.queue.concurrency_limit
         return d
 
     def trigger(self, payload: Any = None, *, idempotency_key: str | None = None,

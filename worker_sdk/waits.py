@@ -140,7 +140,7 @@ def create_token(timeout: timedelta | float | None = None) -> Awaitable[WaitToke
     id to whoever will complete it, then `await wait.for_token(token)`. With
     timeout, the token times out that long after creation."""
     seconds = None if timeout is None else duration_seconds("wait.create_token: timeout",
-                                                            timeout)
+                                                            timeout, allow_zero=False)
     ctx, position = suspension.begin("wait.create_token")
     return _create_token(ctx, position, seconds)
 

@@ -63,7 +63,8 @@ class RunStore:
                     "SELECT id FROM runs WHERE parent_run_id = $1 ORDER BY created_at, id", run_id)],
                 "wait": await conn.fetchrow("SELECT * FROM waits WHERE run_id = $1", run_id),
                 "wait_children": [r["child_run_id"] for r in await conn.fetch(
-                    "SELECT child_run_id FROM child_waits WHERE parent_run_id = $1 ORDER BY idx", run_id)],
+                    "SELECT c.child_run_id FROM child_waits c JOIN waits w ON w.run_id = c.parent_run_id "
+                    "AND w.position = c.position WHERE c.parent_run_id = $1 ORDER BY c.idx", run_id)],
             }
 
     async def list_runs(self, namespace: str, task_id: str, statuses: list[str], tag: str,

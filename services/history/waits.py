@@ -85,9 +85,9 @@ async def suspend(conn: asyncpg.Connection, run: asyncpg.Record, spec: dict[str,
             if child.effects.work_ready:
                 effects.work_keys.add((ns, new.task_id))
             effects.merge_timer(child.effects.timer_due)
-            await conn.execute("INSERT INTO child_waits (parent_run_id, idx, child_run_id) VALUES ($1, $2, $3) "
-                               "ON CONFLICT (parent_run_id, idx) DO UPDATE SET child_run_id = EXCLUDED.child_run_id",
-                               run_id, idx, child.run["id"])
+            await conn.execute("INSERT INTO child_waits (parent_run_id, position, idx, child_run_id) "
+                               "VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                               run_id, spec["position"], idx, child.run["id"])
     run = await conn.fetchrow("UPDATE runs SET status = 'waiting', updated_at = now(), next_attempt_at = $2 "
                               "WHERE id = $1 RETURNING *", run_id, timeout_at)
     await event(conn, run_id, "suspended", run["attempt_count"], kind=kind, position=spec["position"],
@@ -123,7 +123,8 @@ async def check(conn: asyncpg.Connection, run: asyncpg.Record, *, timed_out: boo
     if wait["kind"] == "children":
         children = await conn.fetch(
             "SELECT r.id, r.status, r.output, r.output_encoding, r.error FROM child_waits c "
-            "JOIN runs r ON r.id = c.child_run_id WHERE c.parent_run_id = $1 ORDER BY c.idx", run["id"])
+            "JOIN runs r ON r.id = c.child_run_id WHERE c.parent_run_id = $1 AND c.position = $2 "
+            "ORDER BY c.idx", run["id"], wait["position"])
         if all(c["status"] in TERMINAL_RUN_STATUSES for c in children):
             return await resolve(conn, run, wait, output=[_child_result(c) for c in children])
     if timed_out:

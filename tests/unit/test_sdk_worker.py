@@ -256,8 +256,11 @@ def test_stop_lets_a_running_attempt_finish_within_grace(
         frontend: tuple[FakeFrontend, str]) -> None:
     fake, address = frontend
 
+    started: list[str] = []
+
     @task(id="slow")
     async def slow(payload: Any) -> str:
+        started.append(context.run_id)
         await asyncio.sleep(0.5)
         return "finished"
 
@@ -266,10 +269,13 @@ def test_stop_lets_a_running_attempt_finish_within_grace(
         running = asyncio.create_task(worker.run())
         async with AsyncClient(address=address) as client:
             run = await client.trigger("slow")
+            # Wait until the worker runs the attempt, not just until the fake handed it
+            # over: a poll cancelled by stop() with its answer in flight loses it.
             for _ in range(100):
-                if fake.runs[run.id].status == common_pb2.RUN_STATUS_EXECUTING:
+                if started:
                     break
                 await asyncio.sleep(0.02)
+            assert started == [run.id]
             worker.stop()
             await asyncio.wait_for(running, 5)
             assert (await client.get(run.id)).output == "finished"

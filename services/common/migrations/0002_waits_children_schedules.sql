@@ -51,9 +51,10 @@ CREATE INDEX waits_by_token ON waits (token_id) WHERE kind = 'token';
 -- history: the children a parent's wait at `position` waits for, in order.
 CREATE TABLE child_waits (
     parent_run_id uuid NOT NULL,
+    position      int NOT NULL,
     idx           int NOT NULL,
     child_run_id  uuid NOT NULL,
-    PRIMARY KEY (parent_run_id, idx)
+    PRIMARY KEY (parent_run_id, position, idx)
 );
 
 -- history: events sent to a run by id before it waits for them.
