@@ -60,7 +60,9 @@ class RunStore:
                 "steps": await conn.fetch("SELECT * FROM steps WHERE run_id = $1 ORDER BY position", run_id),
                 "events": await conn.fetch("SELECT * FROM run_events WHERE run_id = $1 ORDER BY id", run_id),
                 "children": [r["id"] for r in await conn.fetch(
-                    "SELECT id FROM runs WHERE parent_run_id = $1 ORDER BY created_at, id", run_id)],
+                    "SELECT r.id FROM runs r LEFT JOIN child_waits c ON c.parent_run_id = r.parent_run_id "
+                    "AND c.child_run_id = r.id WHERE r.parent_run_id = $1 "
+                    "ORDER BY r.created_at, c.position, c.idx, r.id", run_id)],
                 "wait": await conn.fetchrow("SELECT * FROM waits WHERE run_id = $1", run_id),
                 "wait_children": [r["child_run_id"] for r in await conn.fetch(
                     "SELECT c.child_run_id FROM child_waits c JOIN waits w ON w.run_id = c.parent_run_id "
