@@ -17,7 +17,7 @@ import asyncpg
 
 from cairn import backoff, retry_policy
 from cairn.statuses import TERMINAL_RUN_STATUSES
-from services.common.errors import already_exists, not_found, precondition
+from services.common.errors import ServiceError, already_exists, not_found, precondition
 from services.history import waits
 from services.history.runs import (Effects, NewRun, Outcome, create_run, end_run, event, fence,
                                    lock_run, set_timer)
@@ -42,8 +42,11 @@ class RunStore:
         """Creates many runs in one transaction: all or none."""
         async with self.pool.acquire() as conn, conn.transaction():
             results = []
-            for new in items:
-                outcome, created = await create_run(conn, new)
+            for i, new in enumerate(items):
+                try:
+                    outcome, created = await create_run(conn, new)
+                except ServiceError as exc:
+                    raise ServiceError(exc.code, f"runs[{i}].task_id: {exc.message}") from None
                 results.append((outcome, not created))
         return results
 
