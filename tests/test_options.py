@@ -600,6 +600,38 @@ def test_created_schedule_fires_once_per_tick_with_two_history_replicas(
           f"run created after its tick (s): {lags}")
 
 
+def test_ticks_missed_while_history_was_down_are_caught_up_once(cluster: Cluster,
+                                                                 client: Client) -> None:
+    """The documented policy: after an outage, one run for the latest missed tick,
+    then on schedule; the ticks before it get no run."""
+    start_option_worker(cluster)
+    sid = "catch-up"
+    client.create_schedule(sid, "opt-echo", EVERY_2S, payload={"n": 1})
+    wait_for(lambda: len(schedule_runs(cluster, sid)) >= 1, 10, message="the schedule never fired")
+    cluster.kill("history")
+    down_at = datetime.now(timezone.utc)
+    before = [tick_of(r["idempotency_key"], sid) for r in schedule_runs(cluster, sid)]
+    # At least three ticks pass while history is down: a condition on the clock.
+    wait_for(lambda: datetime.now(timezone.utc) >= down_at + timedelta(seconds=7), 10)
+    restart_begin = datetime.now(timezone.utc)
+    cluster.start("history")
+    wait_for(lambda: len(schedule_runs(cluster, sid)) >= len(before) + 3, 15,
+             message="the schedule did not fire again after history restarted")
+    after = sorted(tick_of(r["idempotency_key"], sid) for r in schedule_runs(cluster, sid)
+                   if tick_of(r["idempotency_key"], sid) > max(before))
+    catch_up = after[0]
+    missed = (catch_up - max(before)).total_seconds() / 2 - 1
+    print(f"outage skipped {missed:.0f} ticks; caught up once at {catch_up.isoformat()}")
+    assert catch_up >= down_at + timedelta(seconds=5), \
+        f"a run was made for an early missed tick {catch_up} (outage from {down_at})"
+    assert missed >= 2, f"fewer than two ticks were skipped: {before} then {after}"
+    check_ticks([r for r in schedule_runs(cluster, sid)
+                 if tick_of(r["idempotency_key"], sid) > catch_up], sid)
+    assert len(after) == len(set(after)), f"two runs for one tick: {after}"
+    assert all((b - a).total_seconds() == 2.0 for a, b in zip(after, after[1:])), after
+    assert restart_begin - timedelta(seconds=2) <= catch_up, (restart_begin, catch_up)
+
+
 def test_declared_schedule_fires_from_the_workers_registration(cluster: Cluster,
                                                                client: Client) -> None:
     worker = start_option_worker(cluster, env={SCHEDULE_ENV: EVERY_2S})
