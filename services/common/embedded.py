@@ -239,6 +239,28 @@ class _Server:
                 return
             _wait_pids_gone(children, timeout)
 
+    def _spawn(self, binary: str, args: list[str], timeout: float, **popen: Any) -> str:
+        """Starts the server as our child, logging to the log file, and waits until
+        it is ready; kills it if it does not become ready."""
+        log = self._open_log()
+        try:
+            self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log,
+                                            stderr=log, close_fds=True, **popen)
+        except OSError as exc:
+            raise RuntimeError(f"cannot run {binary}: {exc}") from exc
+        finally:
+            log.close()  # the child has its own descriptor
+        self._register_atexit()
+        try:
+            self._wait_ready(timeout)
+        except BaseException:
+            self.kill()
+            raise
+        return self.url
+
+    def _wait_ready(self, timeout: float) -> None:
+        raise NotImplementedError
+
     def kill(self) -> None:
         """SIGKILL, as a crash would: the server and every process it started."""
         proc = self.process
@@ -375,22 +397,7 @@ class EmbeddedPostgres(_Server):
         kwargs: dict[str, Any] = {}
         if ids is not None:
             kwargs.update(user=ids[0], group=ids[1], extra_groups=[])
-        log = self._open_log()
-        try:
-            self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log,
-                                            stderr=log, cwd=str(self.data_dir), env=env,
-                                            close_fds=True, **kwargs)
-        except OSError as exc:
-            raise RuntimeError(f"cannot run {binary}: {exc}") from exc
-        finally:
-            log.close()  # the child has its own descriptor
-        self._register_atexit()
-        try:
-            self._wait_ready(timeout)
-        except BaseException:
-            self.kill()
-            raise
-        return self.url
+        return self._spawn(binary, args, timeout, cwd=str(self.data_dir), env=env, **kwargs)
 
     def _wait_ready(self, timeout: float) -> None:
         import asyncpg
@@ -562,21 +569,7 @@ class EmbeddedNats(_Server):
         self._stop_stray_server()
         args = [binary, "-js", "-sd", str(self.store_dir), "-p", str(self.port),
                 "-a", "127.0.0.1", "-P", str(self.pid_file)]
-        log = self._open_log()
-        try:
-            self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log,
-                                            stderr=log, close_fds=True)
-        except OSError as exc:
-            raise RuntimeError(f"cannot run {binary}: {exc}") from exc
-        finally:
-            log.close()  # the child has its own descriptor
-        self._register_atexit()
-        try:
-            self._wait_ready(timeout)
-        except BaseException:
-            self.kill()
-            raise
-        return self.url
+        return self._spawn(binary, args, timeout)
 
     def _wait_ready(self, timeout: float) -> None:
         proc = self.process
