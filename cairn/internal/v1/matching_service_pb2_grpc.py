@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from cairn.v1 import queue_service_pb2 as cairn_dot_v1_dot_queue__service__pb2
 from cairn.v1 import worker_service_pb2 as cairn_dot_v1_dot_worker__service__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -45,6 +46,26 @@ class MatchingServiceStub:
                 request_serializer=cairn_dot_v1_dot_worker__service__pb2.PollAttemptRequest.SerializeToString,
                 response_deserializer=cairn_dot_v1_dot_worker__service__pb2.PollAttemptResponse.FromString,
                 _registered_method=True)
+        self.UpdateQueue = channel.unary_unary(
+                '/cairn.internal.v1.MatchingService/UpdateQueue',
+                request_serializer=cairn_dot_v1_dot_queue__service__pb2.UpdateQueueRequest.SerializeToString,
+                response_deserializer=cairn_dot_v1_dot_queue__service__pb2.UpdateQueueResponse.FromString,
+                _registered_method=True)
+        self.ListQueues = channel.unary_unary(
+                '/cairn.internal.v1.MatchingService/ListQueues',
+                request_serializer=cairn_dot_v1_dot_queue__service__pb2.ListQueuesRequest.SerializeToString,
+                response_deserializer=cairn_dot_v1_dot_queue__service__pb2.ListQueuesResponse.FromString,
+                _registered_method=True)
+        self.PauseQueue = channel.unary_unary(
+                '/cairn.internal.v1.MatchingService/PauseQueue',
+                request_serializer=cairn_dot_v1_dot_queue__service__pb2.PauseQueueRequest.SerializeToString,
+                response_deserializer=cairn_dot_v1_dot_queue__service__pb2.PauseQueueResponse.FromString,
+                _registered_method=True)
+        self.ResumeQueue = channel.unary_unary(
+                '/cairn.internal.v1.MatchingService/ResumeQueue',
+                request_serializer=cairn_dot_v1_dot_queue__service__pb2.ResumeQueueRequest.SerializeToString,
+                response_deserializer=cairn_dot_v1_dot_queue__service__pb2.ResumeQueueResponse.FromString,
+                _registered_method=True)
 
 
 class MatchingServiceServicer:
@@ -65,6 +86,34 @@ class MatchingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateQueue(self, request, context):
+        """Creates or changes a queue.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListQueues(self, request, context):
+        """Lists queues.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PauseQueue(self, request, context):
+        """Pauses a queue.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResumeQueue(self, request, context):
+        """Resumes a queue.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MatchingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -77,6 +126,26 @@ def add_MatchingServiceServicer_to_server(servicer, server):
                     servicer.PollAttempt,
                     request_deserializer=cairn_dot_v1_dot_worker__service__pb2.PollAttemptRequest.FromString,
                     response_serializer=cairn_dot_v1_dot_worker__service__pb2.PollAttemptResponse.SerializeToString,
+            ),
+            'UpdateQueue': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateQueue,
+                    request_deserializer=cairn_dot_v1_dot_queue__service__pb2.UpdateQueueRequest.FromString,
+                    response_serializer=cairn_dot_v1_dot_queue__service__pb2.UpdateQueueResponse.SerializeToString,
+            ),
+            'ListQueues': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListQueues,
+                    request_deserializer=cairn_dot_v1_dot_queue__service__pb2.ListQueuesRequest.FromString,
+                    response_serializer=cairn_dot_v1_dot_queue__service__pb2.ListQueuesResponse.SerializeToString,
+            ),
+            'PauseQueue': grpc.unary_unary_rpc_method_handler(
+                    servicer.PauseQueue,
+                    request_deserializer=cairn_dot_v1_dot_queue__service__pb2.PauseQueueRequest.FromString,
+                    response_serializer=cairn_dot_v1_dot_queue__service__pb2.PauseQueueResponse.SerializeToString,
+            ),
+            'ResumeQueue': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResumeQueue,
+                    request_deserializer=cairn_dot_v1_dot_queue__service__pb2.ResumeQueueRequest.FromString,
+                    response_serializer=cairn_dot_v1_dot_queue__service__pb2.ResumeQueueResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -134,6 +203,114 @@ class MatchingService:
             '/cairn.internal.v1.MatchingService/PollAttempt',
             cairn_dot_v1_dot_worker__service__pb2.PollAttemptRequest.SerializeToString,
             cairn_dot_v1_dot_worker__service__pb2.PollAttemptResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateQueue(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.internal.v1.MatchingService/UpdateQueue',
+            cairn_dot_v1_dot_queue__service__pb2.UpdateQueueRequest.SerializeToString,
+            cairn_dot_v1_dot_queue__service__pb2.UpdateQueueResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListQueues(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.internal.v1.MatchingService/ListQueues',
+            cairn_dot_v1_dot_queue__service__pb2.ListQueuesRequest.SerializeToString,
+            cairn_dot_v1_dot_queue__service__pb2.ListQueuesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PauseQueue(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.internal.v1.MatchingService/PauseQueue',
+            cairn_dot_v1_dot_queue__service__pb2.PauseQueueRequest.SerializeToString,
+            cairn_dot_v1_dot_queue__service__pb2.PauseQueueResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResumeQueue(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.internal.v1.MatchingService/ResumeQueue',
+            cairn_dot_v1_dot_queue__service__pb2.ResumeQueueRequest.SerializeToString,
+            cairn_dot_v1_dot_queue__service__pb2.ResumeQueueResponse.FromString,
             options,
             channel_credentials,
             insecure,
