@@ -33,8 +33,15 @@ def make_server(listen: str, register: Callable[[grpc.aio.Server], None],
 
 
 def channel(address: str) -> grpc.aio.Channel:
-    """An insecure channel to another service of the cluster."""
-    return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+    """An insecure channel to another service of the cluster. A comma-separated
+    list of host:port (replicas) is balanced round-robin; a gRPC target such as
+    dns:///history:7375 works too."""
+    target, options = address, list(CHANNEL_OPTIONS)
+    if "," in address:
+        hosts = [a.strip() for a in address.split(",") if a.strip()]
+        target = "ipv4:" + ",".join(hosts)
+        options.append(("grpc.lb_policy_name", "round_robin"))
+    return grpc.aio.insecure_channel(target, options=options)
 
 
 async def serve(server: grpc.aio.Server, health_servicer: health.aio.HealthServicer,

@@ -6,6 +6,8 @@ import asyncio
 
 from cairn.internal.v1 import history_service_pb2_grpc as hgrpc
 from cairn.internal.v1 import matching_service_pb2_grpc as mgrpc
+from cairn.v1 import queue_service_pb2 as qpb
+from cairn.v1 import queue_service_pb2_grpc as qgrpc
 from cairn.v1 import run_service_pb2 as rpb
 from cairn.v1 import run_service_pb2_grpc as rgrpc
 from cairn.v1 import schedule_service_pb2 as spb
@@ -19,13 +21,14 @@ from services.common import grpc_server, logs
 from services.common.bus import Bus
 from services.common.config import Settings, add_service_flags, settings_from_args
 from services.frontend.run_watch import RunWatcher
-from services.frontend.servicer import (Backend, RunServicer, ScheduleServicer, WaitServicer,
-                                       WorkerServicer)
+from services.frontend.servicer import (Backend, QueueServicer, RunServicer, ScheduleServicer,
+                                       WaitServicer, WorkerServicer)
 
 SERVICES = [rpb.DESCRIPTOR.services_by_name["RunService"].full_name,
             wpb.DESCRIPTOR.services_by_name["WorkerService"].full_name,
             wspb.DESCRIPTOR.services_by_name["WaitService"].full_name,
-            spb.DESCRIPTOR.services_by_name["ScheduleService"].full_name]
+            spb.DESCRIPTOR.services_by_name["ScheduleService"].full_name,
+            qpb.DESCRIPTOR.services_by_name["QueueService"].full_name]
 
 
 async def run(settings: Settings) -> None:
@@ -46,6 +49,7 @@ async def run(settings: Settings) -> None:
         wgrpc.add_WorkerServiceServicer_to_server(workers, server)
         wsgrpc.add_WaitServiceServicer_to_server(WaitServicer(backend), server)
         sgrpc.add_ScheduleServiceServicer_to_server(ScheduleServicer(backend), server)
+        qgrpc.add_QueueServiceServicer_to_server(QueueServicer(backend), server)
 
     server, health = grpc_server.make_server(settings.listen, register, SERVICES)
 

@@ -14,6 +14,8 @@ from cairn.internal.v1 import history_service_pb2_grpc as hgrpc
 from cairn.internal.v1 import matching_service_pb2_grpc as mgrpc
 from cairn.statuses import RUN_STATUS_NAMES, TERMINAL_RUN_STATUSES
 from cairn.v1 import run_service_pb2 as rpb
+from cairn.v1 import queue_service_pb2 as qpb
+from cairn.v1 import queue_service_pb2_grpc as qgrpc
 from cairn.v1 import run_service_pb2_grpc as rgrpc
 from cairn.v1 import schedule_service_pb2 as spb
 from cairn.v1 import schedule_service_pb2_grpc as sgrpc
@@ -224,3 +226,30 @@ class ScheduleServicer(sgrpc.ScheduleServiceServicer):
     async def DeleteSchedule(self, request: spb.DeleteScheduleRequest,
                              context: grpc.aio.ServicerContext) -> spb.DeleteScheduleResponse:
         return await self.b.route(self.b.history, "DeleteSchedule", request, check.schedule_ref)
+
+
+class QueueServicer(qgrpc.QueueServiceServicer):
+    """cairn.v1.QueueService, served by matching."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.b = backend
+
+    @rpc
+    async def UpdateQueue(self, request: qpb.UpdateQueueRequest,
+                          context: grpc.aio.ServicerContext) -> qpb.UpdateQueueResponse:
+        return await self.b.route(self.b.matching, "UpdateQueue", request, check.update_queue)
+
+    @rpc
+    async def ListQueues(self, request: qpb.ListQueuesRequest,
+                         context: grpc.aio.ServicerContext) -> qpb.ListQueuesResponse:
+        return await self.b.route(self.b.matching, "ListQueues", request, lambda r: None)
+
+    @rpc
+    async def PauseQueue(self, request: qpb.PauseQueueRequest,
+                         context: grpc.aio.ServicerContext) -> qpb.PauseQueueResponse:
+        return await self.b.route(self.b.matching, "PauseQueue", request, check.queue_ref)
+
+    @rpc
+    async def ResumeQueue(self, request: qpb.ResumeQueueRequest,
+                          context: grpc.aio.ServicerContext) -> qpb.ResumeQueueResponse:
+        return await self.b.route(self.b.matching, "ResumeQueue", request, check.queue_ref)

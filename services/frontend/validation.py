@@ -12,6 +12,7 @@ from google.protobuf import json_format
 from cairn import payloads, retry_policy
 from cairn.cron import Cron
 from cairn.v1 import common_pb2 as cpb
+from cairn.v1 import queue_service_pb2 as qpb
 from cairn.v1 import run_service_pb2 as rpb
 from cairn.v1 import schedule_service_pb2 as spb
 from cairn.v1 import wait_service_pb2 as wspb
@@ -111,6 +112,7 @@ def options(field: str, o: cpb.TriggerOptions) -> None:
         if not 1 <= len(tag) <= 64:
             raise invalid(f"{field}.tags[{i}]: must be 1-64 characters")
     metadata(f"{field}.metadata", o.metadata)
+    text(f"{field}.concurrency_key", o.concurrency_key, 128)
 
 
 def trigger(r: rpb.TriggerRunRequest, prefix: str = "") -> None:
@@ -292,3 +294,22 @@ def schedule_ref(r: object) -> None:
 def list_schedules(r: spb.ListSchedulesRequest) -> None:
     if r.task_id:
         identifier("task_id", r.task_id)
+
+
+def queue_ref(r: object) -> None:
+    identifier("name", r.name)  # type: ignore[attr-defined]
+
+
+def update_queue(r: qpb.UpdateQueueRequest) -> None:
+    queue_ref(r)
+    if r.HasField("concurrency_limit") and not 0 <= r.concurrency_limit <= 100_000:
+        raise invalid(f"concurrency_limit: {r.concurrency_limit} is not between 0 and 100000")
+    if r.HasField("max_depth") and not 0 <= r.max_depth <= 100_000_000:
+        raise invalid(f"max_depth: {r.max_depth} is not between 0 and 100000000")
+    if r.HasField("rate_limit"):
+        if not 0 <= r.rate_limit.limit <= 1_000_000:
+            raise invalid(f"rate_limit.limit: {r.rate_limit.limit} is not between 0 and 1000000")
+        if r.rate_limit.limit:
+            if not r.rate_limit.HasField("period"):
+                raise invalid("rate_limit.period: required with a rate limit")
+            duration("rate_limit.period", r.rate_limit, "period", limit=86400)

@@ -94,7 +94,8 @@ def options(o: pb.TriggerOptions) -> RunOptions:
                       ttl=seconds(o.ttl) if o.HasField("ttl") else None,
                       priority=o.priority, tags=list(o.tags),
                       metadata=struct_dict(o.metadata) if o.HasField("metadata") else {},
-                      max_duration=seconds(o.max_duration) if o.HasField("max_duration") else None)
+                      max_duration=seconds(o.max_duration) if o.HasField("max_duration") else None,
+                      concurrency_key=o.concurrency_key)
 
 
 def wait_info(w: asyncpg.Record | None, children: list[Any]) -> pb.WaitInfo | None:
@@ -130,7 +131,7 @@ def run(r: asyncpg.Record, attempts: list[asyncpg.Record] = (),
         priority=r["priority"], tags=r["tags"], metadata=struct(r["metadata"]),
         child_run_ids=[str(c) for c in children], wait=wait_info(wait, wait_children),
         ttl=_ms(r["ttl_ms"]), max_duration=_ms(r["max_duration_ms"]),
-        schedule_id=r["schedule_id"] or "")
+        schedule_id=r["schedule_id"] or "", concurrency_key=r["concurrency_key"])
 
 
 def full_run(bundle: dict[str, Any]) -> pb.Run:

@@ -8,9 +8,10 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
+import grpc
 
 from cairn.statuses import TERMINAL_RUN_STATUSES
-from services.common.errors import invalid, not_found, precondition
+from services.common.errors import ServiceError, invalid, not_found, precondition
 
 
 @dataclass
@@ -46,6 +47,7 @@ class RunOptions:
     tags: list[str] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
     max_duration: float | None = None
+    concurrency_key: str = ""
 
 
 @dataclass
@@ -103,9 +105,24 @@ async def set_timer(conn: asyncpg.Connection, run_id: uuid.UUID, kind: str, atte
 
 async def enqueue(conn: asyncpg.Connection, run: asyncpg.Record) -> None:
     """Puts the run in matching's ready set."""
-    await conn.execute("INSERT INTO queue_entries (run_id, namespace, task_id, queue, priority) "
-                       "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (run_id) DO NOTHING",
-                       run["id"], run["namespace"], run["task_id"], run["queue"], run["priority"])
+    await conn.execute("INSERT INTO queue_entries (run_id, namespace, task_id, queue, priority, concurrency_key) "
+                       "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (run_id) DO NOTHING",
+                       run["id"], run["namespace"], run["task_id"], run["queue"], run["priority"],
+                       run["concurrency_key"])
+
+
+async def check_depth(conn: asyncpg.Connection, namespace: str, queue: str) -> None:
+    """Backpressure: refuses a run for a queue at its maximum depth."""
+    max_depth = await conn.fetchval("SELECT max_depth FROM queues WHERE namespace = $1 AND name = $2",
+                                    namespace, queue)
+    if not max_depth:
+        return
+    depth = await conn.fetchval("SELECT count(*) FROM queue_entries WHERE namespace = $1 AND queue = $2",
+                                namespace, queue)
+    if depth >= max_depth:
+        raise ServiceError(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                           f"queue {queue!r} is full: {depth} runs queued (max_depth {max_depth}); "
+                           "try again later")
 
 
 async def create_run(conn: asyncpg.Connection, new: NewRun) -> tuple[Outcome, bool]:
@@ -117,24 +134,30 @@ async def create_run(conn: asyncpg.Connection, new: NewRun) -> tuple[Outcome, bo
         raise not_found(f"task {new.task_id!r} is not registered in namespace {new.namespace!r}; "
                         "start a worker that serves it")
     opts = new.options
+    await check_depth(conn, new.namespace, task["queue"])
     max_ms = round(opts.max_duration * 1000) if opts.max_duration else task["max_duration_ms"]
     status = "delayed" if opts.delay > 0 else "queued"
     run = await conn.fetchrow(
         "INSERT INTO runs (id, namespace, task_id, queue, status, input, input_encoding, "
         "idempotency_key, retry, parent_run_id, priority, tags, metadata, ttl_ms, max_duration_ms, "
-        "schedule_id, next_attempt_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, "
-        "$14, $15, $16, CASE WHEN $17::float8 > 0 THEN now() + make_interval(secs => $17) END) "
+        "schedule_id, concurrency_key, next_attempt_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, "
+        "$11, $12, $13, $14, $15, $16, $18, CASE WHEN $17::float8 > 0 THEN now() + make_interval(secs => $17) END) "
         "ON CONFLICT (namespace, task_id, idempotency_key) WHERE idempotency_key IS NOT NULL "
         "DO NOTHING RETURNING *",
         uuid.uuid4(), new.namespace, new.task_id, task["queue"], status, new.data, new.encoding,
         new.idempotency_key, task["retry"], new.parent_run_id, opts.priority, opts.tags,
         opts.metadata, round(opts.ttl * 1000) if opts.ttl else None, max_ms, new.schedule_id,
-        opts.delay)
+        opts.delay, opts.concurrency_key)
     if run is None:
         existing = await conn.fetchrow(
             "SELECT * FROM runs WHERE namespace = $1 AND task_id = $2 AND idempotency_key = $3",
             new.namespace, new.task_id, new.idempotency_key)
         return Outcome(existing), False
+    if opts.concurrency_key:
+        # The queue now has keyed runs: claims go round-robin over its keys ('' too).
+        await conn.execute("INSERT INTO concurrency_keys (namespace, queue, key) VALUES ($1, $2, $3), "
+                           "($1, $2, '') ON CONFLICT DO NOTHING", new.namespace, task["queue"],
+                           opts.concurrency_key)
     await event(conn, run["id"], "triggered", idempotency_key=new.idempotency_key,
                 parent_run_id=str(new.parent_run_id) if new.parent_run_id else None,
                 schedule_id=new.schedule_id)

@@ -133,14 +133,19 @@ class RunStore:
                 # A stale entry must not be claimed again and again.
                 await conn.execute("DELETE FROM queue_entries WHERE run_id = $1", run_id)
                 return None
-            if not await self._take_slot(conn, run):
-                await conn.execute("UPDATE queue_entries SET claim_token = NULL, claimed_until = NULL "
-                                   "WHERE run_id = $1 AND claim_token = $2", run_id, claim_token)
-                return None
-            entry = await conn.fetchval("DELETE FROM queue_entries WHERE run_id = $1 AND claim_token = $2 "
-                                        "RETURNING run_id", run_id, claim_token)
+            entry = await conn.fetchrow("SELECT run_id FROM queue_entries WHERE run_id = $1 AND claim_token = $2",
+                                        run_id, claim_token)
             if entry is None:
                 return None
+            not_before = await self._take_slot(conn, run)
+            if not_before is not None:
+                # No slot (or paused, or rate-limited): hand the claim back; a
+                # rate-limited entry waits until its window has room.
+                await conn.execute("UPDATE queue_entries SET claim_token = NULL, claimed_until = NULL, "
+                                   "available_at = greatest(available_at, $2) WHERE run_id = $1",
+                                   run_id, not_before)
+                return None
+            await conn.execute("DELETE FROM queue_entries WHERE run_id = $1", run_id)
             number = run["attempt_count"] + 1
             run = await conn.fetchrow(
                 "UPDATE runs SET status = 'executing', attempt_count = $2, updated_at = now(), "
@@ -163,19 +168,41 @@ class RunStore:
             steps = await conn.fetch("SELECT * FROM steps WHERE run_id = $1 ORDER BY position", run_id)
         return Outcome(run, effects), steps
 
-    async def _take_slot(self, conn: asyncpg.Connection, run: asyncpg.Record) -> bool:
-        """Whether the run's queue has a free concurrency slot. Counting executing
-        runs under the queue row's lock, in the starting transaction, makes the
-        limit exact across replicas; a slot frees when its attempt ends, so none leaks."""
-        key = (run["namespace"], run["queue"])
-        limit = await conn.fetchval("SELECT concurrency_limit FROM queues WHERE namespace = $1 AND name = $2", *key)
-        if not limit:
-            return True
-        limit = await conn.fetchval("SELECT concurrency_limit FROM queues WHERE namespace = $1 AND name = $2 "
-                                    "FOR UPDATE", *key)
-        running = await conn.fetchval("SELECT count(*) FROM runs WHERE namespace = $1 AND queue = $2 "
-                                      "AND status = 'executing'", *key)
-        return not limit or running < limit
+    async def _take_slot(self, conn: asyncpg.Connection, run: asyncpg.Record) -> datetime | None:
+        """None when the run may start now; otherwise the earliest time to try
+        again. Counting executing runs (per concurrency key) and recent starts
+        under the queue row's lock, in the starting transaction, keeps the limits
+        exact across replicas; a slot frees when its attempt ends, so none leaks."""
+        ns, queue, key = run["namespace"], run["queue"], run["concurrency_key"]
+        q = await conn.fetchrow("SELECT * FROM queues WHERE namespace = $1 AND name = $2", ns, queue)
+        if q is None:
+            return None
+        now = await conn.fetchval("SELECT now()")
+        if q["paused"]:
+            return now
+        if q["concurrency_limit"] or q["rate_limit"]:
+            q = await conn.fetchrow("SELECT * FROM queues WHERE namespace = $1 AND name = $2 FOR UPDATE",
+                                    ns, queue)
+            if q["concurrency_limit"]:
+                running = await conn.fetchval(
+                    "SELECT count(*) FROM runs WHERE namespace = $1 AND queue = $2 AND concurrency_key = $3 "
+                    "AND status = 'executing'", ns, queue, key)
+                if running >= q["concurrency_limit"]:
+                    return now
+            if q["rate_limit"]:
+                period = timedelta(milliseconds=q["rate_period_ms"])
+                await conn.execute("DELETE FROM queue_dispatches WHERE namespace = $1 AND queue = $2 "
+                                   "AND key = $3 AND at <= $4", ns, queue, key, now - period)
+                recent = await conn.fetch(
+                    "SELECT at FROM queue_dispatches WHERE namespace = $1 AND queue = $2 AND key = $3 "
+                    "AND at > $4 ORDER BY at", ns, queue, key, now - period)
+                if len(recent) >= q["rate_limit"]:
+                    return recent[len(recent) - q["rate_limit"]]["at"] + period
+                await conn.execute("INSERT INTO queue_dispatches (namespace, queue, key, at) VALUES ($1, $2, $3, $4)",
+                                   ns, queue, key, now)
+        await conn.execute("UPDATE concurrency_keys SET last_dispatched_at = now() "
+                           "WHERE namespace = $1 AND queue = $2 AND key = $3", ns, queue, key)
+        return None
 
     async def heartbeat(self, namespace: str, run_id: uuid.UUID, attempt: int) -> datetime:
         """Extends the lease of the current attempt; refuses any other attempt."""

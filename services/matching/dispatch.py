@@ -53,6 +53,32 @@ class Waiters:
         return list(self._by_key)
 
 
+# Groups (queue, key) that may not start now: paused queues and full groups.
+_BLOCKED = """
+blocked AS (
+  SELECT q.name AS queue, NULL::text AS key FROM queues q WHERE q.namespace = $1 AND q.paused
+  UNION ALL
+  SELECT r.queue, r.concurrency_key FROM runs r JOIN queues q ON q.namespace = r.namespace AND q.name = r.queue
+  WHERE r.namespace = $1 AND r.status = 'executing' AND q.concurrency_limit > 0
+  GROUP BY r.queue, r.concurrency_key, q.concurrency_limit HAVING count(*) >= q.concurrency_limit)
+"""
+_READY = ("e.namespace = $1 AND e.task_id = ANY($2) AND e.available_at <= now() "
+          "AND (e.claimed_until IS NULL OR e.claimed_until < now()) "
+          "AND NOT EXISTS (SELECT 1 FROM blocked b WHERE b.queue = e.queue "
+          "AND (b.key IS NULL OR b.key = e.concurrency_key))")
+_SET_CLAIM = ("UPDATE queue_entries SET claim_token = $3, claimed_until = now() + make_interval(secs => $4) "
+              "WHERE run_id = ({}) RETURNING run_id")
+CLAIM = f"WITH {_BLOCKED} " + _SET_CLAIM.format(
+    f"SELECT e.run_id FROM queue_entries e WHERE {_READY} "
+    "ORDER BY e.priority DESC, e.available_at LIMIT 1 FOR UPDATE OF e SKIP LOCKED")
+FAIR_CLAIM = f"WITH {_BLOCKED} " + _SET_CLAIM.format(
+    "SELECT c.run_id FROM concurrency_keys k CROSS JOIN LATERAL ("
+    f" SELECT e.run_id FROM queue_entries e WHERE e.queue = k.queue AND e.concurrency_key = k.key AND {_READY}"
+    " ORDER BY e.priority DESC, e.available_at LIMIT 1 FOR UPDATE OF e SKIP LOCKED) c "
+    "WHERE k.namespace = $1 AND k.queue IN (SELECT t.queue FROM tasks t WHERE t.namespace = $1 "
+    "AND t.task_id = ANY($2)) ORDER BY k.last_dispatched_at NULLS FIRST LIMIT 1")
+
+
 class Claimer:
     """Claims ready queue entries with SKIP LOCKED."""
 
@@ -61,21 +87,20 @@ class Claimer:
         self.claim_seconds = claim_seconds
 
     async def claim(self, namespace: str, task_ids: list[str]) -> tuple[uuid.UUID, uuid.UUID] | None:
-        """(run_id, claim_token) of the best ready entry, or None."""
+        """(run_id, claim_token) of the best ready entry, or None. Queues with
+        keyed runs are served round-robin over their keys (the key served least
+        recently first), and before the worker's unkeyed queues; within a key or
+        an unkeyed queue, by priority, then arrival."""
         token = uuid.uuid4()
         async with self.pool.acquire() as conn:
-            run_id = await conn.fetchval(
-                "WITH full_queues AS ("
-                " SELECT q.name FROM queues q WHERE q.namespace = $1 AND q.concurrency_limit > 0"
-                " AND (SELECT count(*) FROM runs r WHERE r.namespace = q.namespace AND r.queue = q.name"
-                "      AND r.status = 'executing') >= q.concurrency_limit) "
-                "UPDATE queue_entries SET claim_token = $3, "
-                "claimed_until = now() + make_interval(secs => $4) WHERE run_id = ("
-                " SELECT run_id FROM queue_entries WHERE namespace = $1 AND task_id = ANY($2)"
-                " AND available_at <= now() AND (claimed_until IS NULL OR claimed_until < now())"
-                " AND queue NOT IN (SELECT name FROM full_queues)"
-                " ORDER BY priority DESC, available_at LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING run_id",
-                namespace, task_ids, token, self.claim_seconds)
+            keyed = await conn.fetchval(
+                "SELECT EXISTS (SELECT 1 FROM concurrency_keys k JOIN tasks t ON t.namespace = k.namespace "
+                "AND t.queue = k.queue WHERE k.namespace = $1 AND t.task_id = ANY($2))", namespace, task_ids)
+            run_id = None
+            if keyed:
+                run_id = await conn.fetchval(FAIR_CLAIM, namespace, task_ids, token, self.claim_seconds)
+            if run_id is None:  # no keyed queue had work: the other queues
+                run_id = await conn.fetchval(CLAIM, namespace, task_ids, token, self.claim_seconds)
         return (run_id, token) if run_id is not None else None
 
     async def release(self, run_id: uuid.UUID, token: uuid.UUID) -> None:

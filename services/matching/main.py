@@ -12,6 +12,7 @@ from services.common import db, grpc_server, logs
 from services.common.bus import Bus
 from services.common.config import Settings, add_service_flags, settings_from_args
 from services.matching.dispatch import Claimer, Sweeper, Waiters
+from services.matching.queues import QueueStore
 from services.matching.registry import Registry
 from services.matching.servicer import MatchingServicer
 
@@ -38,7 +39,8 @@ async def run(settings: Settings) -> None:
     sweeper.start()
     history_channel = grpc_server.channel(settings.history_address)
     servicer = MatchingServicer(Registry(pool), claimer, waiters,
-                                hgrpc.HistoryServiceStub(history_channel), settings.history_address)
+                                hgrpc.HistoryServiceStub(history_channel), settings.history_address,
+                                QueueStore(pool), bus)
     server, health = grpc_server.make_server(
         settings.listen, lambda s: mgrpc.add_MatchingServiceServicer_to_server(servicer, s), [SERVICE])
 

@@ -29,7 +29,7 @@ class Registry:
             await conn.executemany(
                 "INSERT INTO queues (namespace, name, concurrency_limit) VALUES ($1, $2, $3) "
                 "ON CONFLICT (namespace, name) DO UPDATE SET concurrency_limit = EXCLUDED.concurrency_limit, "
-                "updated_at = now()",
+                "updated_at = now() WHERE NOT queues.managed",
                 [(request.namespace, t.queue or t.task_id, max(t.concurrency_limit, 0)) for t in request.tasks])
             await conn.execute(
                 "INSERT INTO workers (namespace, worker_id, version, task_ids, slots) "

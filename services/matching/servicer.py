@@ -9,9 +9,14 @@ import grpc
 from cairn.internal.v1 import history_service_pb2 as hpb
 from cairn.internal.v1 import history_service_pb2_grpc as hgrpc
 from cairn.internal.v1 import matching_service_pb2_grpc as mgrpc
+from cairn.v1 import queue_service_pb2 as qpb
 from cairn.v1 import worker_service_pb2 as wpb
+from services.common import bus as bus_mod
+from services.common.bus import Bus
 from services.common.errors import invalid, precondition, rpc, unavailable
+from services.matching import queues
 from services.matching.dispatch import Claimer, Waiters
+from services.matching.queues import QueueStore
 from services.matching.registry import Registry
 
 DEFAULT_WAIT = 20.0
@@ -23,7 +28,10 @@ class MatchingServicer(mgrpc.MatchingServiceServicer):
     """Hands each queued run to exactly one polling worker at a time."""
 
     def __init__(self, registry: Registry, claimer: Claimer, waiters: Waiters,
-                 history: hgrpc.HistoryServiceStub, history_address: str) -> None:
+                 history: hgrpc.HistoryServiceStub, history_address: str, queue_store: QueueStore,
+                 bus: Bus) -> None:
+        self.queues = queue_store
+        self.bus = bus
         self.registry = registry
         self.claimer = claimer
         self.waiters = waiters
@@ -91,3 +99,34 @@ class MatchingServicer(mgrpc.MatchingServiceServicer):
             await asyncio.shield(self.claimer.release(run_id, token))
             raise
         return response.assignment if response.HasField("assignment") else None
+
+    async def _queue_changed(self, namespace: str, name: str) -> None:
+        """Wakes the pollers of a queue's tasks, here and in the other replicas."""
+        for task_id in await self.queues.task_ids(namespace, name):
+            self.waiters.wake((namespace, task_id), count=1 << 30)
+            await self.bus.publish(bus_mod.WORK, {"namespace": namespace, "task_id": task_id})
+
+    @rpc
+    async def UpdateQueue(self, request: qpb.UpdateQueueRequest,
+                          context: grpc.aio.ServicerContext) -> qpb.UpdateQueueResponse:
+        row = await self.queues.update(request)
+        await self._queue_changed(request.namespace, request.name)
+        return qpb.UpdateQueueResponse(queue=queues.to_proto(row))
+
+    @rpc
+    async def ListQueues(self, request: qpb.ListQueuesRequest,
+                         context: grpc.aio.ServicerContext) -> qpb.ListQueuesResponse:
+        return qpb.ListQueuesResponse(queues=[queues.to_proto(r) for r in await self.queues.list(request.namespace)])
+
+    @rpc
+    async def PauseQueue(self, request: qpb.PauseQueueRequest,
+                         context: grpc.aio.ServicerContext) -> qpb.PauseQueueResponse:
+        row = await self.queues.set_paused(request.namespace, request.name, True)
+        return qpb.PauseQueueResponse(queue=queues.to_proto(row))
+
+    @rpc
+    async def ResumeQueue(self, request: qpb.ResumeQueueRequest,
+                          context: grpc.aio.ServicerContext) -> qpb.ResumeQueueResponse:
+        row = await self.queues.set_paused(request.namespace, request.name, False)
+        await self._queue_changed(request.namespace, request.name)
+        return qpb.ResumeQueueResponse(queue=queues.to_proto(row))
