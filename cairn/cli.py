@@ -1,6 +1,6 @@
 """The `cairn` command: run the services (`dev`, `frontend`, `matching`,
 `history`), serve tasks (`worker`), trigger, inspect and cancel runs, send
-events, complete wait tokens and manage schedules."""
+events, complete wait tokens and manage schedules and queues."""
 from __future__ import annotations
 
 import argparse
@@ -13,7 +13,8 @@ from typing import Any
 
 from cairn.statuses import RUN_STATUS_BY_NAME
 
-ADDRESS_HELP = "frontend host:port (CAIRN_ADDRESS, default 127.0.0.1:7373)"
+ADDRESS_HELP = ("frontend host:port, a comma-separated list of them, or a gRPC target such "
+                "as dns:///cairn.internal:7373 (CAIRN_ADDRESS, default 127.0.0.1:7373)")
 DURATION_HELP = "e.g. 30s, 5m, 2h, 1d, 1h30m or plain seconds"
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|s|m|h|d)")
@@ -43,6 +44,49 @@ def parse_duration(text: str) -> float:
 def _duration_arg(text: str) -> float:
     try:
         return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def format_duration(seconds: float) -> str:
+    """Seconds as a short duration parse_duration reads back: 1s, 500ms, 1m30s, 2h, 1d."""
+    if seconds <= 0:
+        return "0s"
+    if seconds < 1 or not float(seconds).is_integer():
+        if seconds < 1 and (seconds * 1000).is_integer():
+            return f"{int(seconds * 1000)}ms"
+        return f"{seconds:g}s"
+    left, out = int(seconds), ""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if left >= size:
+            out += f"{left // size}{unit}"
+            left %= size
+    return out
+
+
+def parse_rate(text: str) -> tuple[int, float]:
+    """A rate limit "N/PERIOD" as (N, seconds): "10/1s", "100/m" (a period without a
+    number means one unit), "5/30s"; "0" or "off" removes the rate limit, (0, 0)."""
+    raw = text.strip().lower()
+    if raw in ("0", "off", "none"):
+        return 0, 0.0
+    count, slash, period = raw.partition("/")
+    if not slash or not count.strip().isdigit():
+        raise ValueError(f"invalid rate {text!r}: use N/PERIOD, e.g. 10/1s or 100/1m "
+                         "(0 or off removes the rate limit)")
+    period = period.strip()
+    if period[:1].isalpha():
+        period = "1" + period
+    seconds = parse_duration(period)
+    limit = int(count)
+    if limit and seconds <= 0:
+        raise ValueError(f"invalid rate {text!r}: the period must be longer than 0")
+    return limit, seconds
+
+
+def _rate_arg(text: str) -> tuple[int, float]:
+    try:
+        return parse_rate(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -88,6 +132,8 @@ def _parser() -> argparse.ArgumentParser:
     w.add_argument("module", help="dotted module name, e.g. examples.hello")
     w.add_argument("--slots", type=int, default=4, help="attempts run at once (default 4)")
     w.add_argument("--version", default=None, help="worker version (CAIRN_WORKER_VERSION, default 'dev')")
+    w.add_argument("--queue", action="append", default=None,
+                   help="serve only the tasks on this queue (repeatable)")
     _client_args(w, json_flag=False)
 
     t = sub.add_parser("trigger", help="trigger a run of a task")
@@ -106,6 +152,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--tag", action="append", default=None, help="a tag for the run (repeatable)")
     t.add_argument("--metadata", type=_json_object_arg, default=None,
                    help="the run's metadata, a JSON object")
+    t.add_argument("--concurrency-key", default=None,
+                   help="the queue's concurrency and rate limits apply per key, e.g. a tenant")
     _client_args(t)
 
     runs = sub.add_parser("runs", help="list runs or show one").add_subparsers(dest="runs_command",
@@ -171,6 +219,28 @@ def _parser() -> argparse.ArgumentParser:
         sp = schedules.add_parser(name, help=text)
         sp.add_argument("schedule_id")
         _client_args(sp)
+
+    queues = sub.add_parser("queues", help="list queues, change their limits, pause and resume "
+                                           "them").add_subparsers(
+        dest="queues_command", required=True, metavar="SUBCOMMAND")
+    ql = queues.add_parser("list", help="list queues with their limits, depth and running runs")
+    _client_args(ql)
+    qu = queues.add_parser("update", help="create a queue or change its limits (the queue's "
+                                          "settings are then kept over the tasks' declarations)")
+    qu.add_argument("name")
+    qu.add_argument("--limit", type=int, default=None,
+                    help="at most this many runs execute at once (0 removes the limit)")
+    qu.add_argument("--rate", type=_rate_arg, default=None,
+                    help="at most N attempts start per PERIOD, written N/PERIOD, e.g. 10/1s "
+                         "or 100/1m (0 removes the rate limit)")
+    qu.add_argument("--max-depth", type=int, default=None,
+                    help="refuse triggers beyond this many queued runs (0 removes the limit)")
+    _client_args(qu)
+    for name, text in [("pause", "stop a queue from dispatching (triggers are still accepted)"),
+                       ("resume", "let a paused queue dispatch again")]:
+        qp = queues.add_parser(name, help=text)
+        qp.add_argument("name")
+        _client_args(qp)
     return p
 
 
@@ -187,10 +257,11 @@ def main(argv: list[str] | None = None) -> None:
     from worker_sdk import CairnError, UnavailableError
     try:
         sys.exit(_run_command(args))
-    except UnavailableError:
+    except UnavailableError as exc:
         address = args.address or os.environ.get("CAIRN_ADDRESS", "127.0.0.1:7373")
-        sys.exit(f"error: cannot reach the Cairn frontend at {address}; is `cairn dev` running? "
-                 "(set --address or CAIRN_ADDRESS to use another one)")
+        detail = f" ({exc})" if str(exc).startswith("cannot resolve") else ""
+        sys.exit(f"error: cannot reach the Cairn frontend at {address}{detail}; is `cairn dev` "
+                 "running? (set --address or CAIRN_ADDRESS to use another one)")
     except CairnError as exc:
         sys.exit(f"error: {exc}")
     except (ValueError, TypeError) as exc:  # refused before sending, e.g. a bad option
@@ -221,9 +292,14 @@ def _worker(args: argparse.Namespace) -> None:
                         format="%(asctime)s %(levelname)s worker %(name)s: %(message)s")
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
+    from worker_sdk._grpc import check_address, resolve_address
+    try:
+        check_address(resolve_address(args.address))
+    except ValueError as exc:
+        sys.exit(f"error: {exc}")
     try:
         worker = Worker(args.module, address=args.address, namespace=args.namespace,
-                        slots=args.slots, version=args.version)
+                        slots=args.slots, version=args.version, queues=args.queue)
     except (ImportError, ValueError, TypeError) as exc:
         sys.exit(f"error: cannot load tasks from {args.module!r}: {exc}")
     worker.run_sync()
@@ -262,6 +338,8 @@ def _run_command(args: argparse.Namespace) -> int:
             return _tokens(client, args)
         if args.command == "schedules":
             return _schedules(client, args)
+        if args.command == "queues":
+            return _queues(client, args)
     return 2
 
 
@@ -273,7 +351,8 @@ def _trigger(client: Any, args: argparse.Namespace) -> int:
         return 2
     options = {name: value for name, value in [
         ("delay", args.delay), ("ttl", args.ttl), ("max_duration", args.max_duration),
-        ("priority", args.priority), ("tags", args.tag), ("metadata", args.metadata)]
+        ("priority", args.priority), ("tags", args.tag), ("metadata", args.metadata),
+        ("concurrency_key", args.concurrency_key)]
         if value is not None}
     run = client.trigger(args.task, payload, idempotency_key=args.idempotency_key or None,
                          **options)
@@ -360,6 +439,41 @@ def _schedules(client: Any, args: argparse.Namespace) -> int:
     return 0
 
 
+def _rate_text(rate: dict[str, Any] | None) -> str:
+    return f"{rate['limit']}/{format_duration(rate['period'])}" if rate else "-"
+
+
+def _queues(client: Any, args: argparse.Namespace) -> int:
+    command = args.queues_command
+    if command == "list":
+        queues = client.list_queues()
+        if args.json:
+            for q in queues:
+                print(json.dumps(q))
+        else:
+            print(_table(["NAME", "LIMIT", "RATE", "MAX_DEPTH", "PAUSED", "DEPTH", "RUNNING"],
+                         [[q["name"], str(q["concurrency_limit"] or "-"),
+                           _rate_text(q["rate_limit"]), str(q["max_depth"] or "-"),
+                           "yes" if q["paused"] else "no", str(q["depth"]), str(q["running"])]
+                          for q in queues]))
+        return 0
+    if command == "update":
+        q = client.update_queue(args.name, concurrency_limit=args.limit, rate_limit=args.rate,
+                                max_depth=args.max_depth)
+    elif command == "pause":
+        q = client.pause_queue(args.name)
+    else:
+        q = client.resume_queue(args.name)
+    if args.json:
+        print(json.dumps(q))
+        return 0
+    print(f"queue    {q['name']}{'   paused' if q['paused'] else ''}")
+    print(f"limit    {q['concurrency_limit'] or '-'}   rate {_rate_text(q['rate_limit'])}   "
+          f"max depth {q['max_depth'] or '-'}")
+    print(f"depth    {q['depth']}   running {q['running']}")
+    return 0
+
+
 def _table(header: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
     return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip()
@@ -409,6 +523,8 @@ def _show(run: dict[str, Any], as_json: bool, full: bool) -> None:
         print(f"parent   {run['parent_run_id']}")
     if run.get("child_run_ids"):
         print(f"children {', '.join(run['child_run_ids'])}")
+    if run.get("concurrency_key"):
+        print(f"key      {run['concurrency_key']}   (queue {run.get('queue') or '?'})")
     if run.get("tags"):
         print(f"tags     {', '.join(run['tags'])}")
     if run.get("metadata"):

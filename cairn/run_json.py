@@ -1,6 +1,6 @@
-"""The JSON shape of a run, a wait token and a schedule: what `cairn ... --json`
-prints, what the SDK's Run object (and token and schedule dicts) hold and what the
-HTTP API will return. One definition for all three."""
+"""The JSON shape of a run, a wait token, a schedule and a queue: what
+`cairn ... --json` prints, what the SDK's Run object (and token, schedule and
+queue dicts) hold and what the HTTP API will return. One definition for all."""
 from __future__ import annotations
 
 from typing import Any
@@ -12,6 +12,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from cairn import payloads
 from cairn.statuses import ATTEMPT_STATUS_NAMES, RUN_STATUS_NAMES, STEP_STATUS_NAMES
 from cairn.v1 import common_pb2 as pb
+from cairn.v1 import queue_service_pb2 as qpb
 from cairn.v1 import schedule_service_pb2 as spb
 from cairn.v1 import wait_service_pb2 as wpb
 
@@ -115,6 +116,7 @@ def run_to_dict(r: pb.Run) -> dict[str, Any]:
         "wait": wait_to_dict(r.wait) if r.HasField("wait") else None,
         "ttl": _seconds(r, "ttl"), "max_duration": _seconds(r, "max_duration"),
         "schedule_id": r.schedule_id or None,
+        "concurrency_key": r.concurrency_key or None,
     }
 
 
@@ -134,3 +136,18 @@ def schedule_to_dict(s: spb.Schedule) -> dict[str, Any]:
             "deduplication_key": s.deduplication_key or None, "paused": s.paused,
             "declared": s.declared, "next_fire_at": _time(s, "next_fire_at"),
             "last_fired_at": _time(s, "last_fired_at"), "last_run_id": s.last_run_id or None}
+
+
+def queue_to_dict(q: qpb.Queue) -> dict[str, Any]:
+    """A queue as plain JSON-ready data. concurrency_limit and max_depth are 0 when
+    there is no limit; rate_limit is {"limit": n, "period": seconds}, or None when
+    the queue has no rate limit."""
+    rate = None
+    if q.HasField("rate_limit") and q.rate_limit.limit > 0:
+        rate = {"limit": q.rate_limit.limit,
+                "period": q.rate_limit.period.ToTimedelta().total_seconds()}
+    return {"name": q.name, "namespace": q.namespace,
+            "concurrency_limit": q.concurrency_limit, "rate_limit": rate,
+            "max_depth": q.max_depth, "paused": q.paused, "depth": q.depth,
+            "running": q.running, "managed": q.managed,
+            "updated_at": _time(q, "updated_at")}

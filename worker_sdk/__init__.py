@@ -8,8 +8,8 @@ from worker_sdk.context import context
 from worker_sdk.errors import (AlreadyExistsError, CairnError, ChildRunFailedError,
                                FailedPreconditionError, InvalidArgumentError,
                                NonDeterminismError, NonRetryableError, NotFoundError,
-                               RunFailedError, StepFailedError, UnavailableError,
-                               WaitTimeoutError)
+                               QueueFullError, RunFailedError, StepFailedError,
+                               UnavailableError, WaitTimeoutError)
 from worker_sdk.retry import Queue, Retry
 from worker_sdk.step import step
 from worker_sdk.task import task
@@ -19,7 +19,8 @@ from worker_sdk.worker import Worker
 __all__ = [
     "task", "step", "Retry", "Queue", "NonRetryableError", "NonDeterminismError",
     "StepFailedError", "CairnError", "NotFoundError", "InvalidArgumentError",
-    "AlreadyExistsError", "FailedPreconditionError", "UnavailableError", "RunFailedError",
+    "AlreadyExistsError", "FailedPreconditionError", "UnavailableError", "QueueFullError",
+    "RunFailedError",
     "Worker", "Client", "AsyncClient", "Run", "context",
     "wait", "WaitToken", "WaitTimeoutError", "ChildRunFailedError", "ChildResult",
     "RunHandle", "SendEventResult",

@@ -1,8 +1,8 @@
 """Clients for applications: trigger runs (one or a batch), read, list, cancel
 and wait for them; send events and complete wait tokens to resume waiting runs;
-manage schedules. AsyncClient for asyncio code; Client, the same methods, for
-synchronous code. Tokens and schedules come back as plain dicts (the JSON shape
-of cairn.run_json)."""
+manage schedules and queues. AsyncClient for asyncio code; Client, the same
+methods, for synchronous code. Tokens, schedules and queues come back as plain
+dicts (the JSON shape of cairn.run_json)."""
 from __future__ import annotations
 
 import asyncio
@@ -15,16 +15,18 @@ from typing import Any, TypeVar
 import grpc
 from google.protobuf.duration_pb2 import Duration
 
-from cairn.run_json import run_to_dict, schedule_to_dict, token_to_dict
+from cairn.run_json import queue_to_dict, run_to_dict, schedule_to_dict, token_to_dict
 from cairn.statuses import RUN_STATUS_BY_NAME, TERMINAL_RUN_STATUSES
-from cairn.v1 import (common_pb2, run_service_pb2, run_service_pb2_grpc, schedule_service_pb2,
-                      schedule_service_pb2_grpc, wait_service_pb2, wait_service_pb2_grpc)
+from cairn.v1 import (common_pb2, queue_service_pb2, queue_service_pb2_grpc, run_service_pb2,
+                      run_service_pb2_grpc, schedule_service_pb2, schedule_service_pb2_grpc,
+                      wait_service_pb2, wait_service_pb2_grpc)
 
-from worker_sdk._grpc import (call_mapped, code_of, open_channel, resolve_address,
-                              resolve_namespace, to_cairn_error)
+from worker_sdk._grpc import (call_mapped, check_address, code_of, open_channel,
+                              resolve_address, resolve_namespace, to_cairn_error)
 from worker_sdk.errors import RunFailedError
-from worker_sdk.options import (duration_seconds, encode_payload, options_from_kwargs,
-                                to_duration)
+from worker_sdk.options import (INT32_MAX, duration_seconds, encode_payload,
+                                options_from_kwargs, to_duration)
+from worker_sdk.retry import validate_name
 from worker_sdk.task import Task
 
 T = TypeVar("T")
@@ -131,6 +133,31 @@ def _batch_item(namespace: str, index: int, item: Any) -> run_service_pb2.Trigge
                     f"'payload' and options, got {item!r}")
 
 
+def _limit(what: str, value: Any) -> int:
+    """A queue limit: an int from 0 (no limit) to 2**31-1."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{what} must be an int, got {value!r}")
+    if not 0 <= value <= INT32_MAX:
+        raise ValueError(f"{what} must be from 0 (no limit) to {INT32_MAX}, got {value}")
+    return value
+
+
+def _rate_limit(name: str, value: Any) -> queue_service_pb2.RateLimit:
+    """(limit, period) with period a timedelta or seconds, as a RateLimit; a limit
+    of 0 removes the rate limit (its period is then ignored)."""
+    what = f"queue {name!r}: rate_limit"
+    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Sequence) \
+            or len(value) != 2:
+        raise TypeError(f"{what} must be a (limit, period) pair, e.g. (10, 1) for 10 per "
+                        f"second or (0, 0) to remove it; got {value!r}")
+    limit = _limit(f"{what} limit", value[0])
+    rate = queue_service_pb2.RateLimit(limit=limit)
+    if limit:
+        rate.period.CopyFrom(to_duration(duration_seconds(f"{what} period", value[1],
+                                                          allow_zero=False)))
+    return rate
+
+
 def _statuses(status: str | list[str] | None) -> list[int]:
     if status is None:
         return []
@@ -146,20 +173,24 @@ def _statuses(status: str | list[str] | None) -> list[int]:
 
 
 class AsyncClient:
-    """Talks to the frontend's RunService, WaitService and ScheduleService.
-    address: argument, else $CAIRN_ADDRESS, else 127.0.0.1:7373; namespace:
-    argument, else $CAIRN_NAMESPACE, else "default". rpc_timeout bounds each call
-    except the waits. Use it with `async with`, or call close()."""
+    """Talks to the frontend's RunService, WaitService, ScheduleService and
+    QueueService. address: argument, else $CAIRN_ADDRESS, else 127.0.0.1:7373; it
+    may be a comma-separated list of frontends ("10.0.0.1:7373,10.0.0.2:7373") or
+    a gRPC target ("dns:///cairn.internal:7373"): calls are spread over them and
+    idempotent calls retried on another after UNAVAILABLE. namespace: argument,
+    else $CAIRN_NAMESPACE, else "default". rpc_timeout bounds each call except the
+    waits. Use it with `async with`, or call close()."""
 
     def __init__(self, address: str | None = None, namespace: str | None = None,
                  rpc_timeout: float = 30.0) -> None:
-        self.address = resolve_address(address)
+        self.address = check_address(resolve_address(address))
         self.namespace = resolve_namespace(namespace)
         self.rpc_timeout = rpc_timeout
         self._channel: grpc.aio.Channel | None = None
         self._stub: run_service_pb2_grpc.RunServiceStub | None = None
         self._wait_stub: wait_service_pb2_grpc.WaitServiceStub | None = None
         self._schedule_stub: schedule_service_pb2_grpc.ScheduleServiceStub | None = None
+        self._queue_stub: queue_service_pb2_grpc.QueueServiceStub | None = None
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -171,7 +202,7 @@ class AsyncClient:
         """Closes the channel; the client can be used again afterwards (it reconnects)."""
         if self._channel is not None:
             channel, self._channel = self._channel, None
-            self._stub = self._wait_stub = self._schedule_stub = None
+            self._stub = self._wait_stub = self._schedule_stub = self._queue_stub = None
             await channel.close()
 
     def _open(self) -> grpc.aio.Channel:
@@ -194,12 +225,20 @@ class AsyncClient:
             self._schedule_stub = schedule_service_pb2_grpc.ScheduleServiceStub(self._open())
         return self._schedule_stub
 
+    def _queues(self) -> queue_service_pb2_grpc.QueueServiceStub:
+        if self._queue_stub is None:
+            self._queue_stub = queue_service_pb2_grpc.QueueServiceStub(self._open())
+        return self._queue_stub
+
     async def trigger(self, task: str | Task, payload: Any = None,
                       idempotency_key: str | None = None, **options: Any) -> Run:
         """Starts a run of task (an id or a Task) with payload, which must be
         JSON-serialisable. With idempotency_key, a second trigger returns the first
         run. Options: delay, ttl, max_duration (timedelta or seconds), priority
-        (int, higher first), tags (list of str), metadata (a JSON object)."""
+        (int, higher first), tags (list of str), metadata (a JSON object),
+        concurrency_key (str, 1-128 characters: the queue's concurrency and rate
+        limits then apply per key, and keys are served fairly). QueueFullError
+        when the task's queue is at its max_depth."""
         request = _trigger_request(self.namespace, task, payload, idempotency_key, options)
         response = await call_mapped(self._service().TriggerRun, request, self.rpc_timeout)
         return Run.from_proto(response.run)
@@ -207,7 +246,8 @@ class AsyncClient:
     async def batch_trigger(self, items: Sequence[Any]) -> list[Run]:
         """Starts many runs in one call, all or none: each item is a (task, payload)
         pair or a dict with "task", "payload" and optionally "idempotency_key" and
-        trigger options. Returns the runs in item order."""
+        trigger options. Returns the runs in item order. QueueFullError (and no
+        run created) when a queue would go over its max_depth."""
         if isinstance(items, (str, bytes, Mapping)) or not isinstance(items, Sequence):
             raise TypeError(f"batch_trigger: expected a list of items, got {items!r}")
         requests = [_batch_item(self.namespace, i, item) for i, item in enumerate(items)]
@@ -390,6 +430,51 @@ class AsyncClient:
                                                              schedule_id=schedule_id)
         await call_mapped(self._schedules().DeleteSchedule, request, self.rpc_timeout)
 
+    async def update_queue(self, name: str, *, concurrency_limit: int | None = None,
+                           rate_limit: tuple[int, timedelta | float] | None = None,
+                           max_depth: int | None = None) -> dict[str, Any]:
+        """Creates the queue or changes its settings; an argument left None keeps
+        its value. concurrency_limit: at most this many runs execute at once (0
+        removes the limit); rate_limit: (limit, period), at most limit attempts
+        start per period (timedelta or seconds), (0, 0) removes it; max_depth:
+        triggers beyond this many queued runs fail with QueueFullError (0 removes
+        it). With a concurrency key on runs, the concurrency and rate limits apply
+        per key. From then on a task's declaration no longer changes these settings
+        (the queue is "managed"). Returns the queue as a dict."""
+        name = validate_name("queue name", name)
+        request = queue_service_pb2.UpdateQueueRequest(namespace=self.namespace, name=name)
+        if concurrency_limit is not None:
+            request.concurrency_limit = _limit(f"queue {name!r}: concurrency_limit",
+                                               concurrency_limit)
+        if rate_limit is not None:
+            request.rate_limit.CopyFrom(_rate_limit(name, rate_limit))
+        if max_depth is not None:
+            request.max_depth = _limit(f"queue {name!r}: max_depth", max_depth)
+        response = await call_mapped(self._queues().UpdateQueue, request, self.rpc_timeout)
+        return queue_to_dict(response.queue)
+
+    async def list_queues(self) -> list[dict[str, Any]]:
+        """The namespace's queues, by name, with their settings, how many runs are
+        queued (depth) and how many are executing (running)."""
+        request = queue_service_pb2.ListQueuesRequest(namespace=self.namespace)
+        response = await call_mapped(self._queues().ListQueues, request, self.rpc_timeout)
+        return [queue_to_dict(q) for q in response.queues]
+
+    async def pause_queue(self, name: str) -> dict[str, Any]:
+        """Stops the queue from dispatching runs; triggers are still accepted and
+        running attempts go on. Returns the queue."""
+        request = queue_service_pb2.PauseQueueRequest(
+            namespace=self.namespace, name=validate_name("queue name", name))
+        response = await call_mapped(self._queues().PauseQueue, request, self.rpc_timeout)
+        return queue_to_dict(response.queue)
+
+    async def resume_queue(self, name: str) -> dict[str, Any]:
+        """Lets a paused queue dispatch again. Returns the queue."""
+        request = queue_service_pb2.ResumeQueueRequest(
+            namespace=self.namespace, name=validate_name("queue name", name))
+        response = await call_mapped(self._queues().ResumeQueue, request, self.rpc_timeout)
+        return queue_to_dict(response.queue)
+
 
 class Client:
     """The AsyncClient's methods for synchronous code. It runs a private event
@@ -512,3 +597,23 @@ class Client:
     def delete_schedule(self, schedule_id: str) -> None:
         """See AsyncClient.delete_schedule."""
         return self._call(self._async.delete_schedule(schedule_id))
+
+    def update_queue(self, name: str, *, concurrency_limit: int | None = None,
+                     rate_limit: tuple[int, timedelta | float] | None = None,
+                     max_depth: int | None = None) -> dict[str, Any]:
+        """See AsyncClient.update_queue."""
+        return self._call(self._async.update_queue(
+            name, concurrency_limit=concurrency_limit, rate_limit=rate_limit,
+            max_depth=max_depth))
+
+    def list_queues(self) -> list[dict[str, Any]]:
+        """See AsyncClient.list_queues."""
+        return self._call(self._async.list_queues())
+
+    def pause_queue(self, name: str) -> dict[str, Any]:
+        """See AsyncClient.pause_queue."""
+        return self._call(self._async.pause_queue(name))
+
+    def resume_queue(self, name: str) -> dict[str, Any]:
+        """See AsyncClient.resume_queue."""
+        return self._call(self._async.resume_queue(name))

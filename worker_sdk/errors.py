@@ -74,6 +74,12 @@ class UnavailableError(CairnError):
     """The server could not be reached (gRPC UNAVAILABLE)."""
 
 
+class QueueFullError(CairnError):
+    """The run's queue holds as many queued runs as its max_depth allows, so the
+    trigger was refused (gRPC RESOURCE_EXHAUSTED); the message names the queue.
+    Nothing was created: trigger again later."""
+
+
 class RunFailedError(Exception):
     """A waited-for run ended in a status other than completed; `run` holds it."""
 

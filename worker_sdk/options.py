@@ -17,7 +17,9 @@ from cairn import payloads
 from cairn.v1 import common_pb2
 
 INT32_MAX = 2**31 - 1
-TRIGGER_OPTION_NAMES = ("delay", "ttl", "priority", "tags", "metadata", "max_duration")
+MAX_CONCURRENCY_KEY = 128
+TRIGGER_OPTION_NAMES = ("delay", "ttl", "priority", "tags", "metadata", "max_duration",
+                        "concurrency_key")
 
 
 def duration_seconds(what: str, value: Any, *, allow_zero: bool = True) -> float:
@@ -96,16 +98,30 @@ def _tags(value: Any) -> list[str]:
     return tags
 
 
+def _concurrency_key(value: Any) -> str:
+    """Checks a concurrency key: a string of 1 to 128 characters. Returns it."""
+    if not isinstance(value, str):
+        raise TypeError(f"concurrency_key must be a string, got {value!r}")
+    if not value:
+        raise ValueError("concurrency_key must not be empty")
+    if len(value) > MAX_CONCURRENCY_KEY:
+        raise ValueError(f"concurrency_key {value[:40]!r}... is {len(value)} characters; at "
+                         f"most {MAX_CONCURRENCY_KEY} are allowed")
+    return value
+
+
 def trigger_options(delay: timedelta | float | None = None, ttl: timedelta | float | None = None,
                     priority: int | None = None, tags: Iterable[str] | None = None,
                     metadata: Mapping[str, Any] | None = None,
-                    max_duration: timedelta | float | None = None) -> common_pb2.TriggerOptions:
+                    max_duration: timedelta | float | None = None,
+                    concurrency_key: str | None = None) -> common_pb2.TriggerOptions:
     """The TriggerOptions message for the given options; None leaves one unset.
     delay: start no earlier than this from now; ttl: expire if not started within
     this; priority: higher is dispatched first in its queue; tags: labels to list
     runs by; metadata: a small JSON object readable and updatable from the run;
-    max_duration: the run's execution time budget. Raises TypeError or ValueError
-    naming the option."""
+    max_duration: the run's execution time budget; concurrency_key: the queue's
+    concurrency and rate limits apply per key (e.g. one key per tenant), and keys
+    are served fairly. Raises TypeError or ValueError naming the option."""
     opts = common_pb2.TriggerOptions()
     if delay is not None:
         opts.delay.CopyFrom(to_duration(duration_seconds("delay", delay)))
@@ -124,6 +140,8 @@ def trigger_options(delay: timedelta | float | None = None, ttl: timedelta | flo
     if max_duration is not None:
         opts.max_duration.CopyFrom(
             to_duration(duration_seconds("max_duration", max_duration, allow_zero=False)))
+    if concurrency_key is not None:
+        opts.concurrency_key = _concurrency_key(concurrency_key)
     return opts
 
 

@@ -108,7 +108,8 @@ class Task:
         run (its parent is the running run; a replay returns the same child) and
         returns a RunHandle. Elsewhere: a trigger through an AsyncClient configured
         from the environment ($CAIRN_ADDRESS), returning the Run. Options: delay,
-        ttl, max_duration (timedelta or seconds), priority, tags, metadata."""
+        ttl, max_duration (timedelta or seconds), priority, tags, metadata,
+        concurrency_key (the queue's limits then apply per key)."""
         from worker_sdk import children
         return children.trigger(self, payload, idempotency_key, options)
 

@@ -21,9 +21,11 @@ from google.protobuf.duration_pb2 import Duration
 from cairn.v1 import (run_service_pb2_grpc, wait_service_pb2_grpc, worker_service_pb2,
                       worker_service_pb2_grpc)
 
-from worker_sdk._grpc import (TRANSIENT_CODES, code_of, details_of, open_channel,
-                              resolve_address, resolve_namespace)
+from worker_sdk._grpc import (TRANSIENT_CODES, check_address, code_of, details_of,
+                              open_channel, resolve_address, resolve_namespace)
+from worker_sdk.errors import UnavailableError
 from worker_sdk.execution import execute_attempt
+from worker_sdk.retry import validate_name
 from worker_sdk.task import Task
 
 log = logging.getLogger("cairn.worker")
@@ -65,6 +67,29 @@ def discover_tasks(tasks_or_module: ModuleType | str | Iterable[Task] | Task) ->
     return list(by_id.values())
 
 
+def select_queues(tasks: list[Task], queues: Iterable[str] | str | None) -> list[Task]:
+    """The tasks whose queue is one of `queues` (a queue name or a list of them;
+    None: all tasks). ValueError naming the queues when none is left."""
+    if queues is None:
+        return tasks
+    names = [queues] if isinstance(queues, str) else list(queues)
+    if not names:
+        raise ValueError("Worker: queues must name at least one queue (or be None to serve "
+                         "every task)")
+    wanted = {validate_name("Worker: queue name", q) for q in names}
+    selected = [t for t in tasks if t.queue_name in wanted]
+    if not selected:
+        have = sorted({t.queue_name for t in tasks})
+        raise ValueError(f"Worker: no task is on queue(s) {', '.join(sorted(wanted))}; "
+                         f"the tasks' queues are {', '.join(have)}")
+    unused = wanted - {t.queue_name for t in selected}
+    if unused:
+        log.warning("Worker: no task is on queue(s) %s; serving queue(s) %s",
+                    ", ".join(sorted(unused)),
+                    ", ".join(sorted(wanted - unused)))
+    return selected
+
+
 def default_worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
@@ -73,19 +98,24 @@ class Worker:
     """Serves tasks: `await worker.run()` (until `stop()`), or `worker.run_sync()`
     which also stops gracefully on SIGINT/SIGTERM. On stop, polling ends at once,
     running attempts get `grace` seconds to finish, and any still running are then
-    cancelled unreported (their leases expire and the server retries them)."""
+    cancelled unreported (their leases expire and the server retries them).
+    With `queues` (a list of queue names) it registers and serves only the tasks
+    on those queues. address is as for Client: host:port, a list of frontends
+    "a:7373,b:7373" or a gRPC target such as "dns:///cairn.internal:7373"."""
 
     def __init__(self, tasks_or_module: ModuleType | str | Iterable[Task] | Task,
                  address: str | None = None, namespace: str | None = None, slots: int = 4,
                  version: str | None = None, worker_id: str | None = None,
-                 grace: float = 10.0) -> None:
-        tasks = discover_tasks(tasks_or_module)
+                 grace: float = 10.0, queues: Iterable[str] | str | None = None) -> None:
+        tasks = select_queues(discover_tasks(tasks_or_module), queues)
         if isinstance(slots, bool) or not isinstance(slots, int) or slots < 1:
             raise ValueError(f"Worker: slots must be an int of at least 1, got {slots!r}")
         if grace < 0:
             raise ValueError(f"Worker: grace must not be negative, got {grace}")
         self.tasks: dict[str, Task] = {t.id: t for t in tasks}
-        self.address = resolve_address(address)
+        self.queues: list[str] | None = None if queues is None else sorted(
+            {t.queue_name for t in tasks})
+        self.address = check_address(resolve_address(address))
         self.namespace = resolve_namespace(namespace)
         self.slots = slots
         self.version = version or os.environ.get("CAIRN_WORKER_VERSION") or "dev"
@@ -133,7 +163,9 @@ class Worker:
         self._registered = False
         if self._stop_requested:
             self._stop.set()
-        channel = open_channel(self.address)
+        channel = await self._open_channel()
+        if channel is None:
+            return
         self._stub = worker_service_pb2_grpc.WorkerServiceStub(channel)
         self._run_stub = run_service_pb2_grpc.RunServiceStub(channel)
         self._wait_stub = wait_service_pb2_grpc.WaitServiceStub(channel)
@@ -158,6 +190,23 @@ class Worker:
             await channel.close()
             self._stub = self._run_stub = self._wait_stub = None
             log.info("worker stopped: id=%s", self.worker_id)
+
+    async def _open_channel(self) -> grpc.aio.Channel | None:
+        """Opens the channel; a list of frontends whose host names cannot be resolved
+        yet is retried with a capped backoff. None when the worker stopped first."""
+        assert self._stop is not None
+        delay = BACKOFF_FIRST
+        failing = False
+        while not self._stop.is_set():
+            try:
+                return open_channel(self.address)
+            except UnavailableError as exc:
+                if not failing:
+                    log.warning("cannot open a channel to %s (%s); retrying", self.address, exc)
+                    failing = True
+            await self._sleep_unless_stopped(delay)
+            delay = min(BACKOFF_MAX, delay * 2)
+        return None
 
     async def _wait_slots(self, slots: list[asyncio.Task[None]]) -> None:
         """Waits for the slots to finish their attempts, up to the grace period or a
@@ -217,7 +266,8 @@ class Worker:
             failing = False
             while True:
                 try:
-                    await self._stub.RegisterWorker(request, timeout=REGISTER_TIMEOUT)
+                    if not await self._register_unless_stopped(request):
+                        return False
                     break
                 except grpc.RpcError as exc:
                     code = code_of(exc)
@@ -233,9 +283,30 @@ class Worker:
                 delay = min(BACKOFF_MAX, delay * 2)
             self._registered = True
             log.info("worker registered: id=%s address=%s namespace=%s version=%s slots=%d "
-                     "tasks=%s", self.worker_id, self.address, self.namespace, self.version,
-                     self.slots, ",".join(self.tasks))
+                     "tasks=%s%s", self.worker_id, self.address, self.namespace, self.version,
+                     self.slots, ",".join(self.tasks),
+                     f" queues={','.join(self.queues)}" if self.queues is not None else "")
             return True
+
+    async def _register_unless_stopped(self, request: worker_service_pb2.RegisterWorkerRequest
+                                       ) -> bool:
+        """One RegisterWorker call (the channel retries UNAVAILABLE within it), given
+        up when the worker is asked to stop first: then False."""
+        assert self._stop is not None
+        call = asyncio.ensure_future(self._stub.RegisterWorker(request,
+                                                               timeout=REGISTER_TIMEOUT))
+        stopped = asyncio.ensure_future(self._stop.wait())
+        try:
+            await asyncio.wait({call, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+            if not call.done():
+                call.cancel()
+                await asyncio.gather(call, return_exceptions=True)
+        if call.cancelled():
+            return False
+        call.result()
+        return True
 
     async def _slot(self, index: int) -> None:
         """One slot: poll, run what comes, poll again, until the worker stops.
