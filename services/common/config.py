@@ -30,7 +30,7 @@ class Settings:
     matching_address: str = DEFAULT_MATCHING
     lease_seconds: float = 10.0
     sweep_seconds: float = 1.0
-    claim_seconds: float = 10.0
+    claim_seconds: float = 3.0
 
 
 def add_service_flags(p: argparse.ArgumentParser, default_listen: str) -> None:
@@ -51,6 +51,9 @@ def add_service_flags(p: argparse.ArgumentParser, default_listen: str) -> None:
                    help="an attempt without a heartbeat for this long is crashed (CAIRN_LEASE_SECONDS)")
     p.add_argument("--sweep-seconds", type=float, default=float(env("SWEEP_SECONDS", "1")),
                    help="interval of the database sweep that backs up NATS (CAIRN_SWEEP_SECONDS)")
+    p.add_argument("--claim-seconds", type=float, default=float(env("CLAIM_SECONDS", "3")),
+                   help="a claimed queue entry whose attempt did not start within this is claimable "
+                        "again, e.g. when its matching replica died (CAIRN_CLAIM_SECONDS)")
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
@@ -58,4 +61,4 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     return Settings(listen=args.listen, database_url=args.database_url, nats_url=args.nats_url,
                     nats_prefix=args.nats_prefix, history_address=args.history_address,
                     matching_address=args.matching_address, lease_seconds=args.lease_seconds,
-                    sweep_seconds=args.sweep_seconds)
+                    sweep_seconds=args.sweep_seconds, claim_seconds=args.claim_seconds)
