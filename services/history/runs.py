@@ -117,6 +117,9 @@ async def check_depth(conn: asyncpg.Connection, namespace: str, queue: str) -> N
                                     namespace, queue)
     if not max_depth:
         return
+    # Concurrent triggers of the queue count one after the other.
+    max_depth = await conn.fetchval("SELECT max_depth FROM queues WHERE namespace = $1 AND name = $2 "
+                                    "FOR UPDATE", namespace, queue)
     depth = await conn.fetchval("SELECT count(*) FROM queue_entries WHERE namespace = $1 AND queue = $2",
                                 namespace, queue)
     if depth >= max_depth:
@@ -134,6 +137,12 @@ async def create_run(conn: asyncpg.Connection, new: NewRun) -> tuple[Outcome, bo
         raise not_found(f"task {new.task_id!r} is not registered in namespace {new.namespace!r}; "
                         "start a worker that serves it")
     opts = new.options
+    if new.idempotency_key is not None:
+        existing = await conn.fetchrow(
+            "SELECT * FROM runs WHERE namespace = $1 AND task_id = $2 AND idempotency_key = $3",
+            new.namespace, new.task_id, new.idempotency_key)
+        if existing is not None:  # a retry: the first run, even if the queue filled up since
+            return Outcome(existing), False
     await check_depth(conn, new.namespace, task["queue"])
     max_ms = round(opts.max_duration * 1000) if opts.max_duration else task["max_duration_ms"]
     status = "delayed" if opts.delay > 0 else "queued"

@@ -176,6 +176,8 @@ class HistoryServicer(hgrpc.HistoryServiceServicer):
             return hpb.StartAttemptResponse()
         outcome, steps = started
         await self.announce(outcome)
+        if steps is None:  # rate-limited: its timer will announce it
+            return hpb.StartAttemptResponse()
         run = outcome.run
         return hpb.StartAttemptResponse(assignment=wpb.AttemptAssignment(
             run_id=str(run["id"]), attempt=run["attempt_count"], task_id=run["task_id"],

@@ -123,9 +123,10 @@ class RunStore:
 
     async def start_attempt(self, namespace: str, run_id: uuid.UUID, claim_token: uuid.UUID,
                             worker_id: str, worker_version: str
-                            ) -> tuple[Outcome, list[asyncpg.Record]] | None:
+                            ) -> tuple[Outcome, list[asyncpg.Record] | None] | None:
         """Starts the next attempt of a claimed run, with its lease (and its
-        max-duration deadline); None when the claim is stale."""
+        max-duration deadline): (outcome, journal). None when the claim is stale;
+        (outcome, None) when the run must wait for its rate limit (announce it)."""
         async with self.pool.acquire() as conn, conn.transaction():
             run = await conn.fetchrow("SELECT * FROM runs WHERE id = $1 AND namespace = $2 FOR UPDATE",
                                       run_id, namespace)
@@ -139,11 +140,15 @@ class RunStore:
                 return None
             not_before = await self._take_slot(conn, run)
             if not_before is not None:
-                # No slot (or paused, or rate-limited): hand the claim back; a
-                # rate-limited entry waits until its window has room.
+                # No slot (or paused, or rate-limited): hand the claim back. A
+                # rate-limited entry waits until its window has room, and a timer
+                # announces it then, so pollers need not wait for a sweep.
                 await conn.execute("UPDATE queue_entries SET claim_token = NULL, claimed_until = NULL, "
                                    "available_at = greatest(available_at, $2) WHERE run_id = $1",
                                    run_id, not_before)
+                if not_before > await conn.fetchval("SELECT now()"):
+                    await set_timer(conn, run_id, "ready", 0, not_before)
+                    return Outcome(run, Effects(timer_due=not_before)), None
                 return None
             await conn.execute("DELETE FROM queue_entries WHERE run_id = $1", run_id)
             number = run["attempt_count"] + 1
@@ -410,5 +415,7 @@ class RunStore:
                 "message": f"run {run['id']} was not started within its ttl of {ttl:g}s"})
         if kind in ("wake", "signal"):
             return await waits.check(conn, run, timed_out=kind == "wake")
+        if kind == "ready" and status == "queued":
+            return Outcome(run, Effects(work_ready=True))
         return None
 

@@ -71,6 +71,10 @@ _SET_CLAIM = ("UPDATE queue_entries SET claim_token = $3, claimed_until = now() 
 CLAIM = f"WITH {_BLOCKED} " + _SET_CLAIM.format(
     f"SELECT e.run_id FROM queue_entries e WHERE {_READY} "
     "ORDER BY e.priority DESC, e.available_at LIMIT 1 FOR UPDATE OF e SKIP LOCKED")
+UNKEYED_CLAIM = f"WITH {_BLOCKED} " + _SET_CLAIM.format(
+    f"SELECT e.run_id FROM queue_entries e WHERE {_READY} AND NOT EXISTS (SELECT 1 FROM concurrency_keys k "
+    "WHERE k.namespace = e.namespace AND k.queue = e.queue) "
+    "ORDER BY e.priority DESC, e.available_at LIMIT 1 FOR UPDATE OF e SKIP LOCKED")
 FAIR_CLAIM = f"WITH {_BLOCKED} " + _SET_CLAIM.format(
     "SELECT c.run_id FROM concurrency_keys k CROSS JOIN LATERAL ("
     f" SELECT e.run_id FROM queue_entries e WHERE e.queue = k.queue AND e.concurrency_key = k.key AND {_READY}"
@@ -85,22 +89,29 @@ class Claimer:
     def __init__(self, pool: asyncpg.Pool, claim_seconds: float) -> None:
         self.pool = pool
         self.claim_seconds = claim_seconds
+        self._keyed_first = True
 
     async def claim(self, namespace: str, task_ids: list[str]) -> tuple[uuid.UUID, uuid.UUID] | None:
         """(run_id, claim_token) of the best ready entry, or None. Queues with
         keyed runs are served round-robin over their keys (the key served least
-        recently first), and before the worker's unkeyed queues; within a key or
-        an unkeyed queue, by priority, then arrival."""
+        recently first), taking turns with the worker's unkeyed queues; within a
+        key or an unkeyed queue, by priority, then arrival."""
         token = uuid.uuid4()
         async with self.pool.acquire() as conn:
             keyed = await conn.fetchval(
                 "SELECT EXISTS (SELECT 1 FROM concurrency_keys k JOIN tasks t ON t.namespace = k.namespace "
                 "AND t.queue = k.queue WHERE k.namespace = $1 AND t.task_id = ANY($2))", namespace, task_ids)
-            run_id = None
-            if keyed:
-                run_id = await conn.fetchval(FAIR_CLAIM, namespace, task_ids, token, self.claim_seconds)
-            if run_id is None:  # no keyed queue had work: the other queues
+            if not keyed:
                 run_id = await conn.fetchval(CLAIM, namespace, task_ids, token, self.claim_seconds)
+                return (run_id, token) if run_id is not None else None
+            # Keyed and unkeyed queues take turns, so neither starves the other.
+            self._keyed_first = not self._keyed_first
+            order = (FAIR_CLAIM, UNKEYED_CLAIM) if self._keyed_first else (UNKEYED_CLAIM, FAIR_CLAIM)
+            run_id = None
+            for sql in order:
+                run_id = await conn.fetchval(sql, namespace, task_ids, token, self.claim_seconds)
+                if run_id is not None:
+                    break
         return (run_id, token) if run_id is not None else None
 
     async def release(self, run_id: uuid.UUID, token: uuid.UUID) -> None:
