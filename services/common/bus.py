@@ -19,7 +19,7 @@ log = logging.getLogger("cairn.bus")
 Handler = Callable[[dict[str, Any]], Awaitable[None] | None]
 
 WORK = "work"      # {"namespace", "task_id"}: a queue entry became ready
-RUNS = "runs"      # {"namespace", "run_id", "task_id", "status"}: a run changed
+RUNS = "runs"      # {"namespace", "run_id", "task_id", "queue", "status"}: a run changed
 TIMERS = "timers"  # {"due_at"}: a timer was set, history replicas re-check their sleep
 
 

@@ -95,7 +95,8 @@ class HistoryServicer(hgrpc.HistoryServiceServicer):
             await self.bus.publish(bus_mod.WORK, {"namespace": ns, "task_id": task_id})
         if run is not None and effects.run_changed:
             await self.bus.publish(bus_mod.RUNS, {"namespace": run["namespace"], "run_id": str(run["id"]),
-                                                  "task_id": run["task_id"], "status": run["status"]})
+                                                  "task_id": run["task_id"], "queue": run["queue"],
+                                                  "status": run["status"]})
         if effects.timer_due is not None:
             if self.timers is not None:
                 self.timers.poke()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections import defaultdict
 
@@ -68,13 +69,17 @@ _READY = ("e.namespace = $1 AND e.task_id = ANY($2) AND e.available_at <= now() 
           "AND (b.key IS NULL OR b.key = e.concurrency_key))")
 _SET_CLAIM = ("UPDATE queue_entries SET claim_token = $3, claimed_until = now() + make_interval(secs => $4) "
               "WHERE run_id = ({}) RETURNING run_id")
-CLAIM = f"WITH {_BLOCKED} " + _SET_CLAIM.format(
-    f"SELECT e.run_id FROM queue_entries e WHERE {_READY} "
-    "ORDER BY e.priority DESC, e.available_at LIMIT 1 FOR UPDATE OF e SKIP LOCKED")
-UNKEYED_CLAIM = f"WITH {_BLOCKED} " + _SET_CLAIM.format(
-    f"SELECT e.run_id FROM queue_entries e WHERE {_READY} AND NOT EXISTS (SELECT 1 FROM concurrency_keys k "
-    "WHERE k.namespace = e.namespace AND k.queue = e.queue) "
-    "ORDER BY e.priority DESC, e.available_at LIMIT 1 FOR UPDATE OF e SKIP LOCKED")
+# One index-ordered lookup per task (namespace, task_id, priority, available_at),
+# then the best of those: never a sort of the whole ready set.
+_PER_TASK = ("SELECT c.run_id FROM unnest($2::text[]) AS t(task_id) CROSS JOIN LATERAL ("
+             " SELECT e.run_id, e.priority, e.available_at FROM queue_entries e"
+             " WHERE e.task_id = t.task_id AND {ready}{extra}"
+             " ORDER BY e.priority DESC, e.available_at LIMIT 1 FOR UPDATE OF e SKIP LOCKED) c"
+             " ORDER BY c.priority DESC, c.available_at LIMIT 1")
+CLAIM = f"WITH {_BLOCKED} " + _SET_CLAIM.format(_PER_TASK.format(ready=_READY, extra=""))
+UNKEYED_CLAIM = f"WITH {_BLOCKED} " + _SET_CLAIM.format(_PER_TASK.format(
+    ready=_READY, extra=" AND NOT EXISTS (SELECT 1 FROM concurrency_keys k "
+                        "WHERE k.namespace = e.namespace AND k.queue = e.queue)"))
 FAIR_CLAIM = f"WITH {_BLOCKED} " + _SET_CLAIM.format(
     "SELECT c.run_id FROM concurrency_keys k CROSS JOIN LATERAL ("
     f" SELECT e.run_id FROM queue_entries e WHERE e.queue = k.queue AND e.concurrency_key = k.key AND {_READY}"
@@ -86,10 +91,33 @@ FAIR_CLAIM = f"WITH {_BLOCKED} " + _SET_CLAIM.format(
 class Claimer:
     """Claims ready queue entries with SKIP LOCKED."""
 
+    KEYED_CACHE_SECONDS = 1.0
+
     def __init__(self, pool: asyncpg.Pool, claim_seconds: float) -> None:
         self.pool = pool
         self.claim_seconds = claim_seconds
         self._keyed_first = True
+        self._keyed: dict[tuple[str, tuple[str, ...]], tuple[float, bool]] = {}
+        self.limited_queues: set[tuple[str, str]] = set()
+
+    async def _has_keys(self, conn: asyncpg.Connection, namespace: str, task_ids: list[str]) -> bool:
+        """Whether any of these tasks' queues has keyed runs (cached briefly)."""
+        cache_key = (namespace, tuple(task_ids))
+        cached = self._keyed.get(cache_key)
+        now = time.monotonic()
+        if cached is not None and now - cached[0] < self.KEYED_CACHE_SECONDS:
+            return cached[1]
+        keyed = await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM concurrency_keys k JOIN tasks t ON t.namespace = k.namespace "
+            "AND t.queue = k.queue WHERE k.namespace = $1 AND t.task_id = ANY($2))", namespace, task_ids)
+        self._keyed[cache_key] = (now, keyed)
+        return keyed
+
+    async def refresh_limited_queues(self) -> None:
+        """The queues with a concurrency limit: whose ended runs free a slot."""
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch("SELECT namespace, name FROM queues WHERE concurrency_limit > 0")
+        self.limited_queues = {(r["namespace"], r["name"]) for r in rows}
 
     async def claim(self, namespace: str, task_ids: list[str]) -> tuple[uuid.UUID, uuid.UUID] | None:
         """(run_id, claim_token) of the best ready entry, or None. Queues with
@@ -98,10 +126,7 @@ class Claimer:
         key or an unkeyed queue, by priority, then arrival."""
         token = uuid.uuid4()
         async with self.pool.acquire() as conn:
-            keyed = await conn.fetchval(
-                "SELECT EXISTS (SELECT 1 FROM concurrency_keys k JOIN tasks t ON t.namespace = k.namespace "
-                "AND t.queue = k.queue WHERE k.namespace = $1 AND t.task_id = ANY($2))", namespace, task_ids)
-            if not keyed:
+            if not await self._has_keys(conn, namespace, task_ids):
                 run_id = await conn.fetchval(CLAIM, namespace, task_ids, token, self.claim_seconds)
                 return (run_id, token) if run_id is not None else None
             # Keyed and unkeyed queues take turns, so neither starves the other.
@@ -149,9 +174,10 @@ class Sweeper:
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(self.interval)
-            if not self.waiters.keys():
-                continue
             try:
+                await self.claimer.refresh_limited_queues()
+                if not self.waiters.keys():
+                    continue
                 for key in await self.claimer.ready_keys():
                     self.waiters.wake(key, count=1 << 30)
             except Exception:

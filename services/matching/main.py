@@ -30,11 +30,13 @@ async def run(settings: Settings) -> None:
 
     def on_run_change(m: dict) -> None:
         # An attempt that ended may have freed a concurrency slot of its queue.
-        if m.get("status") not in ("queued", "executing", "delayed"):
+        if (m.get("status") not in ("queued", "executing", "delayed")
+                and (m["namespace"], m.get("queue", "")) in claimer.limited_queues):
             waiters.wake((m["namespace"], m.get("task_id", "")))
 
     await bus.subscribe(bus_mod.RUNS, on_run_change)
     await bus.start()
+    await claimer.refresh_limited_queues()
     sweeper = Sweeper(claimer, waiters, settings.sweep_seconds)
     sweeper.start()
     history_channel = grpc_server.channel(settings.history_address)

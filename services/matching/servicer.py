@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+import asyncpg
 import grpc
 
 from cairn.internal.v1 import history_service_pb2 as hpb
@@ -22,6 +23,7 @@ from services.matching.registry import Registry
 DEFAULT_WAIT = 20.0
 MAX_WAIT = 60.0
 START_TIMEOUT = 10.0
+WORKER_CACHE_SECONDS = 5.0
 
 
 class MatchingServicer(mgrpc.MatchingServiceServicer):
@@ -32,6 +34,7 @@ class MatchingServicer(mgrpc.MatchingServiceServicer):
                  bus: Bus) -> None:
         self.queues = queue_store
         self.bus = bus
+        self._workers: dict[tuple[str, str], tuple[float, asyncpg.Record]] = {}
         self.registry = registry
         self.claimer = claimer
         self.waiters = waiters
@@ -42,6 +45,8 @@ class MatchingServicer(mgrpc.MatchingServiceServicer):
     async def RegisterWorker(self, request: wpb.RegisterWorkerRequest,
                              context: grpc.aio.ServicerContext) -> wpb.RegisterWorkerResponse:
         await self.registry.register(request)
+        self._workers.pop((request.namespace, request.worker_id), None)
+        await self.claimer.refresh_limited_queues()
         for task in request.tasks:
             self.waiters.wake((request.namespace, task.task_id))
         return wpb.RegisterWorkerResponse()
@@ -50,7 +55,7 @@ class MatchingServicer(mgrpc.MatchingServiceServicer):
     async def PollAttempt(self, request: wpb.PollAttemptRequest,
                           context: grpc.aio.ServicerContext) -> wpb.PollAttemptResponse:
         ns = request.namespace
-        worker = await self.registry.worker(ns, request.worker_id)
+        worker = await self._worker(ns, request.worker_id)
         if worker is None:
             raise precondition(f"worker {request.worker_id!r} is not registered in namespace {ns!r}; "
                                "call RegisterWorker first")
@@ -82,6 +87,17 @@ class MatchingServicer(mgrpc.MatchingServiceServicer):
                     self.waiters.wake(key)
                 return wpb.PollAttemptResponse(assignment=assignment)
 
+    async def _worker(self, ns: str, worker_id: str) -> asyncpg.Record | None:
+        """The worker's registration, cached briefly: every poll needs it."""
+        cached = self._workers.get((ns, worker_id))
+        now = time.monotonic()
+        if cached is not None and now - cached[0] < WORKER_CACHE_SECONDS:
+            return cached[1]
+        worker = await self.registry.worker(ns, worker_id)
+        if worker is not None:
+            self._workers[(ns, worker_id)] = (now, worker)
+        return worker
+
     async def _start(self, ns: str, worker_id: str, version: str, run_id, token
                      ) -> wpb.AttemptAssignment | None:
         """Asks history to start the claimed run; gives the claim back if history is unreachable."""
@@ -102,6 +118,7 @@ class MatchingServicer(mgrpc.MatchingServiceServicer):
 
     async def _queue_changed(self, namespace: str, name: str) -> None:
         """Wakes the pollers of a queue's tasks, here and in the other replicas."""
+        await self.claimer.refresh_limited_queues()
         for task_id in await self.queues.task_ids(namespace, name):
             self.waiters.wake((namespace, task_id), count=1 << 30)
             await self.bus.publish(bus_mod.WORK, {"namespace": namespace, "task_id": task_id})
