@@ -14,12 +14,18 @@ MIGRATION_LOCK = 0x6361_6972  # advisory lock key: "cair"
 
 
 async def connect_pool(url: str, *, min_size: int = 2, max_size: int = 20,
-                       wait_seconds: float = 60.0) -> asyncpg.Pool:
-    """A connection pool, retrying while the database is still starting."""
+                       wait_seconds: float = 60.0,
+                       server_settings: dict[str, str] | None = None) -> asyncpg.Pool:
+    """A connection pool, retrying while the database is still starting. Its
+    statements use generic plans: they are prepared once per connection, and
+    re-planning the claim and transition statements on every call cost
+    PostgreSQL more CPU than running them (measured with bench/run.py)."""
     deadline = time.monotonic() + wait_seconds
     while True:
         try:
-            return await asyncpg.create_pool(url, min_size=min_size, max_size=max_size, init=_init_connection)
+            return await asyncpg.create_pool(url, min_size=min_size, max_size=max_size, init=_init_connection,
+                                             server_settings={"plan_cache_mode": "force_generic_plan",
+                                                              **(server_settings or {})})
         except (OSError, asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError) as exc:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"cannot connect to the database at {url}: {exc}") from exc
