@@ -91,26 +91,24 @@ FAIR_CLAIM = f"WITH {_BLOCKED} " + _SET_CLAIM.format(
 class Claimer:
     """Claims ready queue entries with SKIP LOCKED."""
 
-    KEYED_CACHE_SECONDS = 1.0
-
     def __init__(self, pool: asyncpg.Pool, claim_seconds: float) -> None:
         self.pool = pool
         self.claim_seconds = claim_seconds
         self._keyed_first = True
-        self._keyed: dict[tuple[str, tuple[str, ...]], tuple[float, bool]] = {}
+        self._keyed: set[tuple[str, tuple[str, ...]]] = set()
         self.limited_queues: set[tuple[str, str]] = set()
 
     async def _has_keys(self, conn: asyncpg.Connection, namespace: str, task_ids: list[str]) -> bool:
-        """Whether any of these tasks' queues has keyed runs (cached briefly)."""
+        """Whether any of these tasks' queues has keyed runs. A queue's keys are
+        never removed, so only a yes is remembered."""
         cache_key = (namespace, tuple(task_ids))
-        cached = self._keyed.get(cache_key)
-        now = time.monotonic()
-        if cached is not None and now - cached[0] < self.KEYED_CACHE_SECONDS:
-            return cached[1]
+        if cache_key in self._keyed:
+            return True
         keyed = await conn.fetchval(
             "SELECT EXISTS (SELECT 1 FROM concurrency_keys k JOIN tasks t ON t.namespace = k.namespace "
             "AND t.queue = k.queue WHERE k.namespace = $1 AND t.task_id = ANY($2))", namespace, task_ids)
-        self._keyed[cache_key] = (now, keyed)
+        if keyed:
+            self._keyed.add(cache_key)
         return keyed
 
     async def refresh_limited_queues(self) -> None:
