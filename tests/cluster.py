@@ -35,7 +35,9 @@ Tests wait for state with ``wait_for(predicate, timeout)``, never with a bare
 """
 from __future__ import annotations
 
+import base64
 import contextlib
+import json
 import os
 import secrets
 import signal
@@ -574,3 +576,14 @@ def make_cluster(*, log_dir: Path, postgres: Any, nats: Any, test_name: str,
 __all__ = ["Cluster", "ExternalNats", "ExternalPostgres", "ManagedProcess", "ServiceProcess",
            "WorkerProcess", "REPO_ROOT", "TESTS_DIR", "database_url_for", "make_cluster",
            "new_database_name", "wait_for", "wait_serving"]
+
+
+def json_payload(value: Any) -> Any:
+    """A json/plain Payload message of value."""
+    from cairn.v1 import common_pb2 as cpb
+    return cpb.Payload(data=json.dumps(value).encode(), encoding="json/plain")
+
+
+def b64_json(value: Any) -> str:
+    """value as JSON, base64-encoded: a bytes field in grpcurl's JSON."""
+    return base64.b64encode(json.dumps(value).encode()).decode()

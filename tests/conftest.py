@@ -42,6 +42,7 @@ from cluster import (  # noqa: E402
 )
 
 from services.common.embedded import EmbeddedNats, EmbeddedPostgres  # noqa: E402
+from worker_sdk import Client  # noqa: E402
 
 CLUSTERS_KEY = pytest.StashKey[list]()
 KEEP_DATA = bool(os.environ.get("CAIRN_TEST_KEEP_DATA"))
@@ -208,3 +209,9 @@ def cluster(request: pytest.FixtureRequest, cluster_factory: Any) -> Cluster:
         options.update(marker.kwargs)
     options.update(getattr(request, "param", None) or {})
     return cluster_factory(**options)
+
+
+@pytest.fixture
+def client(cluster: Cluster) -> Iterator[Client]:
+    with Client(address=cluster.address) as c:
+        yield c

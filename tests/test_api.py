@@ -22,7 +22,7 @@ from typing import Any
 
 import grpc
 import pytest
-from cluster import REPO_ROOT, TESTS_DIR, Cluster, WorkerProcess, wait_for
+from cluster import Cluster, REPO_ROOT, TESTS_DIR, WorkerProcess, b64_json, json_payload, wait_for
 from google.protobuf.duration_pb2 import Duration
 
 from cairn.v1 import common_pb2 as cpb
@@ -72,14 +72,6 @@ def run_stub(cluster: Cluster) -> run_service_pb2_grpc.RunServiceStub:
 
 def worker_stub(cluster: Cluster) -> worker_service_pb2_grpc.WorkerServiceStub:
     return worker_service_pb2_grpc.WorkerServiceStub(cluster.channel())
-
-
-def json_payload(value: Any) -> cpb.Payload:
-    return cpb.Payload(data=json.dumps(value).encode(), encoding=JSON)
-
-
-def b64_json(value: Any) -> str:
-    return base64.b64encode(json.dumps(value).encode()).decode()
 
 
 def decode_b64_json(data: str | None) -> Any:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,12 +37,6 @@ def side_dir(tmp_path: Path) -> Path:
     d = tmp_path / "child-tasks"
     d.mkdir()
     return d
-
-
-@pytest.fixture
-def client(cluster: Cluster) -> Iterator[Client]:
-    with Client(address=cluster.address) as c:
-        yield c
 
 
 def start_worker(cluster: Cluster, side_dir: Path, *, slots: int = 8,

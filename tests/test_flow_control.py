@@ -21,14 +21,14 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
-from cluster import REPO_ROOT, TESTS_DIR, Cluster, WorkerProcess, wait_for
+from cluster import Cluster, REPO_ROOT, TESTS_DIR, WorkerProcess, json_payload, wait_for
 from google.protobuf.duration_pb2 import Duration
 
 from cairn.v1 import common_pb2 as cpb
@@ -50,12 +50,6 @@ COUNTED_TABLES = ("runs", "run_events", "queue_entries", "attempts", "timers")
 
 
 # ---- helpers ------------------------------------------------------------------------
-
-
-@pytest.fixture
-def client(cluster: Cluster) -> Iterator[Client]:
-    with Client(address=cluster.address) as c:
-        yield c
 
 
 def _alive(worker: WorkerProcess) -> bool:
@@ -103,10 +97,6 @@ def seconds(value: float) -> Duration:
     d = Duration()
     d.FromNanoseconds(round(value * 1e9))
     return d
-
-
-def json_payload(value: Any) -> cpb.Payload:
-    return cpb.Payload(data=json.dumps(value).encode(), encoding=JSON)
 
 
 def table_counts(cluster: Cluster) -> dict[str, int]:

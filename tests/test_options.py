@@ -9,7 +9,6 @@ cwd=tests/apps, so it imports as `option_tasks`.
 """
 from __future__ import annotations
 
-import base64
 import json
 import os
 import shutil
@@ -17,14 +16,14 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
-from cluster import REPO_ROOT, TESTS_DIR, Cluster, WorkerProcess, wait_for
+from cluster import Cluster, REPO_ROOT, TESTS_DIR, WorkerProcess, b64_json, json_payload, wait_for
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.struct_pb2 import Struct
 
@@ -52,12 +51,6 @@ COUNTED_TABLES = ("runs", "run_events", "queue_entries", "steps", "attempts", "t
 
 
 # ---- helpers ------------------------------------------------------------------------
-
-
-@pytest.fixture
-def client(cluster: Cluster) -> Iterator[Client]:
-    with Client(address=cluster.address) as c:
-        yield c
 
 
 def start_option_worker(cluster: Cluster, *, slots: int = 4,
@@ -105,14 +98,6 @@ def run_stub(cluster: Cluster) -> run_service_pb2_grpc.RunServiceStub:
 
 def schedule_stub(cluster: Cluster) -> schedule_service_pb2_grpc.ScheduleServiceStub:
     return schedule_service_pb2_grpc.ScheduleServiceStub(cluster.channel())
-
-
-def json_payload(value: Any) -> cpb.Payload:
-    return cpb.Payload(data=json.dumps(value).encode(), encoding=JSON)
-
-
-def b64_json(value: Any) -> str:
-    return base64.b64encode(json.dumps(value).encode()).decode()
 
 
 def seconds(value: float) -> Duration:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +32,6 @@ def side_dir(tmp_path: Path) -> Path:
     d = tmp_path / "side-effects"
     d.mkdir()
     return d
-
-
-@pytest.fixture
-def client(cluster: Cluster) -> Iterator[Client]:
-    with Client(address=cluster.address) as c:
-        yield c
 
 
 def start_worker(cluster: Cluster, side_dir: Path, module: str = APP, **kwargs: Any):

@@ -10,7 +10,6 @@ token ids to WAIT_TASKS_DIR, and hold on go-files the test creates.
 """
 from __future__ import annotations
 
-import base64
 import json
 import shutil
 import subprocess
@@ -23,7 +22,7 @@ from typing import Any
 
 import grpc
 import pytest
-from cluster import REPO_ROOT, Cluster, WorkerProcess, wait_for
+from cluster import Cluster, REPO_ROOT, WorkerProcess, b64_json, json_payload, wait_for
 from google.protobuf.duration_pb2 import Duration
 
 from cairn import payloads
@@ -49,12 +48,6 @@ def wdir(tmp_path: Path) -> Path:
     d = tmp_path / "wait-tasks"
     d.mkdir()
     return d
-
-
-@pytest.fixture
-def client(cluster: Cluster) -> Any:
-    with Client(address=cluster.address) as c:
-        yield c
 
 
 def start_worker(cluster: Cluster, wdir: Path, slots: int = 4) -> WorkerProcess:
@@ -97,14 +90,6 @@ def side_effects(wdir: Path, event: str, run_id: str) -> int:
     path = wdir / "events.log"
     lines = path.read_text().splitlines() if path.exists() else []
     return sum(1 for line in lines if line.split()[:2] == [event, run_id])
-
-
-def b64_json(value: Any) -> str:
-    return base64.b64encode(json.dumps(value).encode()).decode()
-
-
-def json_payload(value: Any) -> cpb.Payload:
-    return cpb.Payload(data=json.dumps(value).encode(), encoding=JSON)
 
 
 def grpcurl(address: str, method: str, data: Any) -> subprocess.CompletedProcess[str]:
