@@ -24,6 +24,7 @@ async def connect_pool(url: str, *, min_size: int = 2, max_size: int = 20,
     while True:
         try:
             return await asyncpg.create_pool(url, min_size=min_size, max_size=max_size, init=_init_connection,
+                                             reset=_keep_session,
                                              server_settings={"plan_cache_mode": "force_generic_plan",
                                                               **(server_settings or {})})
         except (OSError, asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError) as exc:
@@ -31,6 +32,12 @@ async def connect_pool(url: str, *, min_size: int = 2, max_size: int = 20,
                 raise RuntimeError(f"cannot connect to the database at {url}: {exc}") from exc
             log.warning("database not reachable yet (%s); retrying", exc)
             await asyncio.sleep(0.5)
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Pool release without asyncpg's reset query (one round trip per use). An
+    open transaction is still rolled back by asyncpg; the services keep no other
+    session state (no LISTEN, and the migration lock is released explicitly)."""
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
