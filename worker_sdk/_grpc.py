@@ -24,7 +24,15 @@ DEFAULT_NAMESPACE = "default"
 # Journals and payloads can be large; the server enforces its own size limits.
 _MAX_MESSAGE = 64 * 1024 * 1024
 CHANNEL_OPTIONS = [("grpc.max_receive_message_length", _MAX_MESSAGE),
-                   ("grpc.max_send_message_length", _MAX_MESSAGE)]
+                   ("grpc.max_send_message_length", _MAX_MESSAGE),
+                   # Each channel its own connections, reconnecting within 2 s: with
+                   # gRPC's process-wide pool and default backoff (up to 120 s) a new
+                   # client reused a connection still backing off from a restarted
+                   # frontend and failed at once.
+                   ("grpc.use_local_subchannel_pool", 1),
+                   ("grpc.initial_reconnect_backoff_ms", 100),
+                   ("grpc.min_reconnect_backoff_ms", 100),
+                   ("grpc.max_reconnect_backoff_ms", 2000)]
 # Bound of one write from an attempt (step record, finish, metadata, trigger).
 WRITE_TIMEOUT = 10.0
 TRANSIENT_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})

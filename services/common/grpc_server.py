@@ -36,7 +36,11 @@ def channel(address: str) -> grpc.aio.Channel:
     """An insecure channel to another service of the cluster. A comma-separated
     list of host:port (replicas) is balanced round-robin; a gRPC target such as
     dns:///history:7375 works too."""
-    target, options = address, list(CHANNEL_OPTIONS)
+    # Reconnect to a restarted service within 2 s (gRPC's default backoff grows to 120 s).
+    target, options = address, [*CHANNEL_OPTIONS, ("grpc.use_local_subchannel_pool", 1),
+                                ("grpc.initial_reconnect_backoff_ms", 100),
+                                ("grpc.min_reconnect_backoff_ms", 100),
+                                ("grpc.max_reconnect_backoff_ms", 2000)]
     if "," in address:
         hosts = [a.strip() for a in address.split(",") if a.strip()]
         target = "ipv4:" + ",".join(hosts)
