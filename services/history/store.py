@@ -23,6 +23,8 @@ from services.history.runs import (Effects, NewRun, Outcome, create_run, end_run
                                    lock_run, set_timer)
 
 
+DISPATCH_PRUNE_MARGIN = timedelta(minutes=1)
+
 # The step-record hot path: fence (the attempt is current), insert once per
 # position, log the event and extend the lease, all in one statement.
 RECORD_STEP = """
@@ -217,8 +219,11 @@ class RunStore:
                     return now
             if q["rate_limit"]:
                 period = timedelta(milliseconds=q["rate_period_ms"])
+                # Prune with a margin: a transaction that began earlier but takes the
+                # lock later still needs the rows of its own, earlier window.
                 await conn.execute("DELETE FROM queue_dispatches WHERE namespace = $1 AND queue = $2 "
-                                   "AND key = $3 AND at <= $4", ns, queue, key, now - period)
+                                   "AND key = $3 AND at <= $4", ns, queue, key,
+                                   now - period - DISPATCH_PRUNE_MARGIN)
                 recent = await conn.fetch(
                     "SELECT at FROM queue_dispatches WHERE namespace = $1 AND queue = $2 AND key = $3 "
                     "AND at > $4 ORDER BY at", ns, queue, key, now - period)
