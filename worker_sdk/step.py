@@ -17,21 +17,21 @@ from cairn.backoff import backoff_seconds
 from cairn.v1 import common_pb2, worker_service_pb2
 
 from worker_sdk import replay
-from worker_sdk._grpc import (TRANSIENT_CODES, WRITE_TIMEOUT, call_with_retry, code_of,
-                              details_of, to_cairn_error)
 from worker_sdk.context import (AttemptContext, StepContext, _step, current_attempt,
                                 current_step)
-from worker_sdk.errors import (AttemptAbandoned, AttemptSuspended, NonDeterminismError,
+from worker_sdk.errors import (NonDeterminismError,
                                StepFailedError, type_name)
 from worker_sdk.execution import error_info, one_line
 from worker_sdk.retry import Retry
+from worker_sdk.suspension import check_live
+from worker_sdk.writes import FENCED, attempt_call
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 log = logging.getLogger("cairn.worker")
-_FENCED = frozenset({grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND,
-                     grpc.StatusCode.ALREADY_EXISTS})
+# A stale attempt, or a position another attempt already recorded.
+_FENCED = FENCED | {grpc.StatusCode.ALREADY_EXISTS}
 MAX_STEP_NAME = 256
 
 
@@ -104,19 +104,9 @@ async def record_step(ctx: AttemptContext, position: int, name: str, value: Any)
         output=common_pb2.Payload(data=data, encoding=payloads.JSON), tries=1))
 
 
-def _check_live(ctx: AttemptContext) -> None:
-    if ctx.abandoned:
-        raise AttemptAbandoned(f"run {ctx.run_id} attempt {ctx.attempt} was superseded")
-    if ctx.suspended is not None:
-        # Code still running after the attempt suspended (e.g. a sibling in
-        # asyncio.gather) must not write: the next attempt runs this step.
-        raise AttemptSuspended(f"run {ctx.run_id} attempt {ctx.attempt} is suspended "
-                               f"({ctx.suspended})")
-
-
 async def _run(ctx: AttemptContext, spec: _StepSpec, position: int,
                args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    _check_live(ctx)
+    check_live(ctx)
     try:
         recorded = replay.recorded_step(ctx.journal, ctx.run_id, position, spec.name)
     except NonDeterminismError as err:
@@ -181,19 +171,10 @@ async def _record(ctx: AttemptContext, request: worker_service_pb2.RecordStepReq
     """Records a step result. A refusal because the attempt is stale (or the position
     already recorded) abandons the attempt; so does a server unreachable for a whole
     lease, since by then the lease has expired and another attempt will run."""
-    _check_live(ctx)
-    try:
-        await call_with_retry(ctx.stub.RecordStep, request, timeout=WRITE_TIMEOUT,
-                              give_up_after=ctx.lease_seconds)
-    except grpc.RpcError as exc:
-        code = code_of(exc)
-        if code in _FENCED or code in TRANSIENT_CODES:
-            ctx.abandoned = True
-            raise AttemptAbandoned(
-                f"run {ctx.run_id} attempt {ctx.attempt}: recording step '{request.name}' "
-                f"at position {request.position} failed with {code.name}: "
-                f"{details_of(exc)}") from None
-        raise to_cairn_error(exc) from None
+    check_live(ctx)
+    await attempt_call(ctx, ctx.stub.RecordStep, request,
+                       f"recording step '{request.name}' at position {request.position}",
+                       fenced=_FENCED)
     status = "completed" if request.status == common_pb2.STEP_STATUS_COMPLETED else "failed"
     log.info("step recorded: run=%s attempt=%d position=%d name=%s status=%s tries=%d",
              ctx.run_id, ctx.attempt, request.position, request.name, status, request.tries)

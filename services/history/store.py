@@ -182,7 +182,7 @@ class RunStore:
             await conn.execute("INSERT INTO attempts (run_id, number, status, worker_id, worker_version) "
                                "VALUES ($1, $2, 'executing', $3, $4)", run_id, number, worker_id,
                                worker_version)
-            now = await conn.fetchval("SELECT now()")
+            now = run["updated_at"]  # now() of this transaction, set by the UPDATE above
             await set_timer(conn, run_id, "lease", number, now + timedelta(seconds=self.lease_seconds))
             await conn.execute("DELETE FROM timers WHERE run_id = $1 AND kind = 'ttl'", run_id)
             effects = Effects(run_changed=True)
@@ -202,10 +202,11 @@ class RunStore:
         under the queue row's lock, in the starting transaction, keeps the limits
         exact across replicas; a slot frees when its attempt ends, so none leaks."""
         ns, queue, key = run["namespace"], run["queue"], run["concurrency_key"]
-        q = await conn.fetchrow("SELECT * FROM queues WHERE namespace = $1 AND name = $2", ns, queue)
+        q = await conn.fetchrow("SELECT *, now() AS now FROM queues WHERE namespace = $1 AND name = $2",
+                                ns, queue)
         if q is None:
             return None
-        now = await conn.fetchval("SELECT now()")
+        now = q["now"]
         if q["paused"]:
             return now
         if q["concurrency_limit"] or q["rate_limit"]:
