@@ -18,7 +18,7 @@ import asyncpg
 from cairn import backoff, retry_policy
 from cairn.statuses import TERMINAL_RUN_STATUSES
 from services.common.errors import ServiceError, already_exists, not_found, precondition
-from services.history import waits
+from services.history import hot_path, waits
 from services.history.runs import (Effects, NewRun, Outcome, create_run, end_run, event, fence,
                                    lock_run, set_timer)
 
@@ -56,9 +56,19 @@ class RunStore:
     # ---- triggering and reading -------------------------------------------------
 
     async def trigger(self, new: NewRun) -> tuple[Outcome, bool]:
-        """Creates a run (or finds it by idempotency key: then False)."""
-        async with self.pool.acquire() as conn, conn.transaction():
-            outcome, created = await create_run(conn, new)
+        """Creates a run (or finds it by idempotency key: then True). The usual
+        run is one statement; options with timers or limits take a transaction."""
+        async with self.pool.acquire() as conn:
+            opts = new.options
+            if not (opts.delay > 0 or opts.ttl or opts.concurrency_key):
+                run = await conn.fetchrow(
+                    hot_path.TRIGGER, uuid.uuid4(), new.namespace, new.task_id, new.data, new.encoding,
+                    new.idempotency_key, new.parent_run_id, opts.priority, opts.tags, opts.metadata,
+                    round(opts.max_duration * 1000) if opts.max_duration else None, new.schedule_id)
+                if run is not None:
+                    return Outcome(run, Effects(run_changed=True, work_ready=True)), False
+            async with conn.transaction():
+                outcome, created = await create_run(conn, new)
         return outcome, not created
 
     async def trigger_batch(self, items: list[NewRun]) -> list[tuple[Outcome, bool]]:
@@ -149,8 +159,27 @@ class RunStore:
                             ) -> tuple[Outcome, list[asyncpg.Record] | None] | None:
         """Starts the next attempt of a claimed run, with its lease (and its
         max-duration deadline): (outcome, journal). None when the claim is stale;
-        (outcome, None) when the run must wait for its rate limit (announce it)."""
-        async with self.pool.acquire() as conn, conn.transaction():
+        (outcome, None) when the run must wait for its rate limit (announce it).
+        A queue without limits takes one statement; the transaction below
+        handles limits and explains refusals."""
+        async with self.pool.acquire() as conn:
+            run = await conn.fetchrow(hot_path.START, run_id, namespace, claim_token, worker_id,
+                                      worker_version, self.lease_seconds)
+            if run is not None:
+                effects = Effects(run_changed=True)
+                if run["max_duration_ms"] is not None:
+                    effects.merge_timer(run["updated_at"] + timedelta(
+                        milliseconds=max(0, run["max_duration_ms"] - run["exec_ms"])))
+                steps = [] if run["attempt_count"] == 1 else await conn.fetch(
+                    "SELECT * FROM steps WHERE run_id = $1 ORDER BY position", run_id)
+                return Outcome(run, effects), steps
+            return await self._start_attempt(conn, namespace, run_id, claim_token, worker_id,
+                                             worker_version)
+
+    async def _start_attempt(self, conn: asyncpg.Connection, namespace: str, run_id: uuid.UUID,
+                             claim_token: uuid.UUID, worker_id: str, worker_version: str
+                             ) -> tuple[Outcome, list[asyncpg.Record] | None] | None:
+        async with conn.transaction():
             run = await conn.fetchrow("SELECT * FROM runs WHERE id = $1 AND namespace = $2 FOR UPDATE",
                                       run_id, namespace)
             if run is None or run["status"] != "queued":
@@ -296,8 +325,24 @@ class RunStore:
                              error: dict[str, Any] | None, wait: dict[str, Any] | None) -> Outcome:
         """Ends the current attempt: completed, failed (retry policy applied) or
         suspended on a wait. A refused suspension (e.g. a child's task is
-        unknown) rolls back and leaves the attempt running."""
-        async with self.pool.acquire() as conn, conn.transaction():
+        unknown) rolls back and leaves the attempt running. A completed attempt
+        is one statement; the transaction below handles the rest and refusals."""
+        async with self.pool.acquire() as conn:
+            if outcome == "completed":
+                run = await conn.fetchrow(hot_path.FINISH_COMPLETED, run_id, namespace, attempt,
+                                          output, encoding)
+                if run is not None:
+                    effects = Effects(run_changed=True)
+                    if run["parent_run_id"] is not None:
+                        effects.timer_due = run["updated_at"]
+                    return Outcome(run, effects)
+            return await self._finish_attempt(conn, namespace, run_id, attempt, outcome, output,
+                                              encoding, error, wait)
+
+    async def _finish_attempt(self, conn: asyncpg.Connection, namespace: str, run_id: uuid.UUID,
+                              attempt: int, outcome: str, output: bytes | None, encoding: str | None,
+                              error: dict[str, Any] | None, wait: dict[str, Any] | None) -> Outcome:
+        async with conn.transaction():
             run = await lock_run(conn, namespace, run_id)
             fence(run, attempt)
             await conn.execute("DELETE FROM timers WHERE run_id = $1 AND kind IN ('lease', 'deadline')", run_id)
