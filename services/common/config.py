@@ -3,7 +3,9 @@ variable, else a default that suits one machine."""
 from __future__ import annotations
 
 import argparse
+import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 DEFAULT_FRONTEND = "127.0.0.1:7373"
@@ -31,6 +33,27 @@ class Settings:
     lease_seconds: float = 10.0
     sweep_seconds: float = 1.0
     claim_seconds: float = 3.0
+    retention_days: float = 30.0
+    prune_seconds: float = 60.0
+
+
+def _number(variable: str, *, zero_ok: bool) -> Callable[[str], float]:
+    """An argparse type: a finite float >= 0 (> 0 unless zero_ok). argparse also
+    applies it to a string default, so a bad CAIRN_* value fails at start too,
+    and its error names the flag ("argument --retention-days: ...")."""
+    bound = ">= 0" if zero_ok else "> 0"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value) or value < 0 or (value == 0 and not zero_ok):
+            raise argparse.ArgumentTypeError(
+                f"must be a number {bound} (from the flag or {variable}), got {text!r}")
+        return value
+
+    return parse
 
 
 def add_service_flags(p: argparse.ArgumentParser, default_listen: str) -> None:
@@ -54,6 +77,14 @@ def add_service_flags(p: argparse.ArgumentParser, default_listen: str) -> None:
     p.add_argument("--claim-seconds", type=float, default=float(env("CLAIM_SECONDS", "3")),
                    help="a claimed queue entry whose attempt did not start within this is claimable "
                         "again, e.g. when its matching replica died (CAIRN_CLAIM_SECONDS)")
+    p.add_argument("--retention-days", type=_number("CAIRN_RETENTION_DAYS", zero_ok=True),
+                   default=env("RETENTION_DAYS", "30"),
+                   help="history deletes runs that finished longer ago than this, with their "
+                        "steps, attempts and events; 0 keeps them forever (CAIRN_RETENTION_DAYS, "
+                        "default 30)")
+    p.add_argument("--prune-seconds", type=_number("CAIRN_PRUNE_SECONDS", zero_ok=False),
+                   default=env("PRUNE_SECONDS", "60"),
+                   help="interval of history's retention pass (CAIRN_PRUNE_SECONDS, default 60)")
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
@@ -61,4 +92,5 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     return Settings(listen=args.listen, database_url=args.database_url, nats_url=args.nats_url,
                     nats_prefix=args.nats_prefix, history_address=args.history_address,
                     matching_address=args.matching_address, lease_seconds=args.lease_seconds,
-                    sweep_seconds=args.sweep_seconds, claim_seconds=args.claim_seconds)
+                    sweep_seconds=args.sweep_seconds, claim_seconds=args.claim_seconds,
+                    retention_days=args.retention_days, prune_seconds=args.prune_seconds)

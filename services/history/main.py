@@ -1,8 +1,9 @@
-"""The history process: migrations, the gRPC API, the timer loop."""
+"""The history process: migrations, the gRPC API, the timer loop, retention."""
 from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 
 from cairn.internal.v1 import history_service_pb2 as hpb
 from cairn.internal.v1 import history_service_pb2_grpc as hgrpc
@@ -10,11 +11,14 @@ from services.common import bus as bus_mod
 from services.common import db, grpc_server, logs
 from services.common.bus import Bus
 from services.common.config import Settings, add_service_flags, settings_from_args
+from services.history.retention import Pruner
 from services.history.schedules import ScheduleStore
 from services.history.servicer import HistoryServicer
 from services.history.store import RunStore
 from services.history.timers import TimerLoop
 
+log = logging.getLogger("cairn.history")
+SECONDS_PER_DAY = 86400.0
 SERVICE = hpb.DESCRIPTOR.services_by_name["HistoryService"].full_name
 
 
@@ -31,11 +35,19 @@ async def run(settings: Settings) -> None:
     servicer.timers = timers
     await bus.subscribe(bus_mod.TIMERS, lambda _msg: timers.poke())
     timers.start()
+    pruner: Pruner | None = None
+    if settings.retention_days > 0:
+        pruner = Pruner(pool, settings.retention_days * SECONDS_PER_DAY, settings.prune_seconds)
+        pruner.start()
+    else:
+        log.info("retention: off (--retention-days 0); finished runs are kept forever")
     server, health = grpc_server.make_server(
         settings.listen, lambda s: hgrpc.add_HistoryServiceServicer_to_server(servicer, s), [SERVICE])
 
     async def on_stop() -> None:
         await timers.stop()
+        if pruner is not None:
+            await pruner.stop()
         await bus.close()
         await pool.close()
 
