@@ -23,6 +23,7 @@ from cairn.v1 import (run_service_pb2_grpc, wait_service_pb2_grpc, worker_servic
 
 from worker_sdk._grpc import (TRANSIENT_CODES, check_address, code_of, details_of,
                               open_channel, resolve_address, resolve_namespace)
+from worker_sdk.batching import BatchingStub
 from worker_sdk.errors import UnavailableError
 from worker_sdk.execution import execute_attempt
 from worker_sdk.retry import validate_name
@@ -166,7 +167,7 @@ class Worker:
         channel = await self._open_channel()
         if channel is None:
             return
-        self._stub = worker_service_pb2_grpc.WorkerServiceStub(channel)
+        self._stub = BatchingStub(worker_service_pb2_grpc.WorkerServiceStub(channel))
         self._run_stub = run_service_pb2_grpc.RunServiceStub(channel)
         self._wait_stub = wait_service_pb2_grpc.WaitServiceStub(channel)
         slots: list[asyncio.Task[None]] = []

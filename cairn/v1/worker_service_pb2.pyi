@@ -235,3 +235,43 @@ class FinishAttemptResponse(_message.Message):
     run_status: _common_pb2.RunStatus
     retry_delay: _duration_pb2.Duration
     def __init__(self, run_status: _Optional[_Union[_common_pb2.RunStatus, str]] = ..., retry_delay: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class AttemptWrite(_message.Message):
+    __slots__ = ("record_step", "finish_attempt")
+    RECORD_STEP_FIELD_NUMBER: _ClassVar[int]
+    FINISH_ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    record_step: RecordStepRequest
+    finish_attempt: FinishAttemptRequest
+    def __init__(self, record_step: _Optional[_Union[RecordStepRequest, _Mapping]] = ..., finish_attempt: _Optional[_Union[FinishAttemptRequest, _Mapping]] = ...) -> None: ...
+
+class BatchWriteRequest(_message.Message):
+    __slots__ = ("namespace", "writes")
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    WRITES_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    writes: _containers.RepeatedCompositeFieldContainer[AttemptWrite]
+    def __init__(self, namespace: _Optional[str] = ..., writes: _Optional[_Iterable[_Union[AttemptWrite, _Mapping]]] = ...) -> None: ...
+
+class WriteError(_message.Message):
+    __slots__ = ("code", "message")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    code: int
+    message: str
+    def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
+
+class AttemptWriteResult(_message.Message):
+    __slots__ = ("record_step", "finish_attempt", "error")
+    RECORD_STEP_FIELD_NUMBER: _ClassVar[int]
+    FINISH_ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    record_step: RecordStepResponse
+    finish_attempt: FinishAttemptResponse
+    error: WriteError
+    def __init__(self, record_step: _Optional[_Union[RecordStepResponse, _Mapping]] = ..., finish_attempt: _Optional[_Union[FinishAttemptResponse, _Mapping]] = ..., error: _Optional[_Union[WriteError, _Mapping]] = ...) -> None: ...
+
+class BatchWriteResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[AttemptWriteResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[AttemptWriteResult, _Mapping]]] = ...) -> None: ...

@@ -67,6 +67,11 @@ class WorkerServiceStub:
                 request_serializer=cairn_dot_v1_dot_worker__service__pb2.UpdateRunMetadataRequest.SerializeToString,
                 response_deserializer=cairn_dot_v1_dot_worker__service__pb2.UpdateRunMetadataResponse.FromString,
                 _registered_method=True)
+        self.BatchWrite = channel.unary_unary(
+                '/cairn.v1.WorkerService/BatchWrite',
+                request_serializer=cairn_dot_v1_dot_worker__service__pb2.BatchWriteRequest.SerializeToString,
+                response_deserializer=cairn_dot_v1_dot_worker__service__pb2.BatchWriteResponse.FromString,
+                _registered_method=True)
 
 
 class WorkerServiceServicer:
@@ -120,6 +125,16 @@ class WorkerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def BatchWrite(self, request, context):
+        """Step records and attempt ends of several attempts at once, committed
+        together (group commit): what a busy worker sends instead of one call per
+        write. Each write gets its own result, as if sent alone; a refusal of one
+        write does not affect the others.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WorkerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -152,6 +167,11 @@ def add_WorkerServiceServicer_to_server(servicer, server):
                     servicer.UpdateRunMetadata,
                     request_deserializer=cairn_dot_v1_dot_worker__service__pb2.UpdateRunMetadataRequest.FromString,
                     response_serializer=cairn_dot_v1_dot_worker__service__pb2.UpdateRunMetadataResponse.SerializeToString,
+            ),
+            'BatchWrite': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchWrite,
+                    request_deserializer=cairn_dot_v1_dot_worker__service__pb2.BatchWriteRequest.FromString,
+                    response_serializer=cairn_dot_v1_dot_worker__service__pb2.BatchWriteResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -319,6 +339,33 @@ class WorkerService:
             '/cairn.v1.WorkerService/UpdateRunMetadata',
             cairn_dot_v1_dot_worker__service__pb2.UpdateRunMetadataRequest.SerializeToString,
             cairn_dot_v1_dot_worker__service__pb2.UpdateRunMetadataResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchWrite(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.WorkerService/BatchWrite',
+            cairn_dot_v1_dot_worker__service__pb2.BatchWriteRequest.SerializeToString,
+            cairn_dot_v1_dot_worker__service__pb2.BatchWriteResponse.FromString,
             options,
             channel_credentials,
             insecure,

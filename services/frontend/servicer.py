@@ -168,6 +168,11 @@ class WorkerServicer(wgrpc.WorkerServiceServicer):
                                 context: grpc.aio.ServicerContext) -> wpb.UpdateRunMetadataResponse:
         return await self._route(self.b.history, "UpdateRunMetadata", request, check.update_metadata)
 
+    @rpc
+    async def BatchWrite(self, request: wpb.BatchWriteRequest,
+                         context: grpc.aio.ServicerContext) -> wpb.BatchWriteResponse:
+        return await self._route(self.b.history, "BatchWrite", request, check.batch_write)
+
 
 class WaitServicer(wsgrpc.WaitServiceServicer):
     """cairn.v1.WaitService: events and wait tokens."""

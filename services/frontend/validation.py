@@ -17,7 +17,7 @@ from cairn.v1 import run_service_pb2 as rpb
 from cairn.v1 import schedule_service_pb2 as spb
 from cairn.v1 import wait_service_pb2 as wspb
 from cairn.v1 import worker_service_pb2 as wpb
-from services.common.errors import invalid
+from services.common.errors import ServiceError, invalid
 
 DEFAULT_NAMESPACE = "default"
 NAMESPACE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -227,6 +227,25 @@ def finish(r: wpb.FinishAttemptRequest) -> None:
             raise invalid("wait: required with ATTEMPT_OUTCOME_SUSPENDED (or wake_at for a sleep)")
     else:
         raise invalid("outcome: must be COMPLETED, FAILED or SUSPENDED")
+
+
+def batch_write(r: wpb.BatchWriteRequest) -> None:
+    """Every write valid, in the batch's namespace; a refusal names the write's index."""
+    if not 1 <= len(r.writes) <= MAX_BATCH:
+        raise invalid(f"writes: 1 to {MAX_BATCH} writes per batch, got {len(r.writes)}")
+    for i, w in enumerate(r.writes):
+        kind = w.WhichOneof("write")
+        if kind is None:
+            raise invalid(f"writes[{i}]: set record_step or finish_attempt")
+        item = getattr(w, kind)
+        if item.namespace and item.namespace != r.namespace:
+            raise invalid(f"writes[{i}].{kind}.namespace: {item.namespace!r} differs from the "
+                          f"batch's {r.namespace!r}")
+        item.namespace = r.namespace
+        try:
+            (record_step if kind == "record_step" else finish)(item)
+        except ServiceError as exc:
+            raise invalid(f"writes[{i}].{kind}.{exc.message}") from None
 
 
 def wait(w: wpb.WaitSpec) -> None:

@@ -68,6 +68,27 @@ fairness AS (
 SELECT * FROM run
 """
 
+# A step record: fence (the attempt is current), insert once per position, log
+# the event and extend the lease. $1 run id, $2 namespace, $3 attempt, $4 position,
+# $5 name, $6 status, $7 output, $8 encoding, $9 error, $10 tries, $11 lease seconds.
+RECORD_STEP = """
+WITH run AS (
+    SELECT id FROM runs WHERE id = $1 AND namespace = $2 AND status = 'executing'
+    AND attempt_count = $3 FOR SHARE),
+step AS (
+    INSERT INTO steps (run_id, position, name, status, output, output_encoding, error, attempt, tries)
+    SELECT run.id, $4, $5, $6, $7, $8, $9, $3, $10 FROM run
+    ON CONFLICT (run_id, position) DO NOTHING RETURNING *),
+logged AS (
+    INSERT INTO run_events (run_id, type, attempt, details)
+    SELECT run_id, 'step_recorded', $3,
+           jsonb_build_object('position', position, 'name', name, 'status', status) FROM step),
+lease AS (
+    UPDATE timers SET due_at = now() + make_interval(secs => $11)
+    WHERE run_id = $1 AND kind = 'lease' AND EXISTS (SELECT 1 FROM step))
+SELECT * FROM step
+"""
+
 # Ends the current attempt of an executing run as completed, with the run:
 # timers, entry and wait cleared, execution time added, its event, and a
 # waiting parent signalled. $1 run id, $2 namespace, $3 attempt, $4 output,

@@ -4,6 +4,7 @@ matching) have validated input."""
 from __future__ import annotations
 
 import base64
+import functools
 import logging
 import uuid
 from datetime import datetime, timezone
@@ -195,32 +196,64 @@ class HistoryServicer(hgrpc.HistoryServiceServicer):
         due = await self.store.heartbeat(request.namespace, parse_run_id(request.run_id), request.attempt)
         return wpb.HeartbeatResponse(lease_expires_at=convert.timestamp(due))
 
-    @rpc
-    async def RecordStep(self, request: wpb.RecordStepRequest, context: grpc.aio.ServicerContext
-                         ) -> wpb.RecordStepResponse:
+    async def _record_step(self, request: wpb.RecordStepRequest, conn: Any = None
+                           ) -> wpb.RecordStepResponse:
         completed = request.status == cpb.STEP_STATUS_COMPLETED
         step = await self.store.record_step(
             request.namespace, parse_run_id(request.run_id), request.attempt, request.position,
             request.name, STEP_STATUS_NAMES[request.status],
             request.output.data if completed else None,
             _encoding(request.output) if completed else None,
-            None if completed else convert.error_dict(request.error), request.tries or 1)
+            None if completed else convert.error_dict(request.error), request.tries or 1, conn=conn)
         return wpb.RecordStepResponse(step=convert.step(step))
 
-    @rpc
-    async def FinishAttempt(self, request: wpb.FinishAttemptRequest, context: grpc.aio.ServicerContext
-                            ) -> wpb.FinishAttemptResponse:
+    async def _finish_attempt(self, request: wpb.FinishAttemptRequest, conn: Any = None
+                              ) -> tuple[wpb.FinishAttemptResponse, Outcome]:
         name = OUTCOMES[request.outcome]
         outcome = await self.store.finish_attempt(
             request.namespace, parse_run_id(request.run_id), request.attempt, name,
             request.output.data if name == "completed" else None,
             _encoding(request.output) if name == "completed" else None,
             convert.error_dict(request.error) if name == "failed" else None,
-            wait_spec(request.namespace, request) if name == "suspended" else None)
-        await self.announce(outcome)
+            wait_spec(request.namespace, request) if name == "suspended" else None, conn=conn)
         response = wpb.FinishAttemptResponse(run_status=RUN_STATUS_BY_NAME[outcome.run["status"]])
         if "retry_delay" in outcome.extra:
             response.retry_delay.CopyFrom(convert.duration(outcome.extra["retry_delay"]))
+        return response, outcome
+
+    @rpc
+    async def RecordStep(self, request: wpb.RecordStepRequest, context: grpc.aio.ServicerContext
+                         ) -> wpb.RecordStepResponse:
+        return await self._record_step(request)
+
+    @rpc
+    async def FinishAttempt(self, request: wpb.FinishAttemptRequest, context: grpc.aio.ServicerContext
+                            ) -> wpb.FinishAttemptResponse:
+        response, outcome = await self._finish_attempt(request)
+        await self.announce(outcome)
+        return response
+
+    @rpc
+    async def BatchWrite(self, request: wpb.BatchWriteRequest, context: grpc.aio.ServicerContext
+                         ) -> wpb.BatchWriteResponse:
+        """Group commit of the writes; each answered as if alone."""
+        ops = []
+        for w in request.writes:
+            if w.WhichOneof("write") == "record_step":
+                ops.append(functools.partial(self._record_step, w.record_step))
+            else:
+                ops.append(functools.partial(self._finish_attempt, w.finish_attempt))
+        response = wpb.BatchWriteResponse()
+        for result in await self.store.group_commit(ops):
+            item = response.results.add()
+            if isinstance(result, ServiceError):
+                item.error.code = result.code.value[0]
+                item.error.message = result.message
+            elif isinstance(result, tuple):
+                item.finish_attempt.CopyFrom(result[0])
+                await self.announce(result[1])
+            else:
+                item.record_step.CopyFrom(result)
         return response
 
     @rpc

@@ -9,9 +9,12 @@ Fencing: a write from a worker names (run, attempt) and is applied only while
 that attempt is the run's current, executing one."""
 from __future__ import annotations
 
+import contextlib
+import logging
 import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 
@@ -23,27 +26,10 @@ from services.history.runs import (Effects, NewRun, Outcome, create_run, end_run
                                    lock_run, set_timer)
 
 
+log = logging.getLogger("cairn.history.store")
+T = TypeVar("T")
 DISPATCH_PRUNE_MARGIN = timedelta(minutes=1)
 
-# The step-record hot path: fence (the attempt is current), insert once per
-# position, log the event and extend the lease, all in one statement.
-RECORD_STEP = """
-WITH run AS (
-    SELECT id FROM runs WHERE id = $1 AND namespace = $2 AND status = 'executing'
-    AND attempt_count = $3 FOR SHARE),
-step AS (
-    INSERT INTO steps (run_id, position, name, status, output, output_encoding, error, attempt, tries)
-    SELECT run.id, $4, $5, $6, $7, $8, $9, $3, $10 FROM run
-    ON CONFLICT (run_id, position) DO NOTHING RETURNING *),
-logged AS (
-    INSERT INTO run_events (run_id, type, attempt, details)
-    SELECT run_id, 'step_recorded', $3,
-           jsonb_build_object('position', position, 'name', name, 'status', status) FROM step),
-lease AS (
-    UPDATE timers SET due_at = now() + make_interval(secs => $11)
-    WHERE run_id = $1 AND kind = 'lease' AND EXISTS (SELECT 1 FROM step))
-SELECT * FROM step
-"""
 
 
 class RunStore:
@@ -52,6 +38,44 @@ class RunStore:
     def __init__(self, pool: asyncpg.Pool, lease_seconds: float) -> None:
         self.pool = pool
         self.lease_seconds = lease_seconds
+
+    @contextlib.asynccontextmanager
+    async def _using(self, conn: asyncpg.Connection | None) -> AsyncIterator[asyncpg.Connection]:
+        """The given connection (a caller's transaction), or one from the pool."""
+        if conn is not None:
+            yield conn
+        else:
+            async with self.pool.acquire() as acquired:
+                yield acquired
+
+    async def group_commit(self, writes: list[Callable[[asyncpg.Connection], Awaitable[T]]]
+                           ) -> list[T | ServiceError]:
+        """Applies writes of different attempts in one transaction, so they share
+        one commit; each gets its own result or refusal, as if applied alone (a
+        refusal rolls back to a savepoint that the write's own transaction
+        becomes). A database error, e.g. a deadlock between two batches, rolls the
+        batch back and applies each write alone."""
+        async with self.pool.acquire() as conn:
+            try:
+                results: list[T | ServiceError] = []
+                async with conn.transaction():
+                    for write in writes:
+                        try:
+                            results.append(await write(conn))
+                        except ServiceError as exc:
+                            results.append(exc)
+                return results
+            except asyncpg.PostgresError as exc:
+                log.warning("group commit of %d writes rolled back (%s); applying each alone",
+                            len(writes), exc)
+        results = []
+        for write in writes:
+            try:
+                async with self.pool.acquire() as conn:
+                    results.append(await write(conn))
+            except ServiceError as exc:
+                results.append(exc)
+        return results
 
     # ---- triggering and reading -------------------------------------------------
 
@@ -284,13 +308,14 @@ class RunStore:
 
     async def record_step(self, namespace: str, run_id: uuid.UUID, attempt: int, position: int,
                           name: str, status: str, output: bytes | None, encoding: str | None,
-                          error: dict[str, Any] | None, tries: int) -> asyncpg.Record:
+                          error: dict[str, Any] | None, tries: int,
+                          conn: asyncpg.Connection | None = None) -> asyncpg.Record:
         """Appends one step to the journal, once per position, from the current
         attempt only, with its event, and extends the attempt's lease: one
         statement, so one round trip and one commit on the hot path. A refused
         write takes the slower path that explains the refusal."""
-        async with self.pool.acquire() as conn:
-            step = await conn.fetchrow(RECORD_STEP, run_id, namespace, attempt, position, name, status,
+        async with self._using(conn) as conn:
+            step = await conn.fetchrow(hot_path.RECORD_STEP, run_id, namespace, attempt, position, name, status,
                                        output, encoding, error, tries, self.lease_seconds)
             if step is not None:
                 return step
@@ -302,7 +327,7 @@ class RunStore:
                 if existing is not None and existing["attempt"] == attempt and existing["name"] == name:
                     return existing  # the same write again (its answer was lost): idempotent
                 if existing is None:  # the run changed between the statements; it is locked now
-                    step = await conn.fetchrow(RECORD_STEP, run_id, namespace, attempt, position, name,
+                    step = await conn.fetchrow(hot_path.RECORD_STEP, run_id, namespace, attempt, position, name,
                                                status, output, encoding, error, tries, self.lease_seconds)
                     if step is not None:
                         return step
@@ -322,12 +347,13 @@ class RunStore:
 
     async def finish_attempt(self, namespace: str, run_id: uuid.UUID, attempt: int, outcome: str,
                              output: bytes | None, encoding: str | None,
-                             error: dict[str, Any] | None, wait: dict[str, Any] | None) -> Outcome:
+                             error: dict[str, Any] | None, wait: dict[str, Any] | None,
+                             conn: asyncpg.Connection | None = None) -> Outcome:
         """Ends the current attempt: completed, failed (retry policy applied) or
         suspended on a wait. A refused suspension (e.g. a child's task is
         unknown) rolls back and leaves the attempt running. A completed attempt
         is one statement; the transaction below handles the rest and refusals."""
-        async with self.pool.acquire() as conn:
+        async with self._using(conn) as conn:
             if outcome == "completed":
                 run = await conn.fetchrow(hot_path.FINISH_COMPLETED, run_id, namespace, attempt,
                                           output, encoding)

@@ -85,6 +85,11 @@ class HistoryServiceStub:
                 request_serializer=cairn_dot_v1_dot_worker__service__pb2.UpdateRunMetadataRequest.SerializeToString,
                 response_deserializer=cairn_dot_v1_dot_worker__service__pb2.UpdateRunMetadataResponse.FromString,
                 _registered_method=True)
+        self.BatchWrite = channel.unary_unary(
+                '/cairn.internal.v1.HistoryService/BatchWrite',
+                request_serializer=cairn_dot_v1_dot_worker__service__pb2.BatchWriteRequest.SerializeToString,
+                response_deserializer=cairn_dot_v1_dot_worker__service__pb2.BatchWriteResponse.FromString,
+                _registered_method=True)
         self.BatchTriggerRuns = channel.unary_unary(
                 '/cairn.internal.v1.HistoryService/BatchTriggerRuns',
                 request_serializer=cairn_dot_v1_dot_run__service__pb2.BatchTriggerRunsRequest.SerializeToString,
@@ -205,6 +210,13 @@ class HistoryServiceServicer:
 
     def UpdateRunMetadata(self, request, context):
         """Replaces a run's metadata.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BatchWrite(self, request, context):
+        """Step records and attempt ends of several attempts in one transaction.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -334,6 +346,11 @@ def add_HistoryServiceServicer_to_server(servicer, server):
                     servicer.UpdateRunMetadata,
                     request_deserializer=cairn_dot_v1_dot_worker__service__pb2.UpdateRunMetadataRequest.FromString,
                     response_serializer=cairn_dot_v1_dot_worker__service__pb2.UpdateRunMetadataResponse.SerializeToString,
+            ),
+            'BatchWrite': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchWrite,
+                    request_deserializer=cairn_dot_v1_dot_worker__service__pb2.BatchWriteRequest.FromString,
+                    response_serializer=cairn_dot_v1_dot_worker__service__pb2.BatchWriteResponse.SerializeToString,
             ),
             'BatchTriggerRuns': grpc.unary_unary_rpc_method_handler(
                     servicer.BatchTriggerRuns,
@@ -636,6 +653,33 @@ class HistoryService:
             '/cairn.internal.v1.HistoryService/UpdateRunMetadata',
             cairn_dot_v1_dot_worker__service__pb2.UpdateRunMetadataRequest.SerializeToString,
             cairn_dot_v1_dot_worker__service__pb2.UpdateRunMetadataResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchWrite(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.internal.v1.HistoryService/BatchWrite',
+            cairn_dot_v1_dot_worker__service__pb2.BatchWriteRequest.SerializeToString,
+            cairn_dot_v1_dot_worker__service__pb2.BatchWriteResponse.FromString,
             options,
             channel_credentials,
             insecure,
