@@ -241,7 +241,10 @@ class CairnCluster:
                    PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])),
                    CAIRN_HISTORY_ADDRESS=self.addresses["history"],
                    CAIRN_MATCHING_ADDRESS=self.addresses["matching"],
-                   CAIRN_ADDRESS=self.address)
+                   CAIRN_ADDRESS=self.address,
+                   # g loads finished runs up to 30 days old: the pruner runs (its pass
+                   # is in the measurement) but has nothing to delete.
+                   CAIRN_RETENTION_DAYS="45", CAIRN_PRUNE_SECONDS="5")
         self.env = env
         self.services: dict[str, Proc] = {}
         self.workers: list[Proc] = []
