@@ -96,8 +96,8 @@ def poll(wstub: worker_service_pb2_grpc.WorkerServiceStub, worker_id: str,
          task_id: str) -> wpb.AttemptAssignment:
     response = wstub.PollAttempt(wpb.PollAttemptRequest(
         worker_id=worker_id, task_ids=[task_id], wait=seconds(10)), timeout=30)
-    assert response.HasField("assignment"), f"no attempt of {task_id} handed out within 10 s"
-    return response.assignment
+    assert len(response.assignments) == 1, f"no attempt of {task_id} handed out within 10 s"
+    return response.assignments[0]
 
 
 def table_counts(cluster: Cluster) -> dict[str, int]:
@@ -318,8 +318,8 @@ def test_language_neutral_protocol_with_grpcurl_as_the_worker(cluster: Cluster) 
 
     polled = grpcurl_call(address, "cairn.v1.WorkerService/PollAttempt",
                           {"worker_id": worker_id, "task_ids": ["neutral"], "wait": "10s"})
-    assignment = polled.get("assignment")
-    assert assignment, f"no assignment: {polled}"
+    assert len(polled.get("assignments", [])) == 1, f"not one assignment: {polled}"
+    assignment = polled["assignments"][0]
     assert field(assignment, "run_id") == run_id
     assert assignment["attempt"] == 1
     assert field(assignment, "task_id") == "neutral"
@@ -538,6 +538,11 @@ def test_bad_input_is_refused_with_the_right_status_and_nothing_written(
         worker_id="w-negative", version="1", slots=1, tasks=[wpb.TaskDefinition(
             task_id="bad-retry", retry=cpb.RetryPolicy(max_attempts=-1))]), timeout=t),
         grpc.StatusCode.INVALID_ARGUMENT, "max_attempts")
+    # PollAttempt: the parked run stays queued.
+    for bad in (-1, 101):
+        refused(lambda: wstub.PollAttempt(wpb.PollAttemptRequest(
+            worker_id="bad-input-worker", task_ids=["parked-task"], max_attempts=bad,
+            wait=seconds(0)), timeout=t), grpc.StatusCode.INVALID_ARGUMENT, "max_attempts")
     # ListRuns
     refused(lambda: rstub.ListRuns(rpb.ListRunsRequest(page_size=5000), timeout=t),
             grpc.StatusCode.INVALID_ARGUMENT, "page_size")
@@ -575,6 +580,31 @@ def test_bad_input_is_refused_with_the_right_status_and_nothing_written(
         cpb.RUN_STATUS_QUEUED
     assert rstub.GetRun(rpb.GetRunRequest(run_id=live.id), timeout=t).run.status == \
         cpb.RUN_STATUS_EXECUTING
+
+
+def test_one_poll_takes_up_to_max_attempts_runs_each_started(cluster: Cluster) -> None:
+    rstub, wstub = run_stub(cluster), worker_stub(cluster)
+    register(wstub, "batch-poller", "batched-task")
+    ids = {rstub.TriggerRun(rpb.TriggerRunRequest(task_id="batched-task", payload=json_payload(i)),
+                            timeout=RPC_TIMEOUT).run.id for i in range(5)}
+    first = wstub.PollAttempt(wpb.PollAttemptRequest(
+        worker_id="batch-poller", task_ids=["batched-task"], max_attempts=3, wait=seconds(5)),
+        timeout=30).assignments
+    assert len(first) == 3, first
+    rest = wstub.PollAttempt(wpb.PollAttemptRequest(
+        worker_id="batch-poller", task_ids=["batched-task"], max_attempts=10, wait=seconds(5)),
+        timeout=30).assignments
+    assert len(rest) == 2, rest
+    handed = [a.run_id for a in [*first, *rest]]
+    assert sorted(handed) == sorted(ids), "each run handed out exactly once"
+    assert all(a.attempt == 1 and a.task_id == "batched-task" for a in [*first, *rest])
+    statuses = {rstub.GetRun(rpb.GetRunRequest(run_id=i), timeout=RPC_TIMEOUT).run.status for i in ids}
+    assert statuses == {cpb.RUN_STATUS_EXECUTING}
+    assert cluster.sql_value("SELECT count(*) FROM queue_entries") == 0
+    empty = wstub.PollAttempt(wpb.PollAttemptRequest(
+        worker_id="batch-poller", task_ids=["batched-task"], max_attempts=10, wait=seconds(0.2)),
+        timeout=30)
+    assert not empty.assignments
 
 
 # ---- 6. cancel -----------------------------------------------------------------------------

@@ -20,6 +20,7 @@ import pytest
 from cluster import Cluster, json_payload, wait_for
 from google.protobuf.duration_pb2 import Duration
 
+from cairn.internal.v1 import history_service_pb2_grpc
 from cairn.v1 import common_pb2 as cpb
 from cairn.v1 import run_service_pb2 as rpb
 from cairn.v1 import run_service_pb2_grpc
@@ -62,12 +63,7 @@ class Api:
         wait.FromSeconds(5)
         response = self.worker.PollAttempt(wpb.PollAttemptRequest(
             worker_id=WORKER_ID, task_ids=[task_id], wait=wait), timeout=RPC_TIMEOUT)
-        # PollAttemptResponse.assignments (repeated, one per free slot asked
-        # for); older protos had a single `assignment`.
-        if "assignments" in wpb.PollAttemptResponse.DESCRIPTOR.fields_by_name:
-            handed = list(response.assignments)
-        else:
-            handed = [response.assignment] if response.HasField("assignment") else []
+        handed = list(response.assignments)
         assert [(a.run_id, a.attempt) for a in handed] == [(run_id, 1)], \
             f"polled {handed} instead of attempt 1 of {run_id}"
         return run_id
@@ -328,32 +324,34 @@ def test_a_malformed_batch_is_refused_whole_naming_the_write(cluster: Cluster) -
 # ---- a database error in one write -------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: RunStore.group_commit's fallback (each write alone) catches only ServiceError, so the "
-    "PostgresError of the bad write escapes: BatchWrite fails INTERNAL as a whole although the "
-    "writes before it were committed, and the writes after it are never applied"))
 @pytest.mark.cluster_options(lease_seconds=60)
 def test_a_database_error_in_one_write_does_not_decide_the_others(cluster: Cluster) -> None:
-    # A NUL character passes the frontend's checks but PostgreSQL text refuses
-    # it, so this write fails in the database: alone, RecordStep answers
-    # INTERNAL. In a batch the transaction is rolled back and each write applied
-    # alone (RunStore.group_commit): the others must still be answered as if
-    # alone, and the ones after it applied.
+    # A NUL character: PostgreSQL text refuses it. The frontend refuses it first
+    # (INVALID_ARGUMENT naming the field, nothing written); history's own API,
+    # which trusts the frontend, meets it as a database error in one write of a
+    # group commit: the batch is rolled back and each write applied alone, so
+    # the others are answered as if alone and the ones after it applied.
     api = Api(cluster)
     api.register("bw-x", "bw-y", "bw-z")
     x, y, z = api.executing("bw-x"), api.executing("bw-y"), api.executing("bw-z")
+    before = table_counts(cluster)
 
     with pytest.raises(grpc.RpcError) as alone:
         api.worker.RecordStep(record(y, 0, "bad\x00name").record_step, timeout=RPC_TIMEOUT)
-    assert alone.value.code() == INTERNAL, alone.value
-    assert steps_of(cluster, y) == []
+    assert alone.value.code() == grpc.StatusCode.INVALID_ARGUMENT, alone.value
+    assert "name" in alone.value.details() and "NUL" in alone.value.details()
+    with pytest.raises(grpc.RpcError) as batched:
+        api.batch(record(x, 0, "before"), record(y, 0, "bad\x00name"))
+    assert batched.value.code() == grpc.StatusCode.INVALID_ARGUMENT, batched.value
+    assert "writes[1].record_step.name" in batched.value.details(), batched.value.details()
+    assert table_counts(cluster) == before
 
-    try:
-        results = api.batch(record(x, 0, "before"), record(y, 0, "bad\x00name"),
-                            record(z, 0, "after"))
-    except grpc.RpcError as exc:
-        pytest.fail(f"the whole batch failed with {exc.code().name}: {exc.details()}; "
-                    f"steps written meanwhile: x={steps_of(cluster, x)} z={steps_of(cluster, z)}")
+    history = history_service_pb2_grpc.HistoryServiceStub(grpc.insecure_channel(cluster.history_address))
+    writes = [record(x, 0, "before"), record(y, 0, "bad\x00name"), record(z, 0, "after")]
+    for w in writes:
+        w.record_step.namespace = "default"
+    results = history.BatchWrite(wpb.BatchWriteRequest(namespace="default", writes=writes),
+                                 timeout=RPC_TIMEOUT).results
     assert results[0].WhichOneof("result") == "record_step", results[0]
     assert_refused(results[1], INTERNAL)
     assert results[2].WhichOneof("result") == "record_step", results[2]

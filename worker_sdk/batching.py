@@ -84,11 +84,11 @@ class BatchingStub:
             _settle(write, result)
 
     async def _send_many(self, batch: list[_Write]) -> None:
-        request = worker_service_pb2.BatchWriteRequest(namespace=batch[0].request.namespace)
-        for w in batch:
-            getattr(request.writes.add(), w.kind).CopyFrom(w.request)
         timeouts = [w.timeout for w in batch if w.timeout is not None]
         try:
+            request = worker_service_pb2.BatchWriteRequest(namespace=batch[0].request.namespace)
+            for w in batch:
+                getattr(request.writes.add(), w.kind).CopyFrom(w.request)
             response = await self._stub.BatchWrite(request, timeout=max(timeouts) if timeouts else None)
         except Exception as exc:  # the whole call failed: every write did, each retries alone
             for w in batch:

@@ -38,9 +38,14 @@ def one_line(text: str, limit: int = 200) -> str:
 
 def error_info(exc: BaseException, non_retryable: bool) -> common_pb2.ErrorInfo:
     """An exception as recorded: qualified type name, message and stack trace."""
-    return common_pb2.ErrorInfo(type=type_name(type(exc)), message=str(exc),
-                                stack_trace="".join(traceback.format_exception(exc)),
+    return common_pb2.ErrorInfo(type=type_name(type(exc)), message=_printable(str(exc)),
+                                stack_trace=_printable("".join(traceback.format_exception(exc))),
                                 non_retryable=non_retryable)
+
+
+def _printable(text: str) -> str:
+    """text without NUL characters, which the server cannot store."""
+    return text.replace("\x00", "\\x00")
 
 
 def task_error_info(task: Task, exc: BaseException) -> common_pb2.ErrorInfo:
@@ -54,8 +59,8 @@ def task_error_info(task: Task, exc: BaseException) -> common_pb2.ErrorInfo:
             trace += "\nThe step's recorded error:\n" + exc.stack_trace
         non_retryable = (exc.non_retryable or task.retry.is_non_retryable(exc)
                          or exc.error_type in task.retry.non_retryable_names())
-        return common_pb2.ErrorInfo(type=exc.error_type, message=exc.message,
-                                    stack_trace=trace, non_retryable=non_retryable)
+        return common_pb2.ErrorInfo(type=exc.error_type, message=_printable(exc.message),
+                                    stack_trace=_printable(trace), non_retryable=non_retryable)
     return error_info(exc, task.retry.is_non_retryable(exc))
 
 

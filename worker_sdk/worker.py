@@ -31,6 +31,7 @@ from worker_sdk.task import Task
 
 log = logging.getLogger("cairn.worker")
 POLL_WAIT = 20.0
+MAX_POLL_ATTEMPTS = 100
 REGISTER_TIMEOUT = 10.0
 BACKOFF_FIRST = 0.1
 BACKOFF_MAX = 2.0
@@ -130,6 +131,9 @@ class Worker:
         self._run_stub: Any = None
         self._wait_stub: Any = None
         self._polls: set[asyncio.Task[Any]] = set()
+        self._handed: asyncio.Queue[worker_service_pb2.AttemptAssignment | None] | None = None
+        self._slot_free: asyncio.Event | None = None
+        self._idle = 0
         self._registered = False
         self._register_lock: asyncio.Lock | None = None
 
@@ -170,24 +174,30 @@ class Worker:
         self._stub = BatchingStub(worker_service_pb2_grpc.WorkerServiceStub(channel))
         self._run_stub = run_service_pb2_grpc.RunServiceStub(channel)
         self._wait_stub = wait_service_pb2_grpc.WaitServiceStub(channel)
+        self._handed = asyncio.Queue()
+        self._slot_free = asyncio.Event()
+        self._idle = 0
         slots: list[asyncio.Task[None]] = []
+        poller: asyncio.Task[None] | None = None
         stopped = asyncio.create_task(self._stop.wait())
         try:
             if not await self._ensure_registered():
                 return
             slots = [asyncio.create_task(self._slot(i), name=f"cairn-worker-slot-{i}")
                      for i in range(self.slots)]
+            poller = asyncio.create_task(self._poller(), name="cairn-worker-poller")
             await stopped
             log.info("worker stopping: id=%s; waiting up to %.1fs for running attempts",
                      self.worker_id, self.grace)
-            for poll in list(self._polls):
-                poll.cancel()
+            poller.cancel()
+            for _ in slots:
+                self._handed.put_nowait(None)
             await self._wait_slots(slots)
         finally:
             stopped.cancel()
-            for t in slots:
+            for t in [*slots, *([poller] if poller else [])]:
                 t.cancel()
-            await asyncio.gather(*slots, return_exceptions=True)
+            await asyncio.gather(*slots, *([poller] if poller else []), return_exceptions=True)
             await channel.close()
             self._stub = self._run_stub = self._wait_stub = None
             log.info("worker stopped: id=%s", self.worker_id)
@@ -310,15 +320,44 @@ class Worker:
         return True
 
     async def _slot(self, index: int) -> None:
-        """One slot: poll, run what comes, poll again, until the worker stops.
-        Never raises: errors are logged and followed by a capped backoff."""
-        assert self._stop is not None
+        """One slot: runs the attempts the poller hands it, one at a time, until
+        it is handed None. Never raises: an SDK error is logged."""
+        assert self._handed is not None and self._slot_free is not None
+        while True:
+            self._idle += 1
+            self._slot_free.set()
+            try:
+                assignment = await self._handed.get()
+            finally:
+                self._idle -= 1
+            if assignment is None:
+                return
+            try:
+                await execute_attempt(self._stub, self.namespace,
+                                      self.tasks.get(assignment.task_id), assignment,
+                                      run_stub=self._run_stub, wait_stub=self._wait_stub)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("attempt crashed in the SDK: run=%s attempt=%d task=%s",
+                              assignment.run_id, assignment.attempt, assignment.task_id)
+
+    async def _poller(self) -> None:
+        """Long-polls for as many attempts as there are free slots (one poll at a
+        time, so a busy worker gets its work in batches) and hands them to the
+        slots. Never raises: errors are logged and followed by a capped backoff."""
+        assert self._stop is not None and self._handed is not None and self._slot_free is not None
         delay = BACKOFF_FIRST
         failing = False
-        request = worker_service_pb2.PollAttemptRequest(
-            namespace=self.namespace, worker_id=self.worker_id, task_ids=list(self.tasks),
-            wait=Duration(seconds=int(POLL_WAIT)))
         while not self._stop.is_set():
+            want = self._idle - self._handed.qsize()
+            if want <= 0:
+                self._slot_free.clear()
+                await self._slot_free.wait()
+                continue
+            request = worker_service_pb2.PollAttemptRequest(
+                namespace=self.namespace, worker_id=self.worker_id, task_ids=list(self.tasks),
+                wait=Duration(seconds=int(POLL_WAIT)), max_attempts=min(want, MAX_POLL_ATTEMPTS))
             try:
                 if not await self._ensure_registered() or self._stop.is_set():
                     return
@@ -339,33 +378,23 @@ class Worker:
                     self._registered = False  # a restarted cluster may have forgotten us
                 if not failing:
                     level = logging.WARNING if code in TRANSIENT_CODES else logging.ERROR
-                    log.log(level, "poll failed in slot %d (%s: %s); backing off", index,
+                    log.log(level, "poll failed (%s: %s); backing off",
                             code.name if code else type(exc).__name__, details_of(exc))
                     failing = True
                 await self._sleep_unless_stopped(delay)
                 delay = min(BACKOFF_MAX, delay * 2)
                 continue
             except Exception:
-                log.exception("poll failed in slot %d; backing off", index)
+                log.exception("poll failed; backing off")
                 await self._sleep_unless_stopped(delay)
                 delay = min(BACKOFF_MAX, delay * 2)
                 continue
             if failing:
-                log.info("poll recovered in slot %d", index)
+                log.info("poll recovered")
                 failing = False
             delay = BACKOFF_FIRST
-            if not response.HasField("assignment"):
-                continue
-            assignment = response.assignment
-            try:
-                await execute_attempt(self._stub, self.namespace,
-                                      self.tasks.get(assignment.task_id), assignment,
-                                      run_stub=self._run_stub, wait_stub=self._wait_stub)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("attempt crashed in the SDK: run=%s attempt=%d task=%s",
-                              assignment.run_id, assignment.attempt, assignment.task_id)
+            for assignment in response.assignments:
+                self._handed.put_nowait(assignment)
 
     async def _poll(self, request: worker_service_pb2.PollAttemptRequest
                     ) -> worker_service_pb2.PollAttemptResponse:

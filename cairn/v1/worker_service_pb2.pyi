@@ -61,16 +61,18 @@ class RegisterWorkerResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class PollAttemptRequest(_message.Message):
-    __slots__ = ("namespace", "worker_id", "task_ids", "wait")
+    __slots__ = ("namespace", "worker_id", "task_ids", "wait", "max_attempts")
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     TASK_IDS_FIELD_NUMBER: _ClassVar[int]
     WAIT_FIELD_NUMBER: _ClassVar[int]
+    MAX_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
     namespace: str
     worker_id: str
     task_ids: _containers.RepeatedScalarFieldContainer[str]
     wait: _duration_pb2.Duration
-    def __init__(self, namespace: _Optional[str] = ..., worker_id: _Optional[str] = ..., task_ids: _Optional[_Iterable[str]] = ..., wait: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+    max_attempts: int
+    def __init__(self, namespace: _Optional[str] = ..., worker_id: _Optional[str] = ..., task_ids: _Optional[_Iterable[str]] = ..., wait: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_attempts: _Optional[int] = ...) -> None: ...
 
 class AttemptAssignment(_message.Message):
     __slots__ = ("run_id", "attempt", "task_id", "payload", "steps", "lease_duration", "run_created_at", "metadata", "parent_run_id")
@@ -95,10 +97,10 @@ class AttemptAssignment(_message.Message):
     def __init__(self, run_id: _Optional[str] = ..., attempt: _Optional[int] = ..., task_id: _Optional[str] = ..., payload: _Optional[_Union[_common_pb2.Payload, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[_common_pb2.Step, _Mapping]]] = ..., lease_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., run_created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., parent_run_id: _Optional[str] = ...) -> None: ...
 
 class PollAttemptResponse(_message.Message):
-    __slots__ = ("assignment",)
-    ASSIGNMENT_FIELD_NUMBER: _ClassVar[int]
-    assignment: AttemptAssignment
-    def __init__(self, assignment: _Optional[_Union[AttemptAssignment, _Mapping]] = ...) -> None: ...
+    __slots__ = ("assignments",)
+    ASSIGNMENTS_FIELD_NUMBER: _ClassVar[int]
+    assignments: _containers.RepeatedCompositeFieldContainer[AttemptAssignment]
+    def __init__(self, assignments: _Optional[_Iterable[_Union[AttemptAssignment, _Mapping]]] = ...) -> None: ...
 
 class HeartbeatRequest(_message.Message):
     __slots__ = ("namespace", "run_id", "attempt")

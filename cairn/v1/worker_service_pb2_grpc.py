@@ -89,8 +89,8 @@ class WorkerServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def PollAttempt(self, request, context):
-        """Long-polls for an attempt to run: returns as soon as one is handed over,
-        or empty when the wait ends.
+        """Long-polls for attempts to run: returns as soon as at least one is handed
+        over (up to max_attempts), or empty when the wait ends.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -28,6 +28,7 @@ MAX_WAIT_SECONDS = 60.0
 MAX_METADATA_BYTES = 4096
 MAX_TAGS = 10
 MAX_BATCH = 1000
+MAX_POLL_ATTEMPTS = 100
 MAX_DELAY_SECONDS = 366 * 86400
 
 
@@ -71,6 +72,8 @@ def text(field: str, value: str, limit: int, required: bool = False) -> None:
         raise invalid(f"{field}: required")
     if len(value) > limit:
         raise invalid(f"{field}: longer than {limit} characters")
+    if "\x00" in value:
+        raise invalid(f"{field}: must not contain NUL characters (PostgreSQL cannot store them)")
 
 
 def wait_seconds(field: str, msg: object, default: float) -> float:
@@ -185,6 +188,8 @@ def poll(r: wpb.PollAttemptRequest) -> None:
     for i, t in enumerate(r.task_ids):
         identifier(f"task_ids[{i}]", t)
     wait_seconds("wait", r, 0)
+    if not 0 <= r.max_attempts <= MAX_POLL_ATTEMPTS:
+        raise invalid(f"max_attempts: 0 to {MAX_POLL_ATTEMPTS} (0 means 1), got {r.max_attempts}")
 
 
 def attempt_ref(r: object) -> None:

@@ -169,26 +169,39 @@ class HistoryServicer(hgrpc.HistoryServiceServicer):
     # ---- attempts ----------------------------------------------------------------
 
     @rpc
-    async def StartAttempt(self, request: hpb.StartAttemptRequest, context: grpc.aio.ServicerContext
-                           ) -> hpb.StartAttemptResponse:
-        started = await self.store.start_attempt(
+    async def StartAttempts(self, request: hpb.StartAttemptsRequest, context: grpc.aio.ServicerContext
+                            ) -> hpb.StartAttemptsResponse:
+        """Starts claimed runs in one transaction; a stale claim gets an empty result."""
+        ops = [functools.partial(self._start_attempt, r) for r in request.starts]
+        response = hpb.StartAttemptsResponse()
+        for result in await self.store.group_commit(ops):
+            item = response.results.add()
+            if isinstance(result, ServiceError):  # not started: the claim expires
+                log.warning("start of a claimed run refused: %s", result.message)
+                continue
+            if result is None:
+                continue
+            outcome, steps = result
+            await self.announce(outcome)
+            if steps is not None:  # None: rate-limited, its timer will announce it
+                item.assignment.CopyFrom(self._assignment(outcome.run, steps))
+        return response
+
+    async def _start_attempt(self, request: hpb.StartAttemptRequest, conn: Any
+                             ) -> tuple[Outcome, list[Any] | None] | None:
+        return await self.store.start_attempt(
             request.namespace, parse_run_id(request.run_id), uuid.UUID(request.claim_token),
-            request.worker_id, request.worker_version)
-        if started is None:
-            return hpb.StartAttemptResponse()
-        outcome, steps = started
-        await self.announce(outcome)
-        if steps is None:  # rate-limited: its timer will announce it
-            return hpb.StartAttemptResponse()
-        run = outcome.run
-        return hpb.StartAttemptResponse(assignment=wpb.AttemptAssignment(
+            request.worker_id, request.worker_version, conn=conn)
+
+    def _assignment(self, run: Any, steps: list[Any]) -> wpb.AttemptAssignment:
+        return wpb.AttemptAssignment(
             run_id=str(run["id"]), attempt=run["attempt_count"], task_id=run["task_id"],
             payload=convert.payload(run["input"], run["input_encoding"]),
             steps=[convert.step(s) for s in steps],
             lease_duration=convert.duration(self.store.lease_seconds),
             run_created_at=convert.timestamp(run["created_at"]),
             metadata=convert.struct(run["metadata"]),
-            parent_run_id=str(run["parent_run_id"] or "")))
+            parent_run_id=str(run["parent_run_id"] or ""))
 
     @rpc
     async def Heartbeat(self, request: wpb.HeartbeatRequest, context: grpc.aio.ServicerContext

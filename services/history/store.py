@@ -17,6 +17,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
 
 import asyncpg
+import grpc
 
 from cairn import backoff, retry_policy
 from cairn.statuses import TERMINAL_RUN_STATUSES
@@ -54,20 +55,22 @@ class RunStore:
         one commit; each gets its own result or refusal, as if applied alone (a
         refusal rolls back to a savepoint that the write's own transaction
         becomes). A database error, e.g. a deadlock between two batches, rolls the
-        batch back and applies each write alone."""
-        async with self.pool.acquire() as conn:
-            try:
-                results: list[T | ServiceError] = []
-                async with conn.transaction():
-                    for write in writes:
-                        try:
-                            results.append(await write(conn))
-                        except ServiceError as exc:
-                            results.append(exc)
-                return results
-            except asyncpg.PostgresError as exc:
-                log.warning("group commit of %d writes rolled back (%s); applying each alone",
-                            len(writes), exc)
+        batch back and applies each write alone. A single write is applied
+        alone at once: its own statement is its transaction."""
+        if len(writes) > 1:
+            async with self.pool.acquire() as conn:
+                try:
+                    results: list[T | ServiceError] = []
+                    async with conn.transaction():
+                        for write in writes:
+                            try:
+                                results.append(await write(conn))
+                            except ServiceError as exc:
+                                results.append(exc)
+                    return results
+                except asyncpg.PostgresError as exc:
+                    log.warning("group commit of %d writes rolled back (%s); applying each alone",
+                                len(writes), exc)
         results = []
         for write in writes:
             try:
@@ -75,6 +78,10 @@ class RunStore:
                     results.append(await write(conn))
             except ServiceError as exc:
                 results.append(exc)
+            except asyncpg.PostgresError as exc:  # this write's own failure, not the others'
+                log.exception("a write of a group commit failed")
+                results.append(ServiceError(grpc.StatusCode.INTERNAL,
+                                            f"internal error ({type(exc).__name__}); see history's log"))
         return results
 
     # ---- triggering and reading -------------------------------------------------
@@ -179,14 +186,14 @@ class RunStore:
     # ---- attempts ----------------------------------------------------------------
 
     async def start_attempt(self, namespace: str, run_id: uuid.UUID, claim_token: uuid.UUID,
-                            worker_id: str, worker_version: str
+                            worker_id: str, worker_version: str, conn: asyncpg.Connection | None = None
                             ) -> tuple[Outcome, list[asyncpg.Record] | None] | None:
         """Starts the next attempt of a claimed run, with its lease (and its
         max-duration deadline): (outcome, journal). None when the claim is stale;
         (outcome, None) when the run must wait for its rate limit (announce it).
         A queue without limits takes one statement; the transaction below
         handles limits and explains refusals."""
-        async with self.pool.acquire() as conn:
+        async with self._using(conn) as conn:
             run = await conn.fetchrow(hot_path.START, run_id, namespace, claim_token, worker_id,
                                       worker_version, self.lease_seconds)
             if run is not None:

@@ -67,14 +67,14 @@ _READY = ("e.namespace = $1 AND e.task_id = ANY($2) AND e.available_at <= now() 
           "AND NOT EXISTS (SELECT 1 FROM blocked b WHERE b.queue = e.queue "
           "AND (b.key IS NULL OR b.key = e.concurrency_key))")
 _SET_CLAIM = ("UPDATE queue_entries SET claim_token = $3, claimed_until = now() + make_interval(secs => $4) "
-              "WHERE run_id = ({}) RETURNING run_id")
+              "WHERE run_id = ANY (ARRAY({})) RETURNING run_id")  # ARRAY(): picked once
 # One index-ordered lookup per task (namespace, task_id, priority, available_at),
-# then the best of those: never a sort of the whole ready set.
+# then the best $5 of those: never a sort of the whole ready set.
 _PER_TASK = ("SELECT c.run_id FROM unnest($2::text[]) AS t(task_id) CROSS JOIN LATERAL ("
              " SELECT e.run_id, e.priority, e.available_at FROM queue_entries e"
              " WHERE e.task_id = t.task_id AND {ready}{extra}"
-             " ORDER BY e.priority DESC, e.available_at LIMIT 1 FOR UPDATE OF e SKIP LOCKED) c"
-             " ORDER BY c.priority DESC, c.available_at LIMIT 1")
+             " ORDER BY e.priority DESC, e.available_at LIMIT $5 FOR UPDATE OF e SKIP LOCKED) c"
+             " ORDER BY c.priority DESC, c.available_at LIMIT $5")
 CLAIM = f"WITH {_BLOCKED} " + _SET_CLAIM.format(_PER_TASK.format(ready=_READY, extra=""))
 UNKEYED_CLAIM = f"WITH {_BLOCKED} " + _SET_CLAIM.format(_PER_TASK.format(
     ready=_READY, extra=" AND NOT EXISTS (SELECT 1 FROM concurrency_keys k "
@@ -84,7 +84,7 @@ FAIR_CLAIM = f"WITH {_BLOCKED} " + _SET_CLAIM.format(
     f" SELECT e.run_id FROM queue_entries e WHERE e.queue = k.queue AND e.concurrency_key = k.key AND {_READY}"
     " ORDER BY e.priority DESC, e.available_at LIMIT 1 FOR UPDATE OF e SKIP LOCKED) c "
     "WHERE k.namespace = $1 AND k.queue IN (SELECT t.queue FROM tasks t WHERE t.namespace = $1 "
-    "AND t.task_id = ANY($2)) ORDER BY k.last_dispatched_at NULLS FIRST LIMIT 1")
+    "AND t.task_id = ANY($2)) ORDER BY k.last_dispatched_at NULLS FIRST LIMIT $5")
 
 
 class Claimer:
@@ -116,31 +116,32 @@ class Claimer:
             rows = await conn.fetch("SELECT namespace, name FROM queues WHERE concurrency_limit > 0")
         self.limited_queues = {(r["namespace"], r["name"]) for r in rows}
 
-    async def claim(self, namespace: str, task_ids: list[str]) -> tuple[uuid.UUID, uuid.UUID] | None:
-        """(run_id, claim_token) of the best ready entry, or None. Queues with
-        keyed runs are served round-robin over their keys (the key served least
-        recently first), taking turns with the worker's unkeyed queues; within a
-        key or an unkeyed queue, by priority, then arrival."""
+    async def claim(self, namespace: str, task_ids: list[str], limit: int = 1
+                    ) -> tuple[list[uuid.UUID], uuid.UUID]:
+        """Up to `limit` of the best ready entries, claimed under one token:
+        (run ids, token). Queues with keyed runs are served round-robin over
+        their keys (the key served least recently first, one entry per key in a
+        claim), taking turns with the worker's unkeyed queues; within a key or
+        an unkeyed queue, by priority, then arrival."""
         token = uuid.uuid4()
         async with self.pool.acquire() as conn:
             if not await self._has_keys(conn, namespace, task_ids):
-                run_id = await conn.fetchval(CLAIM, namespace, task_ids, token, self.claim_seconds)
-                return (run_id, token) if run_id is not None else None
+                rows = await conn.fetch(CLAIM, namespace, task_ids, token, self.claim_seconds, limit)
+                return [r["run_id"] for r in rows], token
             # Keyed and unkeyed queues take turns, so neither starves the other.
             self._keyed_first = not self._keyed_first
             order = (FAIR_CLAIM, UNKEYED_CLAIM) if self._keyed_first else (UNKEYED_CLAIM, FAIR_CLAIM)
-            run_id = None
             for sql in order:
-                run_id = await conn.fetchval(sql, namespace, task_ids, token, self.claim_seconds)
-                if run_id is not None:
+                rows = await conn.fetch(sql, namespace, task_ids, token, self.claim_seconds, limit)
+                if rows:
                     break
-        return (run_id, token) if run_id is not None else None
+        return [r["run_id"] for r in rows], token
 
-    async def release(self, run_id: uuid.UUID, token: uuid.UUID) -> None:
-        """Gives a claim back at once (history could not be reached)."""
+    async def release(self, run_ids: list[uuid.UUID], token: uuid.UUID) -> None:
+        """Gives claims back at once (history could not be reached)."""
         async with self.pool.acquire() as conn:
             await conn.execute("UPDATE queue_entries SET claim_token = NULL, claimed_until = NULL "
-                               "WHERE run_id = $1 AND claim_token = $2", run_id, token)
+                               "WHERE run_id = ANY($1) AND claim_token = $2", run_ids, token)
 
     async def ready_keys(self) -> list[Key]:
         """Keys with claimable entries: what the sweep wakes pollers for (a key

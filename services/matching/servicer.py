@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 
 import asyncpg
 import grpc
@@ -23,6 +24,7 @@ from services.matching.registry import Registry
 DEFAULT_WAIT = 20.0
 MAX_WAIT = 60.0
 START_TIMEOUT = 10.0
+MAX_ATTEMPTS = 100
 WORKER_CACHE_SECONDS = 5.0
 
 
@@ -66,11 +68,12 @@ class MatchingServicer(mgrpc.MatchingServiceServicer):
         wait = request.wait.ToTimedelta().total_seconds() if request.HasField("wait") else DEFAULT_WAIT
         deadline = time.monotonic() + min(max(wait, 0.0), MAX_WAIT)
         keys = [(ns, t) for t in task_ids]
+        limit = min(max(request.max_attempts, 1), MAX_ATTEMPTS)
         while True:
             event = self.waiters.add(keys)
             try:
-                claimed = await self.claimer.claim(ns, task_ids)
-                if claimed is None:
+                run_ids, token = await self.claimer.claim(ns, task_ids, limit)
+                if not run_ids:
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
                         return wpb.PollAttemptResponse()
@@ -81,11 +84,11 @@ class MatchingServicer(mgrpc.MatchingServiceServicer):
                     continue
             finally:
                 self.waiters.remove(keys, event)
-            assignment = await self._start(ns, request.worker_id, worker["version"], *claimed)
-            if assignment is not None:
+            assignments = await self._start(ns, request.worker_id, worker["version"], run_ids, token)
+            if assignments:
                 for key in keys:  # more may be ready: hand the baton to the next poller
                     self.waiters.wake(key)
-                return wpb.PollAttemptResponse(assignment=assignment)
+                return wpb.PollAttemptResponse(assignments=assignments)
 
     async def _worker(self, ns: str, worker_id: str) -> asyncpg.Record | None:
         """The worker's registration, cached briefly: every poll needs it."""
@@ -98,23 +101,25 @@ class MatchingServicer(mgrpc.MatchingServiceServicer):
             self._workers[(ns, worker_id)] = (now, worker)
         return worker
 
-    async def _start(self, ns: str, worker_id: str, version: str, run_id, token
-                     ) -> wpb.AttemptAssignment | None:
-        """Asks history to start the claimed run; gives the claim back if history is unreachable."""
+    async def _start(self, ns: str, worker_id: str, version: str, run_ids: list[uuid.UUID],
+                     token: uuid.UUID) -> list[wpb.AttemptAssignment]:
+        """Asks history to start the claimed runs; gives the claims back if history
+        is unreachable. A run history did not start (stale claim) is left out."""
+        request = hpb.StartAttemptsRequest(starts=[hpb.StartAttemptRequest(
+            namespace=ns, run_id=str(run_id), worker_id=worker_id, worker_version=version,
+            claim_token=str(token)) for run_id in run_ids])
         try:
-            response = await self.history.StartAttempt(hpb.StartAttemptRequest(
-                namespace=ns, run_id=str(run_id), worker_id=worker_id, worker_version=version,
-                claim_token=str(token)), timeout=START_TIMEOUT)
+            response = await self.history.StartAttempts(request, timeout=START_TIMEOUT)
         except grpc.aio.AioRpcError as exc:
-            await asyncio.shield(self.claimer.release(run_id, token))
+            await asyncio.shield(self.claimer.release(run_ids, token))
             if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
                 raise unavailable(f"history service at {self.history_address} unavailable: "
                                   f"{exc.details()}") from None
             raise
         except asyncio.CancelledError:
-            await asyncio.shield(self.claimer.release(run_id, token))
+            await asyncio.shield(self.claimer.release(run_ids, token))
             raise
-        return response.assignment if response.HasField("assignment") else None
+        return [r.assignment for r in response.results if r.HasField("assignment")]
 
     async def _queue_changed(self, namespace: str, name: str) -> None:
         """Wakes the pollers of a queue's tasks, here and in the other replicas."""

@@ -22,6 +22,18 @@ from worker_sdk import (AsyncClient, Client, FailedPreconditionError, NotFoundEr
                         RunFailedError, UnavailableError, Worker, context, step, task)
 
 
+class _Refused(Exception):
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        self.code, self.message = code, message
+
+
+class _ItemContext:
+    """What a batched write's handler aborts with: the write's own error."""
+
+    def abort(self, code: grpc.StatusCode, message: str) -> None:
+        raise _Refused(code, message)
+
+
 class FakeFrontend(worker_service_pb2_grpc.WorkerServiceServicer,
                    run_service_pb2_grpc.RunServiceServicer):
     """Just enough of the frontend: runs live in a dict, a trigger queues an
@@ -54,9 +66,9 @@ class FakeFrontend(worker_service_pb2_grpc.WorkerServiceServicer,
             run.attempt_count += 1
             lease = wpb.AttemptAssignment().lease_duration
             lease.FromSeconds(3)
-            return wpb.PollAttemptResponse(assignment=wpb.AttemptAssignment(
+            return wpb.PollAttemptResponse(assignments=[wpb.AttemptAssignment(
                 run_id=run.id, attempt=run.attempt_count, task_id=run.task_id,
-                payload=run.input, steps=list(run.steps), lease_duration=lease))
+                payload=run.input, steps=list(run.steps), lease_duration=lease)])
 
     def Heartbeat(self, request: Any, context: Any) -> Any:
         return wpb.HeartbeatResponse()
@@ -88,6 +100,18 @@ class FakeFrontend(worker_service_pb2_grpc.WorkerServiceServicer,
                 run.error.CopyFrom(request.error)
             self.lock.notify_all()
             return wpb.FinishAttemptResponse(run_status=run.status)
+
+    def BatchWrite(self, request: Any, context: Any) -> Any:
+        response = wpb.BatchWriteResponse()
+        for w in request.writes:
+            kind = w.WhichOneof("write")
+            item = response.results.add()
+            try:
+                handler = self.RecordStep if kind == "record_step" else self.FinishAttempt
+                getattr(item, kind).CopyFrom(handler(getattr(w, kind), _ItemContext()))
+            except _Refused as exc:
+                item.error.code, item.error.message = exc.code.value[0], exc.message
+        return response
 
     # RunService
     def TriggerRun(self, request: Any, context: Any) -> Any:

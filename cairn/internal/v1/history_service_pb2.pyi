@@ -36,6 +36,18 @@ class StartAttemptRequest(_message.Message):
     claim_token: str
     def __init__(self, namespace: _Optional[str] = ..., run_id: _Optional[str] = ..., worker_id: _Optional[str] = ..., worker_version: _Optional[str] = ..., claim_token: _Optional[str] = ...) -> None: ...
 
+class StartAttemptsRequest(_message.Message):
+    __slots__ = ("starts",)
+    STARTS_FIELD_NUMBER: _ClassVar[int]
+    starts: _containers.RepeatedCompositeFieldContainer[StartAttemptRequest]
+    def __init__(self, starts: _Optional[_Iterable[_Union[StartAttemptRequest, _Mapping]]] = ...) -> None: ...
+
+class StartAttemptsResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[StartAttemptResponse]
+    def __init__(self, results: _Optional[_Iterable[_Union[StartAttemptResponse, _Mapping]]] = ...) -> None: ...
+
 class StartAttemptResponse(_message.Message):
     __slots__ = ("assignment",)
     ASSIGNMENT_FIELD_NUMBER: _ClassVar[int]

@@ -60,10 +60,10 @@ class HistoryServiceStub:
                 request_serializer=cairn_dot_v1_dot_run__service__pb2.CancelRunRequest.SerializeToString,
                 response_deserializer=cairn_dot_v1_dot_run__service__pb2.CancelRunResponse.FromString,
                 _registered_method=True)
-        self.StartAttempt = channel.unary_unary(
-                '/cairn.internal.v1.HistoryService/StartAttempt',
-                request_serializer=cairn_dot_internal_dot_v1_dot_history__service__pb2.StartAttemptRequest.SerializeToString,
-                response_deserializer=cairn_dot_internal_dot_v1_dot_history__service__pb2.StartAttemptResponse.FromString,
+        self.StartAttempts = channel.unary_unary(
+                '/cairn.internal.v1.HistoryService/StartAttempts',
+                request_serializer=cairn_dot_internal_dot_v1_dot_history__service__pb2.StartAttemptsRequest.SerializeToString,
+                response_deserializer=cairn_dot_internal_dot_v1_dot_history__service__pb2.StartAttemptsResponse.FromString,
                 _registered_method=True)
         self.Heartbeat = channel.unary_unary(
                 '/cairn.internal.v1.HistoryService/Heartbeat',
@@ -180,8 +180,8 @@ class HistoryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def StartAttempt(self, request, context):
-        """Starts the next attempt of a run that matching claimed.
+    def StartAttempts(self, request, context):
+        """Starts the next attempts of runs that matching claimed, in one transaction.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -322,10 +322,10 @@ def add_HistoryServiceServicer_to_server(servicer, server):
                     request_deserializer=cairn_dot_v1_dot_run__service__pb2.CancelRunRequest.FromString,
                     response_serializer=cairn_dot_v1_dot_run__service__pb2.CancelRunResponse.SerializeToString,
             ),
-            'StartAttempt': grpc.unary_unary_rpc_method_handler(
-                    servicer.StartAttempt,
-                    request_deserializer=cairn_dot_internal_dot_v1_dot_history__service__pb2.StartAttemptRequest.FromString,
-                    response_serializer=cairn_dot_internal_dot_v1_dot_history__service__pb2.StartAttemptResponse.SerializeToString,
+            'StartAttempts': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartAttempts,
+                    request_deserializer=cairn_dot_internal_dot_v1_dot_history__service__pb2.StartAttemptsRequest.FromString,
+                    response_serializer=cairn_dot_internal_dot_v1_dot_history__service__pb2.StartAttemptsResponse.SerializeToString,
             ),
             'Heartbeat': grpc.unary_unary_rpc_method_handler(
                     servicer.Heartbeat,
@@ -529,7 +529,7 @@ class HistoryService:
             _registered_method=True)
 
     @staticmethod
-    def StartAttempt(request,
+    def StartAttempts(request,
             target,
             options=(),
             channel_credentials=None,
@@ -542,9 +542,9 @@ class HistoryService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/cairn.internal.v1.HistoryService/StartAttempt',
-            cairn_dot_internal_dot_v1_dot_history__service__pb2.StartAttemptRequest.SerializeToString,
-            cairn_dot_internal_dot_v1_dot_history__service__pb2.StartAttemptResponse.FromString,
+            '/cairn.internal.v1.HistoryService/StartAttempts',
+            cairn_dot_internal_dot_v1_dot_history__service__pb2.StartAttemptsRequest.SerializeToString,
+            cairn_dot_internal_dot_v1_dot_history__service__pb2.StartAttemptsResponse.FromString,
             options,
             channel_credentials,
             insecure,
