@@ -360,6 +360,48 @@ def test_a_database_error_in_one_write_does_not_decide_the_others(cluster: Clust
     assert steps_of(cluster, z) == [(0, "after", 1, None)]
 
 
+# ---- triggers: group commit in the frontend -------------------------------------------------
+
+
+def test_concurrent_triggers_are_committed_together_each_answered_alone(cluster: Cluster) -> None:
+    # TriggerRun calls that arrive while one is on its way to history go to it as
+    # one TriggerRuns call (one transaction); each caller still gets its own run
+    # or its own refusal.
+    api = Api(cluster)
+    api.register("bw-trig")
+    requests = [rpb.TriggerRunRequest(task_id="bw-trig", payload=json_payload(i)) for i in range(40)]
+    requests[7] = rpb.TriggerRunRequest(task_id="bw-no-such-task", payload=json_payload(7))
+    for i in (20, 21):
+        requests[i] = rpb.TriggerRunRequest(task_id="bw-trig", idempotency_key="once",
+                                            payload=json_payload(i))
+    futures = [api.runs.TriggerRun.future(r, timeout=RPC_TIMEOUT) for r in requests]
+    answers: list[Any] = []
+    for f in futures:
+        try:
+            answers.append(f.result())
+        except grpc.RpcError as exc:
+            answers.append(exc)
+
+    refused = answers[7]
+    assert isinstance(refused, grpc.RpcError) and refused.code() == NOT_FOUND, refused
+    assert "bw-no-such-task" in refused.details() and "Traceback" not in refused.details()
+    ok = [a for i, a in enumerate(answers) if i != 7]
+    assert all(not isinstance(a, grpc.RpcError) for a in ok), [a for a in ok if isinstance(a, grpc.RpcError)]
+    assert answers[20].run.id == answers[21].run.id, "one run per idempotency key"
+    assert sorted([answers[20].existing, answers[21].existing]) == [False, True]
+    for i, a in enumerate(answers):
+        if i not in (7, 20, 21):
+            assert not a.existing and json.loads(a.run.input.data) == i
+    ids = {a.run.id for a in ok}
+    assert len(ids) == 38
+    assert cluster.sql_value("SELECT count(*) FROM runs") == 38
+    assert cluster.sql_value("SELECT count(*) FROM queue_entries") == 38
+    assert cluster.sql_value("SELECT count(*) FROM run_events WHERE type = 'triggered'") == 38
+    commits = cluster.sql_value("SELECT count(DISTINCT xmin::text) FROM runs")
+    print(f"38 runs triggered in {commits} transactions")
+    assert commits < 38, "40 concurrent triggers were committed one by one: no group commit"
+
+
 # ---- end to end, with the SDK's worker ---------------------------------------------------------
 
 

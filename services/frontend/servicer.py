@@ -26,6 +26,7 @@ from cairn.v1 import worker_service_pb2_grpc as wgrpc
 from services.common.errors import rpc, unavailable
 from services.frontend import validation as check
 from services.frontend.run_watch import RunWatcher
+from services.frontend.triggers import Triggers
 
 T = TypeVar("T")
 CALL_TIMEOUT = 15.0
@@ -71,11 +72,13 @@ class RunServicer(rgrpc.RunServiceServicer):
         self.b = backend
         self.watcher = watcher
         self.sweep_seconds = sweep_seconds
+        self.triggers = Triggers(backend, CALL_TIMEOUT)
 
     @rpc
     async def TriggerRun(self, request: rpb.TriggerRunRequest, context: grpc.aio.ServicerContext
                          ) -> rpb.TriggerRunResponse:
-        return await self.b.route(self.b.history, "TriggerRun", request, check.trigger)
+        check.trigger(_with_namespace(request))
+        return await self.triggers.trigger(request)
 
     @rpc
     async def BatchTriggerRuns(self, request: rpb.BatchTriggerRunsRequest,

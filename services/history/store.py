@@ -86,10 +86,11 @@ class RunStore:
 
     # ---- triggering and reading -------------------------------------------------
 
-    async def trigger(self, new: NewRun) -> tuple[Outcome, bool]:
+    async def trigger(self, new: NewRun, conn: asyncpg.Connection | None = None
+                      ) -> tuple[Outcome, bool]:
         """Creates a run (or finds it by idempotency key: then True). The usual
         run is one statement; options with timers or limits take a transaction."""
-        async with self.pool.acquire() as conn:
+        async with self._using(conn) as conn:
             opts = new.options
             if not (opts.delay > 0 or opts.ttl or opts.concurrency_key):
                 run = await conn.fetchrow(

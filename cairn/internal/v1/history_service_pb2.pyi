@@ -36,6 +36,20 @@ class StartAttemptRequest(_message.Message):
     claim_token: str
     def __init__(self, namespace: _Optional[str] = ..., run_id: _Optional[str] = ..., worker_id: _Optional[str] = ..., worker_version: _Optional[str] = ..., claim_token: _Optional[str] = ...) -> None: ...
 
+class TriggerRunsResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[TriggerRunResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[TriggerRunResult, _Mapping]]] = ...) -> None: ...
+
+class TriggerRunResult(_message.Message):
+    __slots__ = ("triggered", "error")
+    TRIGGERED_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    triggered: _run_service_pb2.TriggerRunResponse
+    error: _worker_service_pb2.WriteError
+    def __init__(self, triggered: _Optional[_Union[_run_service_pb2.TriggerRunResponse, _Mapping]] = ..., error: _Optional[_Union[_worker_service_pb2.WriteError, _Mapping]] = ...) -> None: ...
+
 class StartAttemptsRequest(_message.Message):
     __slots__ = ("starts",)
     STARTS_FIELD_NUMBER: _ClassVar[int]

@@ -90,6 +90,11 @@ class HistoryServiceStub:
                 request_serializer=cairn_dot_v1_dot_worker__service__pb2.BatchWriteRequest.SerializeToString,
                 response_deserializer=cairn_dot_v1_dot_worker__service__pb2.BatchWriteResponse.FromString,
                 _registered_method=True)
+        self.TriggerRuns = channel.unary_unary(
+                '/cairn.internal.v1.HistoryService/TriggerRuns',
+                request_serializer=cairn_dot_v1_dot_run__service__pb2.BatchTriggerRunsRequest.SerializeToString,
+                response_deserializer=cairn_dot_internal_dot_v1_dot_history__service__pb2.TriggerRunsResponse.FromString,
+                _registered_method=True)
         self.BatchTriggerRuns = channel.unary_unary(
                 '/cairn.internal.v1.HistoryService/BatchTriggerRuns',
                 request_serializer=cairn_dot_v1_dot_run__service__pb2.BatchTriggerRunsRequest.SerializeToString,
@@ -217,6 +222,15 @@ class HistoryServiceServicer:
 
     def BatchWrite(self, request, context):
         """Step records and attempt ends of several attempts in one transaction.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TriggerRuns(self, request, context):
+        """Triggers runs of different callers in one transaction (group commit), each
+        as if alone: a refusal of one does not affect the others. Each run's own
+        namespace applies.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -351,6 +365,11 @@ def add_HistoryServiceServicer_to_server(servicer, server):
                     servicer.BatchWrite,
                     request_deserializer=cairn_dot_v1_dot_worker__service__pb2.BatchWriteRequest.FromString,
                     response_serializer=cairn_dot_v1_dot_worker__service__pb2.BatchWriteResponse.SerializeToString,
+            ),
+            'TriggerRuns': grpc.unary_unary_rpc_method_handler(
+                    servicer.TriggerRuns,
+                    request_deserializer=cairn_dot_v1_dot_run__service__pb2.BatchTriggerRunsRequest.FromString,
+                    response_serializer=cairn_dot_internal_dot_v1_dot_history__service__pb2.TriggerRunsResponse.SerializeToString,
             ),
             'BatchTriggerRuns': grpc.unary_unary_rpc_method_handler(
                     servicer.BatchTriggerRuns,
@@ -680,6 +699,33 @@ class HistoryService:
             '/cairn.internal.v1.HistoryService/BatchWrite',
             cairn_dot_v1_dot_worker__service__pb2.BatchWriteRequest.SerializeToString,
             cairn_dot_v1_dot_worker__service__pb2.BatchWriteResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TriggerRuns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.internal.v1.HistoryService/TriggerRuns',
+            cairn_dot_v1_dot_run__service__pb2.BatchTriggerRunsRequest.SerializeToString,
+            cairn_dot_internal_dot_v1_dot_history__service__pb2.TriggerRunsResponse.FromString,
             options,
             channel_credentials,
             insecure,
