@@ -92,8 +92,12 @@ class HistoryServicer(hgrpc.HistoryServiceServicer):
         work = set(effects.work_keys)
         if run is not None and effects.work_ready:
             work.add((run["namespace"], run["task_id"]))
+        keyed = run is not None and bool(run["concurrency_key"])
         for ns, task_id in work:
-            await self.bus.publish(bus_mod.WORK, {"namespace": ns, "task_id": task_id})
+            notice = {"namespace": ns, "task_id": task_id}
+            if keyed:  # matching serves keyed queues round-robin; tell it this one is
+                notice["keyed"] = True
+            await self.bus.publish(bus_mod.WORK, notice)
         if run is not None and effects.run_changed:
             await self.bus.publish(bus_mod.RUNS, {"namespace": run["namespace"], "run_id": str(run["id"]),
                                                   "task_id": run["task_id"], "queue": run["queue"],

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections import defaultdict
 
@@ -18,6 +19,7 @@ import asyncpg
 log = logging.getLogger("cairn.matching.dispatch")
 
 Key = tuple[str, str]  # (namespace, task_id)
+UNKEYED_CACHE_SECONDS = 1.0
 
 
 class Waiters:
@@ -95,20 +97,32 @@ class Claimer:
         self.claim_seconds = claim_seconds
         self._keyed_first = True
         self._keyed: set[tuple[str, tuple[str, ...]]] = set()
+        self._unkeyed: dict[tuple[str, tuple[str, ...]], float] = {}
         self.limited_queues: set[tuple[str, str]] = set()
 
     async def _has_keys(self, conn: asyncpg.Connection, namespace: str, task_ids: list[str]) -> bool:
         """Whether any of these tasks' queues has keyed runs. A queue's keys are
-        never removed, so only a yes is remembered."""
+        never removed, so a yes is remembered for good; a no until history
+        announces a keyed run (or for a second, should that notice be lost), so
+        the round trip is not paid on every claim."""
         cache_key = (namespace, tuple(task_ids))
         if cache_key in self._keyed:
             return True
+        if time.monotonic() < self._unkeyed.get(cache_key, 0.0):
+            return False
         keyed = await conn.fetchval(
             "SELECT EXISTS (SELECT 1 FROM concurrency_keys k JOIN tasks t ON t.namespace = k.namespace "
             "AND t.queue = k.queue WHERE k.namespace = $1 AND t.task_id = ANY($2))", namespace, task_ids)
         if keyed:
             self._keyed.add(cache_key)
+        else:
+            self._unkeyed[cache_key] = time.monotonic() + UNKEYED_CACHE_SECONDS
         return keyed
+
+    def keyed_runs_seen(self, namespace: str) -> None:
+        """A keyed run was queued in the namespace: check for keys again."""
+        for cache_key in [k for k in self._unkeyed if k[0] == namespace]:
+            del self._unkeyed[cache_key]
 
     async def refresh_limited_queues(self) -> None:
         """The queues with a concurrency limit: whose ended runs free a slot."""

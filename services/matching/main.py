@@ -26,7 +26,13 @@ async def run(settings: Settings) -> None:
     waiters = Waiters()
     claimer = Claimer(pool, settings.claim_seconds)
     bus = Bus(settings.nats_url, settings.nats_prefix)
-    await bus.subscribe(bus_mod.WORK, lambda m: waiters.wake((m["namespace"], m["task_id"])))
+
+    def on_work(m: dict) -> None:
+        if m.get("keyed"):
+            claimer.keyed_runs_seen(m["namespace"])
+        waiters.wake((m["namespace"], m["task_id"]))
+
+    await bus.subscribe(bus_mod.WORK, on_work)
 
     def on_run_change(m: dict) -> None:
         # An attempt that ended may have freed a concurrency slot of its queue.
