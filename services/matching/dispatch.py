@@ -55,33 +55,44 @@ class Waiters:
         return list(self._by_key)
 
 
-# Groups (queue, key) that may not start now: paused queues and full groups.
-_BLOCKED = """
-blocked AS (
-  SELECT q.name AS queue, NULL::text AS key FROM queues q WHERE q.namespace = $1 AND q.paused
+# The gates of the namespace's queues: paused queues (key NULL, no room) and,
+# per (queue, key) group of a queue with a concurrency limit, the room left.
+_GATES = """
+gates AS (
+  SELECT q.name AS queue, NULL::text AS key, 0::bigint AS room FROM queues q
+  WHERE q.namespace = $1 AND q.paused
   UNION ALL
-  SELECT r.queue, r.concurrency_key FROM runs r JOIN queues q ON q.namespace = r.namespace AND q.name = r.queue
+  SELECT r.queue, r.concurrency_key, q.concurrency_limit - count(*) FROM runs r
+  JOIN queues q ON q.namespace = r.namespace AND q.name = r.queue
   WHERE r.namespace = $1 AND r.status = 'executing' AND q.concurrency_limit > 0
-  GROUP BY r.queue, r.concurrency_key, q.concurrency_limit HAVING count(*) >= q.concurrency_limit)
+  GROUP BY r.queue, r.concurrency_key, q.concurrency_limit),
+limits AS (SELECT name AS queue, concurrency_limit FROM queues WHERE namespace = $1 AND concurrency_limit > 0)
 """
 _READY = ("e.namespace = $1 AND e.task_id = ANY($2) AND e.available_at <= now() "
           "AND (e.claimed_until IS NULL OR e.claimed_until < now()) "
-          "AND NOT EXISTS (SELECT 1 FROM blocked b WHERE b.queue = e.queue "
-          "AND (b.key IS NULL OR b.key = e.concurrency_key))")
+          "AND NOT EXISTS (SELECT 1 FROM gates g WHERE g.queue = e.queue "
+          "AND (g.key IS NULL OR g.key = e.concurrency_key) AND g.room <= 0)")
 _SET_CLAIM = ("UPDATE queue_entries SET claim_token = $3, claimed_until = now() + make_interval(secs => $4) "
               "WHERE run_id = ANY (ARRAY({})) RETURNING run_id")  # ARRAY(): picked once
 # One index-ordered lookup per task (namespace, task_id, priority, available_at),
-# then the best $5 of those: never a sort of the whole ready set.
-_PER_TASK = ("SELECT c.run_id FROM unnest($2::text[]) AS t(task_id) CROSS JOIN LATERAL ("
-             " SELECT e.run_id, e.priority, e.available_at FROM queue_entries e"
-             " WHERE e.task_id = t.task_id AND {ready}{extra}"
-             " ORDER BY e.priority DESC, e.available_at LIMIT $5 FOR UPDATE OF e SKIP LOCKED) c"
+# then the best $5 of those, no more per group than its room: never a sort of
+# the whole ready set, and no claims that history would refuse for the limit.
+_PER_TASK = ("SELECT c.run_id FROM (SELECT c.*, row_number() OVER ("
+             "  PARTITION BY c.queue, c.concurrency_key ORDER BY c.priority DESC, c.available_at) AS rank"
+             " FROM unnest($2::text[]) AS t(task_id) CROSS JOIN LATERAL ("
+             "  SELECT e.run_id, e.priority, e.available_at, e.queue, e.concurrency_key FROM queue_entries e"
+             "  WHERE e.task_id = t.task_id AND {ready}{extra}"
+             "  ORDER BY e.priority DESC, e.available_at LIMIT $5 FOR UPDATE OF e SKIP LOCKED) c) c"
+             " WHERE c.rank <= coalesce("
+             "  (SELECT g.room FROM gates g WHERE g.queue = c.queue AND g.key = c.concurrency_key),"
+             "  (SELECT l.concurrency_limit FROM limits l WHERE l.queue = c.queue), $5)"
              " ORDER BY c.priority DESC, c.available_at LIMIT $5")
-CLAIM = f"WITH {_BLOCKED} " + _SET_CLAIM.format(_PER_TASK.format(ready=_READY, extra=""))
-UNKEYED_CLAIM = f"WITH {_BLOCKED} " + _SET_CLAIM.format(_PER_TASK.format(
+CLAIM = f"WITH {_GATES} " + _SET_CLAIM.format(_PER_TASK.format(ready=_READY, extra=""))
+UNKEYED_CLAIM = f"WITH {_GATES} " + _SET_CLAIM.format(_PER_TASK.format(
     ready=_READY, extra=" AND NOT EXISTS (SELECT 1 FROM concurrency_keys k "
                         "WHERE k.namespace = e.namespace AND k.queue = e.queue)"))
-FAIR_CLAIM = f"WITH {_BLOCKED} " + _SET_CLAIM.format(
+# One entry per key, the key served least recently first (round-robin).
+FAIR_CLAIM = f"WITH {_GATES} " + _SET_CLAIM.format(
     "SELECT c.run_id FROM concurrency_keys k CROSS JOIN LATERAL ("
     f" SELECT e.run_id FROM queue_entries e WHERE e.queue = k.queue AND e.concurrency_key = k.key AND {_READY}"
     " ORDER BY e.priority DESC, e.available_at LIMIT 1 FOR UPDATE OF e SKIP LOCKED) c "
