@@ -1,9 +1,12 @@
 """Run state transitions. Each public method is one transaction that writes the
 new state, its event, and any queue entry or timer together, so a crash at any
-moment leaves either all of it or none. Every transaction locks the run row
-first (then queue entry, wait, timer); a transaction that starts from a token or
-a child touches only the other run's timer row, never the run, so transitions
-never deadlock.
+moment leaves either all of it or none; the usual cases are one statement
+(hot_path.py). Every transaction locks the run row first (then queue entry,
+wait, timer); a transaction that starts from a token or a child touches only
+the other run's timer row, never the run, so transitions never deadlock.
+group_commit puts the transitions of several runs in one transaction: should
+two such batches deadlock, PostgreSQL aborts one and its writes are applied
+one by one.
 
 Fencing: a write from a worker names (run, attempt) and is applied only while
 that attempt is the run's current, executing one."""

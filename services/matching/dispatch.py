@@ -1,11 +1,12 @@
 """Handing queued runs to long-polling workers.
 
-A poll first tries to claim a ready entry; with none, it waits on the keys
-(namespace, task) it serves until a NATS "work" notice or the database sweep
-wakes it, or its wait ends. A claim is a row state with an expiry (claim_token,
-claimed_until), never an open transaction; history then starts the attempt and
-deletes the entry in one transaction, so a claim that loses a race, or whose
-claimer dies, is simply dropped or expires."""
+A poll first tries to claim ready entries (up to the worker's free slots, in
+one statement); with none, it waits on the keys (namespace, task) it serves
+until a NATS "work" notice or the database sweep wakes it, or its wait ends. A
+claim is a row state with an expiry (claim_token, claimed_until), never an open
+transaction; history then starts the attempts and deletes their entries in one
+transaction, so a claim that loses a race, or whose claimer dies, is simply
+dropped or expires."""
 from __future__ import annotations
 
 import asyncio
