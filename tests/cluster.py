@@ -32,6 +32,13 @@ its clusters are attached to the failure report ("cluster logs" section).
 
 Tests wait for state with ``wait_for(predicate, timeout)``, never with a bare
 ``time.sleep``.
+
+Helpers the test files share (at the end of this module): ``worker_alive``,
+``wait_registered`` (tasks in the ``tasks`` table, a worker polling),
+``table_counts`` (rows per table, to show a refused request wrote nothing),
+``assert_clean`` (an error message without a stack trace), ``grpcurl``,
+``grpcurl_call``, ``grpcurl_error`` and ``json_field`` (grpcurl as a client),
+``json_payload`` and ``b64_json``.
 """
 from __future__ import annotations
 
@@ -40,6 +47,7 @@ import contextlib
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -587,3 +595,92 @@ def json_payload(value: Any) -> Any:
 def b64_json(value: Any) -> str:
     """value as JSON, base64-encoded: a bytes field in grpcurl's JSON."""
     return base64.b64encode(json.dumps(value).encode()).decode()
+
+
+# ---- helpers shared by the test files ------------------------------------------------
+
+GRPCURL = shutil.which("grpcurl") or str(Path(PYTHON).parent / "grpcurl")
+# Every table a test counts to show that a refused request wrote nothing.
+ALL_TABLES = ("runs", "run_events", "queue_entries", "steps", "attempts", "timers", "waits",
+              "child_waits", "run_inbox", "wait_tokens", "schedules", "tasks", "workers")
+
+
+def worker_alive(worker: WorkerProcess) -> bool:
+    """True while `worker` runs; once it has exited, raises AssertionError with its
+    exit code and the end of its log (so a wait_for on it fails at once)."""
+    if not worker.running:
+        raise AssertionError(f"{worker.name} exited with code {worker.returncode}:\n"
+                             f"{worker.log_tail(40)}")
+    return True
+
+
+def wait_registered(cluster: Cluster, *task_ids: str, worker: WorkerProcess | None = None,
+                    timeout: float = 20.0) -> None:
+    """Waits until every task of `task_ids` is in the tasks table and, when `worker`
+    is given, that worker logged its registration (it polls right after). Fails at
+    once, with its log, when the worker exits."""
+    def registered() -> bool:
+        if worker is not None:
+            worker_alive(worker)
+            if "worker registered" not in worker.log_text():
+                return False
+        if not task_ids:
+            return True
+        n = cluster.sql_value("SELECT count(*) FROM tasks WHERE task_id = ANY($1::text[])",
+                              list(task_ids))
+        return n == len(task_ids)
+
+    parts = []
+    if task_ids:
+        parts.append(f"tasks {', '.join(task_ids)} never all in the tasks table")
+    if worker is not None:
+        parts.append(f"{worker.name} never logged its registration")
+    wait_for(registered, timeout, message=" or ".join(parts) or "nothing to wait for")
+
+
+def table_counts(cluster: Cluster, tables: Iterable[str] = ALL_TABLES) -> dict[str, int]:
+    """The number of rows of each table, by name."""
+    query = "SELECT " + ", ".join(f"(SELECT count(*) FROM {t}) AS {t}" for t in tables)
+    return dict(cluster.sql(query)[0])
+
+
+def assert_clean(details: str) -> None:
+    """Asserts an error message (an RPC's details, an exception, stderr) holds no
+    stack trace."""
+    assert "Traceback" not in details, details
+    assert 'File "' not in details, details
+
+
+def grpcurl(address: str, *args: str, data: Any = None,
+            timeout: float = 40) -> subprocess.CompletedProcess[str]:
+    """Runs `grpcurl -plaintext [-d JSON(data)] ADDRESS ARGS...` (a method, or "list")."""
+    argv = [GRPCURL, "-plaintext"]
+    if data is not None:
+        argv += ["-d", json.dumps(data)]
+    argv += [address, *args]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+
+
+def grpcurl_call(address: str, method: str, data: Any) -> dict[str, Any]:
+    """Calls method with grpcurl and returns its JSON answer; fails on an error."""
+    proc = grpcurl(address, method, data=data)
+    assert proc.returncode == 0, f"grpcurl {method} failed ({proc.returncode}): {proc.stderr}"
+    return json.loads(proc.stdout)
+
+
+def grpcurl_error(address: str, method: str, data: Any, code: str) -> str:
+    """Asserts grpcurl's call fails with `code` (e.g. "FailedPrecondition"); returns
+    its stderr."""
+    proc = grpcurl(address, method, data=data)
+    assert proc.returncode != 0, f"grpcurl {method} succeeded: {proc.stdout}"
+    assert f"Code: {code}" in proc.stderr, proc.stderr
+    return proc.stderr
+
+
+def json_field(obj: dict[str, Any], name: str, default: Any = None) -> Any:
+    """A field of grpcurl's JSON by its proto name, printed either in lowerCamelCase
+    (the proto3 JSON default) or as the original snake_case name."""
+    camel = name.split("_")[0] + "".join(p.title() for p in name.split("_")[1:])
+    if camel in obj:
+        return obj[camel]
+    return obj.get(name, default)

@@ -12,7 +12,6 @@ import asyncio
 import base64
 import json
 import os
-import shutil
 import subprocess
 import sys
 import uuid
@@ -22,7 +21,9 @@ from typing import Any
 
 import grpc
 import pytest
-from cluster import Cluster, REPO_ROOT, TESTS_DIR, WorkerProcess, b64_json, json_payload, wait_for
+from cluster import (Cluster, REPO_ROOT, TESTS_DIR, WorkerProcess, assert_clean, b64_json,
+                     grpcurl, grpcurl_call, json_field, json_payload, table_counts,
+                     wait_for, wait_registered)
 from google.protobuf.duration_pb2 import Duration
 
 from cairn.v1 import common_pb2 as cpb
@@ -35,11 +36,8 @@ from worker_sdk import (AsyncClient, Client, FailedPreconditionError, InvalidArg
 
 APPS_DIR = TESTS_DIR / "apps"
 TASKS_MODULE = "basic_tasks"
-GRPCURL = shutil.which("grpcurl") or str(Path(sys.executable).parent / "grpcurl")
 JSON = "json/plain"
 RPC_TIMEOUT = 15.0
-COUNTED_TABLES = ("runs", "run_events", "queue_entries", "steps", "attempts", "timers",
-                  "tasks", "workers")
 
 
 # ---- helpers ------------------------------------------------------------------------
@@ -49,21 +47,8 @@ def start_basic_worker(cluster: Cluster, *, slots: int = 4,
                        env: dict[str, str] | None = None) -> WorkerProcess:
     """A `cairn worker basic_tasks` process; returns once its tasks are registered."""
     worker = cluster.start_worker(TASKS_MODULE, cwd=APPS_DIR, slots=slots, env=env)
-    wait_registered(cluster, worker, "three-steps", "echo", "counted", "gated")
+    wait_registered(cluster, "three-steps", "echo", "counted", "gated", worker=worker)
     return worker
-
-
-def wait_registered(cluster: Cluster, worker: WorkerProcess | None, *task_ids: str,
-                    timeout: float = 20.0) -> None:
-    def registered() -> bool:
-        if worker is not None and not worker.running:
-            raise AssertionError(f"worker exited with code {worker.returncode}:\n"
-                                 f"{worker.log_tail(40)}")
-        n = cluster.sql_value("SELECT count(*) FROM tasks WHERE task_id = ANY($1::text[])",
-                              list(task_ids))
-        return n == len(task_ids)
-
-    wait_for(registered, timeout, message=f"tasks {task_ids} never registered")
 
 
 def run_stub(cluster: Cluster) -> run_service_pb2_grpc.RunServiceStub:
@@ -100,16 +85,6 @@ def poll(wstub: worker_service_pb2_grpc.WorkerServiceStub, worker_id: str,
     return response.assignments[0]
 
 
-def table_counts(cluster: Cluster) -> dict[str, int]:
-    query = "SELECT " + ", ".join(f"(SELECT count(*) FROM {t}) AS {t}" for t in COUNTED_TABLES)
-    return dict(cluster.sql(query)[0])
-
-
-def assert_clean_details(details: str) -> None:
-    assert "Traceback" not in details, details
-    assert 'File "' not in details, details
-
-
 def expect_rpc_error(call: Callable[[], Any], code: grpc.StatusCode, *words: str) -> str:
     """Runs call; asserts it fails with `code`, a message containing every word
     (case-insensitive) and no stack trace. Returns the message."""
@@ -120,33 +95,8 @@ def expect_rpc_error(call: Callable[[], Any], code: grpc.StatusCode, *words: str
     assert err.code() == code, f"expected {code.name}, got {err.code().name}: {details}"
     for word in words:
         assert word.lower() in details.lower(), f"{word!r} not named in {details!r}"
-    assert_clean_details(details)
+    assert_clean(details)
     return details
-
-
-def grpcurl(address: str, *args: str, data: Any = None,
-            timeout: float = 40) -> subprocess.CompletedProcess[str]:
-    argv = [GRPCURL, "-plaintext"]
-    if data is not None:
-        argv += ["-d", json.dumps(data)]
-    argv += [address, *args]
-    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
-
-
-def grpcurl_call(address: str, method: str, data: Any) -> dict[str, Any]:
-    """Calls method with grpcurl and returns its JSON answer; fails on an error."""
-    proc = grpcurl(address, method, data=data)
-    assert proc.returncode == 0, f"grpcurl {method} failed ({proc.returncode}): {proc.stderr}"
-    return json.loads(proc.stdout)
-
-
-def field(obj: dict[str, Any], name: str, default: Any = None) -> Any:
-    """A field of grpcurl's JSON by its proto name, printed either in lowerCamelCase
-    (the proto3 JSON default) or as the original snake_case name."""
-    camel = name.split("_")[0] + "".join(p.title() for p in name.split("_")[1:])
-    if camel in obj:
-        return obj[camel]
-    return obj.get(name, default)
 
 
 def cli_env() -> dict[str, str]:
@@ -271,8 +221,8 @@ def test_grpcurl_client_trigger_wait_reflection_and_health(cluster: Cluster) -> 
     run = triggered["run"]
     run_id = run["id"]
     uuid.UUID(run_id)
-    assert field(run, "task_id") == "three-steps"
-    assert not field(triggered, "existing", False)
+    assert json_field(run, "task_id") == "three-steps"
+    assert not json_field(triggered, "existing", False)
     assert decode_b64_json(run["input"]["data"]) == {"x": 7}
 
     waited = grpcurl_call(address, "cairn.v1.RunService/WaitRun",
@@ -283,12 +233,12 @@ def test_grpcurl_client_trigger_wait_reflection_and_health(cluster: Cluster) -> 
     assert run["status"] == "RUN_STATUS_COMPLETED", run
     assert decode_b64_json(run["output"]["data"]) == \
         {"sum": 17, "product": 34, "text": "sum=17 product=34"}
-    assert field(run["output"], "encoding") == JSON
+    assert json_field(run["output"], "encoding") == JSON
     attempts = run["attempts"]
     assert len(attempts) == 1
     assert attempts[0]["number"] == 1
     assert attempts[0]["status"] == "ATTEMPT_STATUS_COMPLETED"
-    assert field(attempts[0], "worker_id")
+    assert json_field(attempts[0], "worker_id")
     steps = run["steps"]
     assert [s["name"] for s in steps] == ["add", "multiply", "describe"]
     assert [s["status"] for s in steps] == ["STEP_STATUS_COMPLETED"] * 3
@@ -320,12 +270,12 @@ def test_language_neutral_protocol_with_grpcurl_as_the_worker(cluster: Cluster) 
                           {"worker_id": worker_id, "task_ids": ["neutral"], "wait": "10s"})
     assert len(polled.get("assignments", [])) == 1, f"not one assignment: {polled}"
     assignment = polled["assignments"][0]
-    assert field(assignment, "run_id") == run_id
+    assert json_field(assignment, "run_id") == run_id
     assert assignment["attempt"] == 1
-    assert field(assignment, "task_id") == "neutral"
+    assert json_field(assignment, "task_id") == "neutral"
     assert decode_b64_json(assignment["payload"]["data"]) == payload
     assert not assignment.get("steps"), "a first attempt has an empty journal"
-    assert field(assignment, "lease_duration")
+    assert json_field(assignment, "lease_duration")
 
     step_output = {"step": "s1", "ok": True}
     recorded = grpcurl_call(address, "cairn.v1.WorkerService/RecordStep", {
@@ -338,13 +288,13 @@ def test_language_neutral_protocol_with_grpcurl_as_the_worker(cluster: Cluster) 
 
     beat = grpcurl_call(address, "cairn.v1.WorkerService/Heartbeat",
                         {"run_id": run_id, "attempt": 1})
-    assert field(beat, "lease_expires_at"), beat
+    assert json_field(beat, "lease_expires_at"), beat
 
     output = {"result": "done by grpcurl", "total": 6}
     finished = grpcurl_call(address, "cairn.v1.WorkerService/FinishAttempt", {
         "run_id": run_id, "attempt": 1, "outcome": "ATTEMPT_OUTCOME_COMPLETED",
         "output": {"data": b64_json(output), "encoding": JSON}})
-    assert field(finished, "run_status") == "RUN_STATUS_COMPLETED", finished
+    assert json_field(finished, "run_status") == "RUN_STATUS_COMPLETED", finished
 
     run = grpcurl_call(address, "cairn.v1.RunService/GetRun", {"run_id": run_id})["run"]
     assert run["status"] == "RUN_STATUS_COMPLETED"
@@ -358,8 +308,8 @@ def test_language_neutral_protocol_with_grpcurl_as_the_worker(cluster: Cluster) 
     assert len(run["attempts"]) == 1
     attempt = run["attempts"][0]
     assert attempt["status"] == "ATTEMPT_STATUS_COMPLETED"
-    assert field(attempt, "worker_id") == worker_id
-    assert field(attempt, "worker_version") == "grpcurl-1"
+    assert json_field(attempt, "worker_id") == worker_id
+    assert json_field(attempt, "worker_version") == "grpcurl-1"
 
 
 # ---- 4. idempotency --------------------------------------------------------------------
@@ -559,18 +509,18 @@ def test_bad_input_is_refused_with_the_right_status_and_nothing_written(
         with pytest.raises(NotFoundError) as nf:
             client.trigger("no-such-task", {"x": 1})
         assert "no-such-task" in str(nf.value)
-        assert_clean_details(str(nf.value))
+        assert_clean(str(nf.value))
         with pytest.raises(NotFoundError) as nf:
             client.get(unknown_run)
         assert unknown_run in str(nf.value)
         with pytest.raises(InvalidArgumentError) as ia:
             client.get("not-a-run-id")
         assert "run_id" in str(ia.value)
-        assert_clean_details(str(ia.value))
+        assert_clean(str(ia.value))
         with pytest.raises(FailedPreconditionError) as fp:
             client.cancel(done.id)
         assert done.id in str(fp.value)
-        assert_clean_details(str(fp.value))
+        assert_clean(str(fp.value))
     assert table_counts(cluster) == before
 
     # The runs the refusals named are as they were.

@@ -17,7 +17,7 @@ from typing import Any
 
 import grpc
 import pytest
-from cluster import Cluster, json_payload, wait_for
+from cluster import Cluster, json_payload, table_counts, wait_for, wait_registered
 from google.protobuf.duration_pb2 import Duration
 
 from cairn.internal.v1 import history_service_pb2_grpc
@@ -30,8 +30,6 @@ from cairn.v1 import worker_service_pb2_grpc
 APP = "tests.apps.batch_tasks"
 RPC_TIMEOUT = 10.0
 WORKER_ID = "batch-test-worker"
-COUNTED_TABLES = ("runs", "run_events", "queue_entries", "steps", "attempts", "timers",
-                  "waits", "child_waits")
 OK, NOT_FOUND, ALREADY_EXISTS, FAILED_PRECONDITION, INTERNAL = (
     grpc.StatusCode.OK, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.ALREADY_EXISTS,
     grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.INTERNAL)
@@ -101,11 +99,6 @@ def assert_refused(result: wpb.AttemptWriteResult, code: grpc.StatusCode, *words
         assert word in result.error.message, f"{word!r} not named in {result.error.message!r}"
     assert "Traceback" not in result.error.message
     return result.error.message
-
-
-def table_counts(cluster: Cluster) -> dict[str, int]:
-    query = "SELECT " + ", ".join(f"(SELECT count(*) FROM {t}) AS {t}" for t in COUNTED_TABLES)
-    return dict(cluster.sql(query)[0])
 
 
 def run_state(cluster: Cluster, run_id: str) -> dict[str, Any]:
@@ -412,16 +405,6 @@ def trigger_many(api: Api, task_id: str, payloads: list[Any]) -> list[str]:
     return [r.run.id for r in response.runs]
 
 
-def wait_registered(cluster: Cluster, task_id: str) -> None:
-    worker = cluster.workers[-1]
-
-    def registered() -> bool:
-        assert worker.running, f"worker exited {worker.returncode}:\n{worker.log_tail(40)}"
-        return cluster.sql_value("SELECT count(*) FROM tasks WHERE task_id = $1", task_id) == 1
-
-    wait_for(registered, 10, message=f"{task_id} never registered")
-
-
 def wait_finished(cluster: Cluster, run_ids: list[str], timeout: float) -> None:
     ids = [uuid.UUID(r) for r in run_ids]
 
@@ -435,8 +418,8 @@ def wait_finished(cluster: Cluster, run_ids: list[str], timeout: float) -> None:
 
 def test_a_busy_worker_completes_every_run_with_every_step_once(cluster: Cluster) -> None:
     api = Api(cluster)
-    cluster.start_worker(APP, slots=16)
-    wait_registered(cluster, "bw-three")
+    worker = cluster.start_worker(APP, slots=16)
+    wait_registered(cluster, "bw-three", worker=worker, timeout=10)
     run_ids = trigger_many(api, "bw-three", [{"x": i} for i in range(100)])
     wait_finished(cluster, run_ids, 12)
 
@@ -481,8 +464,8 @@ def test_writes_of_attempts_that_finish_together_go_as_one_batch(cluster: Cluste
     # two commits. Without the SDK's batching they would take 16.
     api = Api(cluster)
     n = 16
-    cluster.start_worker(APP, slots=n)
-    wait_registered(cluster, "bw-barrier")
+    worker = cluster.start_worker(APP, slots=n)
+    wait_registered(cluster, "bw-barrier", worker=worker, timeout=10)
     run_ids = trigger_many(api, "bw-barrier", [{"group": "g1", "n": n}] * n)
     wait_finished(cluster, run_ids, 12)
 

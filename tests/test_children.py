@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cluster import Cluster, WorkerProcess, wait_for
+from cluster import Cluster, WorkerProcess, wait_for, wait_registered
 
 from worker_sdk import Client, FailedPreconditionError, NotFoundError
 from worker_sdk.client import Run
@@ -44,18 +44,8 @@ def start_worker(cluster: Cluster, side_dir: Path, *, slots: int = 8,
     worker = cluster.start_worker(APP, slots=slots,
                                   env={"CHILD_TASKS_DIR": str(side_dir), **(env or {})})
     if wait:
-        wait_registered(worker)
+        wait_registered(cluster, worker=worker)
     return worker
-
-
-def wait_registered(worker: WorkerProcess, timeout: float = 20) -> None:
-    """Until the worker logged its registration (it polls right after)."""
-    def registered() -> bool:
-        if not worker.running:
-            raise AssertionError(f"{worker.name} exited ({worker.returncode}):\n"
-                                 f"{worker.log_tail(40)}")
-        return "worker registered" in worker.log_text()
-    wait_for(registered, timeout, message=f"{worker.name} did not register")
 
 
 def lines(side_dir: Path, name: str) -> list[str]:

@@ -27,7 +27,7 @@ from typing import Any
 
 import grpc
 import pytest
-from cluster import REPO_ROOT, Cluster, WorkerProcess, wait_for
+from cluster import REPO_ROOT, Cluster, wait_for, wait_registered
 
 from cairn import payloads
 from cairn.v1 import common_pb2, worker_service_pb2, worker_service_pb2_grpc
@@ -67,16 +67,6 @@ def events(d: Path) -> list[tuple[str, str, int, int]]:
 def count(d: Path, event: str, run_id: str, attempt: int | None = None) -> int:
     return sum(1 for e, r, a, _ in events(d)
                if e == event and r == run_id and (attempt is None or a == attempt))
-
-
-def wait_registered(worker: WorkerProcess, timeout: float = 20) -> None:
-    """Until the worker logged its registration (it polls right after)."""
-    def registered() -> bool:
-        if not worker.running:
-            raise AssertionError(f"{worker.name} exited ({worker.returncode}):\n"
-                                 f"{worker.log_tail(40)}")
-        return "worker registered" in worker.log_text()
-    wait_for(registered, timeout, message=f"{worker.name} did not register")
 
 
 def run_status(c: Cluster, run_id: str) -> str | None:
@@ -131,7 +121,7 @@ def test_worker_sigkill_after_step_two_resumes_in_new_worker(cluster: Cluster,
                                                              fx_dir: Path) -> None:
     lease = cluster.lease_seconds
     w1 = cluster.start_worker(APP, slots=1, env=fx_env(fx_dir))
-    wait_registered(w1)
+    wait_registered(cluster, worker=w1)
     with Client(cluster.address) as client:
         run_id = client.trigger("fault-three-steps", {"x": 4}).id
 
@@ -199,7 +189,7 @@ def test_service_sigkill_under_load_loses_and_duplicates_nothing(
     c = cluster_factory(lease_seconds=SERVICE_KILL_LEASE)
     workers = [c.start_worker(APP, slots=3, env=fx_env(fx_dir)) for _ in range(2)]
     for w in workers:
-        wait_registered(w)
+        wait_registered(c, worker=w)
     n_runs, delay = 20, 0.4
     with Client(c.address) as client:
         run_ids = [client.trigger("fault-two-steps", {"n": i, "delay": delay}).id
@@ -282,7 +272,7 @@ def test_nats_down_runs_complete_by_sweep(cluster_factory: Any, private_nats: An
     sweep = 1.0
     c = cluster_factory(nats=private_nats, sweep_seconds=sweep)
     w = c.start_worker(APP, slots=10, env=fx_env(fx_dir))
-    wait_registered(w)
+    wait_registered(c, worker=w)
     for svc in ("history", "matching", "frontend"):
         wait_for(lambda: _log_count(c, svc, "connected to NATS") >= 1, 10,
                  message=f"{svc} never connected to NATS")
@@ -323,7 +313,7 @@ def test_sigstopped_worker_is_fenced_after_its_lease_expires(cluster: Cluster,
     # One slot: while A runs the attempt it has no poll outstanding, so the retry
     # cannot be handed to the frozen process.
     a = cluster.start_worker(APP, slots=1, env=fx_env(fx_dir))
-    wait_registered(a)
+    wait_registered(cluster, worker=a)
     with Client(cluster.address) as client:
         run_id = client.trigger("fault-fenced", {"tag": "t1"}).id
     wait_for(lambda: (fx_dir / f"held-{run_id}").exists(), 10,

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -28,7 +27,8 @@ from typing import Any
 
 import grpc
 import pytest
-from cluster import Cluster, REPO_ROOT, TESTS_DIR, WorkerProcess, json_payload, wait_for
+from cluster import (Cluster, REPO_ROOT, TESTS_DIR, WorkerProcess, assert_clean, grpcurl,
+                     json_payload, table_counts, wait_for, wait_registered, worker_alive)
 from google.protobuf.duration_pb2 import Duration
 
 from cairn.v1 import common_pb2 as cpb
@@ -42,33 +42,12 @@ APPS_DIR = TESTS_DIR / "apps"
 TASKS_MODULE = "flow_tasks"
 ALL_TASKS = ("flow-fair", "flow-open", "flow-prio", "flow-rate", "flow-depth", "flow-gated",
              "flow-a", "flow-b", "flow-replica")
-GRPCURL = shutil.which("grpcurl") or str(Path(sys.executable).parent / "grpcurl")
 JSON = "json/plain"
 RPC_TIMEOUT = 15.0
 RUN_TIMEOUT = 30.0
-COUNTED_TABLES = ("runs", "run_events", "queue_entries", "attempts", "timers")
 
 
 # ---- helpers ------------------------------------------------------------------------
-
-
-def _alive(worker: WorkerProcess) -> bool:
-    if not worker.running:
-        raise AssertionError(f"{worker.name} exited with code {worker.returncode}:\n"
-                             f"{worker.log_tail(40)}")
-    return True
-
-
-def wait_registered(cluster: Cluster, worker: WorkerProcess | None, *task_ids: str,
-                    timeout: float = 20.0) -> None:
-    def registered() -> bool:
-        if worker is not None:
-            _alive(worker)
-        n = cluster.sql_value("SELECT count(*) FROM tasks WHERE task_id = ANY($1::text[])",
-                              list(task_ids))
-        return n == len(task_ids)
-
-    wait_for(registered, timeout, message=f"tasks {task_ids} never registered")
 
 
 def start_flow_worker(cluster: Cluster, *, slots: int = 4, queues: tuple[str, ...] = (),
@@ -80,9 +59,7 @@ def start_flow_worker(cluster: Cluster, *, slots: int = 4, queues: tuple[str, ..
     args = [a for q in queues for a in ("--queue", q)]
     worker = cluster.start_worker(TASKS_MODULE, cwd=APPS_DIR, slots=slots, args=args,
                                   address=address)
-    wait_registered(cluster, worker, *expect)
-    wait_for(lambda: _alive(worker) and "worker registered" in worker.log_text(), 20,
-             message=f"{worker.name} never logged its registration")
+    wait_registered(cluster, *expect, worker=worker)
     return worker
 
 
@@ -99,18 +76,8 @@ def seconds(value: float) -> Duration:
     return d
 
 
-def table_counts(cluster: Cluster) -> dict[str, int]:
-    query = "SELECT " + ", ".join(f"(SELECT count(*) FROM {t}) AS {t}" for t in COUNTED_TABLES)
-    return dict(cluster.sql(query)[0])
-
-
 def queue_rows(cluster: Cluster) -> list[dict[str, Any]]:
     return [dict(r) for r in cluster.sql("SELECT * FROM queues ORDER BY namespace, name")]
-
-
-def assert_clean(details: str) -> None:
-    assert "Traceback" not in details, details
-    assert 'File "' not in details, details
 
 
 def expect_rpc_error(call: Callable[[], Any], code: grpc.StatusCode, *words: str) -> str:
@@ -125,11 +92,6 @@ def expect_rpc_error(call: Callable[[], Any], code: grpc.StatusCode, *words: str
         assert word in details, f"{word!r} not named in {details!r}"
     assert_clean(details)
     return details
-
-
-def grpcurl(address: str, method: str, data: Any) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([GRPCURL, "-plaintext", "-d", json.dumps(data), address, method],
-                          capture_output=True, text=True, timeout=40)
 
 
 def cli_env() -> dict[str, str]:
@@ -371,7 +333,7 @@ def test_max_depth_refuses_triggers_and_writes_nothing(cluster: Cluster, client:
         task_id="flow-depth", payload=json_payload({"via": "grpc"})), timeout=RPC_TIMEOUT),
         grpc.StatusCode.RESOURCE_EXHAUSTED, "'bounded'")
     proc = grpcurl(cluster.address, "cairn.v1.RunService/TriggerRun",
-                   {"task_id": "flow-depth", "payload": {"data": "e30=", "encoding": JSON}})
+                   data={"task_id": "flow-depth", "payload": {"data": "e30=", "encoding": JSON}})
     assert proc.returncode != 0, proc.stdout
     assert "ResourceExhausted" in proc.stderr and "'bounded'" in proc.stderr, proc.stderr
     assert_clean(proc.stderr)
@@ -528,7 +490,7 @@ def test_two_of_each_service_and_a_frontend_killed(cluster: Cluster) -> None:
             assert done.output == {"payload": {"key": done.raw["idempotency_key"]},
                                    "run_id": r}, done
         took = time.monotonic() - t0
-    _alive(worker)
+    worker_alive(worker)
     assert len(set(first + second)) == 100
     assert cluster.sql_value("SELECT count(*) FROM runs WHERE task_id = 'flow-replica'") == 100
     assert count_status(cluster, "flow-replica", "completed") == 100

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -23,7 +22,9 @@ from typing import Any
 
 import grpc
 import pytest
-from cluster import Cluster, REPO_ROOT, TESTS_DIR, WorkerProcess, b64_json, json_payload, wait_for
+from cluster import (Cluster, REPO_ROOT, TESTS_DIR, WorkerProcess, assert_clean, b64_json,
+                     grpcurl, grpcurl_call, json_payload, table_counts, wait_for,
+                     wait_registered, worker_alive)
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.struct_pb2 import Struct
 
@@ -42,12 +43,9 @@ SCHEDULE_ENV = "OPTION_TASKS_SCHEDULE"
 ALL_TASKS = ("opt-echo", "opt-record", "opt-gated", "opt-stuck", "opt-stuck-declared",
              "opt-metadata", "opt-scheduled")
 EVERY_2S = "*/2 * * * * *"
-GRPCURL = shutil.which("grpcurl") or str(Path(sys.executable).parent / "grpcurl")
 JSON = "json/plain"
 RPC_TIMEOUT = 15.0
 RUN_TIMEOUT = 20.0
-COUNTED_TABLES = ("runs", "run_events", "queue_entries", "steps", "attempts", "timers",
-                  "schedules")
 
 
 # ---- helpers ------------------------------------------------------------------------
@@ -58,29 +56,8 @@ def start_option_worker(cluster: Cluster, *, slots: int = 4,
     """A `cairn worker option_tasks` process; returns once its tasks are registered
     and the worker logged its registration."""
     worker = cluster.start_worker(TASKS_MODULE, cwd=APPS_DIR, slots=slots, env=env)
-    wait_registered(cluster, worker, *ALL_TASKS)
-    wait_for(lambda: _alive(worker) and "worker registered" in worker.log_text(), 20,
-             message="the worker never logged its registration")
+    wait_registered(cluster, *ALL_TASKS, worker=worker)
     return worker
-
-
-def _alive(worker: WorkerProcess) -> bool:
-    if not worker.running:
-        raise AssertionError(f"worker exited with code {worker.returncode}:\n"
-                             f"{worker.log_tail(40)}")
-    return True
-
-
-def wait_registered(cluster: Cluster, worker: WorkerProcess | None, *task_ids: str,
-                    timeout: float = 20.0) -> None:
-    def registered() -> bool:
-        if worker is not None:
-            _alive(worker)
-        n = cluster.sql_value("SELECT count(*) FROM tasks WHERE task_id = ANY($1::text[])",
-                              list(task_ids))
-        return n == len(task_ids)
-
-    wait_for(registered, timeout, message=f"tasks {task_ids} never registered")
 
 
 def register_over_grpc(cluster: Cluster, worker_id: str, *task_ids: str) -> None:
@@ -113,16 +90,6 @@ def ts(text: str | None) -> datetime:
     return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
 
 
-def table_counts(cluster: Cluster) -> dict[str, int]:
-    query = "SELECT " + ", ".join(f"(SELECT count(*) FROM {t}) AS {t}" for t in COUNTED_TABLES)
-    return dict(cluster.sql(query)[0])
-
-
-def assert_clean(details: str) -> None:
-    assert "Traceback" not in details, details
-    assert 'File "' not in details, details
-
-
 def expect_rpc_error(call: Callable[[], Any], code: grpc.StatusCode, *words: str) -> str:
     """Runs call; asserts it fails with `code`, a message naming every word and no
     stack trace. Returns the message."""
@@ -135,13 +102,6 @@ def expect_rpc_error(call: Callable[[], Any], code: grpc.StatusCode, *words: str
         assert word.lower() in details.lower(), f"{word!r} not named in {details!r}"
     assert_clean(details)
     return details
-
-
-def grpcurl_call(address: str, method: str, data: Any) -> dict[str, Any]:
-    proc = subprocess.run([GRPCURL, "-plaintext", "-d", json.dumps(data), address, method],
-                          capture_output=True, text=True, timeout=40)
-    assert proc.returncode == 0, f"grpcurl {method} failed ({proc.returncode}): {proc.stderr}"
-    return json.loads(proc.stdout)
 
 
 def cli_env() -> dict[str, str]:
@@ -316,7 +276,8 @@ def test_max_duration_times_out_the_run_and_stops_its_attempt(
 
     # The worker stops the attempt: its heartbeat is refused, the task function
     # is cancelled inside the step, and the step's side effect never happens.
-    wait_for(lambda: _alive(worker) and f"attempt superseded: run={run.id}" in worker.log_text(),
+    wait_for(lambda: worker_alive(worker)
+             and f"attempt superseded: run={run.id}" in worker.log_text(),
              10, message="the worker never noticed its attempt was superseded")
     wait_for(lambda: lines(files["cancelled"]) == [f"cancelled {run.id}"], 10,
              message="the step body was never stopped")
@@ -779,10 +740,9 @@ def test_bad_trigger_options_are_refused_and_nothing_is_written(cluster: Cluster
         assert word in str(ia.value)
         assert_clean(str(ia.value))
     # Through grpcurl and the command line.
-    proc = subprocess.run([GRPCURL, "-plaintext", "-d", json.dumps({
+    proc = grpcurl(cluster.address, "cairn.v1.RunService/TriggerRun", data={
         "task_id": "opt-echo", "payload": {"data": b64_json({}), "encoding": JSON},
-        "options": {"delay": "-2s"}}), cluster.address, "cairn.v1.RunService/TriggerRun"],
-        capture_output=True, text=True, timeout=40)
+        "options": {"delay": "-2s"}})
     assert proc.returncode != 0 and "InvalidArgument" in proc.stderr.replace("_", ""), proc.stderr
     assert "options.delay" in proc.stderr
     proc = cairn_cli(cluster, "trigger", "opt-echo", "--priority", "5000")

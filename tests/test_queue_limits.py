@@ -29,7 +29,7 @@ from typing import Any
 
 import asyncpg
 import pytest
-from cluster import Cluster, WorkerProcess, wait_for
+from cluster import Cluster, WorkerProcess, wait_for, wait_registered
 
 from worker_sdk import Client
 
@@ -48,16 +48,6 @@ def body_dir(tmp_path: Path) -> Path:
 
 def body_env(d: Path) -> dict[str, str]:
     return {"LIMIT_TASKS_DIR": str(d)}
-
-
-def wait_registered(worker: WorkerProcess, timeout: float = 30) -> None:
-    """Until the worker logged its registration (it polls right after)."""
-    def registered() -> bool:
-        if not worker.running:
-            raise AssertionError(f"{worker.name} exited ({worker.returncode}):\n"
-                                 f"{worker.log_tail(40)}")
-        return "worker registered" in worker.log_text()
-    wait_for(registered, timeout, message=f"{worker.name} did not register")
 
 
 def two_matching_replicas(c: Cluster) -> tuple[Any, Any]:
@@ -258,7 +248,7 @@ def start_spread_workers(c: Cluster, f2: Any, d: Path, lists_for_all: bool = Fal
     addresses = [c.address, both if lists_for_all else f2.address, both]
     workers = [c.start_worker(APP, slots=4, env=body_env(d), address=a) for a in addresses]
     for w in workers:
-        wait_registered(w)
+        wait_registered(c, worker=w, timeout=30)
     return workers
 
 
@@ -310,7 +300,7 @@ def test_limit_per_concurrency_key(cluster: Cluster, body_dir: Path) -> None:
     limit, n_keys, per_key = 2, 20, 10
     workers = [cluster.start_worker(APP, slots=4, env=body_env(body_dir)) for _ in range(3)]
     for w in workers:
-        wait_registered(w)
+        wait_registered(cluster, worker=w, timeout=30)
     keys = [f"tenant-{k:02d}" for k in range(n_keys)]
     items = [{"task": "limit-keyed", "payload": {"i": i, "key": key, "ms": 60},
               "concurrency_key": key}

@@ -10,8 +10,6 @@ token ids to WAIT_TASKS_DIR, and hold on go-files the test creates.
 """
 from __future__ import annotations
 
-import json
-import shutil
 import subprocess
 import sys
 import uuid
@@ -22,7 +20,9 @@ from typing import Any
 
 import grpc
 import pytest
-from cluster import Cluster, REPO_ROOT, WorkerProcess, b64_json, json_payload, wait_for
+from cluster import (Cluster, REPO_ROOT, WorkerProcess, assert_clean, b64_json, grpcurl_call,
+                     grpcurl_error, json_field, json_payload, table_counts, wait_for,
+                     wait_registered)
 from google.protobuf.duration_pb2 import Duration
 
 from cairn import payloads
@@ -33,11 +33,9 @@ from worker_sdk import Client, FailedPreconditionError, NotFoundError
 
 APP = "tests.apps.wait_tasks"
 TASKS = ("wait-serial", "wait-sleeper", "wait-event", "wait-token", "wait-quick")
-GRPCURL = shutil.which("grpcurl") or str(Path(sys.executable).parent / "grpcurl")
 JSON = "json/plain"
 RUN_TIMEOUT = 20.0
 RPC_TIMEOUT = 15.0
-COUNTED_TABLES = ("run_inbox", "wait_tokens", "runs", "steps", "waits", "run_events")
 
 
 # ---- helpers -----------------------------------------------------------------------
@@ -53,14 +51,7 @@ def wdir(tmp_path: Path) -> Path:
 def start_worker(cluster: Cluster, wdir: Path, slots: int = 4) -> WorkerProcess:
     """A worker of wait_tasks; returns once it registered (it polls right after)."""
     worker = cluster.start_worker(APP, slots=slots, env={"WAIT_TASKS_DIR": str(wdir)})
-
-    def registered() -> bool:
-        if not worker.running:
-            raise AssertionError(f"{worker.name} exited ({worker.returncode}):\n"
-                                 f"{worker.log_tail(40)}")
-        return "worker registered" in worker.log_text()
-
-    wait_for(registered, 20, message=f"{worker.name} did not register")
+    wait_registered(cluster, worker=worker)
     return worker
 
 
@@ -92,31 +83,6 @@ def side_effects(wdir: Path, event: str, run_id: str) -> int:
     return sum(1 for line in lines if line.split()[:2] == [event, run_id])
 
 
-def grpcurl(address: str, method: str, data: Any) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([GRPCURL, "-plaintext", "-d", json.dumps(data), address, method],
-                          capture_output=True, text=True, timeout=40)
-
-
-def grpcurl_ok(address: str, method: str, data: Any) -> dict[str, Any]:
-    proc = grpcurl(address, method, data)
-    assert proc.returncode == 0, f"grpcurl {method} failed ({proc.returncode}): {proc.stderr}"
-    return json.loads(proc.stdout)
-
-
-def grpcurl_error(address: str, method: str, data: Any, code: str) -> str:
-    """Asserts grpcurl's call fails with `code` (e.g. "FailedPrecondition")."""
-    proc = grpcurl(address, method, data)
-    assert proc.returncode != 0, f"grpcurl {method} succeeded: {proc.stdout}"
-    assert f"Code: {code}" in proc.stderr, proc.stderr
-    return proc.stderr
-
-
-def field(obj: dict[str, Any], name: str, default: Any = None) -> Any:
-    """A field of grpcurl's JSON by its proto name (printed snake_case or lowerCamelCase)."""
-    camel = name.split("_")[0] + "".join(p.title() for p in name.split("_")[1:])
-    return obj.get(camel, obj.get(name, default))
-
-
 def expect_rpc_error(call: Callable[[], Any], code: grpc.StatusCode, *words: str) -> None:
     with pytest.raises(grpc.RpcError) as info:
         call()
@@ -125,7 +91,7 @@ def expect_rpc_error(call: Callable[[], Any], code: grpc.StatusCode, *words: str
     assert got == code, f"expected {code.name}, got {got.name}: {details}"
     for word in words:
         assert word.lower() in details.lower(), f"{word!r} not named in {details!r}"
-    assert "Traceback" not in details and 'File "' not in details, details
+    assert_clean(details)
 
 
 def assert_waiting_on_sleep(cluster: Cluster, client: Client, run_id: str) -> None:
@@ -221,15 +187,16 @@ def test_events_by_name_and_key_with_timeout_and_buffered_by_run_id(
     wait_info = client.get(r1).wait
     assert (wait_info["kind"], wait_info["event_name"], wait_info["event_key"]) == \
         ("event", "approval", "order-7")
-    other_key = grpcurl_ok(cluster.address, send, {
+    other_key = grpcurl_call(cluster.address, send, {
         "name": "approval", "key": "order-8",
         "payload": {"data": b64_json("no"), "encoding": JSON}})
-    assert not field(other_key, "delivered_run_ids") and not other_key.get("buffered"), other_key
+    assert not json_field(other_key, "delivered_run_ids"), other_key
+    assert not other_key.get("buffered"), other_key
     approval = {"approved": True, "by": "ops"}
-    sent = grpcurl_ok(cluster.address, send, {
+    sent = grpcurl_call(cluster.address, send, {
         "name": "approval", "key": "order-7", "payload": {"data": b64_json(approval),
                                                           "encoding": JSON}})
-    assert field(sent, "delivered_run_ids") == [r1], sent
+    assert json_field(sent, "delivered_run_ids") == [r1], sent
     finished(client, r1, approval)
 
     # An event that never comes: the wait's timeout raises WaitTimeoutError.
@@ -244,9 +211,9 @@ def test_events_by_name_and_key_with_timeout_and_buffered_by_run_id(
     r3 = client.trigger("wait-event", {"name": "approval", "hold": True}).id
     wait_for(lambda: (wdir / f"held-{r3}").exists(), RUN_TIMEOUT, message="r3 never held")
     early = {"early": 1}
-    sent = grpcurl_ok(cluster.address, send, {
+    sent = grpcurl_call(cluster.address, send, {
         "run_id": r3, "name": "approval", "payload": {"data": b64_json(early), "encoding": JSON}})
-    assert sent.get("buffered") is True and not field(sent, "delivered_run_ids"), sent
+    assert sent.get("buffered") is True and not json_field(sent, "delivered_run_ids"), sent
     assert status(cluster, r3) == "executing"
     (wdir / f"go-{r3}").touch()
     finished(client, r3, early)
@@ -316,8 +283,7 @@ def test_wait_api_rejects_bad_input_and_writes_nothing(cluster: Cluster, client:
     finished(client, done, {"q": 1})
     token = client.create_token()["id"]
     stub = wait_service_pb2_grpc.WaitServiceStub(cluster.channel())
-    count_sql = "SELECT " + ", ".join(f"(SELECT count(*) FROM {t}) AS {t}" for t in COUNTED_TABLES)
-    before = dict(cluster.sql(count_sql)[0])
+    before = table_counts(cluster)
 
     def call(method: str, **fields: Any) -> Callable[[], Any]:
         request = getattr(wspb, f"{method}Request")(**fields)
@@ -336,5 +302,5 @@ def test_wait_api_rejects_bad_input_and_writes_nothing(cluster: Cluster, client:
     expect_rpc_error(call("CreateWaitToken", timeout=Duration(seconds=-5)),
                      grpc.StatusCode.INVALID_ARGUMENT, "timeout")
 
-    assert dict(cluster.sql(count_sql)[0]) == before
+    assert table_counts(cluster) == before
     assert client.get_token(token)["status"] == "pending"
