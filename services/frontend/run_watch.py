@@ -1,13 +1,15 @@
-"""Wakes WaitRun calls when history announces a run change on NATS."""
+"""Wakes WaitRun calls when history announces on NATS that a run ended."""
 from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
 from typing import Any
 
+from cairn.statuses import TERMINAL_RUN_STATUSES
+
 
 class RunWatcher:
-    """Events per run id, set when a change of that run is announced."""
+    """Events per run id, set when the end of that run is announced."""
 
     def __init__(self) -> None:
         self._events: dict[str, set[asyncio.Event]] = defaultdict(set)
@@ -25,5 +27,10 @@ class RunWatcher:
                 del self._events[run_id]
 
     def on_change(self, message: dict[str, Any]) -> None:
+        """A run changed: wakes its watchers when it ended (or the notice does not
+        say), so a waiting call re-reads the run once, not at every step."""
+        status = message.get("status")
+        if status is not None and status not in TERMINAL_RUN_STATUSES:
+            return
         for event in self._events.get(message.get("run_id", ""), ()):
             event.set()

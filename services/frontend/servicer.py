@@ -106,8 +106,8 @@ class RunServicer(rgrpc.RunServiceServicer):
     @rpc
     async def WaitRun(self, request: rpb.WaitRunRequest, context: grpc.aio.ServicerContext
                       ) -> rpb.WaitRunResponse:
-        """Re-reads the run whenever NATS announces a change of it, and at the
-        sweep interval in case an announcement was lost."""
+        """Re-reads the run when NATS announces that it ended, and at the sweep
+        interval in case an announcement was lost."""
         _with_namespace(request)
         check.run_id(request.run_id)
         deadline = time.monotonic() + check.wait_seconds("timeout", request, DEFAULT_WAIT_RUN)
