@@ -292,7 +292,8 @@ def _worker(args: argparse.Namespace) -> None:
                         format="%(asctime)s %(levelname)s worker %(name)s: %(message)s")
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
-    from worker_sdk._grpc import check_address, resolve_address
+    from cairn.addresses import check_address
+    from worker_sdk._grpc import resolve_address
     try:
         check_address(resolve_address(args.address))
     except ValueError as exc:

@@ -15,13 +15,14 @@ from typing import Any, TypeVar
 import grpc
 from google.protobuf.duration_pb2 import Duration
 
+from cairn.addresses import check_address
 from cairn.run_json import queue_to_dict, run_to_dict, schedule_to_dict, token_to_dict
 from cairn.statuses import RUN_STATUS_BY_NAME, TERMINAL_RUN_STATUSES
 from cairn.v1 import (common_pb2, queue_service_pb2, queue_service_pb2_grpc, run_service_pb2,
                       run_service_pb2_grpc, schedule_service_pb2, schedule_service_pb2_grpc,
                       wait_service_pb2, wait_service_pb2_grpc)
 
-from worker_sdk._grpc import (call_mapped, check_address, code_of, open_channel,
+from worker_sdk._grpc import (call_mapped, code_of, open_channel,
                               resolve_address, resolve_namespace, to_cairn_error)
 from worker_sdk.errors import RunFailedError
 from worker_sdk.options import (INT32_MAX, duration_seconds, encode_payload,

@@ -18,10 +18,11 @@ from typing import Any
 import grpc
 from google.protobuf.duration_pb2 import Duration
 
+from cairn.addresses import check_address
 from cairn.v1 import (run_service_pb2_grpc, wait_service_pb2_grpc, worker_service_pb2,
                       worker_service_pb2_grpc)
 
-from worker_sdk._grpc import (TRANSIENT_CODES, check_address, code_of, details_of,
+from worker_sdk._grpc import (TRANSIENT_CODES, code_of, details_of,
                               open_channel, resolve_address, resolve_namespace)
 from worker_sdk.batching import BatchingStub
 from worker_sdk.errors import UnavailableError

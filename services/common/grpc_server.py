@@ -11,6 +11,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from cairn import addresses
+
 log = logging.getLogger("cairn.server")
 
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
@@ -33,19 +35,11 @@ def make_server(listen: str, register: Callable[[grpc.aio.Server], None],
 
 
 def channel(address: str) -> grpc.aio.Channel:
-    """An insecure channel to another service of the cluster. A comma-separated
-    list of host:port (replicas) is balanced round-robin; a gRPC target such as
-    dns:///history:7375 works too."""
-    # Reconnect to a restarted service within 2 s (gRPC's default backoff grows to 120 s).
-    target, options = address, [*CHANNEL_OPTIONS, ("grpc.use_local_subchannel_pool", 1),
-                                ("grpc.initial_reconnect_backoff_ms", 100),
-                                ("grpc.min_reconnect_backoff_ms", 100),
-                                ("grpc.max_reconnect_backoff_ms", 2000)]
-    if "," in address:
-        hosts = [a.strip() for a in address.split(",") if a.strip()]
-        target = "ipv4:" + ",".join(hosts)
-        options.append(("grpc.lb_policy_name", "round_robin"))
-    return grpc.aio.insecure_channel(target, options=options)
+    """An insecure channel to another service of the cluster: host:port, a gRPC
+    target such as dns:///history:7375, or a comma-separated list of replicas
+    (host names resolved now), balanced round-robin."""
+    return grpc.aio.insecure_channel(addresses.channel_target(address, "service"), options=[
+        *CHANNEL_OPTIONS, *addresses.RECONNECT_OPTIONS, ("grpc.lb_policy_name", "round_robin")])
 
 
 async def serve(server: grpc.aio.Server, health_servicer: health.aio.HealthServicer,

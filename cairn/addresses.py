@@ -1,0 +1,147 @@
+"""Addresses of Cairn services, shared by the SDK (frontends) and the services
+(each other): host:port, a gRPC target (dns:///history:7375, ipv4:...), or a
+comma-separated list host:port,host:port that becomes one round-robin target."""
+from __future__ import annotations
+
+import ipaddress
+import re
+import socket
+
+DEFAULT_PORT = 7373
+# Each channel its own connections, reconnecting within 2 s: with gRPC's
+# process-wide pool and default backoff (up to 120 s) a new client reused a
+# connection still backing off from a restarted server and failed at once.
+RECONNECT_OPTIONS = [("grpc.use_local_subchannel_pool", 1),
+                     ("grpc.initial_reconnect_backoff_ms", 100),
+                     ("grpc.min_reconnect_backoff_ms", 100),
+                     ("grpc.max_reconnect_backoff_ms", 2000)]
+# A target that names its gRPC resolver, e.g. dns:///cairn.internal:7373 or ipv4:1.2.3.4:7373.
+_SCHEME = re.compile(r"^(dns|ipv4|ipv6|unix|unix-abstract|vsock|xds|google-c2p):", re.IGNORECASE)
+
+
+class UnresolvedHost(OSError):
+    """A host name in an address list has no address (yet)."""
+
+
+def _split_host_port(entry: str, address: str, what: str, default_port: int) -> tuple[str, int]:
+    """'host:port', '[v6]:port', 'host' or a bare IPv6 literal as (host, port); the
+    port defaults to default_port. ValueError naming the address otherwise."""
+    bad = f"invalid {what} address {entry!r} in {address!r}"
+    if entry.startswith("["):
+        end = entry.find("]")
+        if end < 0:
+            raise ValueError(f"{bad}: missing ']'")
+        host, rest = entry[1:end], entry[end + 1:]
+        if rest and not rest.startswith(":"):
+            raise ValueError(f"{bad}: expected [ipv6]:port")
+        port_text = rest[1:] if rest else ""
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"{bad}: {host!r} is not an IPv6 address") from None
+    elif entry.count(":") > 1:
+        try:
+            ipaddress.IPv6Address(entry)
+        except ValueError:
+            raise ValueError(f"{bad}: write an IPv6 address with a port as [addr]:port") from None
+        host, port_text = entry, ""
+    else:
+        host, _, port_text = entry.partition(":")
+        if ":" in entry and not port_text:
+            raise ValueError(f"{bad}: the port is missing")
+    if not host:
+        raise ValueError(f"{bad}: the host is missing")
+    if not port_text:
+        return host, default_port
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError(f"{bad}: the port must be a number from 1 to 65535")
+    return host, int(port_text)
+
+
+def parse_address_list(address: str, what: str = "frontend", default_port: int = DEFAULT_PORT
+                       ) -> list[tuple[str, int]] | None:
+    """The (host, port) entries of a comma-separated list of addresses, or None when
+    address is a single host:port or a gRPC target (dns:///cairn.internal:7373,
+    ipv4:10.0.0.1:7373,10.0.0.2:7373, ...), which goes to gRPC unchanged.
+    ValueError for a malformed list."""
+    text = address.strip()
+    if not text:
+        raise ValueError(f"the {what} address is empty")
+    if "," not in text or _SCHEME.match(text):
+        return None  # gRPC's own target syntax, e.g. ipv4:10.0.0.1:7373,10.0.0.2:7373
+    if "://" in text:
+        raise ValueError(f"{what} address {address!r}: a list of {what}s is written "
+                         "host:port,host:port without a scheme")
+    entries = [e.strip() for e in text.split(",") if e.strip()]
+    if not entries:
+        raise ValueError(f"{what} address {address!r} names no {what}")
+    parsed = [_split_host_port(e, address, what, default_port) for e in entries]
+    if {_literal_family(h) for h, _ in parsed} >= {socket.AF_INET, socket.AF_INET6}:
+        raise ValueError(f"{what} address {address!r}: a list of {what}s cannot mix IPv4 "
+                         "and IPv6 addresses")
+    return parsed
+
+
+def check_address(address: str, what: str = "frontend") -> str:
+    """Checks an address's syntax (nothing is resolved); returns it."""
+    parse_address_list(address, what)
+    return address
+
+
+def _literal_family(host: str) -> int | None:
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    return socket.AF_INET6 if ip.version == 6 else socket.AF_INET
+
+
+def _resolve(host: str, port: int, what: str) -> dict[int, list[str]]:
+    """A host name's addresses by family (AF_INET, AF_INET6)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise UnresolvedHost(f"cannot resolve {what} host {host!r}: {exc}") from None
+    found: dict[int, list[str]] = {socket.AF_INET: [], socket.AF_INET6: []}
+    for family, _, _, _, sockaddr in infos:
+        host_ip = str(sockaddr[0]).split("%")[0]
+        if family in found and host_ip not in found[family]:
+            found[family].append(host_ip)
+    return found
+
+
+def list_target(entries: list[tuple[str, int]], what: str = "frontend") -> str:
+    """One gRPC target for several addresses: "ipv4:a:p,b:p" or "ipv6:[a]:p,[b]:p".
+    Host names are resolved now (socket.getaddrinfo) into every address of the
+    chosen family; IPv4 is chosen unless the list names IPv6 literals or a host
+    has no IPv4 address. UnresolvedHost when a host cannot be resolved,
+    ValueError when the addresses cannot share one family."""
+    literal = {_literal_family(h) for h, _ in entries} - {None}
+    resolved = {h: _resolve(h, p, what) for h, p in entries if _literal_family(h) is None}
+    family = None
+    for candidate in (socket.AF_INET, socket.AF_INET6):
+        if literal - {candidate}:
+            continue
+        if all(addrs[candidate] for addrs in resolved.values()):
+            family = candidate
+            break
+    if family is None:
+        names = ", ".join(resolved)
+        raise ValueError(f"the {what}s {names} do not all have an address of the same "
+                         "family (IPv4 or IPv6)")
+    out: list[str] = []
+    for host, port in entries:
+        hosts = resolved[host][family] if host in resolved else [
+            str(ipaddress.ip_address(host))]
+        for h in hosts:
+            item = f"[{h}]:{port}" if family == socket.AF_INET6 else f"{h}:{port}"
+            if item not in out:
+                out.append(item)
+    return ("ipv6:" if family == socket.AF_INET6 else "ipv4:") + ",".join(out)
+
+
+def channel_target(address: str, what: str = "frontend") -> str:
+    """The gRPC target for an address: a list of addresses becomes one ipv4:/ipv6:
+    target (host names resolved now); anything else is used as given."""
+    entries = parse_address_list(address, what)
+    return address.strip() if entries is None else list_target(entries, what)
