@@ -32,6 +32,8 @@ from datetime import date, datetime, timedelta, timezone, tzinfo
 
 __all__ = ["Cron"]
 
+# Days of each month in the longest year (February 29 exists in leap years).
+_LONGEST_MONTH = {1: 31, 2: 29, 3: 31, 4: 30, 5: 31, 6: 30, 7: 31, 8: 31, 9: 30, 10: 31, 11: 30, 12: 31}
 # Search horizon of next_after, in years past the starting point.
 _MAX_YEARS = 5
 
@@ -170,6 +172,9 @@ class Cron:
         self._tz = _load_zone(timezone)
         self.expression = normalized
         self.timezone = timezone
+        if self._dow_star and not any(day <= _LONGEST_MONTH[m] for m in self._months for day in self._doms):
+            raise ValueError(f"cron: '{normalized}' never fires: none of its months has "
+                             f"day {', '.join(map(str, sorted(self._doms)))}")
         return self
 
     def __str__(self) -> str:

@@ -632,6 +632,7 @@ def test_bad_schedules_are_refused_and_nothing_is_written(cluster: Cluster,
     refused(grpc.StatusCode.INVALID_ARGUMENT, "cron", cron="not a cron")
     refused(grpc.StatusCode.INVALID_ARGUMENT, "cron", cron="*/2 * * * * * *")
     refused(grpc.StatusCode.INVALID_ARGUMENT, "cron", cron="61 * * * *")
+    refused(grpc.StatusCode.INVALID_ARGUMENT, "never fires", cron="0 0 30 2 *")
     refused(grpc.StatusCode.INVALID_ARGUMENT, "cron", cron="")
     refused(grpc.StatusCode.INVALID_ARGUMENT, "timezone", "Mars/Olympus_Mons",
             timezone="Mars/Olympus_Mons")

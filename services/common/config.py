@@ -70,11 +70,14 @@ def add_service_flags(p: argparse.ArgumentParser, default_listen: str) -> None:
                    help="history service host:port (CAIRN_HISTORY_ADDRESS)")
     p.add_argument("--matching-address", default=env("MATCHING_ADDRESS", DEFAULT_MATCHING),
                    help="matching service host:port (CAIRN_MATCHING_ADDRESS)")
-    p.add_argument("--lease-seconds", type=float, default=float(env("LEASE_SECONDS", "10")),
+    p.add_argument("--lease-seconds", type=_number("CAIRN_LEASE_SECONDS", zero_ok=False),
+                   default=env("LEASE_SECONDS", "10"),
                    help="an attempt without a heartbeat for this long is crashed (CAIRN_LEASE_SECONDS)")
-    p.add_argument("--sweep-seconds", type=float, default=float(env("SWEEP_SECONDS", "1")),
+    p.add_argument("--sweep-seconds", type=_number("CAIRN_SWEEP_SECONDS", zero_ok=False),
+                   default=env("SWEEP_SECONDS", "1"),
                    help="interval of the database sweep that backs up NATS (CAIRN_SWEEP_SECONDS)")
-    p.add_argument("--claim-seconds", type=float, default=float(env("CLAIM_SECONDS", "3")),
+    p.add_argument("--claim-seconds", type=_number("CAIRN_CLAIM_SECONDS", zero_ok=False),
+                   default=env("CLAIM_SECONDS", "3"),
                    help="a claimed queue entry whose attempt did not start within this is claimable "
                         "again, e.g. when its matching replica died (CAIRN_CLAIM_SECONDS)")
     p.add_argument("--retention-days", type=_number("CAIRN_RETENTION_DAYS", zero_ok=True),

@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 import asyncpg
 
 from cairn.cron import Cron
-from services.common.errors import already_exists, invalid, not_found
+from services.common.errors import ServiceError, already_exists, invalid, not_found
 from services.history.runs import NewRun, Outcome, create_run
 
 log = logging.getLogger("cairn.history.schedules")
@@ -133,7 +133,7 @@ class ScheduleStore:
                         namespace=row["namespace"], task_id=row["task_id"], data=data, encoding=encoding,
                         idempotency_key=f"{row['dedup_key']}:{tick.isoformat()}", schedule_id=row["id"]))
                     run_id = outcome.run["id"]
-            except Exception as exc:  # the task is gone: skip the tick, keep the schedule
+            except ServiceError as exc:  # task gone, queue full: skip the tick, keep the schedule
                 log.warning("schedule %s of namespace %s skipped tick %s: %s", row["id"], row["namespace"],
                             tick.isoformat(), exc)
             await conn.execute("UPDATE schedules SET next_fire_at = $3, last_fired_at = $4, "

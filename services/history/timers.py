@@ -59,12 +59,17 @@ class TimerLoop:
                 await asyncio.sleep(self.max_sleep)
 
     async def _fire_due(self) -> None:
+        """Run timers first, then schedule ticks: a tick that fails (and is
+        retried at the next pass) never holds up leases and retries."""
+        await self._fire_run_timers()
         while True:
             fired, outcome = await self.schedules.fire_due()
             if not fired:
                 break
             if outcome is not None:
                 await self.announce(outcome)
+
+    async def _fire_run_timers(self) -> None:
         while True:
             due = await self.store.due_timers()
             if not due:
