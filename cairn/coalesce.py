@@ -10,6 +10,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from cairn.limits import COALESCED_BATCH
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -29,7 +31,7 @@ class Coalescer(Generic[T, R]):
 
     def __init__(self, send_one: Callable[[T, float | None], Awaitable[R]],
                  send_many: Callable[[list[T], float | None], Awaitable[list[R | BaseException]]],
-                 max_batch: int) -> None:
+                 max_batch: int = COALESCED_BATCH) -> None:
         self._send_one = send_one
         self._send_many = send_many
         self._max_batch = max_batch

@@ -10,18 +10,18 @@ from typing import Any
 
 import grpc
 
+from cairn import status_codes
 from cairn.coalesce import Coalescer
+from cairn.limits import COALESCED_BATCH
 from cairn.v1 import worker_service_pb2
 
-MAX_BATCH = 256
-_CODES = {code.value[0]: code for code in grpc.StatusCode}
 _SINGLE = {"record_step": "RecordStep", "finish_attempt": "FinishAttempt"}
 Write = tuple[str, Any]  # ("record_step" or "finish_attempt", the request)
 
 
 def write_error(code: int, message: str) -> grpc.aio.AioRpcError:
     """A refused write of a batch, raised as the single call would have failed."""
-    return grpc.aio.AioRpcError(_CODES.get(code, grpc.StatusCode.UNKNOWN), grpc.aio.Metadata(),
+    return grpc.aio.AioRpcError(status_codes.from_int(code), grpc.aio.Metadata(),
                                 grpc.aio.Metadata(), details=message)
 
 
@@ -30,7 +30,7 @@ class BatchingStub:
     other method is the wrapped stub's. Callers see the same responses and
     errors as from the plain stub, one per write."""
 
-    def __init__(self, stub: Any, max_batch: int = MAX_BATCH) -> None:
+    def __init__(self, stub: Any, max_batch: int = COALESCED_BATCH) -> None:
         self._stub = stub
         self._writes: Coalescer[Write, Any] = Coalescer(self._send_one, self._send_many, max_batch)
 
@@ -55,7 +55,7 @@ class BatchingStub:
             getattr(request.writes.add(), kind).CopyFrom(item)
         response = await self._stub.BatchWrite(request, timeout=timeout)
         if len(response.results) != len(writes):
-            raise write_error(grpc.StatusCode.INTERNAL.value[0], f"BatchWrite answered "
+            raise write_error(status_codes.to_int(grpc.StatusCode.INTERNAL), f"BatchWrite answered "
                               f"{len(response.results)} results for {len(writes)} writes")
         results: list[Any] = []
         for result in response.results:

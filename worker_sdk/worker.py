@@ -19,6 +19,7 @@ import grpc
 from google.protobuf.duration_pb2 import Duration
 
 from cairn.addresses import check_address
+from cairn.limits import DEFAULT_POLL_WAIT, MAX_POLL_ATTEMPTS
 from cairn.v1 import (run_service_pb2_grpc, wait_service_pb2_grpc, worker_service_pb2,
                       worker_service_pb2_grpc)
 
@@ -31,8 +32,6 @@ from worker_sdk.retry import validate_name
 from worker_sdk.task import Task
 
 log = logging.getLogger("cairn.worker")
-POLL_WAIT = 20.0
-MAX_POLL_ATTEMPTS = 100
 REGISTER_TIMEOUT = 10.0
 BACKOFF_FIRST = 0.1
 BACKOFF_MAX = 2.0
@@ -358,7 +357,7 @@ class Worker:
                 continue
             request = worker_service_pb2.PollAttemptRequest(
                 namespace=self.namespace, worker_id=self.worker_id, task_ids=list(self.tasks),
-                wait=Duration(seconds=int(POLL_WAIT)), max_attempts=min(want, MAX_POLL_ATTEMPTS))
+                wait=Duration(seconds=int(DEFAULT_POLL_WAIT)), max_attempts=min(want, MAX_POLL_ATTEMPTS))
             try:
                 if not await self._ensure_registered() or self._stop.is_set():
                     return
@@ -399,7 +398,7 @@ class Worker:
 
     async def _poll(self, request: worker_service_pb2.PollAttemptRequest
                     ) -> worker_service_pb2.PollAttemptResponse:
-        return await self._stub.PollAttempt(request, timeout=POLL_WAIT + 10)
+        return await self._stub.PollAttempt(request, timeout=DEFAULT_POLL_WAIT + 10)
 
     async def _sleep_unless_stopped(self, seconds: float) -> None:
         assert self._stop is not None

@@ -12,6 +12,7 @@ import grpc
 from cairn.internal.v1 import history_service_pb2 as hpb
 from cairn.internal.v1 import history_service_pb2_grpc as hgrpc
 from cairn.internal.v1 import matching_service_pb2_grpc as mgrpc
+from cairn.limits import DEFAULT_POLL_WAIT
 from cairn.statuses import RUN_STATUS_NAMES, TERMINAL_RUN_STATUSES
 from cairn.v1 import run_service_pb2 as rpb
 from cairn.v1 import queue_service_pb2 as qpb
@@ -147,7 +148,7 @@ class WorkerServicer(wgrpc.WorkerServiceServicer):
     @rpc
     async def PollAttempt(self, request: wpb.PollAttemptRequest,
                           context: grpc.aio.ServicerContext) -> wpb.PollAttemptResponse:
-        wait = check.wait_seconds("wait", request, 20.0)
+        wait = check.wait_seconds("wait", request, DEFAULT_POLL_WAIT)
         return await self._route(self.b.matching, "PollAttempt", request, check.poll,
                                  timeout=wait + CALL_TIMEOUT)
 

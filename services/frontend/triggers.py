@@ -6,8 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import grpc
-
+from cairn import status_codes
 from cairn.coalesce import Coalescer
 from cairn.v1 import run_service_pb2 as rpb
 from services.common.errors import ServiceError
@@ -15,18 +14,16 @@ from services.common.errors import ServiceError
 if TYPE_CHECKING:
     from services.frontend.servicer import Backend
 
-MAX_BATCH = 256
-_CODES = {code.value[0]: code for code in grpc.StatusCode}
 
 
 class Triggers:
     """Validated TriggerRun requests on their way to history."""
 
-    def __init__(self, backend: Backend, timeout: float, max_batch: int = MAX_BATCH) -> None:
+    def __init__(self, backend: Backend, timeout: float) -> None:
         self.b = backend
         self.timeout = timeout
         self._calls: Coalescer[rpb.TriggerRunRequest, rpb.TriggerRunResponse] = Coalescer(
-            self._send_one, self._send_many, max_batch)
+            self._send_one, self._send_many)
 
     async def trigger(self, request: rpb.TriggerRunRequest) -> rpb.TriggerRunResponse:
         """History's answer to this request, or its refusal as a ServiceError."""
@@ -34,12 +31,12 @@ class Triggers:
 
     async def _send_one(self, request: rpb.TriggerRunRequest, timeout: float | None
                         ) -> rpb.TriggerRunResponse:
-        return await self.b.call(self.b.history, "TriggerRun", request, timeout or self.timeout)
+        return await self.b.call(self.b.history, "TriggerRun", request, self.timeout)
 
     async def _send_many(self, requests: list[rpb.TriggerRunRequest], timeout: float | None
                          ) -> list[rpb.TriggerRunResponse | BaseException]:
         response = await self.b.call(self.b.history, "TriggerRuns",
-                                     rpb.BatchTriggerRunsRequest(runs=requests), timeout or self.timeout)
+                                     rpb.BatchTriggerRunsRequest(runs=requests), self.timeout)
         return [r.triggered if r.WhichOneof("result") == "triggered"
-                else ServiceError(_CODES.get(r.error.code, grpc.StatusCode.UNKNOWN), r.error.message)
+                else ServiceError(status_codes.from_int(r.error.code), r.error.message)
                 for r in response.results]

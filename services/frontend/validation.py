@@ -11,6 +11,7 @@ from google.protobuf import json_format
 
 from cairn import payloads, retry_policy
 from cairn.cron import Cron
+from cairn.limits import MAX_POLL_ATTEMPTS, MAX_WAIT
 from cairn.v1 import common_pb2 as cpb
 from cairn.v1 import queue_service_pb2 as qpb
 from cairn.v1 import run_service_pb2 as rpb
@@ -24,11 +25,9 @@ NAMESPACE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 MAX_PAYLOAD_BYTES = 4 * 1024 * 1024
 MAX_KEY_CHARS = 256
-MAX_WAIT_SECONDS = 60.0
 MAX_METADATA_BYTES = 4096
 MAX_TAGS = 10
 MAX_BATCH = 1000
-MAX_POLL_ATTEMPTS = 100
 MAX_DELAY_SECONDS = 366 * 86400
 
 
@@ -81,8 +80,8 @@ def wait_seconds(field: str, msg: object, default: float) -> float:
     if not msg.HasField(field):  # type: ignore[attr-defined]
         return default
     seconds = getattr(msg, field).ToTimedelta().total_seconds()
-    if seconds < 0 or seconds > MAX_WAIT_SECONDS:
-        raise invalid(f"{field}: must be between 0 and {MAX_WAIT_SECONDS:g} seconds")
+    if seconds < 0 or seconds > MAX_WAIT:
+        raise invalid(f"{field}: must be between 0 and {MAX_WAIT:g} seconds")
     return seconds
 
 
@@ -184,10 +183,10 @@ def cron(prefix: str, expression: str, timezone: str) -> None:
 
 
 def poll(r: wpb.PollAttemptRequest) -> None:
+    """The poll's fields but its wait, which the servicer reads (wait_seconds)."""
     text("worker_id", r.worker_id, 200, required=True)
     for i, t in enumerate(r.task_ids):
         identifier(f"task_ids[{i}]", t)
-    wait_seconds("wait", r, 0)
     if not 0 <= r.max_attempts <= MAX_POLL_ATTEMPTS:
         raise invalid(f"max_attempts: 0 to {MAX_POLL_ATTEMPTS} (0 means 1), got {r.max_attempts}")
 

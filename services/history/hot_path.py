@@ -90,8 +90,8 @@ SELECT * FROM step
 """
 
 # Ends the current attempt of an executing run as completed, with the run:
-# timers, entry and wait cleared, execution time added, its event, and a
-# waiting parent signalled. $1 run id, $2 namespace, $3 attempt, $4 output,
+# timers cleared, execution time added, its event, and a waiting parent
+# signalled. (An executing run has no queue entry and no wait to clear.) $1 run id, $2 namespace, $3 attempt, $4 output,
 # $5 output encoding.
 FINISH_COMPLETED = """
 WITH current AS (
@@ -102,8 +102,6 @@ attempt AS (
     WHERE run_id = $1 AND number = $3 AND EXISTS (SELECT 1 FROM current)
     RETURNING (extract(epoch FROM finished_at - started_at) * 1000)::bigint AS spent),
 timers_gone AS (DELETE FROM timers WHERE run_id = $1 AND EXISTS (SELECT 1 FROM current)),
-entry_gone AS (DELETE FROM queue_entries WHERE run_id = $1 AND EXISTS (SELECT 1 FROM current)),
-wait_gone AS (DELETE FROM waits WHERE run_id = $1 AND EXISTS (SELECT 1 FROM current)),
 run AS (
     UPDATE runs r SET status = 'completed', output = $4, output_encoding = $5, error = NULL,
         finished_at = now(), updated_at = now(), next_attempt_at = NULL,

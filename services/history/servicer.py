@@ -12,7 +12,7 @@ from typing import Any
 
 import grpc
 
-from cairn import payloads
+from cairn import payloads, status_codes
 from cairn.internal.v1 import history_service_pb2 as hpb
 from cairn.internal.v1 import history_service_pb2_grpc as hgrpc
 from cairn.statuses import RUN_STATUS_BY_NAME, RUN_STATUS_NAMES, STEP_STATUS_NAMES
@@ -56,6 +56,12 @@ def new_run(namespace: str, r: rpb.TriggerRunRequest) -> NewRun:
                   encoding=_encoding(r.payload), idempotency_key=r.idempotency_key or None,
                   options=convert.options(r.options),
                   parent_run_id=parse_run_id(r.parent_run_id) if r.parent_run_id else None)
+
+
+def refuse(error: wpb.WriteError, exc: ServiceError) -> None:
+    """One write's refusal in a batch answer, as its single call would have failed."""
+    error.code = status_codes.to_int(exc.code)
+    error.message = exc.message
 
 
 def wait_spec(namespace: str, r: wpb.FinishAttemptRequest) -> dict[str, Any]:
@@ -118,10 +124,7 @@ class HistoryServicer(hgrpc.HistoryServiceServicer):
     @rpc
     async def TriggerRun(self, request: rpb.TriggerRunRequest, context: grpc.aio.ServicerContext
                          ) -> rpb.TriggerRunResponse:
-        outcome, existing = await self.store.trigger(new_run(request.namespace, request))
-        if not existing:
-            await self.announce(outcome)
-        return rpb.TriggerRunResponse(run=convert.run(outcome.run), existing=existing)
+        return await self._triggered(*await self._trigger(request, None))
 
     @rpc
     async def TriggerRuns(self, request: rpb.BatchTriggerRunsRequest, context: grpc.aio.ServicerContext
@@ -132,28 +135,25 @@ class HistoryServicer(hgrpc.HistoryServiceServicer):
         for result in await self.store.group_commit(ops):
             item = response.results.add()
             if isinstance(result, ServiceError):
-                item.error.code = result.code.value[0]
-                item.error.message = result.message
+                refuse(item.error, result)
                 continue
-            outcome, existing = result
-            if not existing:
-                await self.announce(outcome)
-            item.triggered.run.CopyFrom(convert.run(outcome.run))
-            item.triggered.existing = existing
+            item.triggered.CopyFrom(await self._triggered(*result))
         return response
 
     async def _trigger(self, request: rpb.TriggerRunRequest, conn: Any) -> tuple[Outcome, bool]:
         return await self.store.trigger(new_run(request.namespace, request), conn=conn)
 
+    async def _triggered(self, outcome: Outcome, existing: bool) -> rpb.TriggerRunResponse:
+        """The answer to a trigger, after announcing a new run."""
+        if not existing:
+            await self.announce(outcome)
+        return rpb.TriggerRunResponse(run=convert.run(outcome.run), existing=existing)
+
     @rpc
     async def BatchTriggerRuns(self, request: rpb.BatchTriggerRunsRequest,
                                context: grpc.aio.ServicerContext) -> rpb.BatchTriggerRunsResponse:
         results = await self.store.trigger_batch([new_run(request.namespace, r) for r in request.runs])
-        for outcome, existing in results:
-            if not existing:
-                await self.announce(outcome)
-        return rpb.BatchTriggerRunsResponse(runs=[
-            rpb.TriggerRunResponse(run=convert.run(o.run), existing=e) for o, e in results])
+        return rpb.BatchTriggerRunsResponse(runs=[await self._triggered(*r) for r in results])
 
     @rpc
     async def GetRun(self, request: rpb.GetRunRequest, context: grpc.aio.ServicerContext
@@ -286,8 +286,7 @@ class HistoryServicer(hgrpc.HistoryServiceServicer):
         for result in await self.store.group_commit(ops):
             item = response.results.add()
             if isinstance(result, ServiceError):
-                item.error.code = result.code.value[0]
-                item.error.message = result.message
+                refuse(item.error, result)
             elif isinstance(result, tuple):
                 item.finish_attempt.CopyFrom(result[0])
                 await self.announce(result[1])

@@ -335,13 +335,11 @@ class RunStore:
                 fence(run, attempt)
                 existing = await conn.fetchrow("SELECT * FROM steps WHERE run_id = $1 AND position = $2",
                                                run_id, position)
-                if existing is not None and existing["attempt"] == attempt and existing["name"] == name:
+                if existing is None:  # RECORD_STEP writes whenever the fence passes and the position is free
+                    raise ServiceError(grpc.StatusCode.INTERNAL, f"step position {position} of run {run_id} "
+                                       "was neither recorded nor refused")
+                if existing["attempt"] == attempt and existing["name"] == name:
                     return existing  # the same write again (its answer was lost): idempotent
-                if existing is None:  # the run changed between the statements; it is locked now
-                    step = await conn.fetchrow(hot_path.RECORD_STEP, run_id, namespace, attempt, position, name,
-                                               status, output, encoding, error, tries, self.lease_seconds)
-                    if step is not None:
-                        return step
                 raise already_exists(f"step position {position} of run {run_id} is already recorded "
                                      f"(as {existing['name']!r} by attempt {existing['attempt']})")
 
@@ -373,19 +371,20 @@ class RunStore:
                     if run["parent_run_id"] is not None:
                         effects.timer_due = run["updated_at"]
                     return Outcome(run, effects)
-            return await self._finish_attempt(conn, namespace, run_id, attempt, outcome, output,
-                                              encoding, error, wait)
+            return await self._finish_attempt(conn, namespace, run_id, attempt, outcome, error, wait)
 
     async def _finish_attempt(self, conn: asyncpg.Connection, namespace: str, run_id: uuid.UUID,
-                              attempt: int, outcome: str, output: bytes | None, encoding: str | None,
-                              error: dict[str, Any] | None, wait: dict[str, Any] | None) -> Outcome:
+                              attempt: int, outcome: str, error: dict[str, Any] | None,
+                              wait: dict[str, Any] | None) -> Outcome:
+        """Fences, then ends the attempt as suspended or failed (a completed one is
+        FINISH_COMPLETED's)."""
         async with conn.transaction():
             run = await lock_run(conn, namespace, run_id)
             fence(run, attempt)
+            if outcome == "completed":  # FINISH_COMPLETED writes whenever the fence passes
+                raise ServiceError(grpc.StatusCode.INTERNAL, f"attempt {attempt} of run {run_id} was "
+                                   "neither completed nor refused")
             await conn.execute("DELETE FROM timers WHERE run_id = $1 AND kind IN ('lease', 'deadline')", run_id)
-            if outcome == "completed":
-                await self._end_attempt(conn, run, "completed")
-                return await end_run(conn, run, "completed", output=output, encoding=encoding)
             if outcome == "suspended":
                 await self._end_attempt(conn, run, "suspended")
                 return await waits.suspend(conn, run, wait)

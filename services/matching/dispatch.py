@@ -154,12 +154,15 @@ class Claimer:
             if not await self._has_keys(conn, namespace, task_ids):
                 rows = await conn.fetch(CLAIM, namespace, task_ids, token, self.claim_seconds, limit)
                 return [r["run_id"] for r in rows], token
-            # Keyed and unkeyed queues take turns, so neither starves the other.
+            # Keyed and unkeyed queues take turns going first, so neither starves
+            # the other; the second fills what the first left of the limit.
             self._keyed_first = not self._keyed_first
             order = (FAIR_CLAIM, UNKEYED_CLAIM) if self._keyed_first else (UNKEYED_CLAIM, FAIR_CLAIM)
+            rows = []
             for sql in order:
-                rows = await conn.fetch(sql, namespace, task_ids, token, self.claim_seconds, limit)
-                if rows:
+                rows += await conn.fetch(sql, namespace, task_ids, token, self.claim_seconds,
+                                         limit - len(rows))
+                if len(rows) >= limit:
                     break
         return [r["run_id"] for r in rows], token
 

@@ -9,6 +9,7 @@ import asyncpg
 import grpc
 
 from cairn.internal.v1 import history_service_pb2 as hpb
+from cairn.limits import DEFAULT_POLL_WAIT, MAX_POLL_ATTEMPTS, MAX_WAIT
 from cairn.internal.v1 import history_service_pb2_grpc as hgrpc
 from cairn.internal.v1 import matching_service_pb2_grpc as mgrpc
 from cairn.v1 import queue_service_pb2 as qpb
@@ -21,10 +22,7 @@ from services.matching.dispatch import Claimer, Waiters
 from services.matching.queues import QueueStore
 from services.matching.registry import Registry
 
-DEFAULT_WAIT = 20.0
-MAX_WAIT = 60.0
 START_TIMEOUT = 10.0
-MAX_ATTEMPTS = 100
 WORKER_CACHE_SECONDS = 5.0
 
 
@@ -61,14 +59,14 @@ class MatchingServicer(mgrpc.MatchingServiceServicer):
         if worker is None:
             raise precondition(f"worker {request.worker_id!r} is not registered in namespace {ns!r}; "
                                "call RegisterWorker first")
-        task_ids = list(request.task_ids) or list(worker["task_ids"])
+        task_ids = list(dict.fromkeys(request.task_ids or worker["task_ids"]))  # each once
         unknown = sorted(set(task_ids) - set(worker["task_ids"]))
         if unknown:
             raise invalid(f"task_ids: {', '.join(unknown)} not registered by worker {request.worker_id!r}")
-        wait = request.wait.ToTimedelta().total_seconds() if request.HasField("wait") else DEFAULT_WAIT
+        wait = request.wait.ToTimedelta().total_seconds() if request.HasField("wait") else DEFAULT_POLL_WAIT
         deadline = time.monotonic() + min(max(wait, 0.0), MAX_WAIT)
         keys = [(ns, t) for t in task_ids]
-        limit = min(max(request.max_attempts, 1), MAX_ATTEMPTS)
+        limit = min(max(request.max_attempts, 1), MAX_POLL_ATTEMPTS)
         while True:
             event = self.waiters.add(keys)
             try:
