@@ -21,10 +21,10 @@ from worker_sdk._grpc import (TRANSIENT_CODES, WRITE_TIMEOUT, call_with_retry, c
 from worker_sdk.context import AttemptContext, _attempt
 from worker_sdk.errors import AttemptAbandoned, AttemptSuspended, StepFailedError, type_name
 from worker_sdk.task import Task
+from worker_sdk.writes import FENCED
 
 DEFAULT_LEASE = 30.0
 log = logging.getLogger("cairn.worker")
-_FENCED = frozenset({grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND})
 _OUTCOME_NAMES = {worker_service_pb2.ATTEMPT_OUTCOME_COMPLETED: "completed",
                   worker_service_pb2.ATTEMPT_OUTCOME_FAILED: "failed",
                   worker_service_pb2.ATTEMPT_OUTCOME_SUSPENDED: "suspended"}
@@ -219,7 +219,7 @@ async def _finish(ctx: AttemptContext, request: worker_service_pb2.FinishAttempt
     except grpc.RpcError as exc:
         code = code_of(exc)
         details = details_of(exc)
-        if code in _FENCED:
+        if code in FENCED:
             log.warning("attempt superseded: run=%s attempt=%d task=%s; the server refused "
                         "its finish (%s: %s)", ctx.run_id, ctx.attempt, ctx.task_id,
                         code.name, details)
@@ -265,7 +265,7 @@ async def _heartbeat(ctx: AttemptContext, fn_task: asyncio.Task[Any], interval: 
             await ctx.stub.Heartbeat(request, timeout=interval)
         except grpc.RpcError as exc:
             code = code_of(exc)
-            if code in _FENCED:
+            if code in FENCED:
                 ctx.abandoned = True
                 log.warning("attempt superseded: run=%s attempt=%d task=%s; heartbeat "
                             "refused (%s: %s); stopping it", ctx.run_id, ctx.attempt,

@@ -10,18 +10,15 @@ from cairn.run_json import struct_to_dict
 from cairn.v1 import worker_service_pb2
 
 from worker_sdk.context import AttemptContext
-from worker_sdk.errors import AttemptAbandoned, AttemptSuspended
 from worker_sdk.options import json_object, to_struct
+from worker_sdk.suspension import check_live
 from worker_sdk.writes import attempt_call
 
 
 async def set_metadata(ctx: AttemptContext, metadata: Mapping[str, Any]) -> dict[str, Any]:
     """Replaces the run's metadata; returns it as stored. The server refuses more
     than 4 KiB (InvalidArgumentError); a write from a superseded attempt abandons it."""
-    if ctx.abandoned:
-        raise AttemptAbandoned(f"run {ctx.run_id} attempt {ctx.attempt} was superseded")
-    if ctx.suspended is not None:
-        raise AttemptSuspended(f"run {ctx.run_id} attempt {ctx.attempt} is suspended")
+    check_live(ctx)
     value = json_object("metadata", metadata)
     request = worker_service_pb2.UpdateRunMetadataRequest(
         namespace=ctx.namespace, run_id=ctx.run_id, attempt=ctx.attempt,

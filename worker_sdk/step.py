@@ -19,11 +19,10 @@ from cairn.v1 import common_pb2, worker_service_pb2
 from worker_sdk import replay
 from worker_sdk.context import (AttemptContext, StepContext, _step, current_attempt,
                                 current_step)
-from worker_sdk.errors import (NonDeterminismError,
-                               StepFailedError, type_name)
+from worker_sdk.errors import StepFailedError, type_name
 from worker_sdk.execution import error_info, one_line
 from worker_sdk.retry import Retry
-from worker_sdk.suspension import check_live
+from worker_sdk.suspension import check_live, lookup
 from worker_sdk.writes import FENCED, attempt_call
 
 P = ParamSpec("P")
@@ -106,12 +105,7 @@ async def record_step(ctx: AttemptContext, position: int, name: str, value: Any)
 
 async def _run(ctx: AttemptContext, spec: _StepSpec, position: int,
                args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    check_live(ctx)
-    try:
-        recorded = replay.recorded_step(ctx.journal, ctx.run_id, position, spec.name)
-    except NonDeterminismError as err:
-        ctx.nondeterminism = ctx.nondeterminism or err
-        raise
+    recorded = lookup(ctx, position, spec.name)
     if recorded is not None:
         return replay.replay(recorded)
     token = _step.set(StepContext(spec.name, position, f"{ctx.run_id}:{position}"))
@@ -133,10 +127,7 @@ async def _run_live(ctx: AttemptContext, spec: _StepSpec, position: int,
             non_retryable = spec.retry.is_non_retryable(exc)
             if non_retryable or tries >= settings.max_attempts:
                 return await _record_failure(ctx, spec, position, tries, exc, non_retryable)
-            try:
-                delay = backoff_seconds(settings, tries)
-            except OverflowError:
-                delay = settings.max_timeout
+            delay = backoff_seconds(settings, tries)  # capped at max_timeout, never overflows
             ctx.logger.warning("step '%s' (position %d) failed on try %d of %d: %s: %s; "
                                "retrying in %.3fs", spec.name, position, tries,
                                settings.max_attempts, type_name(type(exc)),

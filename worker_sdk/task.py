@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from cairn.cron import Cron
 from cairn.v1 import worker_service_pb2
 
 from worker_sdk.options import duration_seconds, to_duration
@@ -32,12 +33,6 @@ def validate_schedule(task_id: str, schedule: Any, timezone: Any) -> None:
     if timezone is not None and (not isinstance(timezone, str) or not timezone):
         raise ValueError(f"task '{task_id}': timezone must be an IANA time zone name such as "
                          f"'Europe/Paris', got {timezone!r}")
-    try:
-        from cairn.cron import Cron
-    except ModuleNotFoundError as exc:  # only while cairn.cron is being written
-        if exc.name != "cairn.cron":
-            raise
-        return
     try:
         Cron.parse(schedule, timezone or "UTC")
     except ValueError as exc:

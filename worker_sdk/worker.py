@@ -130,7 +130,6 @@ class Worker:
         self._stub: Any = None
         self._run_stub: Any = None
         self._wait_stub: Any = None
-        self._polls: set[asyncio.Task[Any]] = set()
         self._handed: asyncio.Queue[worker_service_pb2.AttemptAssignment | None] | None = None
         self._slot_free: asyncio.Event | None = None
         self._idle = 0
@@ -361,12 +360,7 @@ class Worker:
             try:
                 if not await self._ensure_registered() or self._stop.is_set():
                     return
-                poll = asyncio.create_task(self._poll(request))
-                self._polls.add(poll)
-                try:
-                    response = await poll
-                finally:
-                    self._polls.discard(poll)
+                response = await self._stub.PollAttempt(request, timeout=DEFAULT_POLL_WAIT + 10)
             except asyncio.CancelledError:
                 if self._stop.is_set():
                     return
@@ -385,7 +379,9 @@ class Worker:
                 delay = min(BACKOFF_MAX, delay * 2)
                 continue
             except Exception:
-                log.exception("poll failed; backing off")
+                if not failing:  # once per failure streak, like the gRPC errors above
+                    log.exception("poll failed; backing off")
+                    failing = True
                 await self._sleep_unless_stopped(delay)
                 delay = min(BACKOFF_MAX, delay * 2)
                 continue
@@ -395,10 +391,6 @@ class Worker:
             delay = BACKOFF_FIRST
             for assignment in response.assignments:
                 self._handed.put_nowait(assignment)
-
-    async def _poll(self, request: worker_service_pb2.PollAttemptRequest
-                    ) -> worker_service_pb2.PollAttemptResponse:
-        return await self._stub.PollAttempt(request, timeout=DEFAULT_POLL_WAIT + 10)
 
     async def _sleep_unless_stopped(self, seconds: float) -> None:
         assert self._stop is not None
