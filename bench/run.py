@@ -227,7 +227,7 @@ class CairnCluster:
     """history, matching, frontend and workers as processes, as `cairn dev` starts them."""
 
     def __init__(self, logs: Path, database_url: str, nats_url: str, workers: int,
-                 slots: int) -> None:
+                 slots: int, retention_days: float, prune_seconds: float) -> None:
         from services.common.embedded import free_port
         self.logs = logs
         self.database_url = database_url
@@ -242,9 +242,8 @@ class CairnCluster:
                    CAIRN_HISTORY_ADDRESS=self.addresses["history"],
                    CAIRN_MATCHING_ADDRESS=self.addresses["matching"],
                    CAIRN_ADDRESS=self.address,
-                   # g loads finished runs up to 30 days old: the pruner runs (its pass
-                   # is in the measurement) but has nothing to delete.
-                   CAIRN_RETENTION_DAYS="45", CAIRN_PRUNE_SECONDS="5")
+                   CAIRN_RETENTION_DAYS=f"{retention_days:g}",
+                   CAIRN_PRUNE_SECONDS=f"{prune_seconds:g}")
         self.env = env
         self.services: dict[str, Proc] = {}
         self.workers: list[Proc] = []
@@ -342,6 +341,7 @@ class Meter:
                          "rows": r["rows"]} for r in rows]
 
     def per(self, count: int) -> dict[str, Any]:
+        """Per unit of work: count is what completed (an INCOMPLETE workload's too)."""
         commits = self.db1[0] - self.db0[0]
         out = {"cpu_ms_per_run": cpu_delta_ms_per(self.cpu0, self.cpu1, count),
                "transactions_per_run": round(commits / max(1, count), 2),
@@ -488,7 +488,7 @@ class CairnBench:
                "trigger_per_s": round(n / (t_triggered - t0), 1),
                "how": (f"batch_trigger, {BATCH_SIZE} per call, {BATCH_INFLIGHT} calls in flight"
                        if batch else f"TriggerRun, {TRIGGER_INFLIGHT} calls in flight"),
-               **m.per(n)}
+               **m.per(completed)}
         if steps_per_run > 1:
             out["steps_per_s"] = round(n * steps_per_run / seconds, 1)
         return out
@@ -536,7 +536,7 @@ class CairnBench:
         return {"n": n, "limit": 5, "sleep_s": LIMITED_SLEEP, "seconds": round(seconds, 3),
                 "runs_per_s": round(completed / seconds, 1), **_incomplete(completed, n),
                 "max_running": max_overlap((o["start"], o["end"]) for o in outs),
-                "max_executing_sampled": sampled, **m.per(n)}
+                "max_executing_sampled": sampled, **m.per(completed)}
 
     async def drain(self, n: int) -> dict[str, Any]:
         await self.client.pause_queue("bench-drain")
@@ -551,7 +551,7 @@ class CairnBench:
         return {"n": n, "seconds": round(seconds, 3), "runs_per_s": round(completed / seconds, 1),
                 **_incomplete(completed, n),
                 "how": "queued while the queue was paused (batch_trigger), timed from resume",
-                **m.per(n)}
+                **m.per(completed)}
 
     async def flatness(self, rows: int, samples: int, steps: int) -> dict[str, Any]:
         await truncate_runs(self.pool)
@@ -942,6 +942,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="run the peers (and the floor) only, e.g. while changing a peer script")
     p.add_argument("--workers", type=int, default=2, help="Cairn worker processes (default 2)")
     p.add_argument("--slots", type=int, default=32, help="slots per Cairn worker (default 32)")
+    p.add_argument("--retention-days", type=float, default=45,
+                   help="history's retention (default 45: g loads finished runs up to 30 days "
+                        "old, so the pruner passes over them without deleting; below 30 it "
+                        "prunes while g measures)")
+    p.add_argument("--prune-seconds", type=float, default=5,
+                   help="interval of history's retention pass (default 5)")
     p.add_argument("--json", default=None,
                    help="where to write the results (default bench/results/<timestamp>.json)")
     p.add_argument("--statements", action="store_true",
@@ -976,7 +982,8 @@ async def run_cairn(args: argparse.Namespace, servers: Servers, urls: dict[str, 
     wanted = [w for w in args.only if w in "abcdefg"]
     if not wanted:
         return
-    cluster = CairnCluster(logs, urls["cairn_bench"], servers.nats.url, args.workers, args.slots)
+    cluster = CairnCluster(logs, urls["cairn_bench"], servers.nats.url, args.workers, args.slots,
+                           args.retention_days, args.prune_seconds)
     log(f"cairn: starting history, matching, frontend and {args.workers} worker(s) "
         f"of {args.slots} slots")
     try:

@@ -189,7 +189,7 @@ class Bench:
             await self.enqueue_many(q, fn, list(range(n)))
             t1 = time.time()
             t_done, done = await self.wait_done(q, since, n)
-            m = await self.meter_end(m0, n)
+            m = await self.meter_end(m0, max(1, done))
         finally:
             await self.drop(q)
         seconds = t_done - t0
@@ -244,7 +244,7 @@ class Bench:
             t0 = time.time()
             handles = await self.enqueue_many(q, limited, [sleep] * n)
             t_done, done = await self.wait_done(q, since, n)
-            m = await self.meter_end(m0, n)
+            m = await self.meter_end(m0, max(1, done))
             outs = (await asyncio.gather(*(h.get_result(polling_interval_sec=POLL)
                                            for h in handles))) if done >= n else []
         finally:
@@ -265,7 +265,7 @@ class Bench:
         await self.queue(name)
         try:
             t_done, done = await self.wait_done(name, since, n)
-            m = await self.meter_end(m0, n)
+            m = await self.meter_end(m0, max(1, done))
         finally:
             await self.drop(name)
         seconds = t_done - t0

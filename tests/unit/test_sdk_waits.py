@@ -449,9 +449,12 @@ def test_two_waits_at_once_fail_with_a_runtime_error() -> None:
 
 
 def test_code_left_running_after_a_suspension_writes_nothing() -> None:
+    finished: list[str] = []
+
     @step(name="slow")
     async def slow() -> str:
         await asyncio.sleep(0.2)
+        finished.append("slow")
         return "slow"
 
     @task(id="t")
@@ -461,7 +464,12 @@ def test_code_left_running_after_a_suspension_writes_nothing() -> None:
     async def main() -> tuple[Any, FakeStub]:
         stub = FakeStub()
         finish = await execute_attempt(stub, "default", t, assignment())
-        await asyncio.sleep(0.4)  # the step's body finishes meanwhile
+        for _ in range(100):  # the step's body finishes meanwhile (within 5 s)
+            if finished:
+                break
+            await asyncio.sleep(0.05)
+        assert finished == ["slow"], "the step's body never finished"
+        await asyncio.sleep(0)  # let its record attempt, if any, reach the stub
         return finish, stub
 
     finish, stub = asyncio.run(main())
