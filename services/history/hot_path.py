@@ -33,17 +33,18 @@ SELECT * FROM run
 """
 
 # Starts the next attempt of a claimed, queued run whose queue has no limits and
-# is not paused: the run, its attempt, lease and deadline timers, its event, the
-# claimed entry gone. $1 run id, $2 namespace, $3 claim token, $4 worker id,
-# $5 worker version, $6 lease seconds.
+# is not paused (or, with $7 true, whose slot the caller took under the queue's
+# lock): the run, its attempt, lease and deadline timers, its event, the claimed
+# entry gone. $1 run id, $2 namespace, $3 claim token, $4 worker id, $5 worker
+# version, $6 lease seconds, $7 slot taken.
 START = """
 WITH run AS (
     UPDATE runs r SET status = 'executing', attempt_count = r.attempt_count + 1, updated_at = now(),
         started_at = coalesce(r.started_at, now()), next_attempt_at = NULL
     WHERE r.id = $1 AND r.namespace = $2 AND r.status = 'queued'
     AND EXISTS (SELECT 1 FROM queue_entries e WHERE e.run_id = $1 AND e.claim_token = $3)
-    AND NOT EXISTS (SELECT 1 FROM queues q WHERE q.namespace = $2 AND q.name = r.queue
-                    AND (q.paused OR q.concurrency_limit > 0 OR q.rate_limit > 0))
+    AND ($7 OR NOT EXISTS (SELECT 1 FROM queues q WHERE q.namespace = $2 AND q.name = r.queue
+                           AND (q.paused OR q.concurrency_limit > 0 OR q.rate_limit > 0)))
     RETURNING r.*),
 entry AS (DELETE FROM queue_entries WHERE run_id = $1 AND EXISTS (SELECT 1 FROM run)),
 attempt AS (

@@ -198,22 +198,34 @@ class RunStore:
         A queue without limits takes one statement; the transaction below
         handles limits and explains refusals."""
         async with self._using(conn) as conn:
-            run = await conn.fetchrow(hot_path.START, run_id, namespace, claim_token, worker_id,
-                                      worker_version, self.lease_seconds)
-            if run is not None:
-                effects = Effects(run_changed=True)
-                if run["max_duration_ms"] is not None:
-                    effects.merge_timer(run["updated_at"] + timedelta(
-                        milliseconds=max(0, run["max_duration_ms"] - run["exec_ms"])))
-                steps = [] if run["attempt_count"] == 1 else await conn.fetch(
-                    "SELECT * FROM steps WHERE run_id = $1 ORDER BY position", run_id)
-                return Outcome(run, effects), steps
+            started = await self._start(conn, run_id, namespace, claim_token, worker_id, worker_version,
+                                        slot_taken=False)
+            if started is not None:
+                return started
             return await self._start_attempt(conn, namespace, run_id, claim_token, worker_id,
                                              worker_version)
+
+    async def _start(self, conn: asyncpg.Connection, run_id: uuid.UUID, namespace: str,
+                     claim_token: uuid.UUID, worker_id: str, worker_version: str, *, slot_taken: bool
+                     ) -> tuple[Outcome, list[asyncpg.Record]] | None:
+        """The START statement, with the outcome and the journal; None when it wrote nothing."""
+        run = await conn.fetchrow(hot_path.START, run_id, namespace, claim_token, worker_id,
+                                  worker_version, self.lease_seconds, slot_taken)
+        if run is None:
+            return None
+        effects = Effects(run_changed=True)
+        if run["max_duration_ms"] is not None:
+            effects.merge_timer(run["updated_at"] + timedelta(
+                milliseconds=max(0, run["max_duration_ms"] - run["exec_ms"])))
+        steps = [] if run["attempt_count"] == 1 else await conn.fetch(
+            "SELECT * FROM steps WHERE run_id = $1 ORDER BY position", run_id)
+        return Outcome(run, effects), steps
 
     async def _start_attempt(self, conn: asyncpg.Connection, namespace: str, run_id: uuid.UUID,
                              claim_token: uuid.UUID, worker_id: str, worker_version: str
                              ) -> tuple[Outcome, list[asyncpg.Record] | None] | None:
+        """A start the START statement did not make: a stale claim, or a queue
+        with limits or paused, whose slot is taken here under the queue's lock."""
         async with conn.transaction():
             run = await conn.fetchrow("SELECT * FROM runs WHERE id = $1 AND namespace = $2 FOR UPDATE",
                                       run_id, namespace)
@@ -221,44 +233,24 @@ class RunStore:
                 # A stale entry must not be claimed again and again.
                 await conn.execute("DELETE FROM queue_entries WHERE run_id = $1", run_id)
                 return None
-            entry = await conn.fetchrow("SELECT run_id FROM queue_entries WHERE run_id = $1 AND claim_token = $2",
-                                        run_id, claim_token)
-            if entry is None:
-                return None
+            if not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM queue_entries WHERE run_id = $1 "
+                                       "AND claim_token = $2)", run_id, claim_token):
+                return None  # the claim expired and another poller has it
             not_before = await self._take_slot(conn, run)
-            if not_before is not None:
-                # No slot (or paused, or rate-limited): hand the claim back. A
-                # rate-limited entry waits until its window has room, and a timer
-                # announces it then, so pollers need not wait for a sweep.
-                await conn.execute("UPDATE queue_entries SET claim_token = NULL, claimed_until = NULL, "
-                                   "available_at = greatest(available_at, $2) WHERE run_id = $1",
-                                   run_id, not_before)
-                if not_before > await conn.fetchval("SELECT now()"):
-                    await set_timer(conn, run_id, "ready", 0, not_before)
-                    return Outcome(run, Effects(timer_due=not_before)), None
-                return None
-            await conn.execute("DELETE FROM queue_entries WHERE run_id = $1", run_id)
-            number = run["attempt_count"] + 1
-            run = await conn.fetchrow(
-                "UPDATE runs SET status = 'executing', attempt_count = $2, updated_at = now(), "
-                "started_at = coalesce(started_at, now()), next_attempt_at = NULL "
-                "WHERE id = $1 RETURNING *", run_id, number)
-            await conn.execute("INSERT INTO attempts (run_id, number, status, worker_id, worker_version) "
-                               "VALUES ($1, $2, 'executing', $3, $4)", run_id, number, worker_id,
-                               worker_version)
-            now = run["updated_at"]  # now() of this transaction, set by the UPDATE above
-            await set_timer(conn, run_id, "lease", number, now + timedelta(seconds=self.lease_seconds))
-            await conn.execute("DELETE FROM timers WHERE run_id = $1 AND kind = 'ttl'", run_id)
-            effects = Effects(run_changed=True)
-            if run["max_duration_ms"] is not None:
-                left = max(0, run["max_duration_ms"] - run["exec_ms"])
-                due = now + timedelta(milliseconds=left)
-                await set_timer(conn, run_id, "deadline", number, due)
-                effects.merge_timer(due)
-            await event(conn, run_id, "attempt_started", number, worker_id=worker_id,
-                        worker_version=worker_version)
-            steps = await conn.fetch("SELECT * FROM steps WHERE run_id = $1 ORDER BY position", run_id)
-        return Outcome(run, effects), steps
+            if not_before is None:
+                return await self._start(conn, run_id, namespace, claim_token, worker_id,
+                                         worker_version, slot_taken=True)
+            # No slot (or paused, or rate-limited): hand the claim back. A
+            # rate-limited entry waits until its window has room, and a timer
+            # announces it then, so pollers need not wait for a sweep.
+            later = await conn.fetchval(
+                "UPDATE queue_entries SET claim_token = NULL, claimed_until = NULL, "
+                "available_at = greatest(available_at, $2) WHERE run_id = $1 "
+                "RETURNING $2::timestamptz > now()", run_id, not_before)
+            if later:
+                await set_timer(conn, run_id, "ready", 0, not_before)
+                return Outcome(run, Effects(timer_due=not_before)), None
+            return None
 
     async def _take_slot(self, conn: asyncpg.Connection, run: asyncpg.Record) -> datetime | None:
         """None when the run may start now; otherwise the earliest time to try
@@ -296,8 +288,6 @@ class RunStore:
                     return recent[len(recent) - q["rate_limit"]]["at"] + period
                 await conn.execute("INSERT INTO queue_dispatches (namespace, queue, key, at) VALUES ($1, $2, $3, $4)",
                                    ns, queue, key, now)
-        await conn.execute("UPDATE concurrency_keys SET last_dispatched_at = now() "
-                           "WHERE namespace = $1 AND queue = $2 AND key = $3", ns, queue, key)
         return None
 
     async def heartbeat(self, namespace: str, run_id: uuid.UUID, attempt: int) -> datetime:
