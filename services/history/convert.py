@@ -11,7 +11,7 @@ from google.protobuf.duration_pb2 import Duration
 from google.protobuf.struct_pb2 import Struct
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from cairn import retry_policy
+from cairn import payloads, retry_policy
 from cairn.statuses import ATTEMPT_STATUS_BY_NAME, RUN_STATUS_BY_NAME, STEP_STATUS_BY_NAME
 from cairn.v1 import common_pb2 as pb
 from cairn.v1 import schedule_service_pb2 as spb
@@ -49,7 +49,7 @@ def error_dict(e: pb.ErrorInfo) -> dict[str, Any]:
 def payload(data: bytes | None, encoding: str | None) -> pb.Payload | None:
     if data is None:
         return None
-    return pb.Payload(data=data, encoding=encoding or "json/plain")
+    return pb.Payload(data=data, encoding=encoding or payloads.JSON)
 
 
 def step(r: asyncpg.Record) -> pb.Step:

@@ -113,13 +113,11 @@ async def enqueue(conn: asyncpg.Connection, run: asyncpg.Record) -> None:
 
 async def check_depth(conn: asyncpg.Connection, namespace: str, queue: str) -> None:
     """Backpressure: refuses a run for a queue at its maximum depth."""
-    max_depth = await conn.fetchval("SELECT max_depth FROM queues WHERE namespace = $1 AND name = $2",
-                                    namespace, queue)
+    # Locked only when it has a depth limit: concurrent triggers of it count one after the other.
+    max_depth = await conn.fetchval("SELECT max_depth FROM queues WHERE namespace = $1 AND name = $2 "
+                                    "AND max_depth > 0 FOR UPDATE", namespace, queue)
     if not max_depth:
         return
-    # Concurrent triggers of the queue count one after the other.
-    max_depth = await conn.fetchval("SELECT max_depth FROM queues WHERE namespace = $1 AND name = $2 "
-                                    "FOR UPDATE", namespace, queue)
     depth = await conn.fetchval("SELECT count(*) FROM queue_entries WHERE namespace = $1 AND queue = $2",
                                 namespace, queue)
     if depth >= max_depth:
@@ -205,7 +203,7 @@ async def end_run(conn: asyncpg.Connection, run: asyncpg.Record, status: str, *,
     if run["parent_run_id"] is not None:
         # Only the parent's timer row is touched, never the parent run: a child
         # transaction holds no lock that a parent transaction could wait on.
-        due = await conn.fetchval("SELECT now()")
+        due = ended["updated_at"]  # now() of this transaction
         await set_timer(conn, run["parent_run_id"], "signal", 0, due)
         effects.timer_due = due
     return Outcome(ended, effects)

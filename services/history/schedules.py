@@ -7,12 +7,12 @@ Missed ticks (the cluster was down): caught up once — one run for the latest
 missed tick, then the schedule goes on from the next tick after now."""
 from __future__ import annotations
 
-import json
 import logging
 from datetime import datetime, timezone
 
 import asyncpg
 
+from cairn import payloads
 from cairn.cron import Cron
 from services.common.errors import ServiceError, already_exists, invalid, not_found
 from services.history.runs import NewRun, Outcome, create_run
@@ -123,8 +123,8 @@ class ScheduleStore:
             tick = _latest_tick(cron, row["next_fire_at"], now)
             data, encoding = row["payload"], row["payload_encoding"]
             if row["declared"] or data is None:
-                data = json.dumps({"schedule_id": row["id"], "scheduled_at": tick.isoformat()}).encode()
-                encoding = "json/plain"
+                data = payloads.encode_json({"schedule_id": row["id"], "scheduled_at": tick.isoformat()})
+                encoding = payloads.JSON
             outcome: Outcome | None = None
             run_id = None
             try:

@@ -13,6 +13,7 @@ from typing import Any
 
 import asyncpg
 
+from cairn import payloads
 from cairn.statuses import TERMINAL_RUN_STATUSES
 from services.common.errors import not_found, precondition
 from services.history.runs import Effects, Outcome, create_run, enqueue, event, set_timer
@@ -41,13 +42,13 @@ async def requeue(conn: asyncpg.Connection, run: asyncpg.Record, reason: str) ->
 
 
 async def resolve(conn: asyncpg.Connection, run: asyncpg.Record, wait: asyncpg.Record, *,
-                  output: Any = None, data: bytes | None = None, encoding: str = "json/plain",
+                  output: Any = None, data: bytes | None = None, encoding: str = payloads.JSON,
                   error: dict[str, Any] | None = None) -> Outcome:
     """Records the wait's step (output as JSON value or raw payload bytes, or an
     error) and queues the run. The run must be locked and WAITING on `wait`."""
     if wait["kind"] != "sleep":
         if error is None and data is None:
-            data = json.dumps(output).encode()
+            data = payloads.encode_json(output)
         await conn.execute(
             "INSERT INTO steps (run_id, position, name, status, output, output_encoding, error, attempt, tries) "
             "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1) ON CONFLICT (run_id, position) DO NOTHING",
@@ -192,8 +193,8 @@ async def complete_token(conn: asyncpg.Connection, namespace: str, token_id: str
                                 "completed_at = now() WHERE id = $1 RETURNING *", token_id, data, encoding)
     effects = Effects()
     waiting = await conn.fetch("SELECT run_id FROM waits WHERE kind = 'token' AND token_id = $1", token_id)
+    due = token["completed_at"]  # now() of this transaction
     for w in waiting:
-        due = await conn.fetchval("SELECT now()")
         await set_timer(conn, w["run_id"], "signal", 0, due)
         effects.merge_timer(due)
     return token, effects
