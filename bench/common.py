@@ -5,6 +5,7 @@
 - CPU seconds used by a process tree (Linux /proc), to show where time goes;
 - the result protocol of a peer script: one line "BENCH_RESULT {json}" on stdout.
 """
+
 from __future__ import annotations
 
 import json
@@ -36,9 +37,15 @@ def summary_ms(seconds: Iterable[float]) -> dict[str, float]:
     values = sorted(s * 1000.0 for s in seconds)
     if not values:
         return {"n": 0}
-    return {"n": len(values), "p50": quantile(values, 0.5), "p90": quantile(values, 0.9),
-            "p99": quantile(values, 0.99), "mean": sum(values) / len(values),
-            "min": values[0], "max": values[-1]}
+    return {
+        "n": len(values),
+        "p50": quantile(values, 0.5),
+        "p90": quantile(values, 0.9),
+        "p99": quantile(values, 0.99),
+        "mean": sum(values) / len(values),
+        "min": values[0],
+        "max": values[-1],
+    }
 
 
 def max_overlap(intervals: Iterable[tuple[float, float]]) -> int:
@@ -57,6 +64,7 @@ def max_overlap(intervals: Iterable[tuple[float, float]]) -> int:
 
 # ---- CPU accounting -------------------------------------------------------------------
 
+
 def _children_map() -> dict[int, list[int]]:
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
@@ -66,7 +74,7 @@ def _children_map() -> dict[int, list[int]]:
             stat = Path(f"/proc/{entry}/stat").read_text()
         except OSError:
             continue
-        ppid = int(stat[stat.rfind(")") + 2:].split()[1])
+        ppid = int(stat[stat.rfind(")") + 2 :].split()[1])
         children.setdefault(ppid, []).append(int(entry))
     return children
 
@@ -79,7 +87,7 @@ def _cpu_fields(pid: int) -> float:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return 0.0
-    fields = stat[stat.rfind(")") + 2:].split()
+    fields = stat[stat.rfind(")") + 2 :].split()
     # fields[0] is the state (field 3); utime is field 14 -> index 11
     return sum(int(fields[i]) for i in (11, 12, 13, 14)) / _TICK
 
@@ -111,16 +119,15 @@ def cpu_snapshot(pids: dict[str, int | list[int] | None]) -> dict[str, float]:
     return out
 
 
-def cpu_delta_ms_per(before: dict[str, float], after: dict[str, float],
-                     count: int) -> dict[str, float]:
+def cpu_delta_ms_per(before: dict[str, float], after: dict[str, float], count: int) -> dict[str, float]:
     """CPU milliseconds per unit of work, by process name, and "total"."""
-    out = {name: (after[name] - before.get(name, 0.0)) * 1000.0 / max(1, count)
-           for name in after}
+    out = {name: (after[name] - before.get(name, 0.0)) * 1000.0 / max(1, count) for name in after}
     out["total"] = sum(out.values())
     return {k: round(v, 3) for k, v in out.items()}
 
 
 # ---- the peer scripts' protocol -----------------------------------------------------
+
 
 def emit_result(result: dict[str, Any]) -> None:
     """Prints the result object on one marked line of stdout (logs may precede it)."""
@@ -132,7 +139,7 @@ def parse_result(stdout: str) -> dict[str, Any] | None:
     """The result object a peer script printed, or None."""
     for line in reversed(stdout.splitlines()):
         if line.startswith(RESULT_MARKER):
-            return json.loads(line[len(RESULT_MARKER):])
+            return json.loads(line[len(RESULT_MARKER) :])
     return None
 
 

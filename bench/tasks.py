@@ -3,6 +3,7 @@
 Every step is trivial (it returns a small value at once), so the figures measure
 what Cairn costs per run and per step, not the work. The same shapes are
 written for the peers in bench/peers/dbos_bench.py."""
+
 from __future__ import annotations
 
 import asyncio

@@ -1,6 +1,7 @@
 """Addresses of Cairn services, shared by the SDK (frontends) and the services
 (each other): host:port, a gRPC target (dns:///history:7375, ipv4:...), or a
 comma-separated list host:port,host:port that becomes one round-robin target."""
+
 from __future__ import annotations
 
 import ipaddress
@@ -11,10 +12,12 @@ DEFAULT_PORT = 7373
 # Each channel its own connections, reconnecting within 2 s: with gRPC's
 # process-wide pool and default backoff (up to 120 s) a new client reused a
 # connection still backing off from a restarted server and failed at once.
-RECONNECT_OPTIONS = [("grpc.use_local_subchannel_pool", 1),
-                     ("grpc.initial_reconnect_backoff_ms", 100),
-                     ("grpc.min_reconnect_backoff_ms", 100),
-                     ("grpc.max_reconnect_backoff_ms", 2000)]
+RECONNECT_OPTIONS = [
+    ("grpc.use_local_subchannel_pool", 1),
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+]
 # A target that names its gRPC resolver, e.g. dns:///cairn.internal:7373 or ipv4:1.2.3.4:7373.
 _SCHEME = re.compile(r"^(dns|ipv4|ipv6|unix|unix-abstract|vsock|xds|google-c2p):", re.IGNORECASE)
 
@@ -31,7 +34,7 @@ def _split_host_port(entry: str, address: str, what: str, default_port: int) -> 
         end = entry.find("]")
         if end < 0:
             raise ValueError(f"{bad}: missing ']'")
-        host, rest = entry[1:end], entry[end + 1:]
+        host, rest = entry[1:end], entry[end + 1 :]
         if rest and not rest.startswith(":"):
             raise ValueError(f"{bad}: expected [ipv6]:port")
         port_text = rest[1:] if rest else ""
@@ -58,8 +61,9 @@ def _split_host_port(entry: str, address: str, what: str, default_port: int) -> 
     return host, int(port_text)
 
 
-def parse_address_list(address: str, what: str = "frontend", default_port: int = DEFAULT_PORT
-                       ) -> list[tuple[str, int]] | None:
+def parse_address_list(
+    address: str, what: str = "frontend", default_port: int = DEFAULT_PORT
+) -> list[tuple[str, int]] | None:
     """The (host, port) entries of a comma-separated list of addresses, or None when
     address is a single host:port or a gRPC target (dns:///cairn.internal:7373,
     ipv4:10.0.0.1:7373,10.0.0.2:7373, ...), which goes to gRPC unchanged.
@@ -70,15 +74,15 @@ def parse_address_list(address: str, what: str = "frontend", default_port: int =
     if "," not in text or _SCHEME.match(text):
         return None  # gRPC's own target syntax, e.g. ipv4:10.0.0.1:7373,10.0.0.2:7373
     if "://" in text:
-        raise ValueError(f"{what} address {address!r}: a list of {what}s is written "
-                         "host:port,host:port without a scheme")
+        raise ValueError(
+            f"{what} address {address!r}: a list of {what}s is written host:port,host:port without a scheme"
+        )
     entries = [e.strip() for e in text.split(",") if e.strip()]
     if not entries:
         raise ValueError(f"{what} address {address!r} names no {what}")
     parsed = [_split_host_port(e, address, what, default_port) for e in entries]
     if {_literal_family(h) for h, _ in parsed} >= {socket.AF_INET, socket.AF_INET6}:
-        raise ValueError(f"{what} address {address!r}: a list of {what}s cannot mix IPv4 "
-                         "and IPv6 addresses")
+        raise ValueError(f"{what} address {address!r}: a list of {what}s cannot mix IPv4 and IPv6 addresses")
     return parsed
 
 
@@ -127,12 +131,10 @@ def list_target(entries: list[tuple[str, int]], what: str = "frontend") -> str:
             break
     if family is None:
         names = ", ".join(resolved)
-        raise ValueError(f"the {what}s {names} do not all have an address of the same "
-                         "family (IPv4 or IPv6)")
+        raise ValueError(f"the {what}s {names} do not all have an address of the same family (IPv4 or IPv6)")
     out: list[str] = []
     for host, port in entries:
-        hosts = resolved[host][family] if host in resolved else [
-            str(ipaddress.ip_address(host))]
+        hosts = resolved[host][family] if host in resolved else [str(ipaddress.ip_address(host))]
         for h in hosts:
             item = f"[{h}]:{port}" if family == socket.AF_INET6 else f"{h}:{port}"
             if item not in out:

@@ -1,5 +1,6 @@
 """The retry backoff both history (task retries) and the worker SDK (step
 retries in place) compute, so the two can never disagree."""
+
 from __future__ import annotations
 
 import random
@@ -29,12 +30,13 @@ class RetrySettings:
         if self.min_timeout < 0:
             raise ValueError(f"retry.min_timeout must not be negative, got {self.min_timeout}")
         if self.max_timeout < self.min_timeout:
-            raise ValueError(f"retry.max_timeout ({self.max_timeout}) must not be below "
-                             f"retry.min_timeout ({self.min_timeout})")
+            raise ValueError(
+                f"retry.max_timeout ({self.max_timeout}) must not be below "
+                f"retry.min_timeout ({self.min_timeout})"
+            )
 
 
-def backoff_seconds(settings: RetrySettings, failed_attempt: int,
-                    rand: random.Random | None = None) -> float:
+def backoff_seconds(settings: RetrySettings, failed_attempt: int, rand: random.Random | None = None) -> float:
     """The wait after attempt number `failed_attempt` (1-based) failed:
     min(max_timeout, min_timeout * factor**(n-1)); with jitter, scaled by a
     uniform factor in [0.5, 1] so retries spread out but never exceed the bound."""

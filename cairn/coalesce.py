@@ -3,6 +3,7 @@ together, as one batch call, when it returns. An item submitted while nothing
 is in flight goes at once as its own call, so a quiet caller waits for nothing
 and a busy one makes one call per batch instead of one per item. Used by the
 worker SDK (step records, attempt ends) and by the frontend (triggers)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -29,9 +30,12 @@ class Coalescer(Generic[T, R]):
     exception per item, in order (raising fails every item of the batch). A
     batch call gets the longest timeout of its items."""
 
-    def __init__(self, send_one: Callable[[T, float | None], Awaitable[R]],
-                 send_many: Callable[[list[T], float | None], Awaitable[list[R | BaseException]]],
-                 max_batch: int = COALESCED_BATCH) -> None:
+    def __init__(
+        self,
+        send_one: Callable[[T, float | None], Awaitable[R]],
+        send_many: Callable[[list[T], float | None], Awaitable[list[R | BaseException]]],
+        max_batch: int = COALESCED_BATCH,
+    ) -> None:
         self._send_one = send_one
         self._send_many = send_many
         self._max_batch = max_batch
@@ -49,8 +53,8 @@ class Coalescer(Generic[T, R]):
     async def _flush(self) -> None:
         try:
             while self._pending:
-                batch = [i for i in self._pending[:self._max_batch] if not i.future.done()]
-                del self._pending[:self._max_batch]
+                batch = [i for i in self._pending[: self._max_batch] if not i.future.done()]
+                del self._pending[: self._max_batch]
                 if len(batch) == 1:
                     await self._one(batch[0])
                 elif batch:

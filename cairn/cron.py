@@ -24,11 +24,12 @@ to UTC with ``fold=0``.
   * A wall-clock time that occurs twice (fall back) fires once, at its first
     occurrence (``fold=0``); the repeated wall-clock times do not fire again.
 """
+
 from __future__ import annotations
 
 import zoneinfo
 from bisect import bisect_left
-from datetime import date, datetime, timedelta, timezone, tzinfo
+from datetime import UTC, date, datetime, timedelta, tzinfo
 
 __all__ = ["Cron"]
 
@@ -37,8 +38,12 @@ _LONGEST_MONTH = {1: 31, 2: 29, 3: 31, 4: 30, 5: 31, 6: 30, 7: 31, 8: 31, 9: 30,
 # Search horizon of next_after, in years past the starting point.
 _MAX_YEARS = 5
 
-_MONTH_NAMES = {name: i + 1 for i, name in enumerate(
-    ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"])}
+_MONTH_NAMES = {
+    name: i + 1
+    for i, name in enumerate(
+        ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"]
+    )
+}
 _DAY_NAMES = {name: i for i, name in enumerate(["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"])}
 
 _MACROS = {
@@ -118,7 +123,7 @@ def _load_zone(name: str) -> tzinfo:
         return zoneinfo.ZoneInfo(name)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError) as exc:
         if name == "UTC":  # no tz database on this machine; UTC needs none
-            return timezone.utc
+            return UTC
         raise ValueError(f"timezone: unknown time zone {name!r}") from exc
 
 
@@ -131,8 +136,19 @@ def _next_in(values: tuple[int, ...], current: int) -> int | None:
 class Cron:
     """A parsed cron expression in a time zone."""
 
-    __slots__ = ("expression", "timezone", "_tz", "_seconds", "_minutes", "_hours",
-                 "_doms", "_months", "_dows", "_dom_star", "_dow_star")
+    __slots__ = (
+        "expression",
+        "timezone",
+        "_tz",
+        "_seconds",
+        "_minutes",
+        "_hours",
+        "_doms",
+        "_months",
+        "_dows",
+        "_dom_star",
+        "_dow_star",
+    )
 
     expression: str
     timezone: str
@@ -173,8 +189,10 @@ class Cron:
         self.expression = normalized
         self.timezone = timezone
         if self._dow_star and not any(day <= _LONGEST_MONTH[m] for m in self._months for day in self._doms):
-            raise ValueError(f"cron: '{normalized}' never fires: none of its months has "
-                             f"day {', '.join(map(str, sorted(self._doms)))}")
+            raise ValueError(
+                f"cron: '{normalized}' never fires: none of its months has "
+                f"day {', '.join(map(str, sorted(self._doms)))}"
+            )
         return self
 
     def __str__(self) -> str:
@@ -202,7 +220,7 @@ class Cron:
         if not isinstance(after, datetime) or after.tzinfo is None or after.utcoffset() is None:
             raise ValueError("next_after: 'after' must be a timezone-aware datetime")
         tz = self._tz
-        after_utc = after.astimezone(timezone.utc)
+        after_utc = after.astimezone(UTC)
         local = after_utc.astimezone(tz).replace(tzinfo=None, fold=0)
         start = local.replace(microsecond=0) + _ONE_SECOND
         limit_year = start.year + _MAX_YEARS
@@ -210,7 +228,7 @@ class Cron:
             while True:
                 t = self._next_local(start, limit_year)
                 aware = t.replace(tzinfo=tz)  # fold=0
-                utc = aware.astimezone(timezone.utc)
+                utc = aware.astimezone(UTC)
                 back = utc.astimezone(tz).replace(tzinfo=None)
                 if back != t:  # nonexistent wall-clock time (DST gap): skip the gap
                     start = self._gap_end(t, back)
@@ -225,10 +243,12 @@ class Cron:
                     continue
                 return utc
         except OverflowError:
-            raise ValueError(f"cron: '{self.expression}' has no fire time after {after.isoformat()}") from None
+            raise ValueError(
+                f"cron: '{self.expression}' has no fire time after {after.isoformat()}"
+            ) from None
 
     def _exists(self, t: datetime) -> bool:
-        utc = t.replace(tzinfo=self._tz).astimezone(timezone.utc)
+        utc = t.replace(tzinfo=self._tz).astimezone(UTC)
         return utc.astimezone(self._tz).replace(tzinfo=None) == t
 
     def _gap_end(self, t: datetime, back: datetime) -> datetime:
@@ -256,8 +276,7 @@ class Cron:
         """The first naive wall-clock time >= ``t`` matching every field."""
         while True:
             if t.year > limit_year:
-                raise ValueError(
-                    f"cron: '{self.expression}' has no fire time within {_MAX_YEARS} years")
+                raise ValueError(f"cron: '{self.expression}' has no fire time within {_MAX_YEARS} years")
             month = _next_in(self._months, t.month)
             if month is None:
                 t = datetime(t.year + 1, self._months[0], 1)

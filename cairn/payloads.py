@@ -1,6 +1,7 @@
 """Payload encodings: what the frontend accepts and what the SDKs produce.
 Bytes pass through the cluster unchanged; only the frontend parses them, once,
 to refuse invalid input."""
+
 from __future__ import annotations
 
 import json
@@ -17,8 +18,7 @@ class PayloadError(ValueError):
 def encode_json(value: Any) -> bytes:
     """Encodes a JSON-serialisable value as json/plain bytes."""
     try:
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False,
-                          allow_nan=False).encode()
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
     except (TypeError, ValueError) as exc:
         raise PayloadError(f"value is not JSON-serialisable: {exc}") from None
 

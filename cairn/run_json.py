@@ -1,6 +1,7 @@
 """The JSON shape of a run, a wait token, a schedule and a queue: what
 `cairn ... --json` prints, what the SDK's Run object (and token, schedule and
 queue dicts) hold and what the HTTP API will return. One definition for all."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -18,7 +19,8 @@ from cairn.v1 import wait_service_pb2 as wpb
 
 WAIT_TOKEN_STATUS_NAMES: dict[int, str] = {
     v.number: v.name.removeprefix("WAIT_TOKEN_STATUS_").lower()
-    for v in wpb.WaitTokenStatus.DESCRIPTOR.values if v.number
+    for v in wpb.WaitTokenStatus.DESCRIPTOR.values
+    if v.number
 }
 
 
@@ -65,9 +67,15 @@ def struct_to_dict(s: Struct | None) -> dict[str, Any]:
 
 def wait_to_dict(w: pb.WaitInfo) -> dict[str, Any]:
     """What a waiting run waits for."""
-    return {"kind": w.kind, "position": w.position, "event_name": w.event_name or None,
-            "event_key": w.event_key or None, "token_id": w.token_id or None,
-            "child_run_ids": list(w.child_run_ids), "until": _time(w, "until")}
+    return {
+        "kind": w.kind,
+        "position": w.position,
+        "event_name": w.event_name or None,
+        "event_key": w.event_key or None,
+        "token_id": w.token_id or None,
+        "child_run_ids": list(w.child_run_ids),
+        "until": _time(w, "until"),
+    }
 
 
 def error_to_dict(msg: Any, field: str = "error") -> dict[str, Any] | None:
@@ -75,46 +83,78 @@ def error_to_dict(msg: Any, field: str = "error") -> dict[str, Any] | None:
     if not msg.HasField(field):
         return None
     e: pb.ErrorInfo = getattr(msg, field)
-    return {"type": e.type, "message": e.message, "stack_trace": e.stack_trace,
-            "non_retryable": e.non_retryable}
+    return {
+        "type": e.type,
+        "message": e.message,
+        "stack_trace": e.stack_trace,
+        "non_retryable": e.non_retryable,
+    }
 
 
 def step_to_dict(s: pb.Step) -> dict[str, Any]:
-    return {"position": s.position, "name": s.name, "status": STEP_STATUS_NAMES.get(s.status, ""),
-            "attempt": s.attempt, "tries": s.tries, "output": _payload(s, "output"),
-            "error": error_to_dict(s), "recorded_at": _time(s, "recorded_at")}
+    return {
+        "position": s.position,
+        "name": s.name,
+        "status": STEP_STATUS_NAMES.get(s.status, ""),
+        "attempt": s.attempt,
+        "tries": s.tries,
+        "output": _payload(s, "output"),
+        "error": error_to_dict(s),
+        "recorded_at": _time(s, "recorded_at"),
+    }
 
 
 def attempt_to_dict(a: pb.Attempt) -> dict[str, Any]:
-    return {"number": a.number, "status": ATTEMPT_STATUS_NAMES.get(a.status, ""),
-            "worker_id": a.worker_id, "worker_version": a.worker_version,
-            "started_at": _time(a, "started_at"), "finished_at": _time(a, "finished_at"),
-            "error": error_to_dict(a),
-            "retry_delay": a.retry_delay.ToTimedelta().total_seconds()
-            if a.HasField("retry_delay") else None}
+    return {
+        "number": a.number,
+        "status": ATTEMPT_STATUS_NAMES.get(a.status, ""),
+        "worker_id": a.worker_id,
+        "worker_version": a.worker_version,
+        "started_at": _time(a, "started_at"),
+        "finished_at": _time(a, "finished_at"),
+        "error": error_to_dict(a),
+        "retry_delay": a.retry_delay.ToTimedelta().total_seconds() if a.HasField("retry_delay") else None,
+    }
 
 
 def run_to_dict(r: pb.Run) -> dict[str, Any]:
     """A run with its attempts and steps as plain JSON-ready data."""
     return {
-        "id": r.id, "namespace": r.namespace, "task": r.task_id, "queue": r.queue,
+        "id": r.id,
+        "namespace": r.namespace,
+        "task": r.task_id,
+        "queue": r.queue,
         "status": RUN_STATUS_NAMES.get(r.status, ""),
-        "input": _payload(r, "input"), "output": _payload(r, "output"),
-        "error": error_to_dict(r), "idempotency_key": r.idempotency_key or None,
+        "input": _payload(r, "input"),
+        "output": _payload(r, "output"),
+        "error": error_to_dict(r),
+        "idempotency_key": r.idempotency_key or None,
         "attempt_count": r.attempt_count,
-        "created_at": _time(r, "created_at"), "updated_at": _time(r, "updated_at"),
-        "started_at": _time(r, "started_at"), "finished_at": _time(r, "finished_at"),
+        "created_at": _time(r, "created_at"),
+        "updated_at": _time(r, "updated_at"),
+        "started_at": _time(r, "started_at"),
+        "finished_at": _time(r, "finished_at"),
         "next_attempt_at": _time(r, "next_attempt_at"),
         "attempts": [attempt_to_dict(a) for a in r.attempts],
         "steps": [step_to_dict(s) for s in r.steps],
-        "events": [{"id": e.id, "type": e.type, "attempt": e.attempt,
-                    "details": e.details_json, "at": _time(e, "at")} for e in r.events],
-        "parent_run_id": r.parent_run_id or None, "priority": r.priority,
+        "events": [
+            {
+                "id": e.id,
+                "type": e.type,
+                "attempt": e.attempt,
+                "details": e.details_json,
+                "at": _time(e, "at"),
+            }
+            for e in r.events
+        ],
+        "parent_run_id": r.parent_run_id or None,
+        "priority": r.priority,
         "tags": list(r.tags),
         "metadata": struct_to_dict(r.metadata) if r.HasField("metadata") else {},
         "child_run_ids": list(r.child_run_ids),
         "wait": wait_to_dict(r.wait) if r.HasField("wait") else None,
-        "ttl": _seconds(r, "ttl"), "max_duration": _seconds(r, "max_duration"),
+        "ttl": _seconds(r, "ttl"),
+        "max_duration": _seconds(r, "max_duration"),
         "schedule_id": r.schedule_id or None,
         "concurrency_key": r.concurrency_key or None,
     }
@@ -123,19 +163,34 @@ def run_to_dict(r: pb.Run) -> dict[str, Any]:
 def token_to_dict(t: wpb.WaitToken) -> dict[str, Any]:
     """A wait token as plain JSON-ready data; status is "pending", "completed" or
     "timed_out"."""
-    return {"id": t.id, "namespace": t.namespace, "run_id": t.run_id or None,
-            "status": WAIT_TOKEN_STATUS_NAMES.get(t.status, ""),
-            "payload": _payload(t, "payload"), "created_at": _time(t, "created_at"),
-            "completed_at": _time(t, "completed_at"), "timeout_at": _time(t, "timeout_at")}
+    return {
+        "id": t.id,
+        "namespace": t.namespace,
+        "run_id": t.run_id or None,
+        "status": WAIT_TOKEN_STATUS_NAMES.get(t.status, ""),
+        "payload": _payload(t, "payload"),
+        "created_at": _time(t, "created_at"),
+        "completed_at": _time(t, "completed_at"),
+        "timeout_at": _time(t, "timeout_at"),
+    }
 
 
 def schedule_to_dict(s: spb.Schedule) -> dict[str, Any]:
     """A schedule as plain JSON-ready data."""
-    return {"id": s.id, "namespace": s.namespace, "task": s.task_id, "cron": s.cron,
-            "timezone": s.timezone or "UTC", "payload": _payload(s, "payload"),
-            "deduplication_key": s.deduplication_key or None, "paused": s.paused,
-            "declared": s.declared, "next_fire_at": _time(s, "next_fire_at"),
-            "last_fired_at": _time(s, "last_fired_at"), "last_run_id": s.last_run_id or None}
+    return {
+        "id": s.id,
+        "namespace": s.namespace,
+        "task": s.task_id,
+        "cron": s.cron,
+        "timezone": s.timezone or "UTC",
+        "payload": _payload(s, "payload"),
+        "deduplication_key": s.deduplication_key or None,
+        "paused": s.paused,
+        "declared": s.declared,
+        "next_fire_at": _time(s, "next_fire_at"),
+        "last_fired_at": _time(s, "last_fired_at"),
+        "last_run_id": s.last_run_id or None,
+    }
 
 
 def queue_to_dict(q: qpb.Queue) -> dict[str, Any]:
@@ -144,10 +199,16 @@ def queue_to_dict(q: qpb.Queue) -> dict[str, Any]:
     the queue has no rate limit."""
     rate = None
     if q.HasField("rate_limit") and q.rate_limit.limit > 0:
-        rate = {"limit": q.rate_limit.limit,
-                "period": q.rate_limit.period.ToTimedelta().total_seconds()}
-    return {"name": q.name, "namespace": q.namespace,
-            "concurrency_limit": q.concurrency_limit, "rate_limit": rate,
-            "max_depth": q.max_depth, "paused": q.paused, "depth": q.depth,
-            "running": q.running, "managed": q.managed,
-            "updated_at": _time(q, "updated_at")}
+        rate = {"limit": q.rate_limit.limit, "period": q.rate_limit.period.ToTimedelta().total_seconds()}
+    return {
+        "name": q.name,
+        "namespace": q.namespace,
+        "concurrency_limit": q.concurrency_limit,
+        "rate_limit": rate,
+        "max_depth": q.max_depth,
+        "paused": q.paused,
+        "depth": q.depth,
+        "running": q.running,
+        "managed": q.managed,
+        "updated_at": _time(q, "updated_at"),
+    }

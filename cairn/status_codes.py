@@ -1,4 +1,5 @@
 """gRPC status codes as the integers a batch result carries (WriteError.code)."""
+
 from __future__ import annotations
 
 import grpc

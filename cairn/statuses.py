@@ -1,24 +1,23 @@
 """Lowercase status names, as the CLI, the JSON output and the database use them."""
+
 from __future__ import annotations
 
 from cairn.v1 import common_pb2 as pb
 
 RUN_STATUS_NAMES: dict[int, str] = {
-    v.number: v.name.removeprefix("RUN_STATUS_").lower()
-    for v in pb.RunStatus.DESCRIPTOR.values if v.number
+    v.number: v.name.removeprefix("RUN_STATUS_").lower() for v in pb.RunStatus.DESCRIPTOR.values if v.number
 }
 RUN_STATUS_BY_NAME: dict[str, int] = {n: v for v, n in RUN_STATUS_NAMES.items()}
-TERMINAL_RUN_STATUSES = frozenset(
-    {"completed", "failed", "canceled", "crashed", "timed_out", "expired"})
+TERMINAL_RUN_STATUSES = frozenset({"completed", "failed", "canceled", "crashed", "timed_out", "expired"})
 
 ATTEMPT_STATUS_NAMES: dict[int, str] = {
     v.number: v.name.removeprefix("ATTEMPT_STATUS_").lower()
-    for v in pb.AttemptStatus.DESCRIPTOR.values if v.number
+    for v in pb.AttemptStatus.DESCRIPTOR.values
+    if v.number
 }
 ATTEMPT_STATUS_BY_NAME = {n: v for v, n in ATTEMPT_STATUS_NAMES.items()}
 
 STEP_STATUS_NAMES: dict[int, str] = {
-    v.number: v.name.removeprefix("STEP_STATUS_").lower()
-    for v in pb.StepStatus.DESCRIPTOR.values if v.number
+    v.number: v.name.removeprefix("STEP_STATUS_").lower() for v in pb.StepStatus.DESCRIPTOR.values if v.number
 }
 STEP_STATUS_BY_NAME = {n: v for v, n in STEP_STATUS_NAMES.items()}

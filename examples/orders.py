@@ -7,6 +7,7 @@ worker dies and the run resumes elsewhere.
     cairn worker examples.orders
     cairn trigger process-order --payload '{"order_id": "A-1", "amount": 42}' --wait
 """
+
 from __future__ import annotations
 
 from worker_sdk import Retry, context, step, task

@@ -20,7 +20,7 @@ if [ ! -f "$STAMP" ] || [ "$ROOT/pyproject.toml" -nt "$STAMP" ]; then
         echo "pip install failed (log: $VENV/pip.log)" >&2
         exit 1
     fi
-    "$VENV/bin/python" -c "import cairn.cli, services.history.main, worker_sdk, pytest" \
+    "$VENV/bin/python" -c "import cairn_cli.main, services.history.main, worker_sdk, pytest" \
         || { echo "installation into $VENV failed" >&2; exit 1; }
     touch "$STAMP"
 fi

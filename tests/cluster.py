@@ -40,6 +40,7 @@ Helpers the test files share (at the end of this module): ``worker_alive``,
 ``grpcurl_call``, ``grpcurl_error`` and ``json_field`` (grpcurl as a client),
 ``json_payload`` and ``b64_json``.
 """
+
 from __future__ import annotations
 
 import base64
@@ -56,7 +57,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from services.common.embedded import _run_coro, create_database, database_url_for, free_port
+from cairn_cli.embedded import _run_coro, create_database, database_url_for, free_port
 
 T = TypeVar("T")
 
@@ -72,8 +73,13 @@ LOG_TAIL_LINES = 80
 WORKER_VERSION_FLAG = "--version"
 
 
-def wait_for(predicate: Callable[[], T], timeout: float, interval: float = 0.05,
-             message: str = "", ignore: tuple[type[BaseException], ...] = ()) -> T:
+def wait_for(
+    predicate: Callable[[], T],
+    timeout: float,
+    interval: float = 0.05,
+    message: str = "",
+    ignore: tuple[type[BaseException], ...] = (),
+) -> T:
     """Calls predicate every `interval` seconds until it returns something truthy,
     and returns that. At the deadline raises AssertionError with `message` and the
     last value. Exceptions of the types in `ignore` count as a falsy result (and
@@ -88,8 +94,9 @@ def wait_for(predicate: Callable[[], T], timeout: float, interval: float = 0.05,
             if last:
                 return last
         if time.monotonic() >= deadline:
-            raise AssertionError(f"{message or 'condition not met'} "
-                                 f"(waited {timeout:g} s; last value: {last!r})")
+            raise AssertionError(
+                f"{message or 'condition not met'} (waited {timeout:g} s; last value: {last!r})"
+            )
         time.sleep(interval)
 
 
@@ -114,8 +121,9 @@ class ManagedProcess:
     """A child process of the harness with its output appended to a log file.
     The same object can be started again (same command, env and port)."""
 
-    def __init__(self, name: str, args: list[str], env: dict[str, str], log_path: Path,
-                 cwd: Path = REPO_ROOT) -> None:
+    def __init__(
+        self, name: str, args: list[str], env: dict[str, str], log_path: Path, cwd: Path = REPO_ROOT
+    ) -> None:
         self.name = name
         self.args = args
         self.env = env
@@ -128,12 +136,20 @@ class ManagedProcess:
             raise RuntimeError(f"{self.name} is already running (pid {self.pid})")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
-            log.write(f"=== {time.strftime('%H:%M:%S')} harness: starting {self.name}: "
-                      f"{' '.join(self.args)}\n".encode())
+            log.write(
+                f"=== {time.strftime('%H:%M:%S')} harness: starting {self.name}: "
+                f"{' '.join(self.args)}\n".encode()
+            )
             log.flush()
-            self.process = subprocess.Popen(self.args, stdin=subprocess.DEVNULL, stdout=log,
-                                            stderr=subprocess.STDOUT, env=self.env,
-                                            cwd=str(self.cwd), close_fds=True)
+            self.process = subprocess.Popen(
+                self.args,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                cwd=str(self.cwd),
+                close_fds=True,
+            )
 
     @property
     def pid(self) -> int | None:
@@ -209,8 +225,9 @@ class ManagedProcess:
 class ServiceProcess(ManagedProcess):
     """One of history, matching or frontend (or a replica of one), on a fixed port."""
 
-    def __init__(self, name: str, kind: str, port: int, args: list[str],
-                 env: dict[str, str], log_path: Path) -> None:
+    def __init__(
+        self, name: str, kind: str, port: int, args: list[str], env: dict[str, str], log_path: Path
+    ) -> None:
         super().__init__(name, args, env, log_path)
         self.kind = kind
         self.port = port
@@ -223,8 +240,9 @@ class ServiceProcess(ManagedProcess):
 class WorkerProcess(ManagedProcess):
     """A `cairn worker MODULE` process."""
 
-    def __init__(self, name: str, module: str, args: list[str], env: dict[str, str],
-                 log_path: Path, cwd: Path) -> None:
+    def __init__(
+        self, name: str, module: str, args: list[str], env: dict[str, str], log_path: Path, cwd: Path
+    ) -> None:
         super().__init__(name, args, env, log_path, cwd)
         self.module = module
 
@@ -235,11 +253,13 @@ def _health_check(address: str, timeout: float) -> tuple[bool, str]:
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    channel = grpc.insecure_channel(address, options=[("grpc.use_local_subchannel_pool", 1),
-                                                      ("grpc.enable_retries", 0)])
+    channel = grpc.insecure_channel(
+        address, options=[("grpc.use_local_subchannel_pool", 1), ("grpc.enable_retries", 0)]
+    )
     try:
         reply = health_pb2_grpc.HealthStub(channel).Check(
-            health_pb2.HealthCheckRequest(service=""), timeout=timeout)
+            health_pb2.HealthCheckRequest(service=""), timeout=timeout
+        )
     except grpc.RpcError as exc:
         return False, f"{exc.code().name}: {exc.details()}"
     finally:
@@ -248,8 +268,9 @@ def _health_check(address: str, timeout: float) -> tuple[bool, str]:
     return reply.status == health_pb2.HealthCheckResponse.SERVING, status
 
 
-def wait_serving(services: Iterable[ServiceProcess], timeout: float = READY_TIMEOUT,
-                 interval: float = 0.05) -> None:
+def wait_serving(
+    services: Iterable[ServiceProcess], timeout: float = READY_TIMEOUT, interval: float = 0.05
+) -> None:
     """Waits until every service answers its health check with SERVING. Fails at
     once, with its log, when one exits; at the deadline names each laggard."""
     pending = {s.name: s for s in services}
@@ -258,8 +279,10 @@ def wait_serving(services: Iterable[ServiceProcess], timeout: float = READY_TIME
     while pending:
         for name, svc in list(pending.items()):
             if not svc.running:
-                raise RuntimeError(f"{name} exited with code {svc.returncode} while starting; "
-                                   f"last lines of {svc.log_path}:\n{svc.log_tail(40)}")
+                raise RuntimeError(
+                    f"{name} exited with code {svc.returncode} while starting; "
+                    f"last lines of {svc.log_path}:\n{svc.log_tail(40)}"
+                )
             ok, detail = _health_check(svc.address, timeout=1.0)
             last[name] = detail
             if ok:
@@ -267,9 +290,11 @@ def wait_serving(services: Iterable[ServiceProcess], timeout: float = READY_TIME
         if not pending:
             return
         if time.monotonic() >= deadline:
-            parts = [f"{name} on {svc.address} (last health check: {last.get(name)}); "
-                     f"last lines of {svc.log_path}:\n{svc.log_tail(40)}"
-                     for name, svc in pending.items()]
+            parts = [
+                f"{name} on {svc.address} (last health check: {last.get(name)}); "
+                f"last lines of {svc.log_path}:\n{svc.log_tail(40)}"
+                for name, svc in pending.items()
+            ]
             raise RuntimeError(f"not SERVING within {timeout:g} s: " + "\n".join(parts))
         time.sleep(interval)
 
@@ -293,8 +318,11 @@ class ExternalPostgres:
 
     def _refuse(self) -> None:
         import pytest
-        pytest.skip("CAIRN_DATABASE_URL names an external PostgreSQL; this test must "
-                    "stop it (use the private_postgres fixture)")
+
+        pytest.skip(
+            "CAIRN_DATABASE_URL names an external PostgreSQL; this test must "
+            "stop it (use the private_postgres fixture)"
+        )
 
     stop = kill = lambda self, *a, **k: self._refuse()  # noqa: E731
 
@@ -314,8 +342,10 @@ class ExternalNats:
 
     def _refuse(self) -> None:
         import pytest
-        pytest.skip("CAIRN_NATS_URL names an external NATS; this test must stop it "
-                    "(use the private_nats fixture)")
+
+        pytest.skip(
+            "CAIRN_NATS_URL names an external NATS; this test must stop it (use the private_nats fixture)"
+        )
 
     stop = kill = lambda self, *a, **k: self._refuse()  # noqa: E731
 
@@ -329,11 +359,18 @@ class Cluster:
     ``services`` (name -> ServiceProcess), ``workers``, ``log_dir``.
     """
 
-    def __init__(self, *, log_dir: Path, database_url: str, nats_url: str,
-                 nats_prefix: str | None = None, lease_seconds: float = DEFAULT_LEASE_SECONDS,
-                 sweep_seconds: float = DEFAULT_SWEEP_SECONDS,
-                 env: Mapping[str, str] | None = None,
-                 extra_logs: Iterable[Path] = ()) -> None:
+    def __init__(
+        self,
+        *,
+        log_dir: Path,
+        database_url: str,
+        nats_url: str,
+        nats_prefix: str | None = None,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
+        sweep_seconds: float = DEFAULT_SWEEP_SECONDS,
+        env: Mapping[str, str] | None = None,
+        extra_logs: Iterable[Path] = (),
+    ) -> None:
         self.log_dir = log_dir
         self.database_url = database_url
         self.nats_url = nats_url
@@ -378,24 +415,35 @@ class Cluster:
 
     def _service_args(self, kind: str, port: int, matching: str | None) -> list[str]:
         listen = f"127.0.0.1:{port}"
-        base = [PYTHON, "-m", "cairn.cli", kind, "--listen", listen]
+        base = [PYTHON, "-m", "cairn_cli", kind, "--listen", listen]
         history = self.env["CAIRN_HISTORY_ADDRESS"]
         if kind == "history":
             return base + ["--database-url", self.database_url, "--nats-url", self.nats_url]
         if kind == "matching":
-            return base + ["--database-url", self.database_url, "--nats-url", self.nats_url,
-                           "--history-address", history]
+            return base + [
+                "--database-url",
+                self.database_url,
+                "--nats-url",
+                self.nats_url,
+                "--history-address",
+                history,
+            ]
         if kind == "frontend":
-            return base + ["--history-address", history,
-                           "--matching-address", matching or self.env["CAIRN_MATCHING_ADDRESS"],
-                           "--nats-url", self.nats_url]
+            return base + [
+                "--history-address",
+                history,
+                "--matching-address",
+                matching or self.env["CAIRN_MATCHING_ADDRESS"],
+                "--nats-url",
+                self.nats_url,
+            ]
         raise ValueError(f"unknown service kind {kind!r}; expected one of {', '.join(SERVICES)}")
 
-    def _add_service(self, name: str, kind: str, port: int,
-                     matching: str | None = None) -> ServiceProcess:
+    def _add_service(self, name: str, kind: str, port: int, matching: str | None = None) -> ServiceProcess:
         env = {**_base_env(), **self.env}
-        svc = ServiceProcess(name, kind, port, self._service_args(kind, port, matching), env,
-                             self.log_dir / f"{name}.log")
+        svc = ServiceProcess(
+            name, kind, port, self._service_args(kind, port, matching), env, self.log_dir / f"{name}.log"
+        )
         self.services[name] = svc
         return svc
 
@@ -441,8 +489,9 @@ class Cluster:
         self.stop(name)
         return self.start(name, timeout)
 
-    def add_replica(self, kind: str, *, matching: str | None = None, start: bool = True,
-                    timeout: float = READY_TIMEOUT) -> ServiceProcess:
+    def add_replica(
+        self, kind: str, *, matching: str | None = None, start: bool = True, timeout: float = READY_TIMEOUT
+    ) -> ServiceProcess:
         """Another process of `kind` on a new port, same database and NATS; named
         "<kind>-2", "<kind>-3", ... A frontend replica talks to the service named by
         `matching` (default "matching"). Returns it, started unless start=False."""
@@ -457,25 +506,41 @@ class Cluster:
 
     # ---- workers -------------------------------------------------------------------
 
-    def start_worker(self, module: str, *, slots: int = 4, env: Mapping[str, str] | None = None,
-                     cwd: Path | str | None = None, version: str | None = None,
-                     args: Iterable[str] = (), address: str | None = None) -> WorkerProcess:
-        """Runs `python -m cairn.cli worker MODULE --address ADDR --slots N` with the
+    def start_worker(
+        self,
+        module: str,
+        *,
+        slots: int = 4,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | str | None = None,
+        version: str | None = None,
+        args: Iterable[str] = (),
+        address: str | None = None,
+    ) -> WorkerProcess:
+        """Runs `python -m cairn_cli worker MODULE --address ADDR --slots N` with the
         cluster env; PYTHONPATH holds `cwd` (if given) and the repo root, so task
         modules under tests/apps/ import as "tests.apps.x" (or "apps.x" with
         cwd=TESTS_DIR). Returns at once; the worker connects on its own."""
         work_dir = Path(cwd) if cwd is not None else REPO_ROOT
         name = f"worker-{len(self.workers) + 1}"
-        argv = [PYTHON, "-m", "cairn.cli", "worker", module, "--address",
-                address or self.address, "--slots", str(slots)]
+        argv = [
+            PYTHON,
+            "-m",
+            "cairn_cli",
+            "worker",
+            module,
+            "--address",
+            address or self.address,
+            "--slots",
+            str(slots),
+        ]
         child_env = {**_base_env([work_dir] if cwd is not None else []), **self.env}
         if version is not None:
             argv += [WORKER_VERSION_FLAG, version]
             child_env["CAIRN_WORKER_VERSION"] = version
         argv += list(args)
         child_env.update(env or {})
-        worker = WorkerProcess(name, module, argv, child_env, self.log_dir / f"{name}.log",
-                               work_dir)
+        worker = WorkerProcess(name, module, argv, child_env, self.log_dir / f"{name}.log", work_dir)
         worker.start()
         self.workers.append(worker)
         return worker
@@ -504,6 +569,7 @@ class Cluster:
     def channel(self, name: str = "frontend") -> Any:
         """A grpc channel to a service (default the frontend), closed at teardown."""
         import grpc
+
         ch = grpc.insecure_channel(self._get(name).address)
         self._channels.append(ch)
         return ch
@@ -521,13 +587,18 @@ class Cluster:
 
     def log_tails(self, lines: int = LOG_TAIL_LINES) -> str:
         """The last `lines` lines of every process log, each under a header."""
-        parts = [f"----- {p.name} (pid {p.pid}, {'running' if p.running else f'exit {p.returncode}'}"
-                 f"), last {lines} lines of {p.log_path} -----\n{p.log_tail(lines)}"
-                 for p in self.processes() if p.process is not None]
+        parts = [
+            f"----- {p.name} (pid {p.pid}, {'running' if p.running else f'exit {p.returncode}'}"
+            f"), last {lines} lines of {p.log_path} -----\n{p.log_tail(lines)}"
+            for p in self.processes()
+            if p.process is not None
+        ]
         for path in self.extra_logs:
             with contextlib.suppress(OSError):
-                parts.append(f"----- last {lines} lines of {path} -----\n"
-                             f"{_tail(path.read_text(errors='replace'), lines)}")
+                parts.append(
+                    f"----- last {lines} lines of {path} -----\n"
+                    f"{_tail(path.read_text(errors='replace'), lines)}"
+                )
         return "\n".join(parts)
 
     def close(self) -> None:
@@ -546,8 +617,9 @@ class Cluster:
         self.close()
 
     def __repr__(self) -> str:
-        return (f"<Cluster {self.address} db={self.database_url} nats={self.nats_url} "
-                f"prefix={self.nats_prefix}>")
+        return (
+            f"<Cluster {self.address} db={self.database_url} nats={self.nats_url} prefix={self.nats_prefix}>"
+        )
 
 
 def new_database_name(test_name: str) -> str:
@@ -556,11 +628,19 @@ def new_database_name(test_name: str) -> str:
     return f"t_{safe[:40]}_{secrets.token_hex(3)}"
 
 
-def make_cluster(*, log_dir: Path, postgres: Any, nats: Any, test_name: str,
-                 lease_seconds: float = DEFAULT_LEASE_SECONDS,
-                 sweep_seconds: float = DEFAULT_SWEEP_SECONDS,
-                 env: Mapping[str, str] | None = None, start: bool = True,
-                 timeout: float = READY_TIMEOUT, extra_logs: Iterable[Path] = ()) -> Cluster:
+def make_cluster(
+    *,
+    log_dir: Path,
+    postgres: Any,
+    nats: Any,
+    test_name: str,
+    lease_seconds: float = DEFAULT_LEASE_SECONDS,
+    sweep_seconds: float = DEFAULT_SWEEP_SECONDS,
+    env: Mapping[str, str] | None = None,
+    start: bool = True,
+    timeout: float = READY_TIMEOUT,
+    extra_logs: Iterable[Path] = (),
+) -> Cluster:
     """A Cluster on a new database of `postgres` (a server object with
     create_database, or a server URL) and on `nats` (an object with .url, or a URL).
     Started unless start=False (then call .launch())."""
@@ -569,9 +649,15 @@ def make_cluster(*, log_dir: Path, postgres: Any, nats: Any, test_name: str,
     else:
         db_url = postgres.create_database(new_database_name(test_name))
     nats_url = nats if isinstance(nats, str) else nats.url
-    cluster = Cluster(log_dir=log_dir, database_url=db_url, nats_url=nats_url,
-                      lease_seconds=lease_seconds, sweep_seconds=sweep_seconds, env=env,
-                      extra_logs=extra_logs)
+    cluster = Cluster(
+        log_dir=log_dir,
+        database_url=db_url,
+        nats_url=nats_url,
+        lease_seconds=lease_seconds,
+        sweep_seconds=sweep_seconds,
+        env=env,
+        extra_logs=extra_logs,
+    )
     if start:
         try:
             cluster.launch(timeout)
@@ -581,14 +667,27 @@ def make_cluster(*, log_dir: Path, postgres: Any, nats: Any, test_name: str,
     return cluster
 
 
-__all__ = ["Cluster", "ExternalNats", "ExternalPostgres", "ManagedProcess", "ServiceProcess",
-           "WorkerProcess", "REPO_ROOT", "TESTS_DIR", "database_url_for", "make_cluster",
-           "new_database_name", "wait_for", "wait_serving"]
+__all__ = [
+    "Cluster",
+    "ExternalNats",
+    "ExternalPostgres",
+    "ManagedProcess",
+    "ServiceProcess",
+    "WorkerProcess",
+    "REPO_ROOT",
+    "TESTS_DIR",
+    "database_url_for",
+    "make_cluster",
+    "new_database_name",
+    "wait_for",
+    "wait_serving",
+]
 
 
 def json_payload(value: Any) -> Any:
     """A json/plain Payload message of value."""
     from cairn.v1 import common_pb2 as cpb
+
     return cpb.Payload(data=json.dumps(value).encode(), encoding="json/plain")
 
 
@@ -601,24 +700,38 @@ def b64_json(value: Any) -> str:
 
 GRPCURL = shutil.which("grpcurl") or str(Path(PYTHON).parent / "grpcurl")
 # Every table a test counts to show that a refused request wrote nothing.
-ALL_TABLES = ("runs", "run_events", "queue_entries", "steps", "attempts", "timers", "waits",
-              "child_waits", "run_inbox", "wait_tokens", "schedules", "tasks", "workers")
+ALL_TABLES = (
+    "runs",
+    "run_events",
+    "queue_entries",
+    "steps",
+    "attempts",
+    "timers",
+    "waits",
+    "child_waits",
+    "run_inbox",
+    "wait_tokens",
+    "schedules",
+    "tasks",
+    "workers",
+)
 
 
 def worker_alive(worker: WorkerProcess) -> bool:
     """True while `worker` runs; once it has exited, raises AssertionError with its
     exit code and the end of its log (so a wait_for on it fails at once)."""
     if not worker.running:
-        raise AssertionError(f"{worker.name} exited with code {worker.returncode}:\n"
-                             f"{worker.log_tail(40)}")
+        raise AssertionError(f"{worker.name} exited with code {worker.returncode}:\n{worker.log_tail(40)}")
     return True
 
 
-def wait_registered(cluster: Cluster, *task_ids: str, worker: WorkerProcess | None = None,
-                    timeout: float = 20.0) -> None:
+def wait_registered(
+    cluster: Cluster, *task_ids: str, worker: WorkerProcess | None = None, timeout: float = 20.0
+) -> None:
     """Waits until every task of `task_ids` is in the tasks table and, when `worker`
     is given, that worker logged its registration (it polls right after). Fails at
     once, with its log, when the worker exits."""
+
     def registered() -> bool:
         if worker is not None:
             worker_alive(worker)
@@ -626,8 +739,7 @@ def wait_registered(cluster: Cluster, *task_ids: str, worker: WorkerProcess | No
                 return False
         if not task_ids:
             return True
-        n = cluster.sql_value("SELECT count(*) FROM tasks WHERE task_id = ANY($1::text[])",
-                              list(task_ids))
+        n = cluster.sql_value("SELECT count(*) FROM tasks WHERE task_id = ANY($1::text[])", list(task_ids))
         return n == len(task_ids)
 
     parts = []
@@ -651,8 +763,9 @@ def assert_clean(details: str) -> None:
     assert 'File "' not in details, details
 
 
-def grpcurl(address: str, *args: str, data: Any = None,
-            timeout: float = 40) -> subprocess.CompletedProcess[str]:
+def grpcurl(
+    address: str, *args: str, data: Any = None, timeout: float = 40
+) -> subprocess.CompletedProcess[str]:
     """Runs `grpcurl -plaintext [-d JSON(data)] ADDRESS ARGS...` (a method, or "list")."""
     argv = [GRPCURL, "-plaintext"]
     if data is not None:

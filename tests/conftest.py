@@ -15,6 +15,7 @@ Per test: ``cluster``, ``cluster_factory``, ``private_nats``, ``private_postgres
         c = cluster_factory(nats=private_nats)
         private_nats.kill(); ...; private_nats.start()
 """
+
 from __future__ import annotations
 
 import os
@@ -41,7 +42,7 @@ from cluster import (  # noqa: E402
     make_cluster,
 )
 
-from services.common.embedded import EmbeddedNats, EmbeddedPostgres  # noqa: E402
+from cairn_cli.embedded import EmbeddedNats, EmbeddedPostgres  # noqa: E402
 from worker_sdk import Client  # noqa: E402
 
 CLUSTERS_KEY = pytest.StashKey[list]()
@@ -52,7 +53,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         "cluster_options(**options): options for the `cluster` fixture, as for "
-        "cluster_factory (lease_seconds, sweep_seconds, env, timeout)")
+        "cluster_factory (lease_seconds, sweep_seconds, env, timeout)",
+    )
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -90,8 +92,7 @@ def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         yield ExternalPostgres(url)
         return
     root = _mkdtemp_outside_pytest("cairn-test-pg-")
-    server = EmbeddedPostgres(root / "data",
-                              log_path=tmp_path_factory.mktemp("postgres") / "postgres.log")
+    server = EmbeddedPostgres(root / "data", log_path=tmp_path_factory.mktemp("postgres") / "postgres.log")
     try:
         server.start()
         yield server
@@ -154,8 +155,9 @@ def _ensure_running(server: Any) -> None:
 
 
 @pytest.fixture
-def cluster_factory(request: pytest.FixtureRequest, tmp_path: Path, postgres_server: Any,
-                    nats: Any) -> Iterator[Any]:
+def cluster_factory(
+    request: pytest.FixtureRequest, tmp_path: Path, postgres_server: Any, nats: Any
+) -> Iterator[Any]:
     """``cluster_factory(**options) -> Cluster``: each call makes a new database
     and NATS subject prefix and starts history, matching and frontend.
 
@@ -168,10 +170,16 @@ def cluster_factory(request: pytest.FixtureRequest, tmp_path: Path, postgres_ser
     made: list[Cluster] = []
     request.node.stash[CLUSTERS_KEY] = made
 
-    def factory(*, lease_seconds: float = DEFAULT_LEASE_SECONDS,
-                sweep_seconds: float = DEFAULT_SWEEP_SECONDS, nats: Any = None,
-                postgres: Any = None, env: dict[str, str] | None = None, start: bool = True,
-                timeout: float = READY_TIMEOUT) -> Cluster:
+    def factory(
+        *,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
+        sweep_seconds: float = DEFAULT_SWEEP_SECONDS,
+        nats: Any = None,
+        postgres: Any = None,
+        env: dict[str, str] | None = None,
+        start: bool = True,
+        timeout: float = READY_TIMEOUT,
+    ) -> Cluster:
         pg = postgres if postgres is not None else postgres_server
         bus = nats if nats is not None else session_nats
         if pg is postgres_server:
@@ -180,13 +188,24 @@ def cluster_factory(request: pytest.FixtureRequest, tmp_path: Path, postgres_ser
             _ensure_running(bus)
         extra_logs = []
         for server in (pg, bus):
-            if server is not postgres_server and server is not session_nats \
-                    and isinstance(getattr(server, "log_path", None), Path):
+            if (
+                server is not postgres_server
+                and server is not session_nats
+                and isinstance(getattr(server, "log_path", None), Path)
+            ):
                 extra_logs.append(server.log_path)
         log_dir = tmp_path / ("logs" if not made else f"logs-{len(made) + 1}")
-        c = make_cluster(log_dir=log_dir, postgres=pg, nats=bus, test_name=request.node.name,
-                         lease_seconds=lease_seconds, sweep_seconds=sweep_seconds, env=env,
-                         start=False, extra_logs=extra_logs)
+        c = make_cluster(
+            log_dir=log_dir,
+            postgres=pg,
+            nats=bus,
+            test_name=request.node.name,
+            lease_seconds=lease_seconds,
+            sweep_seconds=sweep_seconds,
+            env=env,
+            start=False,
+            extra_logs=extra_logs,
+        )
         made.append(c)  # registered before launch, so a failed start still shows logs
         if start:
             c.launch(timeout)

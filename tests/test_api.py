@@ -6,6 +6,7 @@ cancel, and the `cairn` command line.
 Task code lives in tests/apps/basic_tasks.py; workers run it with
 cwd=tests/apps, so it imports as `basic_tasks`.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -21,18 +22,28 @@ from typing import Any
 
 import grpc
 import pytest
-from cluster import (Cluster, REPO_ROOT, TESTS_DIR, WorkerProcess, assert_clean, b64_json,
-                     grpcurl, grpcurl_call, json_field, json_payload, table_counts,
-                     wait_for, wait_registered)
+from cluster import (
+    REPO_ROOT,
+    TESTS_DIR,
+    Cluster,
+    WorkerProcess,
+    assert_clean,
+    b64_json,
+    grpcurl,
+    grpcurl_call,
+    json_field,
+    json_payload,
+    table_counts,
+    wait_for,
+    wait_registered,
+)
 from google.protobuf.duration_pb2 import Duration
 
 from cairn.v1 import common_pb2 as cpb
 from cairn.v1 import run_service_pb2 as rpb
-from cairn.v1 import run_service_pb2_grpc
+from cairn.v1 import run_service_pb2_grpc, worker_service_pb2_grpc
 from cairn.v1 import worker_service_pb2 as wpb
-from cairn.v1 import worker_service_pb2_grpc
-from worker_sdk import (AsyncClient, Client, FailedPreconditionError, InvalidArgumentError,
-                        NotFoundError)
+from worker_sdk import AsyncClient, Client, FailedPreconditionError, InvalidArgumentError, NotFoundError
 
 APPS_DIR = TESTS_DIR / "apps"
 TASKS_MODULE = "basic_tasks"
@@ -43,8 +54,9 @@ RPC_TIMEOUT = 15.0
 # ---- helpers ------------------------------------------------------------------------
 
 
-def start_basic_worker(cluster: Cluster, *, slots: int = 4,
-                       env: dict[str, str] | None = None) -> WorkerProcess:
+def start_basic_worker(
+    cluster: Cluster, *, slots: int = 4, env: dict[str, str] | None = None
+) -> WorkerProcess:
     """A `cairn worker basic_tasks` process; returns once its tasks are registered."""
     worker = cluster.start_worker(TASKS_MODULE, cwd=APPS_DIR, slots=slots, env=env)
     wait_registered(cluster, "three-steps", "echo", "counted", "gated", worker=worker)
@@ -69,18 +81,24 @@ def seconds(value: float) -> Duration:
     return d
 
 
-def register(wstub: worker_service_pb2_grpc.WorkerServiceStub, worker_id: str,
-             *task_ids: str) -> None:
-    wstub.RegisterWorker(wpb.RegisterWorkerRequest(
-        worker_id=worker_id, version="test-1", slots=1,
-        tasks=[wpb.TaskDefinition(task_id=t, retry=cpb.RetryPolicy(max_attempts=1))
-               for t in task_ids]), timeout=RPC_TIMEOUT)
+def register(wstub: worker_service_pb2_grpc.WorkerServiceStub, worker_id: str, *task_ids: str) -> None:
+    wstub.RegisterWorker(
+        wpb.RegisterWorkerRequest(
+            worker_id=worker_id,
+            version="test-1",
+            slots=1,
+            tasks=[wpb.TaskDefinition(task_id=t, retry=cpb.RetryPolicy(max_attempts=1)) for t in task_ids],
+        ),
+        timeout=RPC_TIMEOUT,
+    )
 
 
-def poll(wstub: worker_service_pb2_grpc.WorkerServiceStub, worker_id: str,
-         task_id: str) -> wpb.AttemptAssignment:
-    response = wstub.PollAttempt(wpb.PollAttemptRequest(
-        worker_id=worker_id, task_ids=[task_id], wait=seconds(10)), timeout=30)
+def poll(
+    wstub: worker_service_pb2_grpc.WorkerServiceStub, worker_id: str, task_id: str
+) -> wpb.AttemptAssignment:
+    response = wstub.PollAttempt(
+        wpb.PollAttemptRequest(worker_id=worker_id, task_ids=[task_id], wait=seconds(10)), timeout=30
+    )
     assert len(response.assignments) == 1, f"no attempt of {task_id} handed out within 10 s"
     return response.assignments[0]
 
@@ -106,8 +124,14 @@ def cli_env() -> dict[str, str]:
 
 
 def cairn_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "cairn.cli", *args], capture_output=True,
-                          text=True, env=cli_env(), cwd=str(REPO_ROOT), timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "cairn_cli", *args],
+        capture_output=True,
+        text=True,
+        env=cli_env(),
+        cwd=str(REPO_ROOT),
+        timeout=timeout,
+    )
 
 
 def read_lines(path: Path) -> list[str]:
@@ -156,15 +180,16 @@ def test_python_client_trigger_wait_get_list_filter_and_page(cluster: Cluster) -
         assert [r.id for r in client.list(status="completed")] == newest_first
         assert client.list(status="failed") == []
         assert client.list(status=["queued", "executing"]) == []
-        assert [r.id for r in client.list(task="echo", status="completed")] == \
-            list(reversed(echo_ids))
+        assert [r.id for r in client.list(task="echo", status="completed")] == list(reversed(echo_ids))
         assert [r.id for r in client.list(limit=2)] == newest_first[:2]
 
     # Paging with the AsyncClient (limit smaller than the total) ...
     async def async_list() -> tuple[list[str], list[str]]:
         async with AsyncClient(address=cluster.address) as ac:
-            return ([r.id for r in await ac.list(limit=50)],
-                    [r.id for r in await ac.list(task="echo", limit=3)])
+            return (
+                [r.id for r in await ac.list(limit=50)],
+                [r.id for r in await ac.list(task="echo", limit=3)],
+            )
 
     all_ids, first_echo = asyncio.run(async_list())
     assert all_ids == newest_first
@@ -177,8 +202,9 @@ def test_python_client_trigger_wait_get_list_filter_and_page(cluster: Cluster) -
         seen: list[str] = []
         token, pages = "", 0
         while True:
-            page = stub.ListRuns(rpb.ListRunsRequest(page_size=2, page_token=token, **filters),
-                                 timeout=RPC_TIMEOUT)
+            page = stub.ListRuns(
+                rpb.ListRunsRequest(page_size=2, page_token=token, **filters), timeout=RPC_TIMEOUT
+            )
             pages += 1
             assert len(page.runs) <= 2
             for r in page.runs:
@@ -208,16 +234,19 @@ def test_grpcurl_client_trigger_wait_reflection_and_health(cluster: Cluster) -> 
     listing = grpcurl(address, "list")
     assert listing.returncode == 0, listing.stderr
     services = set(listing.stdout.split())
-    assert {"cairn.v1.RunService", "cairn.v1.WorkerService",
-            "grpc.health.v1.Health"} <= services, listing.stdout
+    assert {"cairn.v1.RunService", "cairn.v1.WorkerService", "grpc.health.v1.Health"} <= services, (
+        listing.stdout
+    )
 
     health = grpcurl_call(address, "grpc.health.v1.Health/Check", {"service": ""})
     assert health.get("status") == "SERVING", health
 
     start_basic_worker(cluster)
-    triggered = grpcurl_call(address, "cairn.v1.RunService/TriggerRun", {
-        "task_id": "three-steps",
-        "payload": {"data": b64_json({"x": 7}), "encoding": JSON}})
+    triggered = grpcurl_call(
+        address,
+        "cairn.v1.RunService/TriggerRun",
+        {"task_id": "three-steps", "payload": {"data": b64_json({"x": 7}), "encoding": JSON}},
+    )
     run = triggered["run"]
     run_id = run["id"]
     uuid.UUID(run_id)
@@ -225,14 +254,12 @@ def test_grpcurl_client_trigger_wait_reflection_and_health(cluster: Cluster) -> 
     assert not json_field(triggered, "existing", False)
     assert decode_b64_json(run["input"]["data"]) == {"x": 7}
 
-    waited = grpcurl_call(address, "cairn.v1.RunService/WaitRun",
-                          {"run_id": run_id, "timeout": "20s"})
+    waited = grpcurl_call(address, "cairn.v1.RunService/WaitRun", {"run_id": run_id, "timeout": "20s"})
     assert waited.get("done") is True, waited
     run = waited["run"]
     assert run["id"] == run_id
     assert run["status"] == "RUN_STATUS_COMPLETED", run
-    assert decode_b64_json(run["output"]["data"]) == \
-        {"sum": 17, "product": 34, "text": "sum=17 product=34"}
+    assert decode_b64_json(run["output"]["data"]) == {"sum": 17, "product": 34, "text": "sum=17 product=34"}
     assert json_field(run["output"], "encoding") == JSON
     attempts = run["attempts"]
     assert len(attempts) == 1
@@ -255,19 +282,32 @@ def test_grpcurl_client_trigger_wait_reflection_and_health(cluster: Cluster) -> 
 def test_language_neutral_protocol_with_grpcurl_as_the_worker(cluster: Cluster) -> None:
     address = cluster.address
     worker_id = "neutral-worker-1"
-    registered = grpcurl_call(address, "cairn.v1.WorkerService/RegisterWorker", {
-        "worker_id": worker_id, "version": "grpcurl-1", "slots": 1,
-        "tasks": [{"task_id": "neutral", "retry": {"max_attempts": 1}}]})
+    registered = grpcurl_call(
+        address,
+        "cairn.v1.WorkerService/RegisterWorker",
+        {
+            "worker_id": worker_id,
+            "version": "grpcurl-1",
+            "slots": 1,
+            "tasks": [{"task_id": "neutral", "retry": {"max_attempts": 1}}],
+        },
+    )
     assert registered == {}
 
     payload = {"hello": "from any language", "n": [1, 2, 3]}
-    triggered = grpcurl_call(address, "cairn.v1.RunService/TriggerRun", {
-        "task_id": "neutral", "payload": {"data": b64_json(payload), "encoding": JSON}})
+    triggered = grpcurl_call(
+        address,
+        "cairn.v1.RunService/TriggerRun",
+        {"task_id": "neutral", "payload": {"data": b64_json(payload), "encoding": JSON}},
+    )
     run_id = triggered["run"]["id"]
     assert triggered["run"]["status"] == "RUN_STATUS_QUEUED"
 
-    polled = grpcurl_call(address, "cairn.v1.WorkerService/PollAttempt",
-                          {"worker_id": worker_id, "task_ids": ["neutral"], "wait": "10s"})
+    polled = grpcurl_call(
+        address,
+        "cairn.v1.WorkerService/PollAttempt",
+        {"worker_id": worker_id, "task_ids": ["neutral"], "wait": "10s"},
+    )
     assert len(polled.get("assignments", [])) == 1, f"not one assignment: {polled}"
     assignment = polled["assignments"][0]
     assert json_field(assignment, "run_id") == run_id
@@ -278,22 +318,37 @@ def test_language_neutral_protocol_with_grpcurl_as_the_worker(cluster: Cluster) 
     assert json_field(assignment, "lease_duration")
 
     step_output = {"step": "s1", "ok": True}
-    recorded = grpcurl_call(address, "cairn.v1.WorkerService/RecordStep", {
-        "run_id": run_id, "attempt": 1, "position": 0, "name": "s1",
-        "status": "STEP_STATUS_COMPLETED", "tries": 1,
-        "output": {"data": b64_json(step_output), "encoding": JSON}})
+    recorded = grpcurl_call(
+        address,
+        "cairn.v1.WorkerService/RecordStep",
+        {
+            "run_id": run_id,
+            "attempt": 1,
+            "position": 0,
+            "name": "s1",
+            "status": "STEP_STATUS_COMPLETED",
+            "tries": 1,
+            "output": {"data": b64_json(step_output), "encoding": JSON},
+        },
+    )
     assert recorded["step"]["name"] == "s1"
     assert recorded["step"]["status"] == "STEP_STATUS_COMPLETED"
     assert decode_b64_json(recorded["step"]["output"]["data"]) == step_output
 
-    beat = grpcurl_call(address, "cairn.v1.WorkerService/Heartbeat",
-                        {"run_id": run_id, "attempt": 1})
+    beat = grpcurl_call(address, "cairn.v1.WorkerService/Heartbeat", {"run_id": run_id, "attempt": 1})
     assert json_field(beat, "lease_expires_at"), beat
 
     output = {"result": "done by grpcurl", "total": 6}
-    finished = grpcurl_call(address, "cairn.v1.WorkerService/FinishAttempt", {
-        "run_id": run_id, "attempt": 1, "outcome": "ATTEMPT_OUTCOME_COMPLETED",
-        "output": {"data": b64_json(output), "encoding": JSON}})
+    finished = grpcurl_call(
+        address,
+        "cairn.v1.WorkerService/FinishAttempt",
+        {
+            "run_id": run_id,
+            "attempt": 1,
+            "outcome": "ATTEMPT_OUTCOME_COMPLETED",
+            "output": {"data": b64_json(output), "encoding": JSON},
+        },
+    )
     assert json_field(finished, "run_status") == "RUN_STATUS_COMPLETED", finished
 
     run = grpcurl_call(address, "cairn.v1.RunService/GetRun", {"run_id": run_id})["run"]
@@ -315,19 +370,20 @@ def test_language_neutral_protocol_with_grpcurl_as_the_worker(cluster: Cluster) 
 # ---- 4. idempotency --------------------------------------------------------------------
 
 
-def test_idempotency_key_returns_the_first_run_and_runs_it_once(cluster: Cluster,
-                                                                  tmp_path: Path) -> None:
+def test_idempotency_key_returns_the_first_run_and_runs_it_once(cluster: Cluster, tmp_path: Path) -> None:
     counter = tmp_path / "counted.txt"
     start_basic_worker(cluster, env={"BASIC_TASKS_COUNTER": str(counter)})
     stub = run_stub(cluster)
     key = "order-42"
 
-    first = stub.TriggerRun(rpb.TriggerRunRequest(
-        task_id="counted", payload=json_payload({"n": 1}), idempotency_key=key),
-        timeout=RPC_TIMEOUT)
-    second = stub.TriggerRun(rpb.TriggerRunRequest(
-        task_id="counted", payload=json_payload({"n": 2}), idempotency_key=key),
-        timeout=RPC_TIMEOUT)
+    first = stub.TriggerRun(
+        rpb.TriggerRunRequest(task_id="counted", payload=json_payload({"n": 1}), idempotency_key=key),
+        timeout=RPC_TIMEOUT,
+    )
+    second = stub.TriggerRun(
+        rpb.TriggerRunRequest(task_id="counted", payload=json_payload({"n": 2}), idempotency_key=key),
+        timeout=RPC_TIMEOUT,
+    )
     assert not first.existing
     assert second.existing
     assert second.run.id == first.run.id
@@ -339,12 +395,14 @@ def test_idempotency_key_returns_the_first_run_and_runs_it_once(cluster: Cluster
         assert again.id == run_id
         done = client.wait(run_id, timeout=20)
         assert done.status == "completed"
-        assert done.output == {"counted": True, "payload": {"n": 1}}, \
+        assert done.output == {"counted": True, "payload": {"n": 1}}, (
             "the first trigger's payload is the one that runs"
+        )
         # After it finished, the key still names the same run.
-        late = stub.TriggerRun(rpb.TriggerRunRequest(
-            task_id="counted", payload=json_payload({"n": 4}), idempotency_key=key),
-            timeout=RPC_TIMEOUT)
+        late = stub.TriggerRun(
+            rpb.TriggerRunRequest(task_id="counted", payload=json_payload({"n": 4}), idempotency_key=key),
+            timeout=RPC_TIMEOUT,
+        )
         assert late.existing and late.run.id == run_id
         assert late.run.status == cpb.RUN_STATUS_COMPLETED
 
@@ -357,9 +415,21 @@ def test_idempotency_key_returns_the_first_run_and_runs_it_once(cluster: Cluster
     async def race(n: int) -> list[rpb.TriggerRunResponse]:
         async with grpc.aio.insecure_channel(cluster.address) as channel:
             astub = run_service_pb2_grpc.RunServiceStub(channel)
-            return list(await asyncio.gather(*(astub.TriggerRun(rpb.TriggerRunRequest(
-                task_id="counted", payload=json_payload({"race": i}),
-                idempotency_key="order-44"), timeout=RPC_TIMEOUT) for i in range(n))))
+            return list(
+                await asyncio.gather(
+                    *(
+                        astub.TriggerRun(
+                            rpb.TriggerRunRequest(
+                                task_id="counted",
+                                payload=json_payload({"race": i}),
+                                idempotency_key="order-44",
+                            ),
+                            timeout=RPC_TIMEOUT,
+                        )
+                        for i in range(n)
+                    )
+                )
+            )
 
     raced = asyncio.run(race(8))
     assert len({r.run.id for r in raced}) == 1, [r.run.id for r in raced]
@@ -371,10 +441,13 @@ def test_idempotency_key_returns_the_first_run_and_runs_it_once(cluster: Cluster
     assert cluster.sql_value("SELECT count(*) FROM runs WHERE idempotency_key = $1", key) == 1
     assert cluster.sql_value("SELECT count(*) FROM runs WHERE idempotency_key = 'order-44'") == 1
     assert cluster.sql_value("SELECT count(*) FROM runs WHERE task_id = 'counted'") == 3
-    assert cluster.sql_value("SELECT count(*) FROM run_events WHERE run_id = $1 AND "
-                             "type = 'triggered'", uuid.UUID(run_id)) == 1
-    assert cluster.sql_value("SELECT count(*) FROM attempts WHERE run_id = $1",
-                             uuid.UUID(run_id)) == 1
+    assert (
+        cluster.sql_value(
+            "SELECT count(*) FROM run_events WHERE run_id = $1 AND type = 'triggered'", uuid.UUID(run_id)
+        )
+        == 1
+    )
+    assert cluster.sql_value("SELECT count(*) FROM attempts WHERE run_id = $1", uuid.UUID(run_id)) == 1
     lines = read_lines(counter)
     assert sorted(lines) == sorted([run_id, other.id, raced_id]), lines
     assert lines.count(run_id) == 1
@@ -384,25 +457,27 @@ def test_idempotency_key_returns_the_first_run_and_runs_it_once(cluster: Cluster
 
 
 @pytest.mark.cluster_options(lease_seconds=60)
-def test_bad_input_is_refused_with_the_right_status_and_nothing_written(
-        cluster: Cluster) -> None:
+def test_bad_input_is_refused_with_the_right_status_and_nothing_written(cluster: Cluster) -> None:
     rstub, wstub = run_stub(cluster), worker_stub(cluster)
     # Fixtures over the protocol: a completed run, a queued run, an executing run.
     register(wstub, "bad-input-worker", "done-task", "parked-task", "live-task")
-    done = rstub.TriggerRun(rpb.TriggerRunRequest(task_id="done-task",
-                                                  payload=json_payload({"a": 1})),
-                            timeout=RPC_TIMEOUT).run
+    done = rstub.TriggerRun(
+        rpb.TriggerRunRequest(task_id="done-task", payload=json_payload({"a": 1})), timeout=RPC_TIMEOUT
+    ).run
     a = poll(wstub, "bad-input-worker", "done-task")
     assert a.run_id == done.id
-    wstub.FinishAttempt(wpb.FinishAttemptRequest(
-        run_id=done.id, attempt=1, outcome=wpb.ATTEMPT_OUTCOME_COMPLETED,
-        output=json_payload("ok")), timeout=RPC_TIMEOUT)
-    parked = rstub.TriggerRun(rpb.TriggerRunRequest(task_id="parked-task",
-                                                    payload=json_payload(None)),
-                              timeout=RPC_TIMEOUT).run
-    live = rstub.TriggerRun(rpb.TriggerRunRequest(task_id="live-task",
-                                                  payload=json_payload(None)),
-                            timeout=RPC_TIMEOUT).run
+    wstub.FinishAttempt(
+        wpb.FinishAttemptRequest(
+            run_id=done.id, attempt=1, outcome=wpb.ATTEMPT_OUTCOME_COMPLETED, output=json_payload("ok")
+        ),
+        timeout=RPC_TIMEOUT,
+    )
+    parked = rstub.TriggerRun(
+        rpb.TriggerRunRequest(task_id="parked-task", payload=json_payload(None)), timeout=RPC_TIMEOUT
+    ).run
+    live = rstub.TriggerRun(
+        rpb.TriggerRunRequest(task_id="live-task", payload=json_payload(None)), timeout=RPC_TIMEOUT
+    ).run
     assert poll(wstub, "bad-input-worker", "live-task").run_id == live.id
 
     before = table_counts(cluster)
@@ -411,98 +486,212 @@ def test_bad_input_is_refused_with_the_right_status_and_nothing_written(
     def refused(call: Callable[[], Any], code: grpc.StatusCode, *words: str) -> str:
         details = expect_rpc_error(call, code, *words)
         after = table_counts(cluster)
-        assert after == before, f"rows written by a refused request ({details}): " \
-                                f"{before} -> {after}"
+        assert after == before, f"rows written by a refused request ({details}): {before} -> {after}"
         return details
 
     t = RPC_TIMEOUT
     unknown_run = str(uuid.uuid4())
     # TriggerRun
-    refused(lambda: rstub.TriggerRun(rpb.TriggerRunRequest(
-        task_id="no-such-task", payload=json_payload({})), timeout=t),
-        grpc.StatusCode.NOT_FOUND, "no-such-task")
-    refused(lambda: rstub.TriggerRun(rpb.TriggerRunRequest(
-        task_id="done-task", payload=cpb.Payload(data=b"{not json", encoding=JSON)), timeout=t),
-        grpc.StatusCode.INVALID_ARGUMENT, "payload")
-    refused(lambda: rstub.TriggerRun(rpb.TriggerRunRequest(
-        task_id="done-task", payload=cpb.Payload(data=b"\xff\xfe", encoding=JSON)), timeout=t),
-        grpc.StatusCode.INVALID_ARGUMENT, "payload")
-    refused(lambda: rstub.TriggerRun(rpb.TriggerRunRequest(
-        task_id="done-task", payload=cpb.Payload(data=b"<a/>", encoding="xml/tagged")),
-        timeout=t),
-        grpc.StatusCode.INVALID_ARGUMENT, "encoding", "xml/tagged")
-    refused(lambda: rstub.TriggerRun(rpb.TriggerRunRequest(
-        task_id="", payload=json_payload({})), timeout=t),
-        grpc.StatusCode.INVALID_ARGUMENT, "task_id")
+    refused(
+        lambda: rstub.TriggerRun(
+            rpb.TriggerRunRequest(task_id="no-such-task", payload=json_payload({})), timeout=t
+        ),
+        grpc.StatusCode.NOT_FOUND,
+        "no-such-task",
+    )
+    refused(
+        lambda: rstub.TriggerRun(
+            rpb.TriggerRunRequest(task_id="done-task", payload=cpb.Payload(data=b"{not json", encoding=JSON)),
+            timeout=t,
+        ),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "payload",
+    )
+    refused(
+        lambda: rstub.TriggerRun(
+            rpb.TriggerRunRequest(task_id="done-task", payload=cpb.Payload(data=b"\xff\xfe", encoding=JSON)),
+            timeout=t,
+        ),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "payload",
+    )
+    refused(
+        lambda: rstub.TriggerRun(
+            rpb.TriggerRunRequest(
+                task_id="done-task", payload=cpb.Payload(data=b"<a/>", encoding="xml/tagged")
+            ),
+            timeout=t,
+        ),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "encoding",
+        "xml/tagged",
+    )
+    refused(
+        lambda: rstub.TriggerRun(rpb.TriggerRunRequest(task_id="", payload=json_payload({})), timeout=t),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "task_id",
+    )
     # GetRun / CancelRun / WaitRun with run ids that are unknown or malformed
-    refused(lambda: rstub.GetRun(rpb.GetRunRequest(run_id=unknown_run), timeout=t),
-            grpc.StatusCode.NOT_FOUND, unknown_run)
-    refused(lambda: rstub.CancelRun(rpb.CancelRunRequest(run_id=unknown_run), timeout=t),
-            grpc.StatusCode.NOT_FOUND, unknown_run)
-    refused(lambda: rstub.GetRun(rpb.GetRunRequest(run_id="not-a-run-id"), timeout=t),
-            grpc.StatusCode.INVALID_ARGUMENT, "run_id")
-    refused(lambda: rstub.CancelRun(rpb.CancelRunRequest(run_id="not-a-run-id"), timeout=t),
-            grpc.StatusCode.INVALID_ARGUMENT, "run_id")
-    refused(lambda: rstub.GetRun(rpb.GetRunRequest(), timeout=t),
-            grpc.StatusCode.INVALID_ARGUMENT, "run_id")
-    refused(lambda: rstub.WaitRun(rpb.WaitRunRequest(run_id=done.id, timeout=seconds(3600)),
-                                  timeout=t),
-            grpc.StatusCode.INVALID_ARGUMENT, "timeout")
+    refused(
+        lambda: rstub.GetRun(rpb.GetRunRequest(run_id=unknown_run), timeout=t),
+        grpc.StatusCode.NOT_FOUND,
+        unknown_run,
+    )
+    refused(
+        lambda: rstub.CancelRun(rpb.CancelRunRequest(run_id=unknown_run), timeout=t),
+        grpc.StatusCode.NOT_FOUND,
+        unknown_run,
+    )
+    refused(
+        lambda: rstub.GetRun(rpb.GetRunRequest(run_id="not-a-run-id"), timeout=t),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "run_id",
+    )
+    refused(
+        lambda: rstub.CancelRun(rpb.CancelRunRequest(run_id="not-a-run-id"), timeout=t),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "run_id",
+    )
+    refused(lambda: rstub.GetRun(rpb.GetRunRequest(), timeout=t), grpc.StatusCode.INVALID_ARGUMENT, "run_id")
+    refused(
+        lambda: rstub.WaitRun(rpb.WaitRunRequest(run_id=done.id, timeout=seconds(3600)), timeout=t),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "timeout",
+    )
     # CancelRun of a finished run
-    refused(lambda: rstub.CancelRun(rpb.CancelRunRequest(run_id=done.id), timeout=t),
-            grpc.StatusCode.FAILED_PRECONDITION, done.id)
+    refused(
+        lambda: rstub.CancelRun(rpb.CancelRunRequest(run_id=done.id), timeout=t),
+        grpc.StatusCode.FAILED_PRECONDITION,
+        done.id,
+    )
     # Worker writes from an attempt that is not the run's current one
-    step = dict(position=0, name="s1", status=cpb.STEP_STATUS_COMPLETED,
-                output=json_payload(1), tries=1)
-    refused(lambda: wstub.RecordStep(wpb.RecordStepRequest(run_id=done.id, attempt=1, **step),
-                                     timeout=t),
-            grpc.StatusCode.FAILED_PRECONDITION, done.id)
-    refused(lambda: wstub.RecordStep(wpb.RecordStepRequest(run_id=parked.id, attempt=1, **step),
-                                     timeout=t),
-            grpc.StatusCode.FAILED_PRECONDITION, parked.id)
-    refused(lambda: wstub.RecordStep(wpb.RecordStepRequest(run_id=live.id, attempt=2, **step),
-                                     timeout=t),
-            grpc.StatusCode.FAILED_PRECONDITION, live.id)
-    refused(lambda: wstub.FinishAttempt(wpb.FinishAttemptRequest(
-        run_id=live.id, attempt=2, outcome=wpb.ATTEMPT_OUTCOME_COMPLETED,
-        output=json_payload(1)), timeout=t),
-        grpc.StatusCode.FAILED_PRECONDITION, live.id)
-    refused(lambda: wstub.RecordStep(wpb.RecordStepRequest(
-        run_id=live.id, attempt=1, position=0, name="s1", status=cpb.STEP_STATUS_COMPLETED,
-        output=cpb.Payload(data=b"{oops", encoding=JSON)), timeout=t),
-        grpc.StatusCode.INVALID_ARGUMENT, "output")
+    step = dict(position=0, name="s1", status=cpb.STEP_STATUS_COMPLETED, output=json_payload(1), tries=1)
+    refused(
+        lambda: wstub.RecordStep(wpb.RecordStepRequest(run_id=done.id, attempt=1, **step), timeout=t),
+        grpc.StatusCode.FAILED_PRECONDITION,
+        done.id,
+    )
+    refused(
+        lambda: wstub.RecordStep(wpb.RecordStepRequest(run_id=parked.id, attempt=1, **step), timeout=t),
+        grpc.StatusCode.FAILED_PRECONDITION,
+        parked.id,
+    )
+    refused(
+        lambda: wstub.RecordStep(wpb.RecordStepRequest(run_id=live.id, attempt=2, **step), timeout=t),
+        grpc.StatusCode.FAILED_PRECONDITION,
+        live.id,
+    )
+    refused(
+        lambda: wstub.FinishAttempt(
+            wpb.FinishAttemptRequest(
+                run_id=live.id, attempt=2, outcome=wpb.ATTEMPT_OUTCOME_COMPLETED, output=json_payload(1)
+            ),
+            timeout=t,
+        ),
+        grpc.StatusCode.FAILED_PRECONDITION,
+        live.id,
+    )
+    refused(
+        lambda: wstub.RecordStep(
+            wpb.RecordStepRequest(
+                run_id=live.id,
+                attempt=1,
+                position=0,
+                name="s1",
+                status=cpb.STEP_STATUS_COMPLETED,
+                output=cpb.Payload(data=b"{oops", encoding=JSON),
+            ),
+            timeout=t,
+        ),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "output",
+    )
     # RegisterWorker
-    refused(lambda: wstub.RegisterWorker(wpb.RegisterWorkerRequest(
-        worker_id="w-empty", version="1", slots=1), timeout=t),
-        grpc.StatusCode.INVALID_ARGUMENT, "tasks")
-    refused(lambda: wstub.RegisterWorker(wpb.RegisterWorkerRequest(
-        worker_id="w-factor", version="1", slots=1, tasks=[wpb.TaskDefinition(
-            task_id="bad-retry", retry=cpb.RetryPolicy(factor=0.5))]), timeout=t),
-        grpc.StatusCode.INVALID_ARGUMENT, "factor")
-    refused(lambda: wstub.RegisterWorker(wpb.RegisterWorkerRequest(
-        worker_id="w-timeouts", version="1", slots=1, tasks=[wpb.TaskDefinition(
-            task_id="bad-retry", retry=cpb.RetryPolicy(min_timeout=seconds(10),
-                                                       max_timeout=seconds(1)))]), timeout=t),
-        grpc.StatusCode.INVALID_ARGUMENT, "max_timeout")
-    refused(lambda: wstub.RegisterWorker(wpb.RegisterWorkerRequest(
-        worker_id="w-negative", version="1", slots=1, tasks=[wpb.TaskDefinition(
-            task_id="bad-retry", retry=cpb.RetryPolicy(max_attempts=-1))]), timeout=t),
-        grpc.StatusCode.INVALID_ARGUMENT, "max_attempts")
+    refused(
+        lambda: wstub.RegisterWorker(
+            wpb.RegisterWorkerRequest(worker_id="w-empty", version="1", slots=1), timeout=t
+        ),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "tasks",
+    )
+    refused(
+        lambda: wstub.RegisterWorker(
+            wpb.RegisterWorkerRequest(
+                worker_id="w-factor",
+                version="1",
+                slots=1,
+                tasks=[wpb.TaskDefinition(task_id="bad-retry", retry=cpb.RetryPolicy(factor=0.5))],
+            ),
+            timeout=t,
+        ),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "factor",
+    )
+    refused(
+        lambda: wstub.RegisterWorker(
+            wpb.RegisterWorkerRequest(
+                worker_id="w-timeouts",
+                version="1",
+                slots=1,
+                tasks=[
+                    wpb.TaskDefinition(
+                        task_id="bad-retry",
+                        retry=cpb.RetryPolicy(min_timeout=seconds(10), max_timeout=seconds(1)),
+                    )
+                ],
+            ),
+            timeout=t,
+        ),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "max_timeout",
+    )
+    refused(
+        lambda: wstub.RegisterWorker(
+            wpb.RegisterWorkerRequest(
+                worker_id="w-negative",
+                version="1",
+                slots=1,
+                tasks=[wpb.TaskDefinition(task_id="bad-retry", retry=cpb.RetryPolicy(max_attempts=-1))],
+            ),
+            timeout=t,
+        ),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "max_attempts",
+    )
     # PollAttempt: the parked run stays queued.
     for bad in (-1, 101):
-        refused(lambda: wstub.PollAttempt(wpb.PollAttemptRequest(
-            worker_id="bad-input-worker", task_ids=["parked-task"], max_attempts=bad,
-            wait=seconds(0)), timeout=t), grpc.StatusCode.INVALID_ARGUMENT, "max_attempts")
+        refused(
+            lambda: wstub.PollAttempt(
+                wpb.PollAttemptRequest(
+                    worker_id="bad-input-worker", task_ids=["parked-task"], max_attempts=bad, wait=seconds(0)
+                ),
+                timeout=t,
+            ),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "max_attempts",
+        )
     # ListRuns
-    refused(lambda: rstub.ListRuns(rpb.ListRunsRequest(page_size=5000), timeout=t),
-            grpc.StatusCode.INVALID_ARGUMENT, "page_size")
-    refused(lambda: rstub.ListRuns(rpb.ListRunsRequest(page_size=-1), timeout=t),
-            grpc.StatusCode.INVALID_ARGUMENT, "page_size")
+    refused(
+        lambda: rstub.ListRuns(rpb.ListRunsRequest(page_size=5000), timeout=t),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "page_size",
+    )
+    refused(
+        lambda: rstub.ListRuns(rpb.ListRunsRequest(page_size=-1), timeout=t),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "page_size",
+    )
     for token in ("garbage", "bm90IGEgdG9rZW4=", "!!!"):
-        refused(lambda: rstub.ListRuns(rpb.ListRunsRequest(page_token=token), timeout=t),
-                grpc.StatusCode.INVALID_ARGUMENT, "page_token")
-    refused(lambda: rstub.ListRuns(rpb.ListRunsRequest(statuses=[99]), timeout=t),
-            grpc.StatusCode.INVALID_ARGUMENT, "statuses")
+        refused(
+            lambda: rstub.ListRuns(rpb.ListRunsRequest(page_token=token), timeout=t),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "page_token",
+        )
+    refused(
+        lambda: rstub.ListRuns(rpb.ListRunsRequest(statuses=[99]), timeout=t),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "statuses",
+    )
 
     # The same refusals through the SDK's exceptions.
     with Client(address=cluster.address) as client:
@@ -524,26 +713,33 @@ def test_bad_input_is_refused_with_the_right_status_and_nothing_written(
     assert table_counts(cluster) == before
 
     # The runs the refusals named are as they were.
-    assert rstub.GetRun(rpb.GetRunRequest(run_id=done.id), timeout=t).run.status == \
-        cpb.RUN_STATUS_COMPLETED
-    assert rstub.GetRun(rpb.GetRunRequest(run_id=parked.id), timeout=t).run.status == \
-        cpb.RUN_STATUS_QUEUED
-    assert rstub.GetRun(rpb.GetRunRequest(run_id=live.id), timeout=t).run.status == \
-        cpb.RUN_STATUS_EXECUTING
+    assert rstub.GetRun(rpb.GetRunRequest(run_id=done.id), timeout=t).run.status == cpb.RUN_STATUS_COMPLETED
+    assert rstub.GetRun(rpb.GetRunRequest(run_id=parked.id), timeout=t).run.status == cpb.RUN_STATUS_QUEUED
+    assert rstub.GetRun(rpb.GetRunRequest(run_id=live.id), timeout=t).run.status == cpb.RUN_STATUS_EXECUTING
 
 
 def test_one_poll_takes_up_to_max_attempts_runs_each_started(cluster: Cluster) -> None:
     rstub, wstub = run_stub(cluster), worker_stub(cluster)
     register(wstub, "batch-poller", "batched-task")
-    ids = {rstub.TriggerRun(rpb.TriggerRunRequest(task_id="batched-task", payload=json_payload(i)),
-                            timeout=RPC_TIMEOUT).run.id for i in range(5)}
-    first = wstub.PollAttempt(wpb.PollAttemptRequest(
-        worker_id="batch-poller", task_ids=["batched-task"], max_attempts=3, wait=seconds(5)),
-        timeout=30).assignments
+    ids = {
+        rstub.TriggerRun(
+            rpb.TriggerRunRequest(task_id="batched-task", payload=json_payload(i)), timeout=RPC_TIMEOUT
+        ).run.id
+        for i in range(5)
+    }
+    first = wstub.PollAttempt(
+        wpb.PollAttemptRequest(
+            worker_id="batch-poller", task_ids=["batched-task"], max_attempts=3, wait=seconds(5)
+        ),
+        timeout=30,
+    ).assignments
     assert len(first) == 3, first
-    rest = wstub.PollAttempt(wpb.PollAttemptRequest(
-        worker_id="batch-poller", task_ids=["batched-task"], max_attempts=10, wait=seconds(5)),
-        timeout=30).assignments
+    rest = wstub.PollAttempt(
+        wpb.PollAttemptRequest(
+            worker_id="batch-poller", task_ids=["batched-task"], max_attempts=10, wait=seconds(5)
+        ),
+        timeout=30,
+    ).assignments
     assert len(rest) == 2, rest
     handed = [a.run_id for a in [*first, *rest]]
     assert sorted(handed) == sorted(ids), "each run handed out exactly once"
@@ -551,9 +747,12 @@ def test_one_poll_takes_up_to_max_attempts_runs_each_started(cluster: Cluster) -
     statuses = {rstub.GetRun(rpb.GetRunRequest(run_id=i), timeout=RPC_TIMEOUT).run.status for i in ids}
     assert statuses == {cpb.RUN_STATUS_EXECUTING}
     assert cluster.sql_value("SELECT count(*) FROM queue_entries") == 0
-    empty = wstub.PollAttempt(wpb.PollAttemptRequest(
-        worker_id="batch-poller", task_ids=["batched-task"], max_attempts=10, wait=seconds(0.2)),
-        timeout=30)
+    empty = wstub.PollAttempt(
+        wpb.PollAttemptRequest(
+            worker_id="batch-poller", task_ids=["batched-task"], max_attempts=10, wait=seconds(0.2)
+        ),
+        timeout=30,
+    )
     assert not empty.assignments
 
 
@@ -586,9 +785,11 @@ def test_cancel_a_queued_and_an_executing_run(cluster: Cluster, tmp_path: Path) 
         counter, release = tmp_path / "gated.txt", tmp_path / "release"
         run = client.trigger("gated", {"counter": str(counter), "release": str(release)})
         run_uuid = uuid.UUID(run.id)
-        wait_for(lambda: cluster.sql_value("SELECT count(*) FROM steps WHERE run_id = $1",
-                                           run_uuid) == 1, 20,
-                 message="step 'first' never recorded")
+        wait_for(
+            lambda: cluster.sql_value("SELECT count(*) FROM steps WHERE run_id = $1", run_uuid) == 1,
+            20,
+            message="step 'first' never recorded",
+        )
         assert read_lines(counter) == [f"first {run.id}"]
         assert client.get(run.id).status == "executing"
 
@@ -608,18 +809,21 @@ def test_cancel_a_queued_and_an_executing_run(cluster: Cluster, tmp_path: Path) 
         assert [a["status"] for a in final.attempts] == ["canceled"]
         assert read_lines(counter) == [f"first {run.id}"], "step 'after' ran after the cancel"
         assert cluster.sql_value("SELECT count(*) FROM steps WHERE run_id = $1", run_uuid) == 1
-        assert cluster.sql_value("SELECT count(*) FROM queue_entries WHERE run_id = $1",
-                                 run_uuid) == 0
+        assert cluster.sql_value("SELECT count(*) FROM queue_entries WHERE run_id = $1", run_uuid) == 0
         assert cluster.sql_value("SELECT count(*) FROM timers WHERE run_id = $1", run_uuid) == 0
 
         with pytest.raises(FailedPreconditionError) as fp:
             client.cancel(run.id)
         assert run.id in str(fp.value)
-    expect_rpc_error(lambda: rstub.CancelRun(rpb.CancelRunRequest(run_id=run.id),
-                                             timeout=RPC_TIMEOUT),
-                     grpc.StatusCode.FAILED_PRECONDITION, "canceled")
-    assert run_stub(cluster).GetRun(rpb.GetRunRequest(run_id=run.id),
-                                    timeout=RPC_TIMEOUT).run.status == cpb.RUN_STATUS_CANCELED
+    expect_rpc_error(
+        lambda: rstub.CancelRun(rpb.CancelRunRequest(run_id=run.id), timeout=RPC_TIMEOUT),
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "canceled",
+    )
+    assert (
+        run_stub(cluster).GetRun(rpb.GetRunRequest(run_id=run.id), timeout=RPC_TIMEOUT).run.status
+        == cpb.RUN_STATUS_CANCELED
+    )
 
 
 # ---- 7. the command line -------------------------------------------------------------------
@@ -629,8 +833,7 @@ def test_cli_trigger_list_get_and_errors(cluster: Cluster) -> None:
     start_basic_worker(cluster)
     address = ["--address", cluster.address]
 
-    proc = cairn_cli("trigger", "three-steps", "--payload", '{"x": 1}', "--wait", "--json",
-                     *address)
+    proc = cairn_cli("trigger", "three-steps", "--payload", '{"x": 1}', "--wait", "--json", *address)
     assert proc.returncode == 0, proc.stderr
     run = json.loads(proc.stdout)
     assert {"id", "task", "status", "output", "error", "attempts", "steps"} <= set(run)
@@ -639,8 +842,11 @@ def test_cli_trigger_list_get_and_errors(cluster: Cluster) -> None:
     assert run["output"] == {"sum": 11, "product": 22, "text": "sum=11 product=22"}
     assert run["error"] is None
     assert len(run["attempts"]) == 1 and run["attempts"][0]["status"] == "completed"
-    assert [(s["name"], s["status"], s["attempt"]) for s in run["steps"]] == \
-        [("add", "completed", 1), ("multiply", "completed", 1), ("describe", "completed", 1)]
+    assert [(s["name"], s["status"], s["attempt"]) for s in run["steps"]] == [
+        ("add", "completed", 1),
+        ("multiply", "completed", 1),
+        ("describe", "completed", 1),
+    ]
 
     proc = cairn_cli("trigger", "echo", "--payload", '{"hi": 1}', "--wait", "--json", *address)
     assert proc.returncode == 0, proc.stderr

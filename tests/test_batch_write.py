@@ -9,6 +9,7 @@ particular language would: they register a worker, trigger runs and take their
 attempts with PollAttempt, then write for them. The end-to-end tests run
 `cairn worker tests.apps.batch_tasks`.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,16 +24,19 @@ from google.protobuf.duration_pb2 import Duration
 from cairn.internal.v1 import history_service_pb2_grpc
 from cairn.v1 import common_pb2 as cpb
 from cairn.v1 import run_service_pb2 as rpb
-from cairn.v1 import run_service_pb2_grpc
+from cairn.v1 import run_service_pb2_grpc, worker_service_pb2_grpc
 from cairn.v1 import worker_service_pb2 as wpb
-from cairn.v1 import worker_service_pb2_grpc
 
 APP = "tests.apps.batch_tasks"
 RPC_TIMEOUT = 10.0
 WORKER_ID = "batch-test-worker"
 OK, NOT_FOUND, ALREADY_EXISTS, FAILED_PRECONDITION, INTERNAL = (
-    grpc.StatusCode.OK, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.ALREADY_EXISTS,
-    grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.INTERNAL)
+    grpc.StatusCode.OK,
+    grpc.StatusCode.NOT_FOUND,
+    grpc.StatusCode.ALREADY_EXISTS,
+    grpc.StatusCode.FAILED_PRECONDITION,
+    grpc.StatusCode.INTERNAL,
+)
 
 
 # ---- helpers ---------------------------------------------------------------------------------
@@ -48,27 +52,38 @@ class Api:
         self.worker = worker_service_pb2_grpc.WorkerServiceStub(channel)
 
     def register(self, *task_ids: str) -> None:
-        self.worker.RegisterWorker(wpb.RegisterWorkerRequest(
-            worker_id=WORKER_ID, version="test-1", slots=16,
-            tasks=[wpb.TaskDefinition(task_id=t, retry=cpb.RetryPolicy(max_attempts=1))
-                   for t in task_ids]), timeout=RPC_TIMEOUT)
+        self.worker.RegisterWorker(
+            wpb.RegisterWorkerRequest(
+                worker_id=WORKER_ID,
+                version="test-1",
+                slots=16,
+                tasks=[
+                    wpb.TaskDefinition(task_id=t, retry=cpb.RetryPolicy(max_attempts=1)) for t in task_ids
+                ],
+            ),
+            timeout=RPC_TIMEOUT,
+        )
 
     def executing(self, task_id: str, payload: Any = None) -> str:
         """Triggers a run of task_id and takes its attempt (number 1); returns its id."""
-        run_id = self.runs.TriggerRun(rpb.TriggerRunRequest(
-            task_id=task_id, payload=json_payload(payload)), timeout=RPC_TIMEOUT).run.id
+        run_id = self.runs.TriggerRun(
+            rpb.TriggerRunRequest(task_id=task_id, payload=json_payload(payload)), timeout=RPC_TIMEOUT
+        ).run.id
         wait = Duration()
         wait.FromSeconds(5)
-        response = self.worker.PollAttempt(wpb.PollAttemptRequest(
-            worker_id=WORKER_ID, task_ids=[task_id], wait=wait), timeout=RPC_TIMEOUT)
+        response = self.worker.PollAttempt(
+            wpb.PollAttemptRequest(worker_id=WORKER_ID, task_ids=[task_id], wait=wait), timeout=RPC_TIMEOUT
+        )
         handed = list(response.assignments)
-        assert [(a.run_id, a.attempt) for a in handed] == [(run_id, 1)], \
+        assert [(a.run_id, a.attempt) for a in handed] == [(run_id, 1)], (
             f"polled {handed} instead of attempt 1 of {run_id}"
+        )
         return run_id
 
     def batch(self, *writes: wpb.AttemptWrite, namespace: str = "") -> list[wpb.AttemptWriteResult]:
-        response = self.worker.BatchWrite(wpb.BatchWriteRequest(namespace=namespace, writes=writes),
-                                          timeout=RPC_TIMEOUT)
+        response = self.worker.BatchWrite(
+            wpb.BatchWriteRequest(namespace=namespace, writes=writes), timeout=RPC_TIMEOUT
+        )
         assert len(response.results) == len(writes), response
         return list(response.results)
 
@@ -76,25 +91,39 @@ class Api:
         return self.runs.GetRun(rpb.GetRunRequest(run_id=run_id), timeout=RPC_TIMEOUT).run.status
 
 
-def record(run_id: str, position: int, name: str = "s", *, attempt: int = 1, value: Any = None,
-           namespace: str = "") -> wpb.AttemptWrite:
-    return wpb.AttemptWrite(record_step=wpb.RecordStepRequest(
-        namespace=namespace, run_id=run_id, attempt=attempt, position=position, name=name,
-        status=cpb.STEP_STATUS_COMPLETED, output=json_payload(value), tries=1))
+def record(
+    run_id: str, position: int, name: str = "s", *, attempt: int = 1, value: Any = None, namespace: str = ""
+) -> wpb.AttemptWrite:
+    return wpb.AttemptWrite(
+        record_step=wpb.RecordStepRequest(
+            namespace=namespace,
+            run_id=run_id,
+            attempt=attempt,
+            position=position,
+            name=name,
+            status=cpb.STEP_STATUS_COMPLETED,
+            output=json_payload(value),
+            tries=1,
+        )
+    )
 
 
-def complete(run_id: str, value: Any = None, *, attempt: int = 1,
-             namespace: str = "") -> wpb.AttemptWrite:
-    return wpb.AttemptWrite(finish_attempt=wpb.FinishAttemptRequest(
-        namespace=namespace, run_id=run_id, attempt=attempt,
-        outcome=wpb.ATTEMPT_OUTCOME_COMPLETED, output=json_payload(value)))
+def complete(run_id: str, value: Any = None, *, attempt: int = 1, namespace: str = "") -> wpb.AttemptWrite:
+    return wpb.AttemptWrite(
+        finish_attempt=wpb.FinishAttemptRequest(
+            namespace=namespace,
+            run_id=run_id,
+            attempt=attempt,
+            outcome=wpb.ATTEMPT_OUTCOME_COMPLETED,
+            output=json_payload(value),
+        )
+    )
 
 
 def assert_refused(result: wpb.AttemptWriteResult, code: grpc.StatusCode, *words: str) -> str:
     assert result.WhichOneof("result") == "error", f"expected {code.name}, got {result}"
     got = result.error.code
-    assert got == code.value[0], f"expected {code.name} ({code.value[0]}), got {got}: " \
-                                 f"{result.error.message}"
+    assert got == code.value[0], f"expected {code.name} ({code.value[0]}), got {got}: {result.error.message}"
     for word in words:
         assert word in result.error.message, f"{word!r} not named in {result.error.message!r}"
     assert "Traceback" not in result.error.message
@@ -120,9 +149,13 @@ def run_state(cluster: Cluster, run_id: str) -> dict[str, Any]:
 
 
 def steps_of(cluster: Cluster, run_id: str) -> list[tuple[int, str, int, Any]]:
-    return [(r["position"], r["name"], r["attempt"], json.loads(r["output"]))
-            for r in cluster.sql("SELECT position, name, attempt, output FROM steps "
-                                 "WHERE run_id = $1 ORDER BY position", uuid.UUID(run_id))]
+    return [
+        (r["position"], r["name"], r["attempt"], json.loads(r["output"]))
+        for r in cluster.sql(
+            "SELECT position, name, attempt, output FROM steps WHERE run_id = $1 ORDER BY position",
+            uuid.UUID(run_id),
+        )
+    ]
 
 
 def xmin(cluster: Cluster, table: str, where: str, *args: Any) -> str:
@@ -171,10 +204,10 @@ def test_a_batch_commits_its_writes_together_and_answers_each_in_order(cluster: 
     b_run = api.runs.GetRun(rpb.GetRunRequest(run_id=b), timeout=RPC_TIMEOUT).run
     assert json.loads(b_run.output.data) == "b done"
     assert steps_of(cluster, b) == []
-    assert cluster.sql_value("SELECT status FROM attempts WHERE run_id = $1", uuid.UUID(b)) == \
-        "completed"
-    assert xmin(cluster, "steps", "run_id = $1", uuid.UUID(a)) == \
-        xmin(cluster, "runs", "id = $1", uuid.UUID(b)), "the batch was not one transaction"
+    assert cluster.sql_value("SELECT status FROM attempts WHERE run_id = $1", uuid.UUID(b)) == "completed"
+    assert xmin(cluster, "steps", "run_id = $1", uuid.UUID(a)) == xmin(
+        cluster, "runs", "id = $1", uuid.UUID(b)
+    ), "the batch was not one transaction"
     # Nothing of the refused write: run c is exactly as it was.
     assert run_state(cluster, c) == c_before
     assert api.status(c) == cpb.RUN_STATUS_EXECUTING
@@ -199,11 +232,23 @@ def test_a_refusal_after_partial_writes_leaves_nothing_of_that_write(cluster: Cl
     counts = table_counts(cluster)
     assert before["timers"], "the executing attempt should have a lease timer"
 
-    suspend = wpb.AttemptWrite(finish_attempt=wpb.FinishAttemptRequest(
-        run_id=parent, attempt=1, outcome=wpb.ATTEMPT_OUTCOME_SUSPENDED,
-        wait=wpb.WaitSpec(position=1, name="wait.children", children=wpb.ChildrenWait(runs=[
-            wpb.ChildRun(task_id="bw-child", payload=json_payload({"i": 0})),
-            wpb.ChildRun(task_id="bw-no-such-task", payload=json_payload({"i": 1}))]))))
+    suspend = wpb.AttemptWrite(
+        finish_attempt=wpb.FinishAttemptRequest(
+            run_id=parent,
+            attempt=1,
+            outcome=wpb.ATTEMPT_OUTCOME_SUSPENDED,
+            wait=wpb.WaitSpec(
+                position=1,
+                name="wait.children",
+                children=wpb.ChildrenWait(
+                    runs=[
+                        wpb.ChildRun(task_id="bw-child", payload=json_payload({"i": 0})),
+                        wpb.ChildRun(task_id="bw-no-such-task", payload=json_payload({"i": 1})),
+                    ]
+                ),
+            ),
+        )
+    )
     results = api.batch(record(e, 0, "before"), suspend, record(e, 1, "after"))
 
     assert results[0].WhichOneof("result") == "record_step", results[0]
@@ -213,12 +258,13 @@ def test_a_refusal_after_partial_writes_leaves_nothing_of_that_write(cluster: Cl
     assert cluster.sql_value("SELECT count(*) FROM runs WHERE task_id = 'bw-child'") == 0
     assert steps_of(cluster, e) == [(0, "before", 1, None), (1, "after", 1, None)]
     after = table_counts(cluster)
-    assert after == {**counts, "steps": counts["steps"] + 2,
-                     "run_events": counts["run_events"] + 2}, (counts, after)
+    assert after == {**counts, "steps": counts["steps"] + 2, "run_events": counts["run_events"] + 2}, (
+        counts,
+        after,
+    )
 
     # The parent's attempt is still current and can finish.
-    assert api.batch(complete(parent, "fine"))[0].finish_attempt.run_status == \
-        cpb.RUN_STATUS_COMPLETED
+    assert api.batch(complete(parent, "fine"))[0].finish_attempt.run_status == cpb.RUN_STATUS_COMPLETED
 
 
 @pytest.mark.cluster_options(lease_seconds=60)
@@ -233,8 +279,8 @@ def test_a_position_written_twice_in_one_batch(cluster: Cluster) -> None:
     results = api.batch(
         record(f, 0, "s", value=1),
         record(g, 0, "other-run", value="g"),
-        record(f, 0, "s", value=1),          # the same write again
-        record(f, 0, "t", value=2),          # a different write at a recorded position
+        record(f, 0, "s", value=1),  # the same write again
+        record(f, 0, "t", value=2),  # a different write at a recorded position
         record(f, 1, "u", value=3),
     )
 
@@ -249,8 +295,12 @@ def test_a_position_written_twice_in_one_batch(cluster: Cluster) -> None:
 
     assert steps_of(cluster, f) == [(0, "s", 1, 1), (1, "u", 1, 3)]
     assert steps_of(cluster, g) == [(0, "other-run", 1, "g")]
-    assert cluster.sql_value("SELECT count(*) FROM run_events WHERE run_id = $1 AND "
-                             "type = 'step_recorded'", uuid.UUID(f)) == 2
+    assert (
+        cluster.sql_value(
+            "SELECT count(*) FROM run_events WHERE run_id = $1 AND type = 'step_recorded'", uuid.UUID(f)
+        )
+        == 2
+    )
     # The same write in a later batch is still answered the same way.
     again = api.batch(record(f, 0, "s", value=1), record(f, 0, "t"))
     assert again[0].record_step.step == first
@@ -270,11 +320,11 @@ def test_a_malformed_batch_is_refused_whole_naming_the_write(cluster: Cluster) -
 
     def refused(writes: list[wpb.AttemptWrite], *words: str, namespace: str = "") -> str:
         with pytest.raises(grpc.RpcError) as info:
-            api.worker.BatchWrite(wpb.BatchWriteRequest(namespace=namespace, writes=writes),
-                                  timeout=RPC_TIMEOUT)
+            api.worker.BatchWrite(
+                wpb.BatchWriteRequest(namespace=namespace, writes=writes), timeout=RPC_TIMEOUT
+            )
         details = info.value.details() or ""
-        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, \
-            f"{info.value.code().name}: {details}"
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, f"{info.value.code().name}: {details}"
         for word in words:
             assert word in details, f"{word!r} not named in {details!r}"
         assert "Traceback" not in details
@@ -289,15 +339,31 @@ def test_a_malformed_batch_is_refused_whole_naming_the_write(cluster: Cluster) -
     refused([good, bad_id], "writes[1].record_step.run_id", "not-a-run-id")
     refused([good, good, record(live, 0, attempt=0)], "writes[2].record_step.attempt")
     refused([good, record(live, -1)], "writes[1].record_step.position")
-    refused([good, complete(live, namespace="other")], "writes[1].finish_attempt.namespace",
-            "'other'", "'default'")
-    refused([record(live, 0, namespace="default"), good], "writes[0].record_step.namespace",
-            "'default'", "'billing'", namespace="billing")
+    refused(
+        [good, complete(live, namespace="other")],
+        "writes[1].finish_attempt.namespace",
+        "'other'",
+        "'default'",
+    )
+    refused(
+        [record(live, 0, namespace="default"), good],
+        "writes[0].record_step.namespace",
+        "'default'",
+        "'billing'",
+        namespace="billing",
+    )
     no_outcome = wpb.AttemptWrite(finish_attempt=wpb.FinishAttemptRequest(run_id=live, attempt=1))
     refused([good, no_outcome], "writes[1].finish_attempt.outcome")
-    bad_json = wpb.AttemptWrite(record_step=wpb.RecordStepRequest(
-        run_id=live, attempt=1, position=0, name="s", status=cpb.STEP_STATUS_COMPLETED,
-        output=cpb.Payload(data=b"{oops", encoding="json/plain")))
+    bad_json = wpb.AttemptWrite(
+        record_step=wpb.RecordStepRequest(
+            run_id=live,
+            attempt=1,
+            position=0,
+            name="s",
+            status=cpb.STEP_STATUS_COMPLETED,
+            output=cpb.Payload(data=b"{oops", encoding="json/plain"),
+        )
+    )
     refused([good, bad_json], "writes[1].record_step.output")
     refused([good], "namespace", namespace="not a namespace!")
     assert run_state(cluster, live) == live_before
@@ -343,8 +409,9 @@ def test_a_database_error_in_one_write_does_not_decide_the_others(cluster: Clust
     writes = [record(x, 0, "before"), record(y, 0, "bad\x00name"), record(z, 0, "after")]
     for w in writes:
         w.record_step.namespace = "default"
-    results = history.BatchWrite(wpb.BatchWriteRequest(namespace="default", writes=writes),
-                                 timeout=RPC_TIMEOUT).results
+    results = history.BatchWrite(
+        wpb.BatchWriteRequest(namespace="default", writes=writes), timeout=RPC_TIMEOUT
+    ).results
     assert results[0].WhichOneof("result") == "record_step", results[0]
     assert_refused(results[1], INTERNAL)
     assert results[2].WhichOneof("result") == "record_step", results[2]
@@ -365,8 +432,9 @@ def test_concurrent_triggers_are_committed_together_each_answered_alone(cluster:
     requests = [rpb.TriggerRunRequest(task_id="bw-trig", payload=json_payload(i)) for i in range(40)]
     requests[7] = rpb.TriggerRunRequest(task_id="bw-no-such-task", payload=json_payload(7))
     for i in (20, 21):
-        requests[i] = rpb.TriggerRunRequest(task_id="bw-trig", idempotency_key="once",
-                                            payload=json_payload(i))
+        requests[i] = rpb.TriggerRunRequest(
+            task_id="bw-trig", idempotency_key="once", payload=json_payload(i)
+        )
     futures = [api.runs.TriggerRun.future(r, timeout=RPC_TIMEOUT) for r in requests]
     answers: list[Any] = []
     for f in futures:
@@ -399,9 +467,12 @@ def test_concurrent_triggers_are_committed_together_each_answered_alone(cluster:
 
 
 def trigger_many(api: Api, task_id: str, payloads: list[Any]) -> list[str]:
-    response = api.runs.BatchTriggerRuns(rpb.BatchTriggerRunsRequest(runs=[
-        rpb.TriggerRunRequest(task_id=task_id, payload=json_payload(p)) for p in payloads]),
-        timeout=RPC_TIMEOUT)
+    response = api.runs.BatchTriggerRuns(
+        rpb.BatchTriggerRunsRequest(
+            runs=[rpb.TriggerRunRequest(task_id=task_id, payload=json_payload(p)) for p in payloads]
+        ),
+        timeout=RPC_TIMEOUT,
+    )
     return [r.run.id for r in response.runs]
 
 
@@ -409,9 +480,11 @@ def wait_finished(cluster: Cluster, run_ids: list[str], timeout: float) -> None:
     ids = [uuid.UUID(r) for r in run_ids]
 
     def finished() -> bool:
-        return cluster.sql_value("SELECT count(*) FROM runs WHERE id = ANY($1::uuid[]) AND "
-                                 "status IN ('completed', 'failed', 'canceled', 'crashed')",
-                                 ids) == len(ids)
+        return cluster.sql_value(
+            "SELECT count(*) FROM runs WHERE id = ANY($1::uuid[]) AND "
+            "status IN ('completed', 'failed', 'canceled', 'crashed')",
+            ids,
+        ) == len(ids)
 
     wait_for(finished, timeout, message=f"{len(ids)} runs did not all finish")
 
@@ -424,36 +497,58 @@ def test_a_busy_worker_completes_every_run_with_every_step_once(cluster: Cluster
     wait_finished(cluster, run_ids, 12)
 
     ids = [uuid.UUID(r) for r in run_ids]
-    runs = {str(r["id"]): r for r in cluster.sql(
-        "SELECT id, status, input, output, attempt_count FROM runs WHERE id = ANY($1::uuid[])", ids)}
+    runs = {
+        str(r["id"]): r
+        for r in cluster.sql(
+            "SELECT id, status, input, output, attempt_count FROM runs WHERE id = ANY($1::uuid[])", ids
+        )
+    }
     steps: dict[str, list[tuple[int, str, int, int, Any]]] = {r: [] for r in run_ids}
-    for s in cluster.sql("SELECT run_id, position, name, attempt, tries, output FROM steps "
-                         "WHERE run_id = ANY($1::uuid[]) ORDER BY run_id, position", ids):
-        steps[str(s["run_id"])].append((s["position"], s["name"], s["attempt"], s["tries"],
-                                        json.loads(s["output"])))
+    for s in cluster.sql(
+        "SELECT run_id, position, name, attempt, tries, output FROM steps "
+        "WHERE run_id = ANY($1::uuid[]) ORDER BY run_id, position",
+        ids,
+    ):
+        steps[str(s["run_id"])].append(
+            (s["position"], s["name"], s["attempt"], s["tries"], json.loads(s["output"]))
+        )
     for i, run_id in enumerate(run_ids):
         run = runs[run_id]
         assert json.loads(run["input"]) == {"x": i}
         assert run["status"] == "completed", (run_id, run["status"])
         assert run["attempt_count"] == 1
         total = i + 10
-        assert json.loads(run["output"]) == {"sum": total, "product": 2 * total,
-                                             "text": f"sum={total} product={2 * total}"}
-        assert steps[run_id] == [(0, "add", 1, 1, total), (1, "multiply", 1, 1, 2 * total),
-                                 (2, "describe", 1, 1, f"sum={total} product={2 * total}")]
-    events = {(r["type"], r["n"]) for r in cluster.sql(
-        "SELECT type, count(*) AS n FROM run_events WHERE run_id = ANY($1::uuid[]) "
-        "GROUP BY type", ids)}
+        assert json.loads(run["output"]) == {
+            "sum": total,
+            "product": 2 * total,
+            "text": f"sum={total} product={2 * total}",
+        }
+        assert steps[run_id] == [
+            (0, "add", 1, 1, total),
+            (1, "multiply", 1, 1, 2 * total),
+            (2, "describe", 1, 1, f"sum={total} product={2 * total}"),
+        ]
+    events = {
+        (r["type"], r["n"])
+        for r in cluster.sql(
+            "SELECT type, count(*) AS n FROM run_events WHERE run_id = ANY($1::uuid[]) GROUP BY type", ids
+        )
+    }
     assert ("step_recorded", 300) in events, events
     assert ("completed", 100) in events, events
-    assert cluster.sql_value("SELECT count(*) FROM attempts WHERE run_id = ANY($1::uuid[]) "
-                             "AND status = 'completed'", ids) == 100
+    assert (
+        cluster.sql_value(
+            "SELECT count(*) FROM attempts WHERE run_id = ANY($1::uuid[]) AND status = 'completed'", ids
+        )
+        == 100
+    )
     log = cluster.workers[0].log_text()
     assert "Traceback" not in log and "abandon" not in log.lower(), log[-3000:]
     # How much was coalesced depends on timing; shown, not asserted (the next
     # test checks coalescing where it does not).
-    commits = cluster.sql_value("SELECT count(DISTINCT xmin::text) FROM steps "
-                                "WHERE run_id = ANY($1::uuid[])", ids)
+    commits = cluster.sql_value(
+        "SELECT count(DISTINCT xmin::text) FROM steps WHERE run_id = ANY($1::uuid[])", ids
+    )
     print(f"300 step records of 100 runs took {commits} commits")
 
 
@@ -472,8 +567,7 @@ def test_writes_of_attempts_that_finish_together_go_as_one_batch(cluster: Cluste
     ids = [uuid.UUID(r) for r in run_ids]
     statuses = [r[0] for r in cluster.sql("SELECT status FROM runs WHERE id = ANY($1::uuid[])", ids)]
     assert statuses == ["completed"] * n, cluster.workers[0].log_tail(40)
-    rows = cluster.sql("SELECT run_id, xmin::text AS tx FROM steps WHERE run_id = ANY($1::uuid[])",
-                       ids)
+    rows = cluster.sql("SELECT run_id, xmin::text AS tx FROM steps WHERE run_id = ANY($1::uuid[])", ids)
     assert len(rows) == n
     commits = {r["tx"] for r in rows}
     assert len(commits) <= 2, f"{n} step records made together took {len(commits)} commits"

@@ -10,6 +10,7 @@ per-test directory (CHILD_TASKS_DIR), which is how a test counts the times a
 step or task body really ran; markers and go-files in the same directory let a
 test catch a task at a precise point.
 """
+
 from __future__ import annotations
 
 import time
@@ -32,6 +33,7 @@ CHILD_FAILED_TYPE = "worker_sdk.errors.ChildRunFailedError"
 
 # ---- helpers ---------------------------------------------------------------------------
 
+
 @pytest.fixture
 def side_dir(tmp_path: Path) -> Path:
     d = tmp_path / "child-tasks"
@@ -39,10 +41,10 @@ def side_dir(tmp_path: Path) -> Path:
     return d
 
 
-def start_worker(cluster: Cluster, side_dir: Path, *, slots: int = 8,
-                 env: dict[str, str] | None = None, wait: bool = True) -> WorkerProcess:
-    worker = cluster.start_worker(APP, slots=slots,
-                                  env={"CHILD_TASKS_DIR": str(side_dir), **(env or {})})
+def start_worker(
+    cluster: Cluster, side_dir: Path, *, slots: int = 8, env: dict[str, str] | None = None, wait: bool = True
+) -> WorkerProcess:
+    worker = cluster.start_worker(APP, slots=slots, env={"CHILD_TASKS_DIR": str(side_dir), **(env or {})})
     if wait:
         wait_registered(cluster, worker=worker)
     return worker
@@ -58,9 +60,12 @@ def lines(side_dir: Path, name: str) -> list[str]:
 
 def trigger(client: Client, task_id: str, payload: Any = None) -> Run:
     """Triggers a run once a worker has registered the task."""
-    return wait_for(lambda: client.trigger(task_id, payload or {}), timeout=20,
-                    ignore=(NotFoundError,),
-                    message=f"task {task_id!r} was never registered by a worker")
+    return wait_for(
+        lambda: client.trigger(task_id, payload or {}),
+        timeout=20,
+        ignore=(NotFoundError,),
+        message=f"task {task_id!r} was never registered by a worker",
+    )
 
 
 def finish(client: Client, run_id: str, timeout: float = RUN_TIMEOUT) -> Run:
@@ -71,10 +76,12 @@ def children_of(client: Client, run_id: str) -> list[Run]:
     return client.list(parent_run_id=run_id, limit=1000)
 
 
-def wait_run(client: Client, run_id: str, predicate: Callable[[Run], Any], what: str,
-             timeout: float = RUN_TIMEOUT) -> Run:
+def wait_run(
+    client: Client, run_id: str, predicate: Callable[[Run], Any], what: str, timeout: float = RUN_TIMEOUT
+) -> Run:
     """Until predicate(run) holds; fails at once if the run ends first (unless
     the predicate accepts the ended run)."""
+
     def check() -> Run | None:
         run = client.get(run_id)
         if predicate(run):
@@ -82,6 +89,7 @@ def wait_run(client: Client, run_id: str, predicate: Callable[[Run], Any], what:
         if run.done:
             raise AssertionError(f"run {run_id} ended {run.status} ({run.error}) before: {what}")
         return None
+
     return wait_for(check, timeout, message=f"run {run_id}: {what}")
 
 
@@ -98,12 +106,14 @@ def attempt_statuses(run: Run) -> list[str]:
 
 
 def recorded_steps(cluster: Cluster, run_id: str) -> list[tuple[int, str]]:
-    rows = cluster.sql("SELECT position, name FROM steps WHERE run_id = $1 ORDER BY position",
-                       uuid.UUID(run_id))
+    rows = cluster.sql(
+        "SELECT position, name FROM steps WHERE run_id = $1 ORDER BY position", uuid.UUID(run_id)
+    )
     return [(r["position"], r["name"]) for r in rows]
 
 
 # ---- 1. fan-out / fan-in -----------------------------------------------------------------
+
 
 def test_fan_out_fan_in_fifty_children(cluster: Cluster, client: Client, side_dir: Path) -> None:
     n = 50
@@ -112,8 +122,7 @@ def test_fan_out_fan_in_fifty_children(cluster: Cluster, client: Client, side_di
     parent = trigger(client, "fanout-parent", {"n": n})
     run = finish(client, parent.id, timeout=60)
     elapsed = time.monotonic() - started
-    print(f"\nfan-out/fan-in of {n} children (8 slots): {elapsed:.2f} s from trigger to "
-          f"parent completed")
+    print(f"\nfan-out/fan-in of {n} children (8 slots): {elapsed:.2f} s from trigger to parent completed")
 
     assert run.status == "completed", (run.status, run.error)
     out = run.output
@@ -152,6 +161,7 @@ def test_fan_out_fan_in_fifty_children(cluster: Cluster, client: Client, side_di
 
 
 # ---- 2. a failing child ---------------------------------------------------------------------
+
 
 def test_failing_child_raises_in_parent(cluster: Cluster, client: Client, side_dir: Path) -> None:
     start_worker(cluster, side_dir)
@@ -206,6 +216,7 @@ def test_failing_child_raises_in_parent(cluster: Cluster, client: Client, side_d
 
 # ---- 3. cancelling the parent cancels its children -------------------------------------------
 
+
 def test_cancel_parent_cancels_children(cluster: Cluster, client: Client, side_dir: Path) -> None:
     n = 5
     worker = start_worker(cluster, side_dir, slots=8)
@@ -240,6 +251,7 @@ def test_cancel_parent_cancels_children(cluster: Cluster, client: Client, side_d
 
     def all_canceled() -> bool:
         return all(client.get(c).status == "canceled" for c in child_ids)
+
     wait_for(all_canceled, 5, message="not every child was canceled within 5 s")
     print(f"\nparent and {n} children canceled {time.monotonic() - t0:.3f} s after CancelRun")
 
@@ -260,6 +272,7 @@ def test_cancel_parent_cancels_children(cluster: Cluster, client: Client, side_d
     def stopped() -> bool:
         log = worker.log_text()
         return all(f"attempt superseded: run={cid}" in log for cid in step_children)
+
     wait_for(stopped, 10, message="the worker did not stop the canceled children's attempts")
 
     # Now let everything go: the go-file, and the events the others wait for. Nothing
@@ -290,8 +303,10 @@ def test_cancel_parent_cancels_children(cluster: Cluster, client: Client, side_d
 
 # ---- 4. fire and forget ------------------------------------------------------------------------
 
-def test_fire_and_forget_child_not_triggered_again_on_replay(cluster: Cluster, client: Client,
-                                                             side_dir: Path) -> None:
+
+def test_fire_and_forget_child_not_triggered_again_on_replay(
+    cluster: Cluster, client: Client, side_dir: Path
+) -> None:
     start_worker(cluster, side_dir)
     parent_id = trigger(client, "ff-parent", {"x": 21}).id
     parent = finish(client, parent_id)
@@ -322,9 +337,11 @@ def test_fire_and_forget_child_not_triggered_again_on_replay(cluster: Cluster, c
 
 # ---- 5. replay correctness under worker kills --------------------------------------------------
 
+
 @pytest.mark.parametrize("sleep_mode", ["inline", "suspended"])
-def test_replay_survives_worker_kill_at_every_point(cluster: Cluster, client: Client,
-                                                    side_dir: Path, sleep_mode: str) -> None:
+def test_replay_survives_worker_kill_at_every_point(
+    cluster: Cluster, client: Client, side_dir: Path, sleep_mode: str
+) -> None:
     """One run of replay-parent (a step, a 1 s sleep, a child, an event, a final step),
     its worker SIGKILLed four times: after the first step is recorded, during the
     sleep, while the child runs, and while the run waits for the event. Inline: the
@@ -336,8 +353,11 @@ def test_replay_survives_worker_kill_at_every_point(cluster: Cluster, client: Cl
     run_id = trigger(client, "replay-parent", {"tag": "T", "sleep": 1.0, "x": 7}).id
 
     # Kill 1: the first step is recorded; the task holds just after it.
-    wait_for(lambda: (side_dir / "after-first-1").exists(), RUN_TIMEOUT,
-             message="attempt 1 did not get past the first step")
+    wait_for(
+        lambda: (side_dir / "after-first-1").exists(),
+        RUN_TIMEOUT,
+        message="attempt 1 did not get past the first step",
+    )
     assert recorded_steps(cluster, run_id) == [(0, "replay-first")]
     worker.kill()
     (side_dir / "go-after-first").touch()
@@ -345,8 +365,11 @@ def test_replay_survives_worker_kill_at_every_point(cluster: Cluster, client: Cl
 
     # Kill 2: during the sleep.
     if sleep_mode == "inline":
-        wait_for(lambda: (1, "wait.sleep") in recorded_steps(cluster, run_id), RUN_TIMEOUT,
-                 message="the sleep was not recorded")
+        wait_for(
+            lambda: (1, "wait.sleep") in recorded_steps(cluster, run_id),
+            RUN_TIMEOUT,
+            message="the sleep was not recorded",
+        )
         worker.kill()
         run = client.get(run_id)
         assert run.status == "executing", run  # killed inside the sleep, in place
@@ -361,8 +384,7 @@ def test_replay_survives_worker_kill_at_every_point(cluster: Cluster, client: Cl
     worker = start_worker(cluster, side_dir, slots=4, env=env)
 
     # Kill 3: while the child runs (its step recorded, holding after it); the parent waits.
-    wait_for(lambda: (side_dir / "child-holding-1").exists(), RUN_TIMEOUT,
-             message="the child did not start")
+    wait_for(lambda: (side_dir / "child-holding-1").exists(), RUN_TIMEOUT, message="the child did not start")
     [child] = children_of(client, run_id)
     assert child.status == "executing", child
     assert recorded_steps(cluster, child.id) == [(0, "replay-child-work")]
@@ -386,14 +408,20 @@ def test_replay_survives_worker_kill_at_every_point(cluster: Cluster, client: Cl
     assert run.output == {"first": "first:T", "child": {"squared": 49}, "event": event}, run.output
 
     # Attempts: one per worker, each ended the expected way.
-    expected = (["crashed", "crashed", "suspended", "suspended", "completed"]
-                if sleep_mode == "inline" else
-                ["crashed", "suspended", "suspended", "suspended", "completed"])
+    expected = (
+        ["crashed", "crashed", "suspended", "suspended", "completed"]
+        if sleep_mode == "inline"
+        else ["crashed", "suspended", "suspended", "suspended", "completed"]
+    )
     assert attempt_statuses(run) == expected, run.attempts
     assert len({a["worker_id"] for a in run.attempts}) == 5, run.attempts
-    assert steps(run) == [(0, "replay-first"), (1, "wait.sleep"),
-                          (2, "trigger_and_wait:replay-child"), (3, "wait.for_event"),
-                          (4, "replay-final")]
+    assert steps(run) == [
+        (0, "replay-first"),
+        (1, "wait.sleep"),
+        (2, "trigger_and_wait:replay-child"),
+        (3, "wait.for_event"),
+        (4, "replay-final"),
+    ]
     assert all(s["status"] == "completed" for s in run.steps), run.steps
     assert run.steps[3]["output"] == event
 
@@ -416,8 +444,10 @@ def test_replay_survives_worker_kill_at_every_point(cluster: Cluster, client: Cl
 
 # ---- 6. two child waits one after the other ---------------------------------------------------
 
-def test_sequential_child_waits_each_get_their_own_results(cluster: Cluster, client: Client,
-                                                           side_dir: Path) -> None:
+
+def test_sequential_child_waits_each_get_their_own_results(
+    cluster: Cluster, client: Client, side_dir: Path
+) -> None:
     start_worker(cluster, side_dir)
     run_id = trigger(client, "sequential-parent", {"first": [2, 3, 4], "second": 5}).id
     run = finish(client, run_id)
@@ -426,8 +456,7 @@ def test_sequential_child_waits_each_get_their_own_results(cluster: Cluster, cli
     assert run.output["first"] == [4, 9, 16]
     assert run.output["second"] == 25  # d's result only, not a, b or c's
     assert attempt_statuses(run) == ["suspended", "suspended", "completed"], run.attempts
-    assert steps(run) == [(0, "batch_trigger_and_wait:child-square"),
-                          (1, "trigger_and_wait:child-square")]
+    assert steps(run) == [(0, "batch_trigger_and_wait:child-square"), (1, "trigger_and_wait:child-square")]
     first_step, second_step = run.steps
     assert [r["output"] for r in first_step["output"]] == [4, 9, 16]
     assert [r["run_id"] for r in first_step["output"]] == run.output["first_run_ids"]
@@ -440,8 +469,10 @@ def test_sequential_child_waits_each_get_their_own_results(cluster: Cluster, cli
     assert children[d["run_id"]].raw["input"] == {"i": 5}
     for cid, i in zip(run.output["first_run_ids"], [2, 3, 4]):
         assert children[cid].raw["input"] == {"i": i}
-    rows = cluster.sql("SELECT position, idx, child_run_id FROM child_waits "
-                       "WHERE parent_run_id = $1 ORDER BY position, idx", uuid.UUID(run_id))
+    rows = cluster.sql(
+        "SELECT position, idx, child_run_id FROM child_waits WHERE parent_run_id = $1 ORDER BY position, idx",
+        uuid.UUID(run_id),
+    )
     assert [(r["position"], r["idx"]) for r in rows] == [(0, 0), (0, 1), (0, 2), (1, 0)]
     assert str(rows[3]["child_run_id"]) == d["run_id"]
     assert len(lines(side_dir, "square")) == 4

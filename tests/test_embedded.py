@@ -1,5 +1,6 @@
 """The embedded servers of `cairn dev` and of the harness: start, stop, kill -9 and
 restart on the same data, and clear errors when a server cannot come up."""
+
 from __future__ import annotations
 
 import asyncio
@@ -19,7 +20,7 @@ import asyncpg
 import pytest
 from cluster import wait_for
 
-from services.common.embedded import EmbeddedNats, EmbeddedPostgres, free_port
+from cairn_cli.embedded import EmbeddedNats, EmbeddedPostgres, free_port
 
 
 @pytest.fixture
@@ -39,6 +40,7 @@ def fetch(url: str, query: str, *args: object) -> list:
             return list(await conn.fetch(query, *args))
         finally:
             await conn.close()
+
     return asyncio.run(run())
 
 
@@ -111,7 +113,7 @@ def test_postgres_left_running_by_a_dead_parent_is_replaced(pg_root: Path) -> No
     script = textwrap.dedent(f"""
         import sys, time
         from pathlib import Path
-        from services.common.embedded import EmbeddedPostgres
+        from cairn_cli.embedded import EmbeddedPostgres
         pg = EmbeddedPostgres(Path({str(data)!r}))
         pg.start()
         print(pg.pid, flush=True)

@@ -7,6 +7,7 @@ and the refusal of bad trigger options.
 Task code lives in tests/apps/option_tasks.py; workers run it with
 cwd=tests/apps, so it imports as `option_tasks`.
 """
+
 from __future__ import annotations
 
 import json
@@ -16,32 +17,49 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
-from cluster import (Cluster, REPO_ROOT, TESTS_DIR, WorkerProcess, assert_clean, b64_json,
-                     grpcurl, grpcurl_call, json_payload, table_counts, wait_for,
-                     wait_registered, worker_alive)
+from cluster import (
+    REPO_ROOT,
+    TESTS_DIR,
+    Cluster,
+    WorkerProcess,
+    assert_clean,
+    b64_json,
+    grpcurl,
+    grpcurl_call,
+    json_payload,
+    table_counts,
+    wait_for,
+    wait_registered,
+    worker_alive,
+)
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.struct_pb2 import Struct
 
 from cairn.v1 import common_pb2 as cpb
 from cairn.v1 import run_service_pb2 as rpb
-from cairn.v1 import run_service_pb2_grpc
+from cairn.v1 import run_service_pb2_grpc, schedule_service_pb2_grpc, worker_service_pb2_grpc
 from cairn.v1 import schedule_service_pb2 as spb
-from cairn.v1 import schedule_service_pb2_grpc
 from cairn.v1 import worker_service_pb2 as wpb
-from cairn.v1 import worker_service_pb2_grpc
 from worker_sdk import AlreadyExistsError, Client, InvalidArgumentError, NotFoundError
 
 APPS_DIR = TESTS_DIR / "apps"
 TASKS_MODULE = "option_tasks"
 SCHEDULE_ENV = "OPTION_TASKS_SCHEDULE"
-ALL_TASKS = ("opt-echo", "opt-record", "opt-gated", "opt-stuck", "opt-stuck-declared",
-             "opt-metadata", "opt-scheduled")
+ALL_TASKS = (
+    "opt-echo",
+    "opt-record",
+    "opt-gated",
+    "opt-stuck",
+    "opt-stuck-declared",
+    "opt-metadata",
+    "opt-scheduled",
+)
 EVERY_2S = "*/2 * * * * *"
 JSON = "json/plain"
 RPC_TIMEOUT = 15.0
@@ -51,8 +69,9 @@ RUN_TIMEOUT = 20.0
 # ---- helpers ------------------------------------------------------------------------
 
 
-def start_option_worker(cluster: Cluster, *, slots: int = 4,
-                        env: dict[str, str] | None = None) -> WorkerProcess:
+def start_option_worker(
+    cluster: Cluster, *, slots: int = 4, env: dict[str, str] | None = None
+) -> WorkerProcess:
     """A `cairn worker option_tasks` process; returns once its tasks are registered
     and the worker logged its registration."""
     worker = cluster.start_worker(TASKS_MODULE, cwd=APPS_DIR, slots=slots, env=env)
@@ -64,9 +83,13 @@ def register_over_grpc(cluster: Cluster, worker_id: str, *task_ids: str) -> None
     """Registers tasks the way any worker does, without ever polling for them."""
     worker_service_pb2_grpc.WorkerServiceStub(cluster.channel()).RegisterWorker(
         wpb.RegisterWorkerRequest(
-            worker_id=worker_id, version="test-1", slots=1,
-            tasks=[wpb.TaskDefinition(task_id=t, retry=cpb.RetryPolicy(max_attempts=1))
-                   for t in task_ids]), timeout=RPC_TIMEOUT)
+            worker_id=worker_id,
+            version="test-1",
+            slots=1,
+            tasks=[wpb.TaskDefinition(task_id=t, retry=cpb.RetryPolicy(max_attempts=1)) for t in task_ids],
+        ),
+        timeout=RPC_TIMEOUT,
+    )
 
 
 def run_stub(cluster: Cluster) -> run_service_pb2_grpc.RunServiceStub:
@@ -87,7 +110,7 @@ def ts(text: str | None) -> datetime:
     """An ISO time of the JSON shape (e.g. "2025-01-02T03:04:05.123Z") as aware UTC."""
     assert text, "timestamp missing"
     when = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def expect_rpc_error(call: Callable[[], Any], code: grpc.StatusCode, *words: str) -> str:
@@ -110,11 +133,15 @@ def cli_env() -> dict[str, str]:
     return env
 
 
-def cairn_cli(cluster: Cluster, *args: str,
-              timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "cairn.cli", *args, "--address", cluster.address],
-                          capture_output=True, text=True, env=cli_env(), cwd=str(REPO_ROOT),
-                          timeout=timeout)
+def cairn_cli(cluster: Cluster, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cairn_cli", *args, "--address", cluster.address],
+        capture_output=True,
+        text=True,
+        env=cli_env(),
+        cwd=str(REPO_ROOT),
+        timeout=timeout,
+    )
 
 
 def db_status(cluster: Cluster, run_id: str) -> str:
@@ -122,13 +149,11 @@ def db_status(cluster: Cluster, run_id: str) -> str:
 
 
 def timer_kinds(cluster: Cluster, run_id: str) -> set[str]:
-    return {r["kind"] for r in cluster.sql("SELECT kind FROM timers WHERE run_id = $1",
-                                            uuid.UUID(run_id))}
+    return {r["kind"] for r in cluster.sql("SELECT kind FROM timers WHERE run_id = $1", uuid.UUID(run_id))}
 
 
 def queue_entry_count(cluster: Cluster, run_id: str) -> int:
-    return cluster.sql_value("SELECT count(*) FROM queue_entries WHERE run_id = $1",
-                             uuid.UUID(run_id))
+    return cluster.sql_value("SELECT count(*) FROM queue_entries WHERE run_id = $1", uuid.UUID(run_id))
 
 
 def hold(check: Callable[[], Any], duration: float, message: str) -> None:
@@ -170,17 +195,22 @@ def test_delay_via_client_cli_and_grpcurl(cluster: Cluster, client: Client) -> N
     assert abs(delay_at.total_seconds() - 2.0) < 0.05, run.raw
     triggered["client"] = run.id
 
-    proc = cairn_cli(cluster, "trigger", "opt-echo", "--payload", '{"via": "cli"}',
-                     "--delay", "2s", "--json")
+    proc = cairn_cli(cluster, "trigger", "opt-echo", "--payload", '{"via": "cli"}', "--delay", "2s", "--json")
     assert proc.returncode == 0, proc.stderr
     cli_run = json.loads(proc.stdout)
     assert cli_run["status"] == "delayed", cli_run
     _check_delayed_now(cluster, cli_run["id"])
     triggered["cli"] = cli_run["id"]
 
-    answer = grpcurl_call(cluster.address, "cairn.v1.RunService/TriggerRun", {
-        "task_id": "opt-echo", "payload": {"data": b64_json({"via": "grpcurl"}), "encoding": JSON},
-        "options": {"delay": "2s"}})
+    answer = grpcurl_call(
+        cluster.address,
+        "cairn.v1.RunService/TriggerRun",
+        {
+            "task_id": "opt-echo",
+            "payload": {"data": b64_json({"via": "grpcurl"}), "encoding": JSON},
+            "options": {"delay": "2s"},
+        },
+    )
     assert answer["run"]["status"] == "RUN_STATUS_DELAYED", answer
     _check_delayed_now(cluster, answer["run"]["id"])
     triggered["grpcurl"] = answer["run"]["id"]
@@ -204,7 +234,8 @@ def test_delay_via_client_cli_and_grpcurl(cluster: Cluster, client: Client) -> N
 
 
 def test_ttl_expires_an_unstarted_run_but_not_one_that_started_in_time(
-        cluster: Cluster, client: Client, tmp_path: Path) -> None:
+    cluster: Cluster, client: Client, tmp_path: Path
+) -> None:
     register_over_grpc(cluster, "ttl-registrar", "opt-unserved")
 
     queued = client.trigger("opt-unserved", {"n": 1}, ttl=1)
@@ -233,15 +264,16 @@ def test_ttl_expires_an_unstarted_run_but_not_one_that_started_in_time(
     release = tmp_path / "release"
     run = client.trigger("opt-gated", {"release": str(release)}, ttl=1)
     created = ts(run.raw["created_at"])
-    wait_for(lambda: db_status(cluster, run.id) == "executing", 10,
-             message="the run with a ttl never started")
+    wait_for(
+        lambda: db_status(cluster, run.id) == "executing", 10, message="the run with a ttl never started"
+    )
     assert "ttl" not in timer_kinds(cluster, run.id), "the ttl timer outlived the start"
 
     def still_executing() -> None:
         status = db_status(cluster, run.id)
         assert status == "executing", f"a started run changed to {status} past its ttl"
 
-    past_ttl = 2.5 - (datetime.now(timezone.utc) - created).total_seconds()
+    past_ttl = 2.5 - (datetime.now(UTC) - created).total_seconds()
     hold(still_executing, max(past_ttl, 0.5), "run left executing")
     release.touch()
     done = client.wait(run.id, timeout=RUN_TIMEOUT)
@@ -253,12 +285,14 @@ def test_ttl_expires_an_unstarted_run_but_not_one_that_started_in_time(
 # ---- 3. max_duration --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("task_id, options", [("opt-stuck", {"max_duration": 2}),
-                                              ("opt-stuck-declared", {})],
-                         ids=["on-the-trigger", "declared-with-the-task"])
+@pytest.mark.parametrize(
+    "task_id, options",
+    [("opt-stuck", {"max_duration": 2}), ("opt-stuck-declared", {})],
+    ids=["on-the-trigger", "declared-with-the-task"],
+)
 def test_max_duration_times_out_the_run_and_stops_its_attempt(
-        cluster: Cluster, client: Client, tmp_path: Path, task_id: str,
-        options: dict[str, Any]) -> None:
+    cluster: Cluster, client: Client, tmp_path: Path, task_id: str, options: dict[str, Any]
+) -> None:
     worker = start_option_worker(cluster)
     files = {name: tmp_path / name for name in ("release", "cancelled", "side_effect")}
     run = client.trigger(task_id, {k: str(v) for k, v in files.items()}, **options)
@@ -276,12 +310,17 @@ def test_max_duration_times_out_the_run_and_stops_its_attempt(
 
     # The worker stops the attempt: its heartbeat is refused, the task function
     # is cancelled inside the step, and the step's side effect never happens.
-    wait_for(lambda: worker_alive(worker)
-             and f"attempt superseded: run={run.id}" in worker.log_text(),
-             10, message="the worker never noticed its attempt was superseded")
-    wait_for(lambda: lines(files["cancelled"]) == [f"cancelled {run.id}"], 10,
-             message="the step body was never stopped")
-    stopped_after = (datetime.now(timezone.utc) - ts(done.raw["finished_at"])).total_seconds()
+    wait_for(
+        lambda: worker_alive(worker) and f"attempt superseded: run={run.id}" in worker.log_text(),
+        10,
+        message="the worker never noticed its attempt was superseded",
+    )
+    wait_for(
+        lambda: lines(files["cancelled"]) == [f"cancelled {run.id}"],
+        10,
+        message="the step body was never stopped",
+    )
+    stopped_after = (datetime.now(UTC) - ts(done.raw["finished_at"])).total_seconds()
     files["release"].touch()  # were the step still running, it would go on now
     echo = client.trigger("opt-echo", {"after": "timeout"})
     assert client.wait(echo.id, timeout=RUN_TIMEOUT).status == "completed"
@@ -294,23 +333,25 @@ def test_max_duration_times_out_the_run_and_stops_its_attempt(
     assert timer_kinds(cluster, run.id) == set() and queue_entry_count(cluster, run.id) == 0
     final = client.get(run.id)
     assert final.status == "timed_out" and [a["status"] for a in final.attempts] == ["timed_out"]
-    print(f"max_duration 2 s ({task_id}): timed out after {ran:.3f} s of execution; "
-          f"worker had stopped the step within {stopped_after:.3f} s of the timeout")
+    print(
+        f"max_duration 2 s ({task_id}): timed out after {ran:.3f} s of execution; "
+        f"worker had stopped the step within {stopped_after:.3f} s of the timeout"
+    )
 
 
 # ---- 4. priority ------------------------------------------------------------------------
 
 
 def test_a_high_priority_run_starts_before_earlier_low_priority_ones(
-        cluster: Cluster, client: Client, tmp_path: Path) -> None:
+    cluster: Cluster, client: Client, tmp_path: Path
+) -> None:
     first = start_option_worker(cluster)
     first.stop()  # the tasks stay registered; nobody polls now
     log = tmp_path / "started.txt"
     low = [client.trigger("opt-record", {"log": str(log), "n": i}).id for i in range(5)]
     high = client.trigger("opt-record", {"log": str(log), "n": "high"}, priority=10)
     assert high.raw["priority"] == 10
-    assert cluster.sql_value("SELECT priority FROM queue_entries WHERE run_id = $1",
-                             uuid.UUID(high.id)) == 10
+    assert cluster.sql_value("SELECT priority FROM queue_entries WHERE run_id = $1", uuid.UUID(high.id)) == 10
     assert all(client.get(r).status == "queued" for r in [*low, high.id])
 
     start_option_worker(cluster, slots=1)
@@ -326,7 +367,8 @@ def test_a_high_priority_run_starts_before_earlier_low_priority_ones(
 
 
 def test_tags_filter_lists_and_metadata_is_read_and_updated_by_the_run(
-        cluster: Cluster, client: Client) -> None:
+    cluster: Cluster, client: Client
+) -> None:
     start_option_worker(cluster)
     tagged = client.trigger("opt-metadata", {"x": 1}, tags=["a", "b"], metadata={"user": "u1"})
     untagged = client.trigger("opt-metadata", {"x": 2})
@@ -352,8 +394,19 @@ def test_tags_filter_lists_and_metadata_is_read_and_updated_by_the_run(
     assert [r.id for r in client.list(tag="a")] == [tagged.id], "updates keep the tags"
 
     # The same through the command line: --tag (repeatable) and --metadata.
-    proc = cairn_cli(cluster, "trigger", "opt-metadata", "--tag", "a", "--tag", "cli",
-                     "--metadata", '{"user": "u2"}', "--wait", "--json")
+    proc = cairn_cli(
+        cluster,
+        "trigger",
+        "opt-metadata",
+        "--tag",
+        "a",
+        "--tag",
+        "cli",
+        "--metadata",
+        '{"user": "u2"}',
+        "--wait",
+        "--json",
+    )
     assert proc.returncode == 0, proc.stderr
     cli_run = json.loads(proc.stdout)
     assert cli_run["tags"] == ["a", "cli"]
@@ -361,23 +414,20 @@ def test_tags_filter_lists_and_metadata_is_read_and_updated_by_the_run(
     assert cli_run["metadata"] == {"user": "u2", "progress": 100}
     proc = cairn_cli(cluster, "runs", "list", "--tag", "a", "--json")
     assert proc.returncode == 0, proc.stderr
-    assert [json.loads(line)["id"] for line in proc.stdout.splitlines()] == \
-        [cli_run["id"], tagged.id]
+    assert [json.loads(line)["id"] for line in proc.stdout.splitlines()] == [cli_run["id"], tagged.id]
 
 
 # ---- 6. batch trigger -------------------------------------------------------------------
 
 
-def test_batch_trigger_runs_all_items_or_writes_nothing(cluster: Cluster,
-                                                        client: Client) -> None:
+def test_batch_trigger_runs_all_items_or_writes_nothing(cluster: Cluster, client: Client) -> None:
     start_option_worker(cluster)
     runs = client.batch_trigger([("opt-echo", {"i": i}) for i in range(20)])
     assert len(runs) == 20 and len({r.id for r in runs}) == 20
     assert [r.raw["input"] for r in runs] == [{"i": i} for i in range(20)]
     ids = [uuid.UUID(r.id) for r in runs]
     # One transaction: PostgreSQL's now() is the same for every row it inserted.
-    assert cluster.sql_value("SELECT count(DISTINCT created_at) FROM runs WHERE id = ANY($1)",
-                             ids) == 1
+    assert cluster.sql_value("SELECT count(DISTINCT created_at) FROM runs WHERE id = ANY($1)", ids) == 1
     for i, r in enumerate(runs):
         done = client.wait(r.id, timeout=RUN_TIMEOUT)
         assert done.status == "completed", done
@@ -387,8 +437,7 @@ def test_batch_trigger_runs_all_items_or_writes_nothing(cluster: Cluster,
     stub = run_stub(cluster)
 
     def items(bad: rpb.TriggerRunRequest) -> list[rpb.TriggerRunRequest]:
-        good = [rpb.TriggerRunRequest(task_id="opt-echo", payload=json_payload({"ok": i}))
-                for i in range(5)]
+        good = [rpb.TriggerRunRequest(task_id="opt-echo", payload=json_payload({"ok": i})) for i in range(5)]
         good[3] = bad
         return good
 
@@ -403,46 +452,72 @@ def test_batch_trigger_runs_all_items_or_writes_nothing(cluster: Cluster,
             assert word in details, f"{word!r} not named in {details!r}"
 
     def batch(bad: rpb.TriggerRunRequest) -> Callable[[], Any]:
-        return lambda: stub.BatchTriggerRuns(rpb.BatchTriggerRunsRequest(runs=items(bad)),
-                                             timeout=RPC_TIMEOUT)
+        return lambda: stub.BatchTriggerRuns(
+            rpb.BatchTriggerRunsRequest(runs=items(bad)), timeout=RPC_TIMEOUT
+        )
 
-    refused(batch(rpb.TriggerRunRequest(task_id="opt-echo", payload=cpb.Payload(
-        data=b"{not json", encoding=JSON))), grpc.StatusCode.INVALID_ARGUMENT, "runs[3].payload")
-    refused(batch(rpb.TriggerRunRequest(task_id="", payload=json_payload(1))),
-            grpc.StatusCode.INVALID_ARGUMENT, "runs[3].task_id")
-    refused(batch(rpb.TriggerRunRequest(task_id="opt-echo", payload=json_payload(1),
-                                        options=cpb.TriggerOptions(priority=5000))),
-            grpc.StatusCode.INVALID_ARGUMENT, "runs[3].options.priority")
+    refused(
+        batch(
+            rpb.TriggerRunRequest(task_id="opt-echo", payload=cpb.Payload(data=b"{not json", encoding=JSON))
+        ),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "runs[3].payload",
+    )
+    refused(
+        batch(rpb.TriggerRunRequest(task_id="", payload=json_payload(1))),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "runs[3].task_id",
+    )
+    refused(
+        batch(
+            rpb.TriggerRunRequest(
+                task_id="opt-echo", payload=json_payload(1), options=cpb.TriggerOptions(priority=5000)
+            )
+        ),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "runs[3].options.priority",
+    )
     # The same through the Client.
     with pytest.raises(InvalidArgumentError) as ia:
-        client.batch_trigger([("opt-echo", {"i": 0}), ("opt-echo", {"i": 1}),
-                              ("opt-echo", {"i": 2}),
-                              {"task": "opt-echo", "payload": {}, "priority": 5000}])
+        client.batch_trigger(
+            [
+                ("opt-echo", {"i": 0}),
+                ("opt-echo", {"i": 1}),
+                ("opt-echo", {"i": 2}),
+                {"task": "opt-echo", "payload": {}, "priority": 5000},
+            ]
+        )
     assert "runs[3].options.priority" in str(ia.value)
     with pytest.raises(NotFoundError) as nf:
-        client.batch_trigger([("opt-echo", {"i": i}) for i in range(3)] +
-                             [("no-such-task", {"i": 3})])
+        client.batch_trigger([("opt-echo", {"i": i}) for i in range(3)] + [("no-such-task", {"i": 3})])
     assert "no-such-task" in str(nf.value)
     assert_clean(str(nf.value))
     assert table_counts(cluster) == before, "a refused batch wrote rows"
     # An unknown task is found only when history inserts the items: the first
     # three are inserted by then, and must be rolled back with the rest.
-    refused(batch(rpb.TriggerRunRequest(task_id="no-such-task", payload=json_payload(1))),
-            grpc.StatusCode.NOT_FOUND, "no-such-task", "runs[3].task_id")
+    refused(
+        batch(rpb.TriggerRunRequest(task_id="no-such-task", payload=json_payload(1))),
+        grpc.StatusCode.NOT_FOUND,
+        "no-such-task",
+        "runs[3].task_id",
+    )
 
 
 # ---- 7. schedules -----------------------------------------------------------------------
 
 
 def schedule_runs(cluster: Cluster, schedule_id: str) -> list[Any]:
-    return cluster.sql("SELECT id, idempotency_key, created_at, input, status FROM runs "
-                       "WHERE schedule_id = $1 ORDER BY created_at, id", schedule_id)
+    return cluster.sql(
+        "SELECT id, idempotency_key, created_at, input, status FROM runs "
+        "WHERE schedule_id = $1 ORDER BY created_at, id",
+        schedule_id,
+    )
 
 
 def tick_of(key: str, dedup_key: str) -> datetime:
     prefix = f"{dedup_key}:"
     assert key.startswith(prefix), f"idempotency key {key!r} does not start with {prefix!r}"
-    return datetime.fromisoformat(key[len(prefix):])
+    return datetime.fromisoformat(key[len(prefix) :])
 
 
 def check_ticks(rows: list[Any], dedup_key: str) -> list[datetime]:
@@ -466,21 +541,22 @@ def find_schedule(schedules: list[dict[str, Any]], schedule_id: str) -> dict[str
 
 
 def test_created_schedule_fires_once_per_tick_with_two_history_replicas(
-        cluster: Cluster, client: Client) -> None:
+    cluster: Cluster, client: Client
+) -> None:
     cluster.add_replica("history")
     start_option_worker(cluster)
     sid, payload = "every-2s", {"from": "schedule", "n": 1}
-    created_at = datetime.now(timezone.utc)
+    created_at = datetime.now(UTC)
     sch = client.create_schedule(sid, "opt-echo", EVERY_2S, payload=payload)
-    assert (sch["id"], sch["task"], sch["cron"], sch["timezone"]) == \
-        (sid, "opt-echo", EVERY_2S, "UTC")
+    assert (sch["id"], sch["task"], sch["cron"], sch["timezone"]) == (sid, "opt-echo", EVERY_2S, "UTC")
     assert sch["payload"] == payload and sch["paused"] is False and sch["declared"] is False
     assert sch["last_run_id"] is None
     first_fire = ts(sch["next_fire_at"])
     assert created_at < first_fire <= created_at + timedelta(seconds=2.01), sch
 
-    wait_for(lambda: len(schedule_runs(cluster, sid)) >= 3, 15,
-             message="the schedule did not fire three ticks")
+    wait_for(
+        lambda: len(schedule_runs(cluster, sid)) >= 3, 15, message="the schedule did not fire three ticks"
+    )
     listed = find_schedule(client.list_schedules(), sid)
     assert listed is not None and listed["next_fire_at"] and listed["last_run_id"], listed
     rows = schedule_runs(cluster, sid)
@@ -504,8 +580,7 @@ def test_created_schedule_fires_once_per_tick_with_two_history_replicas(
         done = client.wait(str(r["id"]), timeout=RUN_TIMEOUT)
         assert done.status == "completed" and done.output["payload"] == payload, done
         assert done.raw["schedule_id"] == sid
-    lags = [round((r["created_at"] - tick_of(r["idempotency_key"], sid)).total_seconds(), 3)
-            for r in rows]
+    lags = [round((r["created_at"] - tick_of(r["idempotency_key"], sid)).total_seconds(), 3) for r in rows]
 
     # Paused: no run for more than two ticks.
     count_at_pause = len(rows)
@@ -517,11 +592,14 @@ def test_created_schedule_fires_once_per_tick_with_two_history_replicas(
     hold(no_new_runs, 4.5, "the paused schedule fired")
 
     # Resumed: fires again, from its next tick (the paused ticks are not caught up).
-    resumed_at = datetime.now(timezone.utc)
+    resumed_at = datetime.now(UTC)
     resumed = client.resume_schedule(sid)
     assert resumed["paused"] is False and ts(resumed["next_fire_at"]) > resumed_at
-    wait_for(lambda: len(schedule_runs(cluster, sid)) > count_at_pause, 8,
-             message="the resumed schedule did not fire")
+    wait_for(
+        lambda: len(schedule_runs(cluster, sid)) > count_at_pause,
+        8,
+        message="the resumed schedule did not fire",
+    )
     rows = schedule_runs(cluster, sid)
     new_ticks = sorted(tick_of(r["idempotency_key"], sid) for r in rows[count_at_pause:])
     assert new_ticks[0] > resumed_at, f"a paused tick was fired after resume: {new_ticks[0]}"
@@ -542,12 +620,13 @@ def test_created_schedule_fires_once_per_tick_with_two_history_replicas(
     with pytest.raises(NotFoundError):
         client.delete_schedule(sid)
     assert cluster.services["history"].running and cluster.services["history-2"].running
-    print(f"schedule */2 s with two history replicas: {count_at_delete} runs, one per tick; "
-          f"run created after its tick (s): {lags}")
+    print(
+        f"schedule */2 s with two history replicas: {count_at_delete} runs, one per tick; "
+        f"run created after its tick (s): {lags}"
+    )
 
 
-def test_ticks_missed_while_history_was_down_are_caught_up_once(cluster: Cluster,
-                                                                 client: Client) -> None:
+def test_ticks_missed_while_history_was_down_are_caught_up_once(cluster: Cluster, client: Client) -> None:
     """The documented policy: after an outage, one run for the latest missed tick,
     then on schedule; the ticks before it get no run."""
     start_option_worker(cluster)
@@ -555,40 +634,49 @@ def test_ticks_missed_while_history_was_down_are_caught_up_once(cluster: Cluster
     client.create_schedule(sid, "opt-echo", EVERY_2S, payload={"n": 1})
     wait_for(lambda: len(schedule_runs(cluster, sid)) >= 1, 10, message="the schedule never fired")
     cluster.kill("history")
-    down_at = datetime.now(timezone.utc)
+    down_at = datetime.now(UTC)
     before = [tick_of(r["idempotency_key"], sid) for r in schedule_runs(cluster, sid)]
     # At least three ticks pass while history is down: a condition on the clock.
-    wait_for(lambda: datetime.now(timezone.utc) >= down_at + timedelta(seconds=7), 10)
-    restart_begin = datetime.now(timezone.utc)
+    wait_for(lambda: datetime.now(UTC) >= down_at + timedelta(seconds=7), 10)
+    restart_begin = datetime.now(UTC)
     cluster.start("history")
-    wait_for(lambda: len(schedule_runs(cluster, sid)) >= len(before) + 3, 15,
-             message="the schedule did not fire again after history restarted")
-    after = sorted(tick_of(r["idempotency_key"], sid) for r in schedule_runs(cluster, sid)
-                   if tick_of(r["idempotency_key"], sid) > max(before))
+    wait_for(
+        lambda: len(schedule_runs(cluster, sid)) >= len(before) + 3,
+        15,
+        message="the schedule did not fire again after history restarted",
+    )
+    after = sorted(
+        tick_of(r["idempotency_key"], sid)
+        for r in schedule_runs(cluster, sid)
+        if tick_of(r["idempotency_key"], sid) > max(before)
+    )
     catch_up = after[0]
     missed = (catch_up - max(before)).total_seconds() / 2 - 1
     print(f"outage skipped {missed:.0f} ticks; caught up once at {catch_up.isoformat()}")
-    assert catch_up >= down_at + timedelta(seconds=5), \
+    assert catch_up >= down_at + timedelta(seconds=5), (
         f"a run was made for an early missed tick {catch_up} (outage from {down_at})"
+    )
     assert missed >= 2, f"fewer than two ticks were skipped: {before} then {after}"
-    check_ticks([r for r in schedule_runs(cluster, sid)
-                 if tick_of(r["idempotency_key"], sid) > catch_up], sid)
+    check_ticks(
+        [r for r in schedule_runs(cluster, sid) if tick_of(r["idempotency_key"], sid) > catch_up], sid
+    )
     assert len(after) == len(set(after)), f"two runs for one tick: {after}"
     assert all((b - a).total_seconds() == 2.0 for a, b in zip(after, after[1:])), after
     assert restart_begin - timedelta(seconds=2) <= catch_up, (restart_begin, catch_up)
 
 
-def test_declared_schedule_fires_from_the_workers_registration(cluster: Cluster,
-                                                               client: Client) -> None:
+def test_declared_schedule_fires_from_the_workers_registration(cluster: Cluster, client: Client) -> None:
     worker = start_option_worker(cluster, env={SCHEDULE_ENV: EVERY_2S})
     sid = "task:opt-scheduled"
-    sch = wait_for(lambda: find_schedule(client.list_schedules(), sid), 10,
-                   message="the declared schedule is not listed")
+    sch = wait_for(
+        lambda: find_schedule(client.list_schedules(), sid), 10, message="the declared schedule is not listed"
+    )
     assert sch["declared"] is True and sch["task"] == "opt-scheduled"
     assert sch["cron"] == EVERY_2S and sch["timezone"] == "UTC" and sch["next_fire_at"]
 
-    wait_for(lambda: len(schedule_runs(cluster, sid)) >= 2, 12,
-             message="the declared schedule did not fire twice")
+    wait_for(
+        lambda: len(schedule_runs(cluster, sid)) >= 2, 12, message="the declared schedule did not fire twice"
+    )
     rows = schedule_runs(cluster, sid)
     ticks = check_ticks(rows, sid)
     for r in rows:
@@ -602,8 +690,11 @@ def test_declared_schedule_fires_from_the_workers_registration(cluster: Cluster,
     # A worker whose task no longer declares the schedule removes it.
     worker.stop()
     start_option_worker(cluster)
-    wait_for(lambda: find_schedule(client.list_schedules(), sid) is None, 10,
-             message="the schedule the task no longer declares is still listed")
+    wait_for(
+        lambda: find_schedule(client.list_schedules(), sid) is None,
+        10,
+        message="the schedule the task no longer declares is still listed",
+    )
     count = len(schedule_runs(cluster, sid))
 
     def none_after_removal() -> None:
@@ -613,20 +704,21 @@ def test_declared_schedule_fires_from_the_workers_registration(cluster: Cluster,
     print(f"declared schedule: ticks {[t.isoformat() for t in ticks]}")
 
 
-def test_bad_schedules_are_refused_and_nothing_is_written(cluster: Cluster,
-                                                          client: Client) -> None:
+def test_bad_schedules_are_refused_and_nothing_is_written(cluster: Cluster, client: Client) -> None:
     register_over_grpc(cluster, "schedule-registrar", "opt-echo")
     stub = schedule_stub(cluster)
     t = RPC_TIMEOUT
-    stub.CreateSchedule(spb.CreateScheduleRequest(schedule_id="nightly", task_id="opt-echo",
-                                                  cron="0 3 * * *"), timeout=t)
+    stub.CreateSchedule(
+        spb.CreateScheduleRequest(schedule_id="nightly", task_id="opt-echo", cron="0 3 * * *"), timeout=t
+    )
     before = table_counts(cluster)
     assert before["schedules"] == 1
 
     def refused(code: grpc.StatusCode, *words: str, **fields: Any) -> None:
         request = {"schedule_id": "new-one", "task_id": "opt-echo", "cron": EVERY_2S, **fields}
-        expect_rpc_error(lambda: stub.CreateSchedule(spb.CreateScheduleRequest(**request),
-                                                     timeout=t), code, *words)
+        expect_rpc_error(
+            lambda: stub.CreateSchedule(spb.CreateScheduleRequest(**request), timeout=t), code, *words
+        )
         assert table_counts(cluster) == before, f"rows written by a refused {request}"
 
     refused(grpc.StatusCode.INVALID_ARGUMENT, "cron", cron="not a cron")
@@ -634,19 +726,19 @@ def test_bad_schedules_are_refused_and_nothing_is_written(cluster: Cluster,
     refused(grpc.StatusCode.INVALID_ARGUMENT, "cron", cron="61 * * * *")
     refused(grpc.StatusCode.INVALID_ARGUMENT, "never fires", cron="0 0 30 2 *")
     refused(grpc.StatusCode.INVALID_ARGUMENT, "cron", cron="")
-    refused(grpc.StatusCode.INVALID_ARGUMENT, "timezone", "Mars/Olympus_Mons",
-            timezone="Mars/Olympus_Mons")
+    refused(grpc.StatusCode.INVALID_ARGUMENT, "timezone", "Mars/Olympus_Mons", timezone="Mars/Olympus_Mons")
     refused(grpc.StatusCode.INVALID_ARGUMENT, "schedule_id", schedule_id="")
     refused(grpc.StatusCode.INVALID_ARGUMENT, "schedule_id", schedule_id="has space")
-    refused(grpc.StatusCode.INVALID_ARGUMENT, "payload",
-            payload=cpb.Payload(data=b"{nope", encoding=JSON))
+    refused(grpc.StatusCode.INVALID_ARGUMENT, "payload", payload=cpb.Payload(data=b"{nope", encoding=JSON))
     refused(grpc.StatusCode.NOT_FOUND, "no-such-task", task_id="no-such-task")
     refused(grpc.StatusCode.ALREADY_EXISTS, "nightly", schedule_id="nightly")
     for method in ("PauseSchedule", "ResumeSchedule", "DeleteSchedule"):
         request_type = getattr(spb, f"{method}Request")
-        expect_rpc_error(lambda: getattr(stub, method)(request_type(schedule_id="unknown"),
-                                                       timeout=t),
-                         grpc.StatusCode.NOT_FOUND, "unknown")
+        expect_rpc_error(
+            lambda: getattr(stub, method)(request_type(schedule_id="unknown"), timeout=t),
+            grpc.StatusCode.NOT_FOUND,
+            "unknown",
+        )
     # The same refusals through the Client.
     with pytest.raises(InvalidArgumentError) as ia:
         client.create_schedule("new-one", "opt-echo", "* * *")
@@ -665,15 +757,29 @@ def test_bad_schedules_are_refused_and_nothing_is_written(cluster: Cluster,
 
 def test_schedules_from_the_command_line(cluster: Cluster, client: Client) -> None:
     start_option_worker(cluster)
-    proc = cairn_cli(cluster, "schedules", "create", "cli-sched", "--task", "opt-echo",
-                     "--cron", EVERY_2S, "--payload", '{"via": "cli"}', "--json")
+    proc = cairn_cli(
+        cluster,
+        "schedules",
+        "create",
+        "cli-sched",
+        "--task",
+        "opt-echo",
+        "--cron",
+        EVERY_2S,
+        "--payload",
+        '{"via": "cli"}',
+        "--json",
+    )
     assert proc.returncode == 0, proc.stderr
     created = json.loads(proc.stdout)
     assert created["id"] == "cli-sched" and created["paused"] is False
     assert created["payload"] == {"via": "cli"} and created["next_fire_at"]
 
-    wait_for(lambda: len(schedule_runs(cluster, "cli-sched")) >= 1, 8,
-             message="the schedule created from the CLI never fired")
+    wait_for(
+        lambda: len(schedule_runs(cluster, "cli-sched")) >= 1,
+        8,
+        message="the schedule created from the CLI never fired",
+    )
     proc = cairn_cli(cluster, "schedules", "list", "--json")
     assert proc.returncode == 0, proc.stderr
     listed = [json.loads(line) for line in proc.stdout.splitlines()]
@@ -697,8 +803,7 @@ def test_schedules_from_the_command_line(cluster: Cluster, client: Client) -> No
     proc = cairn_cli(cluster, "schedules", "delete", "cli-sched")
     assert proc.returncode != 0 and "cli-sched" in proc.stderr
     assert "Traceback" not in proc.stderr
-    proc = cairn_cli(cluster, "schedules", "create", "bad", "--task", "opt-echo",
-                     "--cron", "not a cron")
+    proc = cairn_cli(cluster, "schedules", "create", "bad", "--task", "opt-echo", "--cron", "not a cron")
     assert proc.returncode != 0 and "cron" in proc.stderr and "Traceback" not in proc.stderr
     assert cluster.sql_value("SELECT count(*) FROM schedules") == 0
 
@@ -706,16 +811,20 @@ def test_schedules_from_the_command_line(cluster: Cluster, client: Client) -> No
 # ---- 8. bad trigger options -------------------------------------------------------------
 
 
-def test_bad_trigger_options_are_refused_and_nothing_is_written(cluster: Cluster,
-                                                                client: Client) -> None:
+def test_bad_trigger_options_are_refused_and_nothing_is_written(cluster: Cluster, client: Client) -> None:
     register_over_grpc(cluster, "options-registrar", "opt-echo")
     stub = run_stub(cluster)
     before = table_counts(cluster)
 
     def refused(options: cpb.TriggerOptions, *words: str) -> None:
-        expect_rpc_error(lambda: stub.TriggerRun(rpb.TriggerRunRequest(
-            task_id="opt-echo", payload=json_payload({}), options=options), timeout=RPC_TIMEOUT),
-            grpc.StatusCode.INVALID_ARGUMENT, *words)
+        expect_rpc_error(
+            lambda: stub.TriggerRun(
+                rpb.TriggerRunRequest(task_id="opt-echo", payload=json_payload({}), options=options),
+                timeout=RPC_TIMEOUT,
+            ),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            *words,
+        )
         assert table_counts(cluster) == before, f"rows written for refused options {options}"
 
     big = Struct()
@@ -733,17 +842,25 @@ def test_bad_trigger_options_are_refused_and_nothing_is_written(cluster: Cluster
     with pytest.raises(ValueError, match="delay"):
         client.trigger("opt-echo", {}, delay=-1)
     # ... and the server refuses the rest, naming the option.
-    for options, word in [({"tags": [f"t{i}" for i in range(11)]}, "options.tags"),
-                          ({"metadata": {"blob": "x" * 4100}}, "options.metadata"),
-                          ({"priority": 5000}, "options.priority")]:
+    for options, word in [
+        ({"tags": [f"t{i}" for i in range(11)]}, "options.tags"),
+        ({"metadata": {"blob": "x" * 4100}}, "options.metadata"),
+        ({"priority": 5000}, "options.priority"),
+    ]:
         with pytest.raises(InvalidArgumentError) as ia:
             client.trigger("opt-echo", {}, **options)
         assert word in str(ia.value)
         assert_clean(str(ia.value))
     # Through grpcurl and the command line.
-    proc = grpcurl(cluster.address, "cairn.v1.RunService/TriggerRun", data={
-        "task_id": "opt-echo", "payload": {"data": b64_json({}), "encoding": JSON},
-        "options": {"delay": "-2s"}})
+    proc = grpcurl(
+        cluster.address,
+        "cairn.v1.RunService/TriggerRun",
+        data={
+            "task_id": "opt-echo",
+            "payload": {"data": b64_json({}), "encoding": JSON},
+            "options": {"delay": "-2s"},
+        },
+    )
     assert proc.returncode != 0 and "InvalidArgument" in proc.stderr.replace("_", ""), proc.stderr
     assert "options.delay" in proc.stderr
     proc = cairn_cli(cluster, "trigger", "opt-echo", "--priority", "5000")

@@ -1,4 +1,5 @@
 """The protocol contract: the generated code matches proto/, and buf lint passes."""
+
 from __future__ import annotations
 
 import shutil
@@ -10,8 +11,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_generated_code_is_fresh() -> None:
-    result = subprocess.run([sys.executable, "tools/gen_proto.py", "--check"], cwd=ROOT,
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "tools/gen_proto.py", "--check"], cwd=ROOT, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -25,7 +27,9 @@ def test_buf_lint_passes() -> None:
 def test_worker_sdk_needs_no_server_packages() -> None:
     """A worker host installs only grpcio and protobuf: importing the SDK must not
     pull in asyncpg, nats or the services."""
-    code = ("import sys, worker_sdk; bad = [m for m in ('asyncpg', 'nats', 'services') "
-            "if m in sys.modules]; assert not bad, bad")
+    code = (
+        "import sys, worker_sdk; bad = [m for m in ('asyncpg', 'nats', 'services') "
+        "if m in sys.modules]; assert not bad, bad"
+    )
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

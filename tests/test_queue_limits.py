@@ -16,6 +16,7 @@ Concurrency is measured two ways, and both must stay <= the limit and reach it:
   every 20 ms on its own connection (one statement = one snapshot) while the load
   runs, and keeps every sample.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -39,6 +40,7 @@ BAD_STATUSES = ("failed", "canceled", "crashed", "timed_out", "expired")
 
 # ---- helpers -----------------------------------------------------------------------
 
+
 @pytest.fixture
 def body_dir(tmp_path: Path) -> Path:
     d = tmp_path / "limit-tasks"
@@ -58,21 +60,21 @@ def two_matching_replicas(c: Cluster) -> tuple[Any, Any]:
 
 
 def status_counts(c: Cluster, task_id: str) -> dict[str, int]:
-    rows = c.sql("SELECT status, count(*) AS n FROM runs WHERE task_id = $1 GROUP BY status",
-                 task_id)
+    rows = c.sql("SELECT status, count(*) AS n FROM runs WHERE task_id = $1 GROUP BY status", task_id)
     return {r["status"]: r["n"] for r in rows}
 
 
 def wait_all_completed(c: Cluster, task_id: str, n: int, timeout: float) -> float:
     """Waits until all n runs of task_id are completed; returns when (monotonic)."""
+
     def done() -> bool:
         counts = status_counts(c, task_id)
         bad = {s: k for s, k in counts.items() if s in BAD_STATUSES}
         if bad:
             raise AssertionError(f"runs of {task_id} ended badly: {counts}")
         return counts.get("completed", 0) == n
-    wait_for(done, timeout, interval=0.1,
-             message=f"not all {n} runs of {task_id} completed")
+
+    wait_for(done, timeout, interval=0.1, message=f"not all {n} runs of {task_id} completed")
     return time.monotonic()
 
 
@@ -131,8 +133,8 @@ def max_overlap_per_key(bodies: Iterable[Body]) -> dict[str, int]:
 
 @dataclass
 class Sample:
-    at: float                      # time.time() when the query had returned
-    counts: dict[str, int]         # concurrency_key -> executing runs
+    at: float  # time.time() when the query had returned
+    counts: dict[str, int]  # concurrency_key -> executing runs
 
     @property
     def total(self) -> int:
@@ -142,6 +144,7 @@ class Sample:
 @dataclass
 class ExecutingSampler:
     """Polls the executing runs of a queue (by concurrency key) from a thread."""
+
     database_url: str
     queue: str
     interval: float = 0.02
@@ -151,8 +154,7 @@ class ExecutingSampler:
     def __post_init__(self) -> None:
         self._stop = threading.Event()
         self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._main, name=f"sampler-{self.queue}",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._main, name=f"sampler-{self.queue}", daemon=True)
 
     def __enter__(self) -> ExecutingSampler:
         self._thread.start()
@@ -183,21 +185,26 @@ class ExecutingSampler:
         try:
             stmt = await conn.prepare(
                 "SELECT concurrency_key, count(*) AS n FROM runs "
-                "WHERE queue = $1 AND status = 'executing' GROUP BY concurrency_key")
+                "WHERE queue = $1 AND status = 'executing' GROUP BY concurrency_key"
+            )
             self._ready.set()
             while not self._stop.is_set():
                 rows = await stmt.fetch(self.queue)
-                self.samples.append(Sample(time.time(), {r["concurrency_key"]: r["n"]
-                                                         for r in rows}))
+                self.samples.append(Sample(time.time(), {r["concurrency_key"]: r["n"] for r in rows}))
                 await asyncio.sleep(self.interval)
         finally:
             await conn.close()
 
     # what the samples show
     def max_total(self, before: float | None = None, after: float | None = None) -> int:
-        return max((s.total for s in self.samples
-                    if (before is None or s.at < before) and (after is None or s.at > after)),
-                   default=0)
+        return max(
+            (
+                s.total
+                for s in self.samples
+                if (before is None or s.at < before) and (after is None or s.at > after)
+            ),
+            default=0,
+        )
 
     def max_per_key(self) -> dict[str, int]:
         best: dict[str, int] = defaultdict(int)
@@ -217,13 +224,19 @@ def check_attempts_exactly_once(c: Cluster, task_id: str, n: int) -> dict[str, i
         "SELECT r.id::text AS id, count(a.*) AS total, "
         "count(a.*) FILTER (WHERE a.status = 'completed') AS completed "
         "FROM runs r LEFT JOIN attempts a ON a.run_id = r.id WHERE r.task_id = $1 GROUP BY r.id",
-        task_id)
+        task_id,
+    )
     assert len(rows) == n, f"{len(rows)} runs of {task_id}, expected {n}"
     twice = [(r["id"], r["completed"]) for r in rows if r["completed"] != 1]
     assert not twice, f"runs without exactly one completed attempt: {twice[:10]}"
-    return {r["status"]: r["n"] for r in c.sql(
-        "SELECT a.status, count(*) AS n FROM attempts a JOIN runs r ON r.id = a.run_id "
-        "WHERE r.task_id = $1 GROUP BY a.status", task_id)}
+    return {
+        r["status"]: r["n"]
+        for r in c.sql(
+            "SELECT a.status, count(*) AS n FROM attempts a JOIN runs r ON r.id = a.run_id "
+            "WHERE r.task_id = $1 GROUP BY a.status",
+            task_id,
+        )
+    }
 
 
 def check_bodies_once(run_ids: list[str], starts: Counter[str], ends: Counter[str]) -> None:
@@ -239,8 +252,7 @@ def queue_info(client: Client, name: str) -> dict[str, Any]:
     return next(q for q in client.list_queues() if q["name"] == name)
 
 
-def start_spread_workers(c: Cluster, f2: Any, d: Path, lists_for_all: bool = False
-                         ) -> list[WorkerProcess]:
+def start_spread_workers(c: Cluster, f2: Any, d: Path, lists_for_all: bool = False) -> list[WorkerProcess]:
     """Three workers x 4 slots: one on frontend (-> matching), one on frontend-2
     (-> matching-2), one round-robin over both; with lists_for_all, the second
     gets the list too (so it can fail over when matching-2 dies)."""
@@ -254,8 +266,8 @@ def start_spread_workers(c: Cluster, f2: Any, d: Path, lists_for_all: bool = Fal
 
 # ---- 1. two matching replicas, limit 5, 500 runs ------------------------------------
 
-def test_limit_holds_and_is_reached_with_two_matching_replicas(cluster: Cluster,
-                                                              body_dir: Path) -> None:
+
+def test_limit_holds_and_is_reached_with_two_matching_replicas(cluster: Cluster, body_dir: Path) -> None:
     limit, n = 5, 500
     _, f2 = two_matching_replicas(cluster)
     workers = start_spread_workers(cluster, f2, body_dir)
@@ -263,8 +275,9 @@ def test_limit_holds_and_is_reached_with_two_matching_replicas(cluster: Cluster,
         assert queue_info(client, "limit-five")["concurrency_limit"] == limit
         with ExecutingSampler(cluster.database_url, "limit-five") as sampler:
             t0 = time.monotonic()
-            runs = client.batch_trigger([{"task": "limit-five", "payload": {"i": i, "ms": 60}}
-                                         for i in range(n)])
+            runs = client.batch_trigger(
+                [{"task": "limit-five", "payload": {"i": i, "ms": 60}} for i in range(n)]
+            )
             done = wait_all_completed(cluster, "limit-five", n, 90)
     run_ids = [r.id for r in runs]
     assert len(set(run_ids)) == n
@@ -283,11 +296,13 @@ def test_limit_holds_and_is_reached_with_two_matching_replicas(cluster: Cluster,
     db_max = sampler.max_total()
     body_max = max_overlap(bodies)
     span = max(b.end for b in bodies if b.end) - min(b.start for b in bodies)
-    print(f"\n[limit-five] {n} runs, limit {limit}, 2 matching replicas, 3x4 slots: "
-          f"{n / (done - t0):.1f} runs/s end to end ({done - t0:.2f} s), "
-          f"{n / span:.1f} runs/s between first body start and last body end; "
-          f"max executing: DB {db_max} ({len(sampler.samples)} samples), bodies {body_max}; "
-          f"runs per worker {sorted(per_pid.values())}")
+    print(
+        f"\n[limit-five] {n} runs, limit {limit}, 2 matching replicas, 3x4 slots: "
+        f"{n / (done - t0):.1f} runs/s end to end ({done - t0:.2f} s), "
+        f"{n / span:.1f} runs/s between first body start and last body end; "
+        f"max executing: DB {db_max} ({len(sampler.samples)} samples), bodies {body_max}; "
+        f"runs per worker {sorted(per_pid.values())}"
+    )
     assert db_max <= limit, f"DB showed {db_max} executing with limit {limit}"
     assert body_max <= limit, f"{body_max} bodies overlapped with limit {limit}"
     assert db_max == limit, f"the limit was never reached in the DB (max {db_max})"
@@ -296,15 +311,18 @@ def test_limit_holds_and_is_reached_with_two_matching_replicas(cluster: Cluster,
 
 # ---- 2. per concurrency key ---------------------------------------------------------
 
+
 def test_limit_per_concurrency_key(cluster: Cluster, body_dir: Path) -> None:
     limit, n_keys, per_key = 2, 20, 10
     workers = [cluster.start_worker(APP, slots=4, env=body_env(body_dir)) for _ in range(3)]
     for w in workers:
         wait_registered(cluster, worker=w, timeout=30)
     keys = [f"tenant-{k:02d}" for k in range(n_keys)]
-    items = [{"task": "limit-keyed", "payload": {"i": i, "key": key, "ms": 60},
-              "concurrency_key": key}
-             for key in keys for i in range(per_key)]  # key-major: fairness is matching's job
+    items = [
+        {"task": "limit-keyed", "payload": {"i": i, "key": key, "ms": 60}, "concurrency_key": key}
+        for key in keys
+        for i in range(per_key)
+    ]  # key-major: fairness is matching's job
     with Client(cluster.address) as client:
         assert queue_info(client, "limit-keyed")["concurrency_limit"] == limit
         with ExecutingSampler(cluster.database_url, "limit-keyed") as sampler:
@@ -313,8 +331,10 @@ def test_limit_per_concurrency_key(cluster: Cluster, body_dir: Path) -> None:
             done = wait_all_completed(cluster, "limit-keyed", len(items), 90)
     run_ids = [r.id for r in runs]
     key_of = {r.id: item["concurrency_key"] for r, item in zip(runs, items)}
-    db_keys = {r["id"]: r["concurrency_key"] for r in cluster.sql(
-        "SELECT id::text AS id, concurrency_key FROM runs WHERE task_id = 'limit-keyed'")}
+    db_keys = {
+        r["id"]: r["concurrency_key"]
+        for r in cluster.sql("SELECT id::text AS id, concurrency_key FROM runs WHERE task_id = 'limit-keyed'")
+    }
     assert db_keys == key_of, "runs do not carry the concurrency keys they were triggered with"
 
     attempt_statuses = check_attempts_exactly_once(cluster, "limit-keyed", len(items))
@@ -327,13 +347,15 @@ def test_limit_per_concurrency_key(cluster: Cluster, body_dir: Path) -> None:
     body_per_key = max_overlap_per_key(bodies)
     db_total = sampler.max_total()
     body_total = max_overlap(bodies)
-    print(f"\n[limit-keyed] {len(items)} runs, {n_keys} keys, limit {limit} per key, 3x4 slots: "
-          f"{len(items) / (done - t0):.1f} runs/s ({done - t0:.2f} s); max executing per key: "
-          f"DB {max(db_per_key.values(), default=0)} "
-          f"(keys at {limit}: {sum(v == limit for v in db_per_key.values())}), bodies "
-          f"{max(body_per_key.values(), default=0)} "
-          f"(keys at {limit}: {sum(v == limit for v in body_per_key.values())}); "
-          f"max executing in total: DB {db_total}, bodies {body_total}")
+    print(
+        f"\n[limit-keyed] {len(items)} runs, {n_keys} keys, limit {limit} per key, 3x4 slots: "
+        f"{len(items) / (done - t0):.1f} runs/s ({done - t0:.2f} s); max executing per key: "
+        f"DB {max(db_per_key.values(), default=0)} "
+        f"(keys at {limit}: {sum(v == limit for v in db_per_key.values())}), bodies "
+        f"{max(body_per_key.values(), default=0)} "
+        f"(keys at {limit}: {sum(v == limit for v in body_per_key.values())}); "
+        f"max executing in total: DB {db_total}, bodies {body_total}"
+    )
     over_db = {k: v for k, v in db_per_key.items() if v > limit}
     over_body = {k: v for k, v in body_per_key.items() if v > limit}
     assert not over_db, f"DB showed more than {limit} executing for keys {over_db}"
@@ -347,6 +369,7 @@ def test_limit_per_concurrency_key(cluster: Cluster, body_dir: Path) -> None:
 
 # ---- 3. the limit raised at run time -------------------------------------------------
 
+
 def test_limit_raised_at_run_time_applies_at_once(cluster: Cluster, body_dir: Path) -> None:
     old, new, n = 5, 10, 200
     _, f2 = two_matching_replicas(cluster)
@@ -354,20 +377,30 @@ def test_limit_raised_at_run_time_applies_at_once(cluster: Cluster, body_dir: Pa
     with Client(cluster.address) as client:
         assert queue_info(client, "limit-change")["concurrency_limit"] == old
         with ExecutingSampler(cluster.database_url, "limit-change") as sampler:
-            runs = client.batch_trigger([{"task": "limit-change", "payload": {"i": i, "ms": 200}}
-                                         for i in range(n)])
+            runs = client.batch_trigger(
+                [{"task": "limit-change", "payload": {"i": i, "ms": 200}} for i in range(n)]
+            )
             # The DB shows `old` executing, and has for a few run lifetimes.
-            first_full = wait_for(lambda: sampler.first_at_least(old, 0), 30,
-                                  interval=0.02, message=f"{old} never executed at once")
+            first_full = wait_for(
+                lambda: sampler.first_at_least(old, 0),
+                30,
+                interval=0.02,
+                message=f"{old} never executed at once",
+            )
             wait_for(lambda: sampler.samples[-1].at - first_full.at >= 0.6, 10, interval=0.02)
-            assert status_counts(cluster, "limit-change").get("queued", 0) > n // 2, \
+            assert status_counts(cluster, "limit-change").get("queued", 0) > n // 2, (
                 "the backlog must still be long when the limit changes"
+            )
             t_update = time.time()
             q = client.update_queue("limit-change", concurrency_limit=new)
             t_answered = time.time()
             assert q["concurrency_limit"] == new and q["managed"], q
-            reached = wait_for(lambda: sampler.first_at_least(new, t_update), 10, interval=0.02,
-                               message=f"{new} never executed at once after the change")
+            reached = wait_for(
+                lambda: sampler.first_at_least(new, t_update),
+                10,
+                interval=0.02,
+                message=f"{new} never executed at once after the change",
+            )
             wait_all_completed(cluster, "limit-change", n, 90)
     run_ids = [r.id for r in runs]
     latency = reached.at - t_update
@@ -380,10 +413,12 @@ def test_limit_raised_at_run_time_applies_at_once(cluster: Cluster, body_dir: Pa
     db_all = sampler.max_total()
     body_before = max_overlap(bodies, before=t_update)
     body_all = max_overlap(bodies)
-    print(f"\n[limit-change] limit {old} -> {new} (UpdateQueue answered in "
-          f"{(t_answered - t_update) * 1000:.0f} ms): the DB showed {new} executing "
-          f"{latency * 1000:.0f} ms after the call; max executing before: DB {db_before}, "
-          f"bodies {body_before}; overall: DB {db_all}, bodies {body_all}")
+    print(
+        f"\n[limit-change] limit {old} -> {new} (UpdateQueue answered in "
+        f"{(t_answered - t_update) * 1000:.0f} ms): the DB showed {new} executing "
+        f"{latency * 1000:.0f} ms after the call; max executing before: DB {db_before}, "
+        f"bodies {body_before}; overall: DB {db_all}, bodies {body_all}"
+    )
     assert db_before == old, f"before the change the DB showed up to {db_before} (limit {old})"
     assert body_before <= old, f"before the change {body_before} bodies overlapped (limit {old})"
     assert db_all <= new, f"the DB showed {db_all} executing (limit {new})"
@@ -396,8 +431,8 @@ def test_limit_raised_at_run_time_applies_at_once(cluster: Cluster, body_dir: Pa
 
 # ---- 4. SIGKILL of a matching replica under load -------------------------------------
 
-def test_limit_and_exactly_once_survive_matching_replica_sigkill(cluster: Cluster,
-                                                                 body_dir: Path) -> None:
+
+def test_limit_and_exactly_once_survive_matching_replica_sigkill(cluster: Cluster, body_dir: Path) -> None:
     limit, n = 5, 300
     m2, f2 = two_matching_replicas(cluster)
     workers = start_spread_workers(cluster, f2, body_dir, lists_for_all=True)
@@ -405,16 +440,25 @@ def test_limit_and_exactly_once_survive_matching_replica_sigkill(cluster: Cluste
         assert queue_info(client, "limit-kill")["concurrency_limit"] == limit
         with ExecutingSampler(cluster.database_url, "limit-kill") as sampler:
             t0 = time.monotonic()
-            runs = client.batch_trigger([{"task": "limit-kill", "payload": {"i": i, "ms": 60}}
-                                         for i in range(n)])
-            wait_for(lambda: status_counts(cluster, "limit-kill").get("completed", 0) >= n // 3,
-                     60, interval=0.05, message="the first third did not complete")
+            runs = client.batch_trigger(
+                [{"task": "limit-kill", "payload": {"i": i, "ms": 60}} for i in range(n)]
+            )
+            wait_for(
+                lambda: status_counts(cluster, "limit-kill").get("completed", 0) >= n // 3,
+                60,
+                interval=0.05,
+                message="the first third did not complete",
+            )
             before = status_counts(cluster, "limit-kill")
             cluster.kill(m2.name)
             killed, killed_wall = time.monotonic(), time.time()
-            claimed_at_kill = [r["id"] for r in cluster.sql(
-                "SELECT run_id::text AS id FROM queue_entries WHERE queue = 'limit-kill' "
-                "AND claim_token IS NOT NULL")]
+            claimed_at_kill = [
+                r["id"]
+                for r in cluster.sql(
+                    "SELECT run_id::text AS id FROM queue_entries WHERE queue = 'limit-kill' "
+                    "AND claim_token IS NOT NULL"
+                )
+            ]
             done = wait_all_completed(cluster, "limit-kill", n, 90)
     run_ids = [r.id for r in runs]
     assert before.get("queued", 0) > 0, f"the kill must land with a backlog: {before}"
@@ -435,15 +479,19 @@ def test_limit_and_exactly_once_survive_matching_replica_sigkill(cluster: Cluste
     late = cluster.sql(
         "SELECT r.id::text AS id, extract(epoch FROM min(a.started_at))::float8 AS at "
         "FROM runs r JOIN attempts a ON a.run_id = r.id WHERE r.id = ANY($1::uuid[]) "
-        "GROUP BY r.id", claimed_at_kill)
+        "GROUP BY r.id",
+        claimed_at_kill,
+    )
     orphaned = sorted(round(r["at"] - killed_wall, 1) for r in late if r["at"] - killed_wall > 5)
     db_after = sampler.max_total(after=killed_wall)
     body_after = max_overlap([b for b in bodies if b.start > killed_wall])
-    print(f"\n[limit-kill] {n} runs, limit {limit}; matching-2 SIGKILLed at {before}; all "
-          f"completed {done - killed:.2f} s after the kill ({done - t0:.2f} s in all); "
-          f"attempts {attempt_statuses}; max executing: DB {db_max}, bodies {body_max}; "
-          f"after the kill: DB {db_after}, bodies started after it {body_after}; entries claimed "
-          f"at the kill: {len(claimed_at_kill)}, started > 5 s after it: {orphaned}")
+    print(
+        f"\n[limit-kill] {n} runs, limit {limit}; matching-2 SIGKILLed at {before}; all "
+        f"completed {done - killed:.2f} s after the kill ({done - t0:.2f} s in all); "
+        f"attempts {attempt_statuses}; max executing: DB {db_max}, bodies {body_max}; "
+        f"after the kill: DB {db_after}, bodies started after it {body_after}; entries claimed "
+        f"at the kill: {len(claimed_at_kill)}, started > 5 s after it: {orphaned}"
+    )
     assert db_max <= limit, f"DB showed {db_max} executing with limit {limit}"
     assert body_max <= limit, f"{body_max} bodies overlapped with limit {limit}"
     assert db_max == limit, f"the limit was never reached in the DB (max {db_max})"

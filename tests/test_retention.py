@@ -10,6 +10,7 @@ reads history's log for a failed pass, which the pruner logs and survives.
 
 Tasks: tests/apps/retention_tasks.py.
 """
+
 from __future__ import annotations
 
 import os
@@ -51,6 +52,7 @@ RUN_TABLES: dict[str, str] = {
 
 # ---- helpers ------------------------------------------------------------------------
 
+
 def settings(retention_days: str, prune_seconds: str = PRUNE_SECONDS) -> dict[str, str]:
     return {"CAIRN_RETENTION_DAYS": retention_days, "CAIRN_PRUNE_SECONDS": prune_seconds}
 
@@ -62,8 +64,9 @@ def side_dir(tmp_path: Path) -> Path:
     return d
 
 
-def start(cluster_factory: Callable[..., Cluster], side_dir: Path, retention_days: str
-          ) -> tuple[Cluster, Client]:
+def start(
+    cluster_factory: Callable[..., Cluster], side_dir: Path, retention_days: str
+) -> tuple[Cluster, Client]:
     """A cluster with the retention and a fast prune interval, and a worker."""
     cluster = cluster_factory(env=settings(retention_days))
     cluster.start_worker(APP, env={DIR_ENV: str(side_dir)})
@@ -72,20 +75,29 @@ def start(cluster_factory: Callable[..., Cluster], side_dir: Path, retention_day
 
 def trigger(client: Client, task_id: str, payload: Any = None, **options: Any) -> Run:
     """Triggers once the worker has registered the task."""
-    return wait_for(lambda: client.trigger(task_id, payload or {}, **options), timeout=TIMEOUT,
-                    ignore=(NotFoundError,), message=f"task {task_id!r} never registered")
+    return wait_for(
+        lambda: client.trigger(task_id, payload or {}, **options),
+        timeout=TIMEOUT,
+        ignore=(NotFoundError,),
+        message=f"task {task_id!r} never registered",
+    )
 
 
 def status_is(client: Client, run_id: str, status: str) -> Run:
-    return wait_for(lambda: (r := client.get(run_id)).status == status and r, timeout=TIMEOUT,
-                    message=f"run {run_id} never became {status}")
+    return wait_for(
+        lambda: (r := client.get(run_id)).status == status and r,
+        timeout=TIMEOUT,
+        message=f"run {run_id} never became {status}",
+    )
 
 
 def rows_of(cluster: Cluster, run_id: str) -> dict[str, int]:
     """How many rows of the run each table holds."""
     rid = uuid.UUID(run_id)
-    return {t: cluster.sql_value(f"SELECT count(*) FROM {t} WHERE {where}", rid)
-            for t, where in RUN_TABLES.items()}
+    return {
+        t: cluster.sql_value(f"SELECT count(*) FROM {t} WHERE {where}", rid)
+        for t, where in RUN_TABLES.items()
+    }
 
 
 def gone(client: Client, run_id: str) -> bool:
@@ -98,8 +110,10 @@ def gone(client: Client, run_id: str) -> bool:
 
 def make_old(cluster: Cluster, *run_ids: str) -> None:
     """Moves the runs' finished_at two days back (past a one-day retention)."""
-    cluster.sql("UPDATE runs SET finished_at = now() - interval '2 days' WHERE id = ANY($1::uuid[])",
-                [uuid.UUID(r) for r in run_ids])
+    cluster.sql(
+        "UPDATE runs SET finished_at = now() - interval '2 days' WHERE id = ANY($1::uuid[])",
+        [uuid.UUID(r) for r in run_ids],
+    )
 
 
 def history_log(cluster: Cluster) -> str:
@@ -119,6 +133,7 @@ def holds_for(predicate: Callable[[], bool], seconds: float, message: str) -> No
 
 
 # ---- tests --------------------------------------------------------------------------
+
 
 def test_old_finished_runs_are_pruned_with_all_their_rows(cluster_factory, side_dir):
     """Completed, failed and parent-and-children runs finished two days ago are
@@ -160,26 +175,46 @@ def test_old_finished_runs_are_pruned_with_all_their_rows(cluster_factory, side_
 
         # Rows a finished run should not have, but that a pass must not leave behind.
         rid = uuid.UUID(old.id)
-        cluster.sql("INSERT INTO timers (run_id, kind, attempt, due_at) "
-                    "VALUES ($1, 'signal', 0, now() + interval '1 year')", rid)
-        cluster.sql("INSERT INTO queue_entries (run_id, namespace, task_id, queue, available_at) "
-                    "SELECT id, namespace, task_id, queue, now() + interval '1 year' FROM runs "
-                    "WHERE id = $1", rid)
-        cluster.sql("INSERT INTO waits (run_id, namespace, kind, position, name) "
-                    "VALUES ($1, 'default', 'sleep', 99, 'stray')", rid)
+        cluster.sql(
+            "INSERT INTO timers (run_id, kind, attempt, due_at) "
+            "VALUES ($1, 'signal', 0, now() + interval '1 year')",
+            rid,
+        )
+        cluster.sql(
+            "INSERT INTO queue_entries (run_id, namespace, task_id, queue, available_at) "
+            "SELECT id, namespace, task_id, queue, now() + interval '1 year' FROM runs "
+            "WHERE id = $1",
+            rid,
+        )
+        cluster.sql(
+            "INSERT INTO waits (run_id, namespace, kind, position, name) "
+            "VALUES ($1, 'default', 'sleep', 99, 'stray')",
+            rid,
+        )
         before = {**rows_of(cluster, old.id), "child_waits": rows_of(cluster, parent.id)["child_waits"]}
         assert all(before.values()), f"every table should hold rows of the old runs: {before}"
 
         pruned = [old.id, failed.id, parent.id, *children]
-        kept = [recent.id, waiting.id, delayed.id, queued.id, executing.id, waiting_parent.id,
-                done_child, waiting_child]
+        kept = [
+            recent.id,
+            waiting.id,
+            delayed.id,
+            queued.id,
+            executing.id,
+            waiting_parent.id,
+            done_child,
+            waiting_child,
+        ]
         kept_rows = {r: rows_of(cluster, r) for r in kept}
-        cluster.sql("UPDATE runs SET created_at = created_at - interval '365 days', "
-                    "updated_at = updated_at - interval '365 days' WHERE finished_at IS NULL")
+        cluster.sql(
+            "UPDATE runs SET created_at = created_at - interval '365 days', "
+            "updated_at = updated_at - interval '365 days' WHERE finished_at IS NULL"
+        )
         make_old(cluster, *pruned, done_child)
 
-        wait_for(lambda: all(gone(client, r) for r in pruned), TIMEOUT,
-                 message="old finished runs were not pruned")
+        wait_for(
+            lambda: all(gone(client, r) for r in pruned), TIMEOUT, message="old finished runs were not pruned"
+        )
         for r in pruned:
             assert not any(rows_of(cluster, r).values()), (r, rows_of(cluster, r))
         for r in kept:
@@ -204,8 +239,9 @@ def test_tiny_retention_prunes_finished_runs_as_they_age(cluster_factory, side_d
     with client:
         waiting = trigger(client, "ret-event")
         status_is(client, waiting.id, "waiting")
-        cluster.sql("UPDATE runs SET created_at = now() - interval '1 year' WHERE id = $1",
-                    uuid.UUID(waiting.id))
+        cluster.sql(
+            "UPDATE runs SET created_at = now() - interval '1 year' WHERE id = $1", uuid.UUID(waiting.id)
+        )
         run = trigger(client, "ret-steps")
         assert client.wait(run.id, timeout=TIMEOUT).status == "completed"
         done_at = time.monotonic()
@@ -225,8 +261,9 @@ def test_retention_zero_keeps_finished_runs(cluster_factory, side_dir):
         run = trigger(client, "ret-steps")
         assert client.wait(run.id, timeout=TIMEOUT).status == "completed"
         rows = rows_of(cluster, run.id)
-        cluster.sql("UPDATE runs SET finished_at = now() - interval '10 years' WHERE id = $1",
-                    uuid.UUID(run.id))
+        cluster.sql(
+            "UPDATE runs SET finished_at = now() - interval '10 years' WHERE id = $1", uuid.UUID(run.id)
+        )
         assert "retention: off" in history_log(cluster)
         holds_for(lambda: rows_of(cluster, run.id) == rows, 1.0, "retention 0 pruned a run")
         assert client.get(run.id).status == "completed"
@@ -244,8 +281,11 @@ def test_failed_pass_is_logged_and_the_next_one_prunes(cluster_factory, side_dir
         cluster.sql("ALTER TABLE run_inbox RENAME TO run_inbox_away")
         try:
             make_old(cluster, run.id)
-            wait_for(lambda: FAILURE_MESSAGE in history_log(cluster), TIMEOUT,
-                     message="the failed pass was not logged")
+            wait_for(
+                lambda: FAILURE_MESSAGE in history_log(cluster),
+                TIMEOUT,
+                message="the failed pass was not logged",
+            )
             assert "run_inbox" in history_log(cluster)
             assert client.get(run.id).status == "completed"  # rolled back whole
         finally:
@@ -254,18 +294,27 @@ def test_failed_pass_is_logged_and_the_next_one_prunes(cluster_factory, side_dir
         assert not any(rows_of(cluster, run.id).values())
 
 
-@pytest.mark.parametrize("args, env, flag", [
-    (["--retention-days", "-1"], {}, "--retention-days"),
-    ([], {"CAIRN_RETENTION_DAYS": "-0.5"}, "--retention-days"),
-    ([], {"CAIRN_RETENTION_DAYS": "thirty"}, "--retention-days"),
-    (["--prune-seconds", "0"], {}, "--prune-seconds"),
-])
+@pytest.mark.parametrize(
+    "args, env, flag",
+    [
+        (["--retention-days", "-1"], {}, "--retention-days"),
+        ([], {"CAIRN_RETENTION_DAYS": "-0.5"}, "--retention-days"),
+        ([], {"CAIRN_RETENTION_DAYS": "thirty"}, "--retention-days"),
+        (["--prune-seconds", "0"], {}, "--prune-seconds"),
+    ],
+)
 def test_bad_retention_settings_fail_at_start(args, env, flag):
     """A negative or non-numeric retention, or a prune interval that is not
     positive, stops history at start with a message naming the flag."""
     child_env = {k: v for k, v in os.environ.items() if not k.startswith("CAIRN_")}
     child_env.update(env, PYTHONPATH=str(REPO_ROOT))
-    done = subprocess.run([sys.executable, "-m", "cairn.cli", "history", *args], env=child_env,
-                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=30)
+    done = subprocess.run(
+        [sys.executable, "-m", "cairn_cli", "history", *args],
+        env=child_env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert done.returncode == 2, done
     assert f"argument {flag}: must be a number" in done.stderr, done.stderr

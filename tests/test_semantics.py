@@ -6,6 +6,7 @@ The tasks are in tests/apps/semantic_tasks.py (and semantic_tasks_v2.py). Each
 appends lines to files in a per-test directory (SEMANTICS_DIR), which is how a
 test counts the times a step or task body really ran.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,6 +27,7 @@ NON_RETRYABLE_TYPE = "worker_sdk.errors.NonRetryableError"
 
 
 # ---- helpers ---------------------------------------------------------------------------
+
 
 @pytest.fixture
 def side_dir(tmp_path: Path) -> Path:
@@ -49,9 +51,12 @@ def lines(side_dir: Path, name: str) -> list[str]:
 def trigger(client: Client, task_id: str, payload: Any = None) -> Run:
     """Triggers a run once the worker has registered the task (until then the
     frontend answers NOT_FOUND)."""
-    return wait_for(lambda: client.trigger(task_id, payload or {}), timeout=20,
-                    ignore=(NotFoundError,),
-                    message=f"task {task_id!r} was never registered by a worker")
+    return wait_for(
+        lambda: client.trigger(task_id, payload or {}),
+        timeout=20,
+        ignore=(NotFoundError,),
+        message=f"task {task_id!r} was never registered by a worker",
+    )
 
 
 def finish(client: Client, run_id: str, timeout: float = RUN_TIMEOUT) -> Run:
@@ -59,8 +64,11 @@ def finish(client: Client, run_id: str, timeout: float = RUN_TIMEOUT) -> Run:
 
 
 def attempt_rows(cluster: Cluster, run_id: str) -> list[Any]:
-    return cluster.sql("SELECT number, status, started_at, finished_at, retry_delay_ms "
-                       "FROM attempts WHERE run_id = $1 ORDER BY number", uuid.UUID(run_id))
+    return cluster.sql(
+        "SELECT number, status, started_at, finished_at, retry_delay_ms "
+        "FROM attempts WHERE run_id = $1 ORDER BY number",
+        uuid.UUID(run_id),
+    )
 
 
 def events_of(run: Run, type_: str) -> list[dict[str, Any]]:
@@ -71,8 +79,7 @@ def events_of(run: Run, type_: str) -> list[dict[str, Any]]:
     return out
 
 
-def assert_error(error: dict[str, Any] | None, type_: str, message_part: str,
-                 trace_part: str) -> None:
+def assert_error(error: dict[str, Any] | None, type_: str, message_part: str, trace_part: str) -> None:
     """An ErrorInfo as recorded: exact type, message containing message_part, and a
     stack trace that is a real Python traceback naming trace_part."""
     assert error is not None, "no error recorded"
@@ -86,8 +93,8 @@ def assert_error(error: dict[str, Any] | None, type_: str, message_part: str,
 
 # ---- 1. a step is retried in place -------------------------------------------------------
 
-def test_step_retried_in_place_within_one_attempt(cluster: Cluster, client: Client,
-                                                    side_dir: Path) -> None:
+
+def test_step_retried_in_place_within_one_attempt(cluster: Cluster, client: Client, side_dir: Path) -> None:
     start_worker(cluster, side_dir)
     run = finish(client, trigger(client, "sem-step-retry").id)
 
@@ -102,15 +109,15 @@ def test_step_retried_in_place_within_one_attempt(cluster: Cluster, client: Clie
     assert s["tries"] == 3, s
     assert s["attempt"] == 1, s
     assert s["output"] == "ok after 3 tries"
-    assert len(lines(side_dir, "flaky")) == 3       # the body ran three times
+    assert len(lines(side_dir, "flaky")) == 3  # the body ran three times
     assert len(lines(side_dir, "step_retry_body")) == 1  # in one attempt
     assert not events_of(run, "attempt_failed")
 
 
 # ---- 2. a task is retried as a new attempt after its backoff -----------------------------
 
-def test_task_retried_after_recorded_backoff(cluster: Cluster, client: Client,
-                                             side_dir: Path) -> None:
+
+def test_task_retried_after_recorded_backoff(cluster: Cluster, client: Client, side_dir: Path) -> None:
     start_worker(cluster, side_dir)
     run = finish(client, trigger(client, "sem-task-retry").id)
 
@@ -120,8 +127,9 @@ def test_task_retried_after_recorded_backoff(cluster: Cluster, client: Client,
     first, second = run.attempts
     assert (first["number"], first["status"]) == (1, "failed"), first
     assert (second["number"], second["status"]) == (2, "completed"), second
-    assert_error(first["error"], "RuntimeError", "task body fails in its first attempt",
-                 "task_retry_body_fails_once")
+    assert_error(
+        first["error"], "RuntimeError", "task body fails in its first attempt", "task_retry_body_fails_once"
+    )
     assert first["error"]["non_retryable"] is False
     assert first["retry_delay"] == pytest.approx(1.0), first
     assert second["error"] is None
@@ -142,14 +150,15 @@ def test_task_retried_after_recorded_backoff(cluster: Cluster, client: Client,
     assert len(lines(side_dir, "task_retry_body")) == 2
     assert len(run.steps) == 1, run.steps
     s = run.steps[0]
-    assert (s["name"], s["status"], s["attempt"], s["tries"]) == \
-        ("before-failure", "completed", 1, 1), s
+    assert (s["name"], s["status"], s["attempt"], s["tries"]) == ("before-failure", "completed", 1, 1), s
 
 
 # ---- 3. backoff grows by the factor ---------------------------------------------------------
 
-def test_backoff_grows_and_run_fails_after_max_attempts(cluster: Cluster, client: Client,
-                                                        side_dir: Path) -> None:
+
+def test_backoff_grows_and_run_fails_after_max_attempts(
+    cluster: Cluster, client: Client, side_dir: Path
+) -> None:
     start_worker(cluster, side_dir)
     run = finish(client, trigger(client, "sem-backoff").id)
 
@@ -168,26 +177,36 @@ def test_backoff_grows_and_run_fails_after_max_attempts(cluster: Cluster, client
     assert [r["retry_delay_ms"] for r in rows] == [200, 600, None]
     for before, after, delay in ((rows[0], rows[1], 0.2), (rows[1], rows[2], 0.6)):
         gap = (after["started_at"] - before["finished_at"]).total_seconds()
-        assert gap >= delay - 0.05, f"attempt {after['number']} started {gap:.3f}s after " \
-                                    f"attempt {before['number']}; backoff is {delay} s"
+        assert gap >= delay - 0.05, (
+            f"attempt {after['number']} started {gap:.3f}s after "
+            f"attempt {before['number']}; backoff is {delay} s"
+        )
 
     # The final error is on the run.
     assert_error(run.error, "ValueError", "always fails (run 3)", "always_fails")
     assert run.raw["finished_at"] is not None
     assert len(lines(side_dir, "always_fails")) == 3
-    assert [e["details"].get("retry_delay") for e in events_of(run, "attempt_failed")] == \
-        [pytest.approx(0.2), pytest.approx(0.6)]
+    assert [e["details"].get("retry_delay") for e in events_of(run, "attempt_failed")] == [
+        pytest.approx(0.2),
+        pytest.approx(0.6),
+    ]
     assert len(events_of(run, "failed")) == 1
 
 
 # ---- 4. non-retryable errors end the run at once ------------------------------------------
 
-def test_non_retryable_errors_fail_the_run_at_once(cluster: Cluster, client: Client,
-                                                   side_dir: Path) -> None:
+
+def test_non_retryable_errors_fail_the_run_at_once(cluster: Cluster, client: Client, side_dir: Path) -> None:
     start_worker(cluster, side_dir)
-    ids = {t: trigger(client, t).id for t in ("sem-nonretryable", "sem-nonretryable-type",
-                                               "sem-nonretryable-step",
-                                               "sem-nonretryable-step-type")}
+    ids = {
+        t: trigger(client, t).id
+        for t in (
+            "sem-nonretryable",
+            "sem-nonretryable-type",
+            "sem-nonretryable-step",
+            "sem-nonretryable-step-type",
+        )
+    }
     runs = {t: finish(client, rid) for t, rid in ids.items()}
 
     for t, run in runs.items():
@@ -200,26 +219,38 @@ def test_non_retryable_errors_fail_the_run_at_once(cluster: Cluster, client: Cli
         assert not events_of(run, "attempt_failed"), t
 
     # (a) NonRetryableError raised by the task.
-    assert_error(runs["sem-nonretryable"].error, NON_RETRYABLE_TYPE, "retrying cannot help",
-                 "raises_non_retryable")
+    assert_error(
+        runs["sem-nonretryable"].error, NON_RETRYABLE_TYPE, "retrying cannot help", "raises_non_retryable"
+    )
     assert len(lines(side_dir, "nonretryable")) == 1
     # (b) a type listed in Retry(non_retryable=(KeyError,)).
-    assert_error(runs["sem-nonretryable-type"].error, "KeyError", "no-such-key",
-                 "raises_listed_type")
+    assert_error(runs["sem-nonretryable-type"].error, "KeyError", "no-such-key", "raises_listed_type")
     assert len(lines(side_dir, "nonretryable_type")) == 1
 
     # (c) inside a step: not retried in place (its Retry allows 5 tries), and the run fails.
     for task_id, step_name, log, err_type, msg, fn in (
-            ("sem-nonretryable-step", "step-non-retryable", "step_nonretryable",
-             NON_RETRYABLE_TYPE, "step says stop", "step_non_retryable"),
-            ("sem-nonretryable-step-type", "step-listed-type", "step_listed_type",
-             "KeyError", "step-missing-key", "step_listed_type")):
+        (
+            "sem-nonretryable-step",
+            "step-non-retryable",
+            "step_nonretryable",
+            NON_RETRYABLE_TYPE,
+            "step says stop",
+            "step_non_retryable",
+        ),
+        (
+            "sem-nonretryable-step-type",
+            "step-listed-type",
+            "step_listed_type",
+            "KeyError",
+            "step-missing-key",
+            "step_listed_type",
+        ),
+    ):
         run = runs[task_id]
         assert len(lines(side_dir, log)) == 1, f"{step_name} body ran more than once"
         assert len(run.steps) == 1, run.steps
         s = run.steps[0]
-        assert (s["name"], s["status"], s["attempt"], s["tries"]) == \
-            (step_name, "failed", 1, 1), s
+        assert (s["name"], s["status"], s["attempt"], s["tries"]) == (step_name, "failed", 1, 1), s
         assert_error(s["error"], err_type, msg, fn)
         assert s["error"]["non_retryable"] is True, s
         assert_error(run.error, err_type, msg, fn)
@@ -229,18 +260,22 @@ def test_non_retryable_errors_fail_the_run_at_once(cluster: Cluster, client: Cli
 
 # ---- 5. a changed task fails its run with a non-determinism error -------------------------
 
-def test_changed_step_order_fails_run_with_non_determinism(cluster: Cluster, client: Client,
-                                                           side_dir: Path) -> None:
+
+def test_changed_step_order_fails_run_with_non_determinism(
+    cluster: Cluster, client: Client, side_dir: Path
+) -> None:
     v1 = start_worker(cluster, side_dir, version="v1")
     run_id = trigger(client, "sem-nondet").id
 
     def a_recorded_and_b_running() -> bool:
         steps = client.get(run_id).steps
-        return (any(s["name"] == "a" for s in steps)
-                and len(lines(side_dir, "nondet_b")) == 1)
+        return any(s["name"] == "a" for s in steps) and len(lines(side_dir, "nondet_b")) == 1
 
-    wait_for(a_recorded_and_b_running, timeout=RUN_TIMEOUT,
-             message="step 'a' was not recorded / step 'b' did not start")
+    wait_for(
+        a_recorded_and_b_running,
+        timeout=RUN_TIMEOUT,
+        message="step 'a' was not recorded / step 'b' did not start",
+    )
     v1.kill()  # SIGKILL while step "b" runs: attempt 1's lease will expire
 
     start_worker(cluster, side_dir, APP_V2, version="v2")
@@ -269,8 +304,8 @@ def test_changed_step_order_fails_run_with_non_determinism(cluster: Cluster, cli
 
 # ---- 6. replay returns the recorded value -------------------------------------------------
 
-def test_replay_returns_recorded_step_value(cluster: Cluster, client: Client,
-                                            side_dir: Path) -> None:
+
+def test_replay_returns_recorded_step_value(cluster: Cluster, client: Client, side_dir: Path) -> None:
     start_worker(cluster, side_dir)
     run = finish(client, trigger(client, "sem-replay-value").id)
 
@@ -292,8 +327,8 @@ def test_replay_returns_recorded_step_value(cluster: Cluster, client: Client,
 
 # ---- 7. a failed step is replayed as a failure ---------------------------------------------
 
-def test_failed_step_replayed_as_step_failed_error(cluster: Cluster, client: Client,
-                                                   side_dir: Path) -> None:
+
+def test_failed_step_replayed_as_step_failed_error(cluster: Cluster, client: Client, side_dir: Path) -> None:
     start_worker(cluster, side_dir)
     run = finish(client, trigger(client, "sem-failed-step-replay").id)
 

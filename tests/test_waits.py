@@ -8,6 +8,7 @@ out; and validation of the wait API (right status, field named, nothing written)
 The tasks are in tests/apps/wait_tasks.py; they write side effects, markers and
 token ids to WAIT_TASKS_DIR, and hold on go-files the test creates.
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -20,9 +21,20 @@ from typing import Any
 
 import grpc
 import pytest
-from cluster import (Cluster, REPO_ROOT, WorkerProcess, assert_clean, b64_json, grpcurl_call,
-                     grpcurl_error, json_field, json_payload, table_counts, wait_for,
-                     wait_registered)
+from cluster import (
+    REPO_ROOT,
+    Cluster,
+    WorkerProcess,
+    assert_clean,
+    b64_json,
+    grpcurl_call,
+    grpcurl_error,
+    json_field,
+    json_payload,
+    table_counts,
+    wait_for,
+    wait_registered,
+)
 from google.protobuf.duration_pb2 import Duration
 
 from cairn import payloads
@@ -39,6 +51,7 @@ RPC_TIMEOUT = 15.0
 
 
 # ---- helpers -----------------------------------------------------------------------
+
 
 @pytest.fixture
 def wdir(tmp_path: Path) -> Path:
@@ -60,13 +73,19 @@ def status(cluster: Cluster, run_id: str) -> str | None:
 
 
 def wait_status(cluster: Cluster, run_id: str, want: str, timeout: float = RUN_TIMEOUT) -> None:
-    wait_for(lambda: status(cluster, run_id) == want, timeout,
-             message=f"run {run_id} never {want} (status {status(cluster, run_id)})")
+    wait_for(
+        lambda: status(cluster, run_id) == want,
+        timeout,
+        message=f"run {run_id} never {want} (status {status(cluster, run_id)})",
+    )
 
 
 def attempts(cluster: Cluster, run_id: str) -> list[Any]:
-    return cluster.sql("SELECT number, status, started_at, finished_at FROM attempts "
-                       "WHERE run_id = $1::uuid ORDER BY number", run_id)
+    return cluster.sql(
+        "SELECT number, status, started_at, finished_at FROM attempts "
+        "WHERE run_id = $1::uuid ORDER BY number",
+        run_id,
+    )
 
 
 def finished(client: Client, run_id: str, output: Any) -> Any:
@@ -103,8 +122,10 @@ def assert_waiting_on_sleep(cluster: Cluster, client: Client, run_id: str) -> No
 
 # ---- 1. a waiting run holds no concurrency slot and no worker slot ---------------------
 
-def test_waiting_run_frees_its_queue_slot_and_worker_slot(cluster: Cluster, client: Client,
-                                                          wdir: Path) -> None:
+
+def test_waiting_run_frees_its_queue_slot_and_worker_slot(
+    cluster: Cluster, client: Client, wdir: Path
+) -> None:
     worker = start_worker(cluster, wdir)
 
     # Queue "serial" has concurrency limit 1: A sleeps 30 s, B runs to the end meanwhile.
@@ -145,16 +166,18 @@ def test_waiting_run_frees_its_queue_slot_and_worker_slot(cluster: Cluster, clie
 
 # ---- 2. a sleep survives SIGKILL of history and of the worker -----------------------
 
+
 def test_sleep_survives_sigkill_of_history_and_worker_and_wakes_on_time(
-        cluster: Cluster, client: Client, wdir: Path) -> None:
+    cluster: Cluster, client: Client, wdir: Path
+) -> None:
     worker = start_worker(cluster, wdir)
     run_id = client.trigger("wait-sleeper", {"sleep": 20}).id
     wait_status(cluster, run_id, "waiting")
     assert [(a["number"], a["status"]) for a in attempts(cluster, run_id)] == [(1, "suspended")]
-    row = cluster.sql("SELECT output, output_encoding FROM steps WHERE run_id = $1::uuid "
-                      "AND name = 'wait.sleep'", run_id)[0]
-    due = datetime.fromisoformat(payloads.decode(bytes(row["output"]),
-                                                 row["output_encoding"])["until"])
+    row = cluster.sql(
+        "SELECT output, output_encoding FROM steps WHERE run_id = $1::uuid AND name = 'wait.sleep'", run_id
+    )[0]
+    due = datetime.fromisoformat(payloads.decode(bytes(row["output"]), row["output_encoding"])["until"])
 
     worker.kill()
     cluster.kill("history")
@@ -167,8 +190,10 @@ def test_sleep_survives_sigkill_of_history_and_worker_and_wakes_on_time(
     assert [(a["number"], a["status"]) for a in rows] == [(1, "suspended"), (2, "completed")]
     start_late = (rows[1]["started_at"] - due).total_seconds()
     late = (run["finished_at"] - due).total_seconds()
-    print(f"\nsleep of 20 s: attempt 2 started {start_late:+.3f} s and the run finished "
-          f"{late:+.3f} s after its due time")
+    print(
+        f"\nsleep of 20 s: attempt 2 started {start_late:+.3f} s and the run finished "
+        f"{late:+.3f} s after its due time"
+    )
     assert 0 <= start_late and late < 2.5
     assert side_effects(wdir, "before", run_id) == 1, "a completed step ran again"
     assert side_effects(wdir, "after", run_id) == 1
@@ -176,8 +201,10 @@ def test_sleep_survives_sigkill_of_history_and_worker_and_wakes_on_time(
 
 # ---- 3. events ---------------------------------------------------------------------
 
+
 def test_events_by_name_and_key_with_timeout_and_buffered_by_run_id(
-        cluster: Cluster, client: Client, wdir: Path) -> None:
+    cluster: Cluster, client: Client, wdir: Path
+) -> None:
     start_worker(cluster, wdir)
     send = "cairn.v1.WaitService/SendEvent"
 
@@ -185,17 +212,24 @@ def test_events_by_name_and_key_with_timeout_and_buffered_by_run_id(
     r1 = client.trigger("wait-event", {"name": "approval", "key": "order-7"}).id
     wait_status(cluster, r1, "waiting")
     wait_info = client.get(r1).wait
-    assert (wait_info["kind"], wait_info["event_name"], wait_info["event_key"]) == \
-        ("event", "approval", "order-7")
-    other_key = grpcurl_call(cluster.address, send, {
-        "name": "approval", "key": "order-8",
-        "payload": {"data": b64_json("no"), "encoding": JSON}})
+    assert (wait_info["kind"], wait_info["event_name"], wait_info["event_key"]) == (
+        "event",
+        "approval",
+        "order-7",
+    )
+    other_key = grpcurl_call(
+        cluster.address,
+        send,
+        {"name": "approval", "key": "order-8", "payload": {"data": b64_json("no"), "encoding": JSON}},
+    )
     assert not json_field(other_key, "delivered_run_ids"), other_key
     assert not other_key.get("buffered"), other_key
     approval = {"approved": True, "by": "ops"}
-    sent = grpcurl_call(cluster.address, send, {
-        "name": "approval", "key": "order-7", "payload": {"data": b64_json(approval),
-                                                          "encoding": JSON}})
+    sent = grpcurl_call(
+        cluster.address,
+        send,
+        {"name": "approval", "key": "order-7", "payload": {"data": b64_json(approval), "encoding": JSON}},
+    )
     assert json_field(sent, "delivered_run_ids") == [r1], sent
     finished(client, r1, approval)
 
@@ -211,8 +245,11 @@ def test_events_by_name_and_key_with_timeout_and_buffered_by_run_id(
     r3 = client.trigger("wait-event", {"name": "approval", "hold": True}).id
     wait_for(lambda: (wdir / f"held-{r3}").exists(), RUN_TIMEOUT, message="r3 never held")
     early = {"early": 1}
-    sent = grpcurl_call(cluster.address, send, {
-        "run_id": r3, "name": "approval", "payload": {"data": b64_json(early), "encoding": JSON}})
+    sent = grpcurl_call(
+        cluster.address,
+        send,
+        {"run_id": r3, "name": "approval", "payload": {"data": b64_json(early), "encoding": JSON}},
+    )
     assert sent.get("buffered") is True and not json_field(sent, "delivered_run_ids"), sent
     assert status(cluster, r3) == "executing"
     (wdir / f"go-{r3}").touch()
@@ -222,6 +259,7 @@ def test_events_by_name_and_key_with_timeout_and_buffered_by_run_id(
 
 # ---- 4. wait tokens ----------------------------------------------------------------
 
+
 def token_of(cluster: Cluster, wdir: Path, run_id: str) -> str:
     """The token the run created, once the run waits on it."""
     wait_status(cluster, run_id, "waiting")
@@ -230,8 +268,7 @@ def token_of(cluster: Cluster, wdir: Path, run_id: str) -> str:
     return token
 
 
-def test_tokens_complete_once_unknown_expired_and_cli(cluster: Cluster, client: Client,
-                                                      wdir: Path) -> None:
+def test_tokens_complete_once_unknown_expired_and_cli(cluster: Cluster, client: Client, wdir: Path) -> None:
     start_worker(cluster, wdir)
     complete = "cairn.v1.WaitService/CompleteWaitToken"
     payload = {"data": b64_json({"again": True}), "encoding": JSON}
@@ -244,14 +281,12 @@ def test_tokens_complete_once_unknown_expired_and_cli(cluster: Cluster, client: 
     finished(client, r1, {"approved": 42})
     with pytest.raises(FailedPreconditionError):
         client.complete_token(token, {"again": True})
-    grpcurl_error(cluster.address, complete, {"token_id": token, "payload": payload},
-                  "FailedPrecondition")
+    grpcurl_error(cluster.address, complete, {"token_id": token, "payload": payload}, "FailedPrecondition")
     assert client.get_token(token)["payload"] == {"approved": 42}
 
     with pytest.raises(NotFoundError):
         client.complete_token("tok_unknown", {})
-    grpcurl_error(cluster.address, complete, {"token_id": "tok_unknown", "payload": payload},
-                  "NotFound")
+    grpcurl_error(cluster.address, complete, {"token_id": "tok_unknown", "payload": payload}, "NotFound")
 
     # A token that times out after 1 s: the run's wait raises WaitTimeoutError.
     r2 = client.trigger("wait-token", {"timeout": 1}).id
@@ -260,15 +295,29 @@ def test_tokens_complete_once_unknown_expired_and_cli(cluster: Cluster, client: 
     assert client.get_token(expired)["status"] == "timed_out"
     with pytest.raises(FailedPreconditionError):
         client.complete_token(expired, {"late": True})
-    grpcurl_error(cluster.address, complete, {"token_id": expired, "payload": payload},
-                  "FailedPrecondition")
+    grpcurl_error(cluster.address, complete, {"token_id": expired, "payload": payload}, "FailedPrecondition")
 
     # The command line.
     r3 = client.trigger("wait-token", {}).id
     token3 = token_of(cluster, wdir, r3)
-    cli = subprocess.run([sys.executable, "-m", "cairn.cli", "tokens", "complete", token3,
-                          "--payload", '{"via": "cli"}', "--address", cluster.address],
-                         capture_output=True, text=True, cwd=str(REPO_ROOT), timeout=60)
+    cli = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cairn_cli",
+            "tokens",
+            "complete",
+            token3,
+            "--payload",
+            '{"via": "cli"}',
+            "--address",
+            cluster.address,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=str(REPO_ROOT),
+        timeout=60,
+    )
     assert cli.returncode == 0, cli.stderr
     assert "completed" in cli.stdout, cli.stdout
     finished(client, r3, {"via": "cli"})
@@ -276,8 +325,8 @@ def test_tokens_complete_once_unknown_expired_and_cli(cluster: Cluster, client: 
 
 # ---- 5. bad input ------------------------------------------------------------------
 
-def test_wait_api_rejects_bad_input_and_writes_nothing(cluster: Cluster, client: Client,
-                                                       wdir: Path) -> None:
+
+def test_wait_api_rejects_bad_input_and_writes_nothing(cluster: Cluster, client: Client, wdir: Path) -> None:
     start_worker(cluster, wdir)
     done = client.trigger("wait-quick", {"q": 1}).id
     finished(client, done, {"q": 1})
@@ -289,18 +338,28 @@ def test_wait_api_rejects_bad_input_and_writes_nothing(cluster: Cluster, client:
         request = getattr(wspb, f"{method}Request")(**fields)
         return lambda: getattr(stub, method)(request, timeout=RPC_TIMEOUT)
 
-    expect_rpc_error(call("SendEvent", name="", payload=json_payload(1)),
-                     grpc.StatusCode.INVALID_ARGUMENT, "name")
+    expect_rpc_error(
+        call("SendEvent", name="", payload=json_payload(1)), grpc.StatusCode.INVALID_ARGUMENT, "name"
+    )
     unknown = str(uuid.uuid4())
-    expect_rpc_error(call("SendEvent", run_id=unknown, name="approval", payload=json_payload(1)),
-                     grpc.StatusCode.NOT_FOUND, unknown)
-    expect_rpc_error(call("SendEvent", run_id=done, name="approval", payload=json_payload(1)),
-                     grpc.StatusCode.FAILED_PRECONDITION, done)
-    expect_rpc_error(call("CompleteWaitToken", token_id=token,
-                          payload=cpb.Payload(data=b"{not json", encoding=JSON)),
-                     grpc.StatusCode.INVALID_ARGUMENT, "payload")
-    expect_rpc_error(call("CreateWaitToken", timeout=Duration(seconds=-5)),
-                     grpc.StatusCode.INVALID_ARGUMENT, "timeout")
+    expect_rpc_error(
+        call("SendEvent", run_id=unknown, name="approval", payload=json_payload(1)),
+        grpc.StatusCode.NOT_FOUND,
+        unknown,
+    )
+    expect_rpc_error(
+        call("SendEvent", run_id=done, name="approval", payload=json_payload(1)),
+        grpc.StatusCode.FAILED_PRECONDITION,
+        done,
+    )
+    expect_rpc_error(
+        call("CompleteWaitToken", token_id=token, payload=cpb.Payload(data=b"{not json", encoding=JSON)),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "payload",
+    )
+    expect_rpc_error(
+        call("CreateWaitToken", timeout=Duration(seconds=-5)), grpc.StatusCode.INVALID_ARGUMENT, "timeout"
+    )
 
     assert table_counts(cluster) == before
     assert client.get_token(token)["status"] == "pending"

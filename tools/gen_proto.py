@@ -1,6 +1,7 @@
 """Regenerates the Python code for proto/ into cairn/ (the one package that both
 services and worker_sdk import). With --check, fails when the checked-in code is
 stale instead of writing it."""
+
 from __future__ import annotations
 
 import argparse
@@ -24,8 +25,15 @@ def generate(out: Path) -> None:
 
     include = os.path.join(os.path.dirname(grpc_tools.__file__), "_proto")
     files = sorted(str(p.relative_to(PROTO)) for p in PROTO.rglob("*.proto"))
-    args = ["protoc", f"-I{PROTO}", f"-I{include}", f"--python_out={out}",
-            f"--pyi_out={out}", f"--grpc_python_out={out}", *files]
+    args = [
+        "protoc",
+        f"-I{PROTO}",
+        f"-I{include}",
+        f"--python_out={out}",
+        f"--pyi_out={out}",
+        f"--grpc_python_out={out}",
+        *files,
+    ]
     if protoc.main(args) != 0:
         sys.exit("protoc failed")
     for pkg in ["cairn/internal", *PACKAGES]:
@@ -33,8 +41,9 @@ def generate(out: Path) -> None:
 
 
 def generated_files(base: Path) -> set[str]:
-    return {str(p.relative_to(base)) for pkg in PACKAGES for p in (base / pkg).glob("*")
-            if p.is_file()} | {"cairn/internal/__init__.py"}
+    return {str(p.relative_to(base)) for pkg in PACKAGES for p in (base / pkg).glob("*") if p.is_file()} | {
+        "cairn/internal/__init__.py"
+    }
 
 
 def main() -> None:
@@ -46,11 +55,17 @@ def main() -> None:
         fresh = generated_files(Path(tmp))
         if check:
             current = {f for f in generated_files(ROOT) if "__pycache__" not in f}
-            stale = sorted(f for f in fresh | current if f not in fresh or f not in current
-                           or not filecmp.cmp(Path(tmp) / f, ROOT / f, shallow=False))
+            stale = sorted(
+                f
+                for f in fresh | current
+                if f not in fresh
+                or f not in current
+                or not filecmp.cmp(Path(tmp) / f, ROOT / f, shallow=False)
+            )
             if stale:
-                sys.exit("generated protobuf code is stale; run `python tools/gen_proto.py`: "
-                         + ", ".join(stale))
+                sys.exit(
+                    "generated protobuf code is stale; run `python tools/gen_proto.py`: " + ", ".join(stale)
+                )
             print(f"generated protobuf code is up to date ({len(fresh)} files)")
             return
         for pkg in PACKAGES:

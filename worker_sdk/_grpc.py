@@ -1,5 +1,6 @@
 """The gRPC plumbing Worker and Client share: where to connect, the channel,
 retrying transient failures and turning status codes into CairnError types."""
+
 from __future__ import annotations
 
 import asyncio
@@ -14,17 +15,25 @@ import grpc
 
 from cairn import addresses
 from cairn.addresses import RECONNECT_OPTIONS
-from worker_sdk.errors import (AlreadyExistsError, CairnError, FailedPreconditionError,
-                               InvalidArgumentError, NotFoundError, QueueFullError,
-                               UnavailableError)
+from worker_sdk.errors import (
+    AlreadyExistsError,
+    CairnError,
+    FailedPreconditionError,
+    InvalidArgumentError,
+    NotFoundError,
+    QueueFullError,
+    UnavailableError,
+)
 
 DEFAULT_ADDRESS = "127.0.0.1:7373"
 DEFAULT_NAMESPACE = "default"
 # Journals and payloads can be large; the server enforces its own size limits.
 _MAX_MESSAGE = 64 * 1024 * 1024
-CHANNEL_OPTIONS = [("grpc.max_receive_message_length", _MAX_MESSAGE),
-                   ("grpc.max_send_message_length", _MAX_MESSAGE),
-                   *RECONNECT_OPTIONS]
+CHANNEL_OPTIONS = [
+    ("grpc.max_receive_message_length", _MAX_MESSAGE),
+    ("grpc.max_send_message_length", _MAX_MESSAGE),
+    *RECONNECT_OPTIONS,
+]
 # Bound of one write from an attempt (step record, finish, metadata, trigger).
 WRITE_TIMEOUT = 10.0
 TRANSIENT_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
@@ -51,8 +60,13 @@ RETRYABLE_METHODS: dict[str, tuple[str, ...]] = {
     "cairn.v1.ScheduleService": ("ListSchedules",),
     "cairn.v1.WorkerService": ("Heartbeat", "PollAttempt", "RegisterWorker"),
 }
-RETRY_POLICY = {"maxAttempts": 5, "initialBackoff": "0.1s", "maxBackoff": "2s",
-                "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"]}
+RETRY_POLICY = {
+    "maxAttempts": 5,
+    "initialBackoff": "0.1s",
+    "maxBackoff": "2s",
+    "backoffMultiplier": 2,
+    "retryableStatusCodes": ["UNAVAILABLE"],
+}
 
 R = TypeVar("R")
 
@@ -69,8 +83,11 @@ def resolve_namespace(namespace: str | None) -> str:
 
 def service_config() -> str:
     """The channel's service config (JSON): UNAVAILABLE retried on idempotent methods."""
-    names = [{"service": service, "method": method}
-             for service, methods in RETRYABLE_METHODS.items() for method in methods]
+    names = [
+        {"service": service, "method": method}
+        for service, methods in RETRYABLE_METHODS.items()
+        for method in methods
+    ]
     return json.dumps({"methodConfig": [{"name": names, "retryPolicy": RETRY_POLICY}]})
 
 
@@ -86,8 +103,12 @@ def channel_target(address: str) -> str:
 def channel_options() -> list[tuple[str, Any]]:
     """Message size limits, round-robin over the target's addresses, and retries of
     UNAVAILABLE on idempotent methods (service_config)."""
-    return [*CHANNEL_OPTIONS, ("grpc.lb_policy_name", "round_robin"),
-            ("grpc.enable_retries", 1), ("grpc.service_config", service_config())]
+    return [
+        *CHANNEL_OPTIONS,
+        ("grpc.lb_policy_name", "round_robin"),
+        ("grpc.enable_retries", 1),
+        ("grpc.service_config", service_config()),
+    ]
 
 
 def open_channel(address: str) -> grpc.aio.Channel:
@@ -130,9 +151,15 @@ async def call_mapped(method: Callable[..., Awaitable[R]], request: Any, timeout
         raise to_cairn_error(exc) from None
 
 
-async def call_with_retry(method: Callable[..., Awaitable[R]], request: Any, *,
-                          timeout: float, give_up_after: float,
-                          first_delay: float = 0.05, max_delay: float = 2.0) -> R:
+async def call_with_retry(
+    method: Callable[..., Awaitable[R]],
+    request: Any,
+    *,
+    timeout: float,
+    give_up_after: float,
+    first_delay: float = 0.05,
+    max_delay: float = 2.0,
+) -> R:
     """Calls a unary method, retrying UNAVAILABLE and DEADLINE_EXCEEDED with a
     doubling delay for up to give_up_after seconds; then, or on any other error,
     raises the last grpc.RpcError."""

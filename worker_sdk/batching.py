@@ -4,6 +4,7 @@ together, as one BatchWrite call, when that write returns (cairn.coalesce). A
 write made while nothing is in flight goes at once as its own call, so a quiet
 worker waits for nothing; a busy one makes one call (and history one commit)
 per batch instead of one per write."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -21,8 +22,9 @@ Write = tuple[str, Any]  # ("record_step" or "finish_attempt", the request)
 
 def write_error(code: int, message: str) -> grpc.aio.AioRpcError:
     """A refused write of a batch, raised as the single call would have failed."""
-    return grpc.aio.AioRpcError(status_codes.from_int(code), grpc.aio.Metadata(),
-                                grpc.aio.Metadata(), details=message)
+    return grpc.aio.AioRpcError(
+        status_codes.from_int(code), grpc.aio.Metadata(), grpc.aio.Metadata(), details=message
+    )
 
 
 class BatchingStub:
@@ -37,12 +39,14 @@ class BatchingStub:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stub, name)
 
-    async def RecordStep(self, request: worker_service_pb2.RecordStepRequest,
-                         timeout: float | None = None) -> worker_service_pb2.RecordStepResponse:
+    async def RecordStep(
+        self, request: worker_service_pb2.RecordStepRequest, timeout: float | None = None
+    ) -> worker_service_pb2.RecordStepResponse:
         return await self._writes.submit(("record_step", request), timeout)
 
-    async def FinishAttempt(self, request: worker_service_pb2.FinishAttemptRequest,
-                            timeout: float | None = None) -> worker_service_pb2.FinishAttemptResponse:
+    async def FinishAttempt(
+        self, request: worker_service_pb2.FinishAttemptRequest, timeout: float | None = None
+    ) -> worker_service_pb2.FinishAttemptResponse:
         return await self._writes.submit(("finish_attempt", request), timeout)
 
     async def _send_one(self, write: Write, timeout: float | None) -> Any:
@@ -55,11 +59,16 @@ class BatchingStub:
             getattr(request.writes.add(), kind).CopyFrom(item)
         response = await self._stub.BatchWrite(request, timeout=timeout)
         if len(response.results) != len(writes):
-            raise write_error(status_codes.to_int(grpc.StatusCode.INTERNAL), f"BatchWrite answered "
-                              f"{len(response.results)} results for {len(writes)} writes")
+            raise write_error(
+                status_codes.to_int(grpc.StatusCode.INTERNAL),
+                f"BatchWrite answered {len(response.results)} results for {len(writes)} writes",
+            )
         results: list[Any] = []
         for result in response.results:
             which = result.WhichOneof("result")
-            results.append(write_error(result.error.code, result.error.message) if which == "error"
-                           else getattr(result, which))
+            results.append(
+                write_error(result.error.code, result.error.message)
+                if which == "error"
+                else getattr(result, which)
+            )
         return results

@@ -3,6 +3,7 @@ and wait for them; send events and complete wait tokens to resume waiting runs;
 manage schedules and queues. AsyncClient for asyncio code; Client, the same
 methods, for synchronous code. Tokens, schedules and queues come back as plain
 dicts (the JSON shape of cairn.run_json)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -18,15 +19,27 @@ from google.protobuf.duration_pb2 import Duration
 from cairn.addresses import check_address
 from cairn.run_json import queue_to_dict, run_to_dict, schedule_to_dict, token_to_dict
 from cairn.statuses import RUN_STATUS_BY_NAME, TERMINAL_RUN_STATUSES
-from cairn.v1 import (common_pb2, queue_service_pb2, queue_service_pb2_grpc, run_service_pb2,
-                      run_service_pb2_grpc, schedule_service_pb2, schedule_service_pb2_grpc,
-                      wait_service_pb2, wait_service_pb2_grpc)
-
-from worker_sdk._grpc import (call_mapped, code_of, open_channel,
-                              resolve_address, resolve_namespace, to_cairn_error)
+from cairn.v1 import (
+    common_pb2,
+    queue_service_pb2,
+    queue_service_pb2_grpc,
+    run_service_pb2,
+    run_service_pb2_grpc,
+    schedule_service_pb2,
+    schedule_service_pb2_grpc,
+    wait_service_pb2,
+    wait_service_pb2_grpc,
+)
+from worker_sdk._grpc import (
+    call_mapped,
+    code_of,
+    open_channel,
+    resolve_address,
+    resolve_namespace,
+    to_cairn_error,
+)
 from worker_sdk.errors import RunFailedError
-from worker_sdk.options import (INT32_MAX, duration_seconds, encode_payload,
-                                options_from_kwargs, to_duration)
+from worker_sdk.options import INT32_MAX, duration_seconds, encode_payload, options_from_kwargs, to_duration
 from worker_sdk.retry import validate_name
 from worker_sdk.task import Task
 
@@ -52,8 +65,16 @@ class Run:
     @classmethod
     def from_proto(cls, run: common_pb2.Run) -> Run:
         d = run_to_dict(run)
-        return cls(id=d["id"], task=d["task"], status=d["status"], output=d["output"],
-                   error=d["error"], attempts=d["attempts"], steps=d["steps"], raw=d)
+        return cls(
+            id=d["id"],
+            task=d["task"],
+            status=d["status"],
+            output=d["output"],
+            error=d["error"],
+            attempts=d["attempts"],
+            steps=d["steps"],
+            raw=d,
+        )
 
     @property
     def done(self) -> bool:
@@ -101,15 +122,22 @@ def _task_id(task: str | Task) -> str:
     raise TypeError(f"task must be a task id string or a Task, got {task!r}")
 
 
-def _trigger_request(namespace: str, task: str | Task, payload: Any,
-                     idempotency_key: str | None, options: Mapping[str, Any],
-                     where: str = "trigger") -> run_service_pb2.TriggerRunRequest:
+def _trigger_request(
+    namespace: str,
+    task: str | Task,
+    payload: Any,
+    idempotency_key: str | None,
+    options: Mapping[str, Any],
+    where: str = "trigger",
+) -> run_service_pb2.TriggerRunRequest:
     task_id = _task_id(task)
     opts = options_from_kwargs(where, options)
     request = run_service_pb2.TriggerRunRequest(
-        namespace=namespace, task_id=task_id,
+        namespace=namespace,
+        task_id=task_id,
         payload=encode_payload(f"payload for task '{task_id}'", payload),
-        idempotency_key=idempotency_key or "")
+        idempotency_key=idempotency_key or "",
+    )
     if opts.ByteSize():
         request.options.CopyFrom(opts)
     return request
@@ -130,8 +158,9 @@ def _batch_item(namespace: str, index: int, item: Any) -> run_service_pb2.Trigge
     if isinstance(item, Sequence) and not isinstance(item, (str, bytes)) and len(item) == 2:
         task, payload = item
         return _trigger_request(namespace, task, payload, None, {}, where)
-    raise TypeError(f"{where}: expected a (task, payload) pair or a dict with 'task', "
-                    f"'payload' and options, got {item!r}")
+    raise TypeError(
+        f"{where}: expected a (task, payload) pair or a dict with 'task', 'payload' and options, got {item!r}"
+    )
 
 
 def _limit(what: str, value: Any) -> int:
@@ -147,15 +176,15 @@ def _rate_limit(name: str, value: Any) -> queue_service_pb2.RateLimit:
     """(limit, period) with period a timedelta or seconds, as a RateLimit; a limit
     of 0 removes the rate limit (its period is then ignored)."""
     what = f"queue {name!r}: rate_limit"
-    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Sequence) \
-            or len(value) != 2:
-        raise TypeError(f"{what} must be a (limit, period) pair, e.g. (10, 1) for 10 per "
-                        f"second or (0, 0) to remove it; got {value!r}")
+    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Sequence) or len(value) != 2:
+        raise TypeError(
+            f"{what} must be a (limit, period) pair, e.g. (10, 1) for 10 per "
+            f"second or (0, 0) to remove it; got {value!r}"
+        )
     limit = _limit(f"{what} limit", value[0])
     rate = queue_service_pb2.RateLimit(limit=limit)
     if limit:
-        rate.period.CopyFrom(to_duration(duration_seconds(f"{what} period", value[1],
-                                                          allow_zero=False)))
+        rate.period.CopyFrom(to_duration(duration_seconds(f"{what} period", value[1], allow_zero=False)))
     return rate
 
 
@@ -167,8 +196,9 @@ def _statuses(status: str | list[str] | None) -> list[int]:
     for name in names:
         value = RUN_STATUS_BY_NAME.get(str(name).lower())
         if value is None:
-            raise ValueError(f"status {name!r} is not a run status; use one of "
-                             f"{', '.join(sorted(RUN_STATUS_BY_NAME))}")
+            raise ValueError(
+                f"status {name!r} is not a run status; use one of {', '.join(sorted(RUN_STATUS_BY_NAME))}"
+            )
         out.append(value)
     return out
 
@@ -182,8 +212,9 @@ class AsyncClient:
     else $CAIRN_NAMESPACE, else "default". rpc_timeout bounds each call except the
     waits. Use it with `async with`, or call close()."""
 
-    def __init__(self, address: str | None = None, namespace: str | None = None,
-                 rpc_timeout: float = 30.0) -> None:
+    def __init__(
+        self, address: str | None = None, namespace: str | None = None, rpc_timeout: float = 30.0
+    ) -> None:
         self.address = check_address(resolve_address(address))
         self.namespace = resolve_namespace(namespace)
         self.rpc_timeout = rpc_timeout
@@ -231,8 +262,9 @@ class AsyncClient:
             self._queue_stub = queue_service_pb2_grpc.QueueServiceStub(self._open())
         return self._queue_stub
 
-    async def trigger(self, task: str | Task, payload: Any = None,
-                      idempotency_key: str | None = None, **options: Any) -> Run:
+    async def trigger(
+        self, task: str | Task, payload: Any = None, idempotency_key: str | None = None, **options: Any
+    ) -> Run:
         """Starts a run of task (an id or a Task) with payload, which must be
         JSON-serialisable. With idempotency_key, a second trigger returns the first
         run. Options: delay, ttl, max_duration (timedelta or seconds), priority
@@ -254,10 +286,8 @@ class AsyncClient:
         requests = [_batch_item(self.namespace, i, item) for i, item in enumerate(items)]
         if not requests:
             return []
-        request = run_service_pb2.BatchTriggerRunsRequest(namespace=self.namespace,
-                                                          runs=requests)
-        response = await call_mapped(self._service().BatchTriggerRuns, request,
-                                     self.rpc_timeout)
+        request = run_service_pb2.BatchTriggerRunsRequest(namespace=self.namespace, runs=requests)
+        response = await call_mapped(self._service().BatchTriggerRuns, request, self.rpc_timeout)
         return [Run.from_proto(r.run) for r in response.runs]
 
     async def get(self, run_id: str) -> Run:
@@ -266,17 +296,26 @@ class AsyncClient:
         response = await call_mapped(self._service().GetRun, request, self.rpc_timeout)
         return Run.from_proto(response.run)
 
-    async def list(self, task: str | Task | None = None, status: str | list[str] | None = None,
-                   limit: int = 50, tag: str | None = None,
-                   parent_run_id: str | None = None) -> list[Run]:
+    async def list(
+        self,
+        task: str | Task | None = None,
+        status: str | list[str] | None = None,
+        limit: int = 50,
+        tag: str | None = None,
+        parent_run_id: str | None = None,
+    ) -> list[Run]:
         """Up to limit runs, newest first, optionally of one task, in the given
         statuses (lowercase names such as "failed"), carrying a tag, or children of
         a run, following pages as needed."""
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise ValueError(f"limit must be a positive int, got {limit!r}")
         request = run_service_pb2.ListRunsRequest(
-            namespace=self.namespace, task_id=_task_id(task) if task is not None else "",
-            statuses=_statuses(status), tag=tag or "", parent_run_id=parent_run_id or "")
+            namespace=self.namespace,
+            task_id=_task_id(task) if task is not None else "",
+            statuses=_statuses(status),
+            tag=tag or "",
+            parent_run_id=parent_run_id or "",
+        )
         runs: list[Run] = []
         while len(runs) < limit:
             request.page_size = min(MAX_PAGE, limit - len(runs))
@@ -289,8 +328,7 @@ class AsyncClient:
 
     async def cancel(self, run_id: str, reason: str = "") -> Run:
         """Cancels a run that has not finished. FailedPreconditionError when it has."""
-        request = run_service_pb2.CancelRunRequest(namespace=self.namespace, run_id=run_id,
-                                                   reason=reason)
+        request = run_service_pb2.CancelRunRequest(namespace=self.namespace, run_id=run_id, reason=reason)
         response = await call_mapped(self._service().CancelRun, request, self.rpc_timeout)
         return Run.from_proto(response.run)
 
@@ -311,13 +349,11 @@ class AsyncClient:
                     raise TimeoutError(f"run {run_id} did not finish within {timeout}s{status}")
             wait = Duration()
             wait.FromNanoseconds(max(1, round(per_call * 1e9)))
-            request = run_service_pb2.WaitRunRequest(namespace=self.namespace, run_id=run_id,
-                                                     timeout=wait)
+            request = run_service_pb2.WaitRunRequest(namespace=self.namespace, run_id=run_id, timeout=wait)
             try:
                 response = await self._service().WaitRun(request, timeout=per_call + 10)
             except grpc.RpcError as exc:
-                if code_of(exc) not in (grpc.StatusCode.UNAVAILABLE,
-                                        grpc.StatusCode.DEADLINE_EXCEEDED):
+                if code_of(exc) not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
                     raise to_cairn_error(exc) from None
                 if deadline is not None and loop.time() + delay >= deadline:
                     raise to_cairn_error(exc) from None
@@ -329,9 +365,14 @@ class AsyncClient:
             if response.done or last.done:
                 return last
 
-    async def trigger_and_wait(self, task: str | Task, payload: Any = None,
-                               timeout: float | None = None,
-                               idempotency_key: str | None = None, **options: Any) -> Run:
+    async def trigger_and_wait(
+        self,
+        task: str | Task,
+        payload: Any = None,
+        timeout: float | None = None,
+        idempotency_key: str | None = None,
+        **options: Any,
+    ) -> Run:
         """Triggers a run (with the options of trigger) and waits for it. Returns
         the completed run; raises RunFailedError (holding the run) when it ended
         otherwise, and TimeoutError when timeout seconds pass first."""
@@ -341,29 +382,34 @@ class AsyncClient:
             raise RunFailedError(run)
         return run
 
-    async def send_event(self, name: str, payload: Any = None, *, run_id: str | None = None,
-                         key: str | None = None) -> SendEventResult:
+    async def send_event(
+        self, name: str, payload: Any = None, *, run_id: str | None = None, key: str | None = None
+    ) -> SendEventResult:
         """Sends an event. With run_id it goes to that run, and is kept until the run
         waits for an event of that name; without, it goes to every run waiting right
         now for that name and key (wait.for_event(name, key=...))."""
         if not isinstance(name, str) or not name:
             raise ValueError(f"send_event: name must be a non-empty string, got {name!r}")
         request = wait_service_pb2.SendEventRequest(
-            namespace=self.namespace, run_id=run_id or "", name=name, key=key or "",
-            payload=encode_payload(f"payload of event '{name}'", payload))
+            namespace=self.namespace,
+            run_id=run_id or "",
+            name=name,
+            key=key or "",
+            payload=encode_payload(f"payload of event '{name}'", payload),
+        )
         response = await call_mapped(self._waits().SendEvent, request, self.rpc_timeout)
-        return SendEventResult(delivered_run_ids=list(response.delivered_run_ids),
-                               buffered=response.buffered)
+        return SendEventResult(delivered_run_ids=list(response.delivered_run_ids), buffered=response.buffered)
 
-    async def create_token(self, timeout: timedelta | float | None = None, *,
-                           idempotency_key: str | None = None) -> dict[str, Any]:
+    async def create_token(
+        self, timeout: timedelta | float | None = None, *, idempotency_key: str | None = None
+    ) -> dict[str, Any]:
         """Creates a wait token (not tied to a run); with timeout it times out that
         long after creation. Returns it as a dict (id, status, timeout_at, ...)."""
         request = wait_service_pb2.CreateWaitTokenRequest(
-            namespace=self.namespace, idempotency_key=idempotency_key or "")
+            namespace=self.namespace, idempotency_key=idempotency_key or ""
+        )
         if timeout is not None:
-            request.timeout.CopyFrom(to_duration(duration_seconds("timeout", timeout,
-                                                                  allow_zero=False)))
+            request.timeout.CopyFrom(to_duration(duration_seconds("timeout", timeout, allow_zero=False)))
         response = await call_mapped(self._waits().CreateWaitToken, request, self.rpc_timeout)
         return token_to_dict(response.token)
 
@@ -371,69 +417,83 @@ class AsyncClient:
         """Completes a token with payload, resuming the run waiting on it. NotFoundError
         for an unknown token; FailedPreconditionError when already completed or timed out."""
         request = wait_service_pb2.CompleteWaitTokenRequest(
-            namespace=self.namespace, token_id=token_id,
-            payload=encode_payload(f"payload for token {token_id}", payload))
-        response = await call_mapped(self._waits().CompleteWaitToken, request,
-                                     self.rpc_timeout)
+            namespace=self.namespace,
+            token_id=token_id,
+            payload=encode_payload(f"payload for token {token_id}", payload),
+        )
+        response = await call_mapped(self._waits().CompleteWaitToken, request, self.rpc_timeout)
         return token_to_dict(response.token)
 
     async def get_token(self, token_id: str) -> dict[str, Any]:
         """A token as a dict: id, run_id, status ("pending", "completed", "timed_out"),
         payload, created_at, completed_at, timeout_at."""
-        request = wait_service_pb2.GetWaitTokenRequest(namespace=self.namespace,
-                                                       token_id=token_id)
+        request = wait_service_pb2.GetWaitTokenRequest(namespace=self.namespace, token_id=token_id)
         response = await call_mapped(self._waits().GetWaitToken, request, self.rpc_timeout)
         return token_to_dict(response.token)
 
-    async def create_schedule(self, schedule_id: str, task: str | Task, cron: str, *,
-                              timezone: str = "UTC", payload: Any = None,
-                              deduplication_key: str | None = None) -> dict[str, Any]:
+    async def create_schedule(
+        self,
+        schedule_id: str,
+        task: str | Task,
+        cron: str,
+        *,
+        timezone: str = "UTC",
+        payload: Any = None,
+        deduplication_key: str | None = None,
+    ) -> dict[str, Any]:
         """Creates a schedule that triggers task with payload on a cron expression (5
         fields, or 6 with seconds first) read in timezone. AlreadyExistsError when the
         id is taken. Returns it as a dict."""
         task_id = _task_id(task)
         request = schedule_service_pb2.CreateScheduleRequest(
-            namespace=self.namespace, schedule_id=schedule_id, task_id=task_id, cron=cron,
+            namespace=self.namespace,
+            schedule_id=schedule_id,
+            task_id=task_id,
+            cron=cron,
             timezone=timezone or "",
             payload=encode_payload(f"payload for schedule '{schedule_id}'", payload),
-            deduplication_key=deduplication_key or "")
-        response = await call_mapped(self._schedules().CreateSchedule, request,
-                                     self.rpc_timeout)
+            deduplication_key=deduplication_key or "",
+        )
+        response = await call_mapped(self._schedules().CreateSchedule, request, self.rpc_timeout)
         return schedule_to_dict(response.schedule)
 
     async def list_schedules(self, task: str | Task | None = None) -> list[dict[str, Any]]:
         """The namespace's schedules (declared with tasks and created), by id."""
         request = schedule_service_pb2.ListSchedulesRequest(
-            namespace=self.namespace, task_id=_task_id(task) if task is not None else "")
-        response = await call_mapped(self._schedules().ListSchedules, request,
-                                     self.rpc_timeout)
+            namespace=self.namespace, task_id=_task_id(task) if task is not None else ""
+        )
+        response = await call_mapped(self._schedules().ListSchedules, request, self.rpc_timeout)
         return [schedule_to_dict(s) for s in response.schedules]
 
     async def pause_schedule(self, schedule_id: str) -> dict[str, Any]:
         """Stops a schedule from firing until it is resumed."""
-        request = schedule_service_pb2.PauseScheduleRequest(namespace=self.namespace,
-                                                            schedule_id=schedule_id)
-        response = await call_mapped(self._schedules().PauseSchedule, request,
-                                     self.rpc_timeout)
+        request = schedule_service_pb2.PauseScheduleRequest(namespace=self.namespace, schedule_id=schedule_id)
+        response = await call_mapped(self._schedules().PauseSchedule, request, self.rpc_timeout)
         return schedule_to_dict(response.schedule)
 
     async def resume_schedule(self, schedule_id: str) -> dict[str, Any]:
         """Lets a paused schedule fire again, from its next tick."""
-        request = schedule_service_pb2.ResumeScheduleRequest(namespace=self.namespace,
-                                                             schedule_id=schedule_id)
-        response = await call_mapped(self._schedules().ResumeSchedule, request,
-                                     self.rpc_timeout)
+        request = schedule_service_pb2.ResumeScheduleRequest(
+            namespace=self.namespace, schedule_id=schedule_id
+        )
+        response = await call_mapped(self._schedules().ResumeSchedule, request, self.rpc_timeout)
         return schedule_to_dict(response.schedule)
 
     async def delete_schedule(self, schedule_id: str) -> None:
         """Deletes a schedule. NotFoundError when unknown."""
-        request = schedule_service_pb2.DeleteScheduleRequest(namespace=self.namespace,
-                                                             schedule_id=schedule_id)
+        request = schedule_service_pb2.DeleteScheduleRequest(
+            namespace=self.namespace, schedule_id=schedule_id
+        )
         await call_mapped(self._schedules().DeleteSchedule, request, self.rpc_timeout)
 
-    async def update_queue(self, name: str, *, concurrency_limit: int | None = None,
-                           rate_limit: tuple[int, timedelta | float] | None = None,
-                           max_depth: int | None = None) -> dict[str, Any]:
+    async def update_queue(
+        self,
+        name: str,
+        *,
+        concurrency_limit: int | None = None,
+        rate_limit: tuple[int, timedelta | float] | None = None,
+        max_depth: int | None = None,
+    ) -> dict[str, Any]:
         """Creates the queue or changes its settings; an argument left None keeps
         its value. concurrency_limit: at most this many runs execute at once (0
         removes the limit); rate_limit: (limit, period), at most limit attempts
@@ -445,8 +505,7 @@ class AsyncClient:
         name = validate_name("queue name", name)
         request = queue_service_pb2.UpdateQueueRequest(namespace=self.namespace, name=name)
         if concurrency_limit is not None:
-            request.concurrency_limit = _limit(f"queue {name!r}: concurrency_limit",
-                                               concurrency_limit)
+            request.concurrency_limit = _limit(f"queue {name!r}: concurrency_limit", concurrency_limit)
         if rate_limit is not None:
             request.rate_limit.CopyFrom(_rate_limit(name, rate_limit))
         if max_depth is not None:
@@ -465,14 +524,16 @@ class AsyncClient:
         """Stops the queue from dispatching runs; triggers are still accepted and
         running attempts go on. Returns the queue."""
         request = queue_service_pb2.PauseQueueRequest(
-            namespace=self.namespace, name=validate_name("queue name", name))
+            namespace=self.namespace, name=validate_name("queue name", name)
+        )
         response = await call_mapped(self._queues().PauseQueue, request, self.rpc_timeout)
         return queue_to_dict(response.queue)
 
     async def resume_queue(self, name: str) -> dict[str, Any]:
         """Lets a paused queue dispatch again. Returns the queue."""
         request = queue_service_pb2.ResumeQueueRequest(
-            namespace=self.namespace, name=validate_name("queue name", name))
+            namespace=self.namespace, name=validate_name("queue name", name)
+        )
         response = await call_mapped(self._queues().ResumeQueue, request, self.rpc_timeout)
         return queue_to_dict(response.queue)
 
@@ -482,14 +543,14 @@ class Client:
     loop in a background thread; call it from ordinary (non-async) code, and use
     AsyncClient inside async code. Use it with `with`, or call close()."""
 
-    def __init__(self, address: str | None = None, namespace: str | None = None,
-                 rpc_timeout: float = 30.0) -> None:
+    def __init__(
+        self, address: str | None = None, namespace: str | None = None, rpc_timeout: float = 30.0
+    ) -> None:
         self._async = AsyncClient(address, namespace, rpc_timeout)
         self.address = self._async.address
         self.namespace = self._async.namespace
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="cairn-client",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._loop.run_forever, name="cairn-client", daemon=True)
         self._thread.start()
         self._closed = False
 
@@ -522,8 +583,9 @@ class Client:
             self._thread.join()
             self._loop.close()
 
-    def trigger(self, task: str | Task, payload: Any = None,
-                idempotency_key: str | None = None, **options: Any) -> Run:
+    def trigger(
+        self, task: str | Task, payload: Any = None, idempotency_key: str | None = None, **options: Any
+    ) -> Run:
         """See AsyncClient.trigger."""
         return self._call(self._async.trigger(task, payload, idempotency_key, **options))
 
@@ -535,12 +597,16 @@ class Client:
         """See AsyncClient.get."""
         return self._call(self._async.get(run_id))
 
-    def list(self, task: str | Task | None = None, status: str | list[str] | None = None,
-             limit: int = 50, tag: str | None = None,
-             parent_run_id: str | None = None) -> list[Run]:
+    def list(
+        self,
+        task: str | Task | None = None,
+        status: str | list[str] | None = None,
+        limit: int = 50,
+        tag: str | None = None,
+        parent_run_id: str | None = None,
+    ) -> list[Run]:
         """See AsyncClient.list."""
-        return self._call(self._async.list(task, status, limit, tag=tag,
-                                           parent_run_id=parent_run_id))
+        return self._call(self._async.list(task, status, limit, tag=tag, parent_run_id=parent_run_id))
 
     def cancel(self, run_id: str, reason: str = "") -> Run:
         """See AsyncClient.cancel."""
@@ -550,20 +616,26 @@ class Client:
         """See AsyncClient.wait."""
         return self._call(self._async.wait(run_id, timeout))
 
-    def trigger_and_wait(self, task: str | Task, payload: Any = None,
-                         timeout: float | None = None,
-                         idempotency_key: str | None = None, **options: Any) -> Run:
+    def trigger_and_wait(
+        self,
+        task: str | Task,
+        payload: Any = None,
+        timeout: float | None = None,
+        idempotency_key: str | None = None,
+        **options: Any,
+    ) -> Run:
         """See AsyncClient.trigger_and_wait."""
-        return self._call(self._async.trigger_and_wait(task, payload, timeout,
-                                                       idempotency_key, **options))
+        return self._call(self._async.trigger_and_wait(task, payload, timeout, idempotency_key, **options))
 
-    def send_event(self, name: str, payload: Any = None, *, run_id: str | None = None,
-                   key: str | None = None) -> SendEventResult:
+    def send_event(
+        self, name: str, payload: Any = None, *, run_id: str | None = None, key: str | None = None
+    ) -> SendEventResult:
         """See AsyncClient.send_event."""
         return self._call(self._async.send_event(name, payload, run_id=run_id, key=key))
 
-    def create_token(self, timeout: timedelta | float | None = None, *,
-                     idempotency_key: str | None = None) -> dict[str, Any]:
+    def create_token(
+        self, timeout: timedelta | float | None = None, *, idempotency_key: str | None = None
+    ) -> dict[str, Any]:
         """See AsyncClient.create_token."""
         return self._call(self._async.create_token(timeout, idempotency_key=idempotency_key))
 
@@ -575,13 +647,27 @@ class Client:
         """See AsyncClient.get_token."""
         return self._call(self._async.get_token(token_id))
 
-    def create_schedule(self, schedule_id: str, task: str | Task, cron: str, *,
-                        timezone: str = "UTC", payload: Any = None,
-                        deduplication_key: str | None = None) -> dict[str, Any]:
+    def create_schedule(
+        self,
+        schedule_id: str,
+        task: str | Task,
+        cron: str,
+        *,
+        timezone: str = "UTC",
+        payload: Any = None,
+        deduplication_key: str | None = None,
+    ) -> dict[str, Any]:
         """See AsyncClient.create_schedule."""
-        return self._call(self._async.create_schedule(
-            schedule_id, task, cron, timezone=timezone, payload=payload,
-            deduplication_key=deduplication_key))
+        return self._call(
+            self._async.create_schedule(
+                schedule_id,
+                task,
+                cron,
+                timezone=timezone,
+                payload=payload,
+                deduplication_key=deduplication_key,
+            )
+        )
 
     def list_schedules(self, task: str | Task | None = None) -> list[dict[str, Any]]:
         """See AsyncClient.list_schedules."""
@@ -599,13 +685,20 @@ class Client:
         """See AsyncClient.delete_schedule."""
         return self._call(self._async.delete_schedule(schedule_id))
 
-    def update_queue(self, name: str, *, concurrency_limit: int | None = None,
-                     rate_limit: tuple[int, timedelta | float] | None = None,
-                     max_depth: int | None = None) -> dict[str, Any]:
+    def update_queue(
+        self,
+        name: str,
+        *,
+        concurrency_limit: int | None = None,
+        rate_limit: tuple[int, timedelta | float] | None = None,
+        max_depth: int | None = None,
+    ) -> dict[str, Any]:
         """See AsyncClient.update_queue."""
-        return self._call(self._async.update_queue(
-            name, concurrency_limit=concurrency_limit, rate_limit=rate_limit,
-            max_depth=max_depth))
+        return self._call(
+            self._async.update_queue(
+                name, concurrency_limit=concurrency_limit, rate_limit=rate_limit, max_depth=max_depth
+            )
+        )
 
     def list_queues(self) -> list[dict[str, Any]]:
         """See AsyncClient.list_queues."""

@@ -1,5 +1,6 @@
 """Where the running attempt and step live while task code runs (contextvars),
 and the `context` object through which task code reads them."""
+
 from __future__ import annotations
 
 import asyncio
@@ -11,7 +12,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cairn.v1 import common_pb2
-
 from worker_sdk.errors import NonDeterminismError
 
 
@@ -19,8 +19,7 @@ class RunLogger(logging.LoggerAdapter):
     """Prefixes each line with its run and attempt and adds run_id, attempt and
     task_id to the record, keeping any `extra` the caller passes."""
 
-    def process(self, msg: Any, kwargs: MutableMapping[str, Any]
-                ) -> tuple[Any, MutableMapping[str, Any]]:
+    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, MutableMapping[str, Any]]:
         extra = dict(self.extra or {})
         extra.update(kwargs.get("extra") or {})
         kwargs["extra"] = extra
@@ -64,9 +63,10 @@ class AttemptContext:
             self.run_stub = self.stub
         if self.wait_stub is None:
             self.wait_stub = self.stub
-        self.logger = RunLogger(logging.getLogger(f"cairn.task.{self.task_id}"),
-                                {"run_id": self.run_id, "attempt": self.attempt,
-                                 "task_id": self.task_id})
+        self.logger = RunLogger(
+            logging.getLogger(f"cairn.task.{self.task_id}"),
+            {"run_id": self.run_id, "attempt": self.attempt, "task_id": self.task_id},
+        )
 
 
 @dataclass(frozen=True)
@@ -93,8 +93,9 @@ def current_step() -> StepContext | None:
 def _require_attempt(what: str) -> AttemptContext:
     ctx = _attempt.get()
     if ctx is None:
-        raise RuntimeError(f"context.{what} is only available while a task runs "
-                           "(inside a @task function or a step it calls)")
+        raise RuntimeError(
+            f"context.{what} is only available while a task runs (inside a @task function or a step it calls)"
+        )
     return ctx
 
 
@@ -131,12 +132,14 @@ class Context:
         """Replaces the run's metadata with a JSON object (at most 4 KiB as JSON)
         and returns it as stored. Not journaled: a replay sets it again."""
         from worker_sdk.metadata import set_metadata
+
         return await set_metadata(_require_attempt("set_metadata"), metadata)
 
     async def update_metadata(self, **values: Any) -> dict[str, Any]:
         """Sets the given top-level keys of the run's metadata, keeping the others,
         and returns the metadata as stored."""
         from worker_sdk.metadata import update_metadata
+
         return await update_metadata(_require_attempt("update_metadata"), values)
 
     @property
@@ -150,8 +153,9 @@ class Context:
         _require_attempt("idempotency_key")
         step = _step.get()
         if step is None:
-            raise RuntimeError("context.idempotency_key is only available inside a @step "
-                               "body, where it identifies that step")
+            raise RuntimeError(
+                "context.idempotency_key is only available inside a @step body, where it identifies that step"
+            )
         return step.idempotency_key
 
     def __repr__(self) -> str:

@@ -1,4 +1,5 @@
 """The exceptions the SDK raises and the ones task code raises to steer retries."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -34,8 +35,14 @@ class StepFailedError(Exception):
     either way. The original error is described by error_type and message (and
     chained as __cause__ when the step failed in this attempt)."""
 
-    def __init__(self, step_name: str, error_type: str, message: str,
-                 non_retryable: bool = False, stack_trace: str = "") -> None:
+    def __init__(
+        self,
+        step_name: str,
+        error_type: str,
+        message: str,
+        non_retryable: bool = False,
+        stack_trace: str = "",
+    ) -> None:
         super().__init__(f"step '{step_name}' failed: {error_type}: {message}")
         self.step_name = step_name
         self.error_type = error_type
@@ -125,8 +132,9 @@ class ChildRunFailedError(Exception):
     in a status other than completed: failed, canceled, crashed, timed_out or
     expired. Task code may catch it and go on."""
 
-    def __init__(self, run_id: str, task_id: str, status: str, error_type: str = "",
-                 message: str = "") -> None:
+    def __init__(
+        self, run_id: str, task_id: str, status: str, error_type: str = "", message: str = ""
+    ) -> None:
         detail = f": {error_type}: {message}" if error_type or message else ""
         super().__init__(f"child run {run_id} of task '{task_id}' ended {status}{detail}")
         self.run_id = run_id

@@ -1,5 +1,6 @@
 """Runs one attempt on a worker: replays and runs the task function, keeps the
 lease alive, and reports how the attempt ended unless it was superseded."""
+
 from __future__ import annotations
 
 import asyncio
@@ -14,10 +15,8 @@ from cairn import payloads
 from cairn.run_json import struct_to_dict
 from cairn.statuses import RUN_STATUS_NAMES
 from cairn.v1 import common_pb2, worker_service_pb2
-
 from worker_sdk import replay, suspension
-from worker_sdk._grpc import (TRANSIENT_CODES, WRITE_TIMEOUT, call_with_retry, code_of,
-                              details_of)
+from worker_sdk._grpc import TRANSIENT_CODES, WRITE_TIMEOUT, call_with_retry, code_of, details_of
 from worker_sdk.context import AttemptContext, _attempt
 from worker_sdk.errors import AttemptAbandoned, AttemptSuspended, StepFailedError, type_name
 from worker_sdk.task import Task
@@ -25,22 +24,27 @@ from worker_sdk.writes import FENCED
 
 DEFAULT_LEASE = 30.0
 log = logging.getLogger("cairn.worker")
-_OUTCOME_NAMES = {worker_service_pb2.ATTEMPT_OUTCOME_COMPLETED: "completed",
-                  worker_service_pb2.ATTEMPT_OUTCOME_FAILED: "failed",
-                  worker_service_pb2.ATTEMPT_OUTCOME_SUSPENDED: "suspended"}
+_OUTCOME_NAMES = {
+    worker_service_pb2.ATTEMPT_OUTCOME_COMPLETED: "completed",
+    worker_service_pb2.ATTEMPT_OUTCOME_FAILED: "failed",
+    worker_service_pb2.ATTEMPT_OUTCOME_SUSPENDED: "suspended",
+}
 
 
 def one_line(text: str, limit: int = 200) -> str:
     """text shortened to one log-friendly line."""
     text = " ".join(text.split())
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def error_info(exc: BaseException, non_retryable: bool) -> common_pb2.ErrorInfo:
     """An exception as recorded: qualified type name, message and stack trace."""
-    return common_pb2.ErrorInfo(type=type_name(type(exc)), message=_printable(str(exc)),
-                                stack_trace=_printable("".join(traceback.format_exception(exc))),
-                                non_retryable=non_retryable)
+    return common_pb2.ErrorInfo(
+        type=type_name(type(exc)),
+        message=_printable(str(exc)),
+        stack_trace=_printable("".join(traceback.format_exception(exc))),
+        non_retryable=non_retryable,
+    )
 
 
 def _printable(text: str) -> str:
@@ -57,18 +61,30 @@ def task_error_info(task: Task, exc: BaseException) -> common_pb2.ErrorInfo:
         trace = "".join(traceback.format_exception(exc))
         if exc.__cause__ is None and exc.stack_trace:
             trace += "\nThe step's recorded error:\n" + exc.stack_trace
-        non_retryable = (exc.non_retryable or task.retry.is_non_retryable(exc)
-                         or exc.error_type in task.retry.non_retryable_names())
-        return common_pb2.ErrorInfo(type=exc.error_type, message=_printable(exc.message),
-                                    stack_trace=_printable(trace), non_retryable=non_retryable)
+        non_retryable = (
+            exc.non_retryable
+            or task.retry.is_non_retryable(exc)
+            or exc.error_type in task.retry.non_retryable_names()
+        )
+        return common_pb2.ErrorInfo(
+            type=exc.error_type,
+            message=_printable(exc.message),
+            stack_trace=_printable(trace),
+            non_retryable=non_retryable,
+        )
     return error_info(exc, task.retry.is_non_retryable(exc))
 
 
-def _failed(assignment: worker_service_pb2.AttemptAssignment, namespace: str,
-            error: common_pb2.ErrorInfo) -> worker_service_pb2.FinishAttemptRequest:
+def _failed(
+    assignment: worker_service_pb2.AttemptAssignment, namespace: str, error: common_pb2.ErrorInfo
+) -> worker_service_pb2.FinishAttemptRequest:
     return worker_service_pb2.FinishAttemptRequest(
-        namespace=namespace, run_id=assignment.run_id, attempt=assignment.attempt,
-        outcome=worker_service_pb2.ATTEMPT_OUTCOME_FAILED, error=error)
+        namespace=namespace,
+        run_id=assignment.run_id,
+        attempt=assignment.attempt,
+        outcome=worker_service_pb2.ATTEMPT_OUTCOME_FAILED,
+        error=error,
+    )
 
 
 def lease_seconds(assignment: worker_service_pb2.AttemptAssignment) -> float:
@@ -79,10 +95,15 @@ def lease_seconds(assignment: worker_service_pb2.AttemptAssignment) -> float:
     return DEFAULT_LEASE
 
 
-async def execute_attempt(stub: Any, namespace: str, task: Task | None,
-                          assignment: worker_service_pb2.AttemptAssignment, *,
-                          run_stub: Any = None, wait_stub: Any = None
-                          ) -> worker_service_pb2.FinishAttemptRequest | None:
+async def execute_attempt(
+    stub: Any,
+    namespace: str,
+    task: Task | None,
+    assignment: worker_service_pb2.AttemptAssignment,
+    *,
+    run_stub: Any = None,
+    wait_stub: Any = None,
+) -> worker_service_pb2.FinishAttemptRequest | None:
     """Runs one assigned attempt to its end and reports it with FinishAttempt.
     Returns the request sent (for a suspended attempt, the suspension the task's
     wait sent), or None when the attempt was superseded (canceled, or its lease
@@ -92,18 +113,30 @@ async def execute_attempt(stub: Any, namespace: str, task: Task | None,
     coroutine cancels the task function and reports nothing: the lease expires
     and the server retries the run."""
     lease = lease_seconds(assignment)
-    ctx = AttemptContext(namespace=namespace, run_id=assignment.run_id,
-                         attempt=assignment.attempt, task_id=assignment.task_id,
-                         journal=replay.build_journal(assignment.steps), stub=stub,
-                         lease_seconds=lease, run_stub=run_stub, wait_stub=wait_stub,
-                         metadata=struct_to_dict(assignment.metadata)
-                         if assignment.HasField("metadata") else {},
-                         parent_run_id=assignment.parent_run_id)
+    ctx = AttemptContext(
+        namespace=namespace,
+        run_id=assignment.run_id,
+        attempt=assignment.attempt,
+        task_id=assignment.task_id,
+        journal=replay.build_journal(assignment.steps),
+        stub=stub,
+        lease_seconds=lease,
+        run_stub=run_stub,
+        wait_stub=wait_stub,
+        metadata=struct_to_dict(assignment.metadata) if assignment.HasField("metadata") else {},
+        parent_run_id=assignment.parent_run_id,
+    )
     started = time.monotonic()
-    log.info("attempt started: run=%s attempt=%d task=%s recorded_steps=%d",
-             ctx.run_id, ctx.attempt, ctx.task_id, len(ctx.journal))
-    fn_task = asyncio.create_task(_invoke(ctx, task, assignment),
-                                  name=f"cairn-run-{ctx.run_id}-attempt-{ctx.attempt}")
+    log.info(
+        "attempt started: run=%s attempt=%d task=%s recorded_steps=%d",
+        ctx.run_id,
+        ctx.attempt,
+        ctx.task_id,
+        len(ctx.journal),
+    )
+    fn_task = asyncio.create_task(
+        _invoke(ctx, task, assignment), name=f"cairn-run-{ctx.run_id}-attempt-{ctx.attempt}"
+    )
     heartbeat = asyncio.create_task(_heartbeat(ctx, fn_task, lease / 3))
     try:
         try:
@@ -120,8 +153,12 @@ async def execute_attempt(stub: Any, namespace: str, task: Task | None,
             return ctx.suspend_request
         request = _finish_request(ctx, task, fn_task)
         if request is None:
-            log.warning("attempt superseded: run=%s attempt=%d task=%s; its result is "
-                        "discarded", ctx.run_id, ctx.attempt, ctx.task_id)
+            log.warning(
+                "attempt superseded: run=%s attempt=%d task=%s; its result is discarded",
+                ctx.run_id,
+                ctx.attempt,
+                ctx.task_id,
+            )
             return None
         if not await _finish(ctx, request, started):
             return None
@@ -134,33 +171,56 @@ def _log_suspended(ctx: AttemptContext, fn_task: asyncio.Task[Any], started: flo
     """The attempt ended on a wait the server accepted: it sends nothing more."""
     exc = None if fn_task.cancelled() else fn_task.exception()
     if exc is not None and not isinstance(exc, AttemptSuspended):
-        log.warning("task code went on after the attempt suspended and ended with %s: %s; "
-                    "ignored: run=%s attempt=%d", type_name(type(exc)), one_line(str(exc)),
-                    ctx.run_id, ctx.attempt)
+        log.warning(
+            "task code went on after the attempt suspended and ended with %s: %s; ignored: run=%s attempt=%d",
+            type_name(type(exc)),
+            one_line(str(exc)),
+            ctx.run_id,
+            ctx.attempt,
+        )
     elif exc is None and not fn_task.cancelled():
-        log.warning("task code caught the suspension of its attempt and returned; its result "
-                    "is ignored: run=%s attempt=%d", ctx.run_id, ctx.attempt)
-    log.info("attempt suspended: run=%s attempt=%d task=%s wait=%s duration=%.3fs",
-             ctx.run_id, ctx.attempt, ctx.task_id, ctx.suspended, time.monotonic() - started)
+        log.warning(
+            "task code caught the suspension of its attempt and returned; its result "
+            "is ignored: run=%s attempt=%d",
+            ctx.run_id,
+            ctx.attempt,
+        )
+    log.info(
+        "attempt suspended: run=%s attempt=%d task=%s wait=%s duration=%.3fs",
+        ctx.run_id,
+        ctx.attempt,
+        ctx.task_id,
+        ctx.suspended,
+        time.monotonic() - started,
+    )
 
 
-async def _invoke(ctx: AttemptContext, task: Task | None,
-                  assignment: worker_service_pb2.AttemptAssignment
-                  ) -> worker_service_pb2.FinishAttemptRequest:
+async def _invoke(
+    ctx: AttemptContext, task: Task | None, assignment: worker_service_pb2.AttemptAssignment
+) -> worker_service_pb2.FinishAttemptRequest:
     """Runs the task function under the attempt's context and turns its result or
     error into the FinishAttempt request."""
     _attempt.set(ctx)  # this coroutine runs in its own task, hence its own context
     if task is None:
-        return _failed(assignment, ctx.namespace, common_pb2.ErrorInfo(
-            type="cairn.UnknownTask",
-            message=f"this worker does not serve task '{assignment.task_id}'"))
+        return _failed(
+            assignment,
+            ctx.namespace,
+            common_pb2.ErrorInfo(
+                type="cairn.UnknownTask", message=f"this worker does not serve task '{assignment.task_id}'"
+            ),
+        )
     try:
         payload = payloads.decode(assignment.payload.data, assignment.payload.encoding)
     except payloads.PayloadError as exc:
-        return _failed(assignment, ctx.namespace, common_pb2.ErrorInfo(
-            type="cairn.payloads.PayloadError",
-            message=f"payload of run {ctx.run_id} for task '{task.id}' cannot be decoded: {exc}",
-            non_retryable=True))
+        return _failed(
+            assignment,
+            ctx.namespace,
+            common_pb2.ErrorInfo(
+                type="cairn.payloads.PayloadError",
+                message=f"payload of run {ctx.run_id} for task '{task.id}' cannot be decoded: {exc}",
+                non_retryable=True,
+            ),
+        )
     try:
         value = await task.fn(payload)
     except Exception as exc:
@@ -168,22 +228,30 @@ async def _invoke(ctx: AttemptContext, task: Task | None,
     try:
         data = payloads.encode_json(value)
     except payloads.PayloadError as exc:
-        return _failed(assignment, ctx.namespace, common_pb2.ErrorInfo(
-            type="TypeError",
-            message=f"task '{task.id}' returned a value that is not JSON-serialisable: {exc}",
-            non_retryable=True))
+        return _failed(
+            assignment,
+            ctx.namespace,
+            common_pb2.ErrorInfo(
+                type="TypeError",
+                message=f"task '{task.id}' returned a value that is not JSON-serialisable: {exc}",
+                non_retryable=True,
+            ),
+        )
     return worker_service_pb2.FinishAttemptRequest(
-        namespace=ctx.namespace, run_id=ctx.run_id, attempt=ctx.attempt,
+        namespace=ctx.namespace,
+        run_id=ctx.run_id,
+        attempt=ctx.attempt,
         outcome=worker_service_pb2.ATTEMPT_OUTCOME_COMPLETED,
-        output=common_pb2.Payload(data=data, encoding=payloads.JSON))
+        output=common_pb2.Payload(data=data, encoding=payloads.JSON),
+    )
 
 
-def _finish_request(ctx: AttemptContext, task: Task | None, fn_task: asyncio.Task[Any]
-                    ) -> worker_service_pb2.FinishAttemptRequest | None:
+def _finish_request(
+    ctx: AttemptContext, task: Task | None, fn_task: asyncio.Task[Any]
+) -> worker_service_pb2.FinishAttemptRequest | None:
     """The report for a finished task function, or None when it must not be sent."""
     if fn_task.cancelled():
-        exc: BaseException | None = asyncio.CancelledError(
-            "the task function was cancelled by its own code")
+        exc: BaseException | None = asyncio.CancelledError("the task function was cancelled by its own code")
     else:
         exc = fn_task.exception()
     if isinstance(exc, AttemptAbandoned):
@@ -192,7 +260,8 @@ def _finish_request(ctx: AttemptContext, task: Task | None, fn_task: asyncio.Tas
     if ctx.abandoned:
         return None
     base = worker_service_pb2.FinishAttemptRequest(
-        namespace=ctx.namespace, run_id=ctx.run_id, attempt=ctx.attempt)
+        namespace=ctx.namespace, run_id=ctx.run_id, attempt=ctx.attempt
+    )
     if ctx.nondeterminism is not None:
         # Even if task code caught it: results after a mismatch cannot be trusted.
         err = ctx.nondeterminism
@@ -201,62 +270,100 @@ def _finish_request(ctx: AttemptContext, task: Task | None, fn_task: asyncio.Tas
         return base
     if exc is not None:
         base.outcome = worker_service_pb2.ATTEMPT_OUTCOME_FAILED
-        base.error.CopyFrom(task_error_info(task, exc) if task is not None
-                            else error_info(exc, False))
+        base.error.CopyFrom(task_error_info(task, exc) if task is not None else error_info(exc, False))
         return base
     return fn_task.result()
 
 
-async def _finish(ctx: AttemptContext, request: worker_service_pb2.FinishAttemptRequest,
-                  started: float) -> bool:
+async def _finish(
+    ctx: AttemptContext, request: worker_service_pb2.FinishAttemptRequest, started: float
+) -> bool:
     """Sends FinishAttempt. A refusal (the attempt is stale) or a server unreachable
     for a whole lease is logged, not raised. A completed output the server refuses
     as invalid is reported instead as a non-retryable failure. True when acknowledged."""
     outcome = _OUTCOME_NAMES.get(request.outcome, str(request.outcome))
     try:
-        response = await call_with_retry(ctx.stub.FinishAttempt, request,
-                                         timeout=WRITE_TIMEOUT, give_up_after=ctx.lease_seconds)
+        response = await call_with_retry(
+            ctx.stub.FinishAttempt, request, timeout=WRITE_TIMEOUT, give_up_after=ctx.lease_seconds
+        )
     except grpc.RpcError as exc:
         code = code_of(exc)
         details = details_of(exc)
         if code in FENCED:
-            log.warning("attempt superseded: run=%s attempt=%d task=%s; the server refused "
-                        "its finish (%s: %s)", ctx.run_id, ctx.attempt, ctx.task_id,
-                        code.name, details)
+            log.warning(
+                "attempt superseded: run=%s attempt=%d task=%s; the server refused its finish (%s: %s)",
+                ctx.run_id,
+                ctx.attempt,
+                ctx.task_id,
+                code.name,
+                details,
+            )
         elif code in TRANSIENT_CODES:
-            log.warning("attempt abandoned: run=%s attempt=%d task=%s; could not report "
-                        "outcome %s within the lease (%s: %s); the server will retry the run",
-                        ctx.run_id, ctx.attempt, ctx.task_id, outcome, code.name, details)
-        elif (code == grpc.StatusCode.INVALID_ARGUMENT
-              and request.outcome == worker_service_pb2.ATTEMPT_OUTCOME_COMPLETED):
-            log.error("attempt output refused: run=%s attempt=%d task=%s (%s); reporting it "
-                      "as failed", ctx.run_id, ctx.attempt, ctx.task_id, details)
-            failed = _failed(worker_service_pb2.AttemptAssignment(
-                run_id=ctx.run_id, attempt=ctx.attempt), ctx.namespace, common_pb2.ErrorInfo(
+            log.warning(
+                "attempt abandoned: run=%s attempt=%d task=%s; could not report "
+                "outcome %s within the lease (%s: %s); the server will retry the run",
+                ctx.run_id,
+                ctx.attempt,
+                ctx.task_id,
+                outcome,
+                code.name,
+                details,
+            )
+        elif (
+            code == grpc.StatusCode.INVALID_ARGUMENT
+            and request.outcome == worker_service_pb2.ATTEMPT_OUTCOME_COMPLETED
+        ):
+            log.error(
+                "attempt output refused: run=%s attempt=%d task=%s (%s); reporting it as failed",
+                ctx.run_id,
+                ctx.attempt,
+                ctx.task_id,
+                details,
+            )
+            failed = _failed(
+                worker_service_pb2.AttemptAssignment(run_id=ctx.run_id, attempt=ctx.attempt),
+                ctx.namespace,
+                common_pb2.ErrorInfo(
                     type="cairn.OutputRefused",
                     message=f"the server refused the output of task '{ctx.task_id}': {details}",
-                    non_retryable=True))
+                    non_retryable=True,
+                ),
+            )
             return await _finish(ctx, failed, started)
         else:
-            log.error("attempt finish failed: run=%s attempt=%d task=%s outcome=%s (%s: %s)",
-                      ctx.run_id, ctx.attempt, ctx.task_id, outcome,
-                      code.name if code else type(exc).__name__, details)
+            log.error(
+                "attempt finish failed: run=%s attempt=%d task=%s outcome=%s (%s: %s)",
+                ctx.run_id,
+                ctx.attempt,
+                ctx.task_id,
+                outcome,
+                code.name if code else type(exc).__name__,
+                details,
+            )
         return False
     run_status = RUN_STATUS_NAMES.get(getattr(response, "run_status", 0), "")
     error = ""
     if request.outcome == worker_service_pb2.ATTEMPT_OUTCOME_FAILED:
         error = f" error={request.error.type}: {one_line(request.error.message)}"
-    log.info("attempt finished: run=%s attempt=%d task=%s outcome=%s run_status=%s "
-             "duration=%.3fs%s", ctx.run_id, ctx.attempt, ctx.task_id, outcome,
-             run_status or "?", time.monotonic() - started, error)
+    log.info(
+        "attempt finished: run=%s attempt=%d task=%s outcome=%s run_status=%s duration=%.3fs%s",
+        ctx.run_id,
+        ctx.attempt,
+        ctx.task_id,
+        outcome,
+        run_status or "?",
+        time.monotonic() - started,
+        error,
+    )
     return True
 
 
 async def _heartbeat(ctx: AttemptContext, fn_task: asyncio.Task[Any], interval: float) -> None:
     """Extends the lease every interval. When the server says the attempt is no
     longer current, marks it abandoned and cancels the task function."""
-    request = worker_service_pb2.HeartbeatRequest(namespace=ctx.namespace, run_id=ctx.run_id,
-                                                  attempt=ctx.attempt)
+    request = worker_service_pb2.HeartbeatRequest(
+        namespace=ctx.namespace, run_id=ctx.run_id, attempt=ctx.attempt
+    )
     while True:
         await asyncio.sleep(interval)
         if ctx.suspended is not None:
@@ -267,11 +374,20 @@ async def _heartbeat(ctx: AttemptContext, fn_task: asyncio.Task[Any], interval: 
             code = code_of(exc)
             if code in FENCED:
                 ctx.abandoned = True
-                log.warning("attempt superseded: run=%s attempt=%d task=%s; heartbeat "
-                            "refused (%s: %s); stopping it", ctx.run_id, ctx.attempt,
-                            ctx.task_id, code.name, details_of(exc))
+                log.warning(
+                    "attempt superseded: run=%s attempt=%d task=%s; heartbeat refused (%s: %s); stopping it",
+                    ctx.run_id,
+                    ctx.attempt,
+                    ctx.task_id,
+                    code.name,
+                    details_of(exc),
+                )
                 fn_task.cancel()
                 return
-            log.warning("heartbeat failed: run=%s attempt=%d (%s: %s); will retry",
-                        ctx.run_id, ctx.attempt, code.name if code else type(exc).__name__,
-                        details_of(exc))
+            log.warning(
+                "heartbeat failed: run=%s attempt=%d (%s: %s); will retry",
+                ctx.run_id,
+                ctx.attempt,
+                code.name if code else type(exc).__name__,
+                details_of(exc),
+            )

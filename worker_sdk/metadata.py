@@ -1,5 +1,6 @@
 """A run's metadata from inside the run: read from the attempt's assignment and
 replaced through WorkerService.UpdateRunMetadata (a fenced write)."""
+
 from __future__ import annotations
 
 import copy
@@ -8,7 +9,6 @@ from typing import Any
 
 from cairn.run_json import struct_to_dict
 from cairn.v1 import worker_service_pb2
-
 from worker_sdk.context import AttemptContext
 from worker_sdk.options import json_object, to_struct
 from worker_sdk.suspension import check_live
@@ -21,10 +21,9 @@ async def set_metadata(ctx: AttemptContext, metadata: Mapping[str, Any]) -> dict
     check_live(ctx)
     value = json_object("metadata", metadata)
     request = worker_service_pb2.UpdateRunMetadataRequest(
-        namespace=ctx.namespace, run_id=ctx.run_id, attempt=ctx.attempt,
-        metadata=to_struct("metadata", value))
-    response = await attempt_call(ctx, ctx.stub.UpdateRunMetadata, request,
-                                  "updating the run's metadata")
+        namespace=ctx.namespace, run_id=ctx.run_id, attempt=ctx.attempt, metadata=to_struct("metadata", value)
+    )
+    response = await attempt_call(ctx, ctx.stub.UpdateRunMetadata, request, "updating the run's metadata")
     if response is not None and response.HasField("metadata"):
         value = struct_to_dict(response.metadata)
     ctx.metadata = value

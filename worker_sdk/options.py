@@ -1,12 +1,13 @@
 """Run options as the protocol takes them: durations (timedelta or seconds) as
 google.protobuf Duration, metadata (a JSON object) as google.protobuf Struct, and
 the TriggerOptions message every way of triggering shares."""
+
 from __future__ import annotations
 
 import json
 import math
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from google.protobuf.duration_pb2 import Duration
@@ -18,8 +19,7 @@ from cairn.v1 import common_pb2
 
 INT32_MAX = 2**31 - 1
 MAX_CONCURRENCY_KEY = 128
-TRIGGER_OPTION_NAMES = ("delay", "ttl", "priority", "tags", "metadata", "max_duration",
-                        "concurrency_key")
+TRIGGER_OPTION_NAMES = ("delay", "ttl", "priority", "tags", "metadata", "max_duration", "concurrency_key")
 
 
 def duration_seconds(what: str, value: Any, *, allow_zero: bool = True) -> float:
@@ -48,23 +48,23 @@ def to_duration(seconds: float) -> Duration:
 
 def to_timestamp(when: datetime) -> Timestamp:
     ts = Timestamp()
-    ts.FromDatetime(when.astimezone(timezone.utc))
+    ts.FromDatetime(when.astimezone(UTC))
     return ts
 
 
 def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def iso_utc(when: datetime) -> str:
     """An aware datetime as ISO-8601 in UTC with a 'Z', e.g. 2025-01-02T03:04:05.123456Z."""
-    return when.astimezone(timezone.utc).replace(tzinfo=None).isoformat() + "Z"
+    return when.astimezone(UTC).replace(tzinfo=None).isoformat() + "Z"
 
 
 def parse_iso(text: str) -> datetime:
     """An ISO-8601 time as an aware datetime (UTC when it names no offset)."""
     when = datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
-    return when if when.tzinfo is not None else when.replace(tzinfo=timezone.utc)
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
 def json_object(what: str, value: Any) -> dict[str, Any]:
@@ -105,16 +105,22 @@ def _concurrency_key(value: Any) -> str:
     if not value:
         raise ValueError("concurrency_key must not be empty")
     if len(value) > MAX_CONCURRENCY_KEY:
-        raise ValueError(f"concurrency_key {value[:40]!r}... is {len(value)} characters; at "
-                         f"most {MAX_CONCURRENCY_KEY} are allowed")
+        raise ValueError(
+            f"concurrency_key {value[:40]!r}... is {len(value)} characters; at "
+            f"most {MAX_CONCURRENCY_KEY} are allowed"
+        )
     return value
 
 
-def trigger_options(delay: timedelta | float | None = None, ttl: timedelta | float | None = None,
-                    priority: int | None = None, tags: Iterable[str] | None = None,
-                    metadata: Mapping[str, Any] | None = None,
-                    max_duration: timedelta | float | None = None,
-                    concurrency_key: str | None = None) -> common_pb2.TriggerOptions:
+def trigger_options(
+    delay: timedelta | float | None = None,
+    ttl: timedelta | float | None = None,
+    priority: int | None = None,
+    tags: Iterable[str] | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    max_duration: timedelta | float | None = None,
+    concurrency_key: str | None = None,
+) -> common_pb2.TriggerOptions:
     """The TriggerOptions message for the given options; None leaves one unset.
     delay: start no earlier than this from now; ttl: expire if not started within
     this; priority: higher is dispatched first in its queue; tags: labels to list
@@ -139,7 +145,8 @@ def trigger_options(delay: timedelta | float | None = None, ttl: timedelta | flo
         opts.metadata.CopyFrom(to_struct("metadata", metadata))
     if max_duration is not None:
         opts.max_duration.CopyFrom(
-            to_duration(duration_seconds("max_duration", max_duration, allow_zero=False)))
+            to_duration(duration_seconds("max_duration", max_duration, allow_zero=False))
+        )
     if concurrency_key is not None:
         opts.concurrency_key = _concurrency_key(concurrency_key)
     return opts
@@ -149,8 +156,10 @@ def options_from_kwargs(where: str, options: Mapping[str, Any]) -> common_pb2.Tr
     """trigger_options(**options), with a TypeError naming `where` for an unknown option."""
     unknown = sorted(set(options) - set(TRIGGER_OPTION_NAMES))
     if unknown:
-        raise TypeError(f"{where}: unknown option(s) {', '.join(unknown)}; the options are "
-                        f"{', '.join(TRIGGER_OPTION_NAMES)}")
+        raise TypeError(
+            f"{where}: unknown option(s) {', '.join(unknown)}; the options are "
+            f"{', '.join(TRIGGER_OPTION_NAMES)}"
+        )
     return trigger_options(**options)
 
 

@@ -1,4 +1,5 @@
 """Retry policies and queues, as declared on tasks and steps."""
+
 from __future__ import annotations
 
 import math
@@ -24,11 +25,14 @@ def validate_name(kind: str, name: Any) -> str:
     if not name:
         raise ValueError(f"{kind} must not be empty")
     if len(name) > MAX_NAME_LENGTH:
-        raise ValueError(f"{kind} {name[:40]!r}... is {len(name)} characters; at most "
-                         f"{MAX_NAME_LENGTH} are allowed")
+        raise ValueError(
+            f"{kind} {name[:40]!r}... is {len(name)} characters; at most {MAX_NAME_LENGTH} are allowed"
+        )
     if not NAME_RE.match(name):
-        raise ValueError(f"{kind} {name!r} is invalid: it must start with a letter or digit "
-                         "and contain only letters, digits, '_', '.', ':' and '-'")
+        raise ValueError(
+            f"{kind} {name!r} is invalid: it must start with a letter or digit "
+            "and contain only letters, digits, '_', '.', ':' and '-'"
+        )
     return name
 
 
@@ -72,27 +76,35 @@ class Retry:
         try:
             types = tuple(types)
         except TypeError:
-            raise TypeError("retry.non_retryable must be a tuple of exception classes, "
-                            f"got {self.non_retryable!r}") from None
+            raise TypeError(
+                f"retry.non_retryable must be a tuple of exception classes, got {self.non_retryable!r}"
+            ) from None
         for t in types:
             if not (isinstance(t, type) and issubclass(t, BaseException)):
                 raise TypeError(f"retry.non_retryable must contain exception classes, got {t!r}")
         object.__setattr__(self, "non_retryable", types)
-        self.settings  # raises ValueError naming the field
+        _ = self.settings  # raises ValueError naming the field
 
     @property
     def settings(self) -> RetrySettings:
         """The policy as the shared backoff helpers take it."""
-        return RetrySettings(max_attempts=self.max_attempts, factor=self.factor,
-                             min_timeout=self.min_timeout, max_timeout=self.max_timeout,
-                             jitter=self.jitter)
+        return RetrySettings(
+            max_attempts=self.max_attempts,
+            factor=self.factor,
+            min_timeout=self.min_timeout,
+            max_timeout=self.max_timeout,
+            jitter=self.jitter,
+        )
 
     def to_proto(self) -> common_pb2.RetryPolicy:
         """The policy as sent to the server with a task definition."""
         return common_pb2.RetryPolicy(
-            max_attempts=self.max_attempts, factor=self.factor,
-            min_timeout=_duration(self.min_timeout), max_timeout=_duration(self.max_timeout),
-            jitter=self.jitter)
+            max_attempts=self.max_attempts,
+            factor=self.factor,
+            min_timeout=_duration(self.min_timeout),
+            max_timeout=_duration(self.max_timeout),
+            jitter=self.jitter,
+        )
 
     def is_non_retryable(self, exc: BaseException) -> bool:
         """Whether exc ends retrying at once."""
@@ -113,19 +125,24 @@ class Queue:
         self.name = validate_name("queue name", name)
         if concurrency_limit is not None:
             if isinstance(concurrency_limit, bool) or not isinstance(concurrency_limit, int):
-                raise TypeError(f"queue {name!r}: concurrency_limit must be an int or None, "
-                                f"got {concurrency_limit!r}")
+                raise TypeError(
+                    f"queue {name!r}: concurrency_limit must be an int or None, got {concurrency_limit!r}"
+                )
             if concurrency_limit < 1:
-                raise ValueError(f"queue {name!r}: concurrency_limit must be at least 1, "
-                                 f"got {concurrency_limit}")
+                raise ValueError(
+                    f"queue {name!r}: concurrency_limit must be at least 1, got {concurrency_limit}"
+                )
         self.concurrency_limit = concurrency_limit
 
     def __repr__(self) -> str:
         return f"Queue({self.name!r}, concurrency_limit={self.concurrency_limit!r})"
 
     def __eq__(self, other: object) -> bool:
-        return (isinstance(other, Queue) and other.name == self.name
-                and other.concurrency_limit == self.concurrency_limit)
+        return (
+            isinstance(other, Queue)
+            and other.name == self.name
+            and other.concurrency_limit == self.concurrency_limit
+        )
 
     def __hash__(self) -> int:
         return hash((self.name, self.concurrency_limit))

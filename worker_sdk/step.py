@@ -1,6 +1,7 @@
 """@step: a checkpointed call inside a task. Live, its body runs (with in-place
 retries) and its result is recorded before it returns; on replay the recorded
 result comes back without running the body."""
+
 from __future__ import annotations
 
 import asyncio
@@ -15,10 +16,8 @@ import grpc
 from cairn import payloads
 from cairn.backoff import backoff_seconds
 from cairn.v1 import common_pb2, worker_service_pb2
-
 from worker_sdk import replay
-from worker_sdk.context import (AttemptContext, StepContext, _step, current_attempt,
-                                current_step)
+from worker_sdk.context import AttemptContext, StepContext, _step, current_attempt, current_step
 from worker_sdk.errors import StepFailedError, type_name
 from worker_sdk.execution import error_info, one_line
 from worker_sdk.retry import Retry
@@ -41,8 +40,9 @@ class _StepSpec:
         self.retry = retry
 
 
-def step(fn: Callable[P, Awaitable[R]] | None = None, *, name: str | None = None,
-         retry: Retry | None = None) -> Any:
+def step(
+    fn: Callable[P, Awaitable[R]] | None = None, *, name: str | None = None, retry: Retry | None = None
+) -> Any:
     """Declares an async function as a step, used as `@step` or
     `@step(name=..., retry=...)`. The name (default: the function's qualified name)
     is the step's identity in the journal; retry is applied in place, inside the
@@ -54,8 +54,7 @@ def step(fn: Callable[P, Awaitable[R]] | None = None, *, name: str | None = None
         if not isinstance(name, str) or not name:
             raise ValueError(f"@step: name must be a non-empty string, got {name!r}")
         if len(name) > MAX_STEP_NAME:
-            raise ValueError(f"@step: name {name[:40]!r}... is longer than {MAX_STEP_NAME} "
-                             "characters")
+            raise ValueError(f"@step: name {name[:40]!r}... is longer than {MAX_STEP_NAME} characters")
 
     def decorate(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
         step_name = name or getattr(fn, "__qualname__", None) or repr(fn)
@@ -86,8 +85,9 @@ def step(fn: Callable[P, Awaitable[R]] | None = None, *, name: str | None = None
     return decorate
 
 
-def run_step(ctx: AttemptContext, position: int, name: str,
-             body: Callable[[], Awaitable[Any]], retry: Retry) -> Awaitable[Any]:
+def run_step(
+    ctx: AttemptContext, position: int, name: str, body: Callable[[], Awaitable[Any]], retry: Retry
+) -> Awaitable[Any]:
     """Runs body as the step `name` at position (taken by the caller): replayed
     from the journal when recorded, else run live and recorded. For the SDK's own
     steps (creating a wait token, triggering a child run)."""
@@ -97,14 +97,24 @@ def run_step(ctx: AttemptContext, position: int, name: str,
 async def record_step(ctx: AttemptContext, position: int, name: str, value: Any) -> None:
     """Records value as the completed step `name` at position, without a body."""
     data = payloads.encode_json(value)
-    await _record(ctx, worker_service_pb2.RecordStepRequest(
-        namespace=ctx.namespace, run_id=ctx.run_id, attempt=ctx.attempt,
-        position=position, name=name, status=common_pb2.STEP_STATUS_COMPLETED,
-        output=common_pb2.Payload(data=data, encoding=payloads.JSON), tries=1))
+    await _record(
+        ctx,
+        worker_service_pb2.RecordStepRequest(
+            namespace=ctx.namespace,
+            run_id=ctx.run_id,
+            attempt=ctx.attempt,
+            position=position,
+            name=name,
+            status=common_pb2.STEP_STATUS_COMPLETED,
+            output=common_pb2.Payload(data=data, encoding=payloads.JSON),
+            tries=1,
+        ),
+    )
 
 
-async def _run(ctx: AttemptContext, spec: _StepSpec, position: int,
-               args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+async def _run(
+    ctx: AttemptContext, spec: _StepSpec, position: int, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
     recorded = lookup(ctx, position, spec.name)
     if recorded is not None:
         return replay.replay(recorded)
@@ -115,8 +125,9 @@ async def _run(ctx: AttemptContext, spec: _StepSpec, position: int,
         _step.reset(token)
 
 
-async def _run_live(ctx: AttemptContext, spec: _StepSpec, position: int,
-                    args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+async def _run_live(
+    ctx: AttemptContext, spec: _StepSpec, position: int, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
     settings = spec.retry.settings
     tries = 0
     while True:
@@ -128,34 +139,60 @@ async def _run_live(ctx: AttemptContext, spec: _StepSpec, position: int,
             if non_retryable or tries >= settings.max_attempts:
                 return await _record_failure(ctx, spec, position, tries, exc, non_retryable)
             delay = backoff_seconds(settings, tries)  # capped at max_timeout, never overflows
-            ctx.logger.warning("step '%s' (position %d) failed on try %d of %d: %s: %s; "
-                               "retrying in %.3fs", spec.name, position, tries,
-                               settings.max_attempts, type_name(type(exc)),
-                               one_line(str(exc)), delay)
+            ctx.logger.warning(
+                "step '%s' (position %d) failed on try %d of %d: %s: %s; retrying in %.3fs",
+                spec.name,
+                position,
+                tries,
+                settings.max_attempts,
+                type_name(type(exc)),
+                one_line(str(exc)),
+                delay,
+            )
             await asyncio.sleep(delay)
             continue
         try:
             data = payloads.encode_json(value)
         except payloads.PayloadError as exc:
-            type_error = TypeError(f"step '{spec.name}' returned a value that is not "
-                                   f"JSON-serialisable: {exc}")
+            type_error = TypeError(
+                f"step '{spec.name}' returned a value that is not JSON-serialisable: {exc}"
+            )
             return await _record_failure(ctx, spec, position, tries, type_error, True)
-        await _record(ctx, worker_service_pb2.RecordStepRequest(
-            namespace=ctx.namespace, run_id=ctx.run_id, attempt=ctx.attempt,
-            position=position, name=spec.name, status=common_pb2.STEP_STATUS_COMPLETED,
-            output=common_pb2.Payload(data=data, encoding=payloads.JSON), tries=tries))
+        await _record(
+            ctx,
+            worker_service_pb2.RecordStepRequest(
+                namespace=ctx.namespace,
+                run_id=ctx.run_id,
+                attempt=ctx.attempt,
+                position=position,
+                name=spec.name,
+                status=common_pb2.STEP_STATUS_COMPLETED,
+                output=common_pb2.Payload(data=data, encoding=payloads.JSON),
+                tries=tries,
+            ),
+        )
         # The decoded record, not `value`: live and replay return the same thing.
         return payloads.decode(data, payloads.JSON)
 
 
-async def _record_failure(ctx: AttemptContext, spec: _StepSpec, position: int, tries: int,
-                          exc: Exception, non_retryable: bool) -> Any:
+async def _record_failure(
+    ctx: AttemptContext, spec: _StepSpec, position: int, tries: int, exc: Exception, non_retryable: bool
+) -> Any:
     info = error_info(exc, non_retryable)
-    await _record(ctx, worker_service_pb2.RecordStepRequest(
-        namespace=ctx.namespace, run_id=ctx.run_id, attempt=ctx.attempt, position=position,
-        name=spec.name, status=common_pb2.STEP_STATUS_FAILED, error=info, tries=tries))
-    raise StepFailedError(spec.name, info.type, info.message, non_retryable,
-                          info.stack_trace) from exc
+    await _record(
+        ctx,
+        worker_service_pb2.RecordStepRequest(
+            namespace=ctx.namespace,
+            run_id=ctx.run_id,
+            attempt=ctx.attempt,
+            position=position,
+            name=spec.name,
+            status=common_pb2.STEP_STATUS_FAILED,
+            error=info,
+            tries=tries,
+        ),
+    )
+    raise StepFailedError(spec.name, info.type, info.message, non_retryable, info.stack_trace) from exc
 
 
 async def _record(ctx: AttemptContext, request: worker_service_pb2.RecordStepRequest) -> None:
@@ -163,9 +200,20 @@ async def _record(ctx: AttemptContext, request: worker_service_pb2.RecordStepReq
     already recorded) abandons the attempt; so does a server unreachable for a whole
     lease, since by then the lease has expired and another attempt will run."""
     check_live(ctx)
-    await attempt_call(ctx, ctx.stub.RecordStep, request,
-                       f"recording step '{request.name}' at position {request.position}",
-                       fenced=_FENCED)
+    await attempt_call(
+        ctx,
+        ctx.stub.RecordStep,
+        request,
+        f"recording step '{request.name}' at position {request.position}",
+        fenced=_FENCED,
+    )
     status = "completed" if request.status == common_pb2.STEP_STATUS_COMPLETED else "failed"
-    log.info("step recorded: run=%s attempt=%d position=%d name=%s status=%s tries=%d",
-             ctx.run_id, ctx.attempt, request.position, request.name, status, request.tries)
+    log.info(
+        "step recorded: run=%s attempt=%d position=%d name=%s status=%s tries=%d",
+        ctx.run_id,
+        ctx.attempt,
+        request.position,
+        request.name,
+        status,
+        request.tries,
+    )

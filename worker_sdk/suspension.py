@@ -1,17 +1,22 @@
 """What every durable wait shares: taking its step position, finding its result
 in the journal, and suspending the attempt with FinishAttempt(SUSPENDED) when
 the result is not there yet."""
+
 from __future__ import annotations
 
 import asyncio
 from typing import Any, NoReturn
 
 from cairn.v1 import common_pb2, worker_service_pb2
-
 from worker_sdk import replay
 from worker_sdk.context import AttemptContext, current_attempt, current_step
-from worker_sdk.errors import (AttemptAbandoned, AttemptSuspended, ConcurrentWaitError,
-                               NonDeterminismError, WaitTimeoutError)
+from worker_sdk.errors import (
+    AttemptAbandoned,
+    AttemptSuspended,
+    ConcurrentWaitError,
+    NonDeterminismError,
+    WaitTimeoutError,
+)
 from worker_sdk.writes import attempt_call
 
 WAIT_TIMEOUT_TYPE = "cairn.WaitTimeout"
@@ -23,11 +28,9 @@ def begin(what: str) -> tuple[AttemptContext, int]:
     RuntimeError outside a task and inside a step body."""
     ctx = current_attempt()
     if ctx is None:
-        raise RuntimeError(f"{what} is only available while a task runs (inside a @task "
-                           "function)")
+        raise RuntimeError(f"{what} is only available while a task runs (inside a @task function)")
     if current_step() is not None:
-        raise RuntimeError(f"{what} cannot be used inside a @step body; call it from the "
-                           "task function")
+        raise RuntimeError(f"{what} cannot be used inside a @step body; call it from the task function")
     position = ctx.next_position
     ctx.next_position += 1
     return ctx, position
@@ -38,8 +41,7 @@ def check_live(ctx: AttemptContext) -> None:
     if ctx.abandoned:
         raise AttemptAbandoned(f"run {ctx.run_id} attempt {ctx.attempt} was superseded")
     if ctx.suspended is not None:
-        raise AttemptSuspended(f"run {ctx.run_id} attempt {ctx.attempt} is suspended "
-                               f"({ctx.suspended})")
+        raise AttemptSuspended(f"run {ctx.run_id} attempt {ctx.attempt} is suspended ({ctx.suspended})")
 
 
 def lookup(ctx: AttemptContext, position: int, name: str) -> common_pb2.Step | None:
@@ -57,22 +59,26 @@ def lookup(ctx: AttemptContext, position: int, name: str) -> common_pb2.Step | N
 def resolved(recorded: common_pb2.Step) -> Any:
     """A resolved wait's result: the recorded payload, WaitTimeoutError when it
     timed out, or the recorded failure as StepFailedError."""
-    if (recorded.status == common_pb2.STEP_STATUS_FAILED
-            and recorded.error.type == WAIT_TIMEOUT_TYPE):
-        raise WaitTimeoutError(recorded.error.message
-                               or f"{recorded.name} at position {recorded.position} timed out")
+    if recorded.status == common_pb2.STEP_STATUS_FAILED and recorded.error.type == WAIT_TIMEOUT_TYPE:
+        raise WaitTimeoutError(
+            recorded.error.message or f"{recorded.name} at position {recorded.position} timed out"
+        )
     return replay.replay(recorded)
 
 
 def request(ctx: AttemptContext) -> worker_service_pb2.FinishAttemptRequest:
     """A FinishAttempt(SUSPENDED) request for the attempt, to fill with wake_at or wait."""
     return worker_service_pb2.FinishAttemptRequest(
-        namespace=ctx.namespace, run_id=ctx.run_id, attempt=ctx.attempt,
-        outcome=worker_service_pb2.ATTEMPT_OUTCOME_SUSPENDED)
+        namespace=ctx.namespace,
+        run_id=ctx.run_id,
+        attempt=ctx.attempt,
+        outcome=worker_service_pb2.ATTEMPT_OUTCOME_SUSPENDED,
+    )
 
 
-async def suspend(ctx: AttemptContext, finish: worker_service_pb2.FinishAttemptRequest,
-                  description: str) -> NoReturn:
+async def suspend(
+    ctx: AttemptContext, finish: worker_service_pb2.FinishAttemptRequest, description: str
+) -> NoReturn:
     """Ends the attempt as suspended on one wait. Accepted: raises AttemptSuspended,
     and the attempt sends nothing more. Refused as stale: AttemptAbandoned. Refused
     otherwise (e.g. INVALID_ARGUMENT): the mapped CairnError, and the attempt goes on.
@@ -103,8 +109,9 @@ async def suspend(ctx: AttemptContext, finish: worker_service_pb2.FinishAttemptR
     raise AttemptSuspended(f"run {ctx.run_id} attempt {ctx.attempt} suspended: {description}")
 
 
-async def _send(ctx: AttemptContext, finish: worker_service_pb2.FinishAttemptRequest,
-                description: str) -> None:
+async def _send(
+    ctx: AttemptContext, finish: worker_service_pb2.FinishAttemptRequest, description: str
+) -> None:
     await attempt_call(ctx, ctx.stub.FinishAttempt, finish, f"suspending on {description}")
     ctx.suspended = description
     ctx.suspend_request = finish
@@ -121,7 +128,8 @@ def _conflict(description: str, other: str | None) -> ConcurrentWaitError:
     return ConcurrentWaitError(
         f"{description} was started{also}: an attempt suspends on one wait at a time. "
         "Await waits one after the other; to wait for several child runs at once use "
-        "Task.batch_trigger_and_wait")
+        "Task.batch_trigger_and_wait"
+    )
 
 
 async def settle(ctx: AttemptContext) -> None:

@@ -5,22 +5,21 @@ is called, like a step, and is identified in the journal by (position, name).
 A wait whose result is not recorded yet suspends the attempt: the worker slot is
 freed, and once the server resolves the wait the run resumes in a new attempt
 that replays to the same point and gets the result."""
+
 from __future__ import annotations
 
 import asyncio
 import os
 from collections.abc import Awaitable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cairn.v1 import wait_service_pb2, worker_service_pb2
-
 from worker_sdk import suspension
 from worker_sdk.context import AttemptContext
 from worker_sdk.errors import CairnError
-from worker_sdk.options import (duration_seconds, iso_utc, parse_iso, to_duration, to_timestamp,
-                                utc_now)
+from worker_sdk.options import duration_seconds, iso_utc, parse_iso, to_duration, to_timestamp, utc_now
 from worker_sdk.retry import Retry
 from worker_sdk.writes import attempt_call
 
@@ -42,8 +41,7 @@ def inline_wait_seconds() -> float:
     try:
         return max(0.0, float(raw))
     except ValueError:
-        raise ValueError(f"CAIRN_INLINE_WAIT_SECONDS must be a number of seconds, "
-                         f"got {raw!r}") from None
+        raise ValueError(f"CAIRN_INLINE_WAIT_SECONDS must be a number of seconds, got {raw!r}") from None
 
 
 @dataclass(frozen=True)
@@ -78,14 +76,16 @@ def until(when: datetime) -> Awaitable[None]:
     if not isinstance(when, datetime):
         raise TypeError(f"wait.until: expected a datetime, got {when!r}")
     if when.tzinfo is None or when.utcoffset() is None:
-        raise ValueError("wait.until: the datetime must be timezone-aware, e.g. "
-                         "datetime(..., tzinfo=timezone.utc)")
+        raise ValueError(
+            "wait.until: the datetime must be timezone-aware, e.g. datetime(..., tzinfo=timezone.utc)"
+        )
     ctx, position = suspension.begin("wait.until")
     return _sleep(ctx, position, when)
 
 
 async def _sleep(ctx: AttemptContext, position: int, target: timedelta | datetime) -> None:
     from worker_sdk.step import record_step  # step imports execution, which imports tasks
+
     recorded = suspension.lookup(ctx, position, SLEEP)
     if recorded is not None:
         output = suspension.resolved(recorded)
@@ -105,8 +105,7 @@ async def _sleep(ctx: AttemptContext, position: int, target: timedelta | datetim
     await suspension.suspend(ctx, finish, f"sleep until {iso_utc(wake)} (position {position})")
 
 
-def for_event(name: str, key: str | None = None,
-              timeout: timedelta | float | None = None) -> Awaitable[Any]:
+def for_event(name: str, key: str | None = None, timeout: timedelta | float | None = None) -> Awaitable[Any]:
     """Waits for an event named `name` (and, when given, with this key) sent to
     this run or by name and key (Client.send_event, `cairn events send`), and
     returns its payload. With timeout, raises WaitTimeoutError when it passes first."""
@@ -120,14 +119,18 @@ def for_event(name: str, key: str | None = None,
     return _for_event(ctx, position, name, key or "", timeout)
 
 
-async def _for_event(ctx: AttemptContext, position: int, name: str, key: str,
-                     timeout: timedelta | float | None) -> Any:
+async def _for_event(
+    ctx: AttemptContext, position: int, name: str, key: str, timeout: timedelta | float | None
+) -> Any:
     recorded = suspension.lookup(ctx, position, FOR_EVENT)
     if recorded is not None:
         return suspension.resolved(recorded)
     finish = suspension.request(ctx)
-    finish.wait.CopyFrom(worker_service_pb2.WaitSpec(
-        position=position, name=FOR_EVENT, event=worker_service_pb2.EventWait(name=name, key=key)))
+    finish.wait.CopyFrom(
+        worker_service_pb2.WaitSpec(
+            position=position, name=FOR_EVENT, event=worker_service_pb2.EventWait(name=name, key=key)
+        )
+    )
     timeout_at = _timeout_at(timeout, "wait.for_event")
     if timeout_at is not None:
         finish.wait.timeout_at.CopyFrom(to_timestamp(timeout_at))
@@ -139,8 +142,9 @@ def create_token(timeout: timedelta | float | None = None) -> Awaitable[WaitToke
     """Creates a wait token, as a step (a replay returns the same token). Hand its
     id to whoever will complete it, then `await wait.for_token(token)`. With
     timeout, the token times out that long after creation."""
-    seconds = None if timeout is None else duration_seconds("wait.create_token: timeout",
-                                                            timeout, allow_zero=False)
+    seconds = (
+        None if timeout is None else duration_seconds("wait.create_token: timeout", timeout, allow_zero=False)
+    )
     ctx, position = suspension.begin("wait.create_token")
     return _create_token(ctx, position, seconds)
 
@@ -150,15 +154,17 @@ async def _create_token(ctx: AttemptContext, position: int, seconds: float | Non
 
     async def body() -> dict[str, Any]:
         request = wait_service_pb2.CreateWaitTokenRequest(
-            namespace=ctx.namespace, run_id=ctx.run_id,
-            idempotency_key=f"{ctx.run_id}:{position}")
+            namespace=ctx.namespace, run_id=ctx.run_id, idempotency_key=f"{ctx.run_id}:{position}"
+        )
         if seconds is not None:
             request.timeout.CopyFrom(to_duration(seconds))
-        response = await attempt_call(ctx, ctx.wait_stub.CreateWaitToken, request,
-                                      "creating a wait token", fenced=frozenset())
+        response = await attempt_call(
+            ctx, ctx.wait_stub.CreateWaitToken, request, "creating a wait token", fenced=frozenset()
+        )
         token = response.token
-        timeout_at = (iso_utc(token.timeout_at.ToDatetime(tzinfo=timezone.utc))
-                      if token.HasField("timeout_at") else None)
+        timeout_at = (
+            iso_utc(token.timeout_at.ToDatetime(tzinfo=UTC)) if token.HasField("timeout_at") else None
+        )
         return {"id": token.id, "timeout_at": timeout_at}
 
     value = await run_step(ctx, position, CREATE_TOKEN, body, _TOKEN_STEP_RETRY)
@@ -166,8 +172,7 @@ async def _create_token(ctx: AttemptContext, position: int, seconds: float | Non
     return WaitToken(id=value["id"], timeout_at=parse_iso(timeout_at) if timeout_at else None)
 
 
-def for_token(token: WaitToken | str, timeout: timedelta | float | None = None
-              ) -> Awaitable[Any]:
+def for_token(token: WaitToken | str, timeout: timedelta | float | None = None) -> Awaitable[Any]:
     """Waits until the token is completed and returns the payload it was completed
     with. Raises WaitTimeoutError when the token times out, or this wait's own
     timeout passes, first."""
@@ -180,14 +185,18 @@ def for_token(token: WaitToken | str, timeout: timedelta | float | None = None
     return _for_token(ctx, position, token_id, timeout)
 
 
-async def _for_token(ctx: AttemptContext, position: int, token_id: str,
-                     timeout: timedelta | float | None) -> Any:
+async def _for_token(
+    ctx: AttemptContext, position: int, token_id: str, timeout: timedelta | float | None
+) -> Any:
     recorded = suspension.lookup(ctx, position, FOR_TOKEN)
     if recorded is not None:
         return suspension.resolved(recorded)
     finish = suspension.request(ctx)
-    finish.wait.CopyFrom(worker_service_pb2.WaitSpec(
-        position=position, name=FOR_TOKEN, token=worker_service_pb2.TokenWait(token_id=token_id)))
+    finish.wait.CopyFrom(
+        worker_service_pb2.WaitSpec(
+            position=position, name=FOR_TOKEN, token=worker_service_pb2.TokenWait(token_id=token_id)
+        )
+    )
     timeout_at = _timeout_at(timeout, "wait.for_token")
     if timeout_at is not None:
         finish.wait.timeout_at.CopyFrom(to_timestamp(timeout_at))
@@ -212,5 +221,14 @@ class Wait:
 
 wait = Wait()
 
-__all__ = ["wait", "Wait", "WaitToken", "for_", "until", "for_event", "create_token",
-           "for_token", "inline_wait_seconds"]
+__all__ = [
+    "wait",
+    "Wait",
+    "WaitToken",
+    "for_",
+    "until",
+    "for_event",
+    "create_token",
+    "for_token",
+    "inline_wait_seconds",
+]

@@ -1,5 +1,6 @@
 """Worker: registers a set of tasks with the cluster and runs their attempts,
 `slots` at a time, by long-polling the frontend."""
+
 from __future__ import annotations
 
 import asyncio
@@ -20,11 +21,15 @@ from google.protobuf.duration_pb2 import Duration
 
 from cairn.addresses import check_address
 from cairn.limits import DEFAULT_POLL_WAIT, MAX_POLL_ATTEMPTS
-from cairn.v1 import (run_service_pb2_grpc, wait_service_pb2_grpc, worker_service_pb2,
-                      worker_service_pb2_grpc)
-
-from worker_sdk._grpc import (TRANSIENT_CODES, code_of, details_of,
-                              open_channel, resolve_address, resolve_namespace)
+from cairn.v1 import run_service_pb2_grpc, wait_service_pb2_grpc, worker_service_pb2, worker_service_pb2_grpc
+from worker_sdk._grpc import (
+    TRANSIENT_CODES,
+    code_of,
+    details_of,
+    open_channel,
+    resolve_address,
+    resolve_namespace,
+)
 from worker_sdk.batching import BatchingStub
 from worker_sdk.errors import UnavailableError
 from worker_sdk.execution import execute_attempt
@@ -62,8 +67,9 @@ def discover_tasks(tasks_or_module: ModuleType | str | Iterable[Task] | Task) ->
     for t in found:
         other = by_id.setdefault(t.id, t)
         if other is not t:
-            raise ValueError(f"{where} declares task id '{t.id}' twice "
-                             f"({other.fn.__qualname__} and {t.fn.__qualname__})")
+            raise ValueError(
+                f"{where} declares task id '{t.id}' twice ({other.fn.__qualname__} and {t.fn.__qualname__})"
+            )
     if not by_id:
         raise ValueError(f"no tasks found in {where}: declare them with @task(id=...)")
     return list(by_id.values())
@@ -76,19 +82,22 @@ def select_queues(tasks: list[Task], queues: Iterable[str] | str | None) -> list
         return tasks
     names = [queues] if isinstance(queues, str) else list(queues)
     if not names:
-        raise ValueError("Worker: queues must name at least one queue (or be None to serve "
-                         "every task)")
+        raise ValueError("Worker: queues must name at least one queue (or be None to serve every task)")
     wanted = {validate_name("Worker: queue name", q) for q in names}
     selected = [t for t in tasks if t.queue_name in wanted]
     if not selected:
         have = sorted({t.queue_name for t in tasks})
-        raise ValueError(f"Worker: no task is on queue(s) {', '.join(sorted(wanted))}; "
-                         f"the tasks' queues are {', '.join(have)}")
+        raise ValueError(
+            f"Worker: no task is on queue(s) {', '.join(sorted(wanted))}; "
+            f"the tasks' queues are {', '.join(have)}"
+        )
     unused = wanted - {t.queue_name for t in selected}
     if unused:
-        log.warning("Worker: no task is on queue(s) %s; serving queue(s) %s",
-                    ", ".join(sorted(unused)),
-                    ", ".join(sorted(wanted - unused)))
+        log.warning(
+            "Worker: no task is on queue(s) %s; serving queue(s) %s",
+            ", ".join(sorted(unused)),
+            ", ".join(sorted(wanted - unused)),
+        )
     return selected
 
 
@@ -105,18 +114,24 @@ class Worker:
     on those queues. address is as for Client: host:port, a list of frontends
     "a:7373,b:7373" or a gRPC target such as "dns:///cairn.internal:7373"."""
 
-    def __init__(self, tasks_or_module: ModuleType | str | Iterable[Task] | Task,
-                 address: str | None = None, namespace: str | None = None, slots: int = 4,
-                 version: str | None = None, worker_id: str | None = None,
-                 grace: float = 10.0, queues: Iterable[str] | str | None = None) -> None:
+    def __init__(
+        self,
+        tasks_or_module: ModuleType | str | Iterable[Task] | Task,
+        address: str | None = None,
+        namespace: str | None = None,
+        slots: int = 4,
+        version: str | None = None,
+        worker_id: str | None = None,
+        grace: float = 10.0,
+        queues: Iterable[str] | str | None = None,
+    ) -> None:
         tasks = select_queues(discover_tasks(tasks_or_module), queues)
         if isinstance(slots, bool) or not isinstance(slots, int) or slots < 1:
             raise ValueError(f"Worker: slots must be an int of at least 1, got {slots!r}")
         if grace < 0:
             raise ValueError(f"Worker: grace must not be negative, got {grace}")
         self.tasks: dict[str, Task] = {t.id: t for t in tasks}
-        self.queues: list[str] | None = None if queues is None else sorted(
-            {t.queue_name for t in tasks})
+        self.queues: list[str] | None = None if queues is None else sorted({t.queue_name for t in tasks})
         self.address = check_address(resolve_address(address))
         self.namespace = resolve_namespace(namespace)
         self.slots = slots
@@ -182,12 +197,14 @@ class Worker:
         try:
             if not await self._ensure_registered():
                 return
-            slots = [asyncio.create_task(self._slot(i), name=f"cairn-worker-slot-{i}")
-                     for i in range(self.slots)]
+            slots = [
+                asyncio.create_task(self._slot(i), name=f"cairn-worker-slot-{i}") for i in range(self.slots)
+            ]
             poller = asyncio.create_task(self._poller(), name="cairn-worker-poller")
             await stopped
-            log.info("worker stopping: id=%s; waiting up to %.1fs for running attempts",
-                     self.worker_id, self.grace)
+            log.info(
+                "worker stopping: id=%s; waiting up to %.1fs for running attempts", self.worker_id, self.grace
+            )
             poller.cancel()
             for _ in slots:
                 self._handed.put_nowait(None)
@@ -231,14 +248,18 @@ class Worker:
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     break
-                _, pending = await asyncio.wait({*pending, forced}, timeout=remaining,
-                                                return_when=asyncio.FIRST_COMPLETED)
+                _, pending = await asyncio.wait(
+                    {*pending, forced}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+                )
                 pending.discard(forced)
         finally:
             forced.cancel()
         if pending:
-            log.warning("worker stop: cancelling %d running attempt(s); their leases will "
-                        "expire and the server will retry them", len(pending))
+            log.warning(
+                "worker stop: cancelling %d running attempt(s); their leases will "
+                "expire and the server will retry them",
+                len(pending),
+            )
 
     def run_sync(self) -> None:
         """Runs the worker in a new event loop until stop(), SIGINT or SIGTERM."""
@@ -270,8 +291,12 @@ class Worker:
             if self._registered:
                 return True
             request = worker_service_pb2.RegisterWorkerRequest(
-                namespace=self.namespace, worker_id=self.worker_id, version=self.version,
-                tasks=[t.definition() for t in self.tasks.values()], slots=self.slots)
+                namespace=self.namespace,
+                worker_id=self.worker_id,
+                version=self.version,
+                tasks=[t.definition() for t in self.tasks.values()],
+                slots=self.slots,
+            )
             delay = BACKOFF_FIRST
             failing = False
             while True:
@@ -284,27 +309,35 @@ class Worker:
                     if code not in TRANSIENT_CODES:
                         raise
                     if not failing:
-                        log.warning("cannot register with %s (%s: %s); retrying until it "
-                                    "answers", self.address, code.name, details_of(exc))
+                        log.warning(
+                            "cannot register with %s (%s: %s); retrying until it answers",
+                            self.address,
+                            code.name,
+                            details_of(exc),
+                        )
                         failing = True
                 await self._sleep_unless_stopped(delay)
                 if self._stop.is_set():
                     return False
                 delay = min(BACKOFF_MAX, delay * 2)
             self._registered = True
-            log.info("worker registered: id=%s address=%s namespace=%s version=%s slots=%d "
-                     "tasks=%s%s", self.worker_id, self.address, self.namespace, self.version,
-                     self.slots, ",".join(self.tasks),
-                     f" queues={','.join(self.queues)}" if self.queues is not None else "")
+            log.info(
+                "worker registered: id=%s address=%s namespace=%s version=%s slots=%d tasks=%s%s",
+                self.worker_id,
+                self.address,
+                self.namespace,
+                self.version,
+                self.slots,
+                ",".join(self.tasks),
+                f" queues={','.join(self.queues)}" if self.queues is not None else "",
+            )
             return True
 
-    async def _register_unless_stopped(self, request: worker_service_pb2.RegisterWorkerRequest
-                                       ) -> bool:
+    async def _register_unless_stopped(self, request: worker_service_pb2.RegisterWorkerRequest) -> bool:
         """One RegisterWorker call (the channel retries UNAVAILABLE within it), given
         up when the worker is asked to stop first: then False."""
         assert self._stop is not None
-        call = asyncio.ensure_future(self._stub.RegisterWorker(request,
-                                                               timeout=REGISTER_TIMEOUT))
+        call = asyncio.ensure_future(self._stub.RegisterWorker(request, timeout=REGISTER_TIMEOUT))
         stopped = asyncio.ensure_future(self._stop.wait())
         try:
             await asyncio.wait({call, stopped}, return_when=asyncio.FIRST_COMPLETED)
@@ -332,14 +365,23 @@ class Worker:
             if assignment is None:
                 return
             try:
-                await execute_attempt(self._stub, self.namespace,
-                                      self.tasks.get(assignment.task_id), assignment,
-                                      run_stub=self._run_stub, wait_stub=self._wait_stub)
+                await execute_attempt(
+                    self._stub,
+                    self.namespace,
+                    self.tasks.get(assignment.task_id),
+                    assignment,
+                    run_stub=self._run_stub,
+                    wait_stub=self._wait_stub,
+                )
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.exception("attempt crashed in the SDK: run=%s attempt=%d task=%s",
-                              assignment.run_id, assignment.attempt, assignment.task_id)
+                log.exception(
+                    "attempt crashed in the SDK: run=%s attempt=%d task=%s",
+                    assignment.run_id,
+                    assignment.attempt,
+                    assignment.task_id,
+                )
 
     async def _poller(self) -> None:
         """Long-polls for as many attempts as there are free slots (one poll at a
@@ -355,8 +397,12 @@ class Worker:
                 await self._slot_free.wait()
                 continue
             request = worker_service_pb2.PollAttemptRequest(
-                namespace=self.namespace, worker_id=self.worker_id, task_ids=list(self.tasks),
-                wait=Duration(seconds=int(DEFAULT_POLL_WAIT)), max_attempts=min(want, MAX_POLL_ATTEMPTS))
+                namespace=self.namespace,
+                worker_id=self.worker_id,
+                task_ids=list(self.tasks),
+                wait=Duration(seconds=int(DEFAULT_POLL_WAIT)),
+                max_attempts=min(want, MAX_POLL_ATTEMPTS),
+            )
             try:
                 if not await self._ensure_registered() or self._stop.is_set():
                     return
@@ -368,12 +414,18 @@ class Worker:
             except grpc.RpcError as exc:
                 code = code_of(exc)
                 if code == grpc.StatusCode.UNAVAILABLE or code in (
-                        grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION):
+                    grpc.StatusCode.NOT_FOUND,
+                    grpc.StatusCode.FAILED_PRECONDITION,
+                ):
                     self._registered = False  # a restarted cluster may have forgotten us
                 if not failing:
                     level = logging.WARNING if code in TRANSIENT_CODES else logging.ERROR
-                    log.log(level, "poll failed (%s: %s); backing off",
-                            code.name if code else type(exc).__name__, details_of(exc))
+                    log.log(
+                        level,
+                        "poll failed (%s: %s); backing off",
+                        code.name if code else type(exc).__name__,
+                        details_of(exc),
+                    )
                     failing = True
                 await self._sleep_unless_stopped(delay)
                 delay = min(BACKOFF_MAX, delay * 2)
@@ -396,5 +448,5 @@ class Worker:
         assert self._stop is not None
         try:
             await asyncio.wait_for(self._stop.wait(), timeout=seconds)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass

@@ -14,6 +14,7 @@ Cairn: a query of the workflow_status table every 20 ms.
 
 It prints one line "BENCH_RESULT {json}" on stdout; progress goes to stderr.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,8 +34,7 @@ sys.path.insert(0, str(REPO))
 import asyncpg  # noqa: E402
 from dbos import DBOS, DBOSConfig  # noqa: E402
 
-from bench.common import (cpu_delta_ms_per, cpu_snapshot, emit_result, log,  # noqa: E402
-                          max_overlap, summary_ms)
+from bench.common import cpu_delta_ms_per, cpu_snapshot, emit_result, log, max_overlap, summary_ms  # noqa: E402
 
 POLL = 0.01
 WATCH_INTERVAL = 0.02
@@ -82,8 +82,9 @@ async def limited(sleep: float) -> dict[str, float]:
 
 
 def incomplete(done: int, n: int) -> dict[str, Any]:
-    return {} if done >= n else {"incomplete": f"only {done:,} of {n:,} completed in time; "
-                                               "the rate is of those"}
+    return (
+        {} if done >= n else {"incomplete": f"only {done:,} of {n:,} completed in time; the rate is of those"}
+    )
 
 
 class Bench:
@@ -111,7 +112,8 @@ class Bench:
     async def _db(self) -> tuple[int, int]:
         row = await self.admin.fetchrow(
             "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS xids, "
-            "pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint AS wal")
+            "pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint AS wal"
+        )
         # Transaction ids handed out: the committed writing transactions (nothing
         # else writes meanwhile). pg_stat_database's counters lag up to 10 s.
         return int(row["xids"]), int(row["wal"])
@@ -126,10 +128,11 @@ class Bench:
         db1 = await self._db()
         cpu = cpu_delta_ms_per(m0["cpu"], cpu1, count)
         cpu = {("dbos process" if k == "bench driver" else k): v for k, v in cpu.items()}
-        return {"cpu_ms_per_run": cpu,
-                "transactions_per_run": round((db1[0] - m0["db"][0])
-                                              / max(1, count), 2),
-                "wal_bytes_per_run": round((db1[1] - m0["db"][1]) / max(1, count))}
+        return {
+            "cpu_ms_per_run": cpu,
+            "transactions_per_run": round((db1[0] - m0["db"][0]) / max(1, count), 2),
+            "wal_bytes_per_run": round((db1[1] - m0["db"][1]) / max(1, count)),
+        }
 
     async def wait_done(self, queue: str, since_ms: int, n: int) -> tuple[float, int]:
         """(time when n workflows on queue succeeded, how many did): fewer than n when
@@ -142,7 +145,10 @@ class Bench:
                 "SELECT count(*) FILTER (WHERE status = 'SUCCESS') AS ok, "
                 "count(*) FILTER (WHERE status = ANY($3::text[])) AS bad "
                 "FROM dbos.workflow_status WHERE queue_name = $1 AND created_at >= $2",
-                queue, since_ms, list(FAILED))
+                queue,
+                since_ms,
+                list(FAILED),
+            )
             now = time.time()
             if row["bad"]:
                 raise RuntimeError(f"{row['bad']} workflow(s) on {queue} failed")
@@ -159,8 +165,9 @@ class Bench:
     # -- queues --
 
     async def queue(self, name: str, **limits: Any) -> str:
-        await DBOS.register_queue_async(name, polling_interval_sec=POLL,
-                                        on_conflict="always_update", **limits)
+        await DBOS.register_queue_async(
+            name, polling_interval_sec=POLL, on_conflict="always_update", **limits
+        )
         return name
 
     async def drop(self, name: str) -> None:
@@ -193,17 +200,20 @@ class Bench:
         finally:
             await self.drop(q)
         seconds = t_done - t0
-        out = {"n": n, "seconds": round(seconds, 3), "runs_per_s": round(done / seconds, 1),
-               **incomplete(done, n),
-               "trigger_per_s": round(n / (t1 - t0), 1),
-               "how": f"DBOS.enqueue_workflow_async, {self.cfg.get('trigger_inflight', 64)} "
-                      "in flight", **m}
+        out = {
+            "n": n,
+            "seconds": round(seconds, 3),
+            "runs_per_s": round(done / seconds, 1),
+            **incomplete(done, n),
+            "trigger_per_s": round(n / (t1 - t0), 1),
+            "how": f"DBOS.enqueue_workflow_async, {self.cfg.get('trigger_inflight', 64)} in flight",
+            **m,
+        }
         if steps > 1:
             out["steps_per_s"] = round(n * steps / seconds, 1)
         return out
 
-    async def latency(self, samples: int, queue_name: str = "bench-c",
-                      warmup: int = 5) -> dict[str, Any]:
+    async def latency(self, samples: int, queue_name: str = "bench-c", warmup: int = 5) -> dict[str, Any]:
         q = await self.queue(queue_name)
         start, e2e, call = [], [], []
         try:
@@ -219,8 +229,12 @@ class Bench:
                     call.append(t1 - t0)
         finally:
             await self.drop(q)
-        return {"samples": samples, "start_ms": summary_ms(start),
-                "end_to_end_ms": summary_ms(e2e), "trigger_call_ms": summary_ms(call)}
+        return {
+            "samples": samples,
+            "start_ms": summary_ms(start),
+            "end_to_end_ms": summary_ms(e2e),
+            "trigger_call_ms": summary_ms(call),
+        }
 
     async def steps(self, n: int, queue_name: str = "bench-d") -> dict[str, Any]:
         q = await self.queue(queue_name)
@@ -232,8 +246,11 @@ class Bench:
         finally:
             await self.drop(q)
         body = out["body_end"] - out["body_start"]
-        return {"steps": n, "us_per_step": round(body / n * 1e6, 1),
-                "end_to_end_us_per_step": round((t1 - t0) / n * 1e6, 1)}
+        return {
+            "steps": n,
+            "us_per_step": round(body / n * 1e6, 1),
+            "end_to_end_us_per_step": round((t1 - t0) / n * 1e6, 1),
+        }
 
     async def limited(self, n: int) -> dict[str, Any]:
         sleep = float(self.cfg.get("limited_sleep", 0.01))
@@ -245,15 +262,25 @@ class Bench:
             handles = await self.enqueue_many(q, limited, [sleep] * n)
             t_done, done = await self.wait_done(q, since, n)
             m = await self.meter_end(m0, max(1, done))
-            outs = (await asyncio.gather(*(h.get_result(polling_interval_sec=POLL)
-                                           for h in handles))) if done >= n else []
+            outs = (
+                (await asyncio.gather(*(h.get_result(polling_interval_sec=POLL) for h in handles)))
+                if done >= n
+                else []
+            )
         finally:
             await self.drop(q)
         seconds = t_done - t0
-        return {"n": n, "limit": 5, "sleep_s": sleep, "seconds": round(seconds, 3),
-                "runs_per_s": round(done / seconds, 1), **incomplete(done, n),
-                "max_running": max_overlap((o["start"], o["end"]) for o in outs),
-                "how": "DBOS.register_queue(global_concurrency=5)", **m}
+        return {
+            "n": n,
+            "limit": 5,
+            "sleep_s": sleep,
+            "seconds": round(seconds, 3),
+            "runs_per_s": round(done / seconds, 1),
+            **incomplete(done, n),
+            "max_running": max_overlap((o["start"], o["end"]) for o in outs),
+            "how": "DBOS.register_queue(global_concurrency=5)",
+            **m,
+        }
 
     async def drain(self, n: int) -> dict[str, Any]:
         name = "bench-f"
@@ -269,10 +296,14 @@ class Bench:
         finally:
             await self.drop(name)
         seconds = t_done - t0
-        return {"n": n, "seconds": round(seconds, 3), "runs_per_s": round(done / seconds, 1),
-                **incomplete(done, n),
-                "how": "enqueued before the queue was registered, timed from register_queue",
-                **m}
+        return {
+            "n": n,
+            "seconds": round(seconds, 3),
+            "runs_per_s": round(done / seconds, 1),
+            **incomplete(done, n),
+            "how": "enqueued before the queue was registered, timed from register_queue",
+            **m,
+        }
 
     async def flatness(self, rows: int, samples: int, steps: int) -> dict[str, Any]:
         await self.truncate()
@@ -290,29 +321,33 @@ class Bench:
         def ratio(a: float, b: float) -> float:
             return round(b / a, 3) if a else float("nan")
 
-        return {"rows": rows, "loaded": loaded, "load_seconds": round(load_s, 1),
-                "vacuum_analyze_seconds": round(vac_s, 1),
-                "how": "copies of a finished 1-step workflow's rows (every dbos table keyed "
-                       "by workflow_uuid), INSERT ... SELECT generate_series, over 30 days",
-                "without": {"c": base_c, "d": base_d}, "with": {"c": full_c, "d": full_d},
-                "ratio_start_p50": ratio(base_c["start_ms"]["p50"], full_c["start_ms"]["p50"]),
-                "ratio_start_p99": ratio(base_c["start_ms"]["p99"], full_c["start_ms"]["p99"]),
-                "ratio_end_to_end_p50": ratio(base_c["end_to_end_ms"]["p50"],
-                                              full_c["end_to_end_ms"]["p50"]),
-                "ratio_us_per_step": ratio(base_d["us_per_step"], full_d["us_per_step"])}
+        return {
+            "rows": rows,
+            "loaded": loaded,
+            "load_seconds": round(load_s, 1),
+            "vacuum_analyze_seconds": round(vac_s, 1),
+            "how": "copies of a finished 1-step workflow's rows (every dbos table keyed "
+            "by workflow_uuid), INSERT ... SELECT generate_series, over 30 days",
+            "without": {"c": base_c, "d": base_d},
+            "with": {"c": full_c, "d": full_d},
+            "ratio_start_p50": ratio(base_c["start_ms"]["p50"], full_c["start_ms"]["p50"]),
+            "ratio_start_p99": ratio(base_c["start_ms"]["p99"], full_c["start_ms"]["p99"]),
+            "ratio_end_to_end_p50": ratio(base_c["end_to_end_ms"]["p50"], full_c["end_to_end_ms"]["p50"]),
+            "ratio_us_per_step": ratio(base_d["us_per_step"], full_d["us_per_step"]),
+        }
 
     async def workflow_tables(self) -> list[str]:
         rows = await self.pool.fetch(
             "SELECT table_name FROM information_schema.columns WHERE table_schema = 'dbos' "
-            "AND column_name = 'workflow_uuid' ORDER BY table_name")
+            "AND column_name = 'workflow_uuid' ORDER BY table_name"
+        )
         # workflow_status first: the others refer to it
         return sorted((r["table_name"] for r in rows), key=lambda t: (t != "workflow_status", t))
 
     async def truncate(self) -> None:
         """Removes every finished workflow (DBOS is idle), like Cairn's g."""
         tables = await self.workflow_tables()
-        await self.pool.execute("TRUNCATE " + ", ".join(f"dbos.{t}" for t in tables)
-                                + " CASCADE")
+        await self.pool.execute("TRUNCATE " + ", ".join(f"dbos.{t}" for t in tables) + " CASCADE")
         await self.vacuum()
 
     async def vacuum(self) -> None:
@@ -338,20 +373,23 @@ class Bench:
                 "SELECT column_name, data_type FROM information_schema.columns "
                 "WHERE table_schema = 'dbos' AND table_name = $1 AND is_generated = 'NEVER' "
                 "AND coalesce(column_default, '') NOT LIKE 'nextval%' ORDER BY ordinal_position",
-                table)
+                table,
+            )
             names, exprs = [], []
             for c in cols:
                 name, kind = c["column_name"], c["data_type"]
                 names.append(f'"{name}"')
                 if name == "workflow_uuid":
                     exprs.append("'bench-load-' || g")
-                elif kind == "bigint" and (name.endswith(("_at", "_epoch_ms"))
-                                           or name == "retention_timestamp"):
+                elif kind == "bigint" and (
+                    name.endswith(("_at", "_epoch_ms")) or name == "retention_timestamp"
+                ):
                     exprs.append(f't."{name}" - ({span_ms}::bigint * ($2::bigint - g) / $2)')
                 else:
                     exprs.append(f't."{name}"')
             if not await self.pool.fetchval(
-                    f"SELECT count(*) FROM dbos.{table} WHERE workflow_uuid = $1", template):
+                f"SELECT count(*) FROM dbos.{table} WHERE workflow_uuid = $1", template
+            ):
                 continue
             for lo in range(1, rows + 1, chunk):
                 hi = min(rows, lo + chunk - 1)
@@ -359,7 +397,11 @@ class Bench:
                     f"INSERT INTO dbos.{table} ({', '.join(names)}) "
                     f"SELECT {', '.join(exprs)} FROM dbos.{table} t, "
                     f"generate_series($3::bigint, $4::bigint) g WHERE t.workflow_uuid = $1",
-                    template, rows, lo, hi)
+                    template,
+                    rows,
+                    lo,
+                    hi,
+                )
             loaded[table] = await self.pool.fetchval(f"SELECT count(*) FROM dbos.{table}")
             log(f"dbos g: dbos.{table} now holds {loaded[table]:,} rows")
         return loaded
@@ -383,8 +425,7 @@ async def main_async(cfg: dict[str, Any]) -> dict[str, Any]:
     try:
         # warm-up: one of each workflow
         q = await b.queue("bench-warmup")
-        for fn, arg in ((one_step, 0), (ten_steps, 0), (latency, 0), (many_steps, 3),
-                        (limited, 0.0)):
+        for fn, arg in ((one_step, 0), (ten_steps, 0), (latency, 0), (many_steps, 3), (limited, 0.0)):
             h = await DBOS.enqueue_workflow_async(q, fn, arg)
             await h.get_result(polling_interval_sec=POLL)
         await b.drop(q)
@@ -406,8 +447,12 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--config", required=True, help="JSON object from bench/run.py")
     cfg = json.loads(p.parse_args().config)
-    config: DBOSConfig = {"name": "cairn-bench", "system_database_url": cfg["database_url"],
-                          "log_level": "WARNING", "application_version": "bench"}
+    config: DBOSConfig = {
+        "name": "cairn-bench",
+        "system_database_url": cfg["database_url"],
+        "log_level": "WARNING",
+        "application_version": "bench",
+    }
     logging.getLogger("dbos").setLevel(logging.WARNING)
     DBOS(config=config)
     DBOS.launch()
@@ -415,11 +460,17 @@ def main() -> None:
         workloads = asyncio.run(main_async(cfg))
     finally:
         DBOS.destroy(workflow_completion_timeout_sec=5)
-    emit_result({"versions": version("dbos"),
-                 "settings": (f"dbos {version('dbos')}: async workflows and steps, in-process "
-                              f"on DBOS queues polled every {POLL * 1000:g} ms "
-                              f"(default 1 s); get_result polled every {POLL * 1000:g} ms"),
-                 "workloads": workloads})
+    emit_result(
+        {
+            "versions": version("dbos"),
+            "settings": (
+                f"dbos {version('dbos')}: async workflows and steps, in-process "
+                f"on DBOS queues polled every {POLL * 1000:g} ms "
+                f"(default 1 s); get_result polled every {POLL * 1000:g} ms"
+            ),
+            "workloads": workloads,
+        }
+    )
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ polls for that every 20 ms, as it polls Cairn's runs table.
 
 It prints one line "BENCH_RESULT {json}" on stdout; progress goes to stderr.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,8 +35,7 @@ from pgqueuer.db import AsyncpgDriver, AsyncpgPoolDriver  # noqa: E402
 from pgqueuer.models import Job  # noqa: E402
 from pgqueuer.queries import Queries  # noqa: E402
 
-from bench.common import (cpu_delta_ms_per, cpu_snapshot, emit_result, log,  # noqa: E402
-                          summary_ms)
+from bench.common import cpu_delta_ms_per, cpu_snapshot, emit_result, log, summary_ms  # noqa: E402
 
 WATCH_INTERVAL = 0.02
 SETTLE = 1.2
@@ -59,8 +59,9 @@ class Bench:
                 await q.install()
         finally:
             await setup.close()
-        self.pool = await asyncpg.create_pool(self.url, min_size=PRODUCER_CONNECTIONS,
-                                              max_size=PRODUCER_CONNECTIONS)
+        self.pool = await asyncpg.create_pool(
+            self.url, min_size=PRODUCER_CONNECTIONS, max_size=PRODUCER_CONNECTIONS
+        )
         self.producer = Queries(AsyncpgPoolDriver(self.pool))
         self.watch = await asyncpg.connect(self.url)
         self.admin = await asyncpg.connect(self.cfg["admin_url"])
@@ -84,7 +85,7 @@ class Bench:
         self.pgq.shutdown.set()
         try:
             await asyncio.wait_for(self.consumer, timeout=10)
-        except (asyncio.TimeoutError, Exception):
+        except (TimeoutError, Exception):
             self.consumer.cancel()
         for c in (self.watch, self.admin, self.consumer_conn):
             await c.close()
@@ -93,7 +94,8 @@ class Bench:
     async def _db(self) -> tuple[int, int]:
         row = await self.admin.fetchrow(
             "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS xids, "
-            "pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint AS wal")
+            "pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint AS wal"
+        )
         # Transaction ids handed out: the committed writing transactions (nothing
         # else writes meanwhile). pg_stat_database's counters lag up to 10 s.
         return int(row["xids"]), int(row["wal"])
@@ -102,7 +104,8 @@ class Bench:
         deadline = time.monotonic() + timeout
         while True:
             left = await self.watch.fetchval(
-                "SELECT count(*) FROM pgqueuer WHERE entrypoint = $1", entrypoint)
+                "SELECT count(*) FROM pgqueuer WHERE entrypoint = $1", entrypoint
+            )
             now = time.time()
             if left == 0:
                 return now
@@ -119,12 +122,12 @@ class Bench:
         cpu0 = cpu_snapshot(self.pids)
         t0 = time.time()
         if batched:
-            chunks = iter([payloads[i:i + batch] for i in range(0, n, batch)])
+            chunks = iter([payloads[i : i + batch] for i in range(0, n, batch)])
 
             async def lane() -> None:
                 for chunk in chunks:
-                    await self.producer.enqueue(["one_step"] * len(chunk), chunk,
-                                                [0] * len(chunk))
+                    await self.producer.enqueue(["one_step"] * len(chunk), chunk, [0] * len(chunk))
+
             await asyncio.gather(*(lane() for _ in range(2)))
             how = f"Queries.enqueue with lists of {batch}, 2 calls in flight"
         else:
@@ -133,9 +136,12 @@ class Bench:
             async def lane() -> None:
                 for p in items:
                     await self.producer.enqueue("one_step", p)
+
             await asyncio.gather(*(lane() for _ in range(inflight)))
-            how = (f"Queries.enqueue, one call per job, {inflight} in flight over "
-                   f"{PRODUCER_CONNECTIONS} connections")
+            how = (
+                f"Queries.enqueue, one call per job, {inflight} in flight over "
+                f"{PRODUCER_CONNECTIONS} connections"
+            )
         t1 = time.time()
         t_done = await self.wait_empty("one_step", 120 + n / 5)
         cpu1 = cpu_snapshot(self.pids)
@@ -144,11 +150,16 @@ class Bench:
         cpu = cpu_delta_ms_per(cpu0, cpu1, n)
         cpu = {("pgqueuer process" if k == "bench driver" else k): v for k, v in cpu.items()}
         seconds = t_done - t0
-        return {"n": n, "seconds": round(seconds, 3), "runs_per_s": round(n / seconds, 1),
-                "trigger_per_s": round(n / (t1 - t0), 1), "how": how,
-                "cpu_ms_per_run": cpu,
-                "transactions_per_run": round((db1[0] - db0[0]) / n, 2),
-                "wal_bytes_per_run": round((db1[1] - db0[1]) / n)}
+        return {
+            "n": n,
+            "seconds": round(seconds, 3),
+            "runs_per_s": round(n / seconds, 1),
+            "trigger_per_s": round(n / (t1 - t0), 1),
+            "how": how,
+            "cpu_ms_per_run": cpu,
+            "transactions_per_run": round((db1[0] - db0[0]) / n, 2),
+            "wal_bytes_per_run": round((db1[1] - db0[1]) / n),
+        }
 
     async def latency(self, samples: int, warmup: int = 5) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
@@ -165,9 +176,12 @@ class Bench:
             if i >= warmup:
                 start.append(began - t0)
                 call.append(t1 - t0)
-        return {"samples": samples, "start_ms": summary_ms(start),
-                "trigger_call_ms": summary_ms(call),
-                "note": "no end-to-end figure: a pgqueuer job has no result to wait for"}
+        return {
+            "samples": samples,
+            "start_ms": summary_ms(start),
+            "trigger_call_ms": summary_ms(call),
+            "note": "no end-to-end figure: a pgqueuer job has no result to wait for",
+        }
 
 
 async def main_async(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -175,11 +189,13 @@ async def main_async(cfg: dict[str, Any]) -> dict[str, Any]:
     await b.open()
     sizes = cfg["sizes"]
     results: dict[str, Any] = {}
-    plan = [("a", lambda: b.throughput(sizes["a"], batched=False)),
-            ("a_batch", lambda: b.throughput(sizes["a"], batched=True)),
-            ("c", lambda: b.latency(sizes["c"]))]
+    plan = [
+        ("a", lambda: b.throughput(sizes["a"], batched=False)),
+        ("a_batch", lambda: b.throughput(sizes["a"], batched=True)),
+        ("c", lambda: b.latency(sizes["c"])),
+    ]
     try:
-        for i in range(5):   # warm-up
+        for _ in range(5):  # warm-up
             await b.producer.enqueue("one_step", b"warm")
         await b.wait_empty("one_step", 30)
         for key, fn in plan:
@@ -201,10 +217,16 @@ def main() -> None:
     p.add_argument("--config", required=True, help="JSON object from bench/run.py")
     cfg = json.loads(p.parse_args().config)
     workloads = asyncio.run(main_async(cfg))
-    emit_result({"versions": version("pgqueuer"),
-                 "settings": (f"pgqueuer {version('pgqueuer')}: consumer in-process, "
-                              "PgQueuer.run() defaults (batch_size 10, LISTEN/NOTIFY)"),
-                 "workloads": workloads})
+    emit_result(
+        {
+            "versions": version("pgqueuer"),
+            "settings": (
+                f"pgqueuer {version('pgqueuer')}: consumer in-process, "
+                "PgQueuer.run() defaults (batch_size 10, LISTEN/NOTIFY)"
+            ),
+            "workloads": workloads,
+        }
+    )
 
 
 if __name__ == "__main__":

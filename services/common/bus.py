@@ -2,6 +2,7 @@
 A lost message costs latency, never correctness (every consumer also sweeps the
 database), so the bus keeps reconnecting in the background and a publish while
 NATS is down is dropped with a counted warning."""
+
 from __future__ import annotations
 
 import asyncio
@@ -18,8 +19,8 @@ log = logging.getLogger("cairn.bus")
 
 Handler = Callable[[dict[str, Any]], Awaitable[None] | None]
 
-WORK = "work"      # {"namespace", "task_id"}: a queue entry became ready
-RUNS = "runs"      # {"namespace", "run_id", "task_id", "queue", "status"}: a run changed
+WORK = "work"  # {"namespace", "task_id"}: a queue entry became ready
+RUNS = "runs"  # {"namespace", "run_id", "task_id", "queue", "status"}: a run changed
 TIMERS = "timers"  # {"due_at"}: a timer was set, history replicas re-check their sleep
 
 
@@ -45,12 +46,16 @@ class Bus:
         delay = 0.1
         while True:
             try:
-                nc = await nats.connect(self.url, max_reconnect_attempts=-1,
-                                        reconnect_time_wait=0.2, connect_timeout=2,
-                                        allow_reconnect=True,
-                                        error_cb=self._on_error,
-                                        disconnected_cb=self._on_disconnect,
-                                        reconnected_cb=self._on_reconnect)
+                nc = await nats.connect(
+                    self.url,
+                    max_reconnect_attempts=-1,
+                    reconnect_time_wait=0.2,
+                    connect_timeout=2,
+                    allow_reconnect=True,
+                    error_cb=self._on_error,
+                    disconnected_cb=self._on_disconnect,
+                    reconnected_cb=self._on_reconnect,
+                )
             except Exception as exc:  # NATS down at start: keep trying, the sweep covers us
                 log.warning("NATS at %s not reachable (%s); retrying", self.url, exc)
                 await asyncio.sleep(delay)

@@ -1,9 +1,10 @@
 """The PostgreSQL pool and the numbered migrations every service applies at start."""
+
 from __future__ import annotations
 
 import asyncio
-import logging
 import json
+import logging
 import time
 from importlib import resources
 
@@ -13,9 +14,14 @@ log = logging.getLogger("cairn.db")
 MIGRATION_LOCK = 0x6361_6972  # advisory lock key: "cair"
 
 
-async def connect_pool(url: str, *, min_size: int = 2, max_size: int = 20,
-                       wait_seconds: float = 60.0,
-                       server_settings: dict[str, str] | None = None) -> asyncpg.Pool:
+async def connect_pool(
+    url: str,
+    *,
+    min_size: int = 2,
+    max_size: int = 20,
+    wait_seconds: float = 60.0,
+    server_settings: dict[str, str] | None = None,
+) -> asyncpg.Pool:
     """A connection pool, retrying while the database is still starting. Its
     statements use generic plans: they are prepared once per connection, and
     re-planning the claim and transition statements on every call cost
@@ -23,10 +29,14 @@ async def connect_pool(url: str, *, min_size: int = 2, max_size: int = 20,
     deadline = time.monotonic() + wait_seconds
     while True:
         try:
-            return await asyncpg.create_pool(url, min_size=min_size, max_size=max_size, init=_init_connection,
-                                             reset=_keep_session,
-                                             server_settings={"plan_cache_mode": "force_generic_plan",
-                                                              **(server_settings or {})})
+            return await asyncpg.create_pool(
+                url,
+                min_size=min_size,
+                max_size=max_size,
+                init=_init_connection,
+                reset=_keep_session,
+                server_settings={"plan_cache_mode": "force_generic_plan", **(server_settings or {})},
+            )
         except (OSError, asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError) as exc:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"cannot connect to the database at {url}: {exc}") from exc
@@ -60,17 +70,20 @@ async def migrate(pool: asyncpg.Pool) -> None:
     async with pool.acquire() as conn:
         await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
         try:
-            await conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations ("
-                               "version int PRIMARY KEY, name text NOT NULL, "
-                               "applied_at timestamptz NOT NULL DEFAULT now())")
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                "version int PRIMARY KEY, name text NOT NULL, "
+                "applied_at timestamptz NOT NULL DEFAULT now())"
+            )
             done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
             for version, name, sql in migrations():
                 if version in done:
                     continue
                 async with conn.transaction():
                     await conn.execute(sql)
-                    await conn.execute("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
-                                       version, name)
+                    await conn.execute(
+                        "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", version, name
+                    )
                 log.info("applied migration %s", name)
         finally:
             await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)

@@ -2,6 +2,7 @@
 into a gRPC status: a ServiceError keeps its code and message, a failure of a
 downstream service keeps its code, anything else becomes INTERNAL with no
 stack trace sent to the client (it goes to the log)."""
+
 from __future__ import annotations
 
 import functools

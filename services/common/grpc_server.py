@@ -1,5 +1,6 @@
 """Starting a service's gRPC server with the standard health service and
 server reflection, and running it until SIGINT or SIGTERM."""
+
 from __future__ import annotations
 
 import asyncio
@@ -16,12 +17,15 @@ from cairn import addresses
 log = logging.getLogger("cairn.server")
 
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
-CHANNEL_OPTIONS = [("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-                   ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)]
+CHANNEL_OPTIONS = [
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+]
 
 
-def make_server(listen: str, register: Callable[[grpc.aio.Server], None],
-                service_names: Iterable[str]) -> tuple[grpc.aio.Server, health.aio.HealthServicer]:
+def make_server(
+    listen: str, register: Callable[[grpc.aio.Server], None], service_names: Iterable[str]
+) -> tuple[grpc.aio.Server, health.aio.HealthServicer]:
     """A server on `listen` with the services `register` adds, plus health and reflection."""
     server = grpc.aio.server(options=CHANNEL_OPTIONS)
     register(server)
@@ -38,13 +42,20 @@ def channel(address: str) -> grpc.aio.Channel:
     """An insecure channel to another service of the cluster: host:port, a gRPC
     target such as dns:///history:7375, or a comma-separated list of replicas
     (host names resolved now), balanced round-robin."""
-    return grpc.aio.insecure_channel(addresses.channel_target(address, "service"), options=[
-        *CHANNEL_OPTIONS, *addresses.RECONNECT_OPTIONS, ("grpc.lb_policy_name", "round_robin")])
+    return grpc.aio.insecure_channel(
+        addresses.channel_target(address, "service"),
+        options=[*CHANNEL_OPTIONS, *addresses.RECONNECT_OPTIONS, ("grpc.lb_policy_name", "round_robin")],
+    )
 
 
-async def serve(server: grpc.aio.Server, health_servicer: health.aio.HealthServicer,
-                service_names: Iterable[str], name: str, listen: str,
-                on_stop: Callable[[], Awaitable[None]] | None = None) -> None:
+async def serve(
+    server: grpc.aio.Server,
+    health_servicer: health.aio.HealthServicer,
+    service_names: Iterable[str],
+    name: str,
+    listen: str,
+    on_stop: Callable[[], Awaitable[None]] | None = None,
+) -> None:
     """Serves until SIGINT/SIGTERM, then stops taking calls and shuts down."""
     await server.start()
     for svc in [*service_names, ""]:

@@ -1,4 +1,5 @@
 """The frontend process: the public gRPC API (with reflection and health)."""
+
 from __future__ import annotations
 
 import argparse
@@ -21,14 +22,22 @@ from services.common import grpc_server, logs
 from services.common.bus import Bus
 from services.common.config import Settings, add_service_flags, settings_from_args
 from services.frontend.run_watch import RunWatcher
-from services.frontend.servicer import (Backend, QueueServicer, RunServicer, ScheduleServicer,
-                                       WaitServicer, WorkerServicer)
+from services.frontend.servicer import (
+    Backend,
+    QueueServicer,
+    RunServicer,
+    ScheduleServicer,
+    WaitServicer,
+    WorkerServicer,
+)
 
-SERVICES = [rpb.DESCRIPTOR.services_by_name["RunService"].full_name,
-            wpb.DESCRIPTOR.services_by_name["WorkerService"].full_name,
-            wspb.DESCRIPTOR.services_by_name["WaitService"].full_name,
-            spb.DESCRIPTOR.services_by_name["ScheduleService"].full_name,
-            qpb.DESCRIPTOR.services_by_name["QueueService"].full_name]
+SERVICES = [
+    rpb.DESCRIPTOR.services_by_name["RunService"].full_name,
+    wpb.DESCRIPTOR.services_by_name["WorkerService"].full_name,
+    wspb.DESCRIPTOR.services_by_name["WaitService"].full_name,
+    spb.DESCRIPTOR.services_by_name["ScheduleService"].full_name,
+    qpb.DESCRIPTOR.services_by_name["QueueService"].full_name,
+]
 
 
 async def run(settings: Settings) -> None:
@@ -39,8 +48,12 @@ async def run(settings: Settings) -> None:
     await bus.start()
     history_channel = grpc_server.channel(settings.history_address)
     matching_channel = grpc_server.channel(settings.matching_address)
-    backend = Backend(hgrpc.HistoryServiceStub(history_channel), settings.history_address,
-                      mgrpc.MatchingServiceStub(matching_channel), settings.matching_address)
+    backend = Backend(
+        hgrpc.HistoryServiceStub(history_channel),
+        settings.history_address,
+        mgrpc.MatchingServiceStub(matching_channel),
+        settings.matching_address,
+    )
     runs = RunServicer(backend, watcher, settings.sweep_seconds)
     workers = WorkerServicer(backend)
 

@@ -1,4 +1,5 @@
 """Wakes WaitRun calls when history announces on NATS that a run ended."""
+
 from __future__ import annotations
 
 import asyncio

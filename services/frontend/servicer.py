@@ -1,5 +1,6 @@
 """The public gRPC API: validates every request, fills in the namespace, and
 routes it to history (run state) or matching (queues and workers)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -14,9 +15,9 @@ from cairn.internal.v1 import history_service_pb2_grpc as hgrpc
 from cairn.internal.v1 import matching_service_pb2_grpc as mgrpc
 from cairn.limits import DEFAULT_POLL_WAIT
 from cairn.statuses import RUN_STATUS_NAMES, TERMINAL_RUN_STATUSES
-from cairn.v1 import run_service_pb2 as rpb
 from cairn.v1 import queue_service_pb2 as qpb
 from cairn.v1 import queue_service_pb2_grpc as qgrpc
+from cairn.v1 import run_service_pb2 as rpb
 from cairn.v1 import run_service_pb2_grpc as rgrpc
 from cairn.v1 import schedule_service_pb2 as spb
 from cairn.v1 import schedule_service_pb2_grpc as sgrpc
@@ -37,15 +38,28 @@ DEFAULT_WAIT_RUN = 30.0
 class Backend:
     """The stubs of the internal services, with their addresses for error messages."""
 
-    def __init__(self, history: hgrpc.HistoryServiceStub, history_address: str,
-                 matching: mgrpc.MatchingServiceStub, matching_address: str) -> None:
+    def __init__(
+        self,
+        history: hgrpc.HistoryServiceStub,
+        history_address: str,
+        matching: mgrpc.MatchingServiceStub,
+        matching_address: str,
+    ) -> None:
         self.history = history
         self.matching = matching
-        self._names = {id(history): f"history service at {history_address}",
-                       id(matching): f"matching service at {matching_address}"}
+        self._names = {
+            id(history): f"history service at {history_address}",
+            id(matching): f"matching service at {matching_address}",
+        }
 
-    async def route(self, stub: Any, method: str, request: Any, validate: Callable[[Any], None],
-                    timeout: float = CALL_TIMEOUT) -> Any:
+    async def route(
+        self,
+        stub: Any,
+        method: str,
+        request: Any,
+        validate: Callable[[Any], None],
+        timeout: float = CALL_TIMEOUT,
+    ) -> Any:
         """Fills in the namespace, validates, and forwards the request unchanged."""
         _with_namespace(request)
         validate(request)
@@ -76,37 +90,44 @@ class RunServicer(rgrpc.RunServiceServicer):
         self.triggers = Triggers(backend, CALL_TIMEOUT)
 
     @rpc
-    async def TriggerRun(self, request: rpb.TriggerRunRequest, context: grpc.aio.ServicerContext
-                         ) -> rpb.TriggerRunResponse:
+    async def TriggerRun(
+        self, request: rpb.TriggerRunRequest, context: grpc.aio.ServicerContext
+    ) -> rpb.TriggerRunResponse:
         check.trigger(_with_namespace(request))
         return await self.triggers.trigger(request)
 
     @rpc
-    async def BatchTriggerRuns(self, request: rpb.BatchTriggerRunsRequest,
-                               context: grpc.aio.ServicerContext) -> rpb.BatchTriggerRunsResponse:
+    async def BatchTriggerRuns(
+        self, request: rpb.BatchTriggerRunsRequest, context: grpc.aio.ServicerContext
+    ) -> rpb.BatchTriggerRunsResponse:
         return await self.b.route(self.b.history, "BatchTriggerRuns", request, check.batch_trigger)
 
     @rpc
-    async def GetRun(self, request: rpb.GetRunRequest, context: grpc.aio.ServicerContext
-                     ) -> rpb.GetRunResponse:
+    async def GetRun(
+        self, request: rpb.GetRunRequest, context: grpc.aio.ServicerContext
+    ) -> rpb.GetRunResponse:
         return await self.b.route(self.b.history, "GetRun", request, lambda r: check.run_id(r.run_id))
 
     @rpc
-    async def ListRuns(self, request: rpb.ListRunsRequest, context: grpc.aio.ServicerContext
-                       ) -> rpb.ListRunsResponse:
+    async def ListRuns(
+        self, request: rpb.ListRunsRequest, context: grpc.aio.ServicerContext
+    ) -> rpb.ListRunsResponse:
         return await self.b.route(self.b.history, "ListRuns", request, check.list_runs)
 
     @rpc
-    async def CancelRun(self, request: rpb.CancelRunRequest, context: grpc.aio.ServicerContext
-                        ) -> rpb.CancelRunResponse:
+    async def CancelRun(
+        self, request: rpb.CancelRunRequest, context: grpc.aio.ServicerContext
+    ) -> rpb.CancelRunResponse:
         def validate(r: rpb.CancelRunRequest) -> None:
             check.run_id(r.run_id)
             check.text("reason", r.reason, 1000)
+
         return await self.b.route(self.b.history, "CancelRun", request, validate)
 
     @rpc
-    async def WaitRun(self, request: rpb.WaitRunRequest, context: grpc.aio.ServicerContext
-                      ) -> rpb.WaitRunResponse:
+    async def WaitRun(
+        self, request: rpb.WaitRunRequest, context: grpc.aio.ServicerContext
+    ) -> rpb.WaitRunResponse:
         """Re-reads the run when NATS announces that it ended, and at the sweep
         interval in case an announcement was lost."""
         _with_namespace(request)
@@ -137,44 +158,55 @@ class WorkerServicer(wgrpc.WorkerServiceServicer):
         self._route = backend.route
 
     @rpc
-    async def RegisterWorker(self, request: wpb.RegisterWorkerRequest,
-                             context: grpc.aio.ServicerContext) -> wpb.RegisterWorkerResponse:
+    async def RegisterWorker(
+        self, request: wpb.RegisterWorkerRequest, context: grpc.aio.ServicerContext
+    ) -> wpb.RegisterWorkerResponse:
         """Registers with matching, then lets history align the declared schedules."""
         response = await self._route(self.b.matching, "RegisterWorker", request, check.register)
-        await self.b.call(self.b.history, "SyncDeclaredSchedules", hpb.SyncDeclaredSchedulesRequest(
-            namespace=request.namespace, tasks=request.tasks))
+        await self.b.call(
+            self.b.history,
+            "SyncDeclaredSchedules",
+            hpb.SyncDeclaredSchedulesRequest(namespace=request.namespace, tasks=request.tasks),
+        )
         return response
 
     @rpc
-    async def PollAttempt(self, request: wpb.PollAttemptRequest,
-                          context: grpc.aio.ServicerContext) -> wpb.PollAttemptResponse:
+    async def PollAttempt(
+        self, request: wpb.PollAttemptRequest, context: grpc.aio.ServicerContext
+    ) -> wpb.PollAttemptResponse:
         wait = check.wait_seconds("wait", request, DEFAULT_POLL_WAIT)
-        return await self._route(self.b.matching, "PollAttempt", request, check.poll,
-                                 timeout=wait + CALL_TIMEOUT)
+        return await self._route(
+            self.b.matching, "PollAttempt", request, check.poll, timeout=wait + CALL_TIMEOUT
+        )
 
     @rpc
-    async def Heartbeat(self, request: wpb.HeartbeatRequest,
-                        context: grpc.aio.ServicerContext) -> wpb.HeartbeatResponse:
+    async def Heartbeat(
+        self, request: wpb.HeartbeatRequest, context: grpc.aio.ServicerContext
+    ) -> wpb.HeartbeatResponse:
         return await self._route(self.b.history, "Heartbeat", request, check.attempt_ref)
 
     @rpc
-    async def RecordStep(self, request: wpb.RecordStepRequest,
-                         context: grpc.aio.ServicerContext) -> wpb.RecordStepResponse:
+    async def RecordStep(
+        self, request: wpb.RecordStepRequest, context: grpc.aio.ServicerContext
+    ) -> wpb.RecordStepResponse:
         return await self._route(self.b.history, "RecordStep", request, check.record_step)
 
     @rpc
-    async def FinishAttempt(self, request: wpb.FinishAttemptRequest,
-                            context: grpc.aio.ServicerContext) -> wpb.FinishAttemptResponse:
+    async def FinishAttempt(
+        self, request: wpb.FinishAttemptRequest, context: grpc.aio.ServicerContext
+    ) -> wpb.FinishAttemptResponse:
         return await self._route(self.b.history, "FinishAttempt", request, check.finish)
 
     @rpc
-    async def UpdateRunMetadata(self, request: wpb.UpdateRunMetadataRequest,
-                                context: grpc.aio.ServicerContext) -> wpb.UpdateRunMetadataResponse:
+    async def UpdateRunMetadata(
+        self, request: wpb.UpdateRunMetadataRequest, context: grpc.aio.ServicerContext
+    ) -> wpb.UpdateRunMetadataResponse:
         return await self._route(self.b.history, "UpdateRunMetadata", request, check.update_metadata)
 
     @rpc
-    async def BatchWrite(self, request: wpb.BatchWriteRequest,
-                         context: grpc.aio.ServicerContext) -> wpb.BatchWriteResponse:
+    async def BatchWrite(
+        self, request: wpb.BatchWriteRequest, context: grpc.aio.ServicerContext
+    ) -> wpb.BatchWriteResponse:
         return await self._route(self.b.history, "BatchWrite", request, check.batch_write)
 
 
@@ -185,23 +217,27 @@ class WaitServicer(wsgrpc.WaitServiceServicer):
         self.b = backend
 
     @rpc
-    async def SendEvent(self, request: wspb.SendEventRequest,
-                        context: grpc.aio.ServicerContext) -> wspb.SendEventResponse:
+    async def SendEvent(
+        self, request: wspb.SendEventRequest, context: grpc.aio.ServicerContext
+    ) -> wspb.SendEventResponse:
         return await self.b.route(self.b.history, "SendEvent", request, check.send_event)
 
     @rpc
-    async def CreateWaitToken(self, request: wspb.CreateWaitTokenRequest,
-                              context: grpc.aio.ServicerContext) -> wspb.CreateWaitTokenResponse:
+    async def CreateWaitToken(
+        self, request: wspb.CreateWaitTokenRequest, context: grpc.aio.ServicerContext
+    ) -> wspb.CreateWaitTokenResponse:
         return await self.b.route(self.b.history, "CreateWaitToken", request, check.create_token)
 
     @rpc
-    async def CompleteWaitToken(self, request: wspb.CompleteWaitTokenRequest,
-                                context: grpc.aio.ServicerContext) -> wspb.CompleteWaitTokenResponse:
+    async def CompleteWaitToken(
+        self, request: wspb.CompleteWaitTokenRequest, context: grpc.aio.ServicerContext
+    ) -> wspb.CompleteWaitTokenResponse:
         return await self.b.route(self.b.history, "CompleteWaitToken", request, check.complete_token)
 
     @rpc
-    async def GetWaitToken(self, request: wspb.GetWaitTokenRequest,
-                           context: grpc.aio.ServicerContext) -> wspb.GetWaitTokenResponse:
+    async def GetWaitToken(
+        self, request: wspb.GetWaitTokenRequest, context: grpc.aio.ServicerContext
+    ) -> wspb.GetWaitTokenResponse:
         return await self.b.route(self.b.history, "GetWaitToken", request, check.token_ref)
 
 
@@ -212,28 +248,33 @@ class ScheduleServicer(sgrpc.ScheduleServiceServicer):
         self.b = backend
 
     @rpc
-    async def CreateSchedule(self, request: spb.CreateScheduleRequest,
-                             context: grpc.aio.ServicerContext) -> spb.CreateScheduleResponse:
+    async def CreateSchedule(
+        self, request: spb.CreateScheduleRequest, context: grpc.aio.ServicerContext
+    ) -> spb.CreateScheduleResponse:
         return await self.b.route(self.b.history, "CreateSchedule", request, check.create_schedule)
 
     @rpc
-    async def ListSchedules(self, request: spb.ListSchedulesRequest,
-                            context: grpc.aio.ServicerContext) -> spb.ListSchedulesResponse:
+    async def ListSchedules(
+        self, request: spb.ListSchedulesRequest, context: grpc.aio.ServicerContext
+    ) -> spb.ListSchedulesResponse:
         return await self.b.route(self.b.history, "ListSchedules", request, check.list_schedules)
 
     @rpc
-    async def PauseSchedule(self, request: spb.PauseScheduleRequest,
-                            context: grpc.aio.ServicerContext) -> spb.PauseScheduleResponse:
+    async def PauseSchedule(
+        self, request: spb.PauseScheduleRequest, context: grpc.aio.ServicerContext
+    ) -> spb.PauseScheduleResponse:
         return await self.b.route(self.b.history, "PauseSchedule", request, check.schedule_ref)
 
     @rpc
-    async def ResumeSchedule(self, request: spb.ResumeScheduleRequest,
-                             context: grpc.aio.ServicerContext) -> spb.ResumeScheduleResponse:
+    async def ResumeSchedule(
+        self, request: spb.ResumeScheduleRequest, context: grpc.aio.ServicerContext
+    ) -> spb.ResumeScheduleResponse:
         return await self.b.route(self.b.history, "ResumeSchedule", request, check.schedule_ref)
 
     @rpc
-    async def DeleteSchedule(self, request: spb.DeleteScheduleRequest,
-                             context: grpc.aio.ServicerContext) -> spb.DeleteScheduleResponse:
+    async def DeleteSchedule(
+        self, request: spb.DeleteScheduleRequest, context: grpc.aio.ServicerContext
+    ) -> spb.DeleteScheduleResponse:
         return await self.b.route(self.b.history, "DeleteSchedule", request, check.schedule_ref)
 
 
@@ -244,21 +285,25 @@ class QueueServicer(qgrpc.QueueServiceServicer):
         self.b = backend
 
     @rpc
-    async def UpdateQueue(self, request: qpb.UpdateQueueRequest,
-                          context: grpc.aio.ServicerContext) -> qpb.UpdateQueueResponse:
+    async def UpdateQueue(
+        self, request: qpb.UpdateQueueRequest, context: grpc.aio.ServicerContext
+    ) -> qpb.UpdateQueueResponse:
         return await self.b.route(self.b.matching, "UpdateQueue", request, check.update_queue)
 
     @rpc
-    async def ListQueues(self, request: qpb.ListQueuesRequest,
-                         context: grpc.aio.ServicerContext) -> qpb.ListQueuesResponse:
+    async def ListQueues(
+        self, request: qpb.ListQueuesRequest, context: grpc.aio.ServicerContext
+    ) -> qpb.ListQueuesResponse:
         return await self.b.route(self.b.matching, "ListQueues", request, lambda r: None)
 
     @rpc
-    async def PauseQueue(self, request: qpb.PauseQueueRequest,
-                         context: grpc.aio.ServicerContext) -> qpb.PauseQueueResponse:
+    async def PauseQueue(
+        self, request: qpb.PauseQueueRequest, context: grpc.aio.ServicerContext
+    ) -> qpb.PauseQueueResponse:
         return await self.b.route(self.b.matching, "PauseQueue", request, check.queue_ref)
 
     @rpc
-    async def ResumeQueue(self, request: qpb.ResumeQueueRequest,
-                          context: grpc.aio.ServicerContext) -> qpb.ResumeQueueResponse:
+    async def ResumeQueue(
+        self, request: qpb.ResumeQueueRequest, context: grpc.aio.ServicerContext
+    ) -> qpb.ResumeQueueResponse:
         return await self.b.route(self.b.matching, "ResumeQueue", request, check.queue_ref)

@@ -2,6 +2,7 @@
 to history go together as one TriggerRuns call, which history commits in one
 transaction, each run answered as if alone (cairn.coalesce). A trigger that
 arrives while none is in flight goes at once as its own TriggerRun."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -15,7 +16,6 @@ if TYPE_CHECKING:
     from services.frontend.servicer import Backend
 
 
-
 class Triggers:
     """Validated TriggerRun requests on their way to history."""
 
@@ -23,20 +23,27 @@ class Triggers:
         self.b = backend
         self.timeout = timeout
         self._calls: Coalescer[rpb.TriggerRunRequest, rpb.TriggerRunResponse] = Coalescer(
-            self._send_one, self._send_many)
+            self._send_one, self._send_many
+        )
 
     async def trigger(self, request: rpb.TriggerRunRequest) -> rpb.TriggerRunResponse:
         """History's answer to this request, or its refusal as a ServiceError."""
         return await self._calls.submit(request, self.timeout)
 
-    async def _send_one(self, request: rpb.TriggerRunRequest, timeout: float | None
-                        ) -> rpb.TriggerRunResponse:
+    async def _send_one(
+        self, request: rpb.TriggerRunRequest, timeout: float | None
+    ) -> rpb.TriggerRunResponse:
         return await self.b.call(self.b.history, "TriggerRun", request, self.timeout)
 
-    async def _send_many(self, requests: list[rpb.TriggerRunRequest], timeout: float | None
-                         ) -> list[rpb.TriggerRunResponse | BaseException]:
-        response = await self.b.call(self.b.history, "TriggerRuns",
-                                     rpb.BatchTriggerRunsRequest(runs=requests), self.timeout)
-        return [r.triggered if r.WhichOneof("result") == "triggered"
-                else ServiceError(status_codes.from_int(r.error.code), r.error.message)
-                for r in response.results]
+    async def _send_many(
+        self, requests: list[rpb.TriggerRunRequest], timeout: float | None
+    ) -> list[rpb.TriggerRunResponse | BaseException]:
+        response = await self.b.call(
+            self.b.history, "TriggerRuns", rpb.BatchTriggerRunsRequest(runs=requests), self.timeout
+        )
+        return [
+            r.triggered
+            if r.WhichOneof("result") == "triggered"
+            else ServiceError(status_codes.from_int(r.error.code), r.error.message)
+            for r in response.results
+        ]

@@ -1,11 +1,11 @@
 """Checks on every external request, before anything is routed or written.
 Each failure is INVALID_ARGUMENT with a message that names the field."""
+
 from __future__ import annotations
 
+import json
 import re
 import uuid
-
-import json
 
 from google.protobuf import json_format
 
@@ -44,8 +44,10 @@ def identifier(field: str, value: str) -> None:
     if not value:
         raise invalid(f"{field}: required")
     if not ID_RE.match(value):
-        raise invalid(f"{field}: {value!r} must be 1-128 letters, digits, '_', '.', ':' or '-', "
-                      "starting with a letter or digit")
+        raise invalid(
+            f"{field}: {value!r} must be 1-128 letters, digits, '_', '.', ':' or '-', "
+            "starting with a letter or digit"
+        )
 
 
 def run_id(value: str, field: str = "run_id") -> None:
@@ -85,15 +87,18 @@ def wait_seconds(field: str, msg: object, default: float) -> float:
     return seconds
 
 
-def duration(field: str, msg: object, name: str, *, allow_zero: bool = False,
-             limit: float = MAX_DELAY_SECONDS) -> None:
+def duration(
+    field: str, msg: object, name: str, *, allow_zero: bool = False, limit: float = MAX_DELAY_SECONDS
+) -> None:
     """A Duration field that must be positive (or zero) and at most `limit` seconds."""
     if not msg.HasField(name):  # type: ignore[attr-defined]
         return
     seconds = getattr(msg, name).ToTimedelta().total_seconds()
     if seconds < 0 or (seconds == 0 and not allow_zero) or seconds > limit:
-        raise invalid(f"{field}: must be {'at least 0' if allow_zero else 'more than 0'} "
-                      f"and at most {limit:g} seconds, got {seconds:g}")
+        raise invalid(
+            f"{field}: must be {'at least 0' if allow_zero else 'more than 0'} "
+            f"and at most {limit:g} seconds, got {seconds:g}"
+        )
 
 
 def metadata(field: str, value: object) -> None:
@@ -243,8 +248,9 @@ def batch_write(r: wpb.BatchWriteRequest) -> None:
             raise invalid(f"writes[{i}]: set record_step or finish_attempt")
         item = getattr(w, kind)
         if item.namespace and item.namespace != r.namespace:
-            raise invalid(f"writes[{i}].{kind}.namespace: {item.namespace!r} differs from the "
-                          f"batch's {r.namespace!r}")
+            raise invalid(
+                f"writes[{i}].{kind}.namespace: {item.namespace!r} differs from the batch's {r.namespace!r}"
+            )
         item.namespace = r.namespace
         try:
             (record_step if kind == "record_step" else finish)(item)

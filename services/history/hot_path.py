@@ -4,6 +4,7 @@ statement writes nothing when its case does not apply (an unregistered task, a
 queue with limits, a stale attempt...); the caller then takes the general
 transaction in store.py, which handles and explains every case. Both paths
 write the same rows."""
+
 from __future__ import annotations
 
 # A run with no delay, ttl or concurrency key, for a queue without max_depth:

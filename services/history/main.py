@@ -1,4 +1,5 @@
 """The history process: migrations, the gRPC API, the timer loop, retention."""
+
 from __future__ import annotations
 
 import argparse
@@ -42,7 +43,8 @@ async def run(settings: Settings) -> None:
     else:
         log.info("retention: off (--retention-days 0); finished runs are kept forever")
     server, health = grpc_server.make_server(
-        settings.listen, lambda s: hgrpc.add_HistoryServiceServicer_to_server(servicer, s), [SERVICE])
+        settings.listen, lambda s: hgrpc.add_HistoryServiceServicer_to_server(servicer, s), [SERVICE]
+    )
 
     async def on_stop() -> None:
         await timers.stop()

@@ -23,6 +23,7 @@ Not the hot path, and built so it never slows it:
 - Idempotency keys are in the runs rows, so the key of a pruned run can be used
   again. A schedule's last_run_id may name a pruned run (it is informational).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -73,8 +74,9 @@ class Pruner:
     """Every `interval` seconds deletes the runs that finished more than
     `retention` seconds ago, BATCH_RUNS per transaction, until a batch is short."""
 
-    def __init__(self, pool: asyncpg.Pool, retention: float, interval: float,
-                 batch: int = BATCH_RUNS) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, retention: float, interval: float, batch: int = BATCH_RUNS
+    ) -> None:
         if retention <= 0 or interval <= 0:
             raise ValueError(f"retention ({retention}) and interval ({interval}) must be > 0")
         self.pool = pool
@@ -84,8 +86,11 @@ class Pruner:
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        log.info("retention: finished runs older than %g days are pruned every %g s",
-                 self.retention / 86400, self.interval)
+        log.info(
+            "retention: finished runs older than %g days are pruned every %g s",
+            self.retention / 86400,
+            self.interval,
+        )
         self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
@@ -110,8 +115,10 @@ class Pruner:
         """One transaction: picks up to `batch` runs and deletes them with their rows."""
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
-            ids: list[uuid.UUID] = [r["id"] for r in await conn.fetch(
-                PICK, self.retention, list(TERMINAL_RUN_STATUSES), self.batch)]
+            ids: list[uuid.UUID] = [
+                r["id"]
+                for r in await conn.fetch(PICK, self.retention, list(TERMINAL_RUN_STATUSES), self.batch)
+            ]
             if ids:
                 for sql in DELETES:
                     await conn.execute(sql, ids)
@@ -125,8 +132,11 @@ class Pruner:
             try:
                 pruned = await self.prune_once()
                 if pruned:
-                    log.info("retention: pruned %d finished runs older than %g days",
-                             pruned, self.retention / 86400)
+                    log.info(
+                        "retention: pruned %d finished runs older than %g days",
+                        pruned,
+                        self.retention / 86400,
+                    )
             except asyncio.CancelledError:
                 raise
             except Exception:

@@ -5,10 +5,11 @@ fires exactly once however many history replicas run.
 
 Missed ticks (the cluster was down): caught up once — one run for the latest
 missed tick, then the schedule goes on from the next tick after now."""
+
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import asyncpg
 
@@ -46,60 +47,93 @@ class ScheduleStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
 
-    async def create(self, namespace: str, schedule_id: str, task_id: str, cron: str, tz: str,
-                     data: bytes, encoding: str, dedup_key: str) -> asyncpg.Record:
+    async def create(
+        self,
+        namespace: str,
+        schedule_id: str,
+        task_id: str,
+        cron: str,
+        tz: str,
+        data: bytes,
+        encoding: str,
+        dedup_key: str,
+    ) -> asyncpg.Record:
         parsed = parse_cron(cron, tz)
         async with self.pool.acquire() as conn, conn.transaction():
-            if not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM tasks WHERE namespace = $1 AND task_id = $2)",
-                                       namespace, task_id):
-                raise not_found(f"task {task_id!r} is not registered in namespace {namespace!r}; "
-                                "start a worker that serves it")
+            if not await conn.fetchval(
+                "SELECT EXISTS (SELECT 1 FROM tasks WHERE namespace = $1 AND task_id = $2)",
+                namespace,
+                task_id,
+            ):
+                raise not_found(
+                    f"task {task_id!r} is not registered in namespace {namespace!r}; "
+                    "start a worker that serves it"
+                )
             row = await conn.fetchrow(
                 "INSERT INTO schedules (namespace, id, task_id, cron, timezone, payload, payload_encoding, "
                 "dedup_key, next_fire_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) "
                 "ON CONFLICT (namespace, id) DO NOTHING RETURNING *",
-                namespace, schedule_id, task_id, cron, tz or "UTC", data, encoding,
-                dedup_key or schedule_id, parsed.next_after(datetime.now(timezone.utc)))
+                namespace,
+                schedule_id,
+                task_id,
+                cron,
+                tz or "UTC",
+                data,
+                encoding,
+                dedup_key or schedule_id,
+                parsed.next_after(datetime.now(UTC)),
+            )
         if row is None:
             raise already_exists(f"schedule {schedule_id!r} already exists in namespace {namespace!r}")
         return row
 
     async def list(self, namespace: str, task_id: str) -> list[asyncpg.Record]:
         async with self.pool.acquire() as conn:
-            return await conn.fetch("SELECT * FROM schedules WHERE namespace = $1 AND ($2 = '' OR task_id = $2) "
-                                    "ORDER BY id", namespace, task_id)
+            return await conn.fetch(
+                "SELECT * FROM schedules WHERE namespace = $1 AND ($2 = '' OR task_id = $2) ORDER BY id",
+                namespace,
+                task_id,
+            )
 
     async def set_paused(self, namespace: str, schedule_id: str, paused: bool) -> asyncpg.Record:
         """Pauses or resumes; a resumed schedule fires from its next tick after now."""
         async with self.pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow("SELECT * FROM schedules WHERE namespace = $1 AND id = $2 FOR UPDATE",
-                                      namespace, schedule_id)
+            row = await conn.fetchrow(
+                "SELECT * FROM schedules WHERE namespace = $1 AND id = $2 FOR UPDATE", namespace, schedule_id
+            )
             if row is None:
                 raise not_found(f"schedule {schedule_id!r} not found in namespace {namespace!r}")
             next_fire = row["next_fire_at"]
             if not paused and row["paused"]:
-                next_fire = parse_cron(row["cron"], row["timezone"]).next_after(datetime.now(timezone.utc))
-            return await conn.fetchrow("UPDATE schedules SET paused = $3, next_fire_at = $4 "
-                                       "WHERE namespace = $1 AND id = $2 RETURNING *",
-                                       namespace, schedule_id, paused, next_fire)
+                next_fire = parse_cron(row["cron"], row["timezone"]).next_after(datetime.now(UTC))
+            return await conn.fetchrow(
+                "UPDATE schedules SET paused = $3, next_fire_at = $4 "
+                "WHERE namespace = $1 AND id = $2 RETURNING *",
+                namespace,
+                schedule_id,
+                paused,
+                next_fire,
+            )
 
     async def delete(self, namespace: str, schedule_id: str) -> None:
         async with self.pool.acquire() as conn:
-            deleted = await conn.fetchval("DELETE FROM schedules WHERE namespace = $1 AND id = $2 RETURNING id",
-                                          namespace, schedule_id)
+            deleted = await conn.fetchval(
+                "DELETE FROM schedules WHERE namespace = $1 AND id = $2 RETURNING id", namespace, schedule_id
+            )
         if deleted is None:
             raise not_found(f"schedule {schedule_id!r} not found in namespace {namespace!r}")
 
     async def sync_declared(self, namespace: str, tasks: list[tuple[str, str, str]]) -> None:
         """Makes declared schedules match (task_id, cron, timezone) of a registration;
         cron '' drops the task's declared schedule. An unchanged schedule keeps its next tick."""
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         async with self.pool.acquire() as conn, conn.transaction():
             for task_id, cron, tz in tasks:
                 sid = DECLARED_PREFIX + task_id
                 if not cron:
-                    await conn.execute("DELETE FROM schedules WHERE namespace = $1 AND id = $2 AND declared",
-                                       namespace, sid)
+                    await conn.execute(
+                        "DELETE FROM schedules WHERE namespace = $1 AND id = $2 AND declared", namespace, sid
+                    )
                     continue
                 next_fire = parse_cron(cron, tz).next_after(now)
                 await conn.execute(
@@ -108,17 +142,25 @@ class ScheduleStore:
                     "cron = EXCLUDED.cron, timezone = EXCLUDED.timezone, next_fire_at = CASE WHEN "
                     "schedules.cron = EXCLUDED.cron AND schedules.timezone = EXCLUDED.timezone "
                     "THEN schedules.next_fire_at ELSE EXCLUDED.next_fire_at END",
-                    namespace, sid, task_id, cron, tz or "UTC", next_fire)
+                    namespace,
+                    sid,
+                    task_id,
+                    cron,
+                    tz or "UTC",
+                    next_fire,
+                )
 
     async def fire_due(self) -> tuple[bool, Outcome | None]:
         """Fires the most overdue schedule tick: (False, None) when none is due;
         (True, outcome) otherwise, outcome None when the tick made no new run."""
         async with self.pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow("SELECT * FROM schedules WHERE NOT paused AND next_fire_at <= now() "
-                                      "ORDER BY next_fire_at LIMIT 1 FOR UPDATE SKIP LOCKED")
+            row = await conn.fetchrow(
+                "SELECT * FROM schedules WHERE NOT paused AND next_fire_at <= now() "
+                "ORDER BY next_fire_at LIMIT 1 FOR UPDATE SKIP LOCKED"
+            )
             if row is None:
                 return False, None
-            now = datetime.now(timezone.utc)
+            now = datetime.now(UTC)
             cron = parse_cron(row["cron"], row["timezone"])
             tick = _latest_tick(cron, row["next_fire_at"], now)
             data, encoding = row["payload"], row["payload_encoding"]
@@ -129,15 +171,33 @@ class ScheduleStore:
             run_id = None
             try:
                 async with conn.transaction():
-                    outcome, _ = await create_run(conn, NewRun(
-                        namespace=row["namespace"], task_id=row["task_id"], data=data, encoding=encoding,
-                        idempotency_key=f"{row['dedup_key']}:{tick.isoformat()}", schedule_id=row["id"]))
+                    outcome, _ = await create_run(
+                        conn,
+                        NewRun(
+                            namespace=row["namespace"],
+                            task_id=row["task_id"],
+                            data=data,
+                            encoding=encoding,
+                            idempotency_key=f"{row['dedup_key']}:{tick.isoformat()}",
+                            schedule_id=row["id"],
+                        ),
+                    )
                     run_id = outcome.run["id"]
             except ServiceError as exc:  # task gone, queue full: skip the tick, keep the schedule
-                log.warning("schedule %s of namespace %s skipped tick %s: %s", row["id"], row["namespace"],
-                            tick.isoformat(), exc)
-            await conn.execute("UPDATE schedules SET next_fire_at = $3, last_fired_at = $4, "
-                               "last_run_id = coalesce($5, last_run_id) WHERE namespace = $1 AND id = $2",
-                               row["namespace"], row["id"], cron.next_after(tick), tick, run_id)
+                log.warning(
+                    "schedule %s of namespace %s skipped tick %s: %s",
+                    row["id"],
+                    row["namespace"],
+                    tick.isoformat(),
+                    exc,
+                )
+            await conn.execute(
+                "UPDATE schedules SET next_fire_at = $3, last_fired_at = $4, "
+                "last_run_id = coalesce($5, last_run_id) WHERE namespace = $1 AND id = $2",
+                row["namespace"],
+                row["id"],
+                cron.next_after(tick),
+                tick,
+                run_id,
+            )
         return True, outcome
-

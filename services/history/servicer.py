@@ -1,13 +1,14 @@
 """History's gRPC API: maps requests onto RunStore and ScheduleStore
 transactions and announces committed changes on NATS. Callers (frontend,
 matching) have validated input."""
+
 from __future__ import annotations
 
 import base64
 import functools
 import logging
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import grpc
@@ -31,8 +32,11 @@ from services.history.store import RunStore
 from services.history.timers import TimerLoop
 
 log = logging.getLogger("cairn.history")
-OUTCOMES = {wpb.ATTEMPT_OUTCOME_COMPLETED: "completed", wpb.ATTEMPT_OUTCOME_FAILED: "failed",
-            wpb.ATTEMPT_OUTCOME_SUSPENDED: "suspended"}
+OUTCOMES = {
+    wpb.ATTEMPT_OUTCOME_COMPLETED: "completed",
+    wpb.ATTEMPT_OUTCOME_FAILED: "failed",
+    wpb.ATTEMPT_OUTCOME_SUSPENDED: "suspended",
+}
 
 
 def encode_page_token(created_at: datetime, run_id: uuid.UUID) -> str:
@@ -52,10 +56,15 @@ def _encoding(p: cpb.Payload) -> str:
 
 
 def new_run(namespace: str, r: rpb.TriggerRunRequest) -> NewRun:
-    return NewRun(namespace=namespace, task_id=r.task_id, data=r.payload.data,
-                  encoding=_encoding(r.payload), idempotency_key=r.idempotency_key or None,
-                  options=convert.options(r.options),
-                  parent_run_id=parse_run_id(r.parent_run_id) if r.parent_run_id else None)
+    return NewRun(
+        namespace=namespace,
+        task_id=r.task_id,
+        data=r.payload.data,
+        encoding=_encoding(r.payload),
+        idempotency_key=r.idempotency_key or None,
+        options=convert.options(r.options),
+        parent_run_id=parse_run_id(r.parent_run_id) if r.parent_run_id else None,
+    )
 
 
 def refuse(error: wpb.WriteError, exc: ServiceError) -> None:
@@ -67,20 +76,30 @@ def refuse(error: wpb.WriteError, exc: ServiceError) -> None:
 def wait_spec(namespace: str, r: wpb.FinishAttemptRequest) -> dict[str, Any]:
     """A suspension's wait, from the request (a sleep when only wake_at is set)."""
     if not r.HasField("wait"):
-        until = r.wake_at.ToDatetime(tzinfo=timezone.utc)
+        until = r.wake_at.ToDatetime(tzinfo=UTC)
         return {"kind": "sleep", "position": -1, "name": "wait.sleep", "timeout_at": until}
     w = r.wait
-    spec: dict[str, Any] = {"kind": w.WhichOneof("kind"), "position": w.position, "name": w.name,
-                            "timeout_at": w.timeout_at.ToDatetime(tzinfo=timezone.utc)
-                            if w.HasField("timeout_at") else None}
+    spec: dict[str, Any] = {
+        "kind": w.WhichOneof("kind"),
+        "position": w.position,
+        "name": w.name,
+        "timeout_at": w.timeout_at.ToDatetime(tzinfo=UTC) if w.HasField("timeout_at") else None,
+    }
     if spec["kind"] == "event":
         spec.update(event_name=w.event.name, event_key=w.event.key)
     elif spec["kind"] == "token":
         spec.update(token_id=w.token.token_id)
     elif spec["kind"] == "children":
-        spec["children"] = [NewRun(namespace=namespace, task_id=c.task_id, data=c.payload.data,
-                                   encoding=_encoding(c.payload), options=convert.options(c.options))
-                            for c in w.children.runs]
+        spec["children"] = [
+            NewRun(
+                namespace=namespace,
+                task_id=c.task_id,
+                data=c.payload.data,
+                encoding=_encoding(c.payload),
+                options=convert.options(c.options),
+            )
+            for c in w.children.runs
+        ]
     return spec
 
 
@@ -105,9 +124,16 @@ class HistoryServicer(hgrpc.HistoryServiceServicer):
                 notice["keyed"] = True
             await self.bus.publish(bus_mod.WORK, notice)
         if run is not None and effects.run_changed:
-            await self.bus.publish(bus_mod.RUNS, {"namespace": run["namespace"], "run_id": str(run["id"]),
-                                                  "task_id": run["task_id"], "queue": run["queue"],
-                                                  "status": run["status"]})
+            await self.bus.publish(
+                bus_mod.RUNS,
+                {
+                    "namespace": run["namespace"],
+                    "run_id": str(run["id"]),
+                    "task_id": run["task_id"],
+                    "queue": run["queue"],
+                    "status": run["status"],
+                },
+            )
         if effects.timer_due is not None:
             if self.timers is not None:
                 self.timers.poke()
@@ -122,13 +148,15 @@ class HistoryServicer(hgrpc.HistoryServiceServicer):
     # ---- runs --------------------------------------------------------------------
 
     @rpc
-    async def TriggerRun(self, request: rpb.TriggerRunRequest, context: grpc.aio.ServicerContext
-                         ) -> rpb.TriggerRunResponse:
+    async def TriggerRun(
+        self, request: rpb.TriggerRunRequest, context: grpc.aio.ServicerContext
+    ) -> rpb.TriggerRunResponse:
         return await self._triggered(*await self._trigger(request, None))
 
     @rpc
-    async def TriggerRuns(self, request: rpb.BatchTriggerRunsRequest, context: grpc.aio.ServicerContext
-                          ) -> hpb.TriggerRunsResponse:
+    async def TriggerRuns(
+        self, request: rpb.BatchTriggerRunsRequest, context: grpc.aio.ServicerContext
+    ) -> hpb.TriggerRunsResponse:
         """Group commit of triggers from different callers; each answered as if alone."""
         ops = [functools.partial(self._trigger, r) for r in request.runs]
         response = hpb.TriggerRunsResponse()
@@ -150,25 +178,29 @@ class HistoryServicer(hgrpc.HistoryServiceServicer):
         return rpb.TriggerRunResponse(run=convert.run(outcome.run), existing=existing)
 
     @rpc
-    async def BatchTriggerRuns(self, request: rpb.BatchTriggerRunsRequest,
-                               context: grpc.aio.ServicerContext) -> rpb.BatchTriggerRunsResponse:
+    async def BatchTriggerRuns(
+        self, request: rpb.BatchTriggerRunsRequest, context: grpc.aio.ServicerContext
+    ) -> rpb.BatchTriggerRunsResponse:
         results = await self.store.trigger_batch([new_run(request.namespace, r) for r in request.runs])
         return rpb.BatchTriggerRunsResponse(runs=[await self._triggered(*r) for r in results])
 
     @rpc
-    async def GetRun(self, request: rpb.GetRunRequest, context: grpc.aio.ServicerContext
-                     ) -> rpb.GetRunResponse:
+    async def GetRun(
+        self, request: rpb.GetRunRequest, context: grpc.aio.ServicerContext
+    ) -> rpb.GetRunResponse:
         return rpb.GetRunResponse(run=await self._full_run(request.namespace, parse_run_id(request.run_id)))
 
     @rpc
-    async def ListRuns(self, request: rpb.ListRunsRequest, context: grpc.aio.ServicerContext
-                       ) -> rpb.ListRunsResponse:
+    async def ListRuns(
+        self, request: rpb.ListRunsRequest, context: grpc.aio.ServicerContext
+    ) -> rpb.ListRunsResponse:
         size = request.page_size or 50
         after = decode_page_token(request.page_token) if request.page_token else None
         statuses = [RUN_STATUS_NAMES[s] for s in request.statuses]
         parent = parse_run_id(request.parent_run_id) if request.parent_run_id else None
-        rows = await self.store.list_runs(request.namespace, request.task_id, statuses, request.tag,
-                                          parent, size + 1, after)
+        rows = await self.store.list_runs(
+            request.namespace, request.task_id, statuses, request.tag, parent, size + 1, after
+        )
         token = ""
         if len(rows) > size:
             rows = rows[:size]
@@ -176,8 +208,9 @@ class HistoryServicer(hgrpc.HistoryServiceServicer):
         return rpb.ListRunsResponse(runs=[convert.run(r) for r in rows], next_page_token=token)
 
     @rpc
-    async def CancelRun(self, request: rpb.CancelRunRequest, context: grpc.aio.ServicerContext
-                        ) -> rpb.CancelRunResponse:
+    async def CancelRun(
+        self, request: rpb.CancelRunRequest, context: grpc.aio.ServicerContext
+    ) -> rpb.CancelRunResponse:
         run_id = parse_run_id(request.run_id)
         await self._cancel_tree(request.namespace, run_id, request.reason)
         return rpb.CancelRunResponse(run=await self._full_run(request.namespace, run_id))
@@ -195,8 +228,9 @@ class HistoryServicer(hgrpc.HistoryServiceServicer):
     # ---- attempts ----------------------------------------------------------------
 
     @rpc
-    async def StartAttempts(self, request: hpb.StartAttemptsRequest, context: grpc.aio.ServicerContext
-                            ) -> hpb.StartAttemptsResponse:
+    async def StartAttempts(
+        self, request: hpb.StartAttemptsRequest, context: grpc.aio.ServicerContext
+    ) -> hpb.StartAttemptsResponse:
         """Starts claimed runs in one transaction; a stale claim gets an empty result."""
         ops = [functools.partial(self._start_attempt, r) for r in request.starts]
         response = hpb.StartAttemptsResponse()
@@ -213,68 +247,93 @@ class HistoryServicer(hgrpc.HistoryServiceServicer):
                 item.assignment.CopyFrom(self._assignment(outcome.run, steps))
         return response
 
-    async def _start_attempt(self, request: hpb.StartAttemptRequest, conn: Any
-                             ) -> tuple[Outcome, list[Any] | None] | None:
+    async def _start_attempt(
+        self, request: hpb.StartAttemptRequest, conn: Any
+    ) -> tuple[Outcome, list[Any] | None] | None:
         return await self.store.start_attempt(
-            request.namespace, parse_run_id(request.run_id), uuid.UUID(request.claim_token),
-            request.worker_id, request.worker_version, conn=conn)
+            request.namespace,
+            parse_run_id(request.run_id),
+            uuid.UUID(request.claim_token),
+            request.worker_id,
+            request.worker_version,
+            conn=conn,
+        )
 
     def _assignment(self, run: Any, steps: list[Any]) -> wpb.AttemptAssignment:
         return wpb.AttemptAssignment(
-            run_id=str(run["id"]), attempt=run["attempt_count"], task_id=run["task_id"],
+            run_id=str(run["id"]),
+            attempt=run["attempt_count"],
+            task_id=run["task_id"],
             payload=convert.payload(run["input"], run["input_encoding"]),
             steps=[convert.step(s) for s in steps],
             lease_duration=convert.duration(self.store.lease_seconds),
             run_created_at=convert.timestamp(run["created_at"]),
             metadata=convert.struct(run["metadata"]),
-            parent_run_id=str(run["parent_run_id"] or ""))
+            parent_run_id=str(run["parent_run_id"] or ""),
+        )
 
     @rpc
-    async def Heartbeat(self, request: wpb.HeartbeatRequest, context: grpc.aio.ServicerContext
-                        ) -> wpb.HeartbeatResponse:
+    async def Heartbeat(
+        self, request: wpb.HeartbeatRequest, context: grpc.aio.ServicerContext
+    ) -> wpb.HeartbeatResponse:
         due = await self.store.heartbeat(request.namespace, parse_run_id(request.run_id), request.attempt)
         return wpb.HeartbeatResponse(lease_expires_at=convert.timestamp(due))
 
-    async def _record_step(self, request: wpb.RecordStepRequest, conn: Any = None
-                           ) -> wpb.RecordStepResponse:
+    async def _record_step(self, request: wpb.RecordStepRequest, conn: Any = None) -> wpb.RecordStepResponse:
         completed = request.status == cpb.STEP_STATUS_COMPLETED
         step = await self.store.record_step(
-            request.namespace, parse_run_id(request.run_id), request.attempt, request.position,
-            request.name, STEP_STATUS_NAMES[request.status],
+            request.namespace,
+            parse_run_id(request.run_id),
+            request.attempt,
+            request.position,
+            request.name,
+            STEP_STATUS_NAMES[request.status],
             request.output.data if completed else None,
             _encoding(request.output) if completed else None,
-            None if completed else convert.error_dict(request.error), request.tries or 1, conn=conn)
+            None if completed else convert.error_dict(request.error),
+            request.tries or 1,
+            conn=conn,
+        )
         return wpb.RecordStepResponse(step=convert.step(step))
 
-    async def _finish_attempt(self, request: wpb.FinishAttemptRequest, conn: Any = None
-                              ) -> tuple[wpb.FinishAttemptResponse, Outcome]:
+    async def _finish_attempt(
+        self, request: wpb.FinishAttemptRequest, conn: Any = None
+    ) -> tuple[wpb.FinishAttemptResponse, Outcome]:
         name = OUTCOMES[request.outcome]
         outcome = await self.store.finish_attempt(
-            request.namespace, parse_run_id(request.run_id), request.attempt, name,
+            request.namespace,
+            parse_run_id(request.run_id),
+            request.attempt,
+            name,
             request.output.data if name == "completed" else None,
             _encoding(request.output) if name == "completed" else None,
             convert.error_dict(request.error) if name == "failed" else None,
-            wait_spec(request.namespace, request) if name == "suspended" else None, conn=conn)
+            wait_spec(request.namespace, request) if name == "suspended" else None,
+            conn=conn,
+        )
         response = wpb.FinishAttemptResponse(run_status=RUN_STATUS_BY_NAME[outcome.run["status"]])
         if "retry_delay" in outcome.extra:
             response.retry_delay.CopyFrom(convert.duration(outcome.extra["retry_delay"]))
         return response, outcome
 
     @rpc
-    async def RecordStep(self, request: wpb.RecordStepRequest, context: grpc.aio.ServicerContext
-                         ) -> wpb.RecordStepResponse:
+    async def RecordStep(
+        self, request: wpb.RecordStepRequest, context: grpc.aio.ServicerContext
+    ) -> wpb.RecordStepResponse:
         return await self._record_step(request)
 
     @rpc
-    async def FinishAttempt(self, request: wpb.FinishAttemptRequest, context: grpc.aio.ServicerContext
-                            ) -> wpb.FinishAttemptResponse:
+    async def FinishAttempt(
+        self, request: wpb.FinishAttemptRequest, context: grpc.aio.ServicerContext
+    ) -> wpb.FinishAttemptResponse:
         response, outcome = await self._finish_attempt(request)
         await self.announce(outcome)
         return response
 
     @rpc
-    async def BatchWrite(self, request: wpb.BatchWriteRequest, context: grpc.aio.ServicerContext
-                         ) -> wpb.BatchWriteResponse:
+    async def BatchWrite(
+        self, request: wpb.BatchWriteRequest, context: grpc.aio.ServicerContext
+    ) -> wpb.BatchWriteResponse:
         """Group commit of the writes; each answered as if alone."""
         ops = []
         for w in request.writes:
@@ -295,53 +354,68 @@ class HistoryServicer(hgrpc.HistoryServiceServicer):
         return response
 
     @rpc
-    async def UpdateRunMetadata(self, request: wpb.UpdateRunMetadataRequest,
-                                context: grpc.aio.ServicerContext) -> wpb.UpdateRunMetadataResponse:
-        metadata = await self.store.update_metadata(request.namespace, parse_run_id(request.run_id),
-                                                    request.attempt, convert.struct_dict(request.metadata))
+    async def UpdateRunMetadata(
+        self, request: wpb.UpdateRunMetadataRequest, context: grpc.aio.ServicerContext
+    ) -> wpb.UpdateRunMetadataResponse:
+        metadata = await self.store.update_metadata(
+            request.namespace,
+            parse_run_id(request.run_id),
+            request.attempt,
+            convert.struct_dict(request.metadata),
+        )
         return wpb.UpdateRunMetadataResponse(metadata=convert.struct(metadata))
 
     # ---- events and tokens -------------------------------------------------------
 
     @rpc
-    async def SendEvent(self, request: wspb.SendEventRequest, context: grpc.aio.ServicerContext
-                        ) -> wspb.SendEventResponse:
+    async def SendEvent(
+        self, request: wspb.SendEventRequest, context: grpc.aio.ServicerContext
+    ) -> wspb.SendEventResponse:
         data, encoding = request.payload.data, _encoding(request.payload)
         if request.run_id:
-            outcome = await self.store.send_event_to_run(request.namespace, parse_run_id(request.run_id),
-                                                         request.name, request.key, data, encoding)
+            outcome = await self.store.send_event_to_run(
+                request.namespace, parse_run_id(request.run_id), request.name, request.key, data, encoding
+            )
             if outcome is None:
                 return wspb.SendEventResponse(buffered=True)
             await self.announce(outcome)
             return wspb.SendEventResponse(delivered_run_ids=[request.run_id])
-        delivered = await self.store.send_event_by_name(request.namespace, request.name, request.key,
-                                                        data, encoding)
+        delivered = await self.store.send_event_by_name(
+            request.namespace, request.name, request.key, data, encoding
+        )
         for outcome in delivered:
             await self.announce(outcome)
         return wspb.SendEventResponse(delivered_run_ids=[str(o.run["id"]) for o in delivered])
 
     @rpc
-    async def CreateWaitToken(self, request: wspb.CreateWaitTokenRequest,
-                              context: grpc.aio.ServicerContext) -> wspb.CreateWaitTokenResponse:
+    async def CreateWaitToken(
+        self, request: wspb.CreateWaitTokenRequest, context: grpc.aio.ServicerContext
+    ) -> wspb.CreateWaitTokenResponse:
         timeout = convert.seconds(request.timeout) if request.HasField("timeout") else None
         token = await self.store.create_token(
-            request.namespace, parse_run_id(request.run_id) if request.run_id else None, timeout,
-            request.idempotency_key or None)
-        return wspb.CreateWaitTokenResponse(token=convert.token(token, datetime.now(timezone.utc)))
+            request.namespace,
+            parse_run_id(request.run_id) if request.run_id else None,
+            timeout,
+            request.idempotency_key or None,
+        )
+        return wspb.CreateWaitTokenResponse(token=convert.token(token, datetime.now(UTC)))
 
     @rpc
-    async def CompleteWaitToken(self, request: wspb.CompleteWaitTokenRequest,
-                                context: grpc.aio.ServicerContext) -> wspb.CompleteWaitTokenResponse:
-        token, effects = await self.store.complete_token(request.namespace, request.token_id,
-                                                         request.payload.data, _encoding(request.payload))
+    async def CompleteWaitToken(
+        self, request: wspb.CompleteWaitTokenRequest, context: grpc.aio.ServicerContext
+    ) -> wspb.CompleteWaitTokenResponse:
+        token, effects = await self.store.complete_token(
+            request.namespace, request.token_id, request.payload.data, _encoding(request.payload)
+        )
         await self.announce_effects(effects)
-        return wspb.CompleteWaitTokenResponse(token=convert.token(token, datetime.now(timezone.utc)))
+        return wspb.CompleteWaitTokenResponse(token=convert.token(token, datetime.now(UTC)))
 
     @rpc
-    async def GetWaitToken(self, request: wspb.GetWaitTokenRequest,
-                           context: grpc.aio.ServicerContext) -> wspb.GetWaitTokenResponse:
+    async def GetWaitToken(
+        self, request: wspb.GetWaitTokenRequest, context: grpc.aio.ServicerContext
+    ) -> wspb.GetWaitTokenResponse:
         token = await self.store.get_token(request.namespace, request.token_id)
-        return wspb.GetWaitTokenResponse(token=convert.token(token, datetime.now(timezone.utc)))
+        return wspb.GetWaitTokenResponse(token=convert.token(token, datetime.now(UTC)))
 
     # ---- schedules ---------------------------------------------------------------
 
@@ -350,41 +424,55 @@ class HistoryServicer(hgrpc.HistoryServiceServicer):
         return convert.schedule(row)
 
     @rpc
-    async def CreateSchedule(self, request: spb.CreateScheduleRequest,
-                             context: grpc.aio.ServicerContext) -> spb.CreateScheduleResponse:
+    async def CreateSchedule(
+        self, request: spb.CreateScheduleRequest, context: grpc.aio.ServicerContext
+    ) -> spb.CreateScheduleResponse:
         row = await self.schedules.create(
-            request.namespace, request.schedule_id, request.task_id, request.cron, request.timezone,
-            request.payload.data, _encoding(request.payload), request.deduplication_key)
+            request.namespace,
+            request.schedule_id,
+            request.task_id,
+            request.cron,
+            request.timezone,
+            request.payload.data,
+            _encoding(request.payload),
+            request.deduplication_key,
+        )
         return spb.CreateScheduleResponse(schedule=await self._schedule_changed(row))
 
     @rpc
-    async def ListSchedules(self, request: spb.ListSchedulesRequest,
-                            context: grpc.aio.ServicerContext) -> spb.ListSchedulesResponse:
+    async def ListSchedules(
+        self, request: spb.ListSchedulesRequest, context: grpc.aio.ServicerContext
+    ) -> spb.ListSchedulesResponse:
         rows = await self.schedules.list(request.namespace, request.task_id)
         return spb.ListSchedulesResponse(schedules=[convert.schedule(r) for r in rows])
 
     @rpc
-    async def PauseSchedule(self, request: spb.PauseScheduleRequest,
-                            context: grpc.aio.ServicerContext) -> spb.PauseScheduleResponse:
+    async def PauseSchedule(
+        self, request: spb.PauseScheduleRequest, context: grpc.aio.ServicerContext
+    ) -> spb.PauseScheduleResponse:
         row = await self.schedules.set_paused(request.namespace, request.schedule_id, True)
         return spb.PauseScheduleResponse(schedule=convert.schedule(row))
 
     @rpc
-    async def ResumeSchedule(self, request: spb.ResumeScheduleRequest,
-                             context: grpc.aio.ServicerContext) -> spb.ResumeScheduleResponse:
+    async def ResumeSchedule(
+        self, request: spb.ResumeScheduleRequest, context: grpc.aio.ServicerContext
+    ) -> spb.ResumeScheduleResponse:
         row = await self.schedules.set_paused(request.namespace, request.schedule_id, False)
         return spb.ResumeScheduleResponse(schedule=await self._schedule_changed(row))
 
     @rpc
-    async def DeleteSchedule(self, request: spb.DeleteScheduleRequest,
-                             context: grpc.aio.ServicerContext) -> spb.DeleteScheduleResponse:
+    async def DeleteSchedule(
+        self, request: spb.DeleteScheduleRequest, context: grpc.aio.ServicerContext
+    ) -> spb.DeleteScheduleResponse:
         await self.schedules.delete(request.namespace, request.schedule_id)
         return spb.DeleteScheduleResponse()
 
     @rpc
-    async def SyncDeclaredSchedules(self, request: hpb.SyncDeclaredSchedulesRequest,
-                                    context: grpc.aio.ServicerContext) -> hpb.SyncDeclaredSchedulesResponse:
-        await self.schedules.sync_declared(request.namespace, [(t.task_id, t.schedule, t.timezone)
-                                                               for t in request.tasks])
-        await self.announce_effects(Effects(timer_due=datetime.now(timezone.utc)))
+    async def SyncDeclaredSchedules(
+        self, request: hpb.SyncDeclaredSchedulesRequest, context: grpc.aio.ServicerContext
+    ) -> hpb.SyncDeclaredSchedulesResponse:
+        await self.schedules.sync_declared(
+            request.namespace, [(t.task_id, t.schedule, t.timezone) for t in request.tasks]
+        )
+        await self.announce_effects(Effects(timer_due=datetime.now(UTC)))
         return hpb.SyncDeclaredSchedulesResponse()

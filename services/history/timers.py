@@ -2,12 +2,13 @@
 earlier one, locally or by another history replica over NATS), then fires
 every due timer, each in its own transaction. The sweep interval only caps the
 sleep as a safety net."""
+
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from services.history.schedules import ScheduleStore
 from services.history.store import Outcome, RunStore
@@ -18,8 +19,13 @@ log = logging.getLogger("cairn.history.timers")
 class TimerLoop:
     """Fires leases, retry backoffs and wake-ups when they fall due."""
 
-    def __init__(self, store: RunStore, schedules: ScheduleStore,
-                 announce: Callable[[Outcome], Awaitable[None]], max_sleep: float) -> None:
+    def __init__(
+        self,
+        store: RunStore,
+        schedules: ScheduleStore,
+        announce: Callable[[Outcome], Awaitable[None]],
+        max_sleep: float,
+    ) -> None:
         self.store = store
         self.schedules = schedules
         self.announce = announce
@@ -46,7 +52,7 @@ class TimerLoop:
                 due = await self.store.next_due()
                 timeout = self.max_sleep
                 if due is not None:
-                    timeout = min(timeout, max(0.0, (due - datetime.now(timezone.utc)).total_seconds()))
+                    timeout = min(timeout, max(0.0, (due - datetime.now(UTC)).total_seconds()))
                 if timeout > 0:
                     try:
                         await asyncio.wait_for(self._wake.wait(), timeout)

@@ -7,6 +7,7 @@ claim is a row state with an expiry (claim_token, claimed_until), never an open
 transaction; history then starts the attempts and deletes their entries in one
 transaction, so a claim that loses a race, or whose claimer dies, is simply
 dropped or expires."""
+
 from __future__ import annotations
 
 import asyncio
@@ -69,36 +70,47 @@ gates AS (
   GROUP BY r.queue, r.concurrency_key, q.concurrency_limit),
 limits AS (SELECT name AS queue, concurrency_limit FROM queues WHERE namespace = $1 AND concurrency_limit > 0)
 """
-_READY = ("e.namespace = $1 AND e.task_id = ANY($2) AND e.available_at <= now() "
-          "AND (e.claimed_until IS NULL OR e.claimed_until < now()) "
-          "AND NOT EXISTS (SELECT 1 FROM gates g WHERE g.queue = e.queue "
-          "AND (g.key IS NULL OR g.key = e.concurrency_key) AND g.room <= 0)")
-_SET_CLAIM = ("UPDATE queue_entries SET claim_token = $3, claimed_until = now() + make_interval(secs => $4) "
-              "WHERE run_id = ANY (ARRAY({})) RETURNING run_id")  # ARRAY(): picked once
+_READY = (
+    "e.namespace = $1 AND e.task_id = ANY($2) AND e.available_at <= now() "
+    "AND (e.claimed_until IS NULL OR e.claimed_until < now()) "
+    "AND NOT EXISTS (SELECT 1 FROM gates g WHERE g.queue = e.queue "
+    "AND (g.key IS NULL OR g.key = e.concurrency_key) AND g.room <= 0)"
+)
+_SET_CLAIM = (
+    "UPDATE queue_entries SET claim_token = $3, claimed_until = now() + make_interval(secs => $4) "
+    "WHERE run_id = ANY (ARRAY({})) RETURNING run_id"
+)  # ARRAY(): picked once
 # One index-ordered lookup per task (namespace, task_id, priority, available_at),
 # then the best $5 of those, no more per group than its room: never a sort of
 # the whole ready set, and no claims that history would refuse for the limit.
-_PER_TASK = ("SELECT c.run_id FROM (SELECT c.*, row_number() OVER ("
-             "  PARTITION BY c.queue, c.concurrency_key ORDER BY c.priority DESC, c.available_at) AS rank"
-             " FROM unnest($2::text[]) AS t(task_id) CROSS JOIN LATERAL ("
-             "  SELECT e.run_id, e.priority, e.available_at, e.queue, e.concurrency_key FROM queue_entries e"
-             "  WHERE e.task_id = t.task_id AND {ready}{extra}"
-             "  ORDER BY e.priority DESC, e.available_at LIMIT $5 FOR UPDATE OF e SKIP LOCKED) c) c"
-             " WHERE c.rank <= coalesce("
-             "  (SELECT g.room FROM gates g WHERE g.queue = c.queue AND g.key = c.concurrency_key),"
-             "  (SELECT l.concurrency_limit FROM limits l WHERE l.queue = c.queue), $5)"
-             " ORDER BY c.priority DESC, c.available_at LIMIT $5")
+_PER_TASK = (
+    "SELECT c.run_id FROM (SELECT c.*, row_number() OVER ("
+    "  PARTITION BY c.queue, c.concurrency_key ORDER BY c.priority DESC, c.available_at) AS rank"
+    " FROM unnest($2::text[]) AS t(task_id) CROSS JOIN LATERAL ("
+    "  SELECT e.run_id, e.priority, e.available_at, e.queue, e.concurrency_key FROM queue_entries e"
+    "  WHERE e.task_id = t.task_id AND {ready}{extra}"
+    "  ORDER BY e.priority DESC, e.available_at LIMIT $5 FOR UPDATE OF e SKIP LOCKED) c) c"
+    " WHERE c.rank <= coalesce("
+    "  (SELECT g.room FROM gates g WHERE g.queue = c.queue AND g.key = c.concurrency_key),"
+    "  (SELECT l.concurrency_limit FROM limits l WHERE l.queue = c.queue), $5)"
+    " ORDER BY c.priority DESC, c.available_at LIMIT $5"
+)
 CLAIM = f"WITH {_GATES} " + _SET_CLAIM.format(_PER_TASK.format(ready=_READY, extra=""))
-UNKEYED_CLAIM = f"WITH {_GATES} " + _SET_CLAIM.format(_PER_TASK.format(
-    ready=_READY, extra=" AND NOT EXISTS (SELECT 1 FROM concurrency_keys k "
-                        "WHERE k.namespace = e.namespace AND k.queue = e.queue)"))
+UNKEYED_CLAIM = f"WITH {_GATES} " + _SET_CLAIM.format(
+    _PER_TASK.format(
+        ready=_READY,
+        extra=" AND NOT EXISTS (SELECT 1 FROM concurrency_keys k "
+        "WHERE k.namespace = e.namespace AND k.queue = e.queue)",
+    )
+)
 # One entry per key, the key served least recently first (round-robin).
 FAIR_CLAIM = f"WITH {_GATES} " + _SET_CLAIM.format(
     "SELECT c.run_id FROM concurrency_keys k CROSS JOIN LATERAL ("
     f" SELECT e.run_id FROM queue_entries e WHERE e.queue = k.queue AND e.concurrency_key = k.key AND {_READY}"
     " ORDER BY e.priority DESC, e.available_at LIMIT 1 FOR UPDATE OF e SKIP LOCKED) c "
     "WHERE k.namespace = $1 AND k.queue IN (SELECT t.queue FROM tasks t WHERE t.namespace = $1 "
-    "AND t.task_id = ANY($2)) ORDER BY k.last_dispatched_at NULLS FIRST LIMIT $5")
+    "AND t.task_id = ANY($2)) ORDER BY k.last_dispatched_at NULLS FIRST LIMIT $5"
+)
 
 
 class Claimer:
@@ -124,7 +136,10 @@ class Claimer:
             return False
         keyed = await conn.fetchval(
             "SELECT EXISTS (SELECT 1 FROM concurrency_keys k JOIN tasks t ON t.namespace = k.namespace "
-            "AND t.queue = k.queue WHERE k.namespace = $1 AND t.task_id = ANY($2))", namespace, task_ids)
+            "AND t.queue = k.queue WHERE k.namespace = $1 AND t.task_id = ANY($2))",
+            namespace,
+            task_ids,
+        )
         if keyed:
             self._keyed.add(cache_key)
         else:
@@ -142,8 +157,9 @@ class Claimer:
             rows = await conn.fetch("SELECT namespace, name FROM queues WHERE concurrency_limit > 0")
         self.limited_queues = {(r["namespace"], r["name"]) for r in rows}
 
-    async def claim(self, namespace: str, task_ids: list[str], limit: int = 1
-                    ) -> tuple[list[uuid.UUID], uuid.UUID]:
+    async def claim(
+        self, namespace: str, task_ids: list[str], limit: int = 1
+    ) -> tuple[list[uuid.UUID], uuid.UUID]:
         """Up to `limit` of the best ready entries, claimed under one token:
         (run ids, token). Queues with keyed runs are served round-robin over
         their keys (the key served least recently first, one entry per key in a
@@ -160,8 +176,9 @@ class Claimer:
             order = (FAIR_CLAIM, UNKEYED_CLAIM) if self._keyed_first else (UNKEYED_CLAIM, FAIR_CLAIM)
             rows = []
             for sql in order:
-                rows += await conn.fetch(sql, namespace, task_ids, token, self.claim_seconds,
-                                         limit - len(rows))
+                rows += await conn.fetch(
+                    sql, namespace, task_ids, token, self.claim_seconds, limit - len(rows)
+                )
                 if len(rows) >= limit:
                     break
         return [r["run_id"] for r in rows], token
@@ -169,8 +186,12 @@ class Claimer:
     async def release(self, run_ids: list[uuid.UUID], token: uuid.UUID) -> None:
         """Gives claims back at once (history could not be reached)."""
         async with self.pool.acquire() as conn:
-            await conn.execute("UPDATE queue_entries SET claim_token = NULL, claimed_until = NULL "
-                               "WHERE run_id = ANY($1) AND claim_token = $2", run_ids, token)
+            await conn.execute(
+                "UPDATE queue_entries SET claim_token = NULL, claimed_until = NULL "
+                "WHERE run_id = ANY($1) AND claim_token = $2",
+                run_ids,
+                token,
+            )
 
     async def ready_keys(self) -> list[Key]:
         """Keys with claimable entries: what the sweep wakes pollers for (a key
@@ -178,7 +199,8 @@ class Claimer:
         async with self.pool.acquire() as conn:
             rows = await conn.fetch(
                 "SELECT DISTINCT namespace, task_id FROM queue_entries WHERE available_at <= now() "
-                "AND (claimed_until IS NULL OR claimed_until < now())")
+                "AND (claimed_until IS NULL OR claimed_until < now())"
+            )
         return [(r["namespace"], r["task_id"]) for r in rows]
 
 
@@ -209,7 +231,3 @@ class Sweeper:
                     self.waiters.wake(key, count=1 << 30)
             except Exception:
                 log.exception("sweep failed")
-
-
-
-

@@ -1,4 +1,5 @@
 """The matching process: worker registry, claims, long-polls, sweep."""
+
 from __future__ import annotations
 
 import argparse
@@ -36,8 +37,10 @@ async def run(settings: Settings) -> None:
 
     def on_run_change(m: dict) -> None:
         # An attempt that ended may have freed a concurrency slot of its queue.
-        if (m.get("status") not in ("queued", "executing", "delayed")
-                and (m["namespace"], m.get("queue", "")) in claimer.limited_queues):
+        if (
+            m.get("status") not in ("queued", "executing", "delayed")
+            and (m["namespace"], m.get("queue", "")) in claimer.limited_queues
+        ):
             waiters.wake((m["namespace"], m.get("task_id", "")))
 
     await bus.subscribe(bus_mod.RUNS, on_run_change)
@@ -46,11 +49,18 @@ async def run(settings: Settings) -> None:
     sweeper = Sweeper(claimer, waiters, settings.sweep_seconds)
     sweeper.start()
     history_channel = grpc_server.channel(settings.history_address)
-    servicer = MatchingServicer(Registry(pool), claimer, waiters,
-                                hgrpc.HistoryServiceStub(history_channel), settings.history_address,
-                                QueueStore(pool), bus)
+    servicer = MatchingServicer(
+        Registry(pool),
+        claimer,
+        waiters,
+        hgrpc.HistoryServiceStub(history_channel),
+        settings.history_address,
+        QueueStore(pool),
+        bus,
+    )
     server, health = grpc_server.make_server(
-        settings.listen, lambda s: mgrpc.add_MatchingServiceServicer_to_server(servicer, s), [SERVICE])
+        settings.listen, lambda s: mgrpc.add_MatchingServiceServicer_to_server(servicer, s), [SERVICE]
+    )
 
     async def on_stop() -> None:
         await sweeper.stop()

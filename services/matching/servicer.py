@@ -1,4 +1,5 @@
 """Matching's gRPC API: worker registration and the long-poll for attempts."""
+
 from __future__ import annotations
 
 import asyncio
@@ -9,9 +10,9 @@ import asyncpg
 import grpc
 
 from cairn.internal.v1 import history_service_pb2 as hpb
-from cairn.limits import DEFAULT_POLL_WAIT, MAX_POLL_ATTEMPTS, MAX_WAIT
 from cairn.internal.v1 import history_service_pb2_grpc as hgrpc
 from cairn.internal.v1 import matching_service_pb2_grpc as mgrpc
+from cairn.limits import DEFAULT_POLL_WAIT, MAX_POLL_ATTEMPTS, MAX_WAIT
 from cairn.v1 import queue_service_pb2 as qpb
 from cairn.v1 import worker_service_pb2 as wpb
 from services.common import bus as bus_mod
@@ -29,9 +30,16 @@ WORKER_CACHE_SECONDS = 5.0
 class MatchingServicer(mgrpc.MatchingServiceServicer):
     """Hands each queued run to exactly one polling worker at a time."""
 
-    def __init__(self, registry: Registry, claimer: Claimer, waiters: Waiters,
-                 history: hgrpc.HistoryServiceStub, history_address: str, queue_store: QueueStore,
-                 bus: Bus) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        claimer: Claimer,
+        waiters: Waiters,
+        history: hgrpc.HistoryServiceStub,
+        history_address: str,
+        queue_store: QueueStore,
+        bus: Bus,
+    ) -> None:
         self.queues = queue_store
         self.bus = bus
         self._workers: dict[tuple[str, str], tuple[float, asyncpg.Record]] = {}
@@ -42,8 +50,9 @@ class MatchingServicer(mgrpc.MatchingServiceServicer):
         self.history_address = history_address
 
     @rpc
-    async def RegisterWorker(self, request: wpb.RegisterWorkerRequest,
-                             context: grpc.aio.ServicerContext) -> wpb.RegisterWorkerResponse:
+    async def RegisterWorker(
+        self, request: wpb.RegisterWorkerRequest, context: grpc.aio.ServicerContext
+    ) -> wpb.RegisterWorkerResponse:
         await self.registry.register(request)
         self._workers.pop((request.namespace, request.worker_id), None)
         await self.claimer.refresh_limited_queues()
@@ -52,13 +61,16 @@ class MatchingServicer(mgrpc.MatchingServiceServicer):
         return wpb.RegisterWorkerResponse()
 
     @rpc
-    async def PollAttempt(self, request: wpb.PollAttemptRequest,
-                          context: grpc.aio.ServicerContext) -> wpb.PollAttemptResponse:
+    async def PollAttempt(
+        self, request: wpb.PollAttemptRequest, context: grpc.aio.ServicerContext
+    ) -> wpb.PollAttemptResponse:
         ns = request.namespace
         worker = await self._worker(ns, request.worker_id)
         if worker is None:
-            raise precondition(f"worker {request.worker_id!r} is not registered in namespace {ns!r}; "
-                               "call RegisterWorker first")
+            raise precondition(
+                f"worker {request.worker_id!r} is not registered in namespace {ns!r}; "
+                "call RegisterWorker first"
+            )
         task_ids = list(dict.fromkeys(request.task_ids or worker["task_ids"]))  # each once
         unknown = sorted(set(task_ids) - set(worker["task_ids"]))
         if unknown:
@@ -99,20 +111,31 @@ class MatchingServicer(mgrpc.MatchingServiceServicer):
             self._workers[(ns, worker_id)] = (now, worker)
         return worker
 
-    async def _start(self, ns: str, worker_id: str, version: str, run_ids: list[uuid.UUID],
-                     token: uuid.UUID) -> list[wpb.AttemptAssignment]:
+    async def _start(
+        self, ns: str, worker_id: str, version: str, run_ids: list[uuid.UUID], token: uuid.UUID
+    ) -> list[wpb.AttemptAssignment]:
         """Asks history to start the claimed runs; gives the claims back if history
         is unreachable. A run history did not start (stale claim) is left out."""
-        request = hpb.StartAttemptsRequest(starts=[hpb.StartAttemptRequest(
-            namespace=ns, run_id=str(run_id), worker_id=worker_id, worker_version=version,
-            claim_token=str(token)) for run_id in run_ids])
+        request = hpb.StartAttemptsRequest(
+            starts=[
+                hpb.StartAttemptRequest(
+                    namespace=ns,
+                    run_id=str(run_id),
+                    worker_id=worker_id,
+                    worker_version=version,
+                    claim_token=str(token),
+                )
+                for run_id in run_ids
+            ]
+        )
         try:
             response = await self.history.StartAttempts(request, timeout=START_TIMEOUT)
         except grpc.aio.AioRpcError as exc:
             await asyncio.shield(self.claimer.release(run_ids, token))
             if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-                raise unavailable(f"history service at {self.history_address} unavailable: "
-                                  f"{exc.details()}") from None
+                raise unavailable(
+                    f"history service at {self.history_address} unavailable: {exc.details()}"
+                ) from None
             raise
         except asyncio.CancelledError:
             await asyncio.shield(self.claimer.release(run_ids, token))
@@ -127,26 +150,32 @@ class MatchingServicer(mgrpc.MatchingServiceServicer):
             await self.bus.publish(bus_mod.WORK, {"namespace": namespace, "task_id": task_id})
 
     @rpc
-    async def UpdateQueue(self, request: qpb.UpdateQueueRequest,
-                          context: grpc.aio.ServicerContext) -> qpb.UpdateQueueResponse:
+    async def UpdateQueue(
+        self, request: qpb.UpdateQueueRequest, context: grpc.aio.ServicerContext
+    ) -> qpb.UpdateQueueResponse:
         row = await self.queues.update(request)
         await self._queue_changed(request.namespace, request.name)
         return qpb.UpdateQueueResponse(queue=queues.to_proto(row))
 
     @rpc
-    async def ListQueues(self, request: qpb.ListQueuesRequest,
-                         context: grpc.aio.ServicerContext) -> qpb.ListQueuesResponse:
-        return qpb.ListQueuesResponse(queues=[queues.to_proto(r) for r in await self.queues.list(request.namespace)])
+    async def ListQueues(
+        self, request: qpb.ListQueuesRequest, context: grpc.aio.ServicerContext
+    ) -> qpb.ListQueuesResponse:
+        return qpb.ListQueuesResponse(
+            queues=[queues.to_proto(r) for r in await self.queues.list(request.namespace)]
+        )
 
     @rpc
-    async def PauseQueue(self, request: qpb.PauseQueueRequest,
-                         context: grpc.aio.ServicerContext) -> qpb.PauseQueueResponse:
+    async def PauseQueue(
+        self, request: qpb.PauseQueueRequest, context: grpc.aio.ServicerContext
+    ) -> qpb.PauseQueueResponse:
         row = await self.queues.set_paused(request.namespace, request.name, True)
         return qpb.PauseQueueResponse(queue=queues.to_proto(row))
 
     @rpc
-    async def ResumeQueue(self, request: qpb.ResumeQueueRequest,
-                          context: grpc.aio.ServicerContext) -> qpb.ResumeQueueResponse:
+    async def ResumeQueue(
+        self, request: qpb.ResumeQueueRequest, context: grpc.aio.ServicerContext
+    ) -> qpb.ResumeQueueResponse:
         row = await self.queues.set_paused(request.namespace, request.name, False)
         await self._queue_changed(request.namespace, request.name)
         return qpb.ResumeQueueResponse(queue=queues.to_proto(row))

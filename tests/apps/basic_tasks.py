@@ -10,6 +10,7 @@ cwd=tests/apps, so this module imports as `basic_tasks`).
   exists; step "after" appends "after <run_id>". A test cancels the run while it
   waits at the gate, then releases it: "after" must never be written.
 """
+
 from __future__ import annotations
 
 import asyncio

@@ -9,6 +9,7 @@
   them in (at most) two calls: one already in flight, and one batch of the rest.
   Gives up after BARRIER_TIMEOUT (the run then fails).
 """
+
 from __future__ import annotations
 
 import asyncio

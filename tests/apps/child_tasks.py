@@ -11,6 +11,7 @@ at a point by polling for its go-file with asyncio.sleep, so heartbeats keep
 flowing while it waits. A task decides "first time or not" from those files,
 never from the attempt number.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -60,6 +61,7 @@ async def hold_until(name: str) -> None:
 
 # ---- 1 and 6. a child that squares a number; fan-out and sequential waits ------------
 
+
 @task(id="child-square", retry=FAST_RETRY)
 async def child_square(payload: dict) -> int:
     append("square", f"{payload['i']} {context.run_id}")
@@ -68,23 +70,27 @@ async def child_square(payload: dict) -> int:
 
 @task(id="fanout-parent", retry=FAST_RETRY)
 async def fanout_parent(payload: dict) -> dict:
-    results = await child_square.batch_trigger_and_wait(
-        [{"i": i} for i in range(payload["n"])])
-    return {"outputs": [r.unwrap() for r in results],
-            "run_ids": [r.run_id for r in results],
-            "statuses": [r.status for r in results]}
+    results = await child_square.batch_trigger_and_wait([{"i": i} for i in range(payload["n"])])
+    return {
+        "outputs": [r.unwrap() for r in results],
+        "run_ids": [r.run_id for r in results],
+        "statuses": [r.status for r in results],
+    }
 
 
 @task(id="sequential-parent", retry=FAST_RETRY)
 async def sequential_parent(payload: dict) -> dict:
     first = await child_square.batch_trigger_and_wait([{"i": i} for i in payload["first"]])
     second = await child_square.trigger_and_wait({"i": payload["second"]})
-    return {"first": [r.unwrap() for r in first],
-            "first_run_ids": [r.run_id for r in first],
-            "second": second}
+    return {
+        "first": [r.unwrap() for r in first],
+        "first_run_ids": [r.run_id for r in first],
+        "second": second,
+    }
 
 
 # ---- 2. a failing child --------------------------------------------------------------
+
 
 @task(id="child-fails", retry=Retry(max_attempts=5, min_timeout=0.1))
 async def child_fails(payload: dict) -> None:
@@ -97,9 +103,15 @@ async def parent_catches(payload: dict) -> dict:
     try:
         value = await child_fails.trigger_and_wait({"what": payload["what"]})
     except ChildRunFailedError as err:
-        return {"caught": True, "run_id": err.run_id, "task_id": err.task_id,
-                "status": err.status, "error_type": err.error_type, "message": err.message,
-                "text": str(err)}
+        return {
+            "caught": True,
+            "run_id": err.run_id,
+            "task_id": err.task_id,
+            "status": err.status,
+            "error_type": err.error_type,
+            "message": err.message,
+            "text": str(err),
+        }
     return {"caught": False, "value": value}
 
 
@@ -111,6 +123,7 @@ async def parent_uncaught(payload: dict) -> None:
 
 
 # ---- 3. cancelling a parent cancels its children --------------------------------------
+
 
 @step(name="block-on-go-file")
 async def block_on_go_file(i: int) -> str:
@@ -136,12 +149,14 @@ async def blocker_child(payload: dict) -> str:
 @task(id="cancel-parent", retry=FAST_RETRY)
 async def cancel_parent(payload: dict) -> list:
     results = await blocker_child.batch_trigger_and_wait(
-        [{"i": i, "mode": "step" if i % 2 else "event"} for i in range(payload["n"])])
+        [{"i": i, "mode": "step" if i % 2 else "event"} for i in range(payload["n"])]
+    )
     append("cancel_parent_after_children")
     return [r.status for r in results]
 
 
 # ---- 4. fire and forget ------------------------------------------------------------------
+
 
 @task(id="ff-child", retry=FAST_RETRY)
 async def ff_child(payload: dict) -> dict:
@@ -159,6 +174,7 @@ async def ff_parent(payload: dict) -> str:
 
 
 # ---- 5. replay: a step, a sleep, a child, an event, a final step -------------------------
+
 
 @step(name="replay-first")
 async def replay_first(tag: str) -> str:

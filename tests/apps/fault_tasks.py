@@ -8,6 +8,7 @@ go-files (files the test creates to let a task go on) live in the same
 directory; a task holds itself at a point by polling for its go-file with
 asyncio.sleep, so heartbeats keep flowing while it waits.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -50,6 +51,7 @@ async def hold_until(name: str) -> None:
 
 # ---- 1. three steps; the worker is killed while step 3 holds ----------------------
 
+
 @step(name="add-one")
 async def add_one(x: int) -> int:
     emit("s1-done")
@@ -82,6 +84,7 @@ async def three_steps(payload: dict) -> dict:
 
 # ---- 2. two steps with a delay, many runs, services killed under them -------------
 
+
 @step(name="first")
 async def first(n: int, delay: float) -> int:
     await asyncio.sleep(delay)
@@ -106,6 +109,7 @@ async def two_steps(payload: dict) -> dict:
 
 # ---- 3. a quick task, to measure trigger-to-start latency -------------------------
 
+
 @task(id="fault-quick", retry=Retry(max_attempts=3, min_timeout=0.2))
 async def quick(payload: dict) -> dict:
     emit("quick-start")
@@ -113,6 +117,7 @@ async def quick(payload: dict) -> dict:
 
 
 # ---- 4. fencing: attempt 1 holds inside its step; the test freezes its worker -----
+
 
 @step(name="hold")
 async def hold_step(tag: str) -> dict:
@@ -132,6 +137,7 @@ async def fenced(payload: dict) -> dict:
 
 
 # ---- 5. `cairn dev` restart --------------------------------------------------------
+
 
 @task(id="fault-echo", retry=Retry(max_attempts=3, min_timeout=0.2))
 async def echo(payload: dict) -> dict:

@@ -16,6 +16,7 @@ queue of its own, so every test drives one queue without the others in the way.
   retried (3 attempts, short backoff), since an attempt whose frontend is killed
   under it ends crashed and is run again.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -81,7 +82,6 @@ async def flow_b(payload: object) -> dict:
     return {"task": "flow-b", "run_id": context.run_id}
 
 
-@task(id="flow-replica", queue="replicas",
-      retry=Retry(max_attempts=3, min_timeout=0.1, max_timeout=0.5))
+@task(id="flow-replica", queue="replicas", retry=Retry(max_attempts=3, min_timeout=0.1, max_timeout=0.5))
 async def flow_replica(payload: object) -> dict:
     return {"payload": payload, "run_id": context.run_id}

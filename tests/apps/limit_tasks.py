@@ -10,6 +10,7 @@ processes write to the same file. Each line is one write(2) on an O_APPEND
 descriptor, so concurrent writers never interleave. <key> is the payload's
 "key" (the run's concurrency key, passed in by the test) or "-".
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -26,14 +27,12 @@ RETRY = Retry(max_attempts=5, min_timeout=0.1, max_timeout=0.5)
 def _log_path() -> Path:
     d = os.environ.get("LIMIT_TASKS_DIR")
     if not d:
-        raise RuntimeError("LIMIT_TASKS_DIR is not set; tests/test_queue_limits.py passes it "
-                           "to workers")
+        raise RuntimeError("LIMIT_TASKS_DIR is not set; tests/test_queue_limits.py passes it to workers")
     return Path(d) / "bodies.log"
 
 
 def emit(event: str, key: str) -> None:
-    line = (f"{event} {context.run_id} {context.attempt} {key} {time.time():.6f} "
-            f"{os.getpid()}\n").encode()
+    line = (f"{event} {context.run_id} {context.attempt} {key} {time.time():.6f} {os.getpid()}\n").encode()
     fd = os.open(_log_path(), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         os.write(fd, line)

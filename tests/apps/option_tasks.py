@@ -20,6 +20,7 @@ with cwd=tests/apps, so this module imports as `option_tasks`).
   declared schedules makes it fire; every other worker of this module declares
   the task without a schedule.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -105,7 +106,6 @@ async def opt_metadata(payload: object) -> dict:
     return {"seen": seen, "stored": stored, "after": context.metadata}
 
 
-@task(id="opt-scheduled", retry=Retry(max_attempts=1),
-      schedule=os.environ.get(SCHEDULE_ENV) or None)
+@task(id="opt-scheduled", retry=Retry(max_attempts=1), schedule=os.environ.get(SCHEDULE_ENV) or None)
 async def opt_scheduled(payload: object) -> object:
     return payload

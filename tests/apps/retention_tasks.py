@@ -11,6 +11,7 @@
   ({"wait": item}), all awaited; returns their outputs.
 - "ret-paused": on queue "ret-paused", which the test pauses: stays queued.
 """
+
 from __future__ import annotations
 
 import asyncio

@@ -6,6 +6,7 @@ counts how often a step body or a task body really ran, across attempts and
 worker processes. A task decides "first time or not" from those files, never
 from the attempt number, so what it does depends only on what happened before.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -46,6 +47,7 @@ async def wait_for_file(name: str, timeout: float = 60.0) -> None:
 
 # ---- 1. a step retried in place -----------------------------------------------------
 
+
 @step(name="flaky", retry=Retry(max_attempts=3, min_timeout=0.1))
 async def flaky() -> str:
     n = append("flaky")
@@ -61,6 +63,7 @@ async def step_retry_task(payload: dict) -> str:
 
 
 # ---- 2. a task retried after its backoff ----------------------------------------------
+
 
 @step(name="before-failure")
 async def before_failure() -> str:
@@ -79,6 +82,7 @@ async def task_retry_body_fails_once(payload: dict) -> dict:
 
 # ---- 3. backoff growth -----------------------------------------------------------------
 
+
 @task(id="sem-backoff", retry=Retry(max_attempts=3, min_timeout=0.2, factor=3))
 async def always_fails(payload: dict) -> None:
     n = append("always_fails")
@@ -87,14 +91,14 @@ async def always_fails(payload: dict) -> None:
 
 # ---- 4. non-retryable errors ---------------------------------------------------------
 
+
 @task(id="sem-nonretryable", retry=Retry(max_attempts=5, min_timeout=0.1))
 async def raises_non_retryable(payload: dict) -> None:
     append("nonretryable")
     raise NonRetryableError("retrying cannot help")
 
 
-@task(id="sem-nonretryable-type",
-      retry=Retry(max_attempts=5, min_timeout=0.1, non_retryable=(KeyError,)))
+@task(id="sem-nonretryable-type", retry=Retry(max_attempts=5, min_timeout=0.1, non_retryable=(KeyError,)))
 async def raises_listed_type(payload: dict) -> None:
     append("nonretryable_type")
     raise KeyError("no-such-key")
@@ -112,8 +116,7 @@ async def calls_non_retryable_step(payload: dict) -> None:
     await step_non_retryable()
 
 
-@step(name="step-listed-type",
-      retry=Retry(max_attempts=5, min_timeout=0.1, non_retryable=(KeyError,)))
+@step(name="step-listed-type", retry=Retry(max_attempts=5, min_timeout=0.1, non_retryable=(KeyError,)))
 async def step_listed_type() -> None:
     append("step_listed_type")
     raise KeyError("step-missing-key")
@@ -126,6 +129,7 @@ async def calls_listed_type_step(payload: dict) -> None:
 
 
 # ---- 5. non-determinism (v1; tests/apps/semantic_tasks_v2.py has v2) ------------------
+
 
 @step(name="a")
 async def step_a() -> str:
@@ -147,6 +151,7 @@ async def nondet_v1(payload: dict) -> list:
 
 # ---- 6. replay returns the recorded value ---------------------------------------------
 
+
 @step(name="mint")
 async def mint() -> str:
     value = str(uuid.uuid4())
@@ -164,6 +169,7 @@ async def replay_value(payload: dict) -> str:
 
 
 # ---- 7. a failed step is replayed as a failure ----------------------------------------
+
 
 @step(name="doomed", retry=Retry(max_attempts=1))
 async def doomed() -> None:

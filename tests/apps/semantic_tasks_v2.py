@@ -1,10 +1,10 @@
 """Version 2 of the task "sem-nondet" of tests/apps/semantic_tasks.py: the code
 changed under a running run and now calls step "x" where "a" was recorded."""
+
 from __future__ import annotations
 
-from worker_sdk import Retry, step, task
-
 from tests.apps.semantic_tasks import append
+from worker_sdk import Retry, step, task
 
 
 @step(name="x")

@@ -13,6 +13,7 @@ Sleeper payload (tasks "wait-serial", on a queue with concurrency limit 1, and
 step "before", then (hold) step "hold" until go-file "go-<run_id>", then
 (sleep > 0) wait.for_(sleep), then step "after".
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -72,8 +73,7 @@ async def _sleeper(payload: dict) -> dict:
     return {"run": context.run_id, "attempt": context.attempt}
 
 
-@task(id="wait-serial", queue=Queue("serial", concurrency_limit=1),
-      retry=Retry(max_attempts=1))
+@task(id="wait-serial", queue=Queue("serial", concurrency_limit=1), retry=Retry(max_attempts=1))
 async def serial(payload: dict) -> dict:
     return await _sleeper(payload)
 
@@ -90,8 +90,7 @@ async def await_event(payload: dict) -> object:
     if payload.get("hold"):
         await hold()
     try:
-        return await wait.for_event(payload["name"], key=payload.get("key"),
-                                    timeout=payload.get("timeout"))
+        return await wait.for_event(payload["name"], key=payload.get("key"), timeout=payload.get("timeout"))
     except WaitTimeoutError:
         return "timed out"
 

@@ -1,4 +1,5 @@
 """cairn.backoff: the retry delay formula, jitter bounds, validation, attempts left."""
+
 from __future__ import annotations
 
 import math
@@ -20,11 +21,17 @@ from cairn.backoff import (
 def test_defaults() -> None:
     s = RetrySettings()
     assert (s.max_attempts, s.factor, s.min_timeout, s.max_timeout, s.jitter) == (
-        DEFAULT_MAX_ATTEMPTS, DEFAULT_FACTOR, DEFAULT_MIN_TIMEOUT, DEFAULT_MAX_TIMEOUT, False)
+        DEFAULT_MAX_ATTEMPTS,
+        DEFAULT_FACTOR,
+        DEFAULT_MIN_TIMEOUT,
+        DEFAULT_MAX_TIMEOUT,
+        False,
+    )
 
 
-@pytest.mark.parametrize(("n", "expected"), [(1, 1.0), (2, 2.0), (3, 4.0), (4, 8.0), (5, 10.0),
-                                             (6, 10.0), (50, 10.0)])
+@pytest.mark.parametrize(
+    ("n", "expected"), [(1, 1.0), (2, 2.0), (3, 4.0), (4, 8.0), (5, 10.0), (6, 10.0), (50, 10.0)]
+)
 def test_exponential_then_capped(n: int, expected: float) -> None:
     s = RetrySettings(max_attempts=100, factor=2, min_timeout=1.0, max_timeout=10.0)
     assert backoff_seconds(s, n) == pytest.approx(expected)
@@ -80,13 +87,16 @@ def test_without_jitter_the_random_is_not_used() -> None:
     assert backoff_seconds(RetrySettings(min_timeout=1.5), 1, Exploding()) == 1.5
 
 
-@pytest.mark.parametrize(("kwargs", "field"), [
-    ({"max_attempts": 0}, "retry.max_attempts"),
-    ({"max_attempts": -3}, "retry.max_attempts"),
-    ({"factor": 0.5}, "retry.factor"),
-    ({"min_timeout": -1.0}, "retry.min_timeout"),
-    ({"min_timeout": 5.0, "max_timeout": 1.0}, "retry.max_timeout"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"max_attempts": 0}, "retry.max_attempts"),
+        ({"max_attempts": -3}, "retry.max_attempts"),
+        ({"factor": 0.5}, "retry.factor"),
+        ({"min_timeout": -1.0}, "retry.min_timeout"),
+        ({"min_timeout": 5.0, "max_timeout": 1.0}, "retry.max_timeout"),
+    ],
+)
 def test_validation_names_the_field(kwargs: dict, field: str) -> None:
     with pytest.raises(ValueError, match=field.replace(".", r"\.")) as info:
         RetrySettings(**kwargs)

@@ -1,5 +1,6 @@
 """cairn.payloads: json/plain encode, decode and validation, with messages that
 name the problem."""
+
 from __future__ import annotations
 
 import math
@@ -10,17 +11,20 @@ from cairn import payloads
 from cairn.payloads import JSON, PayloadError, decode, encode_json, validate
 
 
-@pytest.mark.parametrize("value", [
-    {"videoUrl": "https://example.com/v.mp4", "n": 3, "ok": True, "tags": ["a", "b"]},
-    [1, 2.5, None, "x"],
-    "plain string",
-    42,
-    0,
-    False,
-    None,
-    {"nested": {"deep": [{"k": "v"}]}},
-    {"unicode": "żółć 🎉"},
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"videoUrl": "https://example.com/v.mp4", "n": 3, "ok": True, "tags": ["a", "b"]},
+        [1, 2.5, None, "x"],
+        "plain string",
+        42,
+        0,
+        False,
+        None,
+        {"nested": {"deep": [{"k": "v"}]}},
+        {"unicode": "żółć 🎉"},
+    ],
+)
 def test_round_trip(value: object) -> None:
     data = encode_json(value)
     assert isinstance(data, bytes)
@@ -54,13 +58,16 @@ def test_invalid_utf8_names_the_byte() -> None:
         validate(b"\xc3\x28", JSON)
 
 
-@pytest.mark.parametrize(("data", "fragment"), [
-    (b"{", "not valid JSON"),
-    (b'{"a": 1,}', "not valid JSON"),
-    (b"nope", "not valid JSON"),
-    (b"{'a': 1}", "not valid JSON"),
-    (b'{"a": 1} extra', "Extra data"),
-])
+@pytest.mark.parametrize(
+    ("data", "fragment"),
+    [
+        (b"{", "not valid JSON"),
+        (b'{"a": 1,}', "not valid JSON"),
+        (b"nope", "not valid JSON"),
+        (b"{'a': 1}", "not valid JSON"),
+        (b'{"a": 1} extra', "Extra data"),
+    ],
+)
 def test_invalid_json_names_the_problem(data: bytes, fragment: str) -> None:
     with pytest.raises(PayloadError, match=fragment) as info:
         decode(data, JSON)

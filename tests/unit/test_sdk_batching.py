@@ -7,6 +7,7 @@ error, whatever happens to the others.
 The fake's calls can be held in flight (``hold()`` ... ``release()``), which is
 how a test makes writes arrive "while one is in flight" without any timing: the
 event loop only moves when the test awaits."""
+
 from __future__ import annotations
 
 import asyncio
@@ -71,39 +72,51 @@ class FakeStub:
 
     @staticmethod
     def _step(request: wpb.RecordStepRequest) -> wpb.RecordStepResponse:
-        return wpb.RecordStepResponse(step=cpb.Step(
-            position=request.position, name=request.name, status=request.status,
-            attempt=request.attempt, tries=request.tries, output=request.output))
+        return wpb.RecordStepResponse(
+            step=cpb.Step(
+                position=request.position,
+                name=request.name,
+                status=request.status,
+                attempt=request.attempt,
+                tries=request.tries,
+                output=request.output,
+            )
+        )
 
     @staticmethod
     def _finish(request: wpb.FinishAttemptRequest) -> wpb.FinishAttemptResponse:
-        status = {wpb.ATTEMPT_OUTCOME_COMPLETED: cpb.RUN_STATUS_COMPLETED,
-                  wpb.ATTEMPT_OUTCOME_FAILED: cpb.RUN_STATUS_FAILED,
-                  wpb.ATTEMPT_OUTCOME_SUSPENDED: cpb.RUN_STATUS_WAITING}[request.outcome]
+        status = {
+            wpb.ATTEMPT_OUTCOME_COMPLETED: cpb.RUN_STATUS_COMPLETED,
+            wpb.ATTEMPT_OUTCOME_FAILED: cpb.RUN_STATUS_FAILED,
+            wpb.ATTEMPT_OUTCOME_SUSPENDED: cpb.RUN_STATUS_WAITING,
+        }[request.outcome]
         return wpb.FinishAttemptResponse(run_status=status)
 
     # The methods BatchingStub calls.
-    async def RecordStep(self, request: wpb.RecordStepRequest,
-                         timeout: float | None = None) -> wpb.RecordStepResponse:
+    async def RecordStep(
+        self, request: wpb.RecordStepRequest, timeout: float | None = None
+    ) -> wpb.RecordStepResponse:
         await self._enter("RecordStep", request, timeout)
         if self._key(request) in self.refuse:
             raise rpc_error(*self.refuse[self._key(request)])
         return self._step(request)
 
-    async def FinishAttempt(self, request: wpb.FinishAttemptRequest,
-                            timeout: float | None = None) -> wpb.FinishAttemptResponse:
+    async def FinishAttempt(
+        self, request: wpb.FinishAttemptRequest, timeout: float | None = None
+    ) -> wpb.FinishAttemptResponse:
         await self._enter("FinishAttempt", request, timeout)
         if self._key(request) in self.refuse:
             raise rpc_error(*self.refuse[self._key(request)])
         return self._finish(request)
 
-    async def BatchWrite(self, request: wpb.BatchWriteRequest,
-                         timeout: float | None = None) -> wpb.BatchWriteResponse:
+    async def BatchWrite(
+        self, request: wpb.BatchWriteRequest, timeout: float | None = None
+    ) -> wpb.BatchWriteResponse:
         await self._enter("BatchWrite", request, timeout)
         if self.batch_error is not None:
             raise self.batch_error
         response = wpb.BatchWriteResponse()
-        for w in request.writes[:len(request.writes) - self.drop_results]:
+        for w in request.writes[: len(request.writes) - self.drop_results]:
             item = getattr(w, w.WhichOneof("write"))
             result = response.results.add()
             if self._key(item) in self.refuse:
@@ -128,19 +141,31 @@ class FakeStub:
         return [r for m, r, _ in self.calls if m == "BatchWrite"]
 
 
-def step(run: str, position: int, name: str = "s", attempt: int = 1,
-         namespace: str = "default") -> wpb.RecordStepRequest:
+def step(
+    run: str, position: int, name: str = "s", attempt: int = 1, namespace: str = "default"
+) -> wpb.RecordStepRequest:
     return wpb.RecordStepRequest(
-        namespace=namespace, run_id=run, attempt=attempt, position=position, name=name,
-        status=cpb.STEP_STATUS_COMPLETED, tries=1,
-        output=cpb.Payload(data=f'"{run}:{position}"'.encode(), encoding="json/plain"))
+        namespace=namespace,
+        run_id=run,
+        attempt=attempt,
+        position=position,
+        name=name,
+        status=cpb.STEP_STATUS_COMPLETED,
+        tries=1,
+        output=cpb.Payload(data=f'"{run}:{position}"'.encode(), encoding="json/plain"),
+    )
 
 
-def finish(run: str, outcome: int = wpb.ATTEMPT_OUTCOME_COMPLETED, attempt: int = 1,
-           namespace: str = "default") -> wpb.FinishAttemptRequest:
+def finish(
+    run: str, outcome: int = wpb.ATTEMPT_OUTCOME_COMPLETED, attempt: int = 1, namespace: str = "default"
+) -> wpb.FinishAttemptRequest:
     return wpb.FinishAttemptRequest(
-        namespace=namespace, run_id=run, attempt=attempt, outcome=outcome,
-        output=cpb.Payload(data=b'"done"', encoding="json/plain"))
+        namespace=namespace,
+        run_id=run,
+        attempt=attempt,
+        outcome=outcome,
+        output=cpb.Payload(data=b'"done"', encoding="json/plain"),
+    )
 
 
 def write_of(w: wpb.AttemptWrite) -> Any:
@@ -154,8 +179,9 @@ async def settle() -> None:
         await asyncio.sleep(0)
 
 
-async def started(stub: BatchingStub, request: Any, fake: FakeStub,
-                  calls_before: int | None = None) -> asyncio.Task[Any]:
+async def started(
+    stub: BatchingStub, request: Any, fake: FakeStub, calls_before: int | None = None
+) -> asyncio.Task[Any]:
     """Starts a write as its own task and returns once the fake has seen a new call
     (the write is in flight)."""
     before = len(fake.calls) if calls_before is None else calls_before
@@ -179,8 +205,10 @@ def spawn(stub: BatchingStub, *requests: Any, timeout: float | None = None) -> l
 def run(main: Callable[[], Awaitable[Any]]) -> Any:
     """asyncio.run with a ceiling, so a write left unanswered fails the test
     instead of hanging it."""
+
     async def bounded() -> Any:
         return await asyncio.wait_for(main(), timeout=10)
+
     return asyncio.run(bounded())
 
 
@@ -230,8 +258,13 @@ def test_writes_made_while_one_is_in_flight_go_as_one_batch_in_order() -> None:
         fake.hold()
         first = await started(stub, step("r0", 0), fake)
         assert fake.methods() == ["RecordStep"]
-        later = [step("r1", 0, "a"), finish("r2"), step("r3", 4, "b"),
-                 finish("r4", wpb.ATTEMPT_OUTCOME_FAILED), step("r1", 1, "c")]
+        later = [
+            step("r1", 0, "a"),
+            finish("r2"),
+            step("r3", 4, "b"),
+            finish("r4", wpb.ATTEMPT_OUTCOME_FAILED),
+            step("r1", 1, "c"),
+        ]
         tasks = spawn(stub, *later, timeout=2.0)
         await settle()
         assert fake.methods() == ["RecordStep"], "nothing more may be sent while a write is in flight"
@@ -241,8 +274,13 @@ def test_writes_made_while_one_is_in_flight_go_as_one_batch_in_order() -> None:
         assert fake.methods() == ["RecordStep", "BatchWrite"]
         (batch,) = fake.batches()
         assert batch.namespace == "default"
-        assert [w.WhichOneof("write") for w in batch.writes] == \
-            ["record_step", "finish_attempt", "record_step", "finish_attempt", "record_step"]
+        assert [w.WhichOneof("write") for w in batch.writes] == [
+            "record_step",
+            "finish_attempt",
+            "record_step",
+            "finish_attempt",
+            "record_step",
+        ]
         assert [write_of(w) for w in batch.writes] == later  # unchanged, in order
         assert fake.calls[1][2] == 2.0  # the batch's timeout is its writes'
         # Each caller got its own write's answer.
@@ -272,8 +310,11 @@ def test_writes_made_in_the_same_turn_are_sent_together() -> None:
         assert fake.methods() == ["BatchWrite"]
         assert [write_of(w).run_id for w in fake.batches()[0].writes] == ["a", "b", "c"]
         assert fake.calls[0][2] is None  # no write had a timeout: neither has the batch
-        assert [type(r) for r in results] == [wpb.RecordStepResponse, wpb.RecordStepResponse,
-                                              wpb.FinishAttemptResponse]
+        assert [type(r) for r in results] == [
+            wpb.RecordStepResponse,
+            wpb.RecordStepResponse,
+            wpb.FinishAttemptResponse,
+        ]
 
     run(main)
 
@@ -286,7 +327,8 @@ def test_the_batch_timeout_is_the_longest_of_its_writes() -> None:
             asyncio.create_task(stub.RecordStep(step("a", 0), timeout=1.0)),
             asyncio.create_task(stub.RecordStep(step("b", 0))),
             asyncio.create_task(stub.FinishAttempt(finish("c"), timeout=4.0)),
-            asyncio.create_task(stub.RecordStep(step("d", 0), timeout=2.0)))
+            asyncio.create_task(stub.RecordStep(step("d", 0), timeout=2.0)),
+        )
         assert fake.methods() == ["BatchWrite"]
         assert fake.calls[0][2] == 4.0
 
@@ -297,8 +339,9 @@ def test_the_batch_is_in_the_namespace_of_its_writes() -> None:
     async def main() -> None:
         fake = FakeStub()
         stub = BatchingStub(fake)
-        await asyncio.gather(*spawn(stub, step("a", 0, namespace="billing"),
-                                    finish("b", namespace="billing")))
+        await asyncio.gather(
+            *spawn(stub, step("a", 0, namespace="billing"), finish("b", namespace="billing"))
+        )
         (batch,) = fake.batches()
         assert batch.namespace == "billing"
 
@@ -353,8 +396,7 @@ def test_an_item_error_with_an_unknown_code_is_raised_as_unknown() -> None:
             return response
 
         fake.BatchWrite = odd_code  # type: ignore[method-assign]
-        ok, odd = await asyncio.gather(*spawn(stub, step("a", 0), step("b", 0)),
-                                       return_exceptions=True)
+        ok, odd = await asyncio.gather(*spawn(stub, step("a", 0), step("b", 0)), return_exceptions=True)
         assert isinstance(ok, wpb.RecordStepResponse)
         assert isinstance(odd, grpc.RpcError)
         assert odd.code() == grpc.StatusCode.UNKNOWN
@@ -396,8 +438,7 @@ def test_a_non_grpc_exception_of_the_batch_call_reaches_every_caller() -> None:
         fake = FakeStub()
         stub = BatchingStub(fake)
         fake.batch_error = RuntimeError("channel closed")
-        outcomes = await asyncio.gather(*spawn(stub, step("a", 0), step("b", 0)),
-                                        return_exceptions=True)
+        outcomes = await asyncio.gather(*spawn(stub, step("a", 0), step("b", 0)), return_exceptions=True)
         assert [type(o) for o in outcomes] == [RuntimeError, RuntimeError]
         assert all(str(o) == "channel closed" for o in outcomes)
 
@@ -409,8 +450,9 @@ def test_a_result_count_mismatch_fails_every_caller_with_internal() -> None:
         fake = FakeStub()
         fake.drop_results = 1
         stub = BatchingStub(fake)
-        outcomes = await asyncio.gather(*spawn(stub, step("a", 0), finish("b"), step("c", 0)),
-                                        return_exceptions=True)
+        outcomes = await asyncio.gather(
+            *spawn(stub, step("a", 0), finish("b"), step("c", 0)), return_exceptions=True
+        )
         assert fake.methods() == ["BatchWrite"]
         for o in outcomes:
             assert isinstance(o, grpc.RpcError), o
@@ -558,8 +600,10 @@ def test_other_attributes_are_the_wrapped_stubs() -> None:
         stub = BatchingStub(fake)
         assert stub.marker == fake.marker
         assert stub.Heartbeat == fake.Heartbeat
-        assert isinstance(await stub.Heartbeat(wpb.HeartbeatRequest(run_id="r1", attempt=1),
-                                               timeout=5), wpb.HeartbeatResponse)
+        assert isinstance(
+            await stub.Heartbeat(wpb.HeartbeatRequest(run_id="r1", attempt=1), timeout=5),
+            wpb.HeartbeatResponse,
+        )
         assert fake.methods() == ["Heartbeat"]
         with pytest.raises(AttributeError):
             stub.NoSuchMethod  # noqa: B018

@@ -1,5 +1,6 @@
 """@task, @step, Retry, Queue, the context object and Worker task discovery:
 validation and the values they produce (no server)."""
+
 from __future__ import annotations
 
 import types
@@ -32,8 +33,9 @@ def test_task_defaults() -> None:
 
 def test_task_with_queue_and_retry() -> None:
     videos = Queue("video", concurrency_limit=5)
-    retry = Retry(max_attempts=4, factor=3, min_timeout=0.25, max_timeout=10.0, jitter=True,
-                  non_retryable=(KeyError,))
+    retry = Retry(
+        max_attempts=4, factor=3, min_timeout=0.25, max_timeout=10.0, jitter=True, non_retryable=(KeyError,)
+    )
     t = task(id="v1:encode.x_y", queue=videos, retry=retry)(_handler)
     assert t.queue is videos and t.queue_name == "video"
     d = t.definition()
@@ -44,12 +46,15 @@ def test_task_with_queue_and_retry() -> None:
     assert task(id="t2", queue="q-by-name")(_handler).queue_name == "q-by-name"
 
 
-@pytest.mark.parametrize("bad_id, message", [
-    ("", "task id must not be empty"),
-    ("-starts-with-dash", "task id '-starts-with-dash' is invalid"),
-    ("has space", "task id 'has space' is invalid"),
-    ("x" * 129, "at most 128"),
-])
+@pytest.mark.parametrize(
+    "bad_id, message",
+    [
+        ("", "task id must not be empty"),
+        ("-starts-with-dash", "task id '-starts-with-dash' is invalid"),
+        ("has space", "task id 'has space' is invalid"),
+        ("x" * 129, "at most 128"),
+    ],
+)
 def test_bad_task_id(bad_id: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         task(id=bad_id)
@@ -68,8 +73,9 @@ def test_sync_task_function_is_refused_naming_the_task() -> None:
         task(id="sync-task")(sync)
 
 
-@pytest.mark.parametrize("fn_src", ["async def f(): pass", "async def f(a, b): pass",
-                                    "async def f(*, payload): pass"])
+@pytest.mark.parametrize(
+    "fn_src", ["async def f(): pass", "async def f(a, b): pass", "async def f(*, payload): pass"]
+)
 def test_task_function_must_take_one_argument(fn_src: str) -> None:
     namespace: dict = {}
     exec(fn_src, namespace)
@@ -92,17 +98,20 @@ def test_task_bad_queue_and_retry_types() -> None:
         task(id="r", retry={"max_attempts": 3})  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("kwargs, error, message", [
-    ({"max_attempts": 0}, ValueError, "retry.max_attempts must be at least 1"),
-    ({"factor": 0.5}, ValueError, "retry.factor must be at least 1"),
-    ({"min_timeout": -1}, ValueError, "retry.min_timeout must not be negative"),
-    ({"min_timeout": 5, "max_timeout": 1}, ValueError, "retry.max_timeout"),
-    ({"max_timeout": float("inf")}, ValueError, "retry.max_timeout must be finite"),
-    ({"max_attempts": 2.5}, TypeError, "retry.max_attempts must be an int"),
-    ({"factor": "2"}, TypeError, "retry.factor must be a number"),
-    ({"jitter": 1}, TypeError, "retry.jitter must be a bool"),
-    ({"non_retryable": ("KeyError",)}, TypeError, "retry.non_retryable must contain exception"),
-])
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        ({"max_attempts": 0}, ValueError, "retry.max_attempts must be at least 1"),
+        ({"factor": 0.5}, ValueError, "retry.factor must be at least 1"),
+        ({"min_timeout": -1}, ValueError, "retry.min_timeout must not be negative"),
+        ({"min_timeout": 5, "max_timeout": 1}, ValueError, "retry.max_timeout"),
+        ({"max_timeout": float("inf")}, ValueError, "retry.max_timeout must be finite"),
+        ({"max_attempts": 2.5}, TypeError, "retry.max_attempts must be an int"),
+        ({"factor": "2"}, TypeError, "retry.factor must be a number"),
+        ({"jitter": 1}, TypeError, "retry.jitter must be a bool"),
+        ({"non_retryable": ("KeyError",)}, TypeError, "retry.non_retryable must contain exception"),
+    ],
+)
 def test_bad_retry(kwargs: dict, error: type, message: str) -> None:
     with pytest.raises(error, match=message):
         Retry(**kwargs)
@@ -110,8 +119,9 @@ def test_bad_retry(kwargs: dict, error: type, message: str) -> None:
 
 def test_retry_settings_and_non_retryable() -> None:
     r = Retry(max_attempts=5, factor=2, min_timeout=0.1, non_retryable=KeyError)
-    assert r.settings == RetrySettings(max_attempts=5, factor=2.0, min_timeout=0.1,
-                                       max_timeout=60.0, jitter=False)
+    assert r.settings == RetrySettings(
+        max_attempts=5, factor=2.0, min_timeout=0.1, max_timeout=60.0, jitter=False
+    )
     assert r.non_retryable == (KeyError,)
     assert r.is_non_retryable(KeyError("x")) and r.is_non_retryable(NonRetryableError())
     assert not r.is_non_retryable(ValueError())
@@ -165,8 +175,7 @@ def test_worker_discovers_tasks_in_a_module() -> None:
 
     w = Worker(mod, address="h:1", namespace="ns", slots=2, version="v7", worker_id="w1")
     assert set(w.tasks) == {"a", "b"}
-    assert (w.address, w.namespace, w.slots, w.version, w.worker_id) == (
-        "h:1", "ns", 2, "v7", "w1")
+    assert (w.address, w.namespace, w.slots, w.version, w.worker_id) == ("h:1", "ns", 2, "v7", "w1")
 
 
 def test_worker_defaults_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,5 +1,6 @@
 """Running one attempt (execute_attempt): outcomes, errors, heartbeat fencing and
 write failures, against an in-memory stand-in for the WorkerService stub."""
+
 from __future__ import annotations
 
 import asyncio
@@ -11,7 +12,8 @@ import pytest
 from google.protobuf.duration_pb2 import Duration
 
 from cairn import payloads
-from cairn.v1 import common_pb2, worker_service_pb2 as wpb
+from cairn.v1 import common_pb2
+from cairn.v1 import worker_service_pb2 as wpb
 from worker_sdk import NonRetryableError, Retry, context, step, task
 from worker_sdk.execution import execute_attempt
 
@@ -31,8 +33,7 @@ class FakeStub:
         self.calls.append((method, request))
         code = self.refuse.get(method)
         if code is not None:
-            raise grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(),
-                                       f"{method} refused")
+            raise grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), f"{method} refused")
         return response
 
     async def RecordStep(self, request: Any, timeout: float | None = None) -> Any:
@@ -42,25 +43,32 @@ class FakeStub:
         return await self._answer("Heartbeat", request, wpb.HeartbeatResponse())
 
     async def FinishAttempt(self, request: Any, timeout: float | None = None) -> Any:
-        return await self._answer("FinishAttempt", request, wpb.FinishAttemptResponse(
-            run_status=common_pb2.RUN_STATUS_COMPLETED))
+        return await self._answer(
+            "FinishAttempt", request, wpb.FinishAttemptResponse(run_status=common_pb2.RUN_STATUS_COMPLETED)
+        )
 
     def methods(self) -> list[str]:
         return [m for m, _ in self.calls]
 
 
-def assignment(payload: Any = None, steps: list[common_pb2.Step] = (), lease: float = 30.0,
-               task_id: str = "t") -> wpb.AttemptAssignment:
+def assignment(
+    payload: Any = None, steps: list[common_pb2.Step] = (), lease: float = 30.0, task_id: str = "t"
+) -> wpb.AttemptAssignment:
     lease_d = Duration()
     lease_d.FromNanoseconds(int(lease * 1e9))
     return wpb.AttemptAssignment(
-        run_id="run-1", attempt=1, task_id=task_id,
+        run_id="run-1",
+        attempt=1,
+        task_id=task_id,
         payload=common_pb2.Payload(data=payloads.encode_json(payload), encoding="json/plain"),
-        steps=steps, lease_duration=lease_d)
+        steps=steps,
+        lease_duration=lease_d,
+    )
 
 
-def execute(t: Any, a: wpb.AttemptAssignment, stub: FakeStub | None = None
-            ) -> tuple[wpb.FinishAttemptRequest | None, FakeStub]:
+def execute(
+    t: Any, a: wpb.AttemptAssignment, stub: FakeStub | None = None
+) -> tuple[wpb.FinishAttemptRequest | None, FakeStub]:
     stub = stub or FakeStub()
     return asyncio.run(execute_attempt(stub, "default", t, a)), stub
 
@@ -95,8 +103,9 @@ def test_exception_reports_type_message_and_trace() -> None:
     assert not finish.error.non_retryable
 
 
-@pytest.mark.parametrize("exc, expected", [(NonRetryableError("stop"), True),
-                                           (KeyError("k"), True), (ValueError("v"), False)])
+@pytest.mark.parametrize(
+    "exc, expected", [(NonRetryableError("stop"), True), (KeyError("k"), True), (ValueError("v"), False)]
+)
 def test_non_retryable_task_errors(exc: Exception, expected: bool) -> None:
     @task(id="t", retry=Retry(non_retryable=(KeyError,)))
     async def t(payload: Any) -> None:
@@ -130,10 +139,14 @@ def test_replayed_step_failure_matches_task_non_retryable_by_type_name() -> None
     async def t(payload: Any) -> None:
         await charge()
 
-    recorded = common_pb2.Step(position=0, name="charge", status=common_pb2.STEP_STATUS_FAILED,
-                               error=common_pb2.ErrorInfo(type=f"{__name__}.QuotaError",
-                                                          message="no credit",
-                                                          stack_trace="recorded trace"))
+    recorded = common_pb2.Step(
+        position=0,
+        name="charge",
+        status=common_pb2.STEP_STATUS_FAILED,
+        error=common_pb2.ErrorInfo(
+            type=f"{__name__}.QuotaError", message="no credit", stack_trace="recorded trace"
+        ),
+    )
     finish, stub = execute(t, assignment(steps=[recorded]))
     assert stub.methods() == ["FinishAttempt"]
     assert finish.error.type == f"{__name__}.QuotaError" and finish.error.non_retryable
@@ -152,8 +165,7 @@ def test_non_determinism_fails_the_run_even_if_caught() -> None:
             pass
         return "done"
 
-    recorded = common_pb2.Step(position=0, name="old-step",
-                               status=common_pb2.STEP_STATUS_COMPLETED)
+    recorded = common_pb2.Step(position=0, name="old-step", status=common_pb2.STEP_STATUS_COMPLETED)
     finish, _ = execute(t, assignment(steps=[recorded]))
     assert finish.outcome == wpb.ATTEMPT_OUTCOME_FAILED
     assert finish.error.type == "worker_sdk.errors.NonDeterminismError"
@@ -235,8 +247,7 @@ def test_unknown_task_fails_the_attempt() -> None:
     assert "'nope'" in finish.error.message
 
 
-def test_refused_record_stops_the_attempt_without_finishing(
-        caplog: pytest.LogCaptureFixture) -> None:
+def test_refused_record_stops_the_attempt_without_finishing(caplog: pytest.LogCaptureFixture) -> None:
     import gc
 
     @step(name="s")

@@ -1,6 +1,7 @@
 """Trigger options, task options (schedule, timezone, max_duration), the JSON
 shapes of runs, tokens and schedules, the Client's new calls (against in-memory
 stubs) and the CLI's flags (no server)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -10,10 +11,13 @@ from typing import Any
 import pytest
 from google.protobuf.duration_pb2 import Duration
 
-from cairn import cli, payloads
+from cairn import payloads
 from cairn.run_json import run_to_dict, schedule_to_dict, token_to_dict
-from cairn.v1 import common_pb2, run_service_pb2 as rpb, schedule_service_pb2 as spb
+from cairn.v1 import common_pb2
+from cairn.v1 import run_service_pb2 as rpb
+from cairn.v1 import schedule_service_pb2 as spb
 from cairn.v1 import wait_service_pb2 as wspb
+from cairn_cli import main as cli
 from worker_sdk import AsyncClient, Queue, task
 from worker_sdk.options import trigger_options
 
@@ -26,9 +30,14 @@ async def _handler(payload: Any) -> Any:
 
 
 def test_options_convert_to_trigger_options() -> None:
-    opts = trigger_options(delay=timedelta(minutes=5), ttl=90, priority=7, tags=("a", "b"),
-                           metadata={"user": "ada", "n": 2, "nested": {"x": [1, None]}},
-                           max_duration=1.5)
+    opts = trigger_options(
+        delay=timedelta(minutes=5),
+        ttl=90,
+        priority=7,
+        tags=("a", "b"),
+        metadata={"user": "ada", "n": 2, "nested": {"x": [1, None]}},
+        max_duration=1.5,
+    )
     assert opts.delay == Duration(seconds=300)
     assert opts.ttl == Duration(seconds=90)
     assert opts.max_duration == Duration(seconds=1, nanos=500_000_000)
@@ -43,22 +52,24 @@ def test_no_options_leave_every_field_unset() -> None:
     assert trigger_options(delay=0).HasField("delay")
 
 
-@pytest.mark.parametrize("kwargs, error, match", [
-    ({"delay": -1}, ValueError, "delay must be at least 0"),
-    ({"ttl": 0}, ValueError, "ttl must be greater than 0"),
-    ({"max_duration": float("inf")}, ValueError, "max_duration must be finite"),
-    ({"delay": "5m"}, TypeError, "delay must be a timedelta or a number"),
-    ({"priority": 1.5}, TypeError, "priority must be an int"),
-    ({"priority": True}, TypeError, "priority must be an int"),
-    ({"priority": 2**31}, ValueError, "priority must fit in 32 bits"),
-    ({"tags": "one"}, TypeError, "tags must be a list of strings"),
-    ({"tags": ["ok", 3]}, TypeError, "tags must be non-empty strings"),
-    ({"metadata": [1]}, TypeError, "metadata must be a dict"),
-    ({"metadata": {1: "x"}}, TypeError, "metadata keys must be strings"),
-    ({"metadata": {"x": object()}}, ValueError, "metadata: value is not JSON"),
-])
-def test_bad_options_name_the_option(kwargs: dict[str, Any], error: type[Exception],
-                                     match: str) -> None:
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"delay": -1}, ValueError, "delay must be at least 0"),
+        ({"ttl": 0}, ValueError, "ttl must be greater than 0"),
+        ({"max_duration": float("inf")}, ValueError, "max_duration must be finite"),
+        ({"delay": "5m"}, TypeError, "delay must be a timedelta or a number"),
+        ({"priority": 1.5}, TypeError, "priority must be an int"),
+        ({"priority": True}, TypeError, "priority must be an int"),
+        ({"priority": 2**31}, ValueError, "priority must fit in 32 bits"),
+        ({"tags": "one"}, TypeError, "tags must be a list of strings"),
+        ({"tags": ["ok", 3]}, TypeError, "tags must be non-empty strings"),
+        ({"metadata": [1]}, TypeError, "metadata must be a dict"),
+        ({"metadata": {1: "x"}}, TypeError, "metadata keys must be strings"),
+        ({"metadata": {"x": object()}}, ValueError, "metadata: value is not JSON"),
+    ],
+)
+def test_bad_options_name_the_option(kwargs: dict[str, Any], error: type[Exception], match: str) -> None:
     with pytest.raises(error, match=match):
         trigger_options(**kwargs)
 
@@ -67,8 +78,9 @@ def test_bad_options_name_the_option(kwargs: dict[str, Any], error: type[Excepti
 
 
 def test_task_schedule_timezone_and_max_duration_reach_the_definition() -> None:
-    t = task(id="nightly", schedule="0 3 * * *", timezone="Europe/Paris",
-             max_duration=timedelta(hours=1))(_handler)
+    t = task(id="nightly", schedule="0 3 * * *", timezone="Europe/Paris", max_duration=timedelta(hours=1))(
+        _handler
+    )
     d = t.definition()
     assert (d.schedule, d.timezone) == ("0 3 * * *", "Europe/Paris")
     assert d.max_duration == Duration(seconds=3600)
@@ -83,13 +95,16 @@ def test_queue_concurrency_limit_reaches_the_definition() -> None:
     assert task(id="w", queue="video")(_handler).definition().concurrency_limit == 0
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"schedule": "61 * * * *"}, r"task 'bad': schedule '61 \* \* \* \*' is invalid: .*minute"),
-    ({"schedule": "0 3 * * *", "timezone": "Mars/Olympus"}, "task 'bad'.*Mars/Olympus"),
-    ({"schedule": ""}, "task 'bad': schedule must be a non-empty cron expression"),
-    ({"timezone": "UTC"}, "task 'bad': timezone 'UTC' is given without a schedule"),
-    ({"max_duration": 0}, "task 'bad': max_duration must be greater than 0"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"schedule": "61 * * * *"}, r"task 'bad': schedule '61 \* \* \* \*' is invalid: .*minute"),
+        ({"schedule": "0 3 * * *", "timezone": "Mars/Olympus"}, "task 'bad'.*Mars/Olympus"),
+        ({"schedule": ""}, "task 'bad': schedule must be a non-empty cron expression"),
+        ({"timezone": "UTC"}, "task 'bad': timezone 'UTC' is given without a schedule"),
+        ({"max_duration": 0}, "task 'bad': max_duration must be greater than 0"),
+    ],
+)
 def test_bad_task_options_fail_at_decoration(kwargs: dict[str, Any], match: str) -> None:
     with pytest.raises(ValueError, match=match):
         task(id="bad", **kwargs)
@@ -99,10 +114,15 @@ def test_bad_task_options_fail_at_decoration(kwargs: dict[str, Any], match: str)
 
 
 def test_run_json_has_the_new_fields() -> None:
-    run = common_pb2.Run(id="r", parent_run_id="p", priority=3, tags=["a"],
-                         child_run_ids=["c1", "c2"], schedule_id="task:nightly",
-                         wait=common_pb2.WaitInfo(kind="event", position=2, event_name="go",
-                                                  child_run_ids=[]))
+    run = common_pb2.Run(
+        id="r",
+        parent_run_id="p",
+        priority=3,
+        tags=["a"],
+        child_run_ids=["c1", "c2"],
+        schedule_id="task:nightly",
+        wait=common_pb2.WaitInfo(kind="event", position=2, event_name="go", child_run_ids=[]),
+    )
     run.metadata.update({"n": 1, "f": 1.5})
     run.ttl.FromSeconds(60)
     run.wait.until.FromSeconds(0)
@@ -110,29 +130,50 @@ def test_run_json_has_the_new_fields() -> None:
     assert (d["parent_run_id"], d["priority"], d["tags"]) == ("p", 3, ["a"])
     assert d["metadata"] == {"n": 1, "f": 1.5}
     assert d["child_run_ids"] == ["c1", "c2"]
-    assert d["wait"] == {"kind": "event", "position": 2, "event_name": "go", "event_key": None,
-                         "token_id": None, "child_run_ids": [],
-                         "until": "1970-01-01T00:00:00.000Z"}
+    assert d["wait"] == {
+        "kind": "event",
+        "position": 2,
+        "event_name": "go",
+        "event_key": None,
+        "token_id": None,
+        "child_run_ids": [],
+        "until": "1970-01-01T00:00:00.000Z",
+    }
     assert (d["ttl"], d["max_duration"], d["schedule_id"]) == (60.0, None, "task:nightly")
     empty = run_to_dict(common_pb2.Run(id="e"))
     assert (empty["parent_run_id"], empty["wait"], empty["metadata"], empty["schedule_id"]) == (
-        None, None, {}, None)
+        None,
+        None,
+        {},
+        None,
+    )
 
 
 def test_token_and_schedule_json() -> None:
-    token = wspb.WaitToken(id="t1", namespace="default",
-                           status=wspb.WAIT_TOKEN_STATUS_TIMED_OUT)
+    token = wspb.WaitToken(id="t1", namespace="default", status=wspb.WAIT_TOKEN_STATUS_TIMED_OUT)
     assert token_to_dict(token)["status"] == "timed_out"
     token.status = wspb.WAIT_TOKEN_STATUS_COMPLETED
     token.payload.CopyFrom(common_pb2.Payload(data=b'{"ok":true}', encoding="json/plain"))
     d = token_to_dict(token)
-    assert (d["id"], d["status"], d["payload"], d["run_id"]) == ("t1", "completed",
-                                                                 {"ok": True}, None)
-    sch = spb.Schedule(id="s1", task_id="report", cron="0 3 * * *", timezone="Europe/Paris",
-                       paused=True, declared=False, last_run_id="r9")
+    assert (d["id"], d["status"], d["payload"], d["run_id"]) == ("t1", "completed", {"ok": True}, None)
+    sch = spb.Schedule(
+        id="s1",
+        task_id="report",
+        cron="0 3 * * *",
+        timezone="Europe/Paris",
+        paused=True,
+        declared=False,
+        last_run_id="r9",
+    )
     d = schedule_to_dict(sch)
     assert (d["id"], d["task"], d["cron"], d["timezone"], d["paused"], d["last_run_id"]) == (
-        "s1", "report", "0 3 * * *", "Europe/Paris", True, "r9")
+        "s1",
+        "report",
+        "0 3 * * *",
+        "Europe/Paris",
+        True,
+        "r9",
+    )
     assert d["next_fire_at"] is None and d["deduplication_key"] is None
 
 
@@ -147,23 +188,32 @@ class Recorder:
 
     def __getattr__(self, method: str) -> Any:
         responses = {
-            "TriggerRun": lambda r: rpb.TriggerRunResponse(run=common_pb2.Run(id="r1",
-                                                                              task_id=r.task_id)),
-            "BatchTriggerRuns": lambda r: rpb.BatchTriggerRunsResponse(runs=[
-                rpb.TriggerRunResponse(run=common_pb2.Run(id=f"r{i}", task_id=item.task_id))
-                for i, item in enumerate(r.runs)]),
+            "TriggerRun": lambda r: rpb.TriggerRunResponse(run=common_pb2.Run(id="r1", task_id=r.task_id)),
+            "BatchTriggerRuns": lambda r: rpb.BatchTriggerRunsResponse(
+                runs=[
+                    rpb.TriggerRunResponse(run=common_pb2.Run(id=f"r{i}", task_id=item.task_id))
+                    for i, item in enumerate(r.runs)
+                ]
+            ),
             "ListRuns": lambda r: rpb.ListRunsResponse(),
             "SendEvent": lambda r: wspb.SendEventResponse(delivered_run_ids=["a", "b"]),
-            "CreateWaitToken": lambda r: wspb.CreateWaitTokenResponse(token=wspb.WaitToken(
-                id="tok", status=wspb.WAIT_TOKEN_STATUS_PENDING)),
-            "CompleteWaitToken": lambda r: wspb.CompleteWaitTokenResponse(token=wspb.WaitToken(
-                id=r.token_id, status=wspb.WAIT_TOKEN_STATUS_COMPLETED, payload=r.payload)),
-            "CreateSchedule": lambda r: spb.CreateScheduleResponse(schedule=spb.Schedule(
-                id=r.schedule_id, task_id=r.task_id, cron=r.cron, timezone=r.timezone)),
-            "ListSchedules": lambda r: spb.ListSchedulesResponse(schedules=[
-                spb.Schedule(id="s1", task_id="x", cron="* * * * *")]),
-            "PauseSchedule": lambda r: spb.PauseScheduleResponse(schedule=spb.Schedule(
-                id=r.schedule_id, paused=True)),
+            "CreateWaitToken": lambda r: wspb.CreateWaitTokenResponse(
+                token=wspb.WaitToken(id="tok", status=wspb.WAIT_TOKEN_STATUS_PENDING)
+            ),
+            "CompleteWaitToken": lambda r: wspb.CompleteWaitTokenResponse(
+                token=wspb.WaitToken(
+                    id=r.token_id, status=wspb.WAIT_TOKEN_STATUS_COMPLETED, payload=r.payload
+                )
+            ),
+            "CreateSchedule": lambda r: spb.CreateScheduleResponse(
+                schedule=spb.Schedule(id=r.schedule_id, task_id=r.task_id, cron=r.cron, timezone=r.timezone)
+            ),
+            "ListSchedules": lambda r: spb.ListSchedulesResponse(
+                schedules=[spb.Schedule(id="s1", task_id="x", cron="* * * * *")]
+            ),
+            "PauseSchedule": lambda r: spb.PauseScheduleResponse(
+                schedule=spb.Schedule(id=r.schedule_id, paused=True)
+            ),
             "DeleteSchedule": lambda r: spb.DeleteScheduleResponse(),
         }
         if method not in responses:
@@ -191,8 +241,7 @@ def test_client_trigger_options_batch_and_list_filters() -> None:
 
     async def main() -> None:
         client = client_with(stub)
-        await client.trigger("t", {"a": 1}, idempotency_key="k", delay=10, tags=["x"],
-                             metadata={"m": 1})
+        await client.trigger("t", {"a": 1}, idempotency_key="k", delay=10, tags=["x"], metadata={"m": 1})
         req = stub.request("TriggerRun")
         assert (req.namespace, req.task_id, req.idempotency_key) == ("ns", "t", "k")
         assert req.options.delay == Duration(seconds=10) and list(req.options.tags) == ["x"]
@@ -201,9 +250,9 @@ def test_client_trigger_options_batch_and_list_filters() -> None:
         with pytest.raises(TypeError, match="unknown option.*delai"):
             await client.trigger("t", delai=3)
 
-        runs = await client.batch_trigger([("a", 1), (child, 2),
-                                           {"task": "b", "payload": 3, "priority": 9,
-                                            "idempotency_key": "bk"}])
+        runs = await client.batch_trigger(
+            [("a", 1), (child, 2), {"task": "b", "payload": 3, "priority": 9, "idempotency_key": "bk"}]
+        )
         assert [(r.id, r.task) for r in runs] == [("r0", "a"), ("r1", "child"), ("r2", "b")]
         batch = stub.request("BatchTriggerRuns")
         assert batch.namespace == "ns"
@@ -239,11 +288,17 @@ def test_client_events_tokens_and_schedules() -> None:
         done = await client.complete_token("tok", [1, 2])
         assert done["status"] == "completed" and done["payload"] == [1, 2]
 
-        sch = await client.create_schedule("s1", "report", "0 3 * * *", timezone="Europe/Paris",
-                                           payload={"p": 1}, deduplication_key="d")
+        sch = await client.create_schedule(
+            "s1", "report", "0 3 * * *", timezone="Europe/Paris", payload={"p": 1}, deduplication_key="d"
+        )
         req = stub.request("CreateSchedule")
         assert (req.schedule_id, req.task_id, req.cron, req.timezone, req.deduplication_key) == (
-            "s1", "report", "0 3 * * *", "Europe/Paris", "d")
+            "s1",
+            "report",
+            "0 3 * * *",
+            "Europe/Paris",
+            "d",
+        )
         assert sch["task"] == "report" and sch["timezone"] == "Europe/Paris"
         assert [s["id"] for s in await client.list_schedules(task="x")] == ["s1"]
         assert stub.request("ListSchedules").task_id == "x"
@@ -272,10 +327,22 @@ def test_task_trigger_outside_a_task_uses_a_client(monkeypatch: pytest.MonkeyPat
 # ---- the CLI -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("text, seconds", [
-    ("30s", 30), ("5m", 300), ("2h", 7200), ("1d", 86400), ("90", 90), ("1.5", 1.5),
-    ("1h30m", 5400), ("500ms", 0.5), ("0", 0), (" 2H ", 7200), ("1.5h", 5400),
-])
+@pytest.mark.parametrize(
+    "text, seconds",
+    [
+        ("30s", 30),
+        ("5m", 300),
+        ("2h", 7200),
+        ("1d", 86400),
+        ("90", 90),
+        ("1.5", 1.5),
+        ("1h30m", 5400),
+        ("500ms", 0.5),
+        ("0", 0),
+        (" 2H ", 7200),
+        ("1.5h", 5400),
+    ],
+)
 def test_cli_durations(text: str, seconds: float) -> None:
     assert cli.parse_duration(text) == seconds
 
@@ -286,18 +353,22 @@ def test_cli_bad_durations(text: str) -> None:
         cli.parse_duration(text)
 
 
-@pytest.mark.parametrize("argv, flag", [
-    (["trigger", "t", "--delay", "soon"], "--delay"),
-    (["trigger", "t", "--ttl", "5y"], "--ttl"),
-    (["trigger", "t", "--max-duration", "-1"], "--max-duration"),
-    (["trigger", "t", "--metadata", "[1]"], "--metadata"),
-    (["trigger", "t", "--metadata", "{bad"], "--metadata"),
-    (["trigger", "t", "--priority", "high"], "--priority"),
-    (["events", "send", "e", "--payload", "{bad"], "--payload"),
-    (["tokens", "create", "--timeout", "x"], "--timeout"),
-])
-def test_cli_bad_flags_exit_2_naming_the_flag(argv: list[str], flag: str,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    "argv, flag",
+    [
+        (["trigger", "t", "--delay", "soon"], "--delay"),
+        (["trigger", "t", "--ttl", "5y"], "--ttl"),
+        (["trigger", "t", "--max-duration", "-1"], "--max-duration"),
+        (["trigger", "t", "--metadata", "[1]"], "--metadata"),
+        (["trigger", "t", "--metadata", "{bad"], "--metadata"),
+        (["trigger", "t", "--priority", "high"], "--priority"),
+        (["events", "send", "e", "--payload", "{bad"], "--payload"),
+        (["tokens", "create", "--timeout", "x"], "--timeout"),
+    ],
+)
+def test_cli_bad_flags_exit_2_naming_the_flag(
+    argv: list[str], flag: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     with pytest.raises(SystemExit) as info:
         cli.main(argv)
     assert info.value.code == 2
@@ -308,33 +379,84 @@ def test_cli_bad_flags_exit_2_naming_the_flag(argv: list[str], flag: str,
 
 def test_cli_parses_the_new_commands() -> None:
     parser = cli._parser()
-    args = parser.parse_args(["trigger", "t", "--delay", "5m", "--ttl", "1h", "--priority", "3",
-                              "--tag", "a", "--tag", "b", "--metadata", '{"k": 1}',
-                              "--max-duration", "30"])
+    args = parser.parse_args(
+        [
+            "trigger",
+            "t",
+            "--delay",
+            "5m",
+            "--ttl",
+            "1h",
+            "--priority",
+            "3",
+            "--tag",
+            "a",
+            "--tag",
+            "b",
+            "--metadata",
+            '{"k": 1}',
+            "--max-duration",
+            "30",
+        ]
+    )
     assert (args.delay, args.ttl, args.priority, args.tag, args.metadata, args.max_duration) == (
-        300, 3600, 3, ["a", "b"], {"k": 1}, 30)
+        300,
+        3600,
+        3,
+        ["a", "b"],
+        {"k": 1},
+        30,
+    )
     args = parser.parse_args(["runs", "list", "--tag", "a", "--parent", "p1"])
     assert (args.tag, args.parent) == ("a", "p1")
-    args = parser.parse_args(["events", "send", "approval", "--run", "r1", "--key", "k",
-                              "--payload", '{"ok": true}', "--json"])
+    args = parser.parse_args(
+        ["events", "send", "approval", "--run", "r1", "--key", "k", "--payload", '{"ok": true}', "--json"]
+    )
     assert (args.name, args.run, args.key, args.payload, args.json) == (
-        "approval", "r1", "k", {"ok": True}, True)
+        "approval",
+        "r1",
+        "k",
+        {"ok": True},
+        True,
+    )
     args = parser.parse_args(["tokens", "complete", "tok", "--payload", "[1]"])
     assert (args.tokens_command, args.token_id, args.payload) == ("complete", "tok", [1])
-    args = parser.parse_args(["schedules", "create", "s1", "--task", "t", "--cron", "* * * * *",
-                              "--timezone", "Europe/Paris", "--dedup-key", "d"])
+    args = parser.parse_args(
+        [
+            "schedules",
+            "create",
+            "s1",
+            "--task",
+            "t",
+            "--cron",
+            "* * * * *",
+            "--timezone",
+            "Europe/Paris",
+            "--dedup-key",
+            "d",
+        ]
+    )
     assert (args.schedule_id, args.task, args.cron, args.timezone, args.dedup_key) == (
-        "s1", "t", "* * * * *", "Europe/Paris", "d")
+        "s1",
+        "t",
+        "* * * * *",
+        "Europe/Paris",
+        "d",
+    )
     for sub in ("pause", "resume", "delete"):
         assert parser.parse_args(["schedules", sub, "s1"]).schedule_id == "s1"
 
 
-def test_cli_shows_parent_children_tags_metadata_and_wait(
-        capsys: pytest.CaptureFixture[str]) -> None:
-    run = common_pb2.Run(id="r1", task_id="t", status=common_pb2.RUN_STATUS_WAITING,
-                         parent_run_id="p1", child_run_ids=["c1"], tags=["blue"],
-                         wait=common_pb2.WaitInfo(kind="event", position=3,
-                                                  event_name="approval", event_key="o-7"))
+def test_cli_shows_parent_children_tags_metadata_and_wait(capsys: pytest.CaptureFixture[str]) -> None:
+    run = common_pb2.Run(
+        id="r1",
+        task_id="t",
+        status=common_pb2.RUN_STATUS_WAITING,
+        parent_run_id="p1",
+        child_run_ids=["c1"],
+        tags=["blue"],
+        wait=common_pb2.WaitInfo(kind="event", position=3, event_name="approval", event_key="o-7"),
+    )
     run.metadata.update({"progress": 50})
     cli._show(run_to_dict(run), as_json=False, full=True)
     out = capsys.readouterr().out

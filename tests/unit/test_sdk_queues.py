@@ -2,6 +2,7 @@
 the worker's queue filter, QueueFullError, queue management in the clients and
 the `cairn queues` commands. No cluster: in-memory stubs and small in-process
 gRPC servers."""
+
 from __future__ import annotations
 
 import asyncio
@@ -18,13 +19,22 @@ import pytest
 from google.protobuf.duration_pb2 import Duration
 
 import worker_sdk
-from cairn import cli
 from cairn.run_json import queue_to_dict, run_to_dict
-from cairn.v1 import (common_pb2, queue_service_pb2 as qpb, queue_service_pb2_grpc,
-                      run_service_pb2 as rpb, run_service_pb2_grpc)
-from worker_sdk import (AsyncClient, CairnError, Client, Queue, QueueFullError,
-                        UnavailableError, Worker, task)
-from worker_sdk import _grpc
+from cairn.v1 import common_pb2, queue_service_pb2_grpc, run_service_pb2_grpc
+from cairn.v1 import queue_service_pb2 as qpb
+from cairn.v1 import run_service_pb2 as rpb
+from cairn_cli import main as cli
+from worker_sdk import (
+    AsyncClient,
+    CairnError,
+    Client,
+    Queue,
+    QueueFullError,
+    UnavailableError,
+    Worker,
+    _grpc,
+    task,
+)
 from worker_sdk.options import options_from_kwargs, trigger_options
 
 
@@ -43,11 +53,14 @@ def test_concurrency_key_option() -> None:
     assert opts.concurrency_key == "t"
 
 
-@pytest.mark.parametrize("value, error, match", [
-    ("", ValueError, "concurrency_key must not be empty"),
-    ("k" * 129, ValueError, "129 characters; at most 128"),
-    (7, TypeError, "concurrency_key must be a string"),
-])
+@pytest.mark.parametrize(
+    "value, error, match",
+    [
+        ("", ValueError, "concurrency_key must not be empty"),
+        ("k" * 129, ValueError, "129 characters; at most 128"),
+        (7, TypeError, "concurrency_key must be a string"),
+    ],
+)
 def test_bad_concurrency_key(value: Any, error: type[Exception], match: str) -> None:
     with pytest.raises(error, match=match):
         trigger_options(concurrency_key=value)
@@ -73,16 +86,27 @@ class Recorder:
 
     def __getattr__(self, method: str) -> Any:
         responses = {
-            "TriggerRun": lambda r: rpb.TriggerRunResponse(run=common_pb2.Run(
-                id="r1", task_id=r.task_id, concurrency_key=r.options.concurrency_key)),
-            "BatchTriggerRuns": lambda r: rpb.BatchTriggerRunsResponse(runs=[
-                rpb.TriggerRunResponse(run=common_pb2.Run(id=f"r{i}", task_id=item.task_id))
-                for i, item in enumerate(r.runs)]),
-            "UpdateQueue": lambda r: qpb.UpdateQueueResponse(queue=_queue(
-                r.name, concurrency_limit=r.concurrency_limit, rate_limit=r.rate_limit,
-                max_depth=r.max_depth, managed=True)),
-            "ListQueues": lambda r: qpb.ListQueuesResponse(queues=[
-                _queue("a", depth=3, running=1), _queue("b", paused=True)]),
+            "TriggerRun": lambda r: rpb.TriggerRunResponse(
+                run=common_pb2.Run(id="r1", task_id=r.task_id, concurrency_key=r.options.concurrency_key)
+            ),
+            "BatchTriggerRuns": lambda r: rpb.BatchTriggerRunsResponse(
+                runs=[
+                    rpb.TriggerRunResponse(run=common_pb2.Run(id=f"r{i}", task_id=item.task_id))
+                    for i, item in enumerate(r.runs)
+                ]
+            ),
+            "UpdateQueue": lambda r: qpb.UpdateQueueResponse(
+                queue=_queue(
+                    r.name,
+                    concurrency_limit=r.concurrency_limit,
+                    rate_limit=r.rate_limit,
+                    max_depth=r.max_depth,
+                    managed=True,
+                )
+            ),
+            "ListQueues": lambda r: qpb.ListQueuesResponse(
+                queues=[_queue("a", depth=3, running=1), _queue("b", paused=True)]
+            ),
             "PauseQueue": lambda r: qpb.PauseQueueResponse(queue=_queue(r.name, paused=True)),
             "ResumeQueue": lambda r: qpb.ResumeQueueResponse(queue=_queue(r.name)),
         }
@@ -113,8 +137,7 @@ def test_client_sends_the_concurrency_key() -> None:
         run = await client.trigger("t", {}, concurrency_key="tenant-7")
         assert stub.request("TriggerRun").options.concurrency_key == "tenant-7"
         assert run.raw["concurrency_key"] == "tenant-7"
-        await client.batch_trigger([{"task": "t", "payload": 1, "concurrency_key": "a"},
-                                    ("t", 2)])
+        await client.batch_trigger([{"task": "t", "payload": 1, "concurrency_key": "a"}, ("t", 2)])
         batch = stub.request("BatchTriggerRuns")
         assert [r.options.concurrency_key for r in batch.runs] == ["a", ""]
         with pytest.raises(ValueError, match="concurrency_key must not be empty"):
@@ -123,8 +146,7 @@ def test_client_sends_the_concurrency_key() -> None:
     asyncio.run(main())
 
 
-def test_task_trigger_outside_a_task_sends_the_concurrency_key(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_task_trigger_outside_a_task_sends_the_concurrency_key(monkeypatch: pytest.MonkeyPatch) -> None:
     stub = Recorder()
     original = AsyncClient.__init__
 
@@ -155,8 +177,7 @@ def test_update_queue_sets_only_the_given_fields() -> None:
         assert req.HasField("concurrency_limit") and req.concurrency_limit == 0
         assert req.HasField("max_depth") and req.max_depth == 0
 
-        q = await client.update_queue("video", rate_limit=(10, timedelta(minutes=1)),
-                                      max_depth=100)
+        q = await client.update_queue("video", rate_limit=(10, timedelta(minutes=1)), max_depth=100)
         req = stub.request("UpdateQueue")
         assert req.rate_limit.limit == 10 and req.rate_limit.period == Duration(seconds=60)
         assert not req.HasField("concurrency_limit") and req.max_depth == 100
@@ -169,21 +190,25 @@ def test_update_queue_sets_only_the_given_fields() -> None:
 
         await client.update_queue("video")
         assert stub.request("UpdateQueue").ByteSize() == len(
-            qpb.UpdateQueueRequest(namespace="ns", name="video").SerializeToString())
+            qpb.UpdateQueueRequest(namespace="ns", name="video").SerializeToString()
+        )
 
     asyncio.run(main())
 
 
-@pytest.mark.parametrize("kwargs, error, match", [
-    ({"concurrency_limit": -1}, ValueError, "concurrency_limit must be from 0"),
-    ({"concurrency_limit": 2**31}, ValueError, "concurrency_limit must be from 0"),
-    ({"concurrency_limit": 1.5}, TypeError, "concurrency_limit must be an int"),
-    ({"max_depth": True}, TypeError, "max_depth must be an int"),
-    ({"rate_limit": 10}, TypeError, r"rate_limit must be a \(limit, period\) pair"),
-    ({"rate_limit": (10, 0)}, ValueError, "rate_limit period must be greater than 0"),
-    ({"rate_limit": (10, "1s")}, TypeError, "rate_limit period must be a timedelta"),
-    ({"rate_limit": (-1, 1)}, ValueError, "rate_limit limit must be from 0"),
-])
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"concurrency_limit": -1}, ValueError, "concurrency_limit must be from 0"),
+        ({"concurrency_limit": 2**31}, ValueError, "concurrency_limit must be from 0"),
+        ({"concurrency_limit": 1.5}, TypeError, "concurrency_limit must be an int"),
+        ({"max_depth": True}, TypeError, "max_depth must be an int"),
+        ({"rate_limit": 10}, TypeError, r"rate_limit must be a \(limit, period\) pair"),
+        ({"rate_limit": (10, 0)}, ValueError, "rate_limit period must be greater than 0"),
+        ({"rate_limit": (10, "1s")}, TypeError, "rate_limit period must be a timedelta"),
+        ({"rate_limit": (-1, 1)}, ValueError, "rate_limit limit must be from 0"),
+    ],
+)
 def test_bad_queue_settings(kwargs: dict[str, Any], error: type[Exception], match: str) -> None:
     client = client_with(Recorder())
     with pytest.raises(error, match=match):
@@ -197,7 +222,9 @@ def test_list_pause_and_resume_queues() -> None:
         client = client_with(stub)
         queues = await client.list_queues()
         assert [(q["name"], q["depth"], q["running"], q["paused"]) for q in queues] == [
-            ("a", 3, 1, False), ("b", 0, 0, True)]
+            ("a", 3, 1, False),
+            ("b", 0, 0, True),
+        ]
         assert stub.request("ListQueues").namespace == "ns"
         assert (await client.pause_queue("video"))["paused"] is True
         assert stub.request("PauseQueue").name == "video"
@@ -209,25 +236,50 @@ def test_list_pause_and_resume_queues() -> None:
 
 
 def test_queue_json() -> None:
-    q = qpb.Queue(name="video", namespace="default", concurrency_limit=3, max_depth=50,
-                  paused=True, depth=7, running=3, managed=True,
-                  rate_limit=qpb.RateLimit(limit=10, period=Duration(nanos=500_000_000)))
+    q = qpb.Queue(
+        name="video",
+        namespace="default",
+        concurrency_limit=3,
+        max_depth=50,
+        paused=True,
+        depth=7,
+        running=3,
+        managed=True,
+        rate_limit=qpb.RateLimit(limit=10, period=Duration(nanos=500_000_000)),
+    )
     q.updated_at.FromSeconds(0)
     assert queue_to_dict(q) == {
-        "name": "video", "namespace": "default", "concurrency_limit": 3,
-        "rate_limit": {"limit": 10, "period": 0.5}, "max_depth": 50, "paused": True,
-        "depth": 7, "running": 3, "managed": True, "updated_at": "1970-01-01T00:00:00.000Z"}
+        "name": "video",
+        "namespace": "default",
+        "concurrency_limit": 3,
+        "rate_limit": {"limit": 10, "period": 0.5},
+        "max_depth": 50,
+        "paused": True,
+        "depth": 7,
+        "running": 3,
+        "managed": True,
+        "updated_at": "1970-01-01T00:00:00.000Z",
+    }
     empty = queue_to_dict(qpb.Queue(name="x"))
-    assert (empty["rate_limit"], empty["concurrency_limit"], empty["max_depth"],
-            empty["updated_at"]) == (None, 0, 0, None)
+    assert (empty["rate_limit"], empty["concurrency_limit"], empty["max_depth"], empty["updated_at"]) == (
+        None,
+        0,
+        0,
+        None,
+    )
 
 
 # ---- addresses and the channel -----------------------------------------------------------
 
 
 def test_single_addresses_and_targets_go_to_grpc_unchanged() -> None:
-    for address in ("127.0.0.1:7373", "cairn:7373", "dns:///cairn.internal:7373",
-                    "ipv4:10.0.0.1:7373,10.0.0.2:7373", "unix:///tmp/cairn.sock"):
+    for address in (
+        "127.0.0.1:7373",
+        "cairn:7373",
+        "dns:///cairn.internal:7373",
+        "ipv4:10.0.0.1:7373,10.0.0.2:7373",
+        "unix:///tmp/cairn.sock",
+    ):
         assert _grpc.channel_target(address) == address
     assert _grpc.channel_target(" 127.0.0.1:7373 ") == "127.0.0.1:7373"
     with pytest.raises(ValueError, match="without a scheme"):
@@ -235,26 +287,27 @@ def test_single_addresses_and_targets_go_to_grpc_unchanged() -> None:
 
 
 def test_a_list_of_ip_addresses_becomes_one_target() -> None:
-    assert _grpc.channel_target("127.0.0.1:7373,127.0.0.1:7383") == (
-        "ipv4:127.0.0.1:7373,127.0.0.1:7383")
-    assert _grpc.channel_target(" 10.0.0.1 , 10.0.0.2:9000, ") == (
-        "ipv4:10.0.0.1:7373,10.0.0.2:9000")
+    assert _grpc.channel_target("127.0.0.1:7373,127.0.0.1:7383") == ("ipv4:127.0.0.1:7373,127.0.0.1:7383")
+    assert _grpc.channel_target(" 10.0.0.1 , 10.0.0.2:9000, ") == ("ipv4:10.0.0.1:7373,10.0.0.2:9000")
     assert _grpc.channel_target("[::1]:7373,[fd00::2]:7383") == "ipv6:[::1]:7373,[fd00::2]:7383"
     assert _grpc.channel_target("::1,[::1]:7383") == "ipv6:[::1]:7373,[::1]:7383"
     assert _grpc.channel_target("10.0.0.1:7373,10.0.0.1:7373") == "ipv4:10.0.0.1:7373"
 
 
-@pytest.mark.parametrize("address, match", [
-    ("127.0.0.1:7373,[::1]:7373", "cannot mix IPv4 and IPv6"),
-    ("127.0.0.1:x,127.0.0.1:7383", "the port must be a number"),
-    ("127.0.0.1:0,127.0.0.1:7383", "the port must be a number"),
-    ("127.0.0.1:,127.0.0.1:7383", "the port is missing"),
-    (":7373,127.0.0.1:7383", "the host is missing"),
-    ("[::1:7373,[::1]:7383", "missing ']'"),
-    ("fe80::1::2,[::1]:1", "write an IPv6 address with a port as"),
-    (",,", "names no frontend"),
-    ("", "empty"),
-])
+@pytest.mark.parametrize(
+    "address, match",
+    [
+        ("127.0.0.1:7373,[::1]:7373", "cannot mix IPv4 and IPv6"),
+        ("127.0.0.1:x,127.0.0.1:7383", "the port must be a number"),
+        ("127.0.0.1:0,127.0.0.1:7383", "the port must be a number"),
+        ("127.0.0.1:,127.0.0.1:7383", "the port is missing"),
+        (":7373,127.0.0.1:7383", "the host is missing"),
+        ("[::1:7373,[::1]:7383", "missing ']'"),
+        ("fe80::1::2,[::1]:1", "write an IPv6 address with a port as"),
+        (",,", "names no frontend"),
+        ("", "empty"),
+    ],
+)
 def test_bad_address_lists(address: str, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         _grpc.channel_target(address)
@@ -273,15 +326,24 @@ def _fake_getaddrinfo(table: dict[str, list[str]]) -> Any:
             else:
                 out.append((socket.AF_INET, socket.SOCK_STREAM, 6, "", (ip, port)))
         return out
+
     return getaddrinfo
 
 
 def test_host_names_in_a_list_are_resolved(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(socket, "getaddrinfo", _fake_getaddrinfo({
-        "fe-a": ["10.0.0.1", "10.0.0.2", "fd00::1"], "fe-b": ["10.0.0.3"],
-        "v6-a": ["fd00::1"], "v6-b": ["fd00::2", "fd00::3"]}))
-    assert _grpc.channel_target("fe-a:7373,fe-b:7383") == (
-        "ipv4:10.0.0.1:7373,10.0.0.2:7373,10.0.0.3:7383")
+    monkeypatch.setattr(
+        socket,
+        "getaddrinfo",
+        _fake_getaddrinfo(
+            {
+                "fe-a": ["10.0.0.1", "10.0.0.2", "fd00::1"],
+                "fe-b": ["10.0.0.3"],
+                "v6-a": ["fd00::1"],
+                "v6-b": ["fd00::2", "fd00::3"],
+            }
+        ),
+    )
+    assert _grpc.channel_target("fe-a:7373,fe-b:7383") == ("ipv4:10.0.0.1:7373,10.0.0.2:7373,10.0.0.3:7383")
     assert _grpc.channel_target("fe-a,10.0.0.9:1") == "ipv4:10.0.0.1:7373,10.0.0.2:7373,10.0.0.9:1"
     assert _grpc.channel_target("v6-a:1,v6-b:2") == "ipv6:[fd00::1]:1,[fd00::2]:2,[fd00::3]:2"
     assert _grpc.channel_target("fe-a:1,[::1]:2") == "ipv6:[fd00::1]:1,[::1]:2"
@@ -307,18 +369,28 @@ def test_channel_options_and_service_config() -> None:
     config = json.loads(options["grpc.service_config"])
     [method_config] = config["methodConfig"]
     assert method_config["retryPolicy"] == {
-        "maxAttempts": 5, "initialBackoff": "0.1s", "maxBackoff": "2s",
-        "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"]}
+        "maxAttempts": 5,
+        "initialBackoff": "0.1s",
+        "maxBackoff": "2s",
+        "backoffMultiplier": 2,
+        "retryableStatusCodes": ["UNAVAILABLE"],
+    }
     names = {(n["service"], n["method"]) for n in method_config["name"]}
     assert names == {
-        ("cairn.v1.RunService", "GetRun"), ("cairn.v1.RunService", "ListRuns"),
-        ("cairn.v1.RunService", "WaitRun"), ("cairn.v1.RunService", "CancelRun"),
+        ("cairn.v1.RunService", "GetRun"),
+        ("cairn.v1.RunService", "ListRuns"),
+        ("cairn.v1.RunService", "WaitRun"),
+        ("cairn.v1.RunService", "CancelRun"),
         ("cairn.v1.WaitService", "GetWaitToken"),
-        ("cairn.v1.QueueService", "ListQueues"), ("cairn.v1.QueueService", "UpdateQueue"),
-        ("cairn.v1.QueueService", "PauseQueue"), ("cairn.v1.QueueService", "ResumeQueue"),
+        ("cairn.v1.QueueService", "ListQueues"),
+        ("cairn.v1.QueueService", "UpdateQueue"),
+        ("cairn.v1.QueueService", "PauseQueue"),
+        ("cairn.v1.QueueService", "ResumeQueue"),
         ("cairn.v1.ScheduleService", "ListSchedules"),
-        ("cairn.v1.WorkerService", "Heartbeat"), ("cairn.v1.WorkerService", "PollAttempt"),
-        ("cairn.v1.WorkerService", "RegisterWorker")}
+        ("cairn.v1.WorkerService", "Heartbeat"),
+        ("cairn.v1.WorkerService", "PollAttempt"),
+        ("cairn.v1.WorkerService", "RegisterWorker"),
+    }
     assert ("cairn.v1.RunService", "TriggerRun") not in names
 
 
@@ -330,9 +402,13 @@ class Frontend(run_service_pb2_grpc.RunServiceServicer, queue_service_pb2_grpc.Q
     refuses every TriggerRun with `trigger_code`, and lists one queue named after
     the server."""
 
-    def __init__(self, name: str, unavailable: int = 0,
-                 trigger_code: grpc.StatusCode = grpc.StatusCode.UNAVAILABLE,
-                 trigger_message: str = "frontend is going away") -> None:
+    def __init__(
+        self,
+        name: str,
+        unavailable: int = 0,
+        trigger_code: grpc.StatusCode = grpc.StatusCode.UNAVAILABLE,
+        trigger_message: str = "frontend is going away",
+    ) -> None:
         self.name = name
         self.unavailable = unavailable
         self.trigger_code = trigger_code
@@ -408,8 +484,11 @@ def test_a_list_spreads_calls_and_skips_a_dead_frontend(servers: Any) -> None:
 
 
 def test_resource_exhausted_is_queue_full(servers: Any) -> None:
-    fe = Frontend("one", trigger_code=grpc.StatusCode.RESOURCE_EXHAUSTED,
-                  trigger_message="queue 'video' is full: 100 runs queued (max_depth 100)")
+    fe = Frontend(
+        "one",
+        trigger_code=grpc.StatusCode.RESOURCE_EXHAUSTED,
+        trigger_message="queue 'video' is full: 100 runs queued (max_depth 100)",
+    )
     port = servers(fe)
     with Client(address=f"127.0.0.1:{port}") as client:
         with pytest.raises(QueueFullError, match="queue 'video' is full") as info:
@@ -434,10 +513,12 @@ def test_an_oversized_message_is_not_queue_full() -> None:
 
 
 def _tasks() -> list[Any]:
-    return [task(id="encode", queue=Queue("video", concurrency_limit=2))(_handler),
-            task(id="thumb", queue="video")(_handler),
-            task(id="mail", queue="email")(_handler),
-            task(id="report")(_handler)]
+    return [
+        task(id="encode", queue=Queue("video", concurrency_limit=2))(_handler),
+        task(id="thumb", queue="video")(_handler),
+        task(id="mail", queue="email")(_handler),
+        task(id="report")(_handler),
+    ]
 
 
 def test_worker_serves_only_the_tasks_of_its_queues() -> None:
@@ -447,15 +528,16 @@ def test_worker_serves_only_the_tasks_of_its_queues() -> None:
     assert sorted(Worker(tasks, queues="email").tasks) == ["mail"]
     assert Worker(tasks, queues=["video", "missing"]).queues == ["video"]
     assert len(Worker(tasks).tasks) == 4 and Worker(tasks).queues is None
-    with pytest.raises(ValueError, match="no task is on queue\\(s\\) audio, music; the "
-                                         "tasks' queues are email, report, video"):
+    with pytest.raises(
+        ValueError,
+        match="no task is on queue\\(s\\) audio, music; the tasks' queues are email, report, video",
+    ):
         Worker(tasks, queues=["music", "audio"])
     with pytest.raises(ValueError, match="at least one queue"):
         Worker(tasks, queues=[])
 
 
-def test_worker_registers_and_polls_only_its_queues_tasks(monkeypatch: pytest.MonkeyPatch
-                                                          ) -> None:
+def test_worker_registers_and_polls_only_its_queues_tasks(monkeypatch: pytest.MonkeyPatch) -> None:
     worker = Worker(_tasks(), address="127.0.0.1:1", queues=["video"])
     seen: dict[str, Any] = {}
 
@@ -477,10 +559,19 @@ def test_worker_registers_and_polls_only_its_queues_tasks(monkeypatch: pytest.Mo
 # ---- the CLI -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("text, rate", [
-    ("10/1s", (10, 1.0)), ("10/s", (10, 1.0)), ("100/1m", (100, 60.0)), ("5/30s", (5, 30.0)),
-    ("2/500ms", (2, 0.5)), ("1/1h30m", (1, 5400.0)), ("0", (0, 0.0)), ("off", (0, 0.0)),
-])
+@pytest.mark.parametrize(
+    "text, rate",
+    [
+        ("10/1s", (10, 1.0)),
+        ("10/s", (10, 1.0)),
+        ("100/1m", (100, 60.0)),
+        ("5/30s", (5, 30.0)),
+        ("2/500ms", (2, 0.5)),
+        ("1/1h30m", (1, 5400.0)),
+        ("0", (0, 0.0)),
+        ("off", (0, 0.0)),
+    ],
+)
 def test_cli_rates(text: str, rate: tuple[int, float]) -> None:
     assert cli.parse_rate(text) == rate
 
@@ -491,10 +582,18 @@ def test_cli_bad_rates(text: str) -> None:
         cli.parse_rate(text)
 
 
-@pytest.mark.parametrize("seconds, text", [
-    (1, "1s"), (60, "1m"), (90, "1m30s"), (3600, "1h"), (86400 + 60, "1d1m"), (0.5, "500ms"),
-    (1.5, "1.5s"),
-])
+@pytest.mark.parametrize(
+    "seconds, text",
+    [
+        (1, "1s"),
+        (60, "1m"),
+        (90, "1m30s"),
+        (3600, "1h"),
+        (86400 + 60, "1d1m"),
+        (0.5, "500ms"),
+        (1.5, "1.5s"),
+    ],
+)
 def test_cli_format_duration(seconds: float, text: str) -> None:
     assert cli.format_duration(seconds) == text
     assert cli.parse_duration(text) == seconds
@@ -507,8 +606,9 @@ def test_cli_parses_queue_commands_and_flags() -> None:
     args = parser.parse_args(["worker", "examples.hello", "--queue", "video", "--queue", "mail"])
     assert args.queue == ["video", "mail"]
     assert parser.parse_args(["worker", "examples.hello"]).queue is None
-    args = parser.parse_args(["queues", "update", "video", "--limit", "5", "--rate", "10/1s",
-                              "--max-depth", "100"])
+    args = parser.parse_args(
+        ["queues", "update", "video", "--limit", "5", "--rate", "10/1s", "--max-depth", "100"]
+    )
     assert (args.name, args.limit, args.rate, args.max_depth) == ("video", 5, (10, 1.0), 100)
     args = parser.parse_args(["queues", "update", "video"])
     assert (args.limit, args.rate, args.max_depth) == (None, None, None)
@@ -546,9 +646,17 @@ class FakeClient:
         return q
 
     def list_queues(self) -> list[dict[str, Any]]:
-        return [self._queue("video", concurrency_limit=5, rate_limit={"limit": 10, "period": 1.0},
-                            max_depth=100, depth=7, running=5),
-                self._queue("email", paused=True)]
+        return [
+            self._queue(
+                "video",
+                concurrency_limit=5,
+                rate_limit={"limit": 10, "period": 1.0},
+                max_depth=100,
+                depth=7,
+                running=5,
+            ),
+            self._queue("email", paused=True),
+        ]
 
     def update_queue(self, name: str, **kwargs: Any) -> dict[str, Any]:
         self.calls.append(("update_queue", name, kwargs))
@@ -562,8 +670,9 @@ class FakeClient:
 
     def trigger(self, task_id: str, payload: Any, **kwargs: Any) -> Any:
         self.calls.append(("trigger", task_id, kwargs))
-        return worker_sdk.Run.from_proto(common_pb2.Run(
-            id="r1", task_id=task_id, concurrency_key=kwargs.get("concurrency_key") or ""))
+        return worker_sdk.Run.from_proto(
+            common_pb2.Run(id="r1", task_id=task_id, concurrency_key=kwargs.get("concurrency_key") or "")
+        )
 
 
 @pytest.fixture
@@ -579,12 +688,10 @@ def _exit_code(argv: list[str]) -> Any:
     return info.value.code
 
 
-def test_cli_queues_list(fake_client: type[FakeClient],
-                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_queues_list(fake_client: type[FakeClient], capsys: pytest.CaptureFixture[str]) -> None:
     assert _exit_code(["queues", "list"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ["NAME", "LIMIT", "RATE", "MAX_DEPTH", "PAUSED", "DEPTH",
-                                "RUNNING"]
+    assert lines[0].split() == ["NAME", "LIMIT", "RATE", "MAX_DEPTH", "PAUSED", "DEPTH", "RUNNING"]
     assert lines[1].split() == ["video", "5", "10/1s", "100", "no", "7", "5"]
     assert lines[2].split() == ["email", "-", "-", "-", "yes", "0", "0"]
     assert _exit_code(["queues", "list", "--json"]) == 0
@@ -593,12 +700,13 @@ def test_cli_queues_list(fake_client: type[FakeClient],
     assert rows[0]["rate_limit"] == {"limit": 10, "period": 1.0}
 
 
-def test_cli_queues_update_pause_resume(fake_client: type[FakeClient],
-                                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_queues_update_pause_resume(
+    fake_client: type[FakeClient], capsys: pytest.CaptureFixture[str]
+) -> None:
     assert _exit_code(["queues", "update", "video", "--limit", "3", "--rate", "10/1m"]) == 0
     assert fake_client.instances[-1].calls == [
-        ("update_queue", "video", {"concurrency_limit": 3, "rate_limit": (10, 60.0),
-                                   "max_depth": None})]
+        ("update_queue", "video", {"concurrency_limit": 3, "rate_limit": (10, 60.0), "max_depth": None})
+    ]
     assert "queue    video" in capsys.readouterr().out
     assert _exit_code(["queues", "pause", "video"]) == 0
     assert "paused" in capsys.readouterr().out
@@ -606,8 +714,9 @@ def test_cli_queues_update_pause_resume(fake_client: type[FakeClient],
     assert json.loads(capsys.readouterr().out)["paused"] is False
 
 
-def test_cli_trigger_passes_the_concurrency_key(fake_client: type[FakeClient],
-                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_trigger_passes_the_concurrency_key(
+    fake_client: type[FakeClient], capsys: pytest.CaptureFixture[str]
+) -> None:
     assert _exit_code(["trigger", "t", "--concurrency-key", "tenant-1", "--json"]) == 0
     [(_, task_id, kwargs)] = fake_client.instances[-1].calls
     assert task_id == "t" and kwargs["concurrency_key"] == "tenant-1"

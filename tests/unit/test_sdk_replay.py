@@ -1,5 +1,6 @@
 """Replay and in-place retry logic of steps, against an in-memory stand-in for
 the WorkerService stub (no server)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -10,8 +11,7 @@ import pytest
 
 from cairn import payloads
 from cairn.v1 import common_pb2, worker_service_pb2
-from worker_sdk import (NonDeterminismError, NonRetryableError, Retry, StepFailedError,
-                        context, step)
+from worker_sdk import NonDeterminismError, NonRetryableError, Retry, StepFailedError, context, step
 from worker_sdk.context import AttemptContext, _attempt
 from worker_sdk.errors import AttemptAbandoned
 from worker_sdk.replay import build_journal, recorded_step, replay
@@ -28,8 +28,7 @@ class FakeStub:
         self.calls.append((method, request))
         code = self.refuse.get(method)
         if code is not None:
-            raise grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(),
-                                       f"{method} refused")
+            raise grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), f"{method} refused")
         return response
 
     async def RecordStep(self, request: Any, timeout: float | None = None) -> Any:
@@ -39,33 +38,49 @@ class FakeStub:
         return await self._answer("Heartbeat", request, worker_service_pb2.HeartbeatResponse())
 
     async def FinishAttempt(self, request: Any, timeout: float | None = None) -> Any:
-        return await self._answer("FinishAttempt", request,
-                                  worker_service_pb2.FinishAttemptResponse())
+        return await self._answer("FinishAttempt", request, worker_service_pb2.FinishAttemptResponse())
 
     def records(self) -> list[worker_service_pb2.RecordStepRequest]:
         return [r for m, r in self.calls if m == "RecordStep"]
 
 
 def completed(position: int, name: str, value: Any) -> common_pb2.Step:
-    return common_pb2.Step(position=position, name=name, status=common_pb2.STEP_STATUS_COMPLETED,
-                           output=common_pb2.Payload(data=payloads.encode_json(value),
-                                                     encoding=payloads.JSON), attempt=1, tries=1)
+    return common_pb2.Step(
+        position=position,
+        name=name,
+        status=common_pb2.STEP_STATUS_COMPLETED,
+        output=common_pb2.Payload(data=payloads.encode_json(value), encoding=payloads.JSON),
+        attempt=1,
+        tries=1,
+    )
 
 
-def failed(position: int, name: str, type_: str, message: str,
-           non_retryable: bool = False) -> common_pb2.Step:
-    return common_pb2.Step(position=position, name=name, status=common_pb2.STEP_STATUS_FAILED,
-                           error=common_pb2.ErrorInfo(type=type_, message=message,
-                                                      non_retryable=non_retryable),
-                           attempt=1, tries=1)
+def failed(
+    position: int, name: str, type_: str, message: str, non_retryable: bool = False
+) -> common_pb2.Step:
+    return common_pb2.Step(
+        position=position,
+        name=name,
+        status=common_pb2.STEP_STATUS_FAILED,
+        error=common_pb2.ErrorInfo(type=type_, message=message, non_retryable=non_retryable),
+        attempt=1,
+        tries=1,
+    )
 
 
-def run_in_attempt(fn: Any, *, journal: list[common_pb2.Step] = (),
-                   stub: FakeStub | None = None) -> tuple[Any, AttemptContext]:
+def run_in_attempt(
+    fn: Any, *, journal: list[common_pb2.Step] = (), stub: FakeStub | None = None
+) -> tuple[Any, AttemptContext]:
     """Runs fn() inside an attempt context of run "r1", attempt 2."""
-    ctx = AttemptContext(namespace="default", run_id="r1", attempt=2, task_id="t",
-                         journal=build_journal(journal), stub=stub or FakeStub(),
-                         lease_seconds=5.0)
+    ctx = AttemptContext(
+        namespace="default",
+        run_id="r1",
+        attempt=2,
+        task_id="t",
+        journal=build_journal(journal),
+        stub=stub or FakeStub(),
+        lease_seconds=5.0,
+    )
 
     async def main() -> Any:
         _attempt.set(ctx)
@@ -75,6 +90,7 @@ def run_in_attempt(fn: Any, *, journal: list[common_pb2.Step] = (),
 
 
 # --- pure journal logic ---------------------------------------------------------
+
 
 def test_recorded_step_none_when_position_not_recorded() -> None:
     journal = build_journal([completed(0, "a", 1)])
@@ -86,8 +102,10 @@ def test_recorded_step_mismatch_names_both_steps_and_the_run() -> None:
     journal = build_journal([completed(0, "download", 1)])
     with pytest.raises(NonDeterminismError) as info:
         recorded_step(journal, "run-9", 0, "upload")
-    assert str(info.value) == ("non-determinism in run run-9: step position 0 was recorded "
-                               "as 'download' but the code now calls 'upload'")
+    assert str(info.value) == (
+        "non-determinism in run run-9: step position 0 was recorded "
+        "as 'download' but the code now calls 'upload'"
+    )
 
 
 def test_replay_returns_output_or_raises_failure() -> None:
@@ -96,10 +114,15 @@ def test_replay_returns_output_or_raises_failure() -> None:
         replay(failed(1, "b", "myapp.QuotaError", "over quota", True))
     err = info.value
     assert (err.step_name, err.error_type, err.message, err.non_retryable) == (
-        "b", "myapp.QuotaError", "over quota", True)
+        "b",
+        "myapp.QuotaError",
+        "over quota",
+        True,
+    )
 
 
 # --- steps inside an attempt ------------------------------------------------------
+
 
 def test_recorded_step_returns_recorded_value_without_running_body() -> None:
     ran = []
@@ -132,8 +155,9 @@ def test_mismatched_name_raises_non_determinism_naming_both() -> None:
     async def body() -> None:
         await upload()
 
-    with pytest.raises(NonDeterminismError, match="recorded as 'download' but the code now "
-                                                  "calls 'upload'") as info:
+    with pytest.raises(
+        NonDeterminismError, match="recorded as 'download' but the code now calls 'upload'"
+    ) as info:
         run_in_attempt(body, journal=[completed(0, "download", "x")])
     assert isinstance(info.value, NonRetryableError)
 
@@ -194,7 +218,11 @@ def test_live_failure_and_replayed_failure_raise_the_same_exception() -> None:
     recorded = common_pb2.Step(position=0, name="boom", status=record.status, error=record.error)
     replayed, _ = run_in_attempt(body, journal=[recorded])
     assert (live.step_name, live.error_type, live.message, live.non_retryable) == (
-        replayed.step_name, replayed.error_type, replayed.message, replayed.non_retryable)
+        replayed.step_name,
+        replayed.error_type,
+        replayed.message,
+        replayed.non_retryable,
+    )
 
 
 def test_positions_follow_call_order_with_gather() -> None:
@@ -217,8 +245,10 @@ def test_positions_follow_call_order_with_gather() -> None:
     assert by_position == {0: "slow", 1: "fast", 2: "slow"}
 
     # Replaying the same journal returns every value without running any body.
-    journal = [completed(r.position, r.name, payloads.decode(r.output.data, r.output.encoding))
-               for r in stub.records()]
+    journal = [
+        completed(r.position, r.name, payloads.decode(r.output.data, r.output.encoding))
+        for r in stub.records()
+    ]
     stub2 = FakeStub()
     result2, _ = run_in_attempt(body, journal=journal, stub=stub2)
     assert result2 == [1, 2, 3] and stub2.records() == []
@@ -314,8 +344,9 @@ def test_non_retryable_error_in_step_is_not_retried(error: Exception) -> None:
     [record] = stub.records()
     assert record.tries == 1 and record.error.non_retryable
     assert info.value.non_retryable
-    assert record.error.type == ("KeyError" if isinstance(error, KeyError)
-                                 else "worker_sdk.errors.NonRetryableError")
+    assert record.error.type == (
+        "KeyError" if isinstance(error, KeyError) else "worker_sdk.errors.NonRetryableError"
+    )
 
 
 def test_step_default_retry_is_a_single_try() -> None:
@@ -351,8 +382,9 @@ def test_non_serialisable_step_output_fails_non_retryable_naming_the_step() -> N
     assert record.error.non_retryable
 
 
-@pytest.mark.parametrize("code", [grpc.StatusCode.FAILED_PRECONDITION,
-                                  grpc.StatusCode.NOT_FOUND, grpc.StatusCode.ALREADY_EXISTS])
+@pytest.mark.parametrize(
+    "code", [grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.ALREADY_EXISTS]
+)
 def test_refused_record_abandons_the_attempt(code: grpc.StatusCode) -> None:
     @step(name="s")
     async def s() -> int:

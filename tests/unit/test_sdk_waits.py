@@ -1,12 +1,13 @@
 """Durable waits, child runs and run metadata inside an attempt (execute_attempt
 against an in-memory stand-in for the WorkerService, RunService and WaitService
 stubs): what is recorded, how the attempt suspends, and what replay returns."""
+
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import grpc
@@ -15,10 +16,22 @@ from google.protobuf.duration_pb2 import Duration
 from google.protobuf.struct_pb2 import Struct
 
 from cairn import payloads
-from cairn.v1 import common_pb2, run_service_pb2 as rpb, wait_service_pb2 as wspb
+from cairn.v1 import common_pb2
+from cairn.v1 import run_service_pb2 as rpb
+from cairn.v1 import wait_service_pb2 as wspb
 from cairn.v1 import worker_service_pb2 as wpb
-from worker_sdk import (ChildResult, ChildRunFailedError, InvalidArgumentError, RunHandle,
-                        WaitTimeoutError, WaitToken, context, step, task, wait)
+from worker_sdk import (
+    ChildResult,
+    ChildRunFailedError,
+    InvalidArgumentError,
+    RunHandle,
+    WaitTimeoutError,
+    WaitToken,
+    context,
+    step,
+    task,
+    wait,
+)
 from worker_sdk.errors import AttemptSuspended
 from worker_sdk.execution import execute_attempt
 
@@ -27,8 +40,9 @@ class FakeStub:
     """Answers every service's calls from memory; `refuse` maps a method name to a
     status code it answers with instead (once per entry in `refuse_times`, or always)."""
 
-    def __init__(self, refuse: dict[str, grpc.StatusCode] | None = None,
-                 refuse_times: int | None = None) -> None:
+    def __init__(
+        self, refuse: dict[str, grpc.StatusCode] | None = None, refuse_times: int | None = None
+    ) -> None:
         self.calls: list[tuple[str, Any]] = []
         self.refuse = refuse or {}
         self.refuse_times = refuse_times
@@ -39,8 +53,7 @@ class FakeStub:
         code = self.refuse.get(method)
         if code is not None and (self.refuse_times is None or self.refused < self.refuse_times):
             self.refused += 1
-            raise grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(),
-                                       f"{method} refused")
+            raise grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), f"{method} refused")
         return response
 
     async def RecordStep(self, request: Any, timeout: float | None = None) -> Any:
@@ -50,27 +63,27 @@ class FakeStub:
         return await self._answer("Heartbeat", request, wpb.HeartbeatResponse())
 
     async def FinishAttempt(self, request: Any, timeout: float | None = None) -> Any:
-        status = (common_pb2.RUN_STATUS_WAITING
-                  if request.outcome == wpb.ATTEMPT_OUTCOME_SUSPENDED
-                  else common_pb2.RUN_STATUS_COMPLETED)
-        return await self._answer("FinishAttempt", request,
-                                  wpb.FinishAttemptResponse(run_status=status))
+        status = (
+            common_pb2.RUN_STATUS_WAITING
+            if request.outcome == wpb.ATTEMPT_OUTCOME_SUSPENDED
+            else common_pb2.RUN_STATUS_COMPLETED
+        )
+        return await self._answer("FinishAttempt", request, wpb.FinishAttemptResponse(run_status=status))
 
     async def UpdateRunMetadata(self, request: Any, timeout: float | None = None) -> Any:
-        return await self._answer("UpdateRunMetadata", request,
-                                  wpb.UpdateRunMetadataResponse(metadata=request.metadata))
+        return await self._answer(
+            "UpdateRunMetadata", request, wpb.UpdateRunMetadataResponse(metadata=request.metadata)
+        )
 
     async def TriggerRun(self, request: Any, timeout: float | None = None) -> Any:
-        run = common_pb2.Run(id=f"child-{len(self.requests('TriggerRun')) + 1}",
-                             task_id=request.task_id)
+        run = common_pb2.Run(id=f"child-{len(self.requests('TriggerRun')) + 1}", task_id=request.task_id)
         return await self._answer("TriggerRun", request, rpb.TriggerRunResponse(run=run))
 
     async def CreateWaitToken(self, request: Any, timeout: float | None = None) -> Any:
         token = wspb.WaitToken(id="tok-1", run_id=request.run_id)
         if request.HasField("timeout"):
-            token.timeout_at.FromDatetime(datetime(2030, 1, 1, tzinfo=timezone.utc))
-        return await self._answer("CreateWaitToken", request,
-                                  wspb.CreateWaitTokenResponse(token=token))
+            token.timeout_at.FromDatetime(datetime(2030, 1, 1, tzinfo=UTC))
+        return await self._answer("CreateWaitToken", request, wspb.CreateWaitTokenResponse(token=token))
 
     def methods(self) -> list[str]:
         return [m for m, _ in self.calls]
@@ -79,14 +92,24 @@ class FakeStub:
         return [r for m, r in self.calls if m == method]
 
 
-def assignment(steps: list[common_pb2.Step] = (), payload: Any = None, lease: float = 30.0,
-               metadata: dict[str, Any] | None = None, parent: str = "") -> wpb.AttemptAssignment:
+def assignment(
+    steps: list[common_pb2.Step] = (),
+    payload: Any = None,
+    lease: float = 30.0,
+    metadata: dict[str, Any] | None = None,
+    parent: str = "",
+) -> wpb.AttemptAssignment:
     lease_d = Duration()
     lease_d.FromNanoseconds(int(lease * 1e9))
     a = wpb.AttemptAssignment(
-        run_id="run-1", attempt=2, task_id="t",
+        run_id="run-1",
+        attempt=2,
+        task_id="t",
         payload=common_pb2.Payload(data=payloads.encode_json(payload), encoding="json/plain"),
-        steps=steps, lease_duration=lease_d, parent_run_id=parent)
+        steps=steps,
+        lease_duration=lease_d,
+        parent_run_id=parent,
+    )
     if metadata is not None:
         s = Struct()
         s.update(metadata)
@@ -94,25 +117,33 @@ def assignment(steps: list[common_pb2.Step] = (), payload: Any = None, lease: fl
     return a
 
 
-def execute(t: Any, a: wpb.AttemptAssignment, stub: FakeStub | None = None
-            ) -> tuple[wpb.FinishAttemptRequest | None, FakeStub]:
+def execute(
+    t: Any, a: wpb.AttemptAssignment, stub: FakeStub | None = None
+) -> tuple[wpb.FinishAttemptRequest | None, FakeStub]:
     stub = stub or FakeStub()
     return asyncio.run(execute_attempt(stub, "default", t, a)), stub
 
 
 def completed(position: int, name: str, value: Any) -> common_pb2.Step:
-    return common_pb2.Step(position=position, name=name, status=common_pb2.STEP_STATUS_COMPLETED,
-                           output=common_pb2.Payload(data=payloads.encode_json(value),
-                                                     encoding="json/plain"))
+    return common_pb2.Step(
+        position=position,
+        name=name,
+        status=common_pb2.STEP_STATUS_COMPLETED,
+        output=common_pb2.Payload(data=payloads.encode_json(value), encoding="json/plain"),
+    )
 
 
 def failed(position: int, name: str, error_type: str, message: str) -> common_pb2.Step:
-    return common_pb2.Step(position=position, name=name, status=common_pb2.STEP_STATUS_FAILED,
-                           error=common_pb2.ErrorInfo(type=error_type, message=message))
+    return common_pb2.Step(
+        position=position,
+        name=name,
+        status=common_pb2.STEP_STATUS_FAILED,
+        error=common_pb2.ErrorInfo(type=error_type, message=message),
+    )
 
 
 def iso(when: datetime) -> str:
-    return when.astimezone(timezone.utc).replace(tzinfo=None).isoformat() + "Z"
+    return when.astimezone(UTC).replace(tzinfo=None).isoformat() + "Z"
 
 
 def output_of(finish: wpb.FinishAttemptRequest) -> Any:
@@ -133,7 +164,8 @@ async def after() -> str:
 
 
 def test_sleep_records_until_first_then_suspends_and_sends_nothing_more(
-        caplog: pytest.LogCaptureFixture) -> None:
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     reached = []
 
     @task(id="t")
@@ -143,19 +175,23 @@ def test_sleep_records_until_first_then_suspends_and_sends_nothing_more(
         reached.append("after the sleep")
         return await after()
 
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     with caplog.at_level(logging.INFO, logger="cairn.worker"):
         finish, stub = execute(t, assignment())
     assert stub.methods() == ["RecordStep", "RecordStep", "FinishAttempt"]
     record = stub.requests("RecordStep")[1]
-    assert (record.position, record.name, record.status) == (1, "wait.sleep",
-                                                             common_pb2.STEP_STATUS_COMPLETED)
-    until = datetime.fromisoformat(payloads.decode(record.output.data, "json/plain")["until"]
-                                   .replace("Z", "+00:00"))
+    assert (record.position, record.name, record.status) == (
+        1,
+        "wait.sleep",
+        common_pb2.STEP_STATUS_COMPLETED,
+    )
+    until = datetime.fromisoformat(
+        payloads.decode(record.output.data, "json/plain")["until"].replace("Z", "+00:00")
+    )
     assert timedelta(minutes=59) < until - started < timedelta(minutes=61)
     assert finish.outcome == wpb.ATTEMPT_OUTCOME_SUSPENDED
     assert not finish.HasField("wait")
-    assert finish.wake_at.ToDatetime(tzinfo=timezone.utc) == until
+    assert finish.wake_at.ToDatetime(tzinfo=UTC) == until
     assert (finish.run_id, finish.attempt) == ("run-1", 2)
     assert reached == []
     assert "attempt suspended: run=run-1 attempt=2" in caplog.text
@@ -168,7 +204,7 @@ def test_recorded_sleep_in_the_past_returns_at_once() -> None:
         await wait.for_(3600)
         return await after()
 
-    past = datetime.now(timezone.utc) - timedelta(seconds=5)
+    past = datetime.now(UTC) - timedelta(seconds=5)
     finish, stub = execute(t, assignment([completed(0, "wait.sleep", {"until": iso(past)})]))
     assert finish.outcome == wpb.ATTEMPT_OUTCOME_COMPLETED and output_of(finish) == "after"
     assert stub.methods() == ["RecordStep", "FinishAttempt"]
@@ -180,11 +216,11 @@ def test_recorded_sleep_in_the_future_suspends_until_the_recorded_time() -> None
     async def t(payload: Any) -> None:
         await wait.for_(timedelta(days=7))  # the recorded time wins, not a new clock
 
-    later = datetime.now(timezone.utc) + timedelta(minutes=10)
+    later = datetime.now(UTC) + timedelta(minutes=10)
     finish, stub = execute(t, assignment([completed(0, "wait.sleep", {"until": iso(later)})]))
     assert stub.methods() == ["FinishAttempt"]
     assert finish.outcome == wpb.ATTEMPT_OUTCOME_SUSPENDED
-    assert abs(finish.wake_at.ToDatetime(tzinfo=timezone.utc) - later) < timedelta(milliseconds=1)
+    assert abs(finish.wake_at.ToDatetime(tzinfo=UTC) - later) < timedelta(milliseconds=1)
 
 
 def test_short_sleeps_run_in_place(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -193,7 +229,7 @@ def test_short_sleeps_run_in_place(monkeypatch: pytest.MonkeyPatch) -> None:
     @task(id="t")
     async def t(payload: Any) -> str:
         await wait.for_(0.2)
-        await wait.until(datetime.now(timezone.utc) + timedelta(seconds=0.1))
+        await wait.until(datetime.now(UTC) + timedelta(seconds=0.1))
         return await after()
 
     t0 = time.monotonic()
@@ -209,7 +245,7 @@ def test_recorded_short_remainder_sleeps_in_place() -> None:
         await wait.for_(timedelta(hours=1))
         return "woke"
 
-    soon = datetime.now(timezone.utc) + timedelta(seconds=0.2)
+    soon = datetime.now(UTC) + timedelta(seconds=0.2)
     finish, stub = execute(t, assignment([completed(0, "wait.sleep", {"until": iso(soon)})]))
     assert output_of(finish) == "woke" and stub.methods() == ["FinishAttempt"]
 
@@ -258,14 +294,14 @@ def test_for_event_suspends_with_the_wait_spec() -> None:
         await before()
         return await wait.for_event("approval", key="order-7", timeout=timedelta(days=1))
 
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     finish, stub = execute(t, assignment())
     assert stub.methods() == ["RecordStep", "FinishAttempt"]
     assert finish.outcome == wpb.ATTEMPT_OUTCOME_SUSPENDED
     spec = finish.wait
     assert (spec.position, spec.name, spec.WhichOneof("kind")) == (1, "wait.for_event", "event")
     assert (spec.event.name, spec.event.key) == ("approval", "order-7")
-    timeout_at = spec.timeout_at.ToDatetime(tzinfo=timezone.utc)
+    timeout_at = spec.timeout_at.ToDatetime(tzinfo=UTC)
     assert timedelta(hours=23) < timeout_at - started < timedelta(hours=25)
     assert not finish.HasField("wake_at")
 
@@ -300,8 +336,9 @@ def test_recorded_timeout_raises_a_catchable_wait_timeout() -> None:
             return f"timed out: {exc}"
         return "approved"
 
-    finish, _ = execute(t, assignment(
-        [failed(0, "wait.for_event", "cairn.WaitTimeout", "no event 'approval' within 60s")]))
+    finish, _ = execute(
+        t, assignment([failed(0, "wait.for_event", "cairn.WaitTimeout", "no event 'approval' within 60s")])
+    )
     assert output_of(finish) == "timed out: no event 'approval' within 60s"
 
 
@@ -310,8 +347,9 @@ def test_uncaught_wait_timeout_fails_the_attempt() -> None:
     async def t(payload: Any) -> Any:
         return await wait.for_token("tok-9")
 
-    finish, _ = execute(t, assignment([failed(0, "wait.for_token", "cairn.WaitTimeout",
-                                              "token tok-9 timed out")]))
+    finish, _ = execute(
+        t, assignment([failed(0, "wait.for_token", "cairn.WaitTimeout", "token tok-9 timed out")])
+    )
     assert finish.outcome == wpb.ATTEMPT_OUTCOME_FAILED
     assert finish.error.type == "worker_sdk.errors.WaitTimeoutError"
     assert finish.error.message == "token tok-9 timed out"
@@ -342,16 +380,17 @@ def test_create_token_is_a_step_and_for_token_suspends() -> None:
     finish, stub = execute(t, assignment())
     assert stub.methods() == ["CreateWaitToken", "RecordStep", "FinishAttempt"]
     create = stub.requests("CreateWaitToken")[0]
-    assert (create.namespace, create.run_id, create.idempotency_key) == ("default", "run-1",
-                                                                         "run-1:0")
+    assert (create.namespace, create.run_id, create.idempotency_key) == ("default", "run-1", "run-1:0")
     assert create.timeout.ToTimedelta() == timedelta(hours=2)
     record = stub.requests("RecordStep")[0]
     assert (record.position, record.name) == (0, "wait.create_token")
     assert payloads.decode(record.output.data, "json/plain") == {
-        "id": "tok-1", "timeout_at": "2030-01-01T00:00:00Z"}
+        "id": "tok-1",
+        "timeout_at": "2030-01-01T00:00:00Z",
+    }
     token = seen["token"]
     assert isinstance(token, WaitToken) and str(token) == "tok-1"
-    assert token.timeout_at == datetime(2030, 1, 1, tzinfo=timezone.utc)
+    assert token.timeout_at == datetime(2030, 1, 1, tzinfo=UTC)
     spec = finish.wait
     assert (spec.position, spec.name, spec.token.token_id) == (1, "wait.for_token", "tok-1")
     assert spec.HasField("timeout_at")
@@ -363,9 +402,15 @@ def test_replayed_token_is_not_created_again_and_its_payload_returns() -> None:
         token = await wait.create_token()
         return {"token": token.id, "got": await wait.for_token(token.id)}
 
-    finish, stub = execute(t, assignment([
-        completed(0, "wait.create_token", {"id": "tok-5", "timeout_at": None}),
-        completed(1, "wait.for_token", [1, 2, 3])]))
+    finish, stub = execute(
+        t,
+        assignment(
+            [
+                completed(0, "wait.create_token", {"id": "tok-5", "timeout_at": None}),
+                completed(1, "wait.for_token", [1, 2, 3]),
+            ]
+        ),
+    )
     assert output_of(finish) == {"token": "tok-5", "got": [1, 2, 3]}
     assert stub.methods() == ["FinishAttempt"]
 
@@ -406,7 +451,9 @@ def test_refused_suspension_raises_into_the_task_which_goes_on() -> None:
     assert finish.outcome == wpb.ATTEMPT_OUTCOME_COMPLETED
     assert output_of(finish) == "refused: FinishAttempt refused"
     assert [r.outcome for r in stub.requests("FinishAttempt")] == [
-        wpb.ATTEMPT_OUTCOME_SUSPENDED, wpb.ATTEMPT_OUTCOME_COMPLETED]
+        wpb.ATTEMPT_OUTCOME_SUSPENDED,
+        wpb.ATTEMPT_OUTCOME_COMPLETED,
+    ]
 
 
 def test_stale_suspension_abandons_the_attempt() -> None:
@@ -494,8 +541,7 @@ def test_trigger_is_a_step_linking_the_child_to_its_parent() -> None:
     finish, stub = execute(t, assignment())
     assert stub.methods() == ["TriggerRun", "RecordStep", "FinishAttempt"]
     trigger = stub.requests("TriggerRun")[0]
-    assert (trigger.task_id, trigger.parent_run_id, trigger.idempotency_key) == (
-        "child", "run-1", "run-1:0")
+    assert (trigger.task_id, trigger.parent_run_id, trigger.idempotency_key) == ("child", "run-1", "run-1:0")
     assert payloads.decode(trigger.payload.data, "json/plain") == {"n": 1}
     assert trigger.options.priority == 5 and list(trigger.options.tags) == ["a"]
     assert trigger.options.delay.ToTimedelta() == timedelta(seconds=30)
@@ -530,14 +576,12 @@ def test_trigger_and_wait_suspends_with_one_child() -> None:
     @task(id="t")
     async def t(payload: Any) -> Any:
         await before()
-        return await child_task.trigger_and_wait({"x": 1}, tags=["t1"],
-                                                 max_duration=timedelta(minutes=5))
+        return await child_task.trigger_and_wait({"x": 1}, tags=["t1"], max_duration=timedelta(minutes=5))
 
     finish, stub = execute(t, assignment())
     assert stub.methods() == ["RecordStep", "FinishAttempt"]
     spec = finish.wait
-    assert (spec.position, spec.name, spec.WhichOneof("kind")) == (
-        1, "trigger_and_wait:child", "children")
+    assert (spec.position, spec.name, spec.WhichOneof("kind")) == (1, "trigger_and_wait:child", "children")
     [child] = spec.children.runs
     assert child.task_id == "child"
     assert payloads.decode(child.payload.data, "json/plain") == {"x": 1}
@@ -563,30 +607,49 @@ def test_trigger_and_wait_raises_when_the_child_failed() -> None:
         try:
             await child_task.trigger_and_wait(1)
         except ChildRunFailedError as exc:
-            caught.update(run_id=exc.run_id, task=exc.task_id, status=exc.status,
-                          type=exc.error_type, message=exc.message, text=str(exc))
+            caught.update(
+                run_id=exc.run_id,
+                task=exc.task_id,
+                status=exc.status,
+                type=exc.error_type,
+                message=exc.message,
+                text=str(exc),
+            )
         return "handled"
 
-    result = [{"run_id": "c1", "status": "failed", "output": None,
-               "error": {"type": "ValueError", "message": "bad input"}}]
+    result = [
+        {
+            "run_id": "c1",
+            "status": "failed",
+            "output": None,
+            "error": {"type": "ValueError", "message": "bad input"},
+        }
+    ]
     finish, _ = execute(t, assignment([completed(0, "trigger_and_wait:child", result)]))
     assert output_of(finish) == "handled"
-    assert caught == {"run_id": "c1", "task": "child", "status": "failed", "type": "ValueError",
-                      "message": "bad input",
-                      "text": "child run c1 of task 'child' ended failed: ValueError: bad input"}
+    assert caught == {
+        "run_id": "c1",
+        "task": "child",
+        "status": "failed",
+        "type": "ValueError",
+        "message": "bad input",
+        "text": "child run c1 of task 'child' ended failed: ValueError: bad input",
+    }
 
 
 def test_batch_trigger_and_wait_suspends_with_all_children_in_order() -> None:
     @task(id="t")
     async def t(payload: Any) -> Any:
-        return await child_task.batch_trigger_and_wait([{"i": 0}, {"i": 1}, {"i": 2}],
-                                                       priority=3)
+        return await child_task.batch_trigger_and_wait([{"i": 0}, {"i": 1}, {"i": 2}], priority=3)
 
     finish, _ = execute(t, assignment())
     spec = finish.wait
     assert spec.name == "batch_trigger_and_wait:child"
     assert [payloads.decode(c.payload.data, "json/plain") for c in spec.children.runs] == [
-        {"i": 0}, {"i": 1}, {"i": 2}]
+        {"i": 0},
+        {"i": 1},
+        {"i": 2},
+    ]
     assert all(c.options.priority == 3 and c.task_id == "child" for c in spec.children.runs)
 
 
@@ -601,10 +664,16 @@ def test_batch_results_come_back_in_order() -> None:
             results[1].unwrap()
         return [r.unwrap() for r in results if r.ok]
 
-    recorded = [{"run_id": "c1", "status": "completed", "output": "A", "error": None},
-                {"run_id": "c2", "status": "canceled", "output": None,
-                 "error": {"type": "cairn.Canceled", "message": "by parent"}},
-                {"run_id": "c3", "status": "completed", "output": "C", "error": None}]
+    recorded = [
+        {"run_id": "c1", "status": "completed", "output": "A", "error": None},
+        {
+            "run_id": "c2",
+            "status": "canceled",
+            "output": None,
+            "error": {"type": "cairn.Canceled", "message": "by parent"},
+        },
+        {"run_id": "c3", "status": "completed", "output": "C", "error": None},
+    ]
     finish, _ = execute(t, assignment([completed(0, "batch_trigger_and_wait:child", recorded)]))
     assert output_of(finish) == ["A", "C"]
     results = got["results"]

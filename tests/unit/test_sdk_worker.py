@@ -1,6 +1,7 @@
 """Worker and Client against an in-process fake of the frontend's gRPC services
 (plain Python, no cluster): registration, polling, stopping, client calls and
 error mapping."""
+
 from __future__ import annotations
 
 import asyncio
@@ -16,10 +17,21 @@ import grpc
 import pytest
 
 from cairn import payloads
-from cairn.v1 import (common_pb2, run_service_pb2 as rpb, run_service_pb2_grpc,
-                      worker_service_pb2 as wpb, worker_service_pb2_grpc)
-from worker_sdk import (AsyncClient, Client, FailedPreconditionError, NotFoundError,
-                        RunFailedError, UnavailableError, Worker, context, step, task)
+from cairn.v1 import common_pb2, run_service_pb2_grpc, worker_service_pb2_grpc
+from cairn.v1 import run_service_pb2 as rpb
+from cairn.v1 import worker_service_pb2 as wpb
+from worker_sdk import (
+    AsyncClient,
+    Client,
+    FailedPreconditionError,
+    NotFoundError,
+    RunFailedError,
+    UnavailableError,
+    Worker,
+    context,
+    step,
+    task,
+)
 
 
 class _Refused(Exception):
@@ -34,8 +46,7 @@ class _ItemContext:
         raise _Refused(code, message)
 
 
-class FakeFrontend(worker_service_pb2_grpc.WorkerServiceServicer,
-                   run_service_pb2_grpc.RunServiceServicer):
+class FakeFrontend(worker_service_pb2_grpc.WorkerServiceServicer, run_service_pb2_grpc.RunServiceServicer):
     """Just enough of the frontend: runs live in a dict, a trigger queues an
     attempt, PollAttempt hands it out, FinishAttempt completes or fails the run."""
 
@@ -66,9 +77,18 @@ class FakeFrontend(worker_service_pb2_grpc.WorkerServiceServicer,
             run.attempt_count += 1
             lease = wpb.AttemptAssignment().lease_duration
             lease.FromSeconds(3)
-            return wpb.PollAttemptResponse(assignments=[wpb.AttemptAssignment(
-                run_id=run.id, attempt=run.attempt_count, task_id=run.task_id,
-                payload=run.input, steps=list(run.steps), lease_duration=lease)])
+            return wpb.PollAttemptResponse(
+                assignments=[
+                    wpb.AttemptAssignment(
+                        run_id=run.id,
+                        attempt=run.attempt_count,
+                        task_id=run.task_id,
+                        payload=run.input,
+                        steps=list(run.steps),
+                        lease_duration=lease,
+                    )
+                ]
+            )
 
     def Heartbeat(self, request: Any, context: Any) -> Any:
         return wpb.HeartbeatResponse()
@@ -78,9 +98,13 @@ class FakeFrontend(worker_service_pb2_grpc.WorkerServiceServicer,
             run = self.runs[request.run_id]
             if any(s.position == request.position for s in run.steps):
                 context.abort(grpc.StatusCode.ALREADY_EXISTS, "position recorded")
-            s = run.steps.add(position=request.position, name=request.name,
-                              status=request.status, attempt=request.attempt,
-                              tries=request.tries)
+            s = run.steps.add(
+                position=request.position,
+                name=request.name,
+                status=request.status,
+                attempt=request.attempt,
+                tries=request.tries,
+            )
             if request.HasField("output"):
                 s.output.CopyFrom(request.output)
             if request.HasField("error"):
@@ -121,10 +145,15 @@ class FakeFrontend(worker_service_pb2_grpc.WorkerServiceServicer,
             for run in self.runs.values():
                 if request.idempotency_key and run.idempotency_key == request.idempotency_key:
                     return rpb.TriggerRunResponse(run=run, existing=True)
-            run = common_pb2.Run(id=uuid.uuid4().hex, namespace=request.namespace,
-                                 task_id=request.task_id, queue=request.task_id,
-                                 status=common_pb2.RUN_STATUS_QUEUED, input=request.payload,
-                                 idempotency_key=request.idempotency_key)
+            run = common_pb2.Run(
+                id=uuid.uuid4().hex,
+                namespace=request.namespace,
+                task_id=request.task_id,
+                queue=request.task_id,
+                status=common_pb2.RUN_STATUS_QUEUED,
+                input=request.payload,
+                idempotency_key=request.idempotency_key,
+            )
             self.runs[run.id] = run
             self.ready.append(run.id)
             self.lock.notify_all()
@@ -138,19 +167,25 @@ class FakeFrontend(worker_service_pb2_grpc.WorkerServiceServicer,
 
     def ListRuns(self, request: Any, context: Any) -> Any:
         with self.lock:
-            runs = [r for r in self.runs.values()
-                    if (not request.task_id or r.task_id == request.task_id)
-                    and (not request.statuses or r.status in request.statuses)]
+            runs = [
+                r
+                for r in self.runs.values()
+                if (not request.task_id or r.task_id == request.task_id)
+                and (not request.statuses or r.status in request.statuses)
+            ]
         start = int(request.page_token or 0)
-        page = runs[start:start + request.page_size]
+        page = runs[start : start + request.page_size]
         token = str(start + len(page)) if start + len(page) < len(runs) else ""
         return rpb.ListRunsResponse(runs=page, next_page_token=token)
 
     def CancelRun(self, request: Any, context: Any) -> Any:
         with self.lock:
             run = self.runs[request.run_id]
-            if run.status in (common_pb2.RUN_STATUS_COMPLETED, common_pb2.RUN_STATUS_FAILED,
-                              common_pb2.RUN_STATUS_CANCELED):
+            if run.status in (
+                common_pb2.RUN_STATUS_COMPLETED,
+                common_pb2.RUN_STATUS_FAILED,
+                common_pb2.RUN_STATUS_CANCELED,
+            ):
                 context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"run {run.id} already finished")
             run.status = common_pb2.RUN_STATUS_CANCELED
             if run.id in self.ready:
@@ -162,15 +197,20 @@ class FakeFrontend(worker_service_pb2_grpc.WorkerServiceServicer,
         deadline = time.monotonic() + request.timeout.ToTimedelta().total_seconds()
         with self.lock:
             run = self.runs[request.run_id]
-            while run.status not in (common_pb2.RUN_STATUS_COMPLETED,
-                                     common_pb2.RUN_STATUS_FAILED,
-                                     common_pb2.RUN_STATUS_CANCELED):
+            while run.status not in (
+                common_pb2.RUN_STATUS_COMPLETED,
+                common_pb2.RUN_STATUS_FAILED,
+                common_pb2.RUN_STATUS_CANCELED,
+            ):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
                 self.lock.wait(min(left, 0.05))
-            done = run.status in (common_pb2.RUN_STATUS_COMPLETED, common_pb2.RUN_STATUS_FAILED,
-                                  common_pb2.RUN_STATUS_CANCELED)
+            done = run.status in (
+                common_pb2.RUN_STATUS_COMPLETED,
+                common_pb2.RUN_STATUS_FAILED,
+                common_pb2.RUN_STATUS_CANCELED,
+            )
             return rpb.WaitRunResponse(run=run, done=done)
 
 
@@ -217,8 +257,7 @@ def test_worker_runs_attempts_and_client_sees_results(frontend: tuple[FakeFronte
     fake, address = frontend
 
     async def main() -> None:
-        worker = Worker([math_task, failing_task], address=address, slots=2, version="v1",
-                        worker_id="w-test")
+        worker = Worker([math_task, failing_task], address=address, slots=2, version="v1", worker_id="w-test")
         running = asyncio.create_task(worker.run())
         async with AsyncClient(address=address) as client:
             run = await client.trigger_and_wait("math", {"x": 21}, timeout=10)
@@ -276,8 +315,7 @@ def test_stop_before_registration_returns() -> None:
     asyncio.run(main())
 
 
-def test_stop_lets_a_running_attempt_finish_within_grace(
-        frontend: tuple[FakeFrontend, str]) -> None:
+def test_stop_lets_a_running_attempt_finish_within_grace(frontend: tuple[FakeFrontend, str]) -> None:
     fake, address = frontend
 
     started: list[str] = []

@@ -10,6 +10,20 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class ClaimAttemptsRequest(_message.Message):
+    __slots__ = ("namespace", "task_ids", "max_attempts", "worker_id", "worker_version")
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    TASK_IDS_FIELD_NUMBER: _ClassVar[int]
+    MAX_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    WORKER_VERSION_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    task_ids: _containers.RepeatedScalarFieldContainer[str]
+    max_attempts: int
+    worker_id: str
+    worker_version: str
+    def __init__(self, namespace: _Optional[str] = ..., task_ids: _Optional[_Iterable[str]] = ..., max_attempts: _Optional[int] = ..., worker_id: _Optional[str] = ..., worker_version: _Optional[str] = ...) -> None: ...
+
 class SyncDeclaredSchedulesRequest(_message.Message):
     __slots__ = ("namespace", "tasks")
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]

@@ -150,6 +150,11 @@ class HistoryServiceStub:
                 request_serializer=cairn_dot_internal_dot_v1_dot_history__service__pb2.SyncDeclaredSchedulesRequest.SerializeToString,
                 response_deserializer=cairn_dot_internal_dot_v1_dot_history__service__pb2.SyncDeclaredSchedulesResponse.FromString,
                 _registered_method=True)
+        self.ClaimAttempts = channel.unary_unary(
+                '/cairn.internal.v1.HistoryService/ClaimAttempts',
+                request_serializer=cairn_dot_internal_dot_v1_dot_history__service__pb2.ClaimAttemptsRequest.SerializeToString,
+                response_deserializer=cairn_dot_internal_dot_v1_dot_history__service__pb2.StartAttemptsResponse.FromString,
+                _registered_method=True)
 
 
 class HistoryServiceServicer:
@@ -313,6 +318,15 @@ class HistoryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ClaimAttempts(self, request, context):
+        """Claims up to max_attempts ready runs of the given tasks for one worker and
+        starts them: matching's long-poll asks this when woken. History owns the
+        ready set (queue_entries), so the claim is its statement.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_HistoryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -425,6 +439,11 @@ def add_HistoryServiceServicer_to_server(servicer, server):
                     servicer.SyncDeclaredSchedules,
                     request_deserializer=cairn_dot_internal_dot_v1_dot_history__service__pb2.SyncDeclaredSchedulesRequest.FromString,
                     response_serializer=cairn_dot_internal_dot_v1_dot_history__service__pb2.SyncDeclaredSchedulesResponse.SerializeToString,
+            ),
+            'ClaimAttempts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ClaimAttempts,
+                    request_deserializer=cairn_dot_internal_dot_v1_dot_history__service__pb2.ClaimAttemptsRequest.FromString,
+                    response_serializer=cairn_dot_internal_dot_v1_dot_history__service__pb2.StartAttemptsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1023,6 +1042,33 @@ class HistoryService:
             '/cairn.internal.v1.HistoryService/SyncDeclaredSchedules',
             cairn_dot_internal_dot_v1_dot_history__service__pb2.SyncDeclaredSchedulesRequest.SerializeToString,
             cairn_dot_internal_dot_v1_dot_history__service__pb2.SyncDeclaredSchedulesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ClaimAttempts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.internal.v1.HistoryService/ClaimAttempts',
+            cairn_dot_internal_dot_v1_dot_history__service__pb2.ClaimAttemptsRequest.SerializeToString,
+            cairn_dot_internal_dot_v1_dot_history__service__pb2.StartAttemptsResponse.FromString,
             options,
             channel_credentials,
             insecure,

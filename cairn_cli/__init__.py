@@ -1,0 +1,1 @@
+"""The `cairn` command and the dev launcher: above both the services and the SDK."""

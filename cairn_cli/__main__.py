@@ -1,0 +1,5 @@
+"""`python -m cairn_cli`: the `cairn` command."""
+
+from cairn_cli.main import main
+
+main()
