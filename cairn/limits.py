@@ -1,6 +1,29 @@
-"""Limits of the worker protocol that the SDK, the frontend and matching share."""
+"""Limits and names of the protocol, defined once: the SDK checks them before a
+call leaves the worker or client, the frontend enforces them at the door, and
+matching bounds its long poll with them."""
 
 from __future__ import annotations
+
+import re
+
+DEFAULT_NAMESPACE = "default"
+NAMESPACE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"  # a namespace name
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"  # task, queue, schedule, worker ids
+NAMESPACE_RE = re.compile(NAMESPACE_PATTERN)
+ID_RE = re.compile(ID_PATTERN)
+
+MIN_PRIORITY = -1000  # a run's priority: higher is claimed first
+MAX_PRIORITY = 1000
+MAX_PAYLOAD_BYTES = 4 * 1024 * 1024  # one payload, output or event body
+MAX_KEY_CHARS = 256  # idempotency keys
+MAX_NAME_CHARS = 256  # step, wait and event names, event keys
+MAX_CONCURRENCY_KEY_CHARS = 128
+MAX_METADATA_BYTES = 4096  # a run's metadata as JSON
+MAX_TAGS = 10
+MAX_STACK_TRACE_CHARS = 256 * 1024
+MAX_BATCH = 1000  # runs of one batch trigger, writes of one BatchWrite, children of one wait
+MAX_PAGE_SIZE = 1000  # runs of one ListRuns page
+MAX_DELAY_SECONDS = 366 * 86400  # a trigger's delay, ttl, max_duration
 
 MAX_POLL_ATTEMPTS = 100  # attempts handed over by one PollAttempt
 DEFAULT_POLL_WAIT = 20.0  # seconds a PollAttempt waits for work when it names no wait
