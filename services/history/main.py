@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+from typing import Any
 
 from cairn.internal.v1 import history_service_pb2 as hpb
 from cairn.internal.v1 import history_service_pb2_grpc as hgrpc
@@ -12,6 +13,7 @@ from services.common import bus as bus_mod
 from services.common import db, grpc_server, logs
 from services.common.bus import Bus
 from services.common.config import Settings, add_service_flags, settings_from_args
+from services.history.api.claim import Claimer
 from services.history.retention import Pruner
 from services.history.schedules import ScheduleStore
 from services.history.servicer import HistoryServicer
@@ -31,10 +33,17 @@ async def run(settings: Settings) -> None:
     await bus.start()
     store = RunStore(pool, settings.lease_seconds)
     schedules = ScheduleStore(pool)
-    servicer = HistoryServicer(store, schedules, bus)
+    claimer = Claimer(pool, settings.claim_seconds)
+    servicer = HistoryServicer(store, schedules, bus, claimer)
     timers = TimerLoop(store, schedules, servicer.announce, max_sleep=settings.sweep_seconds)
     servicer.timers = timers
     await bus.subscribe(bus_mod.TIMERS, lambda _msg: timers.poke())
+
+    def on_work(m: dict[str, Any]) -> None:
+        if m.get("keyed"):  # another replica queued a keyed run
+            claimer.keyed_runs_seen(m["namespace"])
+
+    await bus.subscribe(bus_mod.WORK, on_work)
     timers.start()
     pruner: Pruner | None = None
     if settings.retention_days > 0:

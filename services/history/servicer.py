@@ -4,6 +4,7 @@ matching) have validated input."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import functools
 import logging
@@ -16,6 +17,7 @@ import grpc
 from cairn import payloads, status_codes
 from cairn.internal.v1 import history_service_pb2 as hpb
 from cairn.internal.v1 import history_service_pb2_grpc as hgrpc
+from cairn.limits import MAX_POLL_ATTEMPTS
 from cairn.statuses import RUN_STATUS_BY_NAME, RUN_STATUS_NAMES, STEP_STATUS_NAMES
 from cairn.v1 import common_pb2 as cpb
 from cairn.v1 import run_service_pb2 as rpb
@@ -26,6 +28,7 @@ from services.common import bus as bus_mod
 from services.common.bus import Bus
 from services.common.errors import ServiceError, invalid, rpc
 from services.history import convert
+from services.history.api.claim import Claimer
 from services.history.runs import Effects, NewRun, Outcome, parse_run_id
 from services.history.schedules import ScheduleStore
 from services.history.store import RunStore
@@ -106,8 +109,9 @@ def wait_spec(namespace: str, r: wpb.FinishAttemptRequest) -> dict[str, Any]:
 class HistoryServicer(hgrpc.HistoryServiceServicer):
     """The only writer of run state."""
 
-    def __init__(self, store: RunStore, schedules: ScheduleStore, bus: Bus) -> None:
+    def __init__(self, store: RunStore, schedules: ScheduleStore, bus: Bus, claimer: Claimer) -> None:
         self.store = store
+        self.claimer = claimer
         self.schedules = schedules
         self.bus = bus
         self.timers: TimerLoop | None = None
@@ -118,6 +122,8 @@ class HistoryServicer(hgrpc.HistoryServiceServicer):
         if run is not None and effects.work_ready:
             work.add((run["namespace"], run["task_id"]))
         keyed = run is not None and bool(run["concurrency_key"])
+        if keyed and work:  # this replica's claims must look for keys again at once
+            self.claimer.keyed_runs_seen(run["namespace"])
         for ns, task_id in work:
             notice = {"namespace": ns, "task_id": task_id}
             if keyed:  # matching serves keyed queues round-robin; tell it this one is
@@ -228,10 +234,43 @@ class HistoryServicer(hgrpc.HistoryServiceServicer):
     # ---- attempts ----------------------------------------------------------------
 
     @rpc
+    async def ClaimAttempts(
+        self, request: hpb.ClaimAttemptsRequest, context: grpc.aio.ServicerContext
+    ) -> hpb.StartAttemptsResponse:
+        """Claims up to max_attempts ready runs of the tasks under one token (its own
+        statement and commit), then starts them as StartAttempts does; the claims
+        are given back at once if the start raises."""
+        ns = request.namespace
+        limit = min(max(request.max_attempts, 1), MAX_POLL_ATTEMPTS)
+        run_ids, token = await self.claimer.claim(ns, list(dict.fromkeys(request.task_ids)), limit)
+        if not run_ids:
+            return hpb.StartAttemptsResponse()
+        starts = hpb.StartAttemptsRequest(
+            starts=[
+                hpb.StartAttemptRequest(
+                    namespace=ns,
+                    run_id=str(run_id),
+                    worker_id=request.worker_id,
+                    worker_version=request.worker_version,
+                    claim_token=str(token),
+                )
+                for run_id in run_ids
+            ]
+        )
+        try:
+            return await self._start_attempts(starts)
+        except BaseException:
+            await asyncio.shield(self.claimer.release(run_ids, token))
+            raise
+
+    @rpc
     async def StartAttempts(
         self, request: hpb.StartAttemptsRequest, context: grpc.aio.ServicerContext
     ) -> hpb.StartAttemptsResponse:
         """Starts claimed runs in one transaction; a stale claim gets an empty result."""
+        return await self._start_attempts(request)
+
+    async def _start_attempts(self, request: hpb.StartAttemptsRequest) -> hpb.StartAttemptsResponse:
         ops = [functools.partial(self._start_attempt, r) for r in request.starts]
         response = hpb.StartAttemptsResponse()
         for result in await self.store.group_commit(ops):
