@@ -1,5 +1,5 @@
-"""Fixtures of the cluster tests; the harness itself is tests/cluster.py (see its
-docstring for the whole API).
+"""Fixtures of the cluster tests; the harness itself is tests/harness/ (see its
+package docstring for the whole API).
 
 Session: ``postgres_server`` and ``nats`` (one of each per session, embedded
 unless CAIRN_DATABASE_URL / CAIRN_NATS_URL name existing servers).
@@ -29,10 +29,10 @@ from typing import Any
 import pytest
 
 _TESTS_DIR = str(Path(__file__).resolve().parent)
-if _TESTS_DIR not in sys.path:  # so every test module can `from cluster import ...`
+if _TESTS_DIR not in sys.path:  # so every test module can `from harness import ...`
     sys.path.insert(0, _TESTS_DIR)
 
-from cluster import (  # noqa: E402
+from harness import (  # noqa: E402
     DEFAULT_LEASE_SECONDS,
     DEFAULT_SWEEP_SECONDS,
     READY_TIMEOUT,
