@@ -10,6 +10,8 @@ from importlib import resources
 
 import asyncpg
 
+from services.common import sql
+
 log = logging.getLogger("cairn.db")
 MIGRATION_LOCK = 0x6361_6972  # advisory lock key: "cair"
 
@@ -68,22 +70,16 @@ async def migrate(pool: asyncpg.Pool) -> None:
     """Applies missing migrations under an advisory lock, so replicas starting
     together apply each one exactly once."""
     async with pool.acquire() as conn:
-        await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
+        await conn.execute(sql.LOCK, MIGRATION_LOCK)
         try:
-            await conn.execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations ("
-                "version int PRIMARY KEY, name text NOT NULL, "
-                "applied_at timestamptz NOT NULL DEFAULT now())"
-            )
-            done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
-            for version, name, sql in migrations():
+            await conn.execute(sql.CREATE_MIGRATIONS_TABLE)
+            done = {r["version"] for r in await conn.fetch(sql.APPLIED_VERSIONS)}
+            for version, name, migration in migrations():
                 if version in done:
                     continue
                 async with conn.transaction():
-                    await conn.execute(sql)
-                    await conn.execute(
-                        "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", version, name
-                    )
+                    await conn.execute(migration)
+                    await conn.execute(sql.RECORD_MIGRATION, version, name)
                 log.info("applied migration %s", name)
         finally:
-            await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)
+            await conn.execute(sql.UNLOCK, MIGRATION_LOCK)

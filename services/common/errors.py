@@ -45,24 +45,30 @@ def unavailable(message: str) -> ServiceError:
     return ServiceError(grpc.StatusCode.UNAVAILABLE, message)
 
 
+def status_of(exc: Exception, method: str) -> tuple[grpc.StatusCode, str]:
+    """The status a call of `method` answers when it raised exc: a ServiceError's
+    own, a downstream failure's code and details, else INTERNAL (logged here)."""
+    if isinstance(exc, ServiceError):
+        return exc.code, exc.message
+    if isinstance(exc, grpc.aio.AioRpcError):
+        code = exc.code()
+        message = exc.details() or code.name
+        if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+            log.warning("%s: downstream %s: %s", method, code.name, message)
+        return code, message
+    log.error("%s failed", method, exc_info=exc)
+    return grpc.StatusCode.INTERNAL, f"internal error in {method}; the server log has the details"
+
+
 def rpc(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
     """Wraps a grpc.aio servicer method with the error mapping above."""
 
     @functools.wraps(method)
-    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> T:
+    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> T:
         try:
             return await method(self, request, context)
-        except ServiceError as exc:
-            code, message = exc.code, exc.message
-        except grpc.aio.AioRpcError as exc:
-            code = exc.code()
-            message = exc.details() or code.name
-            if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-                log.warning("%s: downstream %s: %s", method.__name__, code.name, message)
-        except Exception:
-            log.exception("%s failed", method.__name__)
-            code = grpc.StatusCode.INTERNAL
-            message = f"internal error in {method.__name__}; the server log has the details"
+        except Exception as exc:
+            code, message = status_of(exc, method.__name__)
         await context.abort(code, message)
         raise AssertionError("unreachable")  # abort raises
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -24,10 +24,14 @@ CHANNEL_OPTIONS = [
 
 
 def make_server(
-    listen: str, register: Callable[[grpc.aio.Server], None], service_names: Iterable[str]
+    listen: str,
+    register: Callable[[grpc.aio.Server], None],
+    service_names: Iterable[str],
+    interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
 ) -> tuple[grpc.aio.Server, health.aio.HealthServicer]:
-    """A server on `listen` with the services `register` adds, plus health and reflection."""
-    server = grpc.aio.server(options=CHANNEL_OPTIONS)
+    """A server on `listen` with the services `register` adds, plus health and
+    reflection; every call passes the interceptors, the first outermost."""
+    server = grpc.aio.server(options=CHANNEL_OPTIONS, interceptors=interceptors or None)
     register(server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

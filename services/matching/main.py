@@ -1,9 +1,10 @@
-"""The matching process: worker registry, claims, long-polls, sweep."""
+"""The matching process: worker registry, queue settings, long-polls, sweep."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+from typing import Any
 
 from cairn.internal.v1 import history_service_pb2_grpc as hgrpc
 from cairn.internal.v1 import matching_service_pb2 as mpb
@@ -12,10 +13,12 @@ from services.common import bus as bus_mod
 from services.common import db, grpc_server, logs
 from services.common.bus import Bus
 from services.common.config import Settings, add_service_flags, settings_from_args
-from services.matching.dispatch import Claimer, Sweeper, Waiters
+from services.matching.limited import LimitedQueues
 from services.matching.queues import QueueStore
 from services.matching.registry import Registry
 from services.matching.servicer import MatchingServicer
+from services.matching.sweep import Sweeper
+from services.matching.waiters import Waiters
 
 SERVICE = mpb.DESCRIPTOR.services_by_name["MatchingService"].full_name
 
@@ -25,41 +28,41 @@ async def run(settings: Settings) -> None:
     pool = await db.connect_pool(settings.database_url, max_size=30)
     await db.migrate(pool)
     waiters = Waiters()
-    claimer = Claimer(pool, settings.claim_seconds)
+    limited = LimitedQueues(pool)
     bus = Bus(settings.nats_url, settings.nats_prefix)
 
-    def on_work(m: dict) -> None:
-        if m.get("keyed"):
-            claimer.keyed_runs_seen(m["namespace"])
+    def on_work(m: dict[str, Any]) -> None:
         waiters.wake((m["namespace"], m["task_id"]))
 
     await bus.subscribe(bus_mod.WORK, on_work)
 
-    def on_run_change(m: dict) -> None:
+    def on_run_change(m: dict[str, Any]) -> None:
         # An attempt that ended may have freed a concurrency slot of its queue.
         if (
             m.get("status") not in ("queued", "executing", "delayed")
-            and (m["namespace"], m.get("queue", "")) in claimer.limited_queues
+            and (m["namespace"], m.get("queue", "")) in limited
         ):
             waiters.wake((m["namespace"], m.get("task_id", "")))
 
     await bus.subscribe(bus_mod.RUNS, on_run_change)
     await bus.start()
-    await claimer.refresh_limited_queues()
-    sweeper = Sweeper(claimer, waiters, settings.sweep_seconds)
+    await limited.refresh()
+    sweeper = Sweeper(pool, limited, waiters, settings.sweep_seconds)
     sweeper.start()
     history_channel = grpc_server.channel(settings.history_address)
     servicer = MatchingServicer(
         Registry(pool),
-        claimer,
+        limited,
         waiters,
-        hgrpc.HistoryServiceStub(history_channel),
+        hgrpc.HistoryServiceStub(history_channel),  # type: ignore[no-untyped-call]
         settings.history_address,
         QueueStore(pool),
         bus,
     )
     server, health = grpc_server.make_server(
-        settings.listen, lambda s: mgrpc.add_MatchingServiceServicer_to_server(servicer, s), [SERVICE]
+        settings.listen,
+        lambda s: mgrpc.add_MatchingServiceServicer_to_server(servicer, s),  # type: ignore[no-untyped-call]
+        [SERVICE],
     )
 
     async def on_stop() -> None:

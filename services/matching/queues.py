@@ -7,12 +7,8 @@ import asyncpg
 
 from cairn.v1 import queue_service_pb2 as qpb
 from services.common.errors import not_found
-
-QUEUE_WITH_COUNTS = (
-    "SELECT q.*, (SELECT count(*) FROM queue_entries e WHERE e.namespace = q.namespace "
-    "AND e.queue = q.name) AS depth, (SELECT count(*) FROM runs r WHERE r.namespace = q.namespace "
-    "AND r.queue = q.name AND r.status = 'executing') AS running FROM queues q"
-)
+from services.matching.sql import queues as sql
+from services.matching.sql import tasks as task_sql
 
 
 def to_proto(r: asyncpg.Record) -> qpb.Queue:
@@ -41,9 +37,7 @@ class QueueStore:
 
     async def get(self, namespace: str, name: str) -> asyncpg.Record:
         async with self.pool.acquire() as conn:
-            row = await conn.fetchrow(
-                QUEUE_WITH_COUNTS + " WHERE q.namespace = $1 AND q.name = $2", namespace, name
-            )
+            row: asyncpg.Record | None = await conn.fetchrow(sql.GET_QUEUE, namespace, name)
         if row is None:
             raise not_found(f"queue {name!r} not found in namespace {namespace!r}")
         return row
@@ -54,12 +48,7 @@ class QueueStore:
         period = r.rate_limit.period.ToMilliseconds() if r.HasField("rate_limit") else None
         async with self.pool.acquire() as conn:
             await conn.execute(
-                "INSERT INTO queues (namespace, name, concurrency_limit, rate_limit, rate_period_ms, max_depth, "
-                "managed) VALUES ($1, $2, coalesce($3, 0), coalesce($4, 0), coalesce($5, 0), coalesce($6, 0), true) "
-                "ON CONFLICT (namespace, name) DO UPDATE SET "
-                "concurrency_limit = coalesce($3, queues.concurrency_limit), "
-                "rate_limit = coalesce($4, queues.rate_limit), rate_period_ms = coalesce($5, queues.rate_period_ms), "
-                "max_depth = coalesce($6, queues.max_depth), managed = true, updated_at = now()",
+                sql.UPSERT_MANAGED_QUEUE,
                 r.namespace,
                 r.name,
                 r.concurrency_limit if r.HasField("concurrency_limit") else None,
@@ -71,25 +60,19 @@ class QueueStore:
 
     async def set_paused(self, namespace: str, name: str, paused: bool) -> asyncpg.Record:
         async with self.pool.acquire() as conn:
-            done = await conn.fetchval(
-                "UPDATE queues SET paused = $3, updated_at = now() "
-                "WHERE namespace = $1 AND name = $2 RETURNING name",
-                namespace,
-                name,
-                paused,
-            )
+            done = await conn.fetchval(sql.SET_PAUSED, namespace, name, paused)
         if done is None:
             raise not_found(f"queue {name!r} not found in namespace {namespace!r}")
         return await self.get(namespace, name)
 
-    async def list(self, namespace: str) -> list[asyncpg.Record]:
+    async def in_namespace(self, namespace: str) -> list[asyncpg.Record]:
+        """Every queue of a namespace, by name."""
         async with self.pool.acquire() as conn:
-            return await conn.fetch(QUEUE_WITH_COUNTS + " WHERE q.namespace = $1 ORDER BY q.name", namespace)
+            rows: list[asyncpg.Record] = await conn.fetch(sql.LIST_QUEUES, namespace)
+        return rows
 
     async def task_ids(self, namespace: str, name: str) -> list[str]:
         """The tasks on a queue: whose pollers to wake when it changes."""
         async with self.pool.acquire() as conn:
-            rows = await conn.fetch(
-                "SELECT task_id FROM tasks WHERE namespace = $1 AND queue = $2", namespace, name
-            )
+            rows = await conn.fetch(task_sql.TASK_IDS_OF_QUEUE, namespace, name)
         return [r["task_id"] for r in rows]

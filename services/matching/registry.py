@@ -1,4 +1,5 @@
-"""Workers and the tasks they declare (matching owns both tables)."""
+"""Workers and the tasks they declare (matching owns both tables, and the
+queues the tasks name)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,9 @@ import asyncpg
 
 from cairn import retry_policy
 from cairn.v1 import worker_service_pb2 as wpb
+from services.matching.sql import queues as queue_sql
+from services.matching.sql import tasks as task_sql
+from services.matching.sql import workers as worker_sql
 
 
 class Registry:
@@ -28,28 +32,14 @@ class Registry:
             )
             for t in request.tasks
         ]
+        queues = [
+            (request.namespace, t.queue or t.task_id, max(t.concurrency_limit, 0)) for t in request.tasks
+        ]
         async with self.pool.acquire() as conn, conn.transaction():
-            await conn.executemany(
-                "INSERT INTO tasks (namespace, task_id, queue, retry, max_duration_ms) "
-                "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (namespace, task_id) DO UPDATE SET "
-                "queue = EXCLUDED.queue, retry = EXCLUDED.retry, "
-                "max_duration_ms = EXCLUDED.max_duration_ms, updated_at = now()",
-                tasks,
-            )
-            await conn.executemany(
-                "INSERT INTO queues (namespace, name, concurrency_limit) VALUES ($1, $2, $3) "
-                "ON CONFLICT (namespace, name) DO UPDATE SET concurrency_limit = EXCLUDED.concurrency_limit, "
-                "updated_at = now() WHERE NOT queues.managed",
-                [
-                    (request.namespace, t.queue or t.task_id, max(t.concurrency_limit, 0))
-                    for t in request.tasks
-                ],
-            )
+            await conn.executemany(task_sql.UPSERT_TASK, tasks)
+            await conn.executemany(queue_sql.UPSERT_DECLARED_QUEUE, queues)
             await conn.execute(
-                "INSERT INTO workers (namespace, worker_id, version, task_ids, slots) "
-                "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (namespace, worker_id) DO UPDATE SET "
-                "version = EXCLUDED.version, task_ids = EXCLUDED.task_ids, slots = EXCLUDED.slots, "
-                "last_seen_at = now()",
+                worker_sql.UPSERT_WORKER,
                 request.namespace,
                 request.worker_id,
                 request.version,
@@ -59,6 +49,5 @@ class Registry:
 
     async def worker(self, namespace: str, worker_id: str) -> asyncpg.Record | None:
         async with self.pool.acquire() as conn:
-            return await conn.fetchrow(
-                "SELECT * FROM workers WHERE namespace = $1 AND worker_id = $2", namespace, worker_id
-            )
+            row: asyncpg.Record | None = await conn.fetchrow(worker_sql.GET_WORKER, namespace, worker_id)
+        return row

@@ -1,10 +1,11 @@
-"""Matching's gRPC API: worker registration and the long-poll for attempts."""
+"""Matching's gRPC API: worker registration, queue settings, and the long-poll
+for attempts. A poll asks history to claim and start ready runs (history owns
+the ready set); with none, it waits on the keys it serves until woken."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 
 import asyncpg
 import grpc
@@ -19,12 +20,14 @@ from services.common import bus as bus_mod
 from services.common.bus import Bus
 from services.common.errors import invalid, precondition, rpc, unavailable
 from services.matching import queues
-from services.matching.dispatch import Claimer, Waiters
+from services.matching.limited import LimitedQueues
 from services.matching.queues import QueueStore
 from services.matching.registry import Registry
+from services.matching.waiters import Waiters
 
 START_TIMEOUT = 10.0
 WORKER_CACHE_SECONDS = 5.0
+Context = grpc.aio.ServicerContext[object, object]
 
 
 class MatchingServicer(mgrpc.MatchingServiceServicer):
@@ -33,7 +36,7 @@ class MatchingServicer(mgrpc.MatchingServiceServicer):
     def __init__(
         self,
         registry: Registry,
-        claimer: Claimer,
+        limited: LimitedQueues,
         waiters: Waiters,
         history: hgrpc.HistoryServiceStub,
         history_address: str,
@@ -44,26 +47,24 @@ class MatchingServicer(mgrpc.MatchingServiceServicer):
         self.bus = bus
         self._workers: dict[tuple[str, str], tuple[float, asyncpg.Record]] = {}
         self.registry = registry
-        self.claimer = claimer
+        self.limited = limited
         self.waiters = waiters
         self.history = history
         self.history_address = history_address
 
     @rpc
     async def RegisterWorker(
-        self, request: wpb.RegisterWorkerRequest, context: grpc.aio.ServicerContext
+        self, request: wpb.RegisterWorkerRequest, context: Context
     ) -> wpb.RegisterWorkerResponse:
         await self.registry.register(request)
         self._workers.pop((request.namespace, request.worker_id), None)
-        await self.claimer.refresh_limited_queues()
+        await self.limited.refresh()
         for task in request.tasks:
             self.waiters.wake((request.namespace, task.task_id))
         return wpb.RegisterWorkerResponse()
 
     @rpc
-    async def PollAttempt(
-        self, request: wpb.PollAttemptRequest, context: grpc.aio.ServicerContext
-    ) -> wpb.PollAttemptResponse:
+    async def PollAttempt(self, request: wpb.PollAttemptRequest, context: Context) -> wpb.PollAttemptResponse:
         ns = request.namespace
         worker = await self._worker(ns, request.worker_id)
         if worker is None:
@@ -78,12 +79,18 @@ class MatchingServicer(mgrpc.MatchingServiceServicer):
         wait = request.wait.ToTimedelta().total_seconds() if request.HasField("wait") else DEFAULT_POLL_WAIT
         deadline = time.monotonic() + min(max(wait, 0.0), MAX_WAIT)
         keys = [(ns, t) for t in task_ids]
-        limit = min(max(request.max_attempts, 1), MAX_POLL_ATTEMPTS)
+        claim = hpb.ClaimAttemptsRequest(
+            namespace=ns,
+            task_ids=task_ids,
+            max_attempts=min(max(request.max_attempts, 1), MAX_POLL_ATTEMPTS),
+            worker_id=request.worker_id,
+            worker_version=worker["version"],
+        )
         while True:
             event = self.waiters.add(keys)
             try:
-                run_ids, token = await self.claimer.claim(ns, task_ids, limit)
-                if not run_ids:
+                started = await self._claim(claim)
+                if not started.results:
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
                         return wpb.PollAttemptResponse()
@@ -94,11 +101,26 @@ class MatchingServicer(mgrpc.MatchingServiceServicer):
                     continue
             finally:
                 self.waiters.remove(keys, event)
-            assignments = await self._start(ns, request.worker_id, worker["version"], run_ids, token)
-            if assignments:
+            assignments = [r.assignment for r in started.results if r.HasField("assignment")]
+            if assignments:  # none: every claim was stale, claim again at once
                 for key in keys:  # more may be ready: hand the baton to the next poller
                     self.waiters.wake(key)
                 return wpb.PollAttemptResponse(assignments=assignments)
+
+    async def _claim(self, request: hpb.ClaimAttemptsRequest) -> hpb.StartAttemptsResponse:
+        """History's claim and start of ready runs; an unreachable history is
+        UNAVAILABLE naming it."""
+        try:
+            response: hpb.StartAttemptsResponse = await self.history.ClaimAttempts(
+                request, timeout=START_TIMEOUT
+            )
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                raise unavailable(
+                    f"history service at {self.history_address} unavailable: {exc.details()}"
+                ) from None
+            raise
+        return response
 
     async def _worker(self, ns: str, worker_id: str) -> asyncpg.Record | None:
         """The worker's registration, cached briefly: every poll needs it."""
@@ -111,71 +133,32 @@ class MatchingServicer(mgrpc.MatchingServiceServicer):
             self._workers[(ns, worker_id)] = (now, worker)
         return worker
 
-    async def _start(
-        self, ns: str, worker_id: str, version: str, run_ids: list[uuid.UUID], token: uuid.UUID
-    ) -> list[wpb.AttemptAssignment]:
-        """Asks history to start the claimed runs; gives the claims back if history
-        is unreachable. A run history did not start (stale claim) is left out."""
-        request = hpb.StartAttemptsRequest(
-            starts=[
-                hpb.StartAttemptRequest(
-                    namespace=ns,
-                    run_id=str(run_id),
-                    worker_id=worker_id,
-                    worker_version=version,
-                    claim_token=str(token),
-                )
-                for run_id in run_ids
-            ]
-        )
-        try:
-            response = await self.history.StartAttempts(request, timeout=START_TIMEOUT)
-        except grpc.aio.AioRpcError as exc:
-            await asyncio.shield(self.claimer.release(run_ids, token))
-            if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-                raise unavailable(
-                    f"history service at {self.history_address} unavailable: {exc.details()}"
-                ) from None
-            raise
-        except asyncio.CancelledError:
-            await asyncio.shield(self.claimer.release(run_ids, token))
-            raise
-        return [r.assignment for r in response.results if r.HasField("assignment")]
-
     async def _queue_changed(self, namespace: str, name: str) -> None:
         """Wakes the pollers of a queue's tasks, here and in the other replicas."""
-        await self.claimer.refresh_limited_queues()
+        await self.limited.refresh()
         for task_id in await self.queues.task_ids(namespace, name):
-            self.waiters.wake((namespace, task_id), count=1 << 30)
+            self.waiters.wake_all((namespace, task_id))
             await self.bus.publish(bus_mod.WORK, {"namespace": namespace, "task_id": task_id})
 
     @rpc
-    async def UpdateQueue(
-        self, request: qpb.UpdateQueueRequest, context: grpc.aio.ServicerContext
-    ) -> qpb.UpdateQueueResponse:
+    async def UpdateQueue(self, request: qpb.UpdateQueueRequest, context: Context) -> qpb.UpdateQueueResponse:
         row = await self.queues.update(request)
         await self._queue_changed(request.namespace, request.name)
         return qpb.UpdateQueueResponse(queue=queues.to_proto(row))
 
     @rpc
-    async def ListQueues(
-        self, request: qpb.ListQueuesRequest, context: grpc.aio.ServicerContext
-    ) -> qpb.ListQueuesResponse:
+    async def ListQueues(self, request: qpb.ListQueuesRequest, context: Context) -> qpb.ListQueuesResponse:
         return qpb.ListQueuesResponse(
-            queues=[queues.to_proto(r) for r in await self.queues.list(request.namespace)]
+            queues=[queues.to_proto(r) for r in await self.queues.in_namespace(request.namespace)]
         )
 
     @rpc
-    async def PauseQueue(
-        self, request: qpb.PauseQueueRequest, context: grpc.aio.ServicerContext
-    ) -> qpb.PauseQueueResponse:
+    async def PauseQueue(self, request: qpb.PauseQueueRequest, context: Context) -> qpb.PauseQueueResponse:
         row = await self.queues.set_paused(request.namespace, request.name, True)
         return qpb.PauseQueueResponse(queue=queues.to_proto(row))
 
     @rpc
-    async def ResumeQueue(
-        self, request: qpb.ResumeQueueRequest, context: grpc.aio.ServicerContext
-    ) -> qpb.ResumeQueueResponse:
+    async def ResumeQueue(self, request: qpb.ResumeQueueRequest, context: Context) -> qpb.ResumeQueueResponse:
         row = await self.queues.set_paused(request.namespace, request.name, False)
         await self._queue_changed(request.namespace, request.name)
         return qpb.ResumeQueueResponse(queue=queues.to_proto(row))
