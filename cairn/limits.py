@@ -29,3 +29,15 @@ MAX_POLL_ATTEMPTS = 100  # attempts handed over by one PollAttempt
 DEFAULT_POLL_WAIT = 20.0  # seconds a PollAttempt waits for work when it names no wait
 MAX_WAIT = 60.0  # seconds any long poll (PollAttempt, WaitRun) may wait
 COALESCED_BATCH = 256  # items of one coalesced batch call (cairn.coalesce)
+
+MAX_TAG_CHARS = 64  # one tag of a run
+MAX_REASON_CHARS = 1000  # a cancel reason
+MAX_WORKER_ID_CHARS = 200
+MAX_VERSION_CHARS = 100  # a worker's version
+MAX_TOKEN_ID_CHARS = 100  # a wait token id
+MAX_ERROR_TYPE_CHARS = 500  # an error's type name
+MAX_ERROR_MESSAGE_CHARS = 64 * 1024
+MAX_QUEUE_CONCURRENCY = 100_000  # a queue's concurrency limit
+MAX_QUEUE_DEPTH = 100_000_000  # a queue's max_depth
+MAX_RATE_LIMIT = 1_000_000  # runs a queue starts per rate period
+MAX_RATE_PERIOD_SECONDS = 86400
