@@ -5,10 +5,13 @@ comma-separated list host:port,host:port that becomes one round-robin target."""
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 import socket
+from typing import Any
 
 DEFAULT_PORT = 7373
+DEFAULT_ADDRESS = f"127.0.0.1:{DEFAULT_PORT}"  # a client's frontend when it names none
 # Each channel its own connections, reconnecting within 2 s: with gRPC's
 # process-wide pool and default backoff (up to 120 s) a new client reused a
 # connection still backing off from a restarted server and failed at once.
@@ -147,3 +150,50 @@ def channel_target(address: str, what: str = "frontend") -> str:
     target (host names resolved now); anything else is used as given."""
     entries = parse_address_list(address, what)
     return address.strip() if entries is None else list_target(entries, what)
+
+
+# Frontend methods a client may send again after UNAVAILABLE: reads, long polls,
+# and writes whose repetition changes nothing (cancel, queue settings, heartbeats,
+# a poll that never reached matching, registration). TriggerRun is idempotent only
+# with an idempotency key, so it is never retried by the channel.
+RETRYABLE_METHODS: dict[str, tuple[str, ...]] = {
+    "cairn.v1.RunService": ("GetRun", "ListRuns", "WaitRun", "CancelRun"),
+    "cairn.v1.WaitService": ("GetWaitToken",),
+    "cairn.v1.QueueService": ("ListQueues", "UpdateQueue", "PauseQueue", "ResumeQueue"),
+    "cairn.v1.ScheduleService": ("ListSchedules",),
+    "cairn.v1.WorkerService": ("Heartbeat", "PollAttempt", "RegisterWorker"),
+}
+RETRY_POLICY: dict[str, Any] = {
+    "maxAttempts": 5,
+    "initialBackoff": "0.1s",
+    "maxBackoff": "2s",
+    "backoffMultiplier": 2,
+    "retryableStatusCodes": ["UNAVAILABLE"],
+}
+# Journals and payloads can be large; the server enforces its own size limits.
+CLIENT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+
+def client_service_config() -> str:
+    """A frontend channel's gRPC service config (JSON): UNAVAILABLE retried on
+    the RETRYABLE_METHODS."""
+    names = [
+        {"service": service, "method": method}
+        for service, methods in RETRYABLE_METHODS.items()
+        for method in methods
+    ]
+    return json.dumps({"methodConfig": [{"name": names, "retryPolicy": RETRY_POLICY}]})
+
+
+def client_channel_options() -> list[tuple[str, Any]]:
+    """The options of a client's channel to the frontend(s): message size limits,
+    quick reconnects, round-robin over the target's addresses, and retries of
+    UNAVAILABLE on idempotent methods (client_service_config)."""
+    return [
+        ("grpc.max_receive_message_length", CLIENT_MAX_MESSAGE_BYTES),
+        ("grpc.max_send_message_length", CLIENT_MAX_MESSAGE_BYTES),
+        *RECONNECT_OPTIONS,
+        ("grpc.lb_policy_name", "round_robin"),
+        ("grpc.enable_retries", 1),
+        ("grpc.service_config", client_service_config()),
+    ]

@@ -44,7 +44,7 @@ class Coalescer(Generic[T, R]):
 
     async def submit(self, value: T, timeout: float | None = None) -> R:
         """The item's own result, or its own error, as if it had been sent alone."""
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._pending.append(_Item(value, timeout, future))
         if self._flusher is None:
             self._flusher = asyncio.create_task(self._flush())

@@ -57,17 +57,19 @@ _MACROS = {
 }
 
 # (name, low, high, names) per field, in 6-field order.
-_SECOND = ("second", 0, 59, None)
-_MINUTE = ("minute", 0, 59, None)
-_HOUR = ("hour", 0, 23, None)
-_DOM = ("day-of-month", 1, 31, None)
-_MONTH = ("month", 1, 12, _MONTH_NAMES)
-_DOW = ("day-of-week", 0, 7, _DAY_NAMES)
+# A field: its name, lowest and highest value, and the names it accepts for values.
+_Spec = tuple[str, int, int, dict[str, int] | None]
+_SECOND: _Spec = ("second", 0, 59, None)
+_MINUTE: _Spec = ("minute", 0, 59, None)
+_HOUR: _Spec = ("hour", 0, 23, None)
+_DOM: _Spec = ("day-of-month", 1, 31, None)
+_MONTH: _Spec = ("month", 1, 12, _MONTH_NAMES)
+_DOW: _Spec = ("day-of-week", 0, 7, _DAY_NAMES)
 
 _ONE_SECOND = timedelta(seconds=1)
 
 
-def _parse_value(text: str, item: str, spec: tuple) -> int:
+def _parse_value(text: str, item: str, spec: _Spec) -> int:
     name, low, high, names = spec
     if text.isascii() and text.isdigit():
         value = int(text)
@@ -81,7 +83,7 @@ def _parse_value(text: str, item: str, spec: tuple) -> int:
     return value
 
 
-def _parse_field(field: str, spec: tuple) -> tuple[int, ...]:
+def _parse_field(field: str, spec: _Spec) -> tuple[int, ...]:
     name, low, high, _ = spec
     values: set[int] = set()
     for item in field.split(","):
@@ -152,6 +154,15 @@ class Cron:
 
     expression: str
     timezone: str
+    _tz: tzinfo
+    _seconds: tuple[int, ...]
+    _minutes: tuple[int, ...]
+    _hours: tuple[int, ...]
+    _doms: frozenset[int]
+    _months: tuple[int, ...]
+    _dows: frozenset[int]
+    _dom_star: bool
+    _dow_star: bool
 
     def __init__(self) -> None:  # use Cron.parse
         raise TypeError("use Cron.parse(expression, timezone)")
@@ -237,7 +248,7 @@ class Cron:
                     # Ambiguous wall-clock time whose first occurrence (fold=0)
                     # is not after `after`: it already fired.  Resume at the
                     # wall-clock time just past `after` in the fold=0 offset.
-                    offset = aware.utcoffset()
+                    offset = aware.utcoffset() or timedelta(0)
                     resume = after_utc.replace(tzinfo=None, microsecond=0) + offset + _ONE_SECOND
                     start = max(resume, t + _ONE_SECOND)
                     continue

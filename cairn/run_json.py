@@ -1,50 +1,232 @@
-"""The JSON shape of a run, a wait token, a schedule and a queue: what
-`cairn ... --json` prints, what the SDK's Run object (and token, schedule and
-queue dicts) hold and what the HTTP API will return. One definition for all."""
+"""The JSON shape of the protocol's resources, made from their protobuf messages:
+a run (with its attempts, steps, events, wait and children), a wait token, a
+schedule, a queue and where an event went.
+
+This is what `cairn ... --json` prints, and what the HTTP API serves: one
+converter, protobuf message -> plain dict of JSON values, with no model of its
+own in between. The TypedDicts below only name the keys and value types of
+those dicts for the type checker; at run time every result is an ordinary
+dict that `json.dumps` accepts as is.
+
+The shape: snake_case keys; statuses as lowercase names ("completed",
+"timed_out"); payloads as the JSON values they encode (a payload that cannot be
+decoded becomes {"encoding": ..., "bytes": n}); times as ISO-8601 UTC strings
+with milliseconds and a "Z"; durations as float seconds; a field the message
+leaves unset (a missing time, error, wait, empty id) as null."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict
 
 from google.protobuf import json_format
+from google.protobuf.duration_pb2 import Duration
 from google.protobuf.struct_pb2 import Struct
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from cairn import payloads
-from cairn.statuses import ATTEMPT_STATUS_NAMES, RUN_STATUS_NAMES, STEP_STATUS_NAMES
+from cairn.statuses import (
+    ATTEMPT_STATUS_NAMES,
+    RUN_STATUS_NAMES,
+    STEP_STATUS_NAMES,
+    WAIT_TOKEN_STATUS_NAMES,
+)
 from cairn.v1 import common_pb2 as pb
 from cairn.v1 import queue_service_pb2 as qpb
 from cairn.v1 import schedule_service_pb2 as spb
 from cairn.v1 import wait_service_pb2 as wpb
 
-WAIT_TOKEN_STATUS_NAMES: dict[int, str] = {
-    v.number: v.name.removeprefix("WAIT_TOKEN_STATUS_").lower()
-    for v in wpb.WaitTokenStatus.DESCRIPTOR.values
-    if v.number
-}
+__all__ = [
+    "AttemptJSON",
+    "ErrorJSON",
+    "EventJSON",
+    "QueueJSON",
+    "RateLimitJSON",
+    "RunJSON",
+    "ScheduleJSON",
+    "SendEventJSON",
+    "StepJSON",
+    "TokenJSON",
+    "WaitJSON",
+    "attempt_to_dict",
+    "error_to_dict",
+    "event_to_dict",
+    "queue_to_dict",
+    "run_to_dict",
+    "schedule_to_dict",
+    "send_event_to_dict",
+    "step_to_dict",
+    "struct_to_dict",
+    "token_to_dict",
+    "wait_to_dict",
+]
+
+JSONValue = Any  # whatever json.loads returns: a payload, a metadata value
 
 
-def _time(msg: Any, field: str) -> str | None:
-    if not msg.HasField(field):
-        return None
-    ts: Timestamp = getattr(msg, field)
+class ErrorJSON(TypedDict):
+    """An error of a run, attempt or step."""
+
+    type: str
+    message: str
+    stack_trace: str
+    non_retryable: bool
+
+
+class AttemptJSON(TypedDict):
+    """One execution of the task function on a worker."""
+
+    number: int
+    status: str
+    worker_id: str
+    worker_version: str
+    started_at: str | None
+    finished_at: str | None
+    error: ErrorJSON | None
+    retry_delay: float | None  # the backoff before the next attempt, when there is one
+
+
+class StepJSON(TypedDict):
+    """A checkpointed step (or a resolved wait) at its position in the run."""
+
+    position: int
+    name: str
+    status: str
+    attempt: int
+    tries: int
+    output: JSONValue
+    error: ErrorJSON | None
+    recorded_at: str | None
+
+
+class EventJSON(TypedDict):
+    """An entry of the run's history (created, attempt started, ...)."""
+
+    id: int
+    type: str
+    attempt: int
+    details: str  # a JSON text, as recorded
+    at: str | None
+
+
+class WaitJSON(TypedDict):
+    """What a waiting run waits for: kind is "sleep", "event", "token" or "children"."""
+
+    kind: str
+    position: int
+    event_name: str | None
+    event_key: str | None
+    token_id: str | None
+    child_run_ids: list[str]
+    until: str | None  # a sleep's end, or the wait's timeout
+
+
+class RunJSON(TypedDict):
+    """A run with its attempts, steps, events, wait and child runs."""
+
+    id: str
+    namespace: str
+    task: str
+    queue: str
+    status: str
+    input: JSONValue
+    output: JSONValue
+    error: ErrorJSON | None
+    idempotency_key: str | None
+    attempt_count: int
+    created_at: str | None
+    updated_at: str | None
+    started_at: str | None
+    finished_at: str | None
+    next_attempt_at: str | None
+    attempts: list[AttemptJSON]
+    steps: list[StepJSON]
+    events: list[EventJSON]
+    parent_run_id: str | None
+    priority: int
+    tags: list[str]
+    metadata: dict[str, JSONValue]
+    child_run_ids: list[str]
+    wait: WaitJSON | None
+    ttl: float | None
+    max_duration: float | None
+    schedule_id: str | None
+    concurrency_key: str | None
+
+
+class TokenJSON(TypedDict):
+    """A wait token; status is "pending", "completed" or "timed_out"."""
+
+    id: str
+    namespace: str
+    run_id: str | None
+    status: str
+    payload: JSONValue
+    created_at: str | None
+    completed_at: str | None
+    timeout_at: str | None
+
+
+class ScheduleJSON(TypedDict):
+    """A cron schedule of a task; declared is true for one declared with the task."""
+
+    id: str
+    namespace: str
+    task: str
+    cron: str
+    timezone: str
+    payload: JSONValue
+    deduplication_key: str | None
+    paused: bool
+    declared: bool
+    next_fire_at: str | None
+    last_fired_at: str | None
+    last_run_id: str | None
+
+
+class RateLimitJSON(TypedDict):
+    """At most `limit` attempt starts per `period` seconds."""
+
+    limit: int
+    period: float
+
+
+class QueueJSON(TypedDict):
+    """A queue's settings (0 is "no limit"), depth (queued runs) and running runs;
+    managed is true once its settings were changed through the API."""
+
+    name: str
+    namespace: str
+    concurrency_limit: int
+    rate_limit: RateLimitJSON | None
+    max_depth: int
+    paused: bool
+    depth: int
+    running: int
+    managed: bool
+    updated_at: str | None
+
+
+class SendEventJSON(TypedDict):
+    """Where an event went: the runs whose wait it resolved, and whether it was
+    kept for the run it was sent to because that run is not waiting for it yet."""
+
+    delivered_run_ids: list[str]
+    buffered: bool
+
+
+def _time(ts: Timestamp) -> str:
     return ts.ToDatetime().isoformat(timespec="milliseconds") + "Z"
 
 
-def _payload(msg: Any, field: str) -> Any:
-    if not msg.HasField(field):
-        return None
-    p: pb.Payload = getattr(msg, field)
+def _seconds(d: Duration) -> float:
+    return d.ToTimedelta().total_seconds()
+
+
+def _payload(p: pb.Payload) -> JSONValue:
     try:
         return payloads.decode(p.data, p.encoding)
     except payloads.PayloadError:
         return {"encoding": p.encoding, "bytes": len(p.data)}
-
-
-def _seconds(msg: Any, field: str) -> float | None:
-    if not msg.HasField(field):
-        return None
-    return getattr(msg, field).ToTimedelta().total_seconds()
 
 
 def _integral(value: Any) -> Any:
@@ -58,31 +240,16 @@ def _integral(value: Any) -> Any:
     return value
 
 
-def struct_to_dict(s: Struct | None) -> dict[str, Any]:
+def struct_to_dict(s: Struct | None) -> dict[str, JSONValue]:
     """A google.protobuf Struct as a plain dict (whole numbers as ints); {} for None."""
     if s is None:
         return {}
-    return _integral(json_format.MessageToDict(s))
+    out: dict[str, JSONValue] = _integral(json_format.MessageToDict(s))
+    return out
 
 
-def wait_to_dict(w: pb.WaitInfo) -> dict[str, Any]:
-    """What a waiting run waits for."""
-    return {
-        "kind": w.kind,
-        "position": w.position,
-        "event_name": w.event_name or None,
-        "event_key": w.event_key or None,
-        "token_id": w.token_id or None,
-        "child_run_ids": list(w.child_run_ids),
-        "until": _time(w, "until"),
-    }
-
-
-def error_to_dict(msg: Any, field: str = "error") -> dict[str, Any] | None:
-    """An ErrorInfo field as a dict, or None when unset."""
-    if not msg.HasField(field):
-        return None
-    e: pb.ErrorInfo = getattr(msg, field)
+def error_to_dict(e: pb.ErrorInfo) -> ErrorJSON:
+    """An ErrorInfo."""
     return {
         "type": e.type,
         "message": e.message,
@@ -91,115 +258,130 @@ def error_to_dict(msg: Any, field: str = "error") -> dict[str, Any] | None:
     }
 
 
-def step_to_dict(s: pb.Step) -> dict[str, Any]:
+def wait_to_dict(w: pb.WaitInfo) -> WaitJSON:
+    """What a waiting run waits for."""
+    return {
+        "kind": w.kind,
+        "position": w.position,
+        "event_name": w.event_name or None,
+        "event_key": w.event_key or None,
+        "token_id": w.token_id or None,
+        "child_run_ids": list(w.child_run_ids),
+        "until": _time(w.until) if w.HasField("until") else None,
+    }
+
+
+def step_to_dict(s: pb.Step) -> StepJSON:
+    """A recorded step."""
     return {
         "position": s.position,
         "name": s.name,
         "status": STEP_STATUS_NAMES.get(s.status, ""),
         "attempt": s.attempt,
         "tries": s.tries,
-        "output": _payload(s, "output"),
-        "error": error_to_dict(s),
-        "recorded_at": _time(s, "recorded_at"),
+        "output": _payload(s.output) if s.HasField("output") else None,
+        "error": error_to_dict(s.error) if s.HasField("error") else None,
+        "recorded_at": _time(s.recorded_at) if s.HasField("recorded_at") else None,
     }
 
 
-def attempt_to_dict(a: pb.Attempt) -> dict[str, Any]:
+def attempt_to_dict(a: pb.Attempt) -> AttemptJSON:
+    """An attempt."""
     return {
         "number": a.number,
         "status": ATTEMPT_STATUS_NAMES.get(a.status, ""),
         "worker_id": a.worker_id,
         "worker_version": a.worker_version,
-        "started_at": _time(a, "started_at"),
-        "finished_at": _time(a, "finished_at"),
-        "error": error_to_dict(a),
-        "retry_delay": a.retry_delay.ToTimedelta().total_seconds() if a.HasField("retry_delay") else None,
+        "started_at": _time(a.started_at) if a.HasField("started_at") else None,
+        "finished_at": _time(a.finished_at) if a.HasField("finished_at") else None,
+        "error": error_to_dict(a.error) if a.HasField("error") else None,
+        "retry_delay": _seconds(a.retry_delay) if a.HasField("retry_delay") else None,
     }
 
 
-def run_to_dict(r: pb.Run) -> dict[str, Any]:
-    """A run with its attempts and steps as plain JSON-ready data."""
+def event_to_dict(e: pb.RunEvent) -> EventJSON:
+    """An entry of a run's history."""
+    return {
+        "id": e.id,
+        "type": e.type,
+        "attempt": e.attempt,
+        "details": e.details_json,
+        "at": _time(e.at) if e.HasField("at") else None,
+    }
+
+
+def run_to_dict(r: pb.Run) -> RunJSON:
+    """A run with its attempts, steps, events, wait and child runs (the lists are
+    empty when the message carries none, as in ListRuns answers)."""
     return {
         "id": r.id,
         "namespace": r.namespace,
         "task": r.task_id,
         "queue": r.queue,
         "status": RUN_STATUS_NAMES.get(r.status, ""),
-        "input": _payload(r, "input"),
-        "output": _payload(r, "output"),
-        "error": error_to_dict(r),
+        "input": _payload(r.input) if r.HasField("input") else None,
+        "output": _payload(r.output) if r.HasField("output") else None,
+        "error": error_to_dict(r.error) if r.HasField("error") else None,
         "idempotency_key": r.idempotency_key or None,
         "attempt_count": r.attempt_count,
-        "created_at": _time(r, "created_at"),
-        "updated_at": _time(r, "updated_at"),
-        "started_at": _time(r, "started_at"),
-        "finished_at": _time(r, "finished_at"),
-        "next_attempt_at": _time(r, "next_attempt_at"),
+        "created_at": _time(r.created_at) if r.HasField("created_at") else None,
+        "updated_at": _time(r.updated_at) if r.HasField("updated_at") else None,
+        "started_at": _time(r.started_at) if r.HasField("started_at") else None,
+        "finished_at": _time(r.finished_at) if r.HasField("finished_at") else None,
+        "next_attempt_at": _time(r.next_attempt_at) if r.HasField("next_attempt_at") else None,
         "attempts": [attempt_to_dict(a) for a in r.attempts],
         "steps": [step_to_dict(s) for s in r.steps],
-        "events": [
-            {
-                "id": e.id,
-                "type": e.type,
-                "attempt": e.attempt,
-                "details": e.details_json,
-                "at": _time(e, "at"),
-            }
-            for e in r.events
-        ],
+        "events": [event_to_dict(e) for e in r.events],
         "parent_run_id": r.parent_run_id or None,
         "priority": r.priority,
         "tags": list(r.tags),
         "metadata": struct_to_dict(r.metadata) if r.HasField("metadata") else {},
         "child_run_ids": list(r.child_run_ids),
         "wait": wait_to_dict(r.wait) if r.HasField("wait") else None,
-        "ttl": _seconds(r, "ttl"),
-        "max_duration": _seconds(r, "max_duration"),
+        "ttl": _seconds(r.ttl) if r.HasField("ttl") else None,
+        "max_duration": _seconds(r.max_duration) if r.HasField("max_duration") else None,
         "schedule_id": r.schedule_id or None,
         "concurrency_key": r.concurrency_key or None,
     }
 
 
-def token_to_dict(t: wpb.WaitToken) -> dict[str, Any]:
-    """A wait token as plain JSON-ready data; status is "pending", "completed" or
-    "timed_out"."""
+def token_to_dict(t: wpb.WaitToken) -> TokenJSON:
+    """A wait token."""
     return {
         "id": t.id,
         "namespace": t.namespace,
         "run_id": t.run_id or None,
         "status": WAIT_TOKEN_STATUS_NAMES.get(t.status, ""),
-        "payload": _payload(t, "payload"),
-        "created_at": _time(t, "created_at"),
-        "completed_at": _time(t, "completed_at"),
-        "timeout_at": _time(t, "timeout_at"),
+        "payload": _payload(t.payload) if t.HasField("payload") else None,
+        "created_at": _time(t.created_at) if t.HasField("created_at") else None,
+        "completed_at": _time(t.completed_at) if t.HasField("completed_at") else None,
+        "timeout_at": _time(t.timeout_at) if t.HasField("timeout_at") else None,
     }
 
 
-def schedule_to_dict(s: spb.Schedule) -> dict[str, Any]:
-    """A schedule as plain JSON-ready data."""
+def schedule_to_dict(s: spb.Schedule) -> ScheduleJSON:
+    """A schedule; an unset time zone is "UTC"."""
     return {
         "id": s.id,
         "namespace": s.namespace,
         "task": s.task_id,
         "cron": s.cron,
         "timezone": s.timezone or "UTC",
-        "payload": _payload(s, "payload"),
+        "payload": _payload(s.payload) if s.HasField("payload") else None,
         "deduplication_key": s.deduplication_key or None,
         "paused": s.paused,
         "declared": s.declared,
-        "next_fire_at": _time(s, "next_fire_at"),
-        "last_fired_at": _time(s, "last_fired_at"),
+        "next_fire_at": _time(s.next_fire_at) if s.HasField("next_fire_at") else None,
+        "last_fired_at": _time(s.last_fired_at) if s.HasField("last_fired_at") else None,
         "last_run_id": s.last_run_id or None,
     }
 
 
-def queue_to_dict(q: qpb.Queue) -> dict[str, Any]:
-    """A queue as plain JSON-ready data. concurrency_limit and max_depth are 0 when
-    there is no limit; rate_limit is {"limit": n, "period": seconds}, or None when
-    the queue has no rate limit."""
-    rate = None
+def queue_to_dict(q: qpb.Queue) -> QueueJSON:
+    """A queue. rate_limit is null when the queue has none (a limit of 0 is none)."""
+    rate: RateLimitJSON | None = None
     if q.HasField("rate_limit") and q.rate_limit.limit > 0:
-        rate = {"limit": q.rate_limit.limit, "period": q.rate_limit.period.ToTimedelta().total_seconds()}
+        rate = {"limit": q.rate_limit.limit, "period": _seconds(q.rate_limit.period)}
     return {
         "name": q.name,
         "namespace": q.namespace,
@@ -210,5 +392,10 @@ def queue_to_dict(q: qpb.Queue) -> dict[str, Any]:
         "depth": q.depth,
         "running": q.running,
         "managed": q.managed,
-        "updated_at": _time(q, "updated_at"),
+        "updated_at": _time(q.updated_at) if q.HasField("updated_at") else None,
     }
+
+
+def send_event_to_dict(r: wpb.SendEventResponse) -> SendEventJSON:
+    """Where a sent event went."""
+    return {"delivered_run_ids": list(r.delivered_run_ids), "buffered": r.buffered}

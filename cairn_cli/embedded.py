@@ -67,7 +67,8 @@ def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
 def _run_coro(factory: Callable[[], Awaitable[T]]) -> T:
@@ -176,6 +177,7 @@ class _Server:
 
     name = "server"
     stop_signal = signal.SIGTERM
+    url: str  # set by each kind of server
 
     def __init__(self, port: int | None, log_path: Path) -> None:
         self.port: int = port or free_port()
@@ -209,7 +211,7 @@ class _Server:
         return _log_tail(self.log_path, self._log_offset, lines)
 
     def _fail(self, what: str) -> RuntimeError:
-        binary = self.process.args[0] if self.process is not None else self.name  # type: ignore[index]
+        binary = str(self.process.args[0]) if self.process is not None else self.name  # type: ignore[index]
         return RuntimeError(
             f"{self.name} ({binary}) on 127.0.0.1:{self.port} {what}; log {self.log_path}:\n{self.log_tail()}"
         )

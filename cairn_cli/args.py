@@ -1,0 +1,285 @@
+"""The `cairn` command line as argparse reads it: the commands and their flags,
+and the flag types (durations, rates, JSON), each refusing a bad value on one
+line that names the flag, with exit status 2."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+from typing import Any, NoReturn
+
+ADDRESS_HELP = (
+    "frontend host:port, a comma-separated list of them, or a gRPC target such "
+    "as dns:///cairn.internal:7373 (CAIRN_ADDRESS, default 127.0.0.1:7373)"
+)
+DURATION_HELP = "e.g. 30s, 5m, 2h, 1d, 1h30m or plain seconds"
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|s|m|h|d)")
+
+
+def parse_duration(text: str) -> float:
+    """A duration as seconds: "30s", "5m", "2h", "1d", "500ms", compounds such as
+    "1h30m", or plain (possibly fractional) seconds. ValueError otherwise."""
+    raw = text.strip().lower()
+    try:
+        seconds = float(raw)
+    except ValueError:
+        pos, seconds = 0, 0.0
+        for match in _DURATION_PART.finditer(raw):
+            if match.start() != pos:
+                break
+            seconds += float(match.group(1)) * _UNITS[match.group(2)]
+            pos = match.end()
+        if pos != len(raw) or not raw:
+            raise ValueError(f"invalid duration {text!r}: use {DURATION_HELP}") from None
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"invalid duration {text!r}: it must be a finite, non-negative length of time")
+    return seconds
+
+
+def _duration_arg(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def format_duration(seconds: float) -> str:
+    """Seconds as a short duration parse_duration reads back: 1s, 500ms, 1m30s, 2h, 1d."""
+    if seconds <= 0:
+        return "0s"
+    if seconds < 1 or not float(seconds).is_integer():
+        if seconds < 1 and (seconds * 1000).is_integer():
+            return f"{int(seconds * 1000)}ms"
+        return f"{seconds:g}s"
+    left, out = int(seconds), ""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if left >= size:
+            out += f"{left // size}{unit}"
+            left %= size
+    return out
+
+
+def parse_rate(text: str) -> tuple[int, float]:
+    """A rate limit "N/PERIOD" as (N, seconds): "10/1s", "100/m" (a period without a
+    number means one unit), "5/30s"; "0" or "off" removes the rate limit, (0, 0)."""
+    raw = text.strip().lower()
+    if raw in ("0", "off", "none"):
+        return 0, 0.0
+    count, slash, period = raw.partition("/")
+    if not slash or not count.strip().isdigit():
+        raise ValueError(
+            f"invalid rate {text!r}: use N/PERIOD, e.g. 10/1s or 100/1m (0 or off removes the rate limit)"
+        )
+    period = period.strip()
+    if period[:1].isalpha():
+        period = "1" + period
+    seconds = parse_duration(period)
+    limit = int(count)
+    if limit and seconds <= 0:
+        raise ValueError(f"invalid rate {text!r}: the period must be longer than 0")
+    return limit, seconds
+
+
+def _rate_arg(text: str) -> tuple[int, float]:
+    try:
+        return parse_rate(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _json_arg(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not valid JSON: {exc}") from None
+
+
+def _json_object_arg(text: str) -> dict[str, Any]:
+    value = _json_arg(text)
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"must be a JSON object, got {text!r}")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    """Reports a bad command line on one line, naming the flag, with exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def _client_args(p: argparse.ArgumentParser, json_flag: bool = True) -> None:
+    p.add_argument("--address", default=None, help=ADDRESS_HELP)
+    p.add_argument("--namespace", default=None, help="namespace (CAIRN_NAMESPACE, default 'default')")
+    if json_flag:
+        p.add_argument("--json", action="store_true", help="print JSON objects instead of tables")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `cairn` command line: every command, subcommand and flag."""
+    p = _Parser(prog="cairn", description="Durable execution for Python.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, text in [
+        ("dev", "start PostgreSQL, NATS and the three services on this machine"),
+        ("frontend", "run the public frontend service"),
+        ("matching", "run the matching service"),
+        ("history", "run the history service"),
+    ]:
+        sub.add_parser(name, help=text, add_help=False)
+
+    w = sub.add_parser("worker", help="serve the tasks of a Python module")
+    w.add_argument("module", help="dotted module name, e.g. examples.hello")
+    w.add_argument("--slots", type=int, default=4, help="attempts run at once (default 4)")
+    w.add_argument("--version", default=None, help="worker version (CAIRN_WORKER_VERSION, default 'dev')")
+    w.add_argument(
+        "--queue", action="append", default=None, help="serve only the tasks on this queue (repeatable)"
+    )
+    _client_args(w, json_flag=False)
+
+    t = sub.add_parser("trigger", help="trigger a run of a task")
+    t.add_argument("task", help="task id")
+    t.add_argument("--payload", default="null", help="the payload as JSON (default null)")
+    t.add_argument(
+        "--idempotency-key", default="", help="a second trigger with this key returns the first run"
+    )
+    t.add_argument("--wait", action="store_true", help="wait until the run finishes and show it")
+    t.add_argument("--timeout", type=float, default=None, help="with --wait: give up after this many seconds")
+    t.add_argument(
+        "--delay",
+        type=_duration_arg,
+        default=None,
+        help=f"start no earlier than this from now ({DURATION_HELP})",
+    )
+    t.add_argument(
+        "--ttl", type=_duration_arg, default=None, help="expire the run if it has not started within this"
+    )
+    t.add_argument(
+        "--max-duration",
+        type=_duration_arg,
+        default=None,
+        help="time out the run after this much execution time",
+    )
+    t.add_argument("--priority", type=int, default=None, help="higher runs are dispatched first")
+    t.add_argument("--tag", action="append", default=None, help="a tag for the run (repeatable)")
+    t.add_argument(
+        "--metadata", type=_json_object_arg, default=None, help="the run's metadata, a JSON object"
+    )
+    t.add_argument(
+        "--concurrency-key",
+        default=None,
+        help="the queue's concurrency and rate limits apply per key, e.g. a tenant",
+    )
+    _client_args(t)
+
+    runs = sub.add_parser("runs", help="list runs or show one").add_subparsers(
+        dest="runs_command", required=True, metavar="SUBCOMMAND"
+    )
+    ls = runs.add_parser("list", help="list runs, newest first")
+    ls.add_argument("--task", default=None, help="only runs of this task")
+    ls.add_argument("--status", action="append", default=None, help="only runs in this status (repeatable)")
+    ls.add_argument("--limit", type=int, default=20, help="at most this many runs (default 20)")
+    ls.add_argument("--tag", default=None, help="only runs carrying this tag")
+    ls.add_argument("--parent", default=None, help="only child runs of this run id")
+    _client_args(ls)
+    get = runs.add_parser("get", help="show one run with its attempts and steps")
+    get.add_argument("run_id")
+    _client_args(get)
+
+    c = sub.add_parser("cancel", help="cancel an unfinished run")
+    c.add_argument("run_id")
+    c.add_argument("--reason", default="", help="recorded on the run")
+    _client_args(c)
+
+    events = sub.add_parser("events", help="send events to waiting runs").add_subparsers(
+        dest="events_command", required=True, metavar="SUBCOMMAND"
+    )
+    send = events.add_parser(
+        "send", help="send an event: to one run, or to every run waiting for its name and key"
+    )
+    send.add_argument("name", help="the event's name")
+    send.add_argument("--run", default=None, help="deliver to this run (kept until it waits)")
+    send.add_argument("--key", default=None, help="the event's key")
+    send.add_argument("--payload", type=_json_arg, default=None, help="the payload as JSON")
+    _client_args(send)
+
+    tokens = sub.add_parser("tokens", help="create, complete and read wait tokens").add_subparsers(
+        dest="tokens_command", required=True, metavar="SUBCOMMAND"
+    )
+    tc = tokens.add_parser("create", help="create a wait token")
+    tc.add_argument(
+        "--timeout",
+        type=_duration_arg,
+        default=None,
+        help=f"the token times out after this ({DURATION_HELP})",
+    )
+    _client_args(tc)
+    tdone = tokens.add_parser("complete", help="complete a token, resuming the run waiting on it")
+    tdone.add_argument("token_id")
+    tdone.add_argument("--payload", type=_json_arg, default=None, help="the payload as JSON")
+    _client_args(tdone)
+    tget = tokens.add_parser("get", help="show a token")
+    tget.add_argument("token_id")
+    _client_args(tget)
+
+    schedules = sub.add_parser("schedules", help="run tasks on cron schedules").add_subparsers(
+        dest="schedules_command", required=True, metavar="SUBCOMMAND"
+    )
+    sc = schedules.add_parser("create", help="create a schedule")
+    sc.add_argument("schedule_id")
+    sc.add_argument("--task", required=True, help="the task to trigger")
+    sc.add_argument("--cron", required=True, help="cron expression: 5 fields, or 6 with seconds first")
+    sc.add_argument("--timezone", default="UTC", help="IANA time zone (default UTC)")
+    sc.add_argument("--payload", type=_json_arg, default=None, help="each run's payload as JSON")
+    sc.add_argument("--dedup-key", default=None, help="deduplication key (default the schedule id)")
+    _client_args(sc)
+    sl = schedules.add_parser("list", help="list schedules")
+    sl.add_argument("--task", default=None, help="only schedules of this task")
+    _client_args(sl)
+    for name, text in [
+        ("pause", "stop a schedule from firing"),
+        ("resume", "let a paused schedule fire again"),
+        ("delete", "delete a schedule"),
+    ]:
+        sp = schedules.add_parser(name, help=text)
+        sp.add_argument("schedule_id")
+        _client_args(sp)
+
+    queues = sub.add_parser(
+        "queues", help="list queues, change their limits, pause and resume them"
+    ).add_subparsers(dest="queues_command", required=True, metavar="SUBCOMMAND")
+    ql = queues.add_parser("list", help="list queues with their limits, depth and running runs")
+    _client_args(ql)
+    qu = queues.add_parser(
+        "update",
+        help="create a queue or change its limits (the queue's "
+        "settings are then kept over the tasks' declarations)",
+    )
+    qu.add_argument("name")
+    qu.add_argument(
+        "--limit", type=int, default=None, help="at most this many runs execute at once (0 removes the limit)"
+    )
+    qu.add_argument(
+        "--rate",
+        type=_rate_arg,
+        default=None,
+        help="at most N attempts start per PERIOD, written N/PERIOD, e.g. 10/1s "
+        "or 100/1m (0 removes the rate limit)",
+    )
+    qu.add_argument(
+        "--max-depth",
+        type=int,
+        default=None,
+        help="refuse triggers beyond this many queued runs (0 removes the limit)",
+    )
+    _client_args(qu)
+    for name, text in [
+        ("pause", "stop a queue from dispatching (triggers are still accepted)"),
+        ("resume", "let a paused queue dispatch again"),
+    ]:
+        qp = queues.add_parser(name, help=text)
+        qp.add_argument("name")
+        _client_args(qp)
+    return p

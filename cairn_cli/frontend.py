@@ -1,0 +1,483 @@
+"""The CLI's calls to the Cairn frontend, on the generated gRPC stubs.
+
+Each method builds one request from command-line values, checks them as the
+SDK does before anything is sent (a bad value is a ValueError or TypeError,
+which the CLI reports with exit status 2), makes the call, and returns the
+answer in its JSON shape (cairn.run_json), which is all the CLI prints. A gRPC
+error becomes FrontendError, or Unreachable when no frontend answered."""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import grpc
+from google.protobuf.duration_pb2 import Duration
+from google.protobuf.struct_pb2 import Struct
+
+from cairn import addresses, payloads
+from cairn.limits import DEFAULT_NAMESPACE, MAX_CONCURRENCY_KEY_CHARS
+from cairn.run_json import (
+    QueueJSON,
+    RunJSON,
+    ScheduleJSON,
+    SendEventJSON,
+    TokenJSON,
+    queue_to_dict,
+    run_to_dict,
+    schedule_to_dict,
+    send_event_to_dict,
+    token_to_dict,
+)
+from cairn.statuses import RUN_STATUS_BY_NAME, TERMINAL_RUN_STATUSES
+from cairn.v1 import (
+    common_pb2,
+    queue_service_pb2,
+    queue_service_pb2_grpc,
+    run_service_pb2,
+    run_service_pb2_grpc,
+    schedule_service_pb2,
+    schedule_service_pb2_grpc,
+    wait_service_pb2,
+    wait_service_pb2_grpc,
+)
+
+R = TypeVar("R")
+RPC_TIMEOUT = 30.0  # each call but the long polls of wait_run
+WAIT_PER_CALL = 30.0  # the longest WaitRun poll
+MAX_PAGE = 1000
+INT32_MAX = 2**31 - 1
+MAX_QUEUE_NAME = 128
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")  # as the SDK checks queue names
+# The generated stubs are untyped; their methods take a request and return Any.
+_Stub = Callable[[grpc.Channel], Any]
+_RUNS: _Stub = run_service_pb2_grpc.RunServiceStub
+_WAITS: _Stub = wait_service_pb2_grpc.WaitServiceStub
+_SCHEDULES: _Stub = schedule_service_pb2_grpc.ScheduleServiceStub
+_QUEUES: _Stub = queue_service_pb2_grpc.QueueServiceStub
+_TRANSIENT = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+
+
+class FrontendError(Exception):
+    """The frontend refused a call; the message is its explanation."""
+
+    def __init__(self, message: str, code: grpc.StatusCode | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class Unreachable(FrontendError):
+    """No frontend answered (UNAVAILABLE), or its host name does not resolve."""
+
+
+def _error(exc: grpc.RpcError) -> FrontendError:
+    code: grpc.StatusCode | None = exc.code() if callable(getattr(exc, "code", None)) else None
+    details = (exc.details() if callable(getattr(exc, "details", None)) else None) or str(exc)
+    cls = Unreachable if code == grpc.StatusCode.UNAVAILABLE else FrontendError
+    return cls(details, code)
+
+
+def _task_id(task: Any) -> str:
+    if isinstance(task, str) and task:
+        return task
+    raise TypeError(f"task must be a task id string or a Task, got {task!r}")
+
+
+def _queue_name(name: Any) -> str:
+    """Checks a queue name as the SDK does: 1 to 128 characters, starting with a
+    letter or digit, then letters, digits, '_', '.', ':' or '-'."""
+    kind = "queue name"
+    if not isinstance(name, str):
+        raise TypeError(f"{kind} must be a string, got {type(name).__name__}")
+    if not name:
+        raise ValueError(f"{kind} must not be empty")
+    if len(name) > MAX_QUEUE_NAME:
+        raise ValueError(
+            f"{kind} {name[:40]!r}... is {len(name)} characters; at most {MAX_QUEUE_NAME} are allowed"
+        )
+    if not _NAME_RE.match(name):
+        raise ValueError(
+            f"{kind} {name!r} is invalid: it must start with a letter or digit "
+            "and contain only letters, digits, '_', '.', ':' and '-'"
+        )
+    return name
+
+
+def _payload(what: str, value: Any) -> common_pb2.Payload:
+    try:
+        data = payloads.encode_json(value)
+    except payloads.PayloadError as exc:
+        raise payloads.PayloadError(f"{what}: {exc}") from None
+    return common_pb2.Payload(data=data, encoding=payloads.JSON)
+
+
+def _duration(what: str, seconds: float, *, allow_zero: bool = True) -> Duration:
+    """seconds (finite and not negative, as the flag types make them) as a Duration."""
+    if not math.isfinite(seconds):
+        raise ValueError(f"{what} must be finite, got {seconds!r}")
+    if seconds < 0 or (seconds == 0 and not allow_zero):
+        bound = "at least 0" if allow_zero else "greater than 0"
+        raise ValueError(f"{what} must be {bound} seconds, got {seconds:g}")
+    d = Duration()
+    d.FromNanoseconds(round(seconds * 1e9))
+    return d
+
+
+def _limit(what: str, value: int) -> int:
+    """A queue limit: 0 (no limit) to 2**31-1."""
+    if not 0 <= value <= INT32_MAX:
+        raise ValueError(f"{what} must be from 0 (no limit) to {INT32_MAX}, got {value}")
+    return value
+
+
+def _trigger_options(
+    delay: float | None = None,
+    ttl: float | None = None,
+    max_duration: float | None = None,
+    priority: int | None = None,
+    tags: list[str] | None = None,
+    metadata: dict[str, Any] | None = None,
+    concurrency_key: str | None = None,
+) -> common_pb2.TriggerOptions:
+    """The TriggerOptions of `cairn trigger`; None leaves an option unset."""
+    opts = common_pb2.TriggerOptions()
+    if delay is not None:
+        opts.delay.CopyFrom(_duration("delay", delay))
+    if ttl is not None:
+        opts.ttl.CopyFrom(_duration("ttl", ttl, allow_zero=False))
+    if priority is not None:
+        if not -INT32_MAX - 1 <= priority <= INT32_MAX:
+            raise ValueError(f"priority must fit in 32 bits, got {priority}")
+        opts.priority = priority
+    if tags is not None:
+        for tag in tags:
+            if not tag:
+                raise TypeError(f"tags must be non-empty strings, got {tag!r}")
+        opts.tags.extend(tags)
+    if metadata is not None:
+        try:
+            payloads.encode_json(metadata)
+        except payloads.PayloadError as exc:
+            raise ValueError(f"metadata: {exc}") from None
+        s = Struct()
+        s.update(metadata)
+        opts.metadata.CopyFrom(s)
+    if max_duration is not None:
+        opts.max_duration.CopyFrom(_duration("max_duration", max_duration, allow_zero=False))
+    if concurrency_key is not None:
+        if not concurrency_key:
+            raise ValueError("concurrency_key must not be empty")
+        if len(concurrency_key) > MAX_CONCURRENCY_KEY_CHARS:
+            raise ValueError(
+                f"concurrency_key {concurrency_key[:40]!r}... is {len(concurrency_key)} characters; at "
+                f"most {MAX_CONCURRENCY_KEY_CHARS} are allowed"
+            )
+        opts.concurrency_key = concurrency_key
+    return opts
+
+
+class Frontend:
+    """A connection to the frontend(s) at address (else $CAIRN_ADDRESS, else
+    127.0.0.1:7373: one host:port, a comma-separated list, or a gRPC target) for
+    namespace (else $CAIRN_NAMESPACE, else "default"). The channel opens at the
+    first call; idempotent calls are retried on another frontend after
+    UNAVAILABLE (cairn.addresses.client_channel_options). Use it with `with`."""
+
+    def __init__(self, address: str | None = None, namespace: str | None = None) -> None:
+        self.address = addresses.check_address(
+            address or os.environ.get("CAIRN_ADDRESS") or addresses.DEFAULT_ADDRESS
+        )
+        self.namespace = namespace or os.environ.get("CAIRN_NAMESPACE") or DEFAULT_NAMESPACE
+        self._channel: grpc.Channel | None = None
+
+    def __enter__(self) -> Frontend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Closes the channel (a later call opens a new one)."""
+        if self._channel is not None:
+            channel, self._channel = self._channel, None
+            channel.close()
+
+    def _open(self) -> grpc.Channel:
+        if self._channel is None:
+            try:
+                target = addresses.channel_target(self.address)
+            except addresses.UnresolvedHost as exc:
+                raise Unreachable(str(exc), grpc.StatusCode.UNAVAILABLE) from None
+            self._channel = grpc.insecure_channel(target, options=addresses.client_channel_options())
+        return self._channel
+
+    def _runs(self) -> Any:
+        return _RUNS(self._open())
+
+    def _waits(self) -> Any:
+        return _WAITS(self._open())
+
+    def _schedules(self) -> Any:
+        return _SCHEDULES(self._open())
+
+    def _queues(self) -> Any:
+        return _QUEUES(self._open())
+
+    def _call(self, method: Callable[..., R], request: Any, timeout: float = RPC_TIMEOUT) -> R:
+        try:
+            return method(request, timeout=timeout)
+        except grpc.RpcError as exc:
+            raise _error(exc) from None
+
+    # ---- runs ----------------------------------------------------------------------------
+
+    def trigger(
+        self, task: str, payload: Any = None, idempotency_key: str | None = None, **options: Any
+    ) -> RunJSON:
+        """TriggerRun. options: delay, ttl, max_duration (seconds), priority, tags,
+        metadata (a JSON object), concurrency_key."""
+        task_id = _task_id(task)
+        request = run_service_pb2.TriggerRunRequest(
+            namespace=self.namespace,
+            task_id=task_id,
+            payload=_payload(f"payload for task '{task_id}'", payload),
+            idempotency_key=idempotency_key or "",
+        )
+        opts = _trigger_options(**options)
+        if opts.ByteSize():
+            request.options.CopyFrom(opts)
+        response: run_service_pb2.TriggerRunResponse = self._call(self._runs().TriggerRun, request)
+        return run_to_dict(response.run)
+
+    def get_run(self, run_id: str) -> RunJSON:
+        """GetRun: the run with its attempts and steps."""
+        request = run_service_pb2.GetRunRequest(namespace=self.namespace, run_id=run_id)
+        response: run_service_pb2.GetRunResponse = self._call(self._runs().GetRun, request)
+        return run_to_dict(response.run)
+
+    def list_runs(
+        self,
+        task: str | None = None,
+        status: list[str] | None = None,
+        limit: int = 20,
+        tag: str | None = None,
+        parent_run_id: str | None = None,
+    ) -> list[RunJSON]:
+        """ListRuns, newest first, following pages up to limit runs."""
+        if limit < 1:
+            raise ValueError(f"limit must be a positive int, got {limit!r}")
+        request = run_service_pb2.ListRunsRequest(
+            namespace=self.namespace,
+            task_id=_task_id(task) if task is not None else "",
+            statuses=[RUN_STATUS_BY_NAME[s.lower()] for s in status or []],
+            tag=tag or "",
+            parent_run_id=parent_run_id or "",
+        )
+        runs: list[RunJSON] = []
+        while len(runs) < limit:
+            request.page_size = min(MAX_PAGE, limit - len(runs))
+            response: run_service_pb2.ListRunsResponse = self._call(self._runs().ListRuns, request)
+            runs.extend(run_to_dict(r) for r in response.runs)
+            if not response.next_page_token or not response.runs:
+                break
+            request.page_token = response.next_page_token
+        return runs[:limit]
+
+    def cancel_run(self, run_id: str, reason: str = "") -> RunJSON:
+        """CancelRun: the run as canceled."""
+        request = run_service_pb2.CancelRunRequest(namespace=self.namespace, run_id=run_id, reason=reason)
+        response: run_service_pb2.CancelRunResponse = self._call(self._runs().CancelRun, request)
+        return run_to_dict(response.run)
+
+    def wait_run(self, run_id: str, timeout: float | None = None) -> RunJSON:
+        """Polls WaitRun until the run is in a terminal status. TimeoutError naming
+        the run when timeout seconds pass first; a briefly unreachable frontend is
+        retried within the timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = 0.1
+        last: RunJSON | None = None
+        while True:
+            per_call = WAIT_PER_CALL
+            if deadline is not None:
+                per_call = min(per_call, deadline - time.monotonic())
+                if per_call <= 0:
+                    status = f" (status: {last['status']})" if last else ""
+                    raise TimeoutError(f"run {run_id} did not finish within {timeout}s{status}")
+            wait = Duration()
+            wait.FromNanoseconds(max(1, round(per_call * 1e9)))
+            request = run_service_pb2.WaitRunRequest(namespace=self.namespace, run_id=run_id, timeout=wait)
+            try:
+                response: run_service_pb2.WaitRunResponse = self._runs().WaitRun(
+                    request, timeout=per_call + 10
+                )
+            except grpc.RpcError as exc:
+                error = _error(exc)
+                if error.code not in _TRANSIENT:
+                    raise error from None
+                if deadline is not None and time.monotonic() + delay >= deadline:
+                    raise error from None
+                time.sleep(delay)
+                delay = min(2.0, delay * 2)
+                continue
+            delay = 0.1
+            last = run_to_dict(response.run)
+            if response.done or last["status"] in TERMINAL_RUN_STATUSES:
+                return last
+
+    # ---- events and wait tokens ----------------------------------------------------------
+
+    def send_event(
+        self, name: str, payload: Any = None, *, run_id: str | None = None, key: str | None = None
+    ) -> SendEventJSON:
+        """SendEvent: to run_id, or to every run waiting for name and key."""
+        if not name:
+            raise ValueError(f"send_event: name must be a non-empty string, got {name!r}")
+        request = wait_service_pb2.SendEventRequest(
+            namespace=self.namespace,
+            run_id=run_id or "",
+            name=name,
+            key=key or "",
+            payload=_payload(f"payload of event '{name}'", payload),
+        )
+        response: wait_service_pb2.SendEventResponse = self._call(self._waits().SendEvent, request)
+        return send_event_to_dict(response)
+
+    def create_token(self, timeout: float | None = None) -> TokenJSON:
+        """CreateWaitToken, timing out timeout seconds after creation (None: never)."""
+        request = wait_service_pb2.CreateWaitTokenRequest(namespace=self.namespace)
+        if timeout is not None:
+            request.timeout.CopyFrom(_duration("timeout", timeout, allow_zero=False))
+        response: wait_service_pb2.CreateWaitTokenResponse = self._call(
+            self._waits().CreateWaitToken, request
+        )
+        return token_to_dict(response.token)
+
+    def complete_token(self, token_id: str, payload: Any = None) -> TokenJSON:
+        """CompleteWaitToken with payload."""
+        request = wait_service_pb2.CompleteWaitTokenRequest(
+            namespace=self.namespace,
+            token_id=token_id,
+            payload=_payload(f"payload for token {token_id}", payload),
+        )
+        response: wait_service_pb2.CompleteWaitTokenResponse = self._call(
+            self._waits().CompleteWaitToken, request
+        )
+        return token_to_dict(response.token)
+
+    def get_token(self, token_id: str) -> TokenJSON:
+        """GetWaitToken."""
+        request = wait_service_pb2.GetWaitTokenRequest(namespace=self.namespace, token_id=token_id)
+        response: wait_service_pb2.GetWaitTokenResponse = self._call(self._waits().GetWaitToken, request)
+        return token_to_dict(response.token)
+
+    # ---- schedules -----------------------------------------------------------------------
+
+    def create_schedule(
+        self,
+        schedule_id: str,
+        task: str,
+        cron: str,
+        *,
+        timezone: str = "UTC",
+        payload: Any = None,
+        deduplication_key: str | None = None,
+    ) -> ScheduleJSON:
+        """CreateSchedule."""
+        request = schedule_service_pb2.CreateScheduleRequest(
+            namespace=self.namespace,
+            schedule_id=schedule_id,
+            task_id=_task_id(task),
+            cron=cron,
+            timezone=timezone or "",
+            payload=_payload(f"payload for schedule '{schedule_id}'", payload),
+            deduplication_key=deduplication_key or "",
+        )
+        response: schedule_service_pb2.CreateScheduleResponse = self._call(
+            self._schedules().CreateSchedule, request
+        )
+        return schedule_to_dict(response.schedule)
+
+    def list_schedules(self, task: str | None = None) -> list[ScheduleJSON]:
+        """ListSchedules, by id, optionally of one task."""
+        request = schedule_service_pb2.ListSchedulesRequest(
+            namespace=self.namespace, task_id=_task_id(task) if task is not None else ""
+        )
+        response: schedule_service_pb2.ListSchedulesResponse = self._call(
+            self._schedules().ListSchedules, request
+        )
+        return [schedule_to_dict(s) for s in response.schedules]
+
+    def pause_schedule(self, schedule_id: str) -> ScheduleJSON:
+        """PauseSchedule."""
+        request = schedule_service_pb2.PauseScheduleRequest(namespace=self.namespace, schedule_id=schedule_id)
+        response: schedule_service_pb2.PauseScheduleResponse = self._call(
+            self._schedules().PauseSchedule, request
+        )
+        return schedule_to_dict(response.schedule)
+
+    def resume_schedule(self, schedule_id: str) -> ScheduleJSON:
+        """ResumeSchedule."""
+        request = schedule_service_pb2.ResumeScheduleRequest(
+            namespace=self.namespace, schedule_id=schedule_id
+        )
+        response: schedule_service_pb2.ResumeScheduleResponse = self._call(
+            self._schedules().ResumeSchedule, request
+        )
+        return schedule_to_dict(response.schedule)
+
+    def delete_schedule(self, schedule_id: str) -> None:
+        """DeleteSchedule."""
+        request = schedule_service_pb2.DeleteScheduleRequest(
+            namespace=self.namespace, schedule_id=schedule_id
+        )
+        self._call(self._schedules().DeleteSchedule, request)
+
+    # ---- queues --------------------------------------------------------------------------
+
+    def update_queue(
+        self,
+        name: str,
+        *,
+        concurrency_limit: int | None = None,
+        rate_limit: tuple[int, float] | None = None,
+        max_depth: int | None = None,
+    ) -> QueueJSON:
+        """UpdateQueue; None keeps a setting. rate_limit is (limit, period seconds),
+        a limit of 0 removing it."""
+        name = _queue_name(name)
+        request = queue_service_pb2.UpdateQueueRequest(namespace=self.namespace, name=name)
+        if concurrency_limit is not None:
+            request.concurrency_limit = _limit(f"queue {name!r}: concurrency_limit", concurrency_limit)
+        if rate_limit is not None:
+            limit, period = rate_limit
+            request.rate_limit.limit = _limit(f"queue {name!r}: rate_limit limit", limit)
+            if limit:
+                request.rate_limit.period.CopyFrom(
+                    _duration(f"queue {name!r}: rate_limit period", period, allow_zero=False)
+                )
+        if max_depth is not None:
+            request.max_depth = _limit(f"queue {name!r}: max_depth", max_depth)
+        response: queue_service_pb2.UpdateQueueResponse = self._call(self._queues().UpdateQueue, request)
+        return queue_to_dict(response.queue)
+
+    def list_queues(self) -> list[QueueJSON]:
+        """ListQueues, by name, with depth and running counts."""
+        request = queue_service_pb2.ListQueuesRequest(namespace=self.namespace)
+        response: queue_service_pb2.ListQueuesResponse = self._call(self._queues().ListQueues, request)
+        return [queue_to_dict(q) for q in response.queues]
+
+    def pause_queue(self, name: str) -> QueueJSON:
+        """PauseQueue."""
+        request = queue_service_pb2.PauseQueueRequest(namespace=self.namespace, name=_queue_name(name))
+        response: queue_service_pb2.PauseQueueResponse = self._call(self._queues().PauseQueue, request)
+        return queue_to_dict(response.queue)
+
+    def resume_queue(self, name: str) -> QueueJSON:
+        """ResumeQueue."""
+        request = queue_service_pb2.ResumeQueueRequest(namespace=self.namespace, name=_queue_name(name))
+        response: queue_service_pb2.ResumeQueueResponse = self._call(self._queues().ResumeQueue, request)
+        return queue_to_dict(response.queue)
