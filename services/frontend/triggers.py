@@ -5,15 +5,11 @@ arrives while none is in flight goes at once as its own TriggerRun."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from cairn import status_codes
 from cairn.coalesce import Coalescer
 from cairn.v1 import run_service_pb2 as rpb
 from services.common.errors import ServiceError
-
-if TYPE_CHECKING:
-    from services.frontend.servicer import Backend
+from services.frontend.backend import HISTORY, Backend
 
 
 class Triggers:
@@ -33,13 +29,14 @@ class Triggers:
     async def _send_one(
         self, request: rpb.TriggerRunRequest, timeout: float | None
     ) -> rpb.TriggerRunResponse:
-        return await self.b.call(self.b.history, "TriggerRun", request, self.timeout)
+        response: rpb.TriggerRunResponse = await self.b.call(HISTORY, "TriggerRun", request, self.timeout)
+        return response
 
     async def _send_many(
         self, requests: list[rpb.TriggerRunRequest], timeout: float | None
     ) -> list[rpb.TriggerRunResponse | BaseException]:
         response = await self.b.call(
-            self.b.history, "TriggerRuns", rpb.BatchTriggerRunsRequest(runs=requests), self.timeout
+            HISTORY, "TriggerRuns", rpb.BatchTriggerRunsRequest(runs=requests), self.timeout
         )
         return [
             r.triggered

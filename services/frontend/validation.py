@@ -1,17 +1,47 @@
 """Checks on every external request, before anything is routed or written.
-Each failure is INVALID_ARGUMENT with a message that names the field."""
+Each failure is INVALID_ARGUMENT with a message that names the field. The checks
+are pure: they never change a request (the namespace is filled in before them,
+by the frontend's defaulting interceptor). Every limit comes from cairn.limits."""
 
 from __future__ import annotations
 
 import json
-import re
 import uuid
+from typing import Any
 
 from google.protobuf import json_format
 
 from cairn import payloads, retry_policy
 from cairn.cron import Cron
-from cairn.limits import MAX_POLL_ATTEMPTS, MAX_WAIT
+from cairn.limits import (
+    ID_RE,
+    MAX_BATCH,
+    MAX_CONCURRENCY_KEY_CHARS,
+    MAX_DELAY_SECONDS,
+    MAX_ERROR_MESSAGE_CHARS,
+    MAX_ERROR_TYPE_CHARS,
+    MAX_KEY_CHARS,
+    MAX_METADATA_BYTES,
+    MAX_NAME_CHARS,
+    MAX_PAGE_SIZE,
+    MAX_PAYLOAD_BYTES,
+    MAX_POLL_ATTEMPTS,
+    MAX_PRIORITY,
+    MAX_QUEUE_CONCURRENCY,
+    MAX_QUEUE_DEPTH,
+    MAX_RATE_LIMIT,
+    MAX_RATE_PERIOD_SECONDS,
+    MAX_REASON_CHARS,
+    MAX_STACK_TRACE_CHARS,
+    MAX_TAG_CHARS,
+    MAX_TAGS,
+    MAX_TOKEN_ID_CHARS,
+    MAX_VERSION_CHARS,
+    MAX_WAIT,
+    MAX_WORKER_ID_CHARS,
+    MIN_PRIORITY,
+    NAMESPACE_RE,
+)
 from cairn.v1 import common_pb2 as cpb
 from cairn.v1 import queue_service_pb2 as qpb
 from cairn.v1 import run_service_pb2 as rpb
@@ -20,24 +50,11 @@ from cairn.v1 import wait_service_pb2 as wspb
 from cairn.v1 import worker_service_pb2 as wpb
 from services.common.errors import ServiceError, invalid
 
-DEFAULT_NAMESPACE = "default"
-NAMESPACE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
-MAX_PAYLOAD_BYTES = 4 * 1024 * 1024
-MAX_KEY_CHARS = 256
-MAX_METADATA_BYTES = 4096
-MAX_TAGS = 10
-MAX_BATCH = 1000
-MAX_DELAY_SECONDS = 366 * 86400
 
-
-def namespace(value: str) -> str:
-    """The namespace, "default" when empty."""
-    if not value:
-        return DEFAULT_NAMESPACE
-    if not NAMESPACE_RE.match(value):
+def namespace(value: str) -> None:
+    """A namespace name (empty means the default one)."""
+    if value and not NAMESPACE_RE.match(value):
         raise invalid(f"namespace: {value!r} must be 1-64 letters, digits, '_', '.' or '-'")
-    return value
 
 
 def identifier(field: str, value: str) -> None:
@@ -77,21 +94,21 @@ def text(field: str, value: str, limit: int, required: bool = False) -> None:
         raise invalid(f"{field}: must not contain NUL characters (PostgreSQL cannot store them)")
 
 
-def wait_seconds(field: str, msg: object, default: float) -> float:
-    """A Duration field in seconds, 0 to 60."""
-    if not msg.HasField(field):  # type: ignore[attr-defined]
+def wait_seconds(field: str, msg: Any, default: float) -> float:
+    """A Duration field in seconds, 0 to 60 (`default` when unset)."""
+    if not msg.HasField(field):
         return default
-    seconds = getattr(msg, field).ToTimedelta().total_seconds()
+    seconds: float = getattr(msg, field).ToTimedelta().total_seconds()
     if seconds < 0 or seconds > MAX_WAIT:
         raise invalid(f"{field}: must be between 0 and {MAX_WAIT:g} seconds")
     return seconds
 
 
 def duration(
-    field: str, msg: object, name: str, *, allow_zero: bool = False, limit: float = MAX_DELAY_SECONDS
+    field: str, msg: Any, name: str, *, allow_zero: bool = False, limit: float = MAX_DELAY_SECONDS
 ) -> None:
     """A Duration field that must be positive (or zero) and at most `limit` seconds."""
-    if not msg.HasField(name):  # type: ignore[attr-defined]
+    if not msg.HasField(name):
         return
     seconds = getattr(msg, name).ToTimedelta().total_seconds()
     if seconds < 0 or (seconds == 0 and not allow_zero) or seconds > limit:
@@ -101,8 +118,8 @@ def duration(
         )
 
 
-def metadata(field: str, value: object) -> None:
-    size = len(json.dumps(json_format.MessageToDict(value)))  # type: ignore[arg-type]
+def metadata(field: str, value: Any) -> None:
+    size = len(json.dumps(json_format.MessageToDict(value)))
     if size > MAX_METADATA_BYTES:
         raise invalid(f"{field}: {size} bytes of JSON exceeds the limit of {MAX_METADATA_BYTES}")
 
@@ -111,15 +128,15 @@ def options(field: str, o: cpb.TriggerOptions) -> None:
     duration(f"{field}.delay", o, "delay", allow_zero=True)
     duration(f"{field}.ttl", o, "ttl")
     duration(f"{field}.max_duration", o, "max_duration")
-    if not -1000 <= o.priority <= 1000:
-        raise invalid(f"{field}.priority: {o.priority} is not between -1000 and 1000")
+    if not MIN_PRIORITY <= o.priority <= MAX_PRIORITY:
+        raise invalid(f"{field}.priority: {o.priority} is not between {MIN_PRIORITY} and {MAX_PRIORITY}")
     if len(o.tags) > MAX_TAGS:
         raise invalid(f"{field}.tags: at most {MAX_TAGS} tags, got {len(o.tags)}")
     for i, tag in enumerate(o.tags):
-        if not 1 <= len(tag) <= 64:
-            raise invalid(f"{field}.tags[{i}]: must be 1-64 characters")
+        if not 1 <= len(tag) <= MAX_TAG_CHARS:
+            raise invalid(f"{field}.tags[{i}]: must be 1-{MAX_TAG_CHARS} characters")
     metadata(f"{field}.metadata", o.metadata)
-    text(f"{field}.concurrency_key", o.concurrency_key, 128)
+    text(f"{field}.concurrency_key", o.concurrency_key, MAX_CONCURRENCY_KEY_CHARS)
 
 
 def trigger(r: rpb.TriggerRunRequest, prefix: str = "") -> None:
@@ -137,26 +154,25 @@ def batch_trigger(r: rpb.BatchTriggerRunsRequest) -> None:
     for i, item in enumerate(r.runs):
         if item.namespace and item.namespace != r.namespace:
             raise invalid(f"runs[{i}].namespace: {item.namespace!r} differs from the batch's {r.namespace!r}")
-        item.namespace = r.namespace
         trigger(item, f"runs[{i}].")
 
 
 def list_runs(r: rpb.ListRunsRequest) -> None:
     if r.task_id:
         identifier("task_id", r.task_id)
-    if not 0 <= r.page_size <= 1000:
-        raise invalid(f"page_size: {r.page_size} is not between 1 and 1000")
+    if not 0 <= r.page_size <= MAX_PAGE_SIZE:
+        raise invalid(f"page_size: {r.page_size} is not between 1 and {MAX_PAGE_SIZE}")
     for i, s in enumerate(r.statuses):
         if s not in cpb.RunStatus.values() or s == cpb.RUN_STATUS_UNSPECIFIED:
             raise invalid(f"statuses[{i}]: {s} is not a run status")
-    text("tag", r.tag, 64)
+    text("tag", r.tag, MAX_TAG_CHARS)
     if r.parent_run_id:
         run_id(r.parent_run_id, "parent_run_id")
 
 
 def register(r: wpb.RegisterWorkerRequest) -> None:
-    text("worker_id", r.worker_id, 200, required=True)
-    text("version", r.version, 100)
+    text("worker_id", r.worker_id, MAX_WORKER_ID_CHARS, required=True)
+    text("version", r.version, MAX_VERSION_CHARS)
     if r.slots < 0:
         raise invalid("slots: must not be negative")
     if not r.tasks:
@@ -187,32 +203,37 @@ def cron(prefix: str, expression: str, timezone: str) -> None:
         raise invalid(f"{prefix}{exc}") from None
 
 
+def poll_wait(r: wpb.PollAttemptRequest) -> None:
+    """The poll's wait: checked before its namespace and other fields."""
+    wait_seconds("wait", r, 0.0)
+
+
 def poll(r: wpb.PollAttemptRequest) -> None:
-    """The poll's fields but its wait, which the servicer reads (wait_seconds)."""
-    text("worker_id", r.worker_id, 200, required=True)
+    """The poll's fields but its wait (poll_wait)."""
+    text("worker_id", r.worker_id, MAX_WORKER_ID_CHARS, required=True)
     for i, t in enumerate(r.task_ids):
         identifier(f"task_ids[{i}]", t)
     if not 0 <= r.max_attempts <= MAX_POLL_ATTEMPTS:
         raise invalid(f"max_attempts: 0 to {MAX_POLL_ATTEMPTS} (0 means 1), got {r.max_attempts}")
 
 
-def attempt_ref(r: object) -> None:
-    run_id(r.run_id)  # type: ignore[attr-defined]
-    if r.attempt < 1:  # type: ignore[attr-defined]
+def attempt_ref(r: Any) -> None:
+    run_id(r.run_id)
+    if r.attempt < 1:
         raise invalid("attempt: must be 1 or more")
 
 
 def error_info(field: str, e: cpb.ErrorInfo) -> None:
-    text(f"{field}.type", e.type, 500, required=True)
-    text(f"{field}.message", e.message, 64 * 1024)
-    text(f"{field}.stack_trace", e.stack_trace, 256 * 1024)
+    text(f"{field}.type", e.type, MAX_ERROR_TYPE_CHARS, required=True)
+    text(f"{field}.message", e.message, MAX_ERROR_MESSAGE_CHARS)
+    text(f"{field}.stack_trace", e.stack_trace, MAX_STACK_TRACE_CHARS)
 
 
 def record_step(r: wpb.RecordStepRequest) -> None:
     attempt_ref(r)
     if r.position < 0:
         raise invalid("position: must not be negative")
-    text("name", r.name, 256, required=True)
+    text("name", r.name, MAX_NAME_CHARS, required=True)
     if r.status == cpb.STEP_STATUS_COMPLETED:
         payload("output", r.output)
     elif r.status == cpb.STEP_STATUS_FAILED:
@@ -251,7 +272,6 @@ def batch_write(r: wpb.BatchWriteRequest) -> None:
             raise invalid(
                 f"writes[{i}].{kind}.namespace: {item.namespace!r} differs from the batch's {r.namespace!r}"
             )
-        item.namespace = r.namespace
         try:
             (record_step if kind == "record_step" else finish)(item)
         except ServiceError as exc:
@@ -261,15 +281,15 @@ def batch_write(r: wpb.BatchWriteRequest) -> None:
 def wait(w: wpb.WaitSpec) -> None:
     if w.position < 0:
         raise invalid("wait.position: must not be negative")
-    text("wait.name", w.name, 256, required=True)
+    text("wait.name", w.name, MAX_NAME_CHARS, required=True)
     kind = w.WhichOneof("kind")
     if kind is None:
         raise invalid("wait: one of event, token or children is required")
     if kind == "event":
-        text("wait.event.name", w.event.name, 256, required=True)
-        text("wait.event.key", w.event.key, 256)
+        text("wait.event.name", w.event.name, MAX_NAME_CHARS, required=True)
+        text("wait.event.key", w.event.key, MAX_NAME_CHARS)
     elif kind == "token":
-        text("wait.token.token_id", w.token.token_id, 100, required=True)
+        text("wait.token.token_id", w.token.token_id, MAX_TOKEN_ID_CHARS, required=True)
     else:
         if not 1 <= len(w.children.runs) <= MAX_BATCH:
             raise invalid(f"wait.children.runs: 1 to {MAX_BATCH} children, got {len(w.children.runs)}")
@@ -287,8 +307,8 @@ def update_metadata(r: wpb.UpdateRunMetadataRequest) -> None:
 def send_event(r: wspb.SendEventRequest) -> None:
     if r.run_id:
         run_id(r.run_id)
-    text("name", r.name, 256, required=True)
-    text("key", r.key, 256)
+    text("name", r.name, MAX_NAME_CHARS, required=True)
+    text("key", r.key, MAX_NAME_CHARS)
     payload("payload", r.payload)
 
 
@@ -299,8 +319,8 @@ def create_token(r: wspb.CreateWaitTokenRequest) -> None:
     text("idempotency_key", r.idempotency_key, MAX_KEY_CHARS)
 
 
-def token_ref(r: object) -> None:
-    text("token_id", r.token_id, 100, required=True)  # type: ignore[attr-defined]
+def token_ref(r: Any) -> None:
+    text("token_id", r.token_id, MAX_TOKEN_ID_CHARS, required=True)
 
 
 def complete_token(r: wspb.CompleteWaitTokenRequest) -> None:
@@ -316,8 +336,8 @@ def create_schedule(r: spb.CreateScheduleRequest) -> None:
     text("deduplication_key", r.deduplication_key, MAX_KEY_CHARS)
 
 
-def schedule_ref(r: object) -> None:
-    identifier("schedule_id", r.schedule_id)  # type: ignore[attr-defined]
+def schedule_ref(r: Any) -> None:
+    identifier("schedule_id", r.schedule_id)
 
 
 def list_schedules(r: spb.ListSchedulesRequest) -> None:
@@ -325,20 +345,40 @@ def list_schedules(r: spb.ListSchedulesRequest) -> None:
         identifier("task_id", r.task_id)
 
 
-def queue_ref(r: object) -> None:
-    identifier("name", r.name)  # type: ignore[attr-defined]
+def queue_ref(r: Any) -> None:
+    identifier("name", r.name)
 
 
 def update_queue(r: qpb.UpdateQueueRequest) -> None:
     queue_ref(r)
-    if r.HasField("concurrency_limit") and not 0 <= r.concurrency_limit <= 100_000:
-        raise invalid(f"concurrency_limit: {r.concurrency_limit} is not between 0 and 100000")
-    if r.HasField("max_depth") and not 0 <= r.max_depth <= 100_000_000:
-        raise invalid(f"max_depth: {r.max_depth} is not between 0 and 100000000")
+    if r.HasField("concurrency_limit") and not 0 <= r.concurrency_limit <= MAX_QUEUE_CONCURRENCY:
+        raise invalid(
+            f"concurrency_limit: {r.concurrency_limit} is not between 0 and {MAX_QUEUE_CONCURRENCY}"
+        )
+    if r.HasField("max_depth") and not 0 <= r.max_depth <= MAX_QUEUE_DEPTH:
+        raise invalid(f"max_depth: {r.max_depth} is not between 0 and {MAX_QUEUE_DEPTH}")
     if r.HasField("rate_limit"):
-        if not 0 <= r.rate_limit.limit <= 1_000_000:
-            raise invalid(f"rate_limit.limit: {r.rate_limit.limit} is not between 0 and 1000000")
+        if not 0 <= r.rate_limit.limit <= MAX_RATE_LIMIT:
+            raise invalid(f"rate_limit.limit: {r.rate_limit.limit} is not between 0 and {MAX_RATE_LIMIT}")
         if r.rate_limit.limit:
             if not r.rate_limit.HasField("period"):
                 raise invalid("rate_limit.period: required with a rate limit")
-            duration("rate_limit.period", r.rate_limit, "period", limit=86400)
+            duration("rate_limit.period", r.rate_limit, "period", limit=MAX_RATE_PERIOD_SECONDS)
+
+
+def nothing(r: Any) -> None:
+    """No fields to check (the namespace is checked for every request)."""
+
+
+def get_run(r: rpb.GetRunRequest) -> None:
+    run_id(r.run_id)
+
+
+def cancel_run(r: rpb.CancelRunRequest) -> None:
+    run_id(r.run_id)
+    text("reason", r.reason, MAX_REASON_CHARS)
+
+
+def wait_run(r: rpb.WaitRunRequest) -> None:
+    run_id(r.run_id)
+    wait_seconds("timeout", r, 0.0)

@@ -1,0 +1,98 @@
+"""The public methods that do more than forward a request (every other one is
+a line of the routing table). Their requests arrive defaulted and validated by
+the interceptors; their failures are mapped there too."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+
+from cairn.internal.v1 import history_service_pb2 as hpb
+from cairn.limits import DEFAULT_POLL_WAIT
+from cairn.statuses import RUN_STATUS_NAMES, TERMINAL_RUN_STATUSES
+from cairn.v1 import run_service_pb2 as rpb
+from cairn.v1 import worker_service_pb2 as wpb
+from services.frontend import validation as check
+from services.frontend.backend import CALL_TIMEOUT, HISTORY, MATCHING, Backend
+from services.frontend.routes import RUNS, WORKERS, path
+from services.frontend.run_watch import RunWatcher
+from services.frontend.triggers import Triggers
+
+DEFAULT_WAIT_RUN = 30.0
+Context = grpc.aio.ServicerContext[Any, Any]
+Handler = Callable[[Any, Context], Awaitable[Any]]
+
+
+class Handlers:
+    """TriggerRun, WaitRun, RegisterWorker, PollAttempt and BatchWrite."""
+
+    def __init__(self, backend: Backend, watcher: RunWatcher, sweep_seconds: float) -> None:
+        self.b = backend
+        self.watcher = watcher
+        self.sweep_seconds = sweep_seconds
+        self.triggers = Triggers(backend, CALL_TIMEOUT)
+
+    def by_path(self) -> dict[str, Handler]:
+        """The handlers by gRPC path, for the routes without a backend."""
+        return {
+            path(RUNS, "TriggerRun"): self.trigger_run,
+            path(RUNS, "WaitRun"): self.wait_run,
+            path(WORKERS, "RegisterWorker"): self.register_worker,
+            path(WORKERS, "PollAttempt"): self.poll_attempt,
+            path(WORKERS, "BatchWrite"): self.batch_write,
+        }
+
+    async def trigger_run(self, request: rpb.TriggerRunRequest, context: Context) -> rpb.TriggerRunResponse:
+        """Sent with the triggers that arrive while one is in flight as one call."""
+        return await self.triggers.trigger(request)
+
+    async def wait_run(self, request: rpb.WaitRunRequest, context: Context) -> rpb.WaitRunResponse:
+        """Re-reads the run when NATS announces that it ended, and at the sweep
+        interval in case an announcement was lost."""
+        deadline = time.monotonic() + check.wait_seconds("timeout", request, DEFAULT_WAIT_RUN)
+        get = rpb.GetRunRequest(namespace=request.namespace, run_id=request.run_id)
+        while True:
+            event = self.watcher.watch(request.run_id)
+            try:
+                run = (await self.b.call(HISTORY, "GetRun", get)).run
+                done = RUN_STATUS_NAMES.get(run.status) in TERMINAL_RUN_STATUSES
+                remaining = deadline - time.monotonic()
+                if done or remaining <= 0:
+                    return rpb.WaitRunResponse(run=run, done=done)
+                try:
+                    await asyncio.wait_for(event.wait(), min(remaining, self.sweep_seconds))
+                except TimeoutError:
+                    pass
+            finally:
+                self.watcher.unwatch(request.run_id, event)
+
+    async def register_worker(
+        self, request: wpb.RegisterWorkerRequest, context: Context
+    ) -> wpb.RegisterWorkerResponse:
+        """Registers with matching, then lets history align the declared schedules."""
+        response: wpb.RegisterWorkerResponse = await self.b.call(MATCHING, "RegisterWorker", request)
+        await self.b.call(
+            HISTORY,
+            "SyncDeclaredSchedules",
+            hpb.SyncDeclaredSchedulesRequest(namespace=request.namespace, tasks=request.tasks),
+        )
+        return response
+
+    async def poll_attempt(
+        self, request: wpb.PollAttemptRequest, context: Context
+    ) -> wpb.PollAttemptResponse:
+        """Forwarded to matching with a deadline past the poll's own wait."""
+        wait = check.wait_seconds("wait", request, DEFAULT_POLL_WAIT)
+        response: wpb.PollAttemptResponse = await self.b.call(
+            MATCHING, "PollAttempt", request, wait + CALL_TIMEOUT
+        )
+        return response
+
+    async def batch_write(self, request: wpb.BatchWriteRequest, context: Context) -> wpb.BatchWriteResponse:
+        """Forwarded to history, which commits the writes in one transaction."""
+        response: wpb.BatchWriteResponse = await self.b.call(HISTORY, "BatchWrite", request)
+        return response

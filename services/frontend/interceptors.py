@@ -1,0 +1,137 @@
+"""The layers every routed call passes, as gRPC server interceptors, outermost
+first (see chain()): error mapping, authorization, namespace defaulting,
+validation. Each wraps the behaviour of a routed method once and caches the
+wrapped handler per method; calls that are not routed (health, reflection)
+pass untouched."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, cast
+
+import grpc
+
+from cairn.limits import DEFAULT_NAMESPACE
+from cairn.v1 import run_service_pb2 as rpb
+from cairn.v1 import worker_service_pb2 as wpb
+from services.common.errors import status_of
+from services.frontend import validation as check
+from services.frontend.routes import Route
+
+Context = grpc.aio.ServicerContext[Any, Any]
+Behaviour = Callable[[Any, Context], Awaitable[Any]]
+MethodHandler = grpc.RpcMethodHandler[Any, Any]
+Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[MethodHandler | None]]
+
+
+class RouteInterceptor(grpc.aio.ServerInterceptor):
+    """Wraps the unary behaviour of every routed method with `wrap`."""
+
+    def __init__(self, routes: dict[str, Route]) -> None:
+        self.routes = routes
+        self._wrapped: dict[str, tuple[MethodHandler, MethodHandler]] = {}
+
+    def wrap(self, route: Route, behaviour: Behaviour) -> Behaviour:
+        raise NotImplementedError
+
+    async def intercept_service(
+        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
+    ) -> MethodHandler | None:
+        handler = await continuation(handler_call_details)
+        method = handler_call_details.method
+        cached = self._wrapped.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        route = self.routes.get(method)
+        if route is None or handler is None or handler.unary_unary is None:
+            return handler
+        wrapped = grpc.unary_unary_rpc_method_handler(
+            self.wrap(route, cast(Behaviour, handler.unary_unary)),  # aio: a coroutine function
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+        self._wrapped[method] = (handler, wrapped)
+        return wrapped
+
+
+class ErrorMapping(RouteInterceptor):
+    """Every failure as the client's status: a ServiceError (a refusal, or a
+    downed backend already named by Backend.call) keeps its code and message, a
+    backend's own status is passed on, anything else is INTERNAL and logged."""
+
+    def wrap(self, route: Route, behaviour: Behaviour) -> Behaviour:
+        name = route.method
+
+        async def mapped(request: Any, context: Context) -> Any:
+            try:
+                return await behaviour(request, context)
+            except grpc.aio.AbortError:
+                raise
+            except Exception as exc:
+                code, message = status_of(exc, name)
+            await context.abort(code, message)
+            raise AssertionError("unreachable")  # abort raises
+
+        return mapped
+
+
+class Authorization(RouteInterceptor):
+    """Where authentication and per-namespace authorization will go (the
+    caller's metadata is context.invocation_metadata()). Every call is allowed
+    today, so nothing is wrapped and a call pays nothing for it."""
+
+    def wrap(self, route: Route, behaviour: Behaviour) -> Behaviour:
+        return behaviour
+
+
+def default_namespace(request: Any) -> None:
+    """The one place a request's namespace is filled in: empty means
+    DEFAULT_NAMESPACE, and an item of a batch without one takes the batch's (an
+    item naming another namespace is left for validation to refuse)."""
+    if not request.namespace:
+        request.namespace = DEFAULT_NAMESPACE
+    for item in _batch_items(request):
+        if not item.namespace:
+            item.namespace = request.namespace
+
+
+def _batch_items(request: Any) -> Iterable[Any]:
+    if isinstance(request, rpb.BatchTriggerRunsRequest):
+        return request.runs
+    if isinstance(request, wpb.BatchWriteRequest):
+        return [getattr(w, kind) for w in request.writes if (kind := w.WhichOneof("write")) is not None]
+    return ()
+
+
+class NamespaceDefaulting(RouteInterceptor):
+    """Fills in the namespace of every routed request (default_namespace)."""
+
+    def wrap(self, route: Route, behaviour: Behaviour) -> Behaviour:
+        async def defaulted(request: Any, context: Context) -> Any:
+            default_namespace(request)
+            return await behaviour(request, context)
+
+        return defaulted
+
+
+class Validation(RouteInterceptor):
+    """Refuses an invalid request before it is routed: the route's precheck,
+    then the namespace, then the route's own checks (validation.py), none of
+    which changes the request."""
+
+    def wrap(self, route: Route, behaviour: Behaviour) -> Behaviour:
+        precheck, validate = route.precheck, route.validate
+
+        async def validated(request: Any, context: Context) -> Any:
+            if precheck is not None:
+                precheck(request)
+            check.namespace(request.namespace)
+            validate(request)
+            return await behaviour(request, context)
+
+        return validated
+
+
+def chain(routes: dict[str, Route]) -> list[grpc.aio.ServerInterceptor]:
+    """The interceptors of the frontend's server, outermost first."""
+    return [ErrorMapping(routes), Authorization(routes), NamespaceDefaulting(routes), Validation(routes)]

@@ -1,0 +1,49 @@
+"""The frontend's public services on a gRPC server, built from the routing
+table: each method is forwarded to its backend or served by its explicit
+handler; a method of the public protocol without a route fails at start."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+from google.protobuf.message_factory import GetMessageClass
+
+from services.frontend.backend import Backend
+from services.frontend.handlers import Handler
+from services.frontend.routes import SERVICES, Route, path
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+def _forward(backend: Backend, route: Route) -> Handler:
+    """Sends the request unchanged to the route's backend method of the same name."""
+    target, method = route.backend, route.method
+    assert target is not None
+
+    async def forwarded(request: Any, context: Context) -> Any:
+        return await backend.call(target, method, request)
+
+    return forwarded
+
+
+def add_services(
+    server: grpc.aio.Server, routes: dict[str, Route], handlers: dict[str, Handler], backend: Backend
+) -> None:
+    """Registers every method of the public services on the server."""
+    for service in SERVICES:
+        methods: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
+        for m in service.methods:
+            route = routes.get(path(service, m.name))
+            if route is None:
+                raise RuntimeError(f"{path(service, m.name)} has no route")
+            behaviour = _forward(backend, route) if route.backend else handlers.get(route.path)
+            if behaviour is None:
+                raise RuntimeError(f"{route.path} has neither a backend nor a handler")
+            methods[m.name] = grpc.unary_unary_rpc_method_handler(
+                behaviour,
+                request_deserializer=GetMessageClass(m.input_type).FromString,
+                response_serializer=GetMessageClass(m.output_type).SerializeToString,
+            )
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, methods),))
+        server.add_registered_method_handlers(service.full_name, methods)
