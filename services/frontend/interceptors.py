@@ -7,7 +7,7 @@ pass untouched."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import grpc
 
@@ -20,8 +20,9 @@ from services.frontend.routes import Route
 
 Context = grpc.aio.ServicerContext[Any, Any]
 Behaviour = Callable[[Any, Context], Awaitable[Any]]
-MethodHandler = grpc.RpcMethodHandler[Any, Any]
-Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[MethodHandler | None]]
+if TYPE_CHECKING:  # generic in the stubs only
+    MethodHandler = grpc.RpcMethodHandler[Any, Any]
+    Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[MethodHandler | None]]
 
 
 class RouteInterceptor(grpc.aio.ServerInterceptor):
