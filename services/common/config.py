@@ -101,7 +101,7 @@ def add_service_flags(p: argparse.ArgumentParser, default_listen: str) -> None:
         type=_number("CAIRN_CLAIM_SECONDS", zero_ok=False),
         default=env("CLAIM_SECONDS", "3"),
         help="a claimed queue entry whose attempt did not start within this is claimable "
-        "again, e.g. when its matching replica died (CAIRN_CLAIM_SECONDS)",
+        "again, e.g. when the history replica that claimed it died (CAIRN_CLAIM_SECONDS)",
     )
     p.add_argument(
         "--retention-days",

@@ -80,7 +80,8 @@ class MatchingServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def PollAttempt(self, request, context):
-        """Long-polls for an attempt.
+        """Long-polls for attempts: history claims and starts ready runs of the
+        worker's tasks (HistoryService.ClaimAttempts); with none, waits until woken.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
