@@ -8,7 +8,9 @@ _BY_NUMBER = {code.value[0]: code for code in grpc.StatusCode}
 
 
 def to_int(code: grpc.StatusCode) -> int:
-    return code.value[0]
+    """The number gRPC gives the code (NOT_FOUND is 5)."""
+    number: int = code.value[0]
+    return number
 
 
 def from_int(number: int) -> grpc.StatusCode:
