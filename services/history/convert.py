@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -17,7 +18,7 @@ from cairn.statuses import ATTEMPT_STATUS_BY_NAME, RUN_STATUS_BY_NAME, STEP_STAT
 from cairn.v1 import common_pb2 as pb
 from cairn.v1 import schedule_service_pb2 as spb
 from cairn.v1 import wait_service_pb2 as wspb
-from services.history.runs import RunOptions
+from services.history.api.transition import RunOptions
 
 
 def timestamp(value: datetime | None) -> Timestamp | None:
@@ -126,7 +127,7 @@ def options(o: pb.TriggerOptions) -> RunOptions:
     )
 
 
-def wait_info(w: asyncpg.Record | None, children: list[Any]) -> pb.WaitInfo | None:
+def wait_info(w: asyncpg.Record | None, children: Sequence[Any]) -> pb.WaitInfo | None:
     if w is None:
         return None
     return pb.WaitInfo(
@@ -146,21 +147,24 @@ def _ms(value: int | None) -> Duration | None:
 
 def run(
     r: asyncpg.Record,
-    attempts: list[asyncpg.Record] = (),
-    steps: list[asyncpg.Record] = (),
-    events: list[asyncpg.Record] = (),
-    children: list[Any] = (),
+    attempts: Sequence[asyncpg.Record] = (),
+    steps: Sequence[asyncpg.Record] = (),
+    events: Sequence[asyncpg.Record] = (),
+    children: Sequence[Any] = (),
     wait: asyncpg.Record | None = None,
-    wait_children: list[Any] = (),
+    wait_children: Sequence[Any] = (),
+    *,
+    with_input: bool = True,
 ) -> pb.Run:
-    """A run row (with what GetRun adds) as a Run message."""
+    """A run row (with what GetRun adds) as a Run message; without its input
+    when with_input is False (a trigger's answer: the caller sent it)."""
     return pb.Run(
         id=str(r["id"]),
         namespace=r["namespace"],
         task_id=r["task_id"],
         queue=r["queue"],
         status=RUN_STATUS_BY_NAME[r["status"]],
-        input=payload(r["input"], r["input_encoding"]),
+        input=payload(r["input"], r["input_encoding"]) if with_input else None,
         output=payload(r["output"], r["output_encoding"]),
         error=error(r["error"]),
         idempotency_key=r["idempotency_key"] or "",
@@ -188,7 +192,7 @@ def run(
 
 
 def full_run(bundle: dict[str, Any]) -> pb.Run:
-    """RunStore.get's result as a Run message."""
+    """api.reads.get's result as a Run message."""
     return run(
         bundle["run"],
         bundle["attempts"],

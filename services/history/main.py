@@ -14,11 +14,11 @@ from services.common import db, grpc_server, logs
 from services.common.bus import Bus
 from services.common.config import Settings, add_service_flags, settings_from_args
 from services.history.api.claim import Claimer
+from services.history.notify import Announcer
 from services.history.retention import Pruner
 from services.history.schedules import ScheduleStore
 from services.history.servicer import HistoryServicer
-from services.history.store import RunStore
-from services.history.timers import TimerLoop
+from services.history.timer_loop import TimerLoop
 
 log = logging.getLogger("cairn.history")
 SECONDS_PER_DAY = 86400.0
@@ -31,16 +31,18 @@ async def run(settings: Settings) -> None:
     await db.migrate(pool)
     bus = Bus(settings.nats_url, settings.nats_prefix)
     await bus.start()
-    store = RunStore(pool, settings.lease_seconds)
     schedules = ScheduleStore(pool)
     claimer = Claimer(pool, settings.claim_seconds)
-    servicer = HistoryServicer(store, schedules, bus, claimer)
-    timers = TimerLoop(store, schedules, servicer.announce, max_sleep=settings.sweep_seconds)
-    servicer.timers = timers
+    announcer = Announcer(bus, claimer)
+    servicer = HistoryServicer(pool, settings.lease_seconds, schedules, announcer, claimer)
+    timers = TimerLoop(
+        pool, settings.lease_seconds, schedules, announcer.outcome, max_sleep=settings.sweep_seconds
+    )
+    announcer.poke_timers.append(timers.poke)
     await bus.subscribe(bus_mod.TIMERS, lambda _msg: timers.poke())
 
     def on_work(m: dict[str, Any]) -> None:
-        if m.get("keyed"):  # another replica queued a keyed run
+        if m.get("keyed"):  # a keyed run was queued (by any replica)
             claimer.keyed_runs_seen(m["namespace"])
 
     await bus.subscribe(bus_mod.WORK, on_work)
@@ -52,7 +54,9 @@ async def run(settings: Settings) -> None:
     else:
         log.info("retention: off (--retention-days 0); finished runs are kept forever")
     server, health = grpc_server.make_server(
-        settings.listen, lambda s: hgrpc.add_HistoryServiceServicer_to_server(servicer, s), [SERVICE]
+        settings.listen,
+        lambda s: hgrpc.add_HistoryServiceServicer_to_server(servicer, s),  # type: ignore[no-untyped-call]
+        [SERVICE],
     )
 
     async def on_stop() -> None:
@@ -66,6 +70,7 @@ async def run(settings: Settings) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """`cairn history`."""
     parser = argparse.ArgumentParser(prog="cairn history", description="Run the history service.")
     add_service_flags(parser, "127.0.0.1:7375")
     settings = settings_from_args(parser.parse_args(argv))

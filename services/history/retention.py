@@ -14,7 +14,7 @@ Not the hot path, and built so it never slows it:
 - Only terminal runs are picked (finished_at is set exactly when a run ends, and
   a terminal status never changes), so no transition can apply to a picked run.
 - A child run is kept while its parent is unfinished: a parent waiting on its
-  children reads their rows when it resumes (services/history/waits.py
+  children reads their rows when it resumes (services/history/api/wait.py
   ``check``). Once the parent has finished (or is gone) the child may go.
   A run's own children may outlive it; a child that ends later signals its
   parent through a timer row, which the timer loop drops when the run is gone.
@@ -34,40 +34,12 @@ import uuid
 import asyncpg
 
 from cairn.statuses import TERMINAL_RUN_STATUSES
+from services.history.sql import retention as sql
 
 log = logging.getLogger("cairn.history.retention")
 
 BATCH_RUNS = 500
-LOCK_TIMEOUT = "2s"
 FAILURE_MESSAGE = "retention pass failed; retrying at the next pass"
-
-# Oldest finished runs first; a child whose parent is unfinished is skipped.
-PICK = """
-SELECT r.id FROM runs r
-WHERE r.finished_at < now() - make_interval(secs => $1)
-  AND r.status = ANY($2::text[])
-  AND (r.parent_run_id IS NULL OR NOT EXISTS (
-      SELECT 1 FROM runs p WHERE p.id = r.parent_run_id AND p.status <> ALL($2::text[])))
-ORDER BY r.finished_at
-LIMIT $3
-FOR UPDATE OF r SKIP LOCKED
-"""
-
-# Every table with rows of a run (see services/common/migrations/), children
-# before runs (attempts and steps reference runs). $1: the picked run ids.
-DELETES = (
-    "DELETE FROM steps WHERE run_id = ANY($1::uuid[])",
-    "DELETE FROM attempts WHERE run_id = ANY($1::uuid[])",
-    "DELETE FROM run_events WHERE run_id = ANY($1::uuid[])",
-    "DELETE FROM timers WHERE run_id = ANY($1::uuid[])",
-    "DELETE FROM waits WHERE run_id = ANY($1::uuid[])",
-    "DELETE FROM child_waits WHERE parent_run_id = ANY($1::uuid[])",
-    "DELETE FROM run_inbox WHERE run_id = ANY($1::uuid[])",
-    "DELETE FROM queue_entries WHERE run_id = ANY($1::uuid[])",
-    "DELETE FROM wait_tokens t WHERE t.run_id = ANY($1::uuid[]) AND NOT EXISTS ("
-    "SELECT 1 FROM waits w WHERE w.kind = 'token' AND w.token_id = t.id)",
-    "DELETE FROM runs WHERE id = ANY($1::uuid[])",
-)
 
 
 class Pruner:
@@ -114,14 +86,14 @@ class Pruner:
     async def _prune_batch(self) -> int:
         """One transaction: picks up to `batch` runs and deletes them with their rows."""
         async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
+            await conn.execute(sql.LOCK_TIMEOUT)
             ids: list[uuid.UUID] = [
                 r["id"]
-                for r in await conn.fetch(PICK, self.retention, list(TERMINAL_RUN_STATUSES), self.batch)
+                for r in await conn.fetch(sql.PICK, self.retention, list(TERMINAL_RUN_STATUSES), self.batch)
             ]
             if ids:
-                for sql in DELETES:
-                    await conn.execute(sql, ids)
+                for statement in sql.DELETES:
+                    await conn.execute(statement, ids)
         return len(ids)
 
     async def _run(self) -> None:

@@ -9,6 +9,7 @@ missed tick, then the schedule goes on from the next tick after now."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import asyncpg
@@ -16,7 +17,9 @@ import asyncpg
 from cairn import payloads
 from cairn.cron import Cron
 from services.common.errors import ServiceError, already_exists, invalid, not_found
-from services.history.runs import NewRun, Outcome, create_run
+from services.history.api.transition import NewRun, Outcome, Row
+from services.history.api.trigger import create_run
+from services.history.sql import schedules as sql
 
 log = logging.getLogger("cairn.history.schedules")
 DECLARED_PREFIX = "task:"
@@ -57,22 +60,16 @@ class ScheduleStore:
         data: bytes,
         encoding: str,
         dedup_key: str,
-    ) -> asyncpg.Record:
+    ) -> Row:
         parsed = parse_cron(cron, tz)
         async with self.pool.acquire() as conn, conn.transaction():
-            if not await conn.fetchval(
-                "SELECT EXISTS (SELECT 1 FROM tasks WHERE namespace = $1 AND task_id = $2)",
-                namespace,
-                task_id,
-            ):
+            if not await conn.fetchval(sql.TASK_EXISTS, namespace, task_id):
                 raise not_found(
                     f"task {task_id!r} is not registered in namespace {namespace!r}; "
                     "start a worker that serves it"
                 )
             row = await conn.fetchrow(
-                "INSERT INTO schedules (namespace, id, task_id, cron, timezone, payload, payload_encoding, "
-                "dedup_key, next_fire_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) "
-                "ON CONFLICT (namespace, id) DO NOTHING RETURNING *",
+                sql.CREATE,
                 namespace,
                 schedule_id,
                 task_id,
@@ -87,43 +84,30 @@ class ScheduleStore:
             raise already_exists(f"schedule {schedule_id!r} already exists in namespace {namespace!r}")
         return row
 
-    async def list(self, namespace: str, task_id: str) -> list[asyncpg.Record]:
+    async def list(self, namespace: str, task_id: str) -> list[Row]:
         async with self.pool.acquire() as conn:
-            return await conn.fetch(
-                "SELECT * FROM schedules WHERE namespace = $1 AND ($2 = '' OR task_id = $2) ORDER BY id",
-                namespace,
-                task_id,
-            )
+            return await conn.fetch(sql.LIST, namespace, task_id)
 
-    async def set_paused(self, namespace: str, schedule_id: str, paused: bool) -> asyncpg.Record:
+    async def set_paused(self, namespace: str, schedule_id: str, paused: bool) -> Row:
         """Pauses or resumes; a resumed schedule fires from its next tick after now."""
         async with self.pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(
-                "SELECT * FROM schedules WHERE namespace = $1 AND id = $2 FOR UPDATE", namespace, schedule_id
-            )
+            row = await conn.fetchrow(sql.LOCK, namespace, schedule_id)
             if row is None:
                 raise not_found(f"schedule {schedule_id!r} not found in namespace {namespace!r}")
             next_fire = row["next_fire_at"]
             if not paused and row["paused"]:
                 next_fire = parse_cron(row["cron"], row["timezone"]).next_after(datetime.now(UTC))
-            return await conn.fetchrow(
-                "UPDATE schedules SET paused = $3, next_fire_at = $4 "
-                "WHERE namespace = $1 AND id = $2 RETURNING *",
-                namespace,
-                schedule_id,
-                paused,
-                next_fire,
-            )
+            updated = await conn.fetchrow(sql.SET_PAUSED, namespace, schedule_id, paused, next_fire)
+            assert updated is not None
+            return updated
 
     async def delete(self, namespace: str, schedule_id: str) -> None:
         async with self.pool.acquire() as conn:
-            deleted = await conn.fetchval(
-                "DELETE FROM schedules WHERE namespace = $1 AND id = $2 RETURNING id", namespace, schedule_id
-            )
+            deleted = await conn.fetchval(sql.DELETE, namespace, schedule_id)
         if deleted is None:
             raise not_found(f"schedule {schedule_id!r} not found in namespace {namespace!r}")
 
-    async def sync_declared(self, namespace: str, tasks: list[tuple[str, str, str]]) -> None:
+    async def sync_declared(self, namespace: str, tasks: Sequence[tuple[str, str, str]]) -> None:
         """Makes declared schedules match (task_id, cron, timezone) of a registration;
         cron '' drops the task's declared schedule. An unchanged schedule keeps its next tick."""
         now = datetime.now(UTC)
@@ -131,17 +115,11 @@ class ScheduleStore:
             for task_id, cron, tz in tasks:
                 sid = DECLARED_PREFIX + task_id
                 if not cron:
-                    await conn.execute(
-                        "DELETE FROM schedules WHERE namespace = $1 AND id = $2 AND declared", namespace, sid
-                    )
+                    await conn.execute(sql.DROP_DECLARED, namespace, sid)
                     continue
                 next_fire = parse_cron(cron, tz).next_after(now)
                 await conn.execute(
-                    "INSERT INTO schedules (namespace, id, task_id, cron, timezone, dedup_key, declared, next_fire_at) "
-                    "VALUES ($1, $2, $3, $4, $5, $2, true, $6) ON CONFLICT (namespace, id) DO UPDATE SET "
-                    "cron = EXCLUDED.cron, timezone = EXCLUDED.timezone, next_fire_at = CASE WHEN "
-                    "schedules.cron = EXCLUDED.cron AND schedules.timezone = EXCLUDED.timezone "
-                    "THEN schedules.next_fire_at ELSE EXCLUDED.next_fire_at END",
+                    sql.UPSERT_DECLARED,
                     namespace,
                     sid,
                     task_id,
@@ -154,10 +132,7 @@ class ScheduleStore:
         """Fires the most overdue schedule tick: (False, None) when none is due;
         (True, outcome) otherwise, outcome None when the tick made no new run."""
         async with self.pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(
-                "SELECT * FROM schedules WHERE NOT paused AND next_fire_at <= now() "
-                "ORDER BY next_fire_at LIMIT 1 FOR UPDATE SKIP LOCKED"
-            )
+            row = await conn.fetchrow(sql.TAKE_DUE)
             if row is None:
                 return False, None
             now = datetime.now(UTC)
@@ -192,8 +167,7 @@ class ScheduleStore:
                     exc,
                 )
             await conn.execute(
-                "UPDATE schedules SET next_fire_at = $3, last_fired_at = $4, "
-                "last_run_id = coalesce($5, last_run_id) WHERE namespace = $1 AND id = $2",
+                sql.FIRED,
                 row["namespace"],
                 row["id"],
                 cron.next_after(tick),

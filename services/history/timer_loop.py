@@ -10,8 +10,11 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
+import asyncpg
+
+from services.history.api import timers
+from services.history.api.transition import Outcome
 from services.history.schedules import ScheduleStore
-from services.history.store import Outcome, RunStore
 
 log = logging.getLogger("cairn.history.timers")
 
@@ -21,12 +24,14 @@ class TimerLoop:
 
     def __init__(
         self,
-        store: RunStore,
+        pool: asyncpg.Pool,
+        lease_seconds: float,
         schedules: ScheduleStore,
         announce: Callable[[Outcome], Awaitable[None]],
         max_sleep: float,
     ) -> None:
-        self.store = store
+        self.pool = pool
+        self.lease_seconds = lease_seconds
         self.schedules = schedules
         self.announce = announce
         self.max_sleep = max_sleep
@@ -49,7 +54,7 @@ class TimerLoop:
             try:
                 await self._fire_due()
                 self._wake.clear()
-                due = await self.store.next_due()
+                due = await timers.next_due(self.pool)
                 timeout = self.max_sleep
                 if due is not None:
                     timeout = min(timeout, max(0.0, (due - datetime.now(UTC)).total_seconds()))
@@ -77,12 +82,12 @@ class TimerLoop:
 
     async def _fire_run_timers(self) -> None:
         while True:
-            due = await self.store.due_timers()
+            due = await timers.due_timers(self.pool)
             if not due:
                 return
             fired = 0
             for row in due:
-                outcome = await self.store.fire_timer(row["run_id"], row["kind"])
+                outcome = await timers.fire_timer(self.pool, self.lease_seconds, row["run_id"], row["kind"])
                 if outcome is not None:
                     fired += 1
                     await self.announce(outcome)

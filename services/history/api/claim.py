@@ -11,6 +11,7 @@ import uuid
 
 import asyncpg
 
+from services.history.api.transition import Conn
 from services.history.sql import claim as sql
 
 UNKEYED_CACHE_SECONDS = 1.0
@@ -26,7 +27,7 @@ class Claimer:
         self._keyed: set[tuple[str, tuple[str, ...]]] = set()
         self._unkeyed: dict[tuple[str, tuple[str, ...]], float] = {}
 
-    async def _has_keys(self, conn: asyncpg.Connection, namespace: str, task_ids: list[str]) -> bool:
+    async def _has_keys(self, conn: Conn, namespace: str, task_ids: list[str]) -> bool:
         """Whether any of these tasks' queues has keyed runs. A queue's keys are
         never removed, so a yes is remembered for good; a no until a keyed run
         is announced (or for a second, should that notice be lost), so the

@@ -1,0 +1,99 @@
+"""What a running attempt writes besides its end: step records, heartbeats
+and metadata. A step record is one statement (sql.steps.RECORD_STEP); a
+refused one takes the transaction that explains the refusal."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import grpc
+
+from services.common.errors import ServiceError, already_exists, not_found, precondition
+from services.history.api.transition import Conn, Row, event, fence, lock_run
+from services.history.sql import attempts as attempts_sql
+from services.history.sql import reads as reads_sql
+from services.history.sql import runs as runs_sql
+from services.history.sql import steps as sql
+
+
+async def record_step(
+    conn: Conn,
+    lease_seconds: float,
+    namespace: str,
+    run_id: uuid.UUID,
+    attempt: int,
+    position: int,
+    name: str,
+    status: str,
+    output: bytes | None,
+    encoding: str | None,
+    error: dict[str, Any] | None,
+    tries: int,
+) -> Row:
+    """Appends one step to the journal, once per position, from the current
+    attempt only, with its event, and extends the attempt's lease: one
+    statement, so one round trip and one commit on the hot path. A refused
+    write takes the slower path that explains the refusal."""
+    step = await conn.fetchrow(
+        sql.RECORD_STEP,
+        run_id,
+        namespace,
+        attempt,
+        position,
+        name,
+        status,
+        output,
+        encoding,
+        error,
+        tries,
+        lease_seconds,
+    )
+    if step is not None:
+        return step
+    async with conn.transaction():
+        run = await lock_run(conn, namespace, run_id, shared=True)
+        fence(run, attempt)
+        existing = await conn.fetchrow(sql.STEP_AT, run_id, position)
+        if existing is None:  # RECORD_STEP writes whenever the fence passes and the position is free
+            raise ServiceError(
+                grpc.StatusCode.INTERNAL,
+                f"step position {position} of run {run_id} was neither recorded nor refused",
+            )
+        if existing["attempt"] == attempt and existing["name"] == name:
+            return existing  # the same write again (its answer was lost): idempotent
+        raise already_exists(
+            f"step position {position} of run {run_id} is already recorded "
+            f"(as {existing['name']!r} by attempt {existing['attempt']})"
+        )
+
+
+async def heartbeat(
+    pool: asyncpg.Pool, lease_seconds: float, namespace: str, run_id: uuid.UUID, attempt: int
+) -> datetime:
+    """Extends the lease of the current attempt; refuses any other attempt."""
+    async with pool.acquire() as conn:
+        due: datetime | None = await conn.fetchval(
+            attempts_sql.EXTEND_LEASE, run_id, attempt, lease_seconds, namespace
+        )
+        if due is None:
+            run = await conn.fetchrow(reads_sql.RUN, run_id, namespace)
+            if run is None:
+                raise not_found(f"run {run_id} not found in namespace {namespace!r}")
+            fence(run, attempt)
+            raise precondition(f"attempt {attempt} of run {run_id} has no lease; abandon it")
+    return due
+
+
+async def update_metadata(
+    pool: asyncpg.Pool, namespace: str, run_id: uuid.UUID, attempt: int, metadata: dict[str, Any]
+) -> dict[str, Any]:
+    """Replaces the run's metadata, from its current attempt only."""
+    async with pool.acquire() as conn, conn.transaction():
+        run = await lock_run(conn, namespace, run_id)
+        fence(run, attempt)
+        await conn.execute(runs_sql.SET_METADATA, run_id, metadata)
+        await event(conn, run_id, "metadata_updated", attempt)
+    return metadata

@@ -1,0 +1,118 @@
+"""Triggering runs: one statement for the usual run (sql.runs.TRIGGER), the
+general transaction for options with timers, keys or a queue depth limit, and
+for refusals. Both write the run, its event and its queue entry with the same
+fragments (sql/rows.py)."""
+
+from __future__ import annotations
+
+import uuid
+
+import asyncpg
+import grpc
+
+from services.common.errors import ServiceError, not_found
+from services.history.api.transition import Conn, Effects, NewRun, Outcome, set_timer
+from services.history.sql import runs as sql
+
+
+def _insert_args(run_id: uuid.UUID, new: NewRun) -> tuple[object, ...]:
+    """The parameters of sql.rows.INSERT_RUN."""
+    opts = new.options
+    return (
+        run_id,
+        new.namespace,
+        new.task_id,
+        new.data,
+        new.encoding,
+        new.idempotency_key,
+        new.parent_run_id,
+        opts.priority,
+        opts.tags,
+        opts.metadata,
+        round(opts.max_duration * 1000) if opts.max_duration else None,
+        new.schedule_id,
+        opts.delay,
+        round(opts.ttl * 1000) if opts.ttl else None,
+        opts.concurrency_key,
+    )
+
+
+async def trigger(conn: Conn, new: NewRun) -> tuple[Outcome, bool]:
+    """Creates a run (or finds it by idempotency key: then True). The usual
+    run is one statement; options with timers or limits take a transaction."""
+    opts = new.options
+    if not (opts.delay > 0 or opts.ttl or opts.concurrency_key):
+        run = await conn.fetchrow(sql.TRIGGER, *_insert_args(uuid.uuid4(), new))
+        if run is not None:
+            return Outcome(run, Effects(run_changed=True, work_ready=True)), False
+    async with conn.transaction():
+        outcome, created = await create_run(conn, new)
+    return outcome, not created
+
+
+async def trigger_batch(pool: asyncpg.Pool, items: list[NewRun]) -> list[tuple[Outcome, bool]]:
+    """Creates many runs in one transaction: all or none."""
+    async with pool.acquire() as conn, conn.transaction():
+        results = []
+        for i, new in enumerate(items):
+            try:
+                outcome, created = await create_run(conn, new)
+            except ServiceError as exc:
+                raise ServiceError(exc.code, f"runs[{i}].task_id: {exc.message}") from None
+            results.append((outcome, not created))
+    return results
+
+
+async def check_depth(conn: Conn, namespace: str, queue: str) -> None:
+    """Backpressure: refuses a run for a queue at its maximum depth. A queue with
+    a depth limit is locked (the queue's advisory lock, as starts take it), so
+    concurrent triggers of it count one after the other."""
+    limit = await conn.fetchrow(sql.DEPTH_LIMIT_LOCKED, namespace, queue)
+    if limit is None:
+        return
+    max_depth = limit["max_depth"]
+    depth = await conn.fetchval(sql.QUEUE_DEPTH, namespace, queue)
+    if depth >= max_depth:
+        raise ServiceError(
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            f"queue {queue!r} is full: {depth} runs queued (max_depth {max_depth}); try again later",
+        )
+
+
+async def create_run(conn: Conn, new: NewRun) -> tuple[Outcome, bool]:
+    """Creates a queued (or delayed) run with its event, queue entry and timers;
+    with an idempotency key already used for the task, returns that run and False."""
+    task = await conn.fetchrow(sql.TASK, new.namespace, new.task_id)
+    if task is None:
+        raise not_found(
+            f"task {new.task_id!r} is not registered in namespace {new.namespace!r}; "
+            "start a worker that serves it"
+        )
+    opts = new.options
+    if new.idempotency_key is not None:
+        existing = await conn.fetchrow(
+            sql.RUN_BY_IDEMPOTENCY_KEY, new.namespace, new.task_id, new.idempotency_key
+        )
+        if existing is not None:  # a retry: the first run, even if the queue filled up since
+            return Outcome(existing), False
+    await check_depth(conn, new.namespace, task["queue"])
+    run = await conn.fetchrow(sql.CREATE_RUN, *_insert_args(uuid.uuid4(), new))
+    if run is None:
+        existing = await conn.fetchrow(
+            sql.RUN_BY_IDEMPOTENCY_KEY, new.namespace, new.task_id, new.idempotency_key
+        )
+        assert existing is not None
+        return Outcome(existing), False
+    if opts.concurrency_key:
+        await conn.execute(sql.ADD_CONCURRENCY_KEYS, new.namespace, run["queue"], opts.concurrency_key)
+    effects = Effects(run_changed=True)
+    if run["status"] == "delayed":
+        await set_timer(conn, run["id"], "delay", 0, run["next_attempt_at"])
+        effects.timer_due = run["next_attempt_at"]
+    else:
+        effects.work_ready = True
+    if opts.ttl:
+        due = await conn.fetchval(sql.TTL_DUE, run["created_at"], opts.ttl)
+        await set_timer(conn, run["id"], "ttl", 0, due)
+        effects.merge_timer(due)
+    return Outcome(run, effects), True

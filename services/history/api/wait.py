@@ -1,0 +1,187 @@
+"""Durable waits: a suspended attempt leaves one wait on its run; resolving the
+wait records the step at the wait's position and queues the run again, in one
+transaction, so the next attempt replays to the wait and reads its result.
+
+A sleep's wake-up time is recorded by the worker itself (a step), so its wait
+only needs the timer; events, tokens and children are resolved here (events
+and tokens arrive through deliver.py)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from cairn import payloads
+from cairn.statuses import TERMINAL_RUN_STATUSES
+from services.common.errors import not_found
+from services.history.api.transition import Conn, Effects, Outcome, Row, event, set_timer
+from services.history.api.trigger import create_run
+from services.history.sql import runs as runs_sql
+from services.history.sql import steps as steps_sql
+from services.history.sql import waits as sql
+
+TIMEOUT_ERROR = "cairn.WaitTimeout"
+
+
+def _timeout_error(wait: Row) -> dict[str, Any]:
+    what = {
+        "event": f"event {wait['event_name']!r}"
+        + (f" with key {wait['event_key']!r}" if wait["event_key"] else ""),
+        "token": f"token {wait['token_id']}",
+        "children": "child runs",
+    }.get(wait["kind"], "wait")
+    return {
+        "type": TIMEOUT_ERROR,
+        "message": f"timed out waiting for {what}",
+        "stack_trace": "",
+        "non_retryable": False,
+    }
+
+
+async def requeue(conn: Conn, run: Row, reason: str) -> Outcome:
+    """WAITING (or DELAYED, RETRYING) -> QUEUED with its queue entry, in one
+    statement (sql.runs.REQUEUE)."""
+    queued = await conn.fetchrow(runs_sql.REQUEUE, run["id"], reason)
+    assert queued is not None
+    return Outcome(queued, Effects(run_changed=True, work_ready=True))
+
+
+async def resolve(
+    conn: Conn,
+    run: Row,
+    wait: Row,
+    *,
+    output: Any = None,
+    data: bytes | None = None,
+    encoding: str = payloads.JSON,
+    error: dict[str, Any] | None = None,
+) -> Outcome:
+    """Records the wait's step (output as JSON value or raw payload bytes, or an
+    error) and queues the run. The run must be locked and WAITING on `wait`."""
+    if wait["kind"] != "sleep":
+        if error is None and data is None:
+            data = payloads.encode_json(output)
+        await conn.execute(
+            steps_sql.RECORD_WAIT_STEP,
+            run["id"],
+            wait["position"],
+            wait["name"],
+            "failed" if error else "completed",
+            None if error else data,
+            None if error else encoding,
+            error,
+            run["attempt_count"],
+        )
+    await event(
+        conn,
+        run["id"],
+        "wait_resolved",
+        run["attempt_count"],
+        kind=wait["kind"],
+        position=wait["position"],
+        error_type=(error or {}).get("type"),
+    )
+    return await requeue(conn, run, f"{wait['kind']} wait resolved")
+
+
+async def suspend(conn: Conn, run: Row, spec: dict[str, Any]) -> Outcome:
+    """Parks a locked run whose attempt just suspended on `spec`; resolves at once
+    what is already there (a buffered event, a completed token)."""
+    run_id, ns = run["id"], run["namespace"]
+    kind = spec["kind"]
+    timeout_at: datetime | None = spec.get("timeout_at")
+    token: Row | None = None
+    if kind == "token":
+        token = await conn.fetchrow(sql.TOKEN_SHARED, spec["token_id"], ns)
+        if token is None:
+            raise not_found(f"wait token {spec['token_id']!r} not found in namespace {ns!r}")
+        if token["timeout_at"] is not None:
+            timeout_at = min(t for t in (timeout_at, token["timeout_at"]) if t is not None)
+    wait = await conn.fetchrow(
+        sql.INSERT_WAIT,
+        run_id,
+        ns,
+        kind,
+        spec["position"],
+        spec["name"],
+        spec.get("event_name"),
+        spec.get("event_key"),
+        spec.get("token_id"),
+        timeout_at,
+    )
+    assert wait is not None
+    effects = Effects(run_changed=True)
+    if kind == "children":
+        for idx, new in enumerate(spec["children"]):
+            new.parent_run_id = run_id
+            new.idempotency_key = f"{run_id}:{spec['position']}:{idx}"
+            child, _ = await create_run(conn, new)
+            if child.effects.work_ready:
+                effects.work_keys.add((ns, new.task_id))
+            effects.merge_timer(child.effects.timer_due)
+            await conn.execute(sql.ADD_CHILD_WAIT, run_id, spec["position"], idx, child.run["id"])
+    waiting = await conn.fetchrow(sql.SET_WAITING, run_id, timeout_at)
+    assert waiting is not None
+    await event(
+        conn,
+        run_id,
+        "suspended",
+        waiting["attempt_count"],
+        kind=kind,
+        position=spec["position"],
+        until=timeout_at.isoformat() if timeout_at else None,
+    )
+    if kind == "event":
+        buffered = await conn.fetchrow(sql.TAKE_BUFFERED_EVENT, run_id, spec["event_name"], spec["event_key"])
+        if buffered is not None:
+            return await resolve(
+                conn, waiting, wait, data=buffered["payload"], encoding=buffered["payload_encoding"]
+            )
+    if token is not None and token["status"] == "completed":
+        return await resolve(conn, waiting, wait, data=token["payload"], encoding=token["payload_encoding"])
+    if timeout_at is not None:
+        await set_timer(conn, run_id, "wake", waiting["attempt_count"], timeout_at)
+        effects.merge_timer(timeout_at)
+    return Outcome(waiting, effects)
+
+
+async def check(conn: Conn, run: Row, *, timed_out: bool) -> Outcome | None:
+    """Resolves a locked WAITING run's wait if it can be: its timeout passed, its
+    token was completed, or all its children finished. None when still waiting."""
+    if run["status"] != "waiting":
+        return None
+    wait = await conn.fetchrow(sql.WAIT_OF_RUN, run["id"])
+    if wait is None:
+        return await requeue(conn, run, "wait missing")
+    if wait["kind"] == "token":
+        token = await conn.fetchrow(sql.TOKEN_BY_ID, wait["token_id"])
+        if token is not None and token["status"] == "completed":
+            return await resolve(conn, run, wait, data=token["payload"], encoding=token["payload_encoding"])
+    if wait["kind"] == "children":
+        children = await conn.fetch(sql.CHILD_RESULTS, run["id"], wait["position"])
+        if all(c["status"] in TERMINAL_RUN_STATUSES for c in children):
+            return await resolve(conn, run, wait, output=[_child_result(c) for c in children])
+    if timed_out:
+        if wait["kind"] == "sleep":
+            return await resolve(conn, run, wait)
+        return await resolve(conn, run, wait, error=_timeout_error(wait))
+    return None
+
+
+def _child_result(c: Row) -> dict[str, Any]:
+    """A child's result in the children wait's step. Its output is parsed so the
+    step holds one JSON list of results (not on the hot path)."""
+    output = None
+    if c["output"]:
+        try:
+            output = json.loads(c["output"])
+        except ValueError:
+            output = None
+    error = c["error"]
+    return {
+        "run_id": str(c["id"]),
+        "status": c["status"],
+        "output": output,
+        "error": {"type": error.get("type", ""), "message": error.get("message", "")} if error else None,
+    }

@@ -1,0 +1,46 @@
+"""Reads of runs for GetRun, ListRuns and cancellation."""
+
+from __future__ import annotations
+
+# A run. $1 run id, $2 namespace.
+RUN = "SELECT * FROM runs WHERE id = $1 AND namespace = $2"
+
+# A run's attempts, in order. $1 run id.
+ATTEMPTS = "SELECT * FROM attempts WHERE run_id = $1 ORDER BY number"
+
+# A run's events, in order. $1 run id.
+EVENTS = "SELECT * FROM run_events WHERE run_id = $1 ORDER BY id"
+
+# A run's children, in creation (then wait) order. $1 run id.
+CHILDREN = (
+    "SELECT r.id FROM runs r LEFT JOIN child_waits c ON c.parent_run_id = r.parent_run_id "
+    "AND c.child_run_id = r.id WHERE r.parent_run_id = $1 "
+    "ORDER BY r.created_at, c.position, c.idx, r.id"
+)
+
+# The children of a run's current wait, in order. $1 run id.
+WAIT_CHILDREN = (
+    "SELECT c.child_run_id FROM child_waits c JOIN waits w ON w.run_id = c.parent_run_id "
+    "AND w.position = c.position WHERE c.parent_run_id = $1 ORDER BY c.idx"
+)
+
+# A run's unfinished children. $1 run id, $2 the terminal statuses.
+UNFINISHED_CHILDREN = "SELECT id FROM runs WHERE parent_run_id = $1 AND status <> ALL($2::text[])"
+
+# ListRuns: newest first, after the (created_at, id) cursor. One statement per
+# index that can drive the query (by parent, by task, by tag, by time); every
+# other filter is optional (NULL: no filter). $1 namespace, $2 task_id,
+# $3 statuses, $4 tag, $5 parent run id, $6 cursor created_at, $7 cursor id,
+# $8 limit.
+_LIST_FILTERS = (
+    " AND ($2::text IS NULL OR task_id = $2)"
+    " AND ($3::text[] IS NULL OR status = ANY($3))"
+    " AND ($4::text IS NULL OR tags @> ARRAY[$4]::text[])"
+    " AND ($5::uuid IS NULL OR parent_run_id = $5)"
+    " AND ($6::timestamptz IS NULL OR (created_at, id) < ($6, $7::uuid))"
+    " ORDER BY created_at DESC, id DESC LIMIT $8"
+)
+LIST_RUNS = "SELECT * FROM runs WHERE namespace = $1" + _LIST_FILTERS
+LIST_RUNS_BY_TASK = "SELECT * FROM runs WHERE namespace = $1 AND task_id = $2" + _LIST_FILTERS
+LIST_RUNS_BY_TAG = "SELECT * FROM runs WHERE namespace = $1 AND tags @> ARRAY[$4]::text[]" + _LIST_FILTERS
+LIST_RUNS_BY_PARENT = "SELECT * FROM runs WHERE namespace = $1 AND parent_run_id = $5" + _LIST_FILTERS
