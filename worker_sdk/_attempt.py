@@ -1,21 +1,35 @@
-"""Where the running attempt and step live while task code runs (contextvars),
-and the `context` object through which task code reads them."""
+"""The running attempt as the SDK keeps it while task code runs: its state
+(AttemptContext), the step whose body is running (StepContext), both held in
+contextvars, and the two BaseExceptions that end an attempt early."""
 
 from __future__ import annotations
 
 import asyncio
-import copy
 import logging
-from collections.abc import Mapping, MutableMapping
-from contextvars import ContextVar
+from collections.abc import MutableMapping
+from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 from typing import Any
 
-from cairn.v1 import common_pb2
+from cairn.v1 import common_pb2, worker_service_pb2
 from worker_sdk.errors import NonDeterminismError
 
 
-class RunLogger(logging.LoggerAdapter):
+class AttemptAbandoned(BaseException):
+    """This attempt is no longer the run's current one (canceled, or its lease
+    expired and another attempt started), so it must stop without writing
+    anything. A BaseException so that `except Exception` in task code cannot
+    swallow it."""
+
+
+class AttemptSuspended(BaseException):
+    """The server accepted this attempt's suspension on a durable wait, so the
+    attempt is over and must send nothing more; the run resumes in a new attempt
+    once the wait is resolved. A BaseException so that `except Exception` in task
+    code cannot swallow it."""
+
+
+class RunLogger(logging.LoggerAdapter[logging.Logger]):
     """Prefixes each line with its run and attempt and adds run_id, attempt and
     task_id to the record, keeping any `extra` the caller passes."""
 
@@ -23,7 +37,7 @@ class RunLogger(logging.LoggerAdapter):
         extra = dict(self.extra or {})
         extra.update(kwargs.get("extra") or {})
         kwargs["extra"] = extra
-        return f"[run {self.extra['run_id']} attempt {self.extra['attempt']}] {msg}", kwargs
+        return f"[run {extra['run_id']} attempt {extra['attempt']}] {msg}", kwargs
 
 
 @dataclass
@@ -48,15 +62,15 @@ class AttemptContext:
     parent_run_id: str = ""
     run_stub: Any = None
     wait_stub: Any = None
-    # Suspension (worker_sdk.suspension): the wait that claimed it, whether another
+    # Suspension (worker_sdk._suspension): the wait that claimed it, whether another
     # wait tried to suspend meanwhile, the FinishAttempt call in flight, and once
     # the server accepted it a description of the wait and the request sent.
     suspend_claim: str | None = None
     suspend_conflict: bool = False
     suspension: asyncio.Future[Any] | None = None
     suspended: str | None = None
-    suspend_request: Any = None
-    logger: logging.LoggerAdapter = field(init=False)
+    suspend_request: worker_service_pb2.FinishAttemptRequest | None = None
+    logger: logging.LoggerAdapter[logging.Logger] = field(init=False)
 
     def __post_init__(self) -> None:
         if self.run_stub is None:
@@ -90,79 +104,15 @@ def current_step() -> StepContext | None:
     return _step.get()
 
 
-def _require_attempt(what: str) -> AttemptContext:
-    ctx = _attempt.get()
-    if ctx is None:
-        raise RuntimeError(
-            f"context.{what} is only available while a task runs (inside a @task function or a step it calls)"
-        )
-    return ctx
+def enter_attempt(ctx: AttemptContext) -> None:
+    """Makes ctx the running attempt of the current asyncio task."""
+    _attempt.set(ctx)
 
 
-class Context:
-    """The running task as task and step code see it: `context.run_id`,
-    `.attempt`, `.task_id`, `.parent_run_id`, `.logger`, `.metadata` (with
-    `await .set_metadata(...)` and `await .update_metadata(...)`), and inside a
-    step `.idempotency_key`. Each raises RuntimeError when used outside a task."""
-
-    @property
-    def run_id(self) -> str:
-        return _require_attempt("run_id").run_id
-
-    @property
-    def attempt(self) -> int:
-        return _require_attempt("attempt").attempt
-
-    @property
-    def task_id(self) -> str:
-        return _require_attempt("task_id").task_id
-
-    @property
-    def parent_run_id(self) -> str | None:
-        """The run that triggered this one from its code, or None."""
-        return _require_attempt("parent_run_id").parent_run_id or None
-
-    @property
-    def metadata(self) -> dict[str, Any]:
-        """A copy of the run's metadata (a JSON object), as of the attempt's start
-        and this attempt's own updates since."""
-        return copy.deepcopy(_require_attempt("metadata").metadata)
-
-    async def set_metadata(self, metadata: Mapping[str, Any]) -> dict[str, Any]:
-        """Replaces the run's metadata with a JSON object (at most 4 KiB as JSON)
-        and returns it as stored. Not journaled: a replay sets it again."""
-        from worker_sdk.metadata import set_metadata
-
-        return await set_metadata(_require_attempt("set_metadata"), metadata)
-
-    async def update_metadata(self, **values: Any) -> dict[str, Any]:
-        """Sets the given top-level keys of the run's metadata, keeping the others,
-        and returns the metadata as stored."""
-        from worker_sdk.metadata import update_metadata
-
-        return await update_metadata(_require_attempt("update_metadata"), values)
-
-    @property
-    def logger(self) -> logging.LoggerAdapter:
-        return _require_attempt("logger").logger
-
-    @property
-    def idempotency_key(self) -> str:
-        """f"{run_id}:{position}" of the running step: the same in every attempt,
-        so external calls made by the step can be de-duplicated."""
-        _require_attempt("idempotency_key")
-        step = _step.get()
-        if step is None:
-            raise RuntimeError(
-                "context.idempotency_key is only available inside a @step body, where it identifies that step"
-            )
-        return step.idempotency_key
-
-    def __repr__(self) -> str:
-        ctx = _attempt.get()
-        if ctx is None:
-            return "<cairn context: no task running>"
-        return f"<cairn context: run {ctx.run_id} attempt {ctx.attempt} task {ctx.task_id}>"
+def enter_step(step: StepContext) -> Token[StepContext | None]:
+    """Marks a step body as running; leave_step(token) undoes it."""
+    return _step.set(step)
 
 
-context = Context()
+def leave_step(token: Token[StepContext | None]) -> None:
+    _step.reset(token)

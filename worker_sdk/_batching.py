@@ -42,12 +42,18 @@ class BatchingStub:
     async def RecordStep(
         self, request: worker_service_pb2.RecordStepRequest, timeout: float | None = None
     ) -> worker_service_pb2.RecordStepResponse:
-        return await self._writes.submit(("record_step", request), timeout)
+        response: worker_service_pb2.RecordStepResponse = await self._writes.submit(
+            ("record_step", request), timeout
+        )
+        return response
 
     async def FinishAttempt(
         self, request: worker_service_pb2.FinishAttemptRequest, timeout: float | None = None
     ) -> worker_service_pb2.FinishAttemptResponse:
-        return await self._writes.submit(("finish_attempt", request), timeout)
+        response: worker_service_pb2.FinishAttemptResponse = await self._writes.submit(
+            ("finish_attempt", request), timeout
+        )
+        return response
 
     async def _send_one(self, write: Write, timeout: float | None) -> Any:
         kind, request = write

@@ -6,10 +6,11 @@ no longer current abandons it."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import grpc
 
+from worker_sdk._attempt import AttemptAbandoned, AttemptContext
 from worker_sdk._grpc import (
     TRANSIENT_CODES,
     WRITE_TIMEOUT,
@@ -18,10 +19,6 @@ from worker_sdk._grpc import (
     details_of,
     to_cairn_error,
 )
-from worker_sdk.errors import AttemptAbandoned
-
-if TYPE_CHECKING:
-    from worker_sdk.context import AttemptContext
 
 R = TypeVar("R")
 FENCED = frozenset({grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND})

@@ -1,25 +1,41 @@
 """Child runs, triggered from inside a task: Task.trigger (fire and forget, as a
 step), Task.trigger_and_wait and Task.batch_trigger_and_wait (durable waits:
 history creates the children when the attempt suspends, and records their
-results at the wait's position when all of them have finished)."""
+results at the wait's position when all of them have finished). Outside a task,
+Task.trigger is a plain trigger on a channel configured from the environment."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Generic, NoReturn, TypeVar
 
-from cairn.v1 import common_pb2, run_service_pb2, worker_service_pb2
-from worker_sdk import suspension
-from worker_sdk.context import AttemptContext, current_attempt, current_step
-from worker_sdk.errors import CairnError, ChildRunFailedError, NonDeterminismError
-from worker_sdk.options import encode_payload, options_from_kwargs
-from worker_sdk.retry import Retry
-from worker_sdk.writes import attempt_call
+from cairn.v1 import common_pb2, run_service_pb2, run_service_pb2_grpc, worker_service_pb2
+from worker_sdk import _convert, _validate
+from worker_sdk import _suspension as suspension
+from worker_sdk._attempt import AttemptContext, current_attempt, current_step
+from worker_sdk._calls import attempt_call
+from worker_sdk._grpc import (
+    DEFAULT_RPC_TIMEOUT,
+    call_mapped,
+    frontend_address,
+    make_stub,
+    open_channel,
+    resolve_namespace,
+)
+from worker_sdk._policies import Retry
+from worker_sdk._requests import encode_payload, options_from_kwargs, trigger_request
+from worker_sdk._step import run_step
+from worker_sdk._types import ErrorInfo, Run, RunHandle, RunStatus
+from worker_sdk.errors import (
+    ArgumentTypeError,
+    CairnError,
+    ChildRunFailedError,
+    NonDeterminismError,
+    OutsideTaskError,
+)
 
-if TYPE_CHECKING:
-    from worker_sdk.client import Run
-    from worker_sdk.task import Task
+R = TypeVar("R")
 
 # The trigger step's RPC errors (unknown task, invalid option) are final: a replay
 # would raise them again anyway.
@@ -27,49 +43,48 @@ _TRIGGER_STEP_RETRY = Retry(max_attempts=1, non_retryable=(CairnError,))
 
 
 @dataclass(frozen=True)
-class RunHandle:
-    """A child run triggered with Task.trigger from inside a task."""
-
-    id: str
-    task_id: str
-
-    def __str__(self) -> str:
-        return self.id
-
-
-@dataclass(frozen=True)
-class ChildResult:
-    """How one child run of batch_trigger_and_wait ended: its status (lowercase,
-    e.g. "completed" or "failed"), its output when completed, its error
-    ({"type", "message"}) otherwise; ok is True when it completed. task_id is the
-    child's task."""
+class ChildResult(Generic[R]):
+    """How one child run of batch_trigger_and_wait ended: its status, its output
+    (typed R, the child task's result) when completed, its error otherwise; ok
+    is True when it completed. task_id is the child's task."""
 
     run_id: str
-    status: str
-    output: Any
-    error: dict[str, Any] | None
+    status: RunStatus
+    output: R | None
+    error: ErrorInfo | None
     ok: bool
     task_id: str = ""
 
-    def unwrap(self) -> Any:
+    def unwrap(self) -> R:
         """The output when the child completed; ChildRunFailedError otherwise."""
         if self.ok:
-            return self.output
-        error = self.error or {}
+            return self.output  # type: ignore[return-value]  # R itself may be None
+        error = self.error
         raise ChildRunFailedError(
             self.run_id,
             self.task_id,
             self.status,
-            str(error.get("type") or ""),
-            str(error.get("message") or ""),
+            error.type if error else "",
+            error.message if error else "",
         )
+
+
+def _child_error(value: Any) -> ErrorInfo | None:
+    if not isinstance(value, dict):
+        return None
+    return ErrorInfo(
+        type=str(value.get("type") or ""),
+        message=str(value.get("message") or ""),
+        stack_trace=str(value.get("stack_trace") or ""),
+        non_retryable=bool(value.get("non_retryable")),
+    )
 
 
 def _child_results(
     value: Any, task_id: str, count: int, run_id: str, position: int, name: str
-) -> list[ChildResult]:
+) -> list[ChildResult[Any]]:
     if not isinstance(value, list):
-        raise ValueError(
+        raise CairnError(
             f"run {run_id}: the result of '{name}' at position {position} is not a list: {value!r}"
         )
     if len(value) != count:
@@ -77,17 +92,16 @@ def _child_results(
             f"non-determinism in run {run_id}: '{name}' at position {position} was recorded "
             f"with {len(value)} child run(s) but the code now asks for {count}"
         )
-    results = []
+    results: list[ChildResult[Any]] = []
     for item in value:
         status = str(item.get("status") or "")
-        error = item.get("error")
         results.append(
             ChildResult(
                 run_id=str(item.get("run_id") or ""),
                 task_id=task_id,
-                status=status,
+                status=RunStatus(status) if status in RunStatus._value2member_map_ else RunStatus.UNSPECIFIED,
                 output=item.get("output"),
-                error=error if isinstance(error, dict) else None,
+                error=_child_error(item.get("error")),
                 ok=status == "completed",
             )
         )
@@ -95,27 +109,31 @@ def _child_results(
 
 
 def trigger(
-    task: Task, payload: Any, idempotency_key: str | None, options: dict[str, Any]
-) -> Awaitable[RunHandle | Run]:
+    task_id: str, payload: Any, idempotency_key: str | None, options: Mapping[str, Any]
+) -> Awaitable[RunHandle | Run[Any]]:
     """Task.trigger: inside a task a step that triggers a child run (linked by
     parent_run_id, deduplicated by the step's idempotency key); elsewhere a
-    plain trigger through an AsyncClient configured from the environment."""
-    where = f"{task.id}.trigger"
-    opts = options_from_kwargs(where, options)
-    body = encode_payload(f"payload for task '{task.id}'", payload)
+    plain trigger to the frontend of $CAIRN_ADDRESS in $CAIRN_NAMESPACE."""
+    where = f"{task_id}.trigger"
     if current_attempt() is None:
-        return _trigger_from_app(task, payload, idempotency_key, options)
+        request = trigger_request(resolve_namespace(None), task_id, payload, idempotency_key, options, where)
+        return _trigger_from_app(request)
+    opts = options_from_kwargs(where, options)
+    body = encode_payload(f"payload for task '{task_id}'", payload)
+    if idempotency_key is not None:
+        _validate.idempotency_key("idempotency_key", idempotency_key)
     ctx, position = suspension.begin(where)
-    return _trigger_in_task(ctx, position, task.id, body, opts, idempotency_key)
+    return _trigger_in_task(ctx, position, task_id, body, opts, idempotency_key)
 
 
-async def _trigger_from_app(
-    task: Task, payload: Any, idempotency_key: str | None, options: dict[str, Any]
-) -> Run:
-    from worker_sdk.client import AsyncClient
-
-    async with AsyncClient() as client:
-        return await client.trigger(task, payload, idempotency_key=idempotency_key, **options)
+async def _trigger_from_app(request: run_service_pb2.TriggerRunRequest) -> Run[Any]:
+    channel = open_channel(frontend_address(None))
+    try:
+        stub = make_stub(run_service_pb2_grpc.RunServiceStub, channel)
+        response = await call_mapped(stub.TriggerRun, request, DEFAULT_RPC_TIMEOUT)
+    finally:
+        await channel.close()
+    return _convert.run(response.run)
 
 
 async def _trigger_in_task(
@@ -126,8 +144,6 @@ async def _trigger_in_task(
     opts: common_pb2.TriggerOptions,
     idempotency_key: str | None,
 ) -> RunHandle:
-    from worker_sdk.step import run_step
-
     name = f"trigger:{task_id}"
 
     async def call() -> dict[str, Any]:
@@ -149,18 +165,18 @@ async def _trigger_in_task(
     return RunHandle(id=value["run_id"], task_id=task_id)
 
 
-def trigger_and_wait(task: Task, payload: Any, options: dict[str, Any]) -> Awaitable[Any]:
+def trigger_and_wait(task_id: str, payload: Any, options: Mapping[str, Any]) -> Awaitable[Any]:
     """Task.trigger_and_wait: suspends until one child run finishes; returns its
     output, or raises ChildRunFailedError."""
-    where = f"{task.id}.trigger_and_wait"
+    where = f"{task_id}.trigger_and_wait"
     if current_attempt() is None or current_step() is not None:
         _outside(where, "Client.trigger_and_wait")
     opts = options_from_kwargs(where, options)
     child = worker_service_pb2.ChildRun(
-        task_id=task.id, payload=encode_payload(f"payload for task '{task.id}'", payload), options=opts
+        task_id=task_id, payload=encode_payload(f"payload for task '{task_id}'", payload), options=opts
     )
     ctx, position = suspension.begin(where)
-    return _one(ctx, position, task.id, child)
+    return _one(ctx, position, task_id, child)
 
 
 async def _one(ctx: AttemptContext, position: int, task_id: str, child: worker_service_pb2.ChildRun) -> Any:
@@ -169,36 +185,37 @@ async def _one(ctx: AttemptContext, position: int, task_id: str, child: worker_s
 
 
 def batch_trigger_and_wait(
-    task: Task, items: Iterable[Any], options: dict[str, Any]
-) -> Awaitable[list[ChildResult]]:
+    task_id: str, items: Iterable[Any], options: Mapping[str, Any]
+) -> Awaitable[list[ChildResult[Any]]]:
     """Task.batch_trigger_and_wait: triggers one child run per payload and suspends
     until all have finished; returns their results in order."""
-    where = f"{task.id}.batch_trigger_and_wait"
+    where = f"{task_id}.batch_trigger_and_wait"
     if current_attempt() is None or current_step() is not None:
         _outside(where, "Client.batch_trigger and Client.wait")
     if isinstance(items, (str, bytes, dict)) or not isinstance(items, Iterable):
-        raise TypeError(f"{where}: expected a list of payloads, got {items!r}")
-    items = list(items)
+        raise ArgumentTypeError(f"{where}: expected a list of payloads, got {items!r}")
+    payloads = list(items)
+    _validate.batch_size(where, len(payloads))
     opts = options_from_kwargs(where, options)
     children = [
         worker_service_pb2.ChildRun(
-            task_id=task.id, payload=encode_payload(f"payload {i} for task '{task.id}'", item), options=opts
+            task_id=task_id, payload=encode_payload(f"payload {i} for task '{task_id}'", item), options=opts
         )
-        for i, item in enumerate(items)
+        for i, item in enumerate(payloads)
     ]
     if not children:
         return _no_children()
     ctx, position = suspension.begin(where)
-    return _wait_children(ctx, position, f"batch_trigger_and_wait:{task.id}", task.id, children)
+    return _wait_children(ctx, position, f"batch_trigger_and_wait:{task_id}", task_id, children)
 
 
-async def _no_children() -> list[ChildResult]:
+async def _no_children() -> list[ChildResult[Any]]:
     return []
 
 
 async def _wait_children(
     ctx: AttemptContext, position: int, name: str, task_id: str, children: list[worker_service_pb2.ChildRun]
-) -> list[ChildResult]:
+) -> list[ChildResult[Any]]:
     recorded = suspension.lookup(ctx, position, name)
     if recorded is not None:
         value = suspension.resolved(recorded)
@@ -218,9 +235,9 @@ async def _wait_children(
     raise AssertionError("unreachable")  # suspend() always raises
 
 
-def _outside(where: str, instead: str) -> None:
+def _outside(where: str, instead: str) -> NoReturn:
     if current_attempt() is None:
-        raise RuntimeError(
+        raise OutsideTaskError(
             f"{where} is only available inside a task function; from application code use {instead}"
         )
-    raise RuntimeError(f"{where} cannot be used inside a @step body; call it from the task function")
+    raise OutsideTaskError(f"{where} cannot be used inside a @step body; call it from the task function")

@@ -1,26 +1,21 @@
-"""Clients for applications: trigger runs (one or a batch), read, list, cancel
-and wait for them; send events and complete wait tokens to resume waiting runs;
-manage schedules and queues. AsyncClient for asyncio code; Client, the same
-methods, for synchronous code. Tokens, schedules and queues come back as plain
-dicts (the JSON shape of cairn.run_json)."""
+"""AsyncClient, for applications in asyncio code: trigger runs (one or a batch),
+read, list, cancel and wait for them; send events and complete wait tokens to
+resume waiting runs; manage schedules and queues. Everything it returns is one
+of the SDK's frozen dataclasses (_types), never a protobuf message."""
 
 from __future__ import annotations
 
 import asyncio
-import threading
-from collections.abc import Coroutine, Mapping, Sequence
-from dataclasses import dataclass, field
+import builtins
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar, Unpack, overload
 
 import grpc
 from google.protobuf.duration_pb2 import Duration
 
-from cairn.addresses import check_address
-from cairn.run_json import queue_to_dict, run_to_dict, schedule_to_dict, token_to_dict
-from cairn.statuses import RUN_STATUS_BY_NAME, TERMINAL_RUN_STATUSES
+from cairn.limits import MAX_NAME_CHARS, MAX_PAGE_SIZE
 from cairn.v1 import (
-    common_pb2,
     queue_service_pb2,
     queue_service_pb2_grpc,
     run_service_pb2,
@@ -30,177 +25,57 @@ from cairn.v1 import (
     wait_service_pb2,
     wait_service_pb2_grpc,
 )
+from worker_sdk import _convert, _requests, _validate
 from worker_sdk._grpc import (
+    DEFAULT_RPC_TIMEOUT,
     call_mapped,
     code_of,
+    frontend_address,
+    make_stub,
     open_channel,
-    resolve_address,
     resolve_namespace,
     to_cairn_error,
 )
-from worker_sdk.errors import RunFailedError
-from worker_sdk.options import INT32_MAX, duration_seconds, encode_payload, options_from_kwargs, to_duration
-from worker_sdk.retry import validate_name
-from worker_sdk.task import Task
+from worker_sdk._policies import Queue
+from worker_sdk._task import Task
+from worker_sdk._types import Run, RunStatus, Schedule, SendEventResult, TriggerOptions, WaitToken
+from worker_sdk.errors import ArgumentTypeError, InvalidArgumentError, RunFailedError, RunTimeoutError
 
-T = TypeVar("T")
+P = TypeVar("P")
+R = TypeVar("R")
 WAIT_PER_CALL = 30.0
-MAX_PAGE = 1000
+AnyTask: TypeAlias = Task[Any, Any]
+# One item of batch_trigger: (task, payload), or a dict with "task", "payload",
+# optionally "idempotency_key" and trigger options.
+BatchItem: TypeAlias = tuple[str | AnyTask, Any] | Mapping[str, Any]
 
 
-@dataclass(frozen=True)
-class Run:
-    """A run as the server last reported it. `raw` is the full JSON-ready dict
-    (cairn.run_json.run_to_dict) with every other field, e.g. raw["created_at"]."""
-
-    id: str
-    task: str
-    status: str
-    output: Any
-    error: dict[str, Any] | None
-    attempts: list[dict[str, Any]]
-    steps: list[dict[str, Any]]
-    raw: dict[str, Any] = field(repr=False, compare=False)
-
-    @classmethod
-    def from_proto(cls, run: common_pb2.Run) -> Run:
-        d = run_to_dict(run)
-        return cls(
-            id=d["id"],
-            task=d["task"],
-            status=d["status"],
-            output=d["output"],
-            error=d["error"],
-            attempts=d["attempts"],
-            steps=d["steps"],
-            raw=d,
-        )
-
-    @property
-    def done(self) -> bool:
-        """Whether the run reached a terminal status, which never changes again."""
-        return self.status in TERMINAL_RUN_STATUSES
-
-    @property
-    def parent_run_id(self) -> str | None:
-        """The run that triggered this one from its code, if any."""
-        return self.raw.get("parent_run_id")
-
-    @property
-    def tags(self) -> list[str]:
-        return self.raw.get("tags") or []
-
-    @property
-    def metadata(self) -> dict[str, Any]:
-        return self.raw.get("metadata") or {}
-
-    @property
-    def child_run_ids(self) -> list[str]:
-        """Runs this one triggered (filled by get and wait, empty in lists)."""
-        return self.raw.get("child_run_ids") or []
-
-    @property
-    def wait(self) -> dict[str, Any] | None:
-        """What the run waits for while waiting (kind, position, event_name, ...)."""
-        return self.raw.get("wait")
-
-
-@dataclass(frozen=True)
-class SendEventResult:
-    """Where an event went: the runs whose wait it resolved now, and whether it
-    was kept for the run it was sent to because that run is not waiting for it yet."""
-
-    delivered_run_ids: list[str]
-    buffered: bool
-
-
-def _task_id(task: str | Task) -> str:
+def _task_id(task: str | AnyTask) -> str:
     if isinstance(task, Task):
         return task.id
     if isinstance(task, str) and task:
         return task
-    raise TypeError(f"task must be a task id string or a Task, got {task!r}")
-
-
-def _trigger_request(
-    namespace: str,
-    task: str | Task,
-    payload: Any,
-    idempotency_key: str | None,
-    options: Mapping[str, Any],
-    where: str = "trigger",
-) -> run_service_pb2.TriggerRunRequest:
-    task_id = _task_id(task)
-    opts = options_from_kwargs(where, options)
-    request = run_service_pb2.TriggerRunRequest(
-        namespace=namespace,
-        task_id=task_id,
-        payload=encode_payload(f"payload for task '{task_id}'", payload),
-        idempotency_key=idempotency_key or "",
-    )
-    if opts.ByteSize():
-        request.options.CopyFrom(opts)
-    return request
+    raise ArgumentTypeError(f"task must be a task id string or a Task, got {task!r}")
 
 
 def _batch_item(namespace: str, index: int, item: Any) -> run_service_pb2.TriggerRunRequest:
-    """One batch_trigger item: (task, payload), or a dict with task, payload,
-    idempotency_key and trigger options."""
+    """One batch_trigger item as a request; errors name it as runs[index]."""
     where = f"batch_trigger item {index}"
+    field = f"runs[{index}]."
     if isinstance(item, Mapping):
         fields = dict(item)
         if "task" not in fields:
-            raise ValueError(f"{where}: a dict item needs a 'task' (a task id or a Task)")
+            raise InvalidArgumentError(f"{where}: a dict item needs a 'task' (a task id or a Task)")
         task = fields.pop("task")
         payload = fields.pop("payload", None)
         key = fields.pop("idempotency_key", None)
-        return _trigger_request(namespace, task, payload, key, fields, where)
+        return _requests.trigger_request(namespace, _task_id(task), payload, key, fields, where, field)
     if isinstance(item, Sequence) and not isinstance(item, (str, bytes)) and len(item) == 2:
         task, payload = item
-        return _trigger_request(namespace, task, payload, None, {}, where)
-    raise TypeError(
+        return _requests.trigger_request(namespace, _task_id(task), payload, None, {}, where, field)
+    raise ArgumentTypeError(
         f"{where}: expected a (task, payload) pair or a dict with 'task', 'payload' and options, got {item!r}"
     )
-
-
-def _limit(what: str, value: Any) -> int:
-    """A queue limit: an int from 0 (no limit) to 2**31-1."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{what} must be an int, got {value!r}")
-    if not 0 <= value <= INT32_MAX:
-        raise ValueError(f"{what} must be from 0 (no limit) to {INT32_MAX}, got {value}")
-    return value
-
-
-def _rate_limit(name: str, value: Any) -> queue_service_pb2.RateLimit:
-    """(limit, period) with period a timedelta or seconds, as a RateLimit; a limit
-    of 0 removes the rate limit (its period is then ignored)."""
-    what = f"queue {name!r}: rate_limit"
-    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Sequence) or len(value) != 2:
-        raise TypeError(
-            f"{what} must be a (limit, period) pair, e.g. (10, 1) for 10 per "
-            f"second or (0, 0) to remove it; got {value!r}"
-        )
-    limit = _limit(f"{what} limit", value[0])
-    rate = queue_service_pb2.RateLimit(limit=limit)
-    if limit:
-        rate.period.CopyFrom(to_duration(duration_seconds(f"{what} period", value[1], allow_zero=False)))
-    return rate
-
-
-def _statuses(status: str | list[str] | None) -> list[int]:
-    if status is None:
-        return []
-    names = [status] if isinstance(status, str) else list(status)
-    out = []
-    for name in names:
-        value = RUN_STATUS_BY_NAME.get(str(name).lower())
-        if value is None:
-            raise ValueError(
-                f"status {name!r} is not a run status; use one of {', '.join(sorted(RUN_STATUS_BY_NAME))}"
-            )
-        out.append(value)
-    return out
 
 
 class AsyncClient:
@@ -213,9 +88,12 @@ class AsyncClient:
     waits. Use it with `async with`, or call close()."""
 
     def __init__(
-        self, address: str | None = None, namespace: str | None = None, rpc_timeout: float = 30.0
+        self,
+        address: str | None = None,
+        namespace: str | None = None,
+        rpc_timeout: float = DEFAULT_RPC_TIMEOUT,
     ) -> None:
-        self.address = check_address(resolve_address(address))
+        self.address = frontend_address(address)
         self.namespace = resolve_namespace(namespace)
         self.rpc_timeout = rpc_timeout
         self._channel: grpc.aio.Channel | None = None
@@ -244,109 +122,135 @@ class AsyncClient:
 
     def _service(self) -> run_service_pb2_grpc.RunServiceStub:
         if self._stub is None:
-            self._stub = run_service_pb2_grpc.RunServiceStub(self._open())
+            self._stub = make_stub(run_service_pb2_grpc.RunServiceStub, self._open())
         return self._stub
 
     def _waits(self) -> wait_service_pb2_grpc.WaitServiceStub:
         if self._wait_stub is None:
-            self._wait_stub = wait_service_pb2_grpc.WaitServiceStub(self._open())
+            self._wait_stub = make_stub(wait_service_pb2_grpc.WaitServiceStub, self._open())
         return self._wait_stub
 
     def _schedules(self) -> schedule_service_pb2_grpc.ScheduleServiceStub:
         if self._schedule_stub is None:
-            self._schedule_stub = schedule_service_pb2_grpc.ScheduleServiceStub(self._open())
+            self._schedule_stub = make_stub(schedule_service_pb2_grpc.ScheduleServiceStub, self._open())
         return self._schedule_stub
 
     def _queues(self) -> queue_service_pb2_grpc.QueueServiceStub:
         if self._queue_stub is None:
-            self._queue_stub = queue_service_pb2_grpc.QueueServiceStub(self._open())
+            self._queue_stub = make_stub(queue_service_pb2_grpc.QueueServiceStub, self._open())
         return self._queue_stub
 
+    # ---- runs ----
+
+    @overload
     async def trigger(
-        self, task: str | Task, payload: Any = None, idempotency_key: str | None = None, **options: Any
-    ) -> Run:
+        self,
+        task: Task[P, R],
+        payload: P,
+        idempotency_key: str | None = None,
+        **options: Unpack[TriggerOptions],
+    ) -> Run[R]: ...
+
+    @overload
+    async def trigger(
+        self,
+        task: str,
+        payload: Any = None,
+        idempotency_key: str | None = None,
+        **options: Unpack[TriggerOptions],
+    ) -> Run[Any]: ...
+
+    async def trigger(
+        self,
+        task: str | AnyTask,
+        payload: Any = None,
+        idempotency_key: str | None = None,
+        **options: Unpack[TriggerOptions],
+    ) -> Run[Any]:
         """Starts a run of task (an id or a Task) with payload, which must be
         JSON-serialisable. With idempotency_key, a second trigger returns the first
         run. Options: delay, ttl, max_duration (timedelta or seconds), priority
-        (int, higher first), tags (list of str), metadata (a JSON object),
-        concurrency_key (str, 1-128 characters: the queue's concurrency and rate
-        limits then apply per key, and keys are served fairly). QueueFullError
-        when the task's queue is at its max_depth."""
-        request = _trigger_request(self.namespace, task, payload, idempotency_key, options)
+        (int from -1000 to 1000, higher first), tags (list of str), metadata (a
+        JSON object), concurrency_key (str, 1-128 characters: the queue's
+        concurrency and rate limits then apply per key, and keys are served
+        fairly). QueueFullError when the task's queue is at its max_depth."""
+        request = _requests.trigger_request(self.namespace, _task_id(task), payload, idempotency_key, options)
         response = await call_mapped(self._service().TriggerRun, request, self.rpc_timeout)
-        return Run.from_proto(response.run)
+        return _convert.run(response.run)
 
-    async def batch_trigger(self, items: Sequence[Any]) -> list[Run]:
+    async def batch_trigger(self, items: Sequence[BatchItem]) -> list[Run[Any]]:
         """Starts many runs in one call, all or none: each item is a (task, payload)
         pair or a dict with "task", "payload" and optionally "idempotency_key" and
         trigger options. Returns the runs in item order. QueueFullError (and no
         run created) when a queue would go over its max_depth."""
         if isinstance(items, (str, bytes, Mapping)) or not isinstance(items, Sequence):
-            raise TypeError(f"batch_trigger: expected a list of items, got {items!r}")
+            raise ArgumentTypeError(f"batch_trigger: expected a list of items, got {items!r}")
+        _validate.batch_size("runs", len(items))
         requests = [_batch_item(self.namespace, i, item) for i, item in enumerate(items)]
         if not requests:
             return []
         request = run_service_pb2.BatchTriggerRunsRequest(namespace=self.namespace, runs=requests)
         response = await call_mapped(self._service().BatchTriggerRuns, request, self.rpc_timeout)
-        return [Run.from_proto(r.run) for r in response.runs]
+        return [_convert.run(r.run) for r in response.runs]
 
-    async def get(self, run_id: str) -> Run:
+    async def get(self, run_id: str) -> Run[Any]:
         """The run with its attempts and steps. NotFoundError when unknown."""
         request = run_service_pb2.GetRunRequest(namespace=self.namespace, run_id=run_id)
         response = await call_mapped(self._service().GetRun, request, self.rpc_timeout)
-        return Run.from_proto(response.run)
+        return _convert.run(response.run)
 
     async def list(
         self,
-        task: str | Task | None = None,
-        status: str | list[str] | None = None,
+        task: str | AnyTask | None = None,
+        status: str | RunStatus | Iterable[str | RunStatus] | None = None,
         limit: int = 50,
         tag: str | None = None,
         parent_run_id: str | None = None,
-    ) -> list[Run]:
+    ) -> list[Run[Any]]:
         """Up to limit runs, newest first, optionally of one task, in the given
-        statuses (lowercase names such as "failed"), carrying a tag, or children of
-        a run, following pages as needed."""
+        statuses (RunStatus or lowercase names such as "failed"), carrying a tag,
+        or children of a run, following pages as needed."""
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise ValueError(f"limit must be a positive int, got {limit!r}")
+            raise InvalidArgumentError(f"limit must be a positive int, got {limit!r}")
         request = run_service_pb2.ListRunsRequest(
             namespace=self.namespace,
             task_id=_task_id(task) if task is not None else "",
-            statuses=_statuses(status),
+            statuses=_requests.run_statuses(status),
             tag=tag or "",
             parent_run_id=parent_run_id or "",
         )
-        runs: list[Run] = []
+        runs: list[Run[Any]] = []
         while len(runs) < limit:
-            request.page_size = min(MAX_PAGE, limit - len(runs))
+            request.page_size = min(MAX_PAGE_SIZE, limit - len(runs))
             response = await call_mapped(self._service().ListRuns, request, self.rpc_timeout)
-            runs.extend(Run.from_proto(r) for r in response.runs)
+            runs.extend(_convert.run(r) for r in response.runs)
             if not response.next_page_token or not response.runs:
                 break
             request.page_token = response.next_page_token
         return runs[:limit]
 
-    async def cancel(self, run_id: str, reason: str = "") -> Run:
+    async def cancel(self, run_id: str, reason: str = "") -> Run[Any]:
         """Cancels a run that has not finished. FailedPreconditionError when it has."""
         request = run_service_pb2.CancelRunRequest(namespace=self.namespace, run_id=run_id, reason=reason)
         response = await call_mapped(self._service().CancelRun, request, self.rpc_timeout)
-        return Run.from_proto(response.run)
+        return _convert.run(response.run)
 
-    async def wait(self, run_id: str, timeout: float | None = None) -> Run:
+    async def wait(self, run_id: str, timeout: float | None = None) -> Run[Any]:
         """Waits until the run is in a terminal status and returns it. Raises
-        TimeoutError naming the run when timeout seconds pass first (None: no limit).
-        A briefly unreachable server is retried within the timeout."""
+        RunTimeoutError (a TimeoutError) naming the run when timeout seconds pass
+        first (None: no limit). A briefly unreachable server is retried within
+        the timeout."""
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         delay = 0.1
-        last: Run | None = None
+        last: Run[Any] | None = None
         while True:
             per_call = WAIT_PER_CALL
             if deadline is not None:
                 per_call = min(per_call, deadline - loop.time())
                 if per_call <= 0:
                     status = f" (status: {last.status})" if last else ""
-                    raise TimeoutError(f"run {run_id} did not finish within {timeout}s{status}")
+                    raise RunTimeoutError(f"run {run_id} did not finish within {timeout}s{status}")
             wait = Duration()
             wait.FromNanoseconds(max(1, round(per_call * 1e9)))
             request = run_service_pb2.WaitRunRequest(namespace=self.namespace, run_id=run_id, timeout=wait)
@@ -361,26 +265,49 @@ class AsyncClient:
                 delay = min(2.0, delay * 2)
                 continue
             delay = 0.1
-            last = Run.from_proto(response.run)
+            last = _convert.run(response.run)
             if response.done or last.done:
                 return last
 
+    @overload
     async def trigger_and_wait(
         self,
-        task: str | Task,
+        task: Task[P, R],
+        payload: P,
+        timeout: float | None = None,
+        idempotency_key: str | None = None,
+        **options: Unpack[TriggerOptions],
+    ) -> Run[R]: ...
+
+    @overload
+    async def trigger_and_wait(
+        self,
+        task: str,
         payload: Any = None,
         timeout: float | None = None,
         idempotency_key: str | None = None,
-        **options: Any,
-    ) -> Run:
+        **options: Unpack[TriggerOptions],
+    ) -> Run[Any]: ...
+
+    async def trigger_and_wait(
+        self,
+        task: str | AnyTask,
+        payload: Any = None,
+        timeout: float | None = None,
+        idempotency_key: str | None = None,
+        **options: Unpack[TriggerOptions],
+    ) -> Run[Any]:
         """Triggers a run (with the options of trigger) and waits for it. Returns
-        the completed run; raises RunFailedError (holding the run) when it ended
-        otherwise, and TimeoutError when timeout seconds pass first."""
-        run = await self.trigger(task, payload, idempotency_key=idempotency_key, **options)
+        the completed run, whose output is the task's result (typed R for a
+        Task[P, R]); raises RunFailedError (holding the run) when it ended
+        otherwise, and RunTimeoutError when timeout seconds pass first."""
+        run = await self.trigger(_task_id(task), payload, idempotency_key=idempotency_key, **options)
         run = await self.wait(run.id, timeout=timeout)
-        if run.status != "completed":
+        if run.status != RunStatus.COMPLETED:
             raise RunFailedError(run)
         return run
+
+    # ---- events and wait tokens ----
 
     async def send_event(
         self, name: str, payload: Any = None, *, run_id: str | None = None, key: str | None = None
@@ -389,61 +316,68 @@ class AsyncClient:
         waits for an event of that name; without, it goes to every run waiting right
         now for that name and key (wait.for_event(name, key=...))."""
         if not isinstance(name, str) or not name:
-            raise ValueError(f"send_event: name must be a non-empty string, got {name!r}")
+            raise InvalidArgumentError(f"send_event: name must be a non-empty string, got {name!r}")
+        _validate.text("send_event: name", name, MAX_NAME_CHARS)
+        if key is not None:
+            _validate.text("send_event: key", key, MAX_NAME_CHARS)
         request = wait_service_pb2.SendEventRequest(
             namespace=self.namespace,
             run_id=run_id or "",
             name=name,
             key=key or "",
-            payload=encode_payload(f"payload of event '{name}'", payload),
+            payload=_requests.encode_payload(f"payload of event '{name}'", payload),
         )
         response = await call_mapped(self._waits().SendEvent, request, self.rpc_timeout)
         return SendEventResult(delivered_run_ids=list(response.delivered_run_ids), buffered=response.buffered)
 
     async def create_token(
         self, timeout: timedelta | float | None = None, *, idempotency_key: str | None = None
-    ) -> dict[str, Any]:
+    ) -> WaitToken:
         """Creates a wait token (not tied to a run); with timeout it times out that
-        long after creation. Returns it as a dict (id, status, timeout_at, ...)."""
+        long after creation."""
         request = wait_service_pb2.CreateWaitTokenRequest(
-            namespace=self.namespace, idempotency_key=idempotency_key or ""
+            namespace=self.namespace,
+            idempotency_key=_validate.idempotency_key("idempotency_key", idempotency_key or ""),
         )
         if timeout is not None:
-            request.timeout.CopyFrom(to_duration(duration_seconds("timeout", timeout, allow_zero=False)))
+            seconds = _validate.duration_seconds("timeout", timeout, allow_zero=False)
+            request.timeout.CopyFrom(_requests.to_duration(seconds))
         response = await call_mapped(self._waits().CreateWaitToken, request, self.rpc_timeout)
-        return token_to_dict(response.token)
+        return _convert.token(response.token)
 
-    async def complete_token(self, token_id: str, payload: Any = None) -> dict[str, Any]:
+    async def complete_token(self, token_id: str | WaitToken, payload: Any = None) -> WaitToken:
         """Completes a token with payload, resuming the run waiting on it. NotFoundError
         for an unknown token; FailedPreconditionError when already completed or timed out."""
+        token_id = str(token_id)
         request = wait_service_pb2.CompleteWaitTokenRequest(
             namespace=self.namespace,
             token_id=token_id,
-            payload=encode_payload(f"payload for token {token_id}", payload),
+            payload=_requests.encode_payload(f"payload for token {token_id}", payload),
         )
         response = await call_mapped(self._waits().CompleteWaitToken, request, self.rpc_timeout)
-        return token_to_dict(response.token)
+        return _convert.token(response.token)
 
-    async def get_token(self, token_id: str) -> dict[str, Any]:
-        """A token as a dict: id, run_id, status ("pending", "completed", "timed_out"),
-        payload, created_at, completed_at, timeout_at."""
-        request = wait_service_pb2.GetWaitTokenRequest(namespace=self.namespace, token_id=token_id)
+    async def get_token(self, token_id: str | WaitToken) -> WaitToken:
+        """A token: its status (pending, completed, timed_out), payload and times."""
+        request = wait_service_pb2.GetWaitTokenRequest(namespace=self.namespace, token_id=str(token_id))
         response = await call_mapped(self._waits().GetWaitToken, request, self.rpc_timeout)
-        return token_to_dict(response.token)
+        return _convert.token(response.token)
+
+    # ---- schedules ----
 
     async def create_schedule(
         self,
         schedule_id: str,
-        task: str | Task,
+        task: str | AnyTask,
         cron: str,
         *,
         timezone: str = "UTC",
         payload: Any = None,
         deduplication_key: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> Schedule:
         """Creates a schedule that triggers task with payload on a cron expression (5
         fields, or 6 with seconds first) read in timezone. AlreadyExistsError when the
-        id is taken. Returns it as a dict."""
+        id is taken."""
         task_id = _task_id(task)
         request = schedule_service_pb2.CreateScheduleRequest(
             namespace=self.namespace,
@@ -451,33 +385,33 @@ class AsyncClient:
             task_id=task_id,
             cron=cron,
             timezone=timezone or "",
-            payload=encode_payload(f"payload for schedule '{schedule_id}'", payload),
+            payload=_requests.encode_payload(f"payload for schedule '{schedule_id}'", payload),
             deduplication_key=deduplication_key or "",
         )
         response = await call_mapped(self._schedules().CreateSchedule, request, self.rpc_timeout)
-        return schedule_to_dict(response.schedule)
+        return _convert.schedule(response.schedule)
 
-    async def list_schedules(self, task: str | Task | None = None) -> list[dict[str, Any]]:
+    async def list_schedules(self, task: str | AnyTask | None = None) -> builtins.list[Schedule]:
         """The namespace's schedules (declared with tasks and created), by id."""
         request = schedule_service_pb2.ListSchedulesRequest(
             namespace=self.namespace, task_id=_task_id(task) if task is not None else ""
         )
         response = await call_mapped(self._schedules().ListSchedules, request, self.rpc_timeout)
-        return [schedule_to_dict(s) for s in response.schedules]
+        return [_convert.schedule(s) for s in response.schedules]
 
-    async def pause_schedule(self, schedule_id: str) -> dict[str, Any]:
+    async def pause_schedule(self, schedule_id: str) -> Schedule:
         """Stops a schedule from firing until it is resumed."""
         request = schedule_service_pb2.PauseScheduleRequest(namespace=self.namespace, schedule_id=schedule_id)
         response = await call_mapped(self._schedules().PauseSchedule, request, self.rpc_timeout)
-        return schedule_to_dict(response.schedule)
+        return _convert.schedule(response.schedule)
 
-    async def resume_schedule(self, schedule_id: str) -> dict[str, Any]:
+    async def resume_schedule(self, schedule_id: str) -> Schedule:
         """Lets a paused schedule fire again, from its next tick."""
         request = schedule_service_pb2.ResumeScheduleRequest(
             namespace=self.namespace, schedule_id=schedule_id
         )
         response = await call_mapped(self._schedules().ResumeSchedule, request, self.rpc_timeout)
-        return schedule_to_dict(response.schedule)
+        return _convert.schedule(response.schedule)
 
     async def delete_schedule(self, schedule_id: str) -> None:
         """Deletes a schedule. NotFoundError when unknown."""
@@ -486,6 +420,8 @@ class AsyncClient:
         )
         await call_mapped(self._schedules().DeleteSchedule, request, self.rpc_timeout)
 
+    # ---- queues ----
+
     async def update_queue(
         self,
         name: str,
@@ -493,7 +429,7 @@ class AsyncClient:
         concurrency_limit: int | None = None,
         rate_limit: tuple[int, timedelta | float] | None = None,
         max_depth: int | None = None,
-    ) -> dict[str, Any]:
+    ) -> Queue:
         """Creates the queue or changes its settings; an argument left None keeps
         its value. concurrency_limit: at most this many runs execute at once (0
         removes the limit); rate_limit: (limit, period), at most limit attempts
@@ -501,213 +437,40 @@ class AsyncClient:
         triggers beyond this many queued runs fail with QueueFullError (0 removes
         it). With a concurrency key on runs, the concurrency and rate limits apply
         per key. From then on a task's declaration no longer changes these settings
-        (the queue is "managed"). Returns the queue as a dict."""
-        name = validate_name("queue name", name)
+        (the queue is "managed")."""
+        name = _validate.name("queue name", name)
         request = queue_service_pb2.UpdateQueueRequest(namespace=self.namespace, name=name)
         if concurrency_limit is not None:
-            request.concurrency_limit = _limit(f"queue {name!r}: concurrency_limit", concurrency_limit)
+            request.concurrency_limit = _requests.queue_limit(
+                f"queue {name!r}: concurrency_limit", concurrency_limit
+            )
         if rate_limit is not None:
-            request.rate_limit.CopyFrom(_rate_limit(name, rate_limit))
+            request.rate_limit.CopyFrom(_requests.rate_limit(name, rate_limit))
         if max_depth is not None:
-            request.max_depth = _limit(f"queue {name!r}: max_depth", max_depth)
+            request.max_depth = _requests.queue_limit(f"queue {name!r}: max_depth", max_depth)
         response = await call_mapped(self._queues().UpdateQueue, request, self.rpc_timeout)
-        return queue_to_dict(response.queue)
+        return _convert.queue(response.queue)
 
-    async def list_queues(self) -> list[dict[str, Any]]:
+    async def list_queues(self) -> builtins.list[Queue]:
         """The namespace's queues, by name, with their settings, how many runs are
         queued (depth) and how many are executing (running)."""
         request = queue_service_pb2.ListQueuesRequest(namespace=self.namespace)
         response = await call_mapped(self._queues().ListQueues, request, self.rpc_timeout)
-        return [queue_to_dict(q) for q in response.queues]
+        return [_convert.queue(q) for q in response.queues]
 
-    async def pause_queue(self, name: str) -> dict[str, Any]:
+    async def pause_queue(self, name: str) -> Queue:
         """Stops the queue from dispatching runs; triggers are still accepted and
         running attempts go on. Returns the queue."""
         request = queue_service_pb2.PauseQueueRequest(
-            namespace=self.namespace, name=validate_name("queue name", name)
+            namespace=self.namespace, name=_validate.name("queue name", name)
         )
         response = await call_mapped(self._queues().PauseQueue, request, self.rpc_timeout)
-        return queue_to_dict(response.queue)
+        return _convert.queue(response.queue)
 
-    async def resume_queue(self, name: str) -> dict[str, Any]:
+    async def resume_queue(self, name: str) -> Queue:
         """Lets a paused queue dispatch again. Returns the queue."""
         request = queue_service_pb2.ResumeQueueRequest(
-            namespace=self.namespace, name=validate_name("queue name", name)
+            namespace=self.namespace, name=_validate.name("queue name", name)
         )
         response = await call_mapped(self._queues().ResumeQueue, request, self.rpc_timeout)
-        return queue_to_dict(response.queue)
-
-
-class Client:
-    """The AsyncClient's methods for synchronous code. It runs a private event
-    loop in a background thread; call it from ordinary (non-async) code, and use
-    AsyncClient inside async code. Use it with `with`, or call close()."""
-
-    def __init__(
-        self, address: str | None = None, namespace: str | None = None, rpc_timeout: float = 30.0
-    ) -> None:
-        self._async = AsyncClient(address, namespace, rpc_timeout)
-        self.address = self._async.address
-        self.namespace = self._async.namespace
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="cairn-client", daemon=True)
-        self._thread.start()
-        self._closed = False
-
-    def __enter__(self) -> Client:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def _call(self, coro: Coroutine[Any, Any, T]) -> T:
-        if self._closed:
-            coro.close()
-            raise RuntimeError("this Client is closed")
-        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
-        try:
-            return future.result()
-        except BaseException:
-            future.cancel()
-            raise
-
-    def close(self) -> None:
-        """Closes the channel and stops the background loop."""
-        if self._closed:
-            return
-        try:
-            self._call(self._async.close())
-        finally:
-            self._closed = True
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join()
-            self._loop.close()
-
-    def trigger(
-        self, task: str | Task, payload: Any = None, idempotency_key: str | None = None, **options: Any
-    ) -> Run:
-        """See AsyncClient.trigger."""
-        return self._call(self._async.trigger(task, payload, idempotency_key, **options))
-
-    def batch_trigger(self, items: Sequence[Any]) -> list[Run]:
-        """See AsyncClient.batch_trigger."""
-        return self._call(self._async.batch_trigger(items))
-
-    def get(self, run_id: str) -> Run:
-        """See AsyncClient.get."""
-        return self._call(self._async.get(run_id))
-
-    def list(
-        self,
-        task: str | Task | None = None,
-        status: str | list[str] | None = None,
-        limit: int = 50,
-        tag: str | None = None,
-        parent_run_id: str | None = None,
-    ) -> list[Run]:
-        """See AsyncClient.list."""
-        return self._call(self._async.list(task, status, limit, tag=tag, parent_run_id=parent_run_id))
-
-    def cancel(self, run_id: str, reason: str = "") -> Run:
-        """See AsyncClient.cancel."""
-        return self._call(self._async.cancel(run_id, reason))
-
-    def wait(self, run_id: str, timeout: float | None = None) -> Run:
-        """See AsyncClient.wait."""
-        return self._call(self._async.wait(run_id, timeout))
-
-    def trigger_and_wait(
-        self,
-        task: str | Task,
-        payload: Any = None,
-        timeout: float | None = None,
-        idempotency_key: str | None = None,
-        **options: Any,
-    ) -> Run:
-        """See AsyncClient.trigger_and_wait."""
-        return self._call(self._async.trigger_and_wait(task, payload, timeout, idempotency_key, **options))
-
-    def send_event(
-        self, name: str, payload: Any = None, *, run_id: str | None = None, key: str | None = None
-    ) -> SendEventResult:
-        """See AsyncClient.send_event."""
-        return self._call(self._async.send_event(name, payload, run_id=run_id, key=key))
-
-    def create_token(
-        self, timeout: timedelta | float | None = None, *, idempotency_key: str | None = None
-    ) -> dict[str, Any]:
-        """See AsyncClient.create_token."""
-        return self._call(self._async.create_token(timeout, idempotency_key=idempotency_key))
-
-    def complete_token(self, token_id: str, payload: Any = None) -> dict[str, Any]:
-        """See AsyncClient.complete_token."""
-        return self._call(self._async.complete_token(token_id, payload))
-
-    def get_token(self, token_id: str) -> dict[str, Any]:
-        """See AsyncClient.get_token."""
-        return self._call(self._async.get_token(token_id))
-
-    def create_schedule(
-        self,
-        schedule_id: str,
-        task: str | Task,
-        cron: str,
-        *,
-        timezone: str = "UTC",
-        payload: Any = None,
-        deduplication_key: str | None = None,
-    ) -> dict[str, Any]:
-        """See AsyncClient.create_schedule."""
-        return self._call(
-            self._async.create_schedule(
-                schedule_id,
-                task,
-                cron,
-                timezone=timezone,
-                payload=payload,
-                deduplication_key=deduplication_key,
-            )
-        )
-
-    def list_schedules(self, task: str | Task | None = None) -> list[dict[str, Any]]:
-        """See AsyncClient.list_schedules."""
-        return self._call(self._async.list_schedules(task))
-
-    def pause_schedule(self, schedule_id: str) -> dict[str, Any]:
-        """See AsyncClient.pause_schedule."""
-        return self._call(self._async.pause_schedule(schedule_id))
-
-    def resume_schedule(self, schedule_id: str) -> dict[str, Any]:
-        """See AsyncClient.resume_schedule."""
-        return self._call(self._async.resume_schedule(schedule_id))
-
-    def delete_schedule(self, schedule_id: str) -> None:
-        """See AsyncClient.delete_schedule."""
-        return self._call(self._async.delete_schedule(schedule_id))
-
-    def update_queue(
-        self,
-        name: str,
-        *,
-        concurrency_limit: int | None = None,
-        rate_limit: tuple[int, timedelta | float] | None = None,
-        max_depth: int | None = None,
-    ) -> dict[str, Any]:
-        """See AsyncClient.update_queue."""
-        return self._call(
-            self._async.update_queue(
-                name, concurrency_limit=concurrency_limit, rate_limit=rate_limit, max_depth=max_depth
-            )
-        )
-
-    def list_queues(self) -> list[dict[str, Any]]:
-        """See AsyncClient.list_queues."""
-        return self._call(self._async.list_queues())
-
-    def pause_queue(self, name: str) -> dict[str, Any]:
-        """See AsyncClient.pause_queue."""
-        return self._call(self._async.pause_queue(name))
-
-    def resume_queue(self, name: str) -> dict[str, Any]:
-        """See AsyncClient.resume_queue."""
-        return self._call(self._async.resume_queue(name))
+        return _convert.queue(response.queue)

@@ -6,21 +6,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import traceback
 from typing import Any
 
 import grpc
 
 from cairn import payloads
-from cairn.run_json import struct_to_dict
 from cairn.statuses import RUN_STATUS_NAMES
 from cairn.v1 import common_pb2, worker_service_pb2
-from worker_sdk import replay, suspension
+from worker_sdk import _replay as replay
+from worker_sdk import _suspension as suspension
+from worker_sdk._attempt import AttemptAbandoned, AttemptContext, AttemptSuspended, enter_attempt
+from worker_sdk._calls import FENCED
+from worker_sdk._convert import struct_to_dict
+from worker_sdk._failures import error_info, one_line, task_error_info
 from worker_sdk._grpc import TRANSIENT_CODES, WRITE_TIMEOUT, call_with_retry, code_of, details_of
-from worker_sdk.context import AttemptContext, _attempt
-from worker_sdk.errors import AttemptAbandoned, AttemptSuspended, StepFailedError, type_name
-from worker_sdk.task import Task
-from worker_sdk.writes import FENCED
+from worker_sdk._task import Task
+from worker_sdk.errors import type_name
 
 DEFAULT_LEASE = 30.0
 log = logging.getLogger("cairn.worker")
@@ -29,50 +30,6 @@ _OUTCOME_NAMES = {
     worker_service_pb2.ATTEMPT_OUTCOME_FAILED: "failed",
     worker_service_pb2.ATTEMPT_OUTCOME_SUSPENDED: "suspended",
 }
-
-
-def one_line(text: str, limit: int = 200) -> str:
-    """text shortened to one log-friendly line."""
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def error_info(exc: BaseException, non_retryable: bool) -> common_pb2.ErrorInfo:
-    """An exception as recorded: qualified type name, message and stack trace."""
-    return common_pb2.ErrorInfo(
-        type=type_name(type(exc)),
-        message=_printable(str(exc)),
-        stack_trace=_printable("".join(traceback.format_exception(exc))),
-        non_retryable=non_retryable,
-    )
-
-
-def _printable(text: str) -> str:
-    """text without NUL characters, which the server cannot store."""
-    return text.replace("\x00", "\\x00")
-
-
-def task_error_info(task: Task, exc: BaseException) -> common_pb2.ErrorInfo:
-    """The error a task's attempt fails with. A StepFailedError is recorded as the
-    step's original error (type, message, non_retryable flag), so a run failed by a
-    step reads the same whether the step failed now or was replayed; the task's
-    non_retryable types are matched against that recorded type name too."""
-    if isinstance(exc, StepFailedError):
-        trace = "".join(traceback.format_exception(exc))
-        if exc.__cause__ is None and exc.stack_trace:
-            trace += "\nThe step's recorded error:\n" + exc.stack_trace
-        non_retryable = (
-            exc.non_retryable
-            or task.retry.is_non_retryable(exc)
-            or exc.error_type in task.retry.non_retryable_names()
-        )
-        return common_pb2.ErrorInfo(
-            type=exc.error_type,
-            message=_printable(exc.message),
-            stack_trace=_printable(trace),
-            non_retryable=non_retryable,
-        )
-    return error_info(exc, task.retry.is_non_retryable(exc))
 
 
 def _failed(
@@ -98,7 +55,7 @@ def lease_seconds(assignment: worker_service_pb2.AttemptAssignment) -> float:
 async def execute_attempt(
     stub: Any,
     namespace: str,
-    task: Task | None,
+    task: Task[Any, Any] | None,
     assignment: worker_service_pb2.AttemptAssignment,
     *,
     run_stub: Any = None,
@@ -196,11 +153,11 @@ def _log_suspended(ctx: AttemptContext, fn_task: asyncio.Task[Any], started: flo
 
 
 async def _invoke(
-    ctx: AttemptContext, task: Task | None, assignment: worker_service_pb2.AttemptAssignment
+    ctx: AttemptContext, task: Task[Any, Any] | None, assignment: worker_service_pb2.AttemptAssignment
 ) -> worker_service_pb2.FinishAttemptRequest:
     """Runs the task function under the attempt's context and turns its result or
     error into the FinishAttempt request."""
-    _attempt.set(ctx)  # this coroutine runs in its own task, hence its own context
+    enter_attempt(ctx)  # this coroutine runs in its own task, hence its own context
     if task is None:
         return _failed(
             assignment,
@@ -224,7 +181,7 @@ async def _invoke(
     try:
         value = await task.fn(payload)
     except Exception as exc:
-        return _failed(assignment, ctx.namespace, task_error_info(task, exc))
+        return _failed(assignment, ctx.namespace, task_error_info(task.retry, exc))
     try:
         data = payloads.encode_json(value)
     except payloads.PayloadError as exc:
@@ -247,7 +204,7 @@ async def _invoke(
 
 
 def _finish_request(
-    ctx: AttemptContext, task: Task | None, fn_task: asyncio.Task[Any]
+    ctx: AttemptContext, task: Task[Any, Any] | None, fn_task: asyncio.Task[Any]
 ) -> worker_service_pb2.FinishAttemptRequest | None:
     """The report for a finished task function, or None when it must not be sent."""
     if fn_task.cancelled():
@@ -270,9 +227,10 @@ def _finish_request(
         return base
     if exc is not None:
         base.outcome = worker_service_pb2.ATTEMPT_OUTCOME_FAILED
-        base.error.CopyFrom(task_error_info(task, exc) if task is not None else error_info(exc, False))
+        base.error.CopyFrom(task_error_info(task.retry, exc) if task is not None else error_info(exc, False))
         return base
-    return fn_task.result()
+    result: worker_service_pb2.FinishAttemptRequest = fn_task.result()
+    return result
 
 
 async def _finish(

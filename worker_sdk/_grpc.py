@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import grpc
 
-from cairn import addresses
+from cairn import addresses, limits
 from cairn.addresses import RECONNECT_OPTIONS
 from worker_sdk.errors import (
     AlreadyExistsError,
@@ -26,7 +26,8 @@ from worker_sdk.errors import (
 )
 
 DEFAULT_ADDRESS = "127.0.0.1:7373"
-DEFAULT_NAMESPACE = "default"
+DEFAULT_NAMESPACE = limits.DEFAULT_NAMESPACE
+DEFAULT_RPC_TIMEOUT = 30.0  # a client call's bound, the waits excepted
 # Journals and payloads can be large; the server enforces its own size limits.
 _MAX_MESSAGE = 64 * 1024 * 1024
 CHANNEL_OPTIONS = [
@@ -69,6 +70,7 @@ RETRY_POLICY = {
 }
 
 R = TypeVar("R")
+S = TypeVar("S")
 
 
 def resolve_address(address: str | None) -> str:
@@ -79,6 +81,15 @@ def resolve_address(address: str | None) -> str:
 def resolve_namespace(namespace: str | None) -> str:
     """The argument, else $CAIRN_NAMESPACE, else "default"."""
     return namespace or os.environ.get("CAIRN_NAMESPACE") or DEFAULT_NAMESPACE
+
+
+def frontend_address(address: str | None) -> str:
+    """resolve_address(address), checked (cairn.addresses.check_address): a bad
+    address is InvalidArgumentError naming it."""
+    try:
+        return addresses.check_address(resolve_address(address))
+    except ValueError as exc:
+        raise InvalidArgumentError(str(exc), None) from None
 
 
 def service_config() -> str:
@@ -119,6 +130,11 @@ def open_channel(address: str) -> grpc.aio.Channel:
     once, here). Calls are spread round-robin over the addresses, and idempotent
     methods that fail with UNAVAILABLE are retried (up to 5 attempts) on another."""
     return grpc.aio.insecure_channel(channel_target(address), options=channel_options())
+
+
+def make_stub(cls: Callable[[grpc.aio.Channel], S], channel: grpc.aio.Channel) -> S:
+    """A generated (untyped) service stub on channel."""
+    return cls(channel)
 
 
 def code_of(exc: BaseException) -> grpc.StatusCode | None:

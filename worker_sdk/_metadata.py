@@ -7,12 +7,13 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
-from cairn.run_json import struct_to_dict
 from cairn.v1 import worker_service_pb2
-from worker_sdk.context import AttemptContext
-from worker_sdk.options import json_object, to_struct
-from worker_sdk.suspension import check_live
-from worker_sdk.writes import attempt_call
+from worker_sdk._attempt import AttemptContext
+from worker_sdk._calls import attempt_call
+from worker_sdk._convert import struct_to_dict
+from worker_sdk._requests import to_struct
+from worker_sdk._suspension import check_live
+from worker_sdk._validate import json_object
 
 
 async def set_metadata(ctx: AttemptContext, metadata: Mapping[str, Any]) -> dict[str, Any]:

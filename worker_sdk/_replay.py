@@ -8,7 +8,7 @@ from typing import Any
 
 from cairn import payloads
 from cairn.v1 import common_pb2
-from worker_sdk.errors import NonDeterminismError, StepFailedError
+from worker_sdk.errors import CairnError, NonDeterminismError, StepFailedError
 
 
 def build_journal(steps: Iterable[common_pb2.Step]) -> dict[int, common_pb2.Step]:
@@ -41,7 +41,7 @@ def replay(recorded: common_pb2.Step) -> Any:
     if recorded.status == common_pb2.STEP_STATUS_FAILED:
         e = recorded.error
         raise StepFailedError(recorded.name, e.type, e.message, e.non_retryable, e.stack_trace)
-    raise ValueError(
+    raise CairnError(
         f"step '{recorded.name}' at position {recorded.position} has an unknown "
         f"status {recorded.status} in the journal"
     )

@@ -9,20 +9,28 @@ import functools
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar, overload
 
 import grpc
 
 from cairn import payloads
 from cairn.backoff import backoff_seconds
+from cairn.limits import MAX_NAME_CHARS
 from cairn.v1 import common_pb2, worker_service_pb2
-from worker_sdk import replay
-from worker_sdk.context import AttemptContext, StepContext, _step, current_attempt, current_step
-from worker_sdk.errors import StepFailedError, type_name
-from worker_sdk.execution import error_info, one_line
-from worker_sdk.retry import Retry
-from worker_sdk.suspension import check_live, lookup
-from worker_sdk.writes import FENCED, attempt_call
+from worker_sdk import _replay as replay
+from worker_sdk._attempt import (
+    AttemptContext,
+    StepContext,
+    current_attempt,
+    current_step,
+    enter_step,
+    leave_step,
+)
+from worker_sdk._calls import FENCED, attempt_call
+from worker_sdk._failures import error_info, one_line
+from worker_sdk._policies import Retry
+from worker_sdk._suspension import check_live, lookup
+from worker_sdk.errors import ArgumentTypeError, InvalidArgumentError, StepFailedError, type_name
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -30,7 +38,6 @@ R = TypeVar("R")
 log = logging.getLogger("cairn.worker")
 # A stale attempt, or a position another attempt already recorded.
 _FENCED = FENCED | {grpc.StatusCode.ALREADY_EXISTS}
-MAX_STEP_NAME = 256
 
 
 class _StepSpec:
@@ -40,26 +47,38 @@ class _StepSpec:
         self.retry = retry
 
 
+@overload
+def step(fn: Callable[P, Awaitable[R]], /) -> Callable[P, Awaitable[R]]: ...
+
+
+@overload
+def step(
+    *, name: str | None = None, retry: Retry | None = None
+) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]: ...
+
+
 def step(
     fn: Callable[P, Awaitable[R]] | None = None, *, name: str | None = None, retry: Retry | None = None
-) -> Any:
+) -> Callable[P, Awaitable[R]] | Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
     """Declares an async function as a step, used as `@step` or
     `@step(name=..., retry=...)`. The name (default: the function's qualified name)
     is the step's identity in the journal; retry is applied in place, inside the
     attempt (default Retry(max_attempts=1): no in-place retry). Outside a running
     task, and inside another step's body, calling a step just runs the function."""
     if retry is not None and not isinstance(retry, Retry):
-        raise TypeError(f"@step: retry must be a Retry, got {retry!r}")
+        raise ArgumentTypeError(f"@step: retry must be a Retry, got {retry!r}")
     if name is not None:
         if not isinstance(name, str) or not name:
-            raise ValueError(f"@step: name must be a non-empty string, got {name!r}")
-        if len(name) > MAX_STEP_NAME:
-            raise ValueError(f"@step: name {name[:40]!r}... is longer than {MAX_STEP_NAME} characters")
+            raise InvalidArgumentError(f"@step: name must be a non-empty string, got {name!r}")
+        if len(name) > MAX_NAME_CHARS:
+            raise InvalidArgumentError(
+                f"@step: name {name[:40]!r}... is longer than {MAX_NAME_CHARS} characters"
+            )
 
     def decorate(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
         step_name = name or getattr(fn, "__qualname__", None) or repr(fn)
         if not inspect.iscoroutinefunction(fn):
-            raise TypeError(f"step '{step_name}' must be an 'async def' function")
+            raise ArgumentTypeError(f"step '{step_name}' must be an 'async def' function")
         spec = _StepSpec(fn, step_name, retry if retry is not None else Retry(max_attempts=1))
 
         @functools.wraps(fn)
@@ -118,11 +137,11 @@ async def _run(
     recorded = lookup(ctx, position, spec.name)
     if recorded is not None:
         return replay.replay(recorded)
-    token = _step.set(StepContext(spec.name, position, f"{ctx.run_id}:{position}"))
+    token = enter_step(StepContext(spec.name, position, f"{ctx.run_id}:{position}"))
     try:
         return await _run_live(ctx, spec, position, args, kwargs)
     finally:
-        _step.reset(token)
+        leave_step(token)
 
 
 async def _run_live(

@@ -8,16 +8,21 @@ import asyncio
 from typing import Any, NoReturn
 
 from cairn.v1 import common_pb2, worker_service_pb2
-from worker_sdk import replay
-from worker_sdk.context import AttemptContext, current_attempt, current_step
-from worker_sdk.errors import (
+from worker_sdk import _replay as replay
+from worker_sdk._attempt import (
     AttemptAbandoned,
+    AttemptContext,
     AttemptSuspended,
+    current_attempt,
+    current_step,
+)
+from worker_sdk._calls import attempt_call
+from worker_sdk.errors import (
     ConcurrentWaitError,
     NonDeterminismError,
+    OutsideTaskError,
     WaitTimeoutError,
 )
-from worker_sdk.writes import attempt_call
 
 WAIT_TIMEOUT_TYPE = "cairn.WaitTimeout"
 
@@ -25,12 +30,12 @@ WAIT_TIMEOUT_TYPE = "cairn.WaitTimeout"
 def begin(what: str) -> tuple[AttemptContext, int]:
     """The running attempt and the next step position, taken now (at call time,
     like a step), so waits started together get positions in call order. Raises
-    RuntimeError outside a task and inside a step body."""
+    OutsideTaskError outside a task and inside a step body."""
     ctx = current_attempt()
     if ctx is None:
-        raise RuntimeError(f"{what} is only available while a task runs (inside a @task function)")
+        raise OutsideTaskError(f"{what} is only available while a task runs (inside a @task function)")
     if current_step() is not None:
-        raise RuntimeError(f"{what} cannot be used inside a @step body; call it from the task function")
+        raise OutsideTaskError(f"{what} cannot be used inside a @step body; call it from the task function")
     position = ctx.next_position
     ctx.next_position += 1
     return ctx, position

@@ -11,17 +11,20 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Awaitable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from cairn.limits import MAX_NAME_CHARS
 from cairn.v1 import wait_service_pb2, worker_service_pb2
-from worker_sdk import suspension
-from worker_sdk.context import AttemptContext
-from worker_sdk.errors import CairnError
-from worker_sdk.options import duration_seconds, iso_utc, parse_iso, to_duration, to_timestamp, utc_now
-from worker_sdk.retry import Retry
-from worker_sdk.writes import attempt_call
+from worker_sdk import _suspension as suspension
+from worker_sdk import _validate
+from worker_sdk._attempt import AttemptContext
+from worker_sdk._calls import attempt_call
+from worker_sdk._policies import Retry
+from worker_sdk._requests import iso_utc, parse_iso, to_duration, to_timestamp, utc_now
+from worker_sdk._step import record_step, run_step
+from worker_sdk._types import WaitToken
+from worker_sdk.errors import ArgumentTypeError, CairnError, InvalidArgumentError
 
 SLEEP = "wait.sleep"
 FOR_EVENT = "wait.for_event"
@@ -41,32 +44,22 @@ def inline_wait_seconds() -> float:
     try:
         return max(0.0, float(raw))
     except ValueError:
-        raise ValueError(f"CAIRN_INLINE_WAIT_SECONDS must be a number of seconds, got {raw!r}") from None
-
-
-@dataclass(frozen=True)
-class WaitToken:
-    """A token a run can wait on (wait.for_token) until someone completes it, e.g.
-    `Client.complete_token(token.id, payload)`. str(token) is its id."""
-
-    id: str
-    timeout_at: datetime | None = None
-
-    def __str__(self) -> str:
-        return self.id
+        raise InvalidArgumentError(
+            f"CAIRN_INLINE_WAIT_SECONDS must be a number of seconds, got {raw!r}"
+        ) from None
 
 
 def _timeout_at(timeout: timedelta | float | None, what: str) -> datetime | None:
     if timeout is None:
         return None
-    return utc_now() + timedelta(seconds=duration_seconds(f"{what}: timeout", timeout))
+    return utc_now() + timedelta(seconds=_validate.duration_seconds(f"{what}: timeout", timeout))
 
 
 def for_(duration: timedelta | float) -> Awaitable[None]:
     """Sleeps for a timedelta or a number of seconds, durably: the wake-up time is
     recorded first, so a crash or a new attempt does not restart the clock. Short
     remainders sleep in place; longer ones suspend the run until then."""
-    seconds = duration_seconds("wait.for_: duration", duration)
+    seconds = _validate.duration_seconds("wait.for_: duration", duration)
     ctx, position = suspension.begin("wait.for_")
     return _sleep(ctx, position, timedelta(seconds=seconds))
 
@@ -74,9 +67,9 @@ def for_(duration: timedelta | float) -> Awaitable[None]:
 def until(when: datetime) -> Awaitable[None]:
     """Sleeps until an aware datetime, durably (see wait.for_)."""
     if not isinstance(when, datetime):
-        raise TypeError(f"wait.until: expected a datetime, got {when!r}")
+        raise ArgumentTypeError(f"wait.until: expected a datetime, got {when!r}")
     if when.tzinfo is None or when.utcoffset() is None:
-        raise ValueError(
+        raise InvalidArgumentError(
             "wait.until: the datetime must be timezone-aware, e.g. datetime(..., tzinfo=timezone.utc)"
         )
     ctx, position = suspension.begin("wait.until")
@@ -84,8 +77,6 @@ def until(when: datetime) -> Awaitable[None]:
 
 
 async def _sleep(ctx: AttemptContext, position: int, target: timedelta | datetime) -> None:
-    from worker_sdk.step import record_step  # step imports execution, which imports tasks
-
     recorded = suspension.lookup(ctx, position, SLEEP)
     if recorded is not None:
         output = suspension.resolved(recorded)
@@ -110,11 +101,14 @@ def for_event(name: str, key: str | None = None, timeout: timedelta | float | No
     this run or by name and key (Client.send_event, `cairn events send`), and
     returns its payload. With timeout, raises WaitTimeoutError when it passes first."""
     if not isinstance(name, str) or not name:
-        raise ValueError(f"wait.for_event: name must be a non-empty string, got {name!r}")
+        raise InvalidArgumentError(f"wait.for_event: name must be a non-empty string, got {name!r}")
+    _validate.text("wait.for_event: name", name, MAX_NAME_CHARS)
     if key is not None and not isinstance(key, str):
-        raise TypeError(f"wait.for_event: key must be a string or None, got {key!r}")
+        raise ArgumentTypeError(f"wait.for_event: key must be a string or None, got {key!r}")
+    if key is not None:
+        _validate.text("wait.for_event: key", key, MAX_NAME_CHARS)
     if timeout is not None:
-        duration_seconds("wait.for_event: timeout", timeout)
+        _validate.duration_seconds("wait.for_event: timeout", timeout)
     ctx, position = suspension.begin("wait.for_event")
     return _for_event(ctx, position, name, key or "", timeout)
 
@@ -143,15 +137,15 @@ def create_token(timeout: timedelta | float | None = None) -> Awaitable[WaitToke
     id to whoever will complete it, then `await wait.for_token(token)`. With
     timeout, the token times out that long after creation."""
     seconds = (
-        None if timeout is None else duration_seconds("wait.create_token: timeout", timeout, allow_zero=False)
+        None
+        if timeout is None
+        else _validate.duration_seconds("wait.create_token: timeout", timeout, allow_zero=False)
     )
     ctx, position = suspension.begin("wait.create_token")
     return _create_token(ctx, position, seconds)
 
 
 async def _create_token(ctx: AttemptContext, position: int, seconds: float | None) -> WaitToken:
-    from worker_sdk.step import run_step
-
     async def body() -> dict[str, Any]:
         request = wait_service_pb2.CreateWaitTokenRequest(
             namespace=ctx.namespace, run_id=ctx.run_id, idempotency_key=f"{ctx.run_id}:{position}"
@@ -178,9 +172,9 @@ def for_token(token: WaitToken | str, timeout: timedelta | float | None = None) 
     timeout passes, first."""
     token_id = token.id if isinstance(token, WaitToken) else token
     if not isinstance(token_id, str) or not token_id:
-        raise ValueError(f"wait.for_token: expected a WaitToken or a token id, got {token!r}")
+        raise InvalidArgumentError(f"wait.for_token: expected a WaitToken or a token id, got {token!r}")
     if timeout is not None:
-        duration_seconds("wait.for_token: timeout", timeout)
+        _validate.duration_seconds("wait.for_token: timeout", timeout)
     ctx, position = suspension.begin("wait.for_token")
     return _for_token(ctx, position, token_id, timeout)
 
@@ -220,15 +214,3 @@ class Wait:
 
 
 wait = Wait()
-
-__all__ = [
-    "wait",
-    "Wait",
-    "WaitToken",
-    "for_",
-    "until",
-    "for_event",
-    "create_token",
-    "for_token",
-    "inline_wait_seconds",
-]

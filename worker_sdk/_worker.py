@@ -19,22 +19,24 @@ from typing import Any
 import grpc
 from google.protobuf.duration_pb2 import Duration
 
-from cairn.addresses import check_address
 from cairn.limits import DEFAULT_POLL_WAIT, MAX_POLL_ATTEMPTS
 from cairn.v1 import run_service_pb2_grpc, wait_service_pb2_grpc, worker_service_pb2, worker_service_pb2_grpc
+from worker_sdk import _validate
+from worker_sdk._batching import BatchingStub
+from worker_sdk._execution import execute_attempt
 from worker_sdk._grpc import (
     TRANSIENT_CODES,
     code_of,
     details_of,
+    frontend_address,
+    make_stub,
     open_channel,
-    resolve_address,
     resolve_namespace,
 )
-from worker_sdk.batching import BatchingStub
-from worker_sdk.errors import UnavailableError
-from worker_sdk.execution import execute_attempt
-from worker_sdk.retry import validate_name
-from worker_sdk.task import Task
+from worker_sdk._task import Task
+from worker_sdk.errors import ArgumentTypeError, InvalidArgumentError, UnavailableError
+
+AnyTask = Task[Any, Any]
 
 log = logging.getLogger("cairn.worker")
 REGISTER_TIMEOUT = 10.0
@@ -42,9 +44,9 @@ BACKOFF_FIRST = 0.1
 BACKOFF_MAX = 2.0
 
 
-def discover_tasks(tasks_or_module: ModuleType | str | Iterable[Task] | Task) -> list[Task]:
+def discover_tasks(tasks_or_module: ModuleType | str | Iterable[AnyTask] | AnyTask) -> list[AnyTask]:
     """The tasks of a module (object or dotted name, imported with the current
-    directory on sys.path) or of an explicit list. ValueError when there are none
+    directory on sys.path) or of an explicit list. InvalidArgumentError when there are none
     or two different tasks share an id."""
     if isinstance(tasks_or_module, Task):
         found, where = [tasks_or_module], "the given task"
@@ -62,32 +64,34 @@ def discover_tasks(tasks_or_module: ModuleType | str | Iterable[Task] | Task) ->
         where = "the given list"
         for t in found:
             if not isinstance(t, Task):
-                raise TypeError(f"Worker: expected Task objects (from @task), got {t!r}")
-    by_id: dict[str, Task] = {}
+                raise ArgumentTypeError(f"Worker: expected Task objects (from @task), got {t!r}")
+    by_id: dict[str, AnyTask] = {}
     for t in found:
         other = by_id.setdefault(t.id, t)
         if other is not t:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"{where} declares task id '{t.id}' twice ({other.fn.__qualname__} and {t.fn.__qualname__})"
             )
     if not by_id:
-        raise ValueError(f"no tasks found in {where}: declare them with @task(id=...)")
+        raise InvalidArgumentError(f"no tasks found in {where}: declare them with @task(id=...)")
     return list(by_id.values())
 
 
-def select_queues(tasks: list[Task], queues: Iterable[str] | str | None) -> list[Task]:
+def select_queues(tasks: list[AnyTask], queues: Iterable[str] | str | None) -> list[AnyTask]:
     """The tasks whose queue is one of `queues` (a queue name or a list of them;
-    None: all tasks). ValueError naming the queues when none is left."""
+    None: all tasks). InvalidArgumentError naming the queues when none is left."""
     if queues is None:
         return tasks
     names = [queues] if isinstance(queues, str) else list(queues)
     if not names:
-        raise ValueError("Worker: queues must name at least one queue (or be None to serve every task)")
-    wanted = {validate_name("Worker: queue name", q) for q in names}
+        raise InvalidArgumentError(
+            "Worker: queues must name at least one queue (or be None to serve every task)"
+        )
+    wanted = {_validate.name("Worker: queue name", q) for q in names}
     selected = [t for t in tasks if t.queue_name in wanted]
     if not selected:
         have = sorted({t.queue_name for t in tasks})
-        raise ValueError(
+        raise InvalidArgumentError(
             f"Worker: no task is on queue(s) {', '.join(sorted(wanted))}; "
             f"the tasks' queues are {', '.join(have)}"
         )
@@ -116,7 +120,7 @@ class Worker:
 
     def __init__(
         self,
-        tasks_or_module: ModuleType | str | Iterable[Task] | Task,
+        tasks_or_module: ModuleType | str | Iterable[AnyTask] | AnyTask,
         address: str | None = None,
         namespace: str | None = None,
         slots: int = 4,
@@ -127,12 +131,12 @@ class Worker:
     ) -> None:
         tasks = select_queues(discover_tasks(tasks_or_module), queues)
         if isinstance(slots, bool) or not isinstance(slots, int) or slots < 1:
-            raise ValueError(f"Worker: slots must be an int of at least 1, got {slots!r}")
+            raise InvalidArgumentError(f"Worker: slots must be an int of at least 1, got {slots!r}")
         if grace < 0:
-            raise ValueError(f"Worker: grace must not be negative, got {grace}")
-        self.tasks: dict[str, Task] = {t.id: t for t in tasks}
+            raise InvalidArgumentError(f"Worker: grace must not be negative, got {grace}")
+        self.tasks: dict[str, AnyTask] = {t.id: t for t in tasks}
         self.queues: list[str] | None = None if queues is None else sorted({t.queue_name for t in tasks})
-        self.address = check_address(resolve_address(address))
+        self.address = frontend_address(address)
         self.namespace = resolve_namespace(namespace)
         self.slots = slots
         self.version = version or os.environ.get("CAIRN_WORKER_VERSION") or "dev"
@@ -185,9 +189,9 @@ class Worker:
         channel = await self._open_channel()
         if channel is None:
             return
-        self._stub = BatchingStub(worker_service_pb2_grpc.WorkerServiceStub(channel))
-        self._run_stub = run_service_pb2_grpc.RunServiceStub(channel)
-        self._wait_stub = wait_service_pb2_grpc.WaitServiceStub(channel)
+        self._stub = BatchingStub(make_stub(worker_service_pb2_grpc.WorkerServiceStub, channel))
+        self._run_stub = make_stub(run_service_pb2_grpc.RunServiceStub, channel)
+        self._wait_stub = make_stub(wait_service_pb2_grpc.WaitServiceStub, channel)
         self._handed = asyncio.Queue()
         self._slot_free = asyncio.Event()
         self._idle = 0

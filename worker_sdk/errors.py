@@ -1,13 +1,42 @@
-"""The exceptions the SDK raises and the ones task code raises to steer retries."""
+"""Everything the SDK raises, under one root, CairnError: errors answered by the
+server (NotFoundError, QueueFullError, ...), arguments refused before a call is
+sent (InvalidArgumentError, ArgumentTypeError), and the errors task code raises
+or catches (NonRetryableError, StepFailedError, WaitTimeoutError, ...).
+
+A public module because errors are recorded under their qualified type name
+("worker_sdk.errors.NonRetryableError"), which run histories and
+Retry(non_retryable=...) matching keep."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
 import grpc
 
-if TYPE_CHECKING:
-    from worker_sdk.client import Run
+from cairn import payloads
+from worker_sdk._types import Run
+
+__all__ = [
+    "AlreadyExistsError",
+    "ArgumentTypeError",
+    "CairnError",
+    "ChildRunFailedError",
+    "ConcurrentWaitError",
+    "FailedPreconditionError",
+    "InvalidArgumentError",
+    "NonDeterminismError",
+    "NonRetryableError",
+    "NotFoundError",
+    "OutsideTaskError",
+    "PayloadError",
+    "QueueFullError",
+    "RunFailedError",
+    "RunTimeoutError",
+    "StepFailedError",
+    "UnavailableError",
+    "WaitTimeoutError",
+    "type_name",
+]
 
 
 def type_name(t: type) -> str:
@@ -18,7 +47,80 @@ def type_name(t: type) -> str:
     return f"{t.__module__}.{t.__qualname__}"
 
 
-class NonRetryableError(Exception):
+class CairnError(Exception):
+    """The root of every error the SDK raises. `code` is the gRPC status code
+    when the server answered it (or the code the server would have answered,
+    for an argument the SDK refused first), else None."""
+
+    def __init__(self, message: str, code: grpc.StatusCode | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+# ---- answered by the server (or refused before sending, as the server would) ----
+
+
+class NotFoundError(CairnError):
+    """The run, task, token, schedule or queue does not exist (gRPC NOT_FOUND)."""
+
+
+class InvalidArgumentError(CairnError, ValueError):
+    """A field of the request is invalid, the message names it: refused by the
+    SDK before sending, or by the server (gRPC INVALID_ARGUMENT). A ValueError."""
+
+    def __init__(self, message: str, code: grpc.StatusCode | None = grpc.StatusCode.INVALID_ARGUMENT) -> None:
+        super().__init__(message, code)
+
+
+class ArgumentTypeError(CairnError, TypeError):
+    """An argument of the wrong type, refused before anything is sent. A TypeError."""
+
+
+class PayloadError(InvalidArgumentError, payloads.PayloadError):
+    """A payload, output or event body that cannot be encoded as JSON, or is too large."""
+
+
+class AlreadyExistsError(CairnError):
+    """The thing to create exists already (gRPC ALREADY_EXISTS)."""
+
+
+class FailedPreconditionError(CairnError):
+    """The request does not apply in the current state, e.g. canceling a
+    finished run or completing a token twice (gRPC FAILED_PRECONDITION)."""
+
+
+class UnavailableError(CairnError):
+    """The server could not be reached (gRPC UNAVAILABLE)."""
+
+
+class QueueFullError(CairnError):
+    """The run's queue holds as many queued runs as its max_depth allows, so the
+    trigger was refused (gRPC RESOURCE_EXHAUSTED); the message names the queue.
+    Nothing was created: trigger again later."""
+
+
+class OutsideTaskError(CairnError, RuntimeError):
+    """A task-only call (context, waits, child runs) made outside a running task,
+    or inside a step body where it is not allowed. A RuntimeError."""
+
+
+class RunTimeoutError(CairnError, TimeoutError):
+    """Client.wait's timeout passed before the run finished. A TimeoutError."""
+
+
+class RunFailedError(CairnError):
+    """A waited-for run ended in a status other than completed; `run` holds it."""
+
+    def __init__(self, run: Run[Any]) -> None:
+        detail = f": {run.error.type}: {run.error.message}" if run.error else ""
+        super().__init__(f"run {run.id} of task '{run.task}' ended {run.status}{detail}")
+        self.run = run
+
+
+# ---- raised and caught by task code ----
+
+
+class NonRetryableError(CairnError):
     """Raise it from a task or step when retrying cannot help: the step is not
     retried in place and the run fails without another attempt."""
 
@@ -29,7 +131,13 @@ class NonDeterminismError(NonRetryableError):
     rather than returning a result recorded for another step."""
 
 
-class StepFailedError(Exception):
+class ConcurrentWaitError(NonRetryableError, RuntimeError):
+    """A durable wait was started while another wait of the same attempt was
+    suspending it. An attempt suspends on one wait at a time: await waits one
+    after the other, and use Task.batch_trigger_and_wait to fan out to children."""
+
+
+class StepFailedError(CairnError):
     """A step raised after its retries. Raised both when the step fails live and
     when its recorded failure is replayed, so task code sees the same exception
     either way. The original error is described by error_type and message (and
@@ -51,74 +159,7 @@ class StepFailedError(Exception):
         self.stack_trace = stack_trace
 
 
-class CairnError(Exception):
-    """An error answered by the Cairn server; `code` is the gRPC status code and
-    the message is the server's explanation."""
-
-    def __init__(self, message: str, code: grpc.StatusCode | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-class NotFoundError(CairnError):
-    """The run or task does not exist (gRPC NOT_FOUND)."""
-
-
-class InvalidArgumentError(CairnError):
-    """The server refused a field of the request (gRPC INVALID_ARGUMENT)."""
-
-
-class AlreadyExistsError(CairnError):
-    """The thing to create exists already (gRPC ALREADY_EXISTS)."""
-
-
-class FailedPreconditionError(CairnError):
-    """The request does not apply in the run's current state, e.g. canceling a
-    finished run (gRPC FAILED_PRECONDITION)."""
-
-
-class UnavailableError(CairnError):
-    """The server could not be reached (gRPC UNAVAILABLE)."""
-
-
-class QueueFullError(CairnError):
-    """The run's queue holds as many queued runs as its max_depth allows, so the
-    trigger was refused (gRPC RESOURCE_EXHAUSTED); the message names the queue.
-    Nothing was created: trigger again later."""
-
-
-class RunFailedError(Exception):
-    """A waited-for run ended in a status other than completed; `run` holds it."""
-
-    def __init__(self, run: Run) -> None:
-        detail = ""
-        if run.error:
-            detail = f": {run.error.get('type', '')}: {run.error.get('message', '')}"
-        super().__init__(f"run {run.id} of task '{run.task}' ended {run.status}{detail}")
-        self.run = run
-
-
-class AttemptAbandoned(BaseException):
-    """Internal: this attempt is no longer the run's current one (canceled, or
-    its lease expired and another attempt started), so it must stop without
-    writing anything. A BaseException so that `except Exception` in task code
-    cannot swallow it."""
-
-
-class AttemptSuspended(BaseException):
-    """Internal: the server accepted this attempt's suspension on a durable wait,
-    so the attempt is over and must send nothing more; the run resumes in a new
-    attempt once the wait is resolved. A BaseException so that `except Exception`
-    in task code cannot swallow it."""
-
-
-class ConcurrentWaitError(NonRetryableError, RuntimeError):
-    """A durable wait was started while another wait of the same attempt was
-    suspending it. An attempt suspends on one wait at a time: await waits one
-    after the other, and use Task.batch_trigger_and_wait to fan out to children."""
-
-
-class WaitTimeoutError(Exception):
+class WaitTimeoutError(CairnError):
     """A durable wait (wait.for_event, wait.for_token, ...) reached its timeout
     before it was resolved. Task code may catch it and go on."""
 
@@ -127,7 +168,7 @@ class WaitTimeoutError(Exception):
         self.message = message
 
 
-class ChildRunFailedError(Exception):
+class ChildRunFailedError(CairnError):
     """A child run waited for with trigger_and_wait (or ChildResult.unwrap) ended
     in a status other than completed: failed, canceled, crashed, timed_out or
     expired. Task code may catch it and go on."""

@@ -19,7 +19,7 @@ import pytest
 
 from cairn.v1 import common_pb2 as cpb
 from cairn.v1 import worker_service_pb2 as wpb
-from worker_sdk.batching import BatchingStub
+from worker_sdk._batching import BatchingStub
 
 FAILED_PRECONDITION = grpc.StatusCode.FAILED_PRECONDITION
 ALREADY_EXISTS = grpc.StatusCode.ALREADY_EXISTS

@@ -10,8 +10,8 @@ from google.protobuf.duration_pb2 import Duration
 
 from cairn.backoff import RetrySettings
 from worker_sdk import NonRetryableError, Queue, Retry, Worker, context, step, task
-from worker_sdk.task import Task
-from worker_sdk.worker import discover_tasks
+from worker_sdk import Task
+from worker_sdk._worker import discover_tasks
 
 
 async def _handler(payload: dict) -> dict:

@@ -15,7 +15,7 @@ from cairn import payloads
 from cairn.v1 import common_pb2
 from cairn.v1 import worker_service_pb2 as wpb
 from worker_sdk import NonRetryableError, Retry, context, step, task
-from worker_sdk.execution import execute_attempt
+from worker_sdk._execution import execute_attempt
 
 
 class QuotaError(Exception):

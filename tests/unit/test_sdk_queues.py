@@ -35,7 +35,7 @@ from worker_sdk import (
     _grpc,
     task,
 )
-from worker_sdk.options import options_from_kwargs, trigger_options
+from worker_sdk._requests import options_from_kwargs, trigger_options
 
 
 async def _handler(payload: Any) -> Any:

@@ -12,9 +12,8 @@ import pytest
 from cairn import payloads
 from cairn.v1 import common_pb2, worker_service_pb2
 from worker_sdk import NonDeterminismError, NonRetryableError, Retry, StepFailedError, context, step
-from worker_sdk.context import AttemptContext, _attempt
-from worker_sdk.errors import AttemptAbandoned
-from worker_sdk.replay import build_journal, recorded_step, replay
+from worker_sdk._attempt import AttemptAbandoned, AttemptContext, enter_attempt
+from worker_sdk._replay import build_journal, recorded_step, replay
 
 
 class FakeStub:
@@ -83,7 +82,7 @@ def run_in_attempt(
     )
 
     async def main() -> Any:
-        _attempt.set(ctx)
+        enter_attempt(ctx)
         return await fn()
 
     return asyncio.run(main()), ctx

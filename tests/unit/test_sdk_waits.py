@@ -32,8 +32,8 @@ from worker_sdk import (
     task,
     wait,
 )
-from worker_sdk.errors import AttemptSuspended
-from worker_sdk.execution import execute_attempt
+from worker_sdk._attempt import AttemptSuspended
+from worker_sdk._execution import execute_attempt
 
 
 class FakeStub:
