@@ -94,6 +94,16 @@ async def test_poll_hands_a_queued_run_to_a_registered_worker(services):
     assert await services.poll() == []  # handed out once
 
 
+async def test_a_poll_takes_up_to_max_attempts(services):
+    await services.register(TASK)
+    run_ids = {(await services.trigger(TASK, i)).run.id for i in range(3)}
+    first = await services.poll(max_attempts=2)
+    assert len(first) == 2
+    rest = await services.poll(max_attempts=2)
+    assert {a.run_id for a in first + rest} == run_ids
+    assert (await services.counts())["attempts"] == 3
+
+
 async def test_a_waiting_poll_is_handed_a_run_triggered_meanwhile(services):
     await services.register(TASK)
     poll = asyncio.create_task(services.poll(wait=3.0))
