@@ -27,6 +27,8 @@ last lines of each process log are attached to its report. The service tier
 (tests/service/) runs history and matching in process instead: see its conftest.
 """
 
+from cairn_cli.embedded import database_url_for
+
 from .cluster import (
     DEFAULT_LEASE_SECONDS,
     DEFAULT_SWEEP_SECONDS,
@@ -40,7 +42,6 @@ from .database import (
     ALL_TABLES,
     clone_database,
     create_template,
-    database_url_for,
     drop_database,
     new_database_name,
     run_coro,

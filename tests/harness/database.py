@@ -94,7 +94,7 @@ async def create_template(admin_url: str, name: str, prepare: Callable[[str], Aw
         await conn.execute(f'CREATE DATABASE "{name}"')
     finally:
         await conn.close()
-    url = database_url_for(admin_url, name)
+    url: str = database_url_for(admin_url, name)
     await prepare(url)
     return url
 
@@ -106,7 +106,8 @@ async def clone_database(admin_url: str, template: str, name: str) -> str:
         await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
     finally:
         await conn.close()
-    return database_url_for(admin_url, name)
+    url: str = database_url_for(admin_url, name)
+    return url
 
 
 async def drop_database(admin_url: str, name: str) -> None:

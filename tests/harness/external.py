@@ -19,7 +19,8 @@ class ExternalPostgres:
         self.url = url
 
     def create_database(self, name: str) -> str:
-        return create_database(self.url, name)
+        url: str = create_database(self.url, name)
+        return url
 
     @property
     def running(self) -> bool:

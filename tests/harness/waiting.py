@@ -27,14 +27,16 @@ def wait_for(
     last value. Exceptions of the types in `ignore` count as a falsy result (and
     are reported as the last value); any other exception propagates at once."""
     deadline = time.monotonic() + timeout
+    last: Any = None
     while True:
         try:
-            last: Any = predicate()
+            value = predicate()
         except ignore as exc:
             last = exc
         else:
-            if last:
-                return last
+            if value:
+                return value
+            last = value
         if time.monotonic() >= deadline:
             raise _timed_out(message, timeout, last)
         time.sleep(interval)
@@ -50,7 +52,7 @@ async def wait_for_async(
     serving the in-process servers meanwhile)."""
     deadline = time.monotonic() + timeout
     while True:
-        last: Any = await predicate()
+        last = await predicate()
         if last:
             return last
         if time.monotonic() >= deadline:

@@ -24,7 +24,7 @@ import inspect
 import json
 import os
 import secrets
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator
 from typing import Any
 
 import asyncpg
@@ -32,7 +32,14 @@ import grpc
 import pytest
 from google.protobuf.duration_pb2 import Duration
 from grpc_health.v1 import health_pb2
-from harness import clone_database, create_template, new_database_name, run_coro, table_counts_query
+from harness import (
+    clone_database,
+    create_template,
+    drop_database,
+    new_database_name,
+    run_coro,
+    table_counts_query,
+)
 from harness.waiting import wait_for_async
 
 from cairn.internal.v1 import history_service_pb2 as hpb
@@ -54,6 +61,7 @@ LEASE_SECONDS = 10.0  # no lease expires during a test
 STARTUP_TIMEOUT = 10.0
 TEST_TIMEOUT = 10.0
 RPC_TIMEOUT = 5.0
+KEEP_DATA = bool(os.environ.get("CAIRN_TEST_KEEP_DATA"))
 WAIT_TIMEOUT = 3.0  # for a background transition (a timer, a child's signal)
 
 
@@ -241,7 +249,9 @@ class Services:
         """Rows per table: to show that a refused request wrote nothing."""
         conn = await asyncpg.connect(self.database_url, timeout=RPC_TIMEOUT)
         try:
-            return dict(await conn.fetchrow(table_counts_query()))
+            row = await conn.fetchrow(table_counts_query())
+            assert row is not None
+            return dict(row)
         finally:
             await conn.close()
 
@@ -294,7 +304,9 @@ def _settings(argv: list[str]) -> Any:
 
 
 async def _start(
-    serving: _Serving, runs: dict[str, Callable[[Any], Awaitable[None]]], argv: dict[str, list[str]]
+    serving: _Serving,
+    runs: dict[str, Callable[[Any], Coroutine[Any, Any, None]]],
+    argv: dict[str, list[str]],
 ) -> list[asyncio.Task[None]]:
     """Starts each service's run() and waits until all serve; fails with the
     error of one that ended while starting."""
@@ -312,7 +324,9 @@ async def _start(
                 pending -= done
     except BaseException:
         serving.stop.set()
-        for task in [*waits.values(), *tasks.values()]:
+        for waiting in waits.values():
+            waiting.cancel()
+        for task in tasks.values():
             task.cancel()
         raise
     return list(tasks.values())
@@ -370,5 +384,7 @@ def services(
             await tier.close()
             serving.stop.set()
             await asyncio.wait_for(asyncio.gather(*tasks), STARTUP_TIMEOUT)
+            if not KEEP_DATA:  # its pages need not be written at the server's shutdown
+                await drop_database(postgres_server.url, name)
 
         loop_runner.run(stop())
