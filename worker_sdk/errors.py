@@ -52,7 +52,7 @@ class CairnError(Exception):
     when the server answered it (or the code the server would have answered,
     for an argument the SDK refused first), else None."""
 
-    def __init__(self, message: str, code: grpc.StatusCode | None = None) -> None:
+    def __init__(self, message: str = "", code: grpc.StatusCode | None = None) -> None:
         super().__init__(message)
         self.code = code
 
@@ -68,7 +68,7 @@ class InvalidArgumentError(CairnError, ValueError):
     """A field of the request is invalid, the message names it: refused by the
     SDK before sending, or by the server (gRPC INVALID_ARGUMENT). A ValueError."""
 
-    def __init__(self, message: str, code: grpc.StatusCode | None = grpc.StatusCode.INVALID_ARGUMENT) -> None:
+    def __init__(self, message: str = "", code: grpc.StatusCode | None = grpc.StatusCode.INVALID_ARGUMENT) -> None:
         super().__init__(message, code)
 
 

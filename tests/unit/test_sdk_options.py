@@ -19,6 +19,7 @@ from cairn.v1 import schedule_service_pb2 as spb
 from cairn.v1 import wait_service_pb2 as wspb
 from cairn_cli import main as cli
 from worker_sdk import AsyncClient, Queue, task
+from worker_sdk import _children
 from worker_sdk._requests import trigger_options
 
 
@@ -61,7 +62,9 @@ def test_no_options_leave_every_field_unset() -> None:
         ({"delay": "5m"}, TypeError, "delay must be a timedelta or a number"),
         ({"priority": 1.5}, TypeError, "priority must be an int"),
         ({"priority": True}, TypeError, "priority must be an int"),
-        ({"priority": 2**31}, ValueError, "priority must fit in 32 bits"),
+        ({"priority": 2**31}, ValueError, "priority must be from -1000 to 1000"),
+        ({"priority": 1001}, ValueError, "options.priority must be from -1000 to 1000, got 1001"),
+        ({"priority": -1001}, ValueError, "options.priority must be from -1000 to 1000, got -1001"),
         ({"tags": "one"}, TypeError, "tags must be a list of strings"),
         ({"tags": ["ok", 3]}, TypeError, "tags must be non-empty strings"),
         ({"metadata": [1]}, TypeError, "metadata must be a dict"),
@@ -283,10 +286,10 @@ def test_client_events_tokens_and_schedules() -> None:
         assert payloads.decode(req.payload.data, "json/plain") == {"ok": True}
 
         token = await client.create_token(timedelta(minutes=1))
-        assert token["id"] == "tok" and token["status"] == "pending"
+        assert token.id == "tok" and token.status == "pending"
         assert stub.request("CreateWaitToken").timeout == Duration(seconds=60)
         done = await client.complete_token("tok", [1, 2])
-        assert done["status"] == "completed" and done["payload"] == [1, 2]
+        assert done.status == "completed" and done.payload == [1, 2]
 
         sch = await client.create_schedule(
             "s1", "report", "0 3 * * *", timezone="Europe/Paris", payload={"p": 1}, deduplication_key="d"
@@ -299,25 +302,19 @@ def test_client_events_tokens_and_schedules() -> None:
             "Europe/Paris",
             "d",
         )
-        assert sch["task"] == "report" and sch["timezone"] == "Europe/Paris"
-        assert [s["id"] for s in await client.list_schedules(task="x")] == ["s1"]
+        assert sch.task == "report" and sch.timezone == "Europe/Paris"
+        assert [s.id for s in await client.list_schedules(task="x")] == ["s1"]
         assert stub.request("ListSchedules").task_id == "x"
-        assert (await client.pause_schedule("s1"))["paused"] is True
+        assert (await client.pause_schedule("s1")).paused is True
         assert await client.delete_schedule("s1") is None
 
     asyncio.run(main())
 
 
-def test_task_trigger_outside_a_task_uses_a_client(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_task_trigger_outside_a_task_triggers_through_the_frontend(monkeypatch: pytest.MonkeyPatch) -> None:
     stub = Recorder()
     child = task(id="child")(_handler)
-    original = AsyncClient.__init__
-
-    def init(self: AsyncClient, *args: Any, **kwargs: Any) -> None:
-        original(self, *args, **kwargs)
-        self._stub = stub  # type: ignore[assignment]
-
-    monkeypatch.setattr(AsyncClient, "__init__", init)
+    monkeypatch.setattr(_children, "make_stub", lambda cls, channel: stub)
     run = asyncio.run(child.trigger({"x": 1}, priority=2))
     assert run.id == "r1" and run.task == "child"
     req = stub.request("TriggerRun")

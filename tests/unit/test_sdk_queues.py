@@ -30,8 +30,10 @@ from worker_sdk import (
     Client,
     Queue,
     QueueFullError,
+    RateLimit,
     UnavailableError,
     Worker,
+    _children,
     _grpc,
     task,
 )
@@ -136,7 +138,7 @@ def test_client_sends_the_concurrency_key() -> None:
         client = client_with(stub)
         run = await client.trigger("t", {}, concurrency_key="tenant-7")
         assert stub.request("TriggerRun").options.concurrency_key == "tenant-7"
-        assert run.raw["concurrency_key"] == "tenant-7"
+        assert run.concurrency_key == "tenant-7"
         await client.batch_trigger([{"task": "t", "payload": 1, "concurrency_key": "a"}, ("t", 2)])
         batch = stub.request("BatchTriggerRuns")
         assert [r.options.concurrency_key for r in batch.runs] == ["a", ""]
@@ -148,13 +150,7 @@ def test_client_sends_the_concurrency_key() -> None:
 
 def test_task_trigger_outside_a_task_sends_the_concurrency_key(monkeypatch: pytest.MonkeyPatch) -> None:
     stub = Recorder()
-    original = AsyncClient.__init__
-
-    def init(self: AsyncClient, *args: Any, **kwargs: Any) -> None:
-        original(self, *args, **kwargs)
-        self._stub = stub  # type: ignore[assignment]
-
-    monkeypatch.setattr(AsyncClient, "__init__", init)
+    monkeypatch.setattr(_children, "make_stub", lambda cls, channel: stub)
     child = task(id="child")(_handler)
     asyncio.run(child.trigger({"x": 1}, concurrency_key="k1"))
     assert stub.request("TriggerRun").options.concurrency_key == "k1"
@@ -170,7 +166,7 @@ def test_update_queue_sets_only_the_given_fields() -> None:
         assert (req.namespace, req.name, req.concurrency_limit) == ("ns", "video", 5)
         assert req.HasField("concurrency_limit")
         assert not req.HasField("max_depth") and not req.HasField("rate_limit")
-        assert q["concurrency_limit"] == 5 and q["managed"] is True
+        assert q.concurrency_limit == 5 and q.managed is True
 
         await client.update_queue("video", concurrency_limit=0, max_depth=0)
         req = stub.request("UpdateQueue")
@@ -181,12 +177,12 @@ def test_update_queue_sets_only_the_given_fields() -> None:
         req = stub.request("UpdateQueue")
         assert req.rate_limit.limit == 10 and req.rate_limit.period == Duration(seconds=60)
         assert not req.HasField("concurrency_limit") and req.max_depth == 100
-        assert q["rate_limit"] == {"limit": 10, "period": 60.0} and q["max_depth"] == 100
+        assert q.rate_limit == RateLimit(10, timedelta(seconds=60)) and q.max_depth == 100
 
         q = await client.update_queue("video", rate_limit=(0, 0))
         req = stub.request("UpdateQueue")
         assert req.HasField("rate_limit") and req.rate_limit.limit == 0
-        assert q["rate_limit"] is None
+        assert q.rate_limit is None
 
         await client.update_queue("video")
         assert stub.request("UpdateQueue").ByteSize() == len(
@@ -221,14 +217,14 @@ def test_list_pause_and_resume_queues() -> None:
     async def main() -> None:
         client = client_with(stub)
         queues = await client.list_queues()
-        assert [(q["name"], q["depth"], q["running"], q["paused"]) for q in queues] == [
+        assert [(q.name, q.depth, q.running, q.paused) for q in queues] == [
             ("a", 3, 1, False),
             ("b", 0, 0, True),
         ]
         assert stub.request("ListQueues").namespace == "ns"
-        assert (await client.pause_queue("video"))["paused"] is True
+        assert (await client.pause_queue("video")).paused is True
         assert stub.request("PauseQueue").name == "video"
-        assert (await client.resume_queue("video"))["paused"] is False
+        assert (await client.resume_queue("video")).paused is False
         with pytest.raises(ValueError, match="queue name 'bad name' is invalid"):
             await client.pause_queue("bad name")
 
@@ -479,7 +475,7 @@ def test_a_list_spreads_calls_and_skips_a_dead_frontend(servers: Any) -> None:
     a, b = Frontend("a"), Frontend("b")
     address = f"127.0.0.1:{servers(a)},127.0.0.1:{_free_port()},127.0.0.1:{servers(b)}"
     with Client(address=address, rpc_timeout=5) as client:
-        seen = {client.list_queues()[0]["name"] for _ in range(20)}
+        seen = {client.list_queues()[0].name for _ in range(20)}
     assert seen == {"a", "b"}
 
 

@@ -23,6 +23,7 @@ from cairn.v1 import worker_service_pb2 as wpb
 from worker_sdk import (
     ChildResult,
     ChildRunFailedError,
+    ErrorInfo,
     InvalidArgumentError,
     RunHandle,
     WaitTimeoutError,
@@ -680,7 +681,7 @@ def test_batch_results_come_back_in_order() -> None:
     assert [r.run_id for r in results] == ["c1", "c2", "c3"]
     assert all(isinstance(r, ChildResult) for r in results)
     assert [r.ok for r in results] == [True, False, True]
-    assert results[1].error == {"type": "cairn.Canceled", "message": "by parent"}
+    assert results[1].error == ErrorInfo(type="cairn.Canceled", message="by parent")
 
 
 def test_batch_result_of_another_size_is_non_determinism() -> None:

@@ -263,11 +263,11 @@ def test_worker_runs_attempts_and_client_sees_results(frontend: tuple[FakeFronte
             run = await client.trigger_and_wait("math", {"x": 21}, timeout=10)
             assert run.status == "completed" and run.done
             assert run.output == {"doubled": 42, "run": run.id}
-            assert [s["name"] for s in run.steps] == ["double"]
+            assert [s.name for s in run.steps] == ["double"]
             with pytest.raises(RunFailedError) as info:
                 await client.trigger_and_wait(failing_task, None, timeout=10)
             assert info.value.run.status == "failed"
-            assert info.value.run.error["type"] == "ValueError"
+            assert info.value.run.error is not None and info.value.run.error.type == "ValueError"
             assert "nope" in str(info.value)
         started = time.monotonic()
         worker.stop()
@@ -359,7 +359,7 @@ def test_sync_client_and_error_mapping(frontend: tuple[FakeFrontend, str]) -> No
         assert client.list(status="completed") == []
         with pytest.raises(ValueError, match="status 'finished' is not a run status"):
             client.list(status="finished")
-        assert client.get(first.id).raw["idempotency_key"] == "k1"
+        assert client.get(first.id).idempotency_key == "k1"
         assert client.cancel(first.id, reason="test").status == "canceled"
         with pytest.raises(FailedPreconditionError, match="already finished") as info:
             client.cancel(first.id)
