@@ -155,16 +155,16 @@ def test_python_client_trigger_wait_get_list_filter_and_page(cluster: Cluster) -
 
         full = client.get(run.id)
         assert full.status == "completed"
-        assert [s["name"] for s in full.steps] == ["add", "multiply", "describe"]
-        assert [s["position"] for s in full.steps] == [0, 1, 2]
-        assert [s["status"] for s in full.steps] == ["completed"] * 3
-        assert [s["attempt"] for s in full.steps] == [1, 1, 1]
-        assert [s["output"] for s in full.steps] == [15, 30, "sum=15 product=30"]
+        assert [s.name for s in full.steps] == ["add", "multiply", "describe"]
+        assert [s.position for s in full.steps] == [0, 1, 2]
+        assert [s.status for s in full.steps] == ["completed"] * 3
+        assert [s.attempt for s in full.steps] == [1, 1, 1]
+        assert [s.output for s in full.steps] == [15, 30, "sum=15 product=30"]
         assert len(full.attempts) == 1, full.attempts
-        assert full.attempts[0]["number"] == 1
-        assert full.attempts[0]["status"] == "completed"
-        assert full.raw["attempt_count"] == 1
-        assert full.raw["input"] == {"x": 5}
+        assert full.attempts[0].number == 1
+        assert full.attempts[0].status == "completed"
+        assert full.attempt_count == 1
+        assert full.input == {"x": 5}
 
         # More runs: four of another task, to filter and page through.
         echo_ids = [client.trigger("echo", {"i": i}).id for i in range(4)]
@@ -771,7 +771,7 @@ def test_cancel_a_queued_and_an_executing_run(cluster: Cluster, tmp_path: Path) 
         assert cluster.sql_value("SELECT count(*) FROM queue_entries WHERE run_id = $1", rid) == 1
         canceled = client.cancel(parked.id, reason="no longer needed")
         assert canceled.status == "canceled"
-        assert canceled.error is not None and "no longer needed" in canceled.error["message"]
+        assert canceled.error is not None and "no longer needed" in canceled.error.message
         # At once: no waiting for a worker or a sweep.
         assert cluster.sql_value("SELECT status FROM runs WHERE id = $1", rid) == "canceled"
         assert cluster.sql_value("SELECT count(*) FROM queue_entries WHERE run_id = $1", rid) == 0
@@ -795,7 +795,7 @@ def test_cancel_a_queued_and_an_executing_run(cluster: Cluster, tmp_path: Path) 
 
         canceled = client.cancel(run.id)
         assert canceled.status == "canceled"
-        assert [a["status"] for a in canceled.attempts] == ["canceled"]
+        assert [a.status for a in canceled.attempts] == ["canceled"]
         release.touch()  # the gate opens: the worker records "gate", which is refused
 
         # The worker has a single slot: once it ran another run, it is done with
@@ -805,8 +805,8 @@ def test_cancel_a_queued_and_an_executing_run(cluster: Cluster, tmp_path: Path) 
 
         final = client.get(run.id)
         assert final.status == "canceled"
-        assert [s["name"] for s in final.steps] == ["first"]
-        assert [a["status"] for a in final.attempts] == ["canceled"]
+        assert [s.name for s in final.steps] == ["first"]
+        assert [a.status for a in final.attempts] == ["canceled"]
         assert read_lines(counter) == [f"first {run.id}"], "step 'after' ran after the cancel"
         assert cluster.sql_value("SELECT count(*) FROM steps WHERE run_id = $1", run_uuid) == 1
         assert cluster.sql_value("SELECT count(*) FROM queue_entries WHERE run_id = $1", run_uuid) == 0

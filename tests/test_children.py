@@ -22,8 +22,7 @@ from typing import Any
 import pytest
 from cluster import Cluster, WorkerProcess, wait_for, wait_registered
 
-from worker_sdk import Client, FailedPreconditionError, NotFoundError
-from worker_sdk.client import Run
+from worker_sdk import Client, FailedPreconditionError, NotFoundError, Run
 
 APP = "tests.apps.child_tasks"
 RUN_TIMEOUT = 30.0
@@ -94,15 +93,15 @@ def wait_run(
 
 
 def waiting_on(kind: str) -> Callable[[Run], bool]:
-    return lambda run: run.status == "waiting" and (run.wait or {}).get("kind") == kind
+    return lambda run: run.status == "waiting" and run.wait is not None and run.wait.kind == kind
 
 
 def steps(run: Run) -> list[tuple[int, str]]:
-    return [(s["position"], s["name"]) for s in run.steps]
+    return [(s.position, s.name) for s in run.steps]
 
 
 def attempt_statuses(run: Run) -> list[str]:
-    return [a["status"] for a in run.attempts]
+    return [a.status for a in run.attempts]
 
 
 def recorded_steps(cluster: Cluster, run_id: str) -> list[tuple[int, str]]:
@@ -141,17 +140,17 @@ def test_fan_out_fan_in_fifty_children(cluster: Cluster, client: Client, side_di
     by_id = {c.id: c for c in children}
     for i, child_id in enumerate(ids):
         child = by_id[child_id]
-        assert child.parent_run_id == parent.id, child.raw
+        assert child.parent_run_id == parent.id, child
         assert child.task == "child-square"
         assert child.status == "completed", child
-        assert child.raw["input"] == {"i": i}, child.raw["input"]  # result i is child i's
+        assert child.input == {"i": i}, child.input  # result i is child i's
         assert child.output == i * i, child.output
     # A GetRun of one child shows its parent too.
     assert client.get(ids[7]).parent_run_id == parent.id
 
     # The parent ran twice: suspended on the children, then completed.
     assert attempt_statuses(run) == ["suspended", "completed"], run.attempts
-    assert run.raw["attempt_count"] == 2
+    assert run.attempt_count == 2
     assert steps(run) == [(0, "batch_trigger_and_wait:child-square")]
     # Every child body ran exactly once.
     squares = lines(side_dir, "square")
@@ -175,7 +174,7 @@ def test_failing_child_raises_in_parent(cluster: Cluster, client: Client, side_d
     assert child.status == "failed", child
     assert child.parent_run_id == caught_id
     child = client.get(child.id)
-    assert child.error is not None and child.error["type"] == NON_RETRYABLE_TYPE, child.error
+    assert child.error is not None and child.error.type == NON_RETRYABLE_TYPE, child.error
     assert attempt_statuses(child) == ["failed"], child.attempts  # non-retryable: once
     out = caught.output
     assert out["caught"] is True, out
@@ -188,8 +187,8 @@ def test_failing_child_raises_in_parent(cluster: Cluster, client: Client, side_d
     assert attempt_statuses(caught) == ["suspended", "completed"], caught.attempts
     assert steps(caught) == [(0, "trigger_and_wait:child-fails")]
     [wait_step] = caught.steps
-    assert wait_step["status"] == "completed", wait_step
-    assert wait_step["output"][0]["run_id"] == child.id, wait_step
+    assert wait_step.status == "completed", wait_step
+    assert wait_step.output[0]["run_id"] == child.id, wait_step
 
     # (b) uncaught: the parent fails, its error naming the child's failure. Its retry
     # (max_attempts=2) replays the recorded child result: no second child.
@@ -199,14 +198,14 @@ def test_failing_child_raises_in_parent(cluster: Cluster, client: Client, side_d
     assert uchild.status == "failed", uchild
     err = uncaught.error
     assert err is not None
-    assert err["type"] == CHILD_FAILED_TYPE, err
+    assert err.type == CHILD_FAILED_TYPE, err
     for part in (uchild.id, "child-fails", "failed", NON_RETRYABLE_TYPE, "child refuses pears"):
-        assert part in err["message"], (part, err)
-    assert "Traceback (most recent call last)" in err["stack_trace"], err
+        assert part in err.message, (part, err)
+    assert "Traceback (most recent call last)" in err.stack_trace, err
     assert attempt_statuses(uncaught) == ["suspended", "failed", "failed"], uncaught.attempts
     for a in uncaught.attempts[1:]:
-        assert a["error"]["type"] == CHILD_FAILED_TYPE, a
-        assert uchild.id in a["error"]["message"], a
+        assert a.error.type == CHILD_FAILED_TYPE, a
+        assert uchild.id in a.error.message, a
     assert len(lines(side_dir, "parent_uncaught_body")) == 3
     assert lines(side_dir, "parent_uncaught_after_child") == []
     # One child body per parent, in all.
@@ -230,7 +229,7 @@ def test_cancel_parent_cancels_children(cluster: Cluster, client: Client, side_d
         kids = children_of(client, parent_id)
         if len(kids) != n:
             return None
-        by_i = {c.raw["input"]["i"]: c for c in kids}
+        by_i = {c.input["i"]: c for c in kids}
         for i, c in by_i.items():
             if i % 2 == 0:
                 if not waiting_on("event")(client.get(c.id)):
@@ -243,7 +242,7 @@ def test_cancel_parent_cancels_children(cluster: Cluster, client: Client, side_d
     child_ids = [kids[i].id for i in range(n)]
     step_children = [kids[i].id for i in range(n) if i % 2]
     # The parent's wait names its children in payload order.
-    assert client.get(parent_id).wait["child_run_ids"] == child_ids
+    assert client.get(parent_id).wait.child_run_ids == child_ids
 
     t0 = time.monotonic()
     canceled = client.cancel(parent_id, reason="test cancels the parent")
@@ -262,8 +261,8 @@ def test_cancel_parent_cancels_children(cluster: Cluster, client: Client, side_d
         child = client.get(cid)
         assert child.status == "canceled", child
         assert child.parent_run_id == parent_id
-        assert child.error is not None and child.error["type"] == "Canceled", child.error
-        assert parent_id in child.error["message"], child.error
+        assert child.error is not None and child.error.type == "Canceled", child.error
+        assert parent_id in child.error.message, child.error
         expected = ["canceled"] if i % 2 else ["suspended"]
         assert attempt_statuses(child) == expected, (i, child.attempts)
 
@@ -314,13 +313,13 @@ def test_fire_and_forget_child_not_triggered_again_on_replay(
     assert parent.status == "completed", (parent.status, parent.error)
     # Attempt 1 triggered the child and then failed; attempt 2 replayed the trigger.
     assert attempt_statuses(parent) == ["failed", "completed"], parent.attempts
-    assert parent.attempts[0]["error"]["type"] == "RuntimeError"
+    assert parent.attempts[0].error.type == "RuntimeError"
     handles = lines(side_dir, "ff_parent_handles")
     assert len(handles) == 2 and handles[0] == handles[1], handles
     child_id = parent.output
     assert child_id == handles[0]
     assert steps(parent) == [(0, "trigger:ff-child")]
-    assert parent.steps[0]["attempt"] == 1, parent.steps
+    assert parent.steps[0].attempt == 1, parent.steps
     assert parent.child_run_ids == [child_id]
 
     [listed] = children_of(client, parent_id)
@@ -414,7 +413,7 @@ def test_replay_survives_worker_kill_at_every_point(
         else ["crashed", "suspended", "suspended", "suspended", "completed"]
     )
     assert attempt_statuses(run) == expected, run.attempts
-    assert len({a["worker_id"] for a in run.attempts}) == 5, run.attempts
+    assert len({a.worker_id for a in run.attempts}) == 5, run.attempts
     assert steps(run) == [
         (0, "replay-first"),
         (1, "wait.sleep"),
@@ -422,8 +421,8 @@ def test_replay_survives_worker_kill_at_every_point(
         (3, "wait.for_event"),
         (4, "replay-final"),
     ]
-    assert all(s["status"] == "completed" for s in run.steps), run.steps
-    assert run.steps[3]["output"] == event
+    assert all(s.status == "completed" for s in run.steps), run.steps
+    assert run.steps[3].output == event
 
     # Every step body ran exactly once in the run, the child once (one child run).
     assert len(lines(side_dir, "replay_first")) == 1
@@ -458,17 +457,17 @@ def test_sequential_child_waits_each_get_their_own_results(
     assert attempt_statuses(run) == ["suspended", "suspended", "completed"], run.attempts
     assert steps(run) == [(0, "batch_trigger_and_wait:child-square"), (1, "trigger_and_wait:child-square")]
     first_step, second_step = run.steps
-    assert [r["output"] for r in first_step["output"]] == [4, 9, 16]
-    assert [r["run_id"] for r in first_step["output"]] == run.output["first_run_ids"]
-    assert len(second_step["output"]) == 1, second_step["output"]
-    [d] = second_step["output"]
+    assert [r["output"] for r in first_step.output] == [4, 9, 16]
+    assert [r["run_id"] for r in first_step.output] == run.output["first_run_ids"]
+    assert len(second_step.output) == 1, second_step.output
+    [d] = second_step.output
     assert d["output"] == 25 and d["status"] == "completed", d
 
     children = {c.id: c for c in children_of(client, run_id)}
     assert len(children) == 4, children
-    assert children[d["run_id"]].raw["input"] == {"i": 5}
+    assert children[d["run_id"]].input == {"i": 5}
     for cid, i in zip(run.output["first_run_ids"], [2, 3, 4]):
-        assert children[cid].raw["input"] == {"i": i}
+        assert children[cid].input == {"i": i}
     rows = cluster.sql(
         "SELECT position, idx, child_run_id FROM child_waits WHERE parent_run_id = $1 ORDER BY position, idx",
         uuid.UUID(run_id),

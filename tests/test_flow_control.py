@@ -22,7 +22,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +46,7 @@ from google.protobuf.duration_pb2 import Duration
 from cairn.v1 import queue_service_pb2 as qpb
 from cairn.v1 import queue_service_pb2_grpc, run_service_pb2_grpc
 from cairn.v1 import run_service_pb2 as rpb
-from worker_sdk import AsyncClient, Client, NotFoundError, QueueFullError, UnavailableError
+from worker_sdk import AsyncClient, Client, NotFoundError, Queue, QueueFullError, RateLimit, UnavailableError
 
 APPS_DIR = TESTS_DIR / "apps"
 TASKS_MODULE = "flow_tasks"
@@ -141,8 +141,8 @@ def cli_queues(cluster: Cluster) -> dict[str, dict[str, Any]]:
     return {q["name"]: q for q in map(json.loads, proc.stdout.splitlines())}
 
 
-def queue_of(client: Client, name: str) -> dict[str, Any]:
-    found = [q for q in client.list_queues() if q["name"] == name]
+def queue_of(client: Client, name: str) -> Queue:
+    found = [q for q in client.list_queues() if q.name == name]
     assert found, f"queue {name!r} not listed"
     return found[0]
 
@@ -233,8 +233,8 @@ def test_a_key_with_2000_queued_runs_does_not_starve_another_key(cluster: Cluste
         )
         assert len(runs) == 1000
     b = client.trigger("flow-fair", {"key": "B"}, concurrency_key="B")
-    assert b.raw["concurrency_key"] == "B", b.raw
-    assert queue_of(client, "fair")["depth"] == 2001
+    assert b.concurrency_key == "B", b
+    assert queue_of(client, "fair").depth == 2001
     assert cluster.sql_value("SELECT count(*) FROM attempts") == 0, "something polled"
 
     start_flow_worker(cluster, slots=1)
@@ -257,7 +257,7 @@ def test_a_key_with_2000_queued_runs_does_not_starve_another_key(cluster: Cluste
 
 def test_keys_are_served_round_robin_without_a_concurrency_limit(cluster: Cluster, client: Client) -> None:
     register_without_polling(cluster)
-    assert queue_of(client, "fair-open")["concurrency_limit"] == 0
+    assert queue_of(client, "fair-open").concurrency_limit is None  # no limit
     per_key = 12
     for key in "ABC":  # all of A's runs first, then B's, then C's
         client.batch_trigger(
@@ -266,7 +266,7 @@ def test_keys_are_served_round_robin_without_a_concurrency_limit(cluster: Cluste
                 for i in range(per_key)
             ]
         )
-    assert queue_of(client, "fair-open")["depth"] == 3 * per_key
+    assert queue_of(client, "fair-open").depth == 3 * per_key
 
     start_flow_worker(cluster, slots=1)
     wait_completed(cluster, "flow-open", 3 * per_key)
@@ -298,7 +298,7 @@ def test_high_priority_runs_start_first_within_a_key(cluster: Cluster, client: C
             for i in range(5)
         ]
     )
-    assert all(r.raw["priority"] == 10 for r in high)
+    assert all(r.priority == 10 for r in high)
     assert (
         cluster.sql_value(
             "SELECT count(*) FROM queue_entries WHERE queue = 'prio' "
@@ -322,9 +322,9 @@ def test_high_priority_runs_start_first_within_a_key(cluster: Cluster, client: C
 
 def test_rate_limit_per_queue_and_per_key(cluster: Cluster, client: Client) -> None:
     q = client.update_queue("rate", concurrency_limit=0, rate_limit=(5, 1.0))
-    assert q["rate_limit"] == {"limit": 5, "period": 1.0}, q
+    assert q.rate_limit == RateLimit(5, timedelta(seconds=1)), q
     start_flow_worker(cluster, slots=8)
-    assert queue_of(client, "rate")["rate_limit"] == {"limit": 5, "period": 1.0}, (
+    assert queue_of(client, "rate").rate_limit == RateLimit(5, timedelta(seconds=1)), (
         "the worker's registration changed a managed queue"
     )
 
@@ -369,7 +369,7 @@ def test_rate_limit_per_queue_and_per_key(cluster: Cluster, client: Client) -> N
 def test_max_depth_refuses_triggers_and_writes_nothing(cluster: Cluster, client: Client) -> None:
     register_without_polling(cluster)
     q = client.update_queue("bounded", max_depth=10)
-    assert q["max_depth"] == 10 and q["managed"], q
+    assert q.max_depth == 10 and q.managed, q
 
     accepted = [client.trigger("flow-depth", {"i": i}).id for i in range(8)]
     before = table_counts(cluster)
@@ -378,7 +378,7 @@ def test_max_depth_refuses_triggers_and_writes_nothing(cluster: Cluster, client:
     assert "'bounded'" in str(info.value), info.value
     assert table_counts(cluster) == before, "a refused batch wrote rows"
     accepted += [r.id for r in client.batch_trigger([("flow-depth", {"batch": i}) for i in range(2)])]
-    assert queue_of(client, "bounded")["depth"] == 10
+    assert queue_of(client, "bounded").depth == 10
 
     before = table_counts(cluster)
     with pytest.raises(QueueFullError) as info:
@@ -407,13 +407,11 @@ def test_max_depth_refuses_triggers_and_writes_nothing(cluster: Cluster, client:
     assert table_counts(cluster) == before, "a refused trigger wrote rows"
 
     start_flow_worker(cluster, slots=1)
-    wait_for(
-        lambda: queue_of(client, "bounded")["depth"] < 10, 20, message="the worker never drained the queue"
-    )
+    wait_for(lambda: queue_of(client, "bounded").depth < 10, 20, message="the worker never drained the queue")
     accepted.append(client.trigger("flow-depth", {"i": "after drain"}).id)
     assert len(set(accepted)) == 11
     wait_completed(cluster, "flow-depth", 11)
-    assert queue_of(client, "bounded")["depth"] == 0
+    assert queue_of(client, "bounded").depth == 0
 
     before = table_counts(cluster)
     with pytest.raises(QueueFullError):  # 11 > 10 even into an empty queue
@@ -458,7 +456,7 @@ def test_paused_queue_dispatches_nothing_until_resumed(
     assert json.loads(proc.stdout)["paused"] is False, proc.stdout
     # Two slots, five gated runs: two execute and hold, three stay queued.
     wait_for(
-        lambda: (lambda q: q["running"] == 2 and q["depth"] == 3)(queue_of(client, "pausable")),
+        lambda: (lambda q: q.running == 2 and q.depth == 3)(queue_of(client, "pausable")),
         15,
         message="the resumed queue did not dispatch",
     )
@@ -503,7 +501,7 @@ def test_worker_serves_only_its_queues(cluster: Cluster, client: Client) -> None
     start_flow_worker(cluster, slots=1, queues=("q-b",), expect=("flow-b",))
     done = client.wait(b_run, timeout=RUN_TIMEOUT)
     assert done.status == "completed", done
-    assert done.attempts[0]["worker_id"] != worker_a_id, done.attempts
+    assert done.attempts[0].worker_id != worker_a_id, done.attempts
 
 
 # ---- 7. replicas -------------------------------------------------------------------------
@@ -563,7 +561,7 @@ def test_two_of_each_service_and_a_frontend_killed(cluster: Cluster) -> None:
         for r in second:
             done = client.wait(r, timeout=RUN_TIMEOUT)
             assert done.status == "completed", done
-            assert done.output == {"payload": {"key": done.raw["idempotency_key"]}, "run_id": r}, done
+            assert done.output == {"payload": {"key": done.idempotency_key}, "run_id": r}, done
         took = time.monotonic() - t0
     worker_alive(worker)
     assert len(set(first + second)) == 100
@@ -654,7 +652,7 @@ def test_max_depth_holds_under_concurrent_triggers(cluster: Cluster, client: Cli
     accepted = [r for r in results if not isinstance(r, BaseException)]
     refused = [r for r in results if isinstance(r, BaseException)]
     assert all(isinstance(e, QueueFullError) for e in refused), refused
-    depth = queue_of(client, "bounded")["depth"]
+    depth = queue_of(client, "bounded").depth
     print(
         f"\n[backpressure] 40 concurrent triggers with room for 5: {len(accepted)} accepted, "
         f"{len(refused)} refused; depth {depth} (max_depth 10)"
@@ -700,7 +698,7 @@ def test_an_idempotent_retry_into_a_full_queue_returns_the_existing_run(
     client.update_queue("bounded", max_depth=3)
     first = client.trigger("flow-depth", {"i": 0}, idempotency_key="order-1")
     client.batch_trigger([("flow-depth", {"i": i}) for i in (1, 2)])
-    assert queue_of(client, "bounded")["depth"] == 3
+    assert queue_of(client, "bounded").depth == 3
     before = table_counts(cluster)
     try:
         again = client.trigger("flow-depth", {"i": 0}, idempotency_key="order-1")

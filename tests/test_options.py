@@ -46,7 +46,7 @@ from cairn.v1 import run_service_pb2 as rpb
 from cairn.v1 import run_service_pb2_grpc, schedule_service_pb2_grpc, worker_service_pb2_grpc
 from cairn.v1 import schedule_service_pb2 as spb
 from cairn.v1 import worker_service_pb2 as wpb
-from worker_sdk import AlreadyExistsError, Client, InvalidArgumentError, NotFoundError
+from worker_sdk import AlreadyExistsError, Client, InvalidArgumentError, NotFoundError, Schedule
 
 APPS_DIR = TESTS_DIR / "apps"
 TASKS_MODULE = "option_tasks"
@@ -191,8 +191,8 @@ def test_delay_via_client_cli_and_grpcurl(cluster: Cluster, client: Client) -> N
     run = client.trigger("opt-echo", {"via": "client"}, delay=2)
     assert run.status == "delayed", run
     _check_delayed_now(cluster, run.id)
-    delay_at = ts(run.raw["next_attempt_at"]) - ts(run.raw["created_at"])
-    assert abs(delay_at.total_seconds() - 2.0) < 0.05, run.raw
+    delay_at = run.next_attempt_at - run.created_at
+    assert abs(delay_at.total_seconds() - 2.0) < 0.05, run
     triggered["client"] = run.id
 
     proc = cairn_cli(cluster, "trigger", "opt-echo", "--payload", '{"via": "cli"}', "--delay", "2s", "--json")
@@ -221,10 +221,10 @@ def test_delay_via_client_cli_and_grpcurl(cluster: Cluster, client: Client) -> N
         assert done.status == "completed", (via, done)
         assert done.output == {"payload": {"via": via}, "run_id": run_id}
         assert len(done.attempts) == 1, done.attempts
-        waited = (ts(done.attempts[0]["started_at"]) - ts(done.raw["created_at"])).total_seconds()
+        waited = (done.attempts[0].started_at - done.created_at).total_seconds()
         assert waited >= 1.95, f"{via}: the run started {waited:.3f} s after its creation"
         assert waited < 5.0, f"{via}: the run started only {waited:.3f} s after its creation"
-        types = [e["type"] for e in done.raw["events"]]
+        types = [e.type for e in done.events]
         assert types[0] == "triggered" and "attempt_started" in types, types
         figures[via] = round(waited, 3)
     print(f"delay 2 s: attempt started after creation (s): {figures}")
@@ -240,7 +240,7 @@ def test_ttl_expires_an_unstarted_run_but_not_one_that_started_in_time(
 
     queued = client.trigger("opt-unserved", {"n": 1}, ttl=1)
     assert queued.status == "queued"
-    assert queued.raw["ttl"] == 1.0
+    assert queued.ttl == timedelta(seconds=1)
     delayed = client.trigger("opt-unserved", {"n": 2}, ttl=1, delay=30)
     assert delayed.status == "delayed"
 
@@ -248,10 +248,10 @@ def test_ttl_expires_an_unstarted_run_but_not_one_that_started_in_time(
     for name, run in (("queued", queued), ("delayed", delayed)):
         done = client.wait(run.id, timeout=RUN_TIMEOUT)
         assert done.status == "expired", (name, done)
-        assert done.error is not None and done.error["type"] == "Expired", done.error
-        assert done.error["non_retryable"] is True
-        assert done.attempts == [] and done.raw["attempt_count"] == 0
-        after = (ts(done.raw["finished_at"]) - ts(done.raw["created_at"])).total_seconds()
+        assert done.error is not None and done.error.type == "Expired", done.error
+        assert done.error.non_retryable is True
+        assert done.attempts == [] and done.attempt_count == 0
+        after = (done.finished_at - done.created_at).total_seconds()
         assert 0.95 <= after < 3.0, f"{name}: expired {after:.3f} s after its creation"
         figures[name] = round(after, 3)
         assert db_status(cluster, run.id) == "expired"
@@ -263,7 +263,7 @@ def test_ttl_expires_an_unstarted_run_but_not_one_that_started_in_time(
     start_option_worker(cluster)
     release = tmp_path / "release"
     run = client.trigger("opt-gated", {"release": str(release)}, ttl=1)
-    created = ts(run.raw["created_at"])
+    created = run.created_at
     wait_for(
         lambda: db_status(cluster, run.id) == "executing", 10, message="the run with a ttl never started"
     )
@@ -279,7 +279,7 @@ def test_ttl_expires_an_unstarted_run_but_not_one_that_started_in_time(
     done = client.wait(run.id, timeout=RUN_TIMEOUT)
     assert done.status == "completed", done
     assert done.output == {"released": True}
-    assert [e["type"] for e in done.raw["events"]].count("expired") == 0
+    assert [e.type for e in done.events].count("expired") == 0
 
 
 # ---- 3. max_duration --------------------------------------------------------------------
@@ -296,16 +296,16 @@ def test_max_duration_times_out_the_run_and_stops_its_attempt(
     worker = start_option_worker(cluster)
     files = {name: tmp_path / name for name in ("release", "cancelled", "side_effect")}
     run = client.trigger(task_id, {k: str(v) for k, v in files.items()}, **options)
-    assert run.raw["max_duration"] == 2.0, run.raw
+    assert run.max_duration == timedelta(seconds=2), run
 
     done = client.wait(run.id, timeout=RUN_TIMEOUT)
     assert done.status == "timed_out", done
-    assert done.error is not None and done.error["type"] == "MaxDurationExceeded", done.error
-    assert done.error["non_retryable"] is True
-    assert [a["status"] for a in done.attempts] == ["timed_out"], "a timed-out run is not retried"
-    assert done.raw["attempt_count"] == 1
+    assert done.error is not None and done.error.type == "MaxDurationExceeded", done.error
+    assert done.error.non_retryable is True
+    assert [a.status for a in done.attempts] == ["timed_out"], "a timed-out run is not retried"
+    assert done.attempt_count == 1
     assert done.steps == [], "the waiting step never finished, so nothing is recorded"
-    ran = (ts(done.raw["finished_at"]) - ts(done.attempts[0]["started_at"])).total_seconds()
+    ran = (done.finished_at - done.attempts[0].started_at).total_seconds()
     assert 1.95 <= ran < 4.0, f"timed out after {ran:.3f} s of execution"
 
     # The worker stops the attempt: its heartbeat is refused, the task function
@@ -320,7 +320,7 @@ def test_max_duration_times_out_the_run_and_stops_its_attempt(
         10,
         message="the step body was never stopped",
     )
-    stopped_after = (datetime.now(UTC) - ts(done.raw["finished_at"])).total_seconds()
+    stopped_after = (datetime.now(UTC) - done.finished_at).total_seconds()
     files["release"].touch()  # were the step still running, it would go on now
     echo = client.trigger("opt-echo", {"after": "timeout"})
     assert client.wait(echo.id, timeout=RUN_TIMEOUT).status == "completed"
@@ -332,7 +332,7 @@ def test_max_duration_times_out_the_run_and_stops_its_attempt(
     assert cluster.sql_value("SELECT status FROM attempts WHERE run_id = $1", rid) == "timed_out"
     assert timer_kinds(cluster, run.id) == set() and queue_entry_count(cluster, run.id) == 0
     final = client.get(run.id)
-    assert final.status == "timed_out" and [a["status"] for a in final.attempts] == ["timed_out"]
+    assert final.status == "timed_out" and [a.status for a in final.attempts] == ["timed_out"]
     print(
         f"max_duration 2 s ({task_id}): timed out after {ran:.3f} s of execution; "
         f"worker had stopped the step within {stopped_after:.3f} s of the timeout"
@@ -350,14 +350,14 @@ def test_a_high_priority_run_starts_before_earlier_low_priority_ones(
     log = tmp_path / "started.txt"
     low = [client.trigger("opt-record", {"log": str(log), "n": i}).id for i in range(5)]
     high = client.trigger("opt-record", {"log": str(log), "n": "high"}, priority=10)
-    assert high.raw["priority"] == 10
+    assert high.priority == 10
     assert cluster.sql_value("SELECT priority FROM queue_entries WHERE run_id = $1", uuid.UUID(high.id)) == 10
     assert all(client.get(r).status == "queued" for r in [*low, high.id])
 
     start_option_worker(cluster, slots=1)
     done = {rid: client.wait(rid, timeout=RUN_TIMEOUT) for rid in [*low, high.id]}
     assert all(r.status == "completed" for r in done.values()), done
-    by_start = sorted(done, key=lambda rid: ts(done[rid].attempts[0]["started_at"]))
+    by_start = sorted(done, key=lambda rid: done[rid].attempts[0].started_at)
     assert by_start[0] == high.id, f"started first: {by_start[0]} (high priority {high.id})"
     assert by_start[1:] == low, "runs of equal priority start in the order they were triggered"
     assert lines(log) == [high.id, *low]
@@ -386,7 +386,7 @@ def test_tags_filter_lists_and_metadata_is_read_and_updated_by_the_run(
     assert done.output == {"seen": {"user": "u1"}, "stored": updated, "after": updated}
     assert client.get(tagged.id).metadata == updated
     assert client.get(tagged.id).tags == ["a", "b"]
-    assert "metadata_updated" in [e["type"] for e in done.raw["events"]]
+    assert "metadata_updated" in [e.type for e in done.events]
 
     plain = client.wait(untagged.id, timeout=RUN_TIMEOUT)
     assert plain.output == {"seen": {}, "stored": {"progress": 100}, "after": {"progress": 100}}
@@ -424,7 +424,7 @@ def test_batch_trigger_runs_all_items_or_writes_nothing(cluster: Cluster, client
     start_option_worker(cluster)
     runs = client.batch_trigger([("opt-echo", {"i": i}) for i in range(20)])
     assert len(runs) == 20 and len({r.id for r in runs}) == 20
-    assert [r.raw["input"] for r in runs] == [{"i": i} for i in range(20)]
+    assert [r.input for r in runs] == [{"i": i} for i in range(20)]
     ids = [uuid.UUID(r.id) for r in runs]
     # One transaction: PostgreSQL's now() is the same for every row it inserted.
     assert cluster.sql_value("SELECT count(DISTINCT created_at) FROM runs WHERE id = ANY($1)", ids) == 1
@@ -536,8 +536,8 @@ def check_ticks(rows: list[Any], dedup_key: str) -> list[datetime]:
     return ticks
 
 
-def find_schedule(schedules: list[dict[str, Any]], schedule_id: str) -> dict[str, Any] | None:
-    return next((s for s in schedules if s["id"] == schedule_id), None)
+def find_schedule(schedules: list[Schedule], schedule_id: str) -> Schedule | None:
+    return next((s for s in schedules if s.id == schedule_id), None)
 
 
 def test_created_schedule_fires_once_per_tick_with_two_history_replicas(
@@ -548,38 +548,38 @@ def test_created_schedule_fires_once_per_tick_with_two_history_replicas(
     sid, payload = "every-2s", {"from": "schedule", "n": 1}
     created_at = datetime.now(UTC)
     sch = client.create_schedule(sid, "opt-echo", EVERY_2S, payload=payload)
-    assert (sch["id"], sch["task"], sch["cron"], sch["timezone"]) == (sid, "opt-echo", EVERY_2S, "UTC")
-    assert sch["payload"] == payload and sch["paused"] is False and sch["declared"] is False
-    assert sch["last_run_id"] is None
-    first_fire = ts(sch["next_fire_at"])
+    assert (sch.id, sch.task, sch.cron, sch.timezone) == (sid, "opt-echo", EVERY_2S, "UTC")
+    assert sch.payload == payload and sch.paused is False and sch.declared is False
+    assert sch.last_run_id is None
+    first_fire = sch.next_fire_at
     assert created_at < first_fire <= created_at + timedelta(seconds=2.01), sch
 
     wait_for(
         lambda: len(schedule_runs(cluster, sid)) >= 3, 15, message="the schedule did not fire three ticks"
     )
     listed = find_schedule(client.list_schedules(), sid)
-    assert listed is not None and listed["next_fire_at"] and listed["last_run_id"], listed
+    assert listed is not None and listed.next_fire_at and listed.last_run_id, listed
     rows = schedule_runs(cluster, sid)
-    assert listed["last_run_id"] in {str(r["id"]) for r in rows}
+    assert listed.last_run_id in {str(r["id"]) for r in rows}
     assert [s["id"] for s in client.list_schedules(task="opt-echo")] == [sid]
     assert client.list_schedules(task="opt-record") == []
 
     paused = client.pause_schedule(sid)
-    assert paused["paused"] is True
+    assert paused.paused is True
     rows = schedule_runs(cluster, sid)
     ticks = check_ticks(rows, sid)
     assert ticks[0] == first_fire, "the first run is for the first tick after creation"
     assert all(json.loads(bytes(r["input"])) == payload for r in rows)
     listed = find_schedule(client.list_schedules(), sid)
-    assert listed["paused"] is True
+    assert listed.paused is True
     by_tick = {tick_of(r["idempotency_key"], sid): str(r["id"]) for r in rows}
-    assert listed["last_run_id"] == by_tick[ticks[-1]]
-    assert ts(listed["last_fired_at"]) == ticks[-1]
-    assert ts(listed["next_fire_at"]) > ticks[-1]
+    assert listed.last_run_id == by_tick[ticks[-1]]
+    assert listed.last_fired_at == ticks[-1]
+    assert listed.next_fire_at > ticks[-1]
     for r in rows:
         done = client.wait(str(r["id"]), timeout=RUN_TIMEOUT)
         assert done.status == "completed" and done.output["payload"] == payload, done
-        assert done.raw["schedule_id"] == sid
+        assert done.schedule_id == sid
     lags = [round((r["created_at"] - tick_of(r["idempotency_key"], sid)).total_seconds(), 3) for r in rows]
 
     # Paused: no run for more than two ticks.
@@ -594,7 +594,7 @@ def test_created_schedule_fires_once_per_tick_with_two_history_replicas(
     # Resumed: fires again, from its next tick (the paused ticks are not caught up).
     resumed_at = datetime.now(UTC)
     resumed = client.resume_schedule(sid)
-    assert resumed["paused"] is False and ts(resumed["next_fire_at"]) > resumed_at
+    assert resumed.paused is False and resumed.next_fire_at > resumed_at
     wait_for(
         lambda: len(schedule_runs(cluster, sid)) > count_at_pause,
         8,
@@ -671,8 +671,8 @@ def test_declared_schedule_fires_from_the_workers_registration(cluster: Cluster,
     sch = wait_for(
         lambda: find_schedule(client.list_schedules(), sid), 10, message="the declared schedule is not listed"
     )
-    assert sch["declared"] is True and sch["task"] == "opt-scheduled"
-    assert sch["cron"] == EVERY_2S and sch["timezone"] == "UTC" and sch["next_fire_at"]
+    assert sch.declared is True and sch.task == "opt-scheduled"
+    assert sch.cron == EVERY_2S and sch.timezone == "UTC" and sch.next_fire_at
 
     wait_for(
         lambda: len(schedule_runs(cluster, sid)) >= 2, 12, message="the declared schedule did not fire twice"
@@ -685,7 +685,7 @@ def test_declared_schedule_fires_from_the_workers_registration(cluster: Cluster,
         assert json.loads(bytes(r["input"])) == expected
         done = client.wait(str(r["id"]), timeout=RUN_TIMEOUT)
         assert done.status == "completed" and done.output == expected, done
-        assert done.raw["schedule_id"] == sid
+        assert done.schedule_id == sid
 
     # A worker whose task no longer declares the schedule removes it.
     worker.stop()
@@ -752,7 +752,7 @@ def test_bad_schedules_are_refused_and_nothing_is_written(cluster: Cluster, clie
         client.create_schedule("nightly", "opt-echo", EVERY_2S)
     assert table_counts(cluster) == before
     nightly = find_schedule(client.list_schedules(), "nightly")
-    assert nightly is not None and nightly["cron"] == "0 3 * * *", "the duplicate changed it"
+    assert nightly is not None and nightly.cron == "0 3 * * *", "the duplicate changed it"
 
 
 def test_schedules_from_the_command_line(cluster: Cluster, client: Client) -> None:
@@ -791,11 +791,11 @@ def test_schedules_from_the_command_line(cluster: Cluster, client: Client) -> No
     proc = cairn_cli(cluster, "schedules", "pause", "cli-sched", "--json")
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["paused"] is True
-    assert find_schedule(client.list_schedules(), "cli-sched")["paused"] is True
+    assert find_schedule(client.list_schedules(), "cli-sched").paused is True
     proc = cairn_cli(cluster, "schedules", "resume", "cli-sched")
     assert proc.returncode == 0, proc.stderr
     assert "cli-sched" in proc.stdout
-    assert find_schedule(client.list_schedules(), "cli-sched")["paused"] is False
+    assert find_schedule(client.list_schedules(), "cli-sched").paused is False
     proc = cairn_cli(cluster, "schedules", "delete", "cli-sched")
     assert proc.returncode == 0, proc.stderr
     assert client.list_schedules() == []

@@ -32,7 +32,7 @@ import asyncpg
 import pytest
 from cluster import Cluster, WorkerProcess, wait_for, wait_registered
 
-from worker_sdk import Client
+from worker_sdk import Client, Queue
 
 APP = "tests.apps.limit_tasks"
 BAD_STATUSES = ("failed", "canceled", "crashed", "timed_out", "expired")
@@ -248,8 +248,8 @@ def check_bodies_once(run_ids: list[str], starts: Counter[str], ends: Counter[st
     assert not extra, f"bodies of unknown runs: {sorted(extra)[:5]}"
 
 
-def queue_info(client: Client, name: str) -> dict[str, Any]:
-    return next(q for q in client.list_queues() if q["name"] == name)
+def queue_info(client: Client, name: str) -> Queue:
+    return next(q for q in client.list_queues() if q.name == name)
 
 
 def start_spread_workers(c: Cluster, f2: Any, d: Path, lists_for_all: bool = False) -> list[WorkerProcess]:
@@ -272,7 +272,7 @@ def test_limit_holds_and_is_reached_with_two_matching_replicas(cluster: Cluster,
     _, f2 = two_matching_replicas(cluster)
     workers = start_spread_workers(cluster, f2, body_dir)
     with Client(cluster.address) as client:
-        assert queue_info(client, "limit-five")["concurrency_limit"] == limit
+        assert queue_info(client, "limit-five").concurrency_limit == limit
         with ExecutingSampler(cluster.database_url, "limit-five") as sampler:
             t0 = time.monotonic()
             runs = client.batch_trigger(
@@ -324,7 +324,7 @@ def test_limit_per_concurrency_key(cluster: Cluster, body_dir: Path) -> None:
         for i in range(per_key)
     ]  # key-major: fairness is matching's job
     with Client(cluster.address) as client:
-        assert queue_info(client, "limit-keyed")["concurrency_limit"] == limit
+        assert queue_info(client, "limit-keyed").concurrency_limit == limit
         with ExecutingSampler(cluster.database_url, "limit-keyed") as sampler:
             t0 = time.monotonic()
             runs = client.batch_trigger(items)
@@ -375,7 +375,7 @@ def test_limit_raised_at_run_time_applies_at_once(cluster: Cluster, body_dir: Pa
     _, f2 = two_matching_replicas(cluster)
     start_spread_workers(cluster, f2, body_dir)  # 12 slots over both replicas
     with Client(cluster.address) as client:
-        assert queue_info(client, "limit-change")["concurrency_limit"] == old
+        assert queue_info(client, "limit-change").concurrency_limit == old
         with ExecutingSampler(cluster.database_url, "limit-change") as sampler:
             runs = client.batch_trigger(
                 [{"task": "limit-change", "payload": {"i": i, "ms": 200}} for i in range(n)]
@@ -394,7 +394,7 @@ def test_limit_raised_at_run_time_applies_at_once(cluster: Cluster, body_dir: Pa
             t_update = time.time()
             q = client.update_queue("limit-change", concurrency_limit=new)
             t_answered = time.time()
-            assert q["concurrency_limit"] == new and q["managed"], q
+            assert q.concurrency_limit == new and q.managed, q
             reached = wait_for(
                 lambda: sampler.first_at_least(new, t_update),
                 10,
@@ -426,7 +426,7 @@ def test_limit_raised_at_run_time_applies_at_once(cluster: Cluster, body_dir: Pa
     assert body_all == new, f"bodies never reached the new limit (max {body_all})"
     assert latency < 1.5, f"the new limit took {latency:.2f} s to be used"
     with Client(cluster.address) as client:
-        assert queue_info(client, "limit-change")["concurrency_limit"] == new
+        assert queue_info(client, "limit-change").concurrency_limit == new
 
 
 # ---- 4. SIGKILL of a matching replica under load -------------------------------------
@@ -437,7 +437,7 @@ def test_limit_and_exactly_once_survive_matching_replica_sigkill(cluster: Cluste
     m2, f2 = two_matching_replicas(cluster)
     workers = start_spread_workers(cluster, f2, body_dir, lists_for_all=True)
     with Client(cluster.address) as client:
-        assert queue_info(client, "limit-kill")["concurrency_limit"] == limit
+        assert queue_info(client, "limit-kill").concurrency_limit == limit
         with ExecutingSampler(cluster.database_url, "limit-kill") as sampler:
             t0 = time.monotonic()
             runs = client.batch_trigger(

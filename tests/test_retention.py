@@ -26,8 +26,7 @@ import pytest
 from cluster import REPO_ROOT, Cluster, wait_for
 
 from services.history.retention import FAILURE_MESSAGE
-from worker_sdk import Client, NotFoundError
-from worker_sdk.client import Run
+from worker_sdk import Client, NotFoundError, Run
 
 APP = "tests.apps.retention_tasks"
 DIR_ENV = "RETENTION_TASKS_DIR"

@@ -116,7 +116,7 @@ def expect_rpc_error(call: Callable[[], Any], code: grpc.StatusCode, *words: str
 def assert_waiting_on_sleep(cluster: Cluster, client: Client, run_id: str) -> None:
     assert status(cluster, run_id) == "waiting"
     assert cluster.sql_value("SELECT kind FROM waits WHERE run_id = $1::uuid", run_id) == "sleep"
-    assert client.get(run_id).wait["kind"] == "sleep"
+    assert client.get(run_id).wait.kind == "sleep"
     assert [(a["number"], a["status"]) for a in attempts(cluster, run_id)] == [(1, "suspended")]
 
 
@@ -212,7 +212,7 @@ def test_events_by_name_and_key_with_timeout_and_buffered_by_run_id(
     r1 = client.trigger("wait-event", {"name": "approval", "key": "order-7"}).id
     wait_status(cluster, r1, "waiting")
     wait_info = client.get(r1).wait
-    assert (wait_info["kind"], wait_info["event_name"], wait_info["event_key"]) == (
+    assert (wait_info.kind, wait_info.event_name, wait_info.event_key) == (
         "event",
         "approval",
         "order-7",
@@ -236,8 +236,8 @@ def test_events_by_name_and_key_with_timeout_and_buffered_by_run_id(
     # An event that never comes: the wait's timeout raises WaitTimeoutError.
     r2 = client.trigger("wait-event", {"name": "never", "timeout": 2}).id
     run = finished(client, r2, "timed out")
-    assert run.steps[-1]["name"] == "wait.for_event"
-    assert run.steps[-1]["error"]["type"] == "cairn.WaitTimeout", run.steps
+    assert run.steps[-1].name == "wait.for_event"
+    assert run.steps[-1].error.type == "cairn.WaitTimeout", run.steps
     rows = attempts(cluster, r2)
     assert (rows[-1]["started_at"] - rows[0]["started_at"]).total_seconds() >= 1.9, rows
 
@@ -275,14 +275,14 @@ def test_tokens_complete_once_unknown_expired_and_cli(cluster: Cluster, client: 
 
     r1 = client.trigger("wait-token", {}).id
     token = token_of(cluster, wdir, r1)
-    assert client.get(r1).wait["token_id"] == token
+    assert client.get(r1).wait.token_id == token
     done = client.complete_token(token, {"approved": 42})
-    assert done["status"] == "completed" and done["payload"] == {"approved": 42}
+    assert done.status == "completed" and done.payload == {"approved": 42}
     finished(client, r1, {"approved": 42})
     with pytest.raises(FailedPreconditionError):
         client.complete_token(token, {"again": True})
     grpcurl_error(cluster.address, complete, {"token_id": token, "payload": payload}, "FailedPrecondition")
-    assert client.get_token(token)["payload"] == {"approved": 42}
+    assert client.get_token(token).payload == {"approved": 42}
 
     with pytest.raises(NotFoundError):
         client.complete_token("tok_unknown", {})
@@ -292,7 +292,7 @@ def test_tokens_complete_once_unknown_expired_and_cli(cluster: Cluster, client: 
     r2 = client.trigger("wait-token", {"timeout": 1}).id
     finished(client, r2, "expired")
     expired = (wdir / f"token-{r2}").read_text()
-    assert client.get_token(expired)["status"] == "timed_out"
+    assert client.get_token(expired).status == "timed_out"
     with pytest.raises(FailedPreconditionError):
         client.complete_token(expired, {"late": True})
     grpcurl_error(cluster.address, complete, {"token_id": expired, "payload": payload}, "FailedPrecondition")
@@ -330,7 +330,7 @@ def test_wait_api_rejects_bad_input_and_writes_nothing(cluster: Cluster, client:
     start_worker(cluster, wdir)
     done = client.trigger("wait-quick", {"q": 1}).id
     finished(client, done, {"q": 1})
-    token = client.create_token()["id"]
+    token = client.create_token().id
     stub = wait_service_pb2_grpc.WaitServiceStub(cluster.channel())
     before = table_counts(cluster)
 
@@ -362,4 +362,4 @@ def test_wait_api_rejects_bad_input_and_writes_nothing(cluster: Cluster, client:
     )
 
     assert table_counts(cluster) == before
-    assert client.get_token(token)["status"] == "pending"
+    assert client.get_token(token).status == "pending"

@@ -68,7 +68,9 @@ class InvalidArgumentError(CairnError, ValueError):
     """A field of the request is invalid, the message names it: refused by the
     SDK before sending, or by the server (gRPC INVALID_ARGUMENT). A ValueError."""
 
-    def __init__(self, message: str = "", code: grpc.StatusCode | None = grpc.StatusCode.INVALID_ARGUMENT) -> None:
+    def __init__(
+        self, message: str = "", code: grpc.StatusCode | None = grpc.StatusCode.INVALID_ARGUMENT
+    ) -> None:
         super().__init__(message, code)
 
 

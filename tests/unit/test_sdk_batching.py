@@ -16,6 +16,7 @@ from typing import Any
 
 import grpc
 import pytest
+from sdk_fakes import FakeStub, rpc_error
 
 from cairn.v1 import common_pb2 as cpb
 from cairn.v1 import worker_service_pb2 as wpb
@@ -26,119 +27,6 @@ ALREADY_EXISTS = grpc.StatusCode.ALREADY_EXISTS
 
 
 # ---- the fake stub -------------------------------------------------------------------------
-
-
-def rpc_error(code: grpc.StatusCode, details: str) -> grpc.aio.AioRpcError:
-    return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details)
-
-
-class FakeStub:
-    """A WorkerService stub in memory. Every call is recorded as (method, request,
-    timeout) when it starts; while held, calls wait in flight until released.
-
-    - ``refuse[(run_id, position_or_None)] = (code, message)``: that write is
-      refused: as a raised error from RecordStep/FinishAttempt, as an item error
-      in a BatchWrite's results.
-    - ``batch_error``: BatchWrite raises it (the whole call fails).
-    - ``drop_results``: BatchWrite answers that many results too few.
-    """
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, Any, float | None]] = []
-        self._open = asyncio.Event()
-        self._open.set()
-        self.refuse: dict[tuple[str, int | None], tuple[grpc.StatusCode, str]] = {}
-        self.batch_error: BaseException | None = None
-        self.drop_results = 0
-        self.marker = "the wrapped stub's own attribute"
-
-    # Holding calls in flight.
-    def hold(self) -> None:
-        self._open.clear()
-
-    def release(self) -> None:
-        self._open.set()
-
-    async def _enter(self, method: str, request: Any, timeout: float | None) -> None:
-        self.calls.append((method, request, timeout))
-        await self._open.wait()
-
-    # Answers, as history would give them.
-    @staticmethod
-    def _key(request: Any) -> tuple[str, int | None]:
-        if isinstance(request, wpb.RecordStepRequest):
-            return request.run_id, request.position
-        return request.run_id, None
-
-    @staticmethod
-    def _step(request: wpb.RecordStepRequest) -> wpb.RecordStepResponse:
-        return wpb.RecordStepResponse(
-            step=cpb.Step(
-                position=request.position,
-                name=request.name,
-                status=request.status,
-                attempt=request.attempt,
-                tries=request.tries,
-                output=request.output,
-            )
-        )
-
-    @staticmethod
-    def _finish(request: wpb.FinishAttemptRequest) -> wpb.FinishAttemptResponse:
-        status = {
-            wpb.ATTEMPT_OUTCOME_COMPLETED: cpb.RUN_STATUS_COMPLETED,
-            wpb.ATTEMPT_OUTCOME_FAILED: cpb.RUN_STATUS_FAILED,
-            wpb.ATTEMPT_OUTCOME_SUSPENDED: cpb.RUN_STATUS_WAITING,
-        }[request.outcome]
-        return wpb.FinishAttemptResponse(run_status=status)
-
-    # The methods BatchingStub calls.
-    async def RecordStep(
-        self, request: wpb.RecordStepRequest, timeout: float | None = None
-    ) -> wpb.RecordStepResponse:
-        await self._enter("RecordStep", request, timeout)
-        if self._key(request) in self.refuse:
-            raise rpc_error(*self.refuse[self._key(request)])
-        return self._step(request)
-
-    async def FinishAttempt(
-        self, request: wpb.FinishAttemptRequest, timeout: float | None = None
-    ) -> wpb.FinishAttemptResponse:
-        await self._enter("FinishAttempt", request, timeout)
-        if self._key(request) in self.refuse:
-            raise rpc_error(*self.refuse[self._key(request)])
-        return self._finish(request)
-
-    async def BatchWrite(
-        self, request: wpb.BatchWriteRequest, timeout: float | None = None
-    ) -> wpb.BatchWriteResponse:
-        await self._enter("BatchWrite", request, timeout)
-        if self.batch_error is not None:
-            raise self.batch_error
-        response = wpb.BatchWriteResponse()
-        for w in request.writes[: len(request.writes) - self.drop_results]:
-            item = getattr(w, w.WhichOneof("write"))
-            result = response.results.add()
-            if self._key(item) in self.refuse:
-                code, message = self.refuse[self._key(item)]
-                result.error.code = code.value[0]
-                result.error.message = message
-            elif isinstance(item, wpb.RecordStepRequest):
-                result.record_step.CopyFrom(self._step(item))
-            else:
-                result.finish_attempt.CopyFrom(self._finish(item))
-        return response
-
-    async def Heartbeat(self, request: Any, timeout: float | None = None) -> wpb.HeartbeatResponse:
-        await self._enter("Heartbeat", request, timeout)
-        return wpb.HeartbeatResponse()
-
-    # Reading what was sent.
-    def methods(self) -> list[str]:
-        return [m for m, _, _ in self.calls]
-
-    def batches(self) -> list[wpb.BatchWriteRequest]:
-        return [r for m, r, _ in self.calls if m == "BatchWrite"]
 
 
 def step(
@@ -235,7 +123,7 @@ def test_a_write_alone_goes_as_its_own_call_with_its_timeout() -> None:
 def test_a_refused_write_alone_raises_the_calls_own_error() -> None:
     async def main() -> None:
         fake = FakeStub()
-        fake.refuse[("r1", 0)] = (FAILED_PRECONDITION, "attempt 1 of run r1 is no longer current")
+        fake.refuse_writes[("r1", 0)] = (FAILED_PRECONDITION, "attempt 1 of run r1 is no longer current")
         stub = BatchingStub(fake)
         with pytest.raises(grpc.RpcError) as info:
             await stub.RecordStep(step("r1", 0))
@@ -355,8 +243,8 @@ def test_an_item_error_is_raised_to_that_caller_only() -> None:
     async def main() -> None:
         fake = FakeStub()
         stale = "attempt 1 of run r2 is no longer current (run is completed, current attempt 1)"
-        fake.refuse[("r2", None)] = (FAILED_PRECONDITION, stale)
-        fake.refuse[("r3", 0)] = (ALREADY_EXISTS, "step position 0 of run r3 is already recorded")
+        fake.refuse_writes[("r2", None)] = (FAILED_PRECONDITION, stale)
+        fake.refuse_writes[("r3", 0)] = (ALREADY_EXISTS, "step position 0 of run r3 is already recorded")
         stub = BatchingStub(fake)
         fake.hold()
         first = await started(stub, step("r0", 0), fake)
@@ -539,7 +427,7 @@ def test_a_caller_canceled_while_its_batch_is_in_flight_does_not_break_the_other
 def test_a_canceled_caller_of_a_refused_write_does_not_break_the_others() -> None:
     async def main() -> None:
         fake = FakeStub()
-        fake.refuse[("r2", 0)] = (FAILED_PRECONDITION, "stale")
+        fake.refuse_writes[("r2", 0)] = (FAILED_PRECONDITION, "stale")
         stub = BatchingStub(fake)
         fake.hold()
         tasks = spawn(stub, step("r1", 0), step("r2", 0), step("r3", 0))

@@ -10,6 +10,7 @@ from typing import Any
 import grpc
 import pytest
 from google.protobuf.duration_pb2 import Duration
+from sdk_fakes import FakeStub
 
 from cairn import payloads
 from cairn.v1 import common_pb2
@@ -20,35 +21,6 @@ from worker_sdk._execution import execute_attempt
 
 class QuotaError(Exception):
     pass
-
-
-class FakeStub:
-    """Answers writes from memory; `refuse` maps a method name to a status code."""
-
-    def __init__(self, refuse: dict[str, grpc.StatusCode] | None = None) -> None:
-        self.calls: list[tuple[str, Any]] = []
-        self.refuse = refuse or {}
-
-    async def _answer(self, method: str, request: Any, response: Any) -> Any:
-        self.calls.append((method, request))
-        code = self.refuse.get(method)
-        if code is not None:
-            raise grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), f"{method} refused")
-        return response
-
-    async def RecordStep(self, request: Any, timeout: float | None = None) -> Any:
-        return await self._answer("RecordStep", request, wpb.RecordStepResponse())
-
-    async def Heartbeat(self, request: Any, timeout: float | None = None) -> Any:
-        return await self._answer("Heartbeat", request, wpb.HeartbeatResponse())
-
-    async def FinishAttempt(self, request: Any, timeout: float | None = None) -> Any:
-        return await self._answer(
-            "FinishAttempt", request, wpb.FinishAttemptResponse(run_status=common_pb2.RUN_STATUS_COMPLETED)
-        )
-
-    def methods(self) -> list[str]:
-        return [m for m, _ in self.calls]
 
 
 def assignment(

@@ -8,39 +8,13 @@ from typing import Any
 
 import grpc
 import pytest
+from sdk_fakes import FakeStub
 
 from cairn import payloads
-from cairn.v1 import common_pb2, worker_service_pb2
+from cairn.v1 import common_pb2
 from worker_sdk import NonDeterminismError, NonRetryableError, Retry, StepFailedError, context, step
 from worker_sdk._attempt import AttemptAbandoned, AttemptContext, enter_attempt
 from worker_sdk._replay import build_journal, recorded_step, replay
-
-
-class FakeStub:
-    """Records every write; `refuse` maps a method name to a status code it answers."""
-
-    def __init__(self, refuse: dict[str, grpc.StatusCode] | None = None) -> None:
-        self.calls: list[tuple[str, Any]] = []
-        self.refuse = refuse or {}
-
-    async def _answer(self, method: str, request: Any, response: Any) -> Any:
-        self.calls.append((method, request))
-        code = self.refuse.get(method)
-        if code is not None:
-            raise grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), f"{method} refused")
-        return response
-
-    async def RecordStep(self, request: Any, timeout: float | None = None) -> Any:
-        return await self._answer("RecordStep", request, worker_service_pb2.RecordStepResponse())
-
-    async def Heartbeat(self, request: Any, timeout: float | None = None) -> Any:
-        return await self._answer("Heartbeat", request, worker_service_pb2.HeartbeatResponse())
-
-    async def FinishAttempt(self, request: Any, timeout: float | None = None) -> Any:
-        return await self._answer("FinishAttempt", request, worker_service_pb2.FinishAttemptResponse())
-
-    def records(self) -> list[worker_service_pb2.RecordStepRequest]:
-        return [r for m, r in self.calls if m == "RecordStep"]
 
 
 def completed(position: int, name: str, value: Any) -> common_pb2.Step:

@@ -14,11 +14,10 @@ import grpc
 import pytest
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.struct_pb2 import Struct
+from sdk_fakes import FakeStub
 
 from cairn import payloads
 from cairn.v1 import common_pb2
-from cairn.v1 import run_service_pb2 as rpb
-from cairn.v1 import wait_service_pb2 as wspb
 from cairn.v1 import worker_service_pb2 as wpb
 from worker_sdk import (
     ChildResult,
@@ -35,62 +34,6 @@ from worker_sdk import (
 )
 from worker_sdk._attempt import AttemptSuspended
 from worker_sdk._execution import execute_attempt
-
-
-class FakeStub:
-    """Answers every service's calls from memory; `refuse` maps a method name to a
-    status code it answers with instead (once per entry in `refuse_times`, or always)."""
-
-    def __init__(
-        self, refuse: dict[str, grpc.StatusCode] | None = None, refuse_times: int | None = None
-    ) -> None:
-        self.calls: list[tuple[str, Any]] = []
-        self.refuse = refuse or {}
-        self.refuse_times = refuse_times
-        self.refused = 0
-
-    async def _answer(self, method: str, request: Any, response: Any) -> Any:
-        self.calls.append((method, request))
-        code = self.refuse.get(method)
-        if code is not None and (self.refuse_times is None or self.refused < self.refuse_times):
-            self.refused += 1
-            raise grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), f"{method} refused")
-        return response
-
-    async def RecordStep(self, request: Any, timeout: float | None = None) -> Any:
-        return await self._answer("RecordStep", request, wpb.RecordStepResponse())
-
-    async def Heartbeat(self, request: Any, timeout: float | None = None) -> Any:
-        return await self._answer("Heartbeat", request, wpb.HeartbeatResponse())
-
-    async def FinishAttempt(self, request: Any, timeout: float | None = None) -> Any:
-        status = (
-            common_pb2.RUN_STATUS_WAITING
-            if request.outcome == wpb.ATTEMPT_OUTCOME_SUSPENDED
-            else common_pb2.RUN_STATUS_COMPLETED
-        )
-        return await self._answer("FinishAttempt", request, wpb.FinishAttemptResponse(run_status=status))
-
-    async def UpdateRunMetadata(self, request: Any, timeout: float | None = None) -> Any:
-        return await self._answer(
-            "UpdateRunMetadata", request, wpb.UpdateRunMetadataResponse(metadata=request.metadata)
-        )
-
-    async def TriggerRun(self, request: Any, timeout: float | None = None) -> Any:
-        run = common_pb2.Run(id=f"child-{len(self.requests('TriggerRun')) + 1}", task_id=request.task_id)
-        return await self._answer("TriggerRun", request, rpb.TriggerRunResponse(run=run))
-
-    async def CreateWaitToken(self, request: Any, timeout: float | None = None) -> Any:
-        token = wspb.WaitToken(id="tok-1", run_id=request.run_id)
-        if request.HasField("timeout"):
-            token.timeout_at.FromDatetime(datetime(2030, 1, 1, tzinfo=UTC))
-        return await self._answer("CreateWaitToken", request, wspb.CreateWaitTokenResponse(token=token))
-
-    def methods(self) -> list[str]:
-        return [m for m, _ in self.calls]
-
-    def requests(self, method: str) -> list[Any]:
-        return [r for m, r in self.calls if m == method]
 
 
 def assignment(
