@@ -9,8 +9,7 @@ import pytest
 from google.protobuf.duration_pb2 import Duration
 
 from cairn.backoff import RetrySettings
-from worker_sdk import NonRetryableError, Queue, Retry, Worker, context, step, task
-from worker_sdk import Task
+from worker_sdk import NonRetryableError, Queue, Retry, Task, Worker, context, step, task
 from worker_sdk._worker import discover_tasks
 
 

@@ -18,8 +18,7 @@ from cairn.v1 import run_service_pb2 as rpb
 from cairn.v1 import schedule_service_pb2 as spb
 from cairn.v1 import wait_service_pb2 as wspb
 from cairn_cli import main as cli
-from worker_sdk import AsyncClient, Queue, task
-from worker_sdk import _children
+from worker_sdk import AsyncClient, Queue, _children, task
 from worker_sdk._requests import trigger_options
 
 
