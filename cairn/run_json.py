@@ -32,6 +32,7 @@ from cairn.statuses import (
 )
 from cairn.v1 import common_pb2 as pb
 from cairn.v1 import queue_service_pb2 as qpb
+from cairn.v1 import run_service_pb2 as rpb
 from cairn.v1 import schedule_service_pb2 as spb
 from cairn.v1 import wait_service_pb2 as wpb
 
@@ -238,6 +239,18 @@ def _integral(value: Any) -> Any:
     if isinstance(value, list):
         return [_integral(v) for v in value]
     return value
+
+
+def triggered_run(response: rpb.TriggerRunResponse, sent: pb.Payload) -> pb.Run:
+    """A trigger's run, whole. The server does not send a new run's input back
+    (the caller has it), so it is the payload sent; a run found by its
+    idempotency key carries its own input."""
+    if response.existing or response.run.HasField("input"):
+        return response.run
+    run = pb.Run()
+    run.CopyFrom(response.run)
+    run.input.CopyFrom(sent)
+    return run
 
 
 def struct_to_dict(s: Struct | None) -> dict[str, JSONValue]:

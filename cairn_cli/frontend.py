@@ -32,6 +32,7 @@ from cairn.run_json import (
     schedule_to_dict,
     send_event_to_dict,
     token_to_dict,
+    triggered_run,
 )
 from cairn.statuses import RUN_STATUS_BY_NAME, TERMINAL_RUN_STATUSES
 from cairn.v1 import (
@@ -251,7 +252,7 @@ class Frontend:
         if opts.ByteSize():
             request.options.CopyFrom(opts)
         response: run_service_pb2.TriggerRunResponse = self._call(self._runs().TriggerRun, request)
-        return run_to_dict(response.run)
+        return run_to_dict(triggered_run(response, request.payload))
 
     def get_run(self, run_id: str) -> RunJSON:
         """GetRun: the run with its attempts and steps."""

@@ -252,12 +252,13 @@ def test_grpcurl_client_trigger_wait_reflection_and_health(cluster: Cluster) -> 
     uuid.UUID(run_id)
     assert json_field(run, "task_id") == "three-steps"
     assert not json_field(triggered, "existing", False)
-    assert decode_b64_json(run["input"]["data"]) == {"x": 7}
+    assert "input" not in run  # the caller sent it: not echoed back (issue 10)
 
     waited = grpcurl_call(address, "cairn.v1.RunService/WaitRun", {"run_id": run_id, "timeout": "20s"})
     assert waited.get("done") is True, waited
     run = waited["run"]
     assert run["id"] == run_id
+    assert decode_b64_json(run["input"]["data"]) == {"x": 7}
     assert run["status"] == "RUN_STATUS_COMPLETED", run
     assert decode_b64_json(run["output"]["data"]) == {"sum": 17, "product": 34, "text": "sum=17 product=34"}
     assert json_field(run["output"], "encoding") == JSON

@@ -15,6 +15,7 @@ import grpc
 from google.protobuf.duration_pb2 import Duration
 
 from cairn.limits import MAX_NAME_CHARS, MAX_PAGE_SIZE
+from cairn.run_json import triggered_run
 from cairn.v1 import (
     queue_service_pb2,
     queue_service_pb2_grpc,
@@ -176,7 +177,7 @@ class AsyncClient:
         fairly). QueueFullError when the task's queue is at its max_depth."""
         request = _requests.trigger_request(self.namespace, _task_id(task), payload, idempotency_key, options)
         response = await call_mapped(self._service().TriggerRun, request, self.rpc_timeout)
-        return _convert.run(response.run)
+        return _convert.run(triggered_run(response, request.payload))
 
     async def batch_trigger(self, items: Sequence[BatchItem]) -> list[Run[Any]]:
         """Starts many runs in one call, all or none: each item is a (task, payload)
@@ -191,7 +192,10 @@ class AsyncClient:
             return []
         request = run_service_pb2.BatchTriggerRunsRequest(namespace=self.namespace, runs=requests)
         response = await call_mapped(self._service().BatchTriggerRuns, request, self.rpc_timeout)
-        return [_convert.run(r.run) for r in response.runs]
+        return [
+            _convert.run(triggered_run(r, sent.payload))
+            for r, sent in zip(response.runs, requests, strict=True)
+        ]
 
     async def get(self, run_id: str) -> Run[Any]:
         """The run with its attempts and steps. NotFoundError when unknown."""

@@ -6,7 +6,8 @@ their decoded JSON values."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from enum import StrEnum
+from typing import Any, TypeVar
 
 from google.protobuf import json_format
 from google.protobuf.message import Message
@@ -83,10 +84,15 @@ def struct_to_dict(s: Struct) -> dict[str, Any]:
     return value
 
 
-def _status(names: dict[int, str], value: int) -> str:
-    """The lowercase name of a status number; "" (UNSPECIFIED) when unset or
-    newer than this SDK."""
-    return names.get(value, "")
+E = TypeVar("E", bound=StrEnum)
+
+
+def _status(names: dict[int, str], value: int, enum: type[E]) -> E:
+    """The status of a status number; UNSPECIFIED when unset or newer than this SDK."""
+    try:
+        return enum(names.get(value, ""))
+    except ValueError:
+        return enum("")
 
 
 def error(msg: Message, field: str = "error") -> ErrorInfo | None:
@@ -100,7 +106,7 @@ def error(msg: Message, field: str = "error") -> ErrorInfo | None:
 def attempt(a: common_pb2.Attempt) -> Attempt:
     return Attempt(
         number=a.number,
-        status=AttemptStatus(_status(ATTEMPT_STATUS_NAMES, a.status)),
+        status=_status(ATTEMPT_STATUS_NAMES, a.status, AttemptStatus),
         worker_id=a.worker_id,
         worker_version=a.worker_version,
         started_at=_time(a, "started_at"),
@@ -114,7 +120,7 @@ def step(s: common_pb2.Step) -> Step:
     return Step(
         position=s.position,
         name=s.name,
-        status=StepStatus(_status(STEP_STATUS_NAMES, s.status)),
+        status=_status(STEP_STATUS_NAMES, s.status, StepStatus),
         attempt=s.attempt,
         tries=s.tries,
         output=_payload(s, "output"),
@@ -140,7 +146,7 @@ def run(r: common_pb2.Run) -> Run[Any]:
     return Run(
         id=r.id,
         task=r.task_id,
-        status=RunStatus(_status(RUN_STATUS_NAMES, r.status)),
+        status=_status(RUN_STATUS_NAMES, r.status, RunStatus),
         output=_payload(r, "output"),
         error=error(r),
         attempts=[attempt(a) for a in r.attempts],
@@ -176,7 +182,7 @@ def token(t: wait_service_pb2.WaitToken) -> WaitToken:
     return WaitToken(
         id=t.id,
         timeout_at=_time(t, "timeout_at"),
-        status=WaitTokenStatus(_status(_TOKEN_STATUS_NAMES, t.status)),
+        status=_status(_TOKEN_STATUS_NAMES, t.status, WaitTokenStatus),
         run_id=t.run_id or None,
         payload=_payload(t, "payload"),
         created_at=_time(t, "created_at"),

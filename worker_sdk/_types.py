@@ -75,6 +75,7 @@ class AttemptStatus(StrEnum):
     SUSPENDED = "suspended"
     CRASHED = "crashed"
     CANCELED = "canceled"
+    TIMED_OUT = "timed_out"
 
 
 class StepStatus(StrEnum):

@@ -90,11 +90,12 @@ class HistoryServicer(hgrpc.HistoryServiceServicer):
         return await trigger.trigger(conn, requests.new_run(request.namespace, request))
 
     async def _triggered(self, outcome: Outcome, existing: bool) -> rpb.TriggerRunResponse:
-        """The answer to a trigger, after announcing a new run. The run's input
-        is not echoed back: the caller sent it."""
+        """The answer to a trigger, after announcing a new run. A new run's input
+        is not echoed back (the caller sent it); a run found by its idempotency
+        key carries its own input, which may differ from what was sent."""
         if not existing:
             await self.announcer.outcome(outcome)
-        return rpb.TriggerRunResponse(run=convert.run(outcome.run, with_input=False), existing=existing)
+        return rpb.TriggerRunResponse(run=convert.run(outcome.run, with_input=existing), existing=existing)
 
     @rpc
     async def BatchTriggerRuns(

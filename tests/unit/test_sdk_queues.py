@@ -23,6 +23,7 @@ from cairn.run_json import queue_to_dict, run_to_dict
 from cairn.v1 import common_pb2, queue_service_pb2_grpc, run_service_pb2_grpc
 from cairn.v1 import queue_service_pb2 as qpb
 from cairn.v1 import run_service_pb2 as rpb
+from cairn_cli import frontend as cli_frontend
 from cairn_cli import main as cli
 from worker_sdk import (
     AsyncClient,
@@ -622,7 +623,7 @@ def test_cli_bad_rate_exits_2_naming_the_flag(capsys: pytest.CaptureFixture[str]
 
 
 class FakeClient:
-    """Stands in for worker_sdk.Client in the CLI."""
+    """Stands in for the CLI's connection to the frontend (cairn_cli.frontend.Frontend)."""
 
     instances: list[FakeClient] = []
 
@@ -666,7 +667,7 @@ class FakeClient:
 
     def trigger(self, task_id: str, payload: Any, **kwargs: Any) -> Any:
         self.calls.append(("trigger", task_id, kwargs))
-        return worker_sdk.Run.from_proto(
+        return run_to_dict(
             common_pb2.Run(id="r1", task_id=task_id, concurrency_key=kwargs.get("concurrency_key") or "")
         )
 
@@ -674,7 +675,7 @@ class FakeClient:
 @pytest.fixture
 def fake_client(monkeypatch: pytest.MonkeyPatch) -> type[FakeClient]:
     FakeClient.instances = []
-    monkeypatch.setattr(worker_sdk, "Client", FakeClient)
+    monkeypatch.setattr(cli_frontend, "Frontend", FakeClient)
     return FakeClient
 
 
