@@ -1,4 +1,4 @@
-"""Tasks served by `cairn worker basic_tasks` in tests/test_api.py (started with
+"""Tasks served by `cairn worker basic_tasks` in tests/cluster/test_public_api.py (started with
 cwd=tests/apps, so this module imports as `basic_tasks`).
 
 - "three-steps": three named steps (add, multiply, describe); returns their results.

@@ -1,4 +1,4 @@
-"""Tasks served by `cairn worker tests.apps.batch_tasks` in tests/test_batch_write.py.
+"""Tasks served by `cairn worker tests.apps.batch_tasks` in tests/cluster/test_group_commit.py.
 
 - "bw-three": payload {"x": N}; three steps (add, multiply, describe); returns
   {"sum": N + 10, "product": 2 * (N + 10), "text": "sum=.. product=.."}.

@@ -1,4 +1,4 @@
-"""Tasks of the child-run and replay cluster tests (tests/test_children.py), served
+"""Tasks of the child-run and replay cluster tests (tests/cluster/test_child_runs.py), served
 by real `cairn worker tests.apps.child_tasks` processes.
 
 Every side effect is a line appended to a file in the directory named by the
@@ -31,7 +31,7 @@ FAST_RETRY = Retry(max_attempts=10, min_timeout=0.1, max_timeout=0.5)
 def side_dir() -> Path:
     d = os.environ.get(DIR_ENV)
     if not d:
-        raise RuntimeError(f"{DIR_ENV} is not set; tests/test_children.py passes it to workers")
+        raise RuntimeError(f"{DIR_ENV} is not set; tests/cluster/test_child_runs.py passes it to workers")
     return Path(d)
 
 

@@ -1,4 +1,4 @@
-"""Tasks for the fault-injection tests (tests/test_faults.py), served by real
+"""Tasks for the fault-injection tests (tests/cluster/test_fault_injection.py), served by real
 `cairn worker tests.apps.fault_tasks` processes.
 
 Every side effect is a line appended to FAULT_TASKS_DIR/events.log:
@@ -23,7 +23,9 @@ POLL = 0.02
 def _dir() -> Path:
     d = os.environ.get("FAULT_TASKS_DIR")
     if not d:
-        raise RuntimeError("FAULT_TASKS_DIR is not set; tests/test_faults.py passes it to workers")
+        raise RuntimeError(
+            "FAULT_TASKS_DIR is not set; tests/cluster/test_fault_injection.py passes it to workers"
+        )
     return Path(d)
 
 

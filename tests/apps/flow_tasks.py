@@ -1,4 +1,4 @@
-"""Tasks served by `cairn worker flow_tasks` in tests/test_flow_control.py (started
+"""Tasks served by `cairn worker flow_tasks` in tests/cluster/test_queue_flow_control.py (started
 with cwd=tests/apps, so this module imports as `flow_tasks`). Each task has a
 queue of its own, so every test drives one queue without the others in the way.
 

@@ -1,4 +1,4 @@
-"""Tasks for the queue concurrency-limit tests (tests/test_queue_limits.py), served
+"""Tasks for the queue concurrency-limit tests (tests/cluster/test_concurrency_limits.py), served
 by real `cairn worker tests.apps.limit_tasks` processes.
 
 Each run's body appends two lines to LIMIT_TASKS_DIR/bodies.log:
@@ -27,7 +27,9 @@ RETRY = Retry(max_attempts=5, min_timeout=0.1, max_timeout=0.5)
 def _log_path() -> Path:
     d = os.environ.get("LIMIT_TASKS_DIR")
     if not d:
-        raise RuntimeError("LIMIT_TASKS_DIR is not set; tests/test_queue_limits.py passes it to workers")
+        raise RuntimeError(
+            "LIMIT_TASKS_DIR is not set; tests/cluster/test_concurrency_limits.py passes it to workers"
+        )
     return Path(d) / "bodies.log"
 
 

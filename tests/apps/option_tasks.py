@@ -1,4 +1,4 @@
-"""Tasks served by `cairn worker option_tasks` in tests/test_options.py (started
+"""Tasks served by `cairn worker option_tasks` in tests/cluster/test_trigger_options_and_schedules.py (started
 with cwd=tests/apps, so this module imports as `option_tasks`).
 
 - "opt-echo": no steps; returns {"payload": payload, "run_id": run id}.

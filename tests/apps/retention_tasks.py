@@ -1,4 +1,4 @@
-"""Tasks of the retention tests (tests/test_retention.py), served by
+"""Tasks of the retention tests (tests/cluster/test_retention.py), served by
 `cairn worker tests.apps.retention_tasks`. Files live in RETENTION_TASKS_DIR.
 
 - "ret-steps": step "one", a wait token (a wait_tokens row of the run), then
@@ -28,7 +28,7 @@ ONCE = Retry(max_attempts=1)
 def _dir() -> Path:
     d = os.environ.get(DIR_ENV)
     if not d:
-        raise RuntimeError(f"{DIR_ENV} is not set; tests/test_retention.py passes it to workers")
+        raise RuntimeError(f"{DIR_ENV} is not set; tests/cluster/test_retention.py passes it to workers")
     return Path(d)
 
 

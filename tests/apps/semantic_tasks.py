@@ -1,4 +1,4 @@
-"""Tasks of the semantics cluster tests (tests/test_semantics.py).
+"""Tasks of the semantics cluster tests (tests/cluster/test_retries_and_replay.py).
 
 Every side effect is a line appended to a file in the directory named by the
 environment variable SEMANTICS_DIR (given to the worker by the test), so a test

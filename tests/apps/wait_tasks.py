@@ -1,4 +1,4 @@
-"""Tasks for the durable-wait tests (tests/test_waits.py), served by real
+"""Tasks for the durable-wait tests (tests/cluster/test_durable_waits.py), served by real
 `cairn worker tests.apps.wait_tasks` processes.
 
 Side effects are lines "<event> <run_id> <attempt>" appended to
@@ -29,7 +29,9 @@ HOLD_LIMIT = 60.0
 def _dir() -> Path:
     d = os.environ.get("WAIT_TASKS_DIR")
     if not d:
-        raise RuntimeError("WAIT_TASKS_DIR is not set; tests/test_waits.py passes it to workers")
+        raise RuntimeError(
+            "WAIT_TASKS_DIR is not set; tests/cluster/test_durable_waits.py passes it to workers"
+        )
     return Path(d)
 
 

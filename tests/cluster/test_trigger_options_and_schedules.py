@@ -23,7 +23,9 @@ from typing import Any
 
 import grpc
 import pytest
-from cluster import (
+from google.protobuf.duration_pb2 import Duration
+from google.protobuf.struct_pb2 import Struct
+from harness import (
     REPO_ROOT,
     TESTS_DIR,
     Cluster,
@@ -38,8 +40,6 @@ from cluster import (
     wait_registered,
     worker_alive,
 )
-from google.protobuf.duration_pb2 import Duration
-from google.protobuf.struct_pb2 import Struct
 
 from cairn.v1 import common_pb2 as cpb
 from cairn.v1 import run_service_pb2 as rpb

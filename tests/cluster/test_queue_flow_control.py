@@ -28,7 +28,8 @@ from typing import Any
 
 import grpc
 import pytest
-from cluster import (
+from google.protobuf.duration_pb2 import Duration
+from harness import (
     REPO_ROOT,
     TESTS_DIR,
     Cluster,
@@ -41,7 +42,6 @@ from cluster import (
     wait_registered,
     worker_alive,
 )
-from google.protobuf.duration_pb2 import Duration
 
 from cairn.v1 import queue_service_pb2 as qpb
 from cairn.v1 import queue_service_pb2_grpc, run_service_pb2_grpc

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from cluster import wait_for
+from harness import wait_for
 
 from cairn_cli.embedded import EmbeddedNats, EmbeddedPostgres, free_port
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cluster import Cluster, wait_for
+from harness import Cluster, wait_for
 
 from worker_sdk import Client, ErrorInfo, NotFoundError, Run
 

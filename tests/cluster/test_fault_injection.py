@@ -28,7 +28,7 @@ from typing import Any
 
 import grpc
 import pytest
-from cluster import REPO_ROOT, Cluster, wait_for, wait_registered
+from harness import REPO_ROOT, Cluster, wait_for, wait_registered
 
 from cairn import payloads
 from cairn.v1 import common_pb2, worker_service_pb2, worker_service_pb2_grpc

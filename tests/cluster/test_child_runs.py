@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cluster import Cluster, WorkerProcess, wait_for, wait_registered
+from harness import Cluster, WorkerProcess, wait_for, wait_registered
 
 from worker_sdk import Client, FailedPreconditionError, NotFoundError, Run
 

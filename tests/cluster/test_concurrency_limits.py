@@ -30,7 +30,7 @@ from typing import Any
 
 import asyncpg
 import pytest
-from cluster import Cluster, WorkerProcess, wait_for, wait_registered
+from harness import Cluster, WorkerProcess, wait_for, wait_registered
 
 from worker_sdk import Client, Queue
 

@@ -22,7 +22,8 @@ from typing import Any
 
 import grpc
 import pytest
-from cluster import (
+from google.protobuf.duration_pb2 import Duration
+from harness import (
     REPO_ROOT,
     TESTS_DIR,
     Cluster,
@@ -37,7 +38,6 @@ from cluster import (
     wait_for,
     wait_registered,
 )
-from google.protobuf.duration_pb2 import Duration
 
 from cairn.v1 import common_pb2 as cpb
 from cairn.v1 import run_service_pb2 as rpb

@@ -18,8 +18,8 @@ from typing import Any
 
 import grpc
 import pytest
-from cluster import Cluster, json_payload, table_counts, wait_for, wait_registered
 from google.protobuf.duration_pb2 import Duration
+from harness import Cluster, json_payload, table_counts, wait_for, wait_registered
 
 from cairn.internal.v1 import history_service_pb2_grpc
 from cairn.v1 import common_pb2 as cpb

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cluster import REPO_ROOT, Cluster, wait_for
+from harness import REPO_ROOT, Cluster, wait_for
 
 from services.history.retention import FAILURE_MESSAGE
 from worker_sdk import Client, NotFoundError, Run

@@ -21,7 +21,8 @@ from typing import Any
 
 import grpc
 import pytest
-from cluster import (
+from google.protobuf.duration_pb2 import Duration
+from harness import (
     REPO_ROOT,
     Cluster,
     WorkerProcess,
@@ -35,7 +36,6 @@ from cluster import (
     wait_for,
     wait_registered,
 )
-from google.protobuf.duration_pb2 import Duration
 
 from cairn import payloads
 from cairn.v1 import common_pb2 as cpb
