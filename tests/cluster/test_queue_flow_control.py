@@ -223,7 +223,7 @@ def window_violations(times: list[datetime], limit: int, period: float) -> list[
 def test_a_key_with_2000_queued_runs_does_not_starve_another_key(cluster: Cluster, client: Client) -> None:
     register_without_polling(cluster)
     fair = queue_of(client, "fair")
-    assert fair["concurrency_limit"] == 1, fair
+    assert fair.concurrency_limit == 1, fair
     for chunk in range(2):
         runs = client.batch_trigger(
             [

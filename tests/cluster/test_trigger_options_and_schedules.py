@@ -561,7 +561,7 @@ def test_created_schedule_fires_once_per_tick_with_two_history_replicas(
     assert listed is not None and listed.next_fire_at and listed.last_run_id, listed
     rows = schedule_runs(cluster, sid)
     assert listed.last_run_id in {str(r["id"]) for r in rows}
-    assert [s["id"] for s in client.list_schedules(task="opt-echo")] == [sid]
+    assert [s.id for s in client.list_schedules(task="opt-echo")] == [sid]
     assert client.list_schedules(task="opt-record") == []
 
     paused = client.pause_schedule(sid)
