@@ -8,6 +8,7 @@ from typing import cast
 
 from cairn.v1 import common_pb2 as pb
 from cairn.v1 import wait_service_pb2 as wpb
+from cairn.v1 import worker_service_pb2 as wkpb
 
 RUN_STATUS_NAMES: dict[int, str] = {
     v.number: v.name.removeprefix("RUN_STATUS_").lower() for v in pb.RunStatus.DESCRIPTOR.values if v.number
@@ -34,5 +35,11 @@ STEP_STATUS_BY_NAME: dict[str, pb.StepStatus] = {
 WAIT_TOKEN_STATUS_NAMES: dict[int, str] = {
     v.number: v.name.removeprefix("WAIT_TOKEN_STATUS_").lower()
     for v in wpb.WaitTokenStatus.DESCRIPTOR.values
+    if v.number
+}
+
+ATTEMPT_OUTCOME_NAMES: dict[int, str] = {
+    v.number: v.name.removeprefix("ATTEMPT_OUTCOME_").lower()
+    for v in wkpb.AttemptOutcome.DESCRIPTOR.values
     if v.number
 }

@@ -11,7 +11,7 @@ from typing import Any
 import grpc
 
 from cairn import payloads
-from cairn.statuses import RUN_STATUS_NAMES
+from cairn.statuses import ATTEMPT_OUTCOME_NAMES, RUN_STATUS_NAMES
 from cairn.v1 import common_pb2, worker_service_pb2
 from worker_sdk import _replay as replay
 from worker_sdk import _suspension as suspension
@@ -25,11 +25,6 @@ from worker_sdk.errors import type_name
 
 DEFAULT_LEASE = 30.0
 log = logging.getLogger("cairn.worker")
-_OUTCOME_NAMES = {
-    worker_service_pb2.ATTEMPT_OUTCOME_COMPLETED: "completed",
-    worker_service_pb2.ATTEMPT_OUTCOME_FAILED: "failed",
-    worker_service_pb2.ATTEMPT_OUTCOME_SUSPENDED: "suspended",
-}
 
 
 def _failed(
@@ -239,7 +234,7 @@ async def _finish(
     """Sends FinishAttempt. A refusal (the attempt is stale) or a server unreachable
     for a whole lease is logged, not raised. A completed output the server refuses
     as invalid is reported instead as a non-retryable failure. True when acknowledged."""
-    outcome = _OUTCOME_NAMES.get(request.outcome, str(request.outcome))
+    outcome = ATTEMPT_OUTCOME_NAMES.get(request.outcome, str(request.outcome))
     try:
         response = await call_with_retry(
             ctx.stub.FinishAttempt, request, timeout=WRITE_TIMEOUT, give_up_after=ctx.lease_seconds

@@ -105,7 +105,7 @@ class Task(Generic[P, R]):
         self.__doc__ = fn.__doc__
         self.__wrapped__ = fn
 
-    def definition(self) -> worker_service_pb2.TaskDefinition:
+    def _definition(self) -> worker_service_pb2.TaskDefinition:
         """The task as a worker declares it when it registers."""
         d = worker_service_pb2.TaskDefinition(
             task_id=self.id,

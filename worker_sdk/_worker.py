@@ -298,7 +298,7 @@ class Worker:
                 namespace=self.namespace,
                 worker_id=self.worker_id,
                 version=self.version,
-                tasks=[t.definition() for t in self.tasks.values()],
+                tasks=[t._definition() for t in self.tasks.values()],
                 slots=self.slots,
             )
             delay = BACKOFF_FIRST

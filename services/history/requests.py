@@ -16,12 +16,6 @@ from services.common.errors import invalid
 from services.history import convert
 from services.history.api.transition import NewRun, parse_run_id
 
-OUTCOMES = {
-    wpb.ATTEMPT_OUTCOME_COMPLETED: "completed",
-    wpb.ATTEMPT_OUTCOME_FAILED: "failed",
-    wpb.ATTEMPT_OUTCOME_SUSPENDED: "suspended",
-}
-
 
 def encode_page_token(created_at: datetime, run_id: uuid.UUID) -> str:
     """ListRuns' cursor after a run."""

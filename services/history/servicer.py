@@ -17,7 +17,7 @@ from cairn import status_codes
 from cairn.internal.v1 import history_service_pb2 as hpb
 from cairn.internal.v1 import history_service_pb2_grpc as hgrpc
 from cairn.limits import MAX_POLL_ATTEMPTS
-from cairn.statuses import RUN_STATUS_BY_NAME, RUN_STATUS_NAMES, STEP_STATUS_NAMES
+from cairn.statuses import ATTEMPT_OUTCOME_NAMES, RUN_STATUS_BY_NAME, RUN_STATUS_NAMES, STEP_STATUS_NAMES
 from cairn.v1 import common_pb2 as cpb
 from cairn.v1 import run_service_pb2 as rpb
 from cairn.v1 import schedule_service_pb2 as spb
@@ -247,7 +247,7 @@ class HistoryServicer(hgrpc.HistoryServiceServicer):
     async def _finish_attempt(
         self, request: wpb.FinishAttemptRequest, conn: Conn
     ) -> tuple[wpb.FinishAttemptResponse, Outcome]:
-        name = requests.OUTCOMES[request.outcome]
+        name = ATTEMPT_OUTCOME_NAMES[request.outcome]
         outcome = await finish.finish_attempt(
             conn,
             request.namespace,

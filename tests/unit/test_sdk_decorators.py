@@ -23,7 +23,7 @@ def test_task_defaults() -> None:
     assert t.id == "process-video" and t.queue_name == "process-video"
     assert t.fn is _handler
     assert t.retry == Retry()
-    d = t.definition()
+    d = t._definition()
     assert (d.task_id, d.queue) == ("process-video", "process-video")
     assert d.retry.max_attempts == 3 and d.retry.factor == 2.0
     assert d.retry.min_timeout == Duration(seconds=1)
@@ -37,7 +37,7 @@ def test_task_with_queue_and_retry() -> None:
     )
     t = task(id="v1:encode.x_y", queue=videos, retry=retry)(_handler)
     assert t.queue is videos and t.queue_name == "video"
-    d = t.definition()
+    d = t._definition()
     assert d.queue == "video"
     assert d.retry.max_attempts == 4 and d.retry.factor == 3.0 and d.retry.jitter
     assert d.retry.min_timeout == Duration(nanos=250_000_000)

@@ -83,18 +83,18 @@ def test_task_schedule_timezone_and_max_duration_reach_the_definition() -> None:
     t = task(id="nightly", schedule="0 3 * * *", timezone="Europe/Paris", max_duration=timedelta(hours=1))(
         _handler
     )
-    d = t.definition()
+    d = t._definition()
     assert (d.schedule, d.timezone) == ("0 3 * * *", "Europe/Paris")
     assert d.max_duration == Duration(seconds=3600)
-    plain = task(id="plain")(_handler).definition()
+    plain = task(id="plain")(_handler)._definition()
     assert (plain.schedule, plain.timezone) == ("", "")
     assert not plain.HasField("max_duration")
 
 
 def test_queue_concurrency_limit_reaches_the_definition() -> None:
     t = task(id="v", queue=Queue("video", concurrency_limit=5))(_handler)
-    assert t.definition().concurrency_limit == 5
-    assert task(id="w", queue="video")(_handler).definition().concurrency_limit == 0
+    assert t._definition().concurrency_limit == 5
+    assert task(id="w", queue="video")(_handler)._definition().concurrency_limit == 0
 
 
 @pytest.mark.parametrize(
