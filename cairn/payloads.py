@@ -38,6 +38,26 @@ def decode(data: bytes, encoding: str) -> Any:
         raise PayloadError(f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
 
 
+def read(data: bytes, encoding: str) -> Any:
+    """A payload's value for a reader (the SDK's runs, the CLI's JSON): decoded,
+    or a description of it when this side cannot decode its encoding."""
+    try:
+        return decode(data, encoding)
+    except PayloadError:
+        return {"encoding": encoding, "bytes": len(data)}
+
+
+def whole_numbers(value: Any) -> Any:
+    """A protobuf Struct's numbers are doubles: whole ones become ints again, recursively."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    if isinstance(value, dict):
+        return {k: whole_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [whole_numbers(v) for v in value]
+    return value
+
+
 def validate(data: bytes, encoding: str) -> None:
     """Raises PayloadError when data is not valid for encoding."""
     decode(data, encoding)

@@ -224,20 +224,7 @@ def _seconds(d: Duration) -> float:
 
 
 def _payload(p: pb.Payload) -> JSONValue:
-    try:
-        return payloads.decode(p.data, p.encoding)
-    except payloads.PayloadError:
-        return {"encoding": p.encoding, "bytes": len(p.data)}
-
-
-def _integral(value: Any) -> Any:
-    """Struct numbers are doubles: whole ones become ints again, recursively."""
-    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
-        return int(value)
-    if isinstance(value, dict):
-        return {k: _integral(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_integral(v) for v in value]
+    value: JSONValue = payloads.read(p.data, p.encoding)
     return value
 
 
@@ -257,7 +244,7 @@ def struct_to_dict(s: Struct | None) -> dict[str, JSONValue]:
     """A google.protobuf Struct as a plain dict (whole numbers as ints); {} for None."""
     if s is None:
         return {}
-    out: dict[str, JSONValue] = _integral(json_format.MessageToDict(s))
+    out: dict[str, JSONValue] = payloads.whole_numbers(json_format.MessageToDict(s))
     return out
 
 

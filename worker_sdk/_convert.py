@@ -61,26 +61,12 @@ def _payload(msg: Message, field: str) -> Any:
     if not msg.HasField(field):
         return None
     p: common_pb2.Payload = getattr(msg, field)
-    try:
-        return payloads.decode(p.data, p.encoding)
-    except payloads.PayloadError:
-        return {"encoding": p.encoding, "bytes": len(p.data)}
-
-
-def _integral(value: Any) -> Any:
-    """Struct numbers are doubles: whole ones become ints again, recursively."""
-    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
-        return int(value)
-    if isinstance(value, dict):
-        return {k: _integral(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_integral(v) for v in value]
-    return value
+    return payloads.read(p.data, p.encoding)
 
 
 def struct_to_dict(s: Struct) -> dict[str, Any]:
     """A google.protobuf Struct as a plain dict (whole numbers as ints)."""
-    value: dict[str, Any] = _integral(json_format.MessageToDict(s))
+    value: dict[str, Any] = payloads.whole_numbers(json_format.MessageToDict(s))
     return value
 
 
