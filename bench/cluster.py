@@ -1,0 +1,133 @@
+"""The Cairn cluster under test: history, matching and frontend, each a process, and
+worker processes serving bench/tasks.py, started as `cairn dev` starts them."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+from bench.processes import Proc
+from bench.settings import REPO, SERVICES
+
+
+def _healthy(address: str) -> bool:
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    with grpc.insecure_channel(address) as ch:
+        try:
+            reply = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=0.5)
+        except grpc.RpcError:
+            return False
+    return reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+class CairnCluster:
+    """history, matching, frontend and workers as processes, as `cairn dev` starts them."""
+
+    def __init__(
+        self,
+        logs: Path,
+        database_url: str,
+        nats_url: str,
+        workers: int,
+        slots: int,
+        retention_days: float,
+        prune_seconds: float,
+    ) -> None:
+        from cairn_cli.embedded import free_port
+
+        self.logs = logs
+        self.database_url = database_url
+        self.nats_url = nats_url
+        self.n_workers = workers
+        self.slots = slots
+        self.addresses = {k: f"127.0.0.1:{free_port()}" for k in SERVICES}
+        self.address = self.addresses["frontend"]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CAIRN_")}
+        env.update(
+            PYTHONUNBUFFERED="1",
+            CAIRN_LOG_LEVEL="WARNING",
+            PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])),
+            CAIRN_HISTORY_ADDRESS=self.addresses["history"],
+            CAIRN_MATCHING_ADDRESS=self.addresses["matching"],
+            CAIRN_ADDRESS=self.address,
+            CAIRN_RETENTION_DAYS=f"{retention_days:g}",
+            CAIRN_PRUNE_SECONDS=f"{prune_seconds:g}",
+        )
+        self.env = env
+        self.services: dict[str, Proc] = {}
+        self.workers: list[Proc] = []
+
+    def _args(self, kind: str) -> list[str]:
+        base = [sys.executable, "-m", "cairn_cli", kind, "--listen", self.addresses[kind]]
+        if kind == "history":
+            return base + ["--database-url", self.database_url, "--nats-url", self.nats_url]
+        if kind == "matching":
+            return base + [
+                "--database-url",
+                self.database_url,
+                "--nats-url",
+                self.nats_url,
+                "--history-address",
+                self.addresses["history"],
+            ]
+        return base + [
+            "--history-address",
+            self.addresses["history"],
+            "--matching-address",
+            self.addresses["matching"],
+            "--nats-url",
+            self.nats_url,
+        ]
+
+    def start(self, timeout: float = 60) -> None:
+        for kind in SERVICES:
+            self.services[kind] = Proc(kind, self._args(kind), self.logs / f"{kind}.log", self.env)
+        deadline = time.monotonic() + timeout
+        for kind in SERVICES:
+            while not _healthy(self.addresses[kind]):
+                proc = self.services[kind]
+                if not proc.running() or time.monotonic() > deadline:
+                    raise RuntimeError(f"{kind} did not start; last lines of {proc.log_path}:\n{proc.tail()}")
+                time.sleep(0.05)
+        for i in range(self.n_workers):
+            name = f"worker-{i + 1}"
+            self.workers.append(
+                Proc(
+                    name,
+                    [
+                        sys.executable,
+                        "-m",
+                        "cairn_cli",
+                        "worker",
+                        "bench.tasks",
+                        "--address",
+                        self.address,
+                        "--slots",
+                        str(self.slots),
+                    ],
+                    self.logs / f"{name}.log",
+                    self.env,
+                )
+            )
+
+    def check(self) -> None:
+        for proc in [*self.services.values(), *self.workers]:
+            if not proc.running():
+                raise RuntimeError(
+                    f"{proc.name} exited with code {proc.popen.returncode}; "
+                    f"last lines of {proc.log_path}:\n{proc.tail()}"
+                )
+
+    def pids(self) -> dict[str, int | list[int] | None]:
+        return {**{k: p.pid for k, p in self.services.items()}, "workers": [w.pid for w in self.workers]}
+
+    def stop(self) -> None:
+        for proc in self.workers:
+            proc.stop()
+        for kind in reversed(SERVICES):
+            if kind in self.services:
+                self.services[kind].stop()
