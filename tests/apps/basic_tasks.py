@@ -1,5 +1,7 @@
-"""Tasks served by `cairn worker basic_tasks` in tests/cluster/test_public_api.py (started with
-cwd=tests/apps, so this module imports as `basic_tasks`).
+"""Tasks served by `cairn worker basic_tasks` in the public API tests (tests/cluster/
+test_python_client.py, test_grpcurl_protocol.py, test_idempotency.py, test_cancel.py,
+test_cli_runs.py; api_helpers.py starts them with cwd=tests/apps, so this module imports
+as `basic_tasks`).
 
 - "three-steps": three named steps (add, multiply, describe); returns their results.
 - "echo": no steps; returns its payload.

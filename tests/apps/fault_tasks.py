@@ -1,5 +1,6 @@
-"""Tasks for the fault-injection tests (tests/cluster/test_fault_injection.py), served by real
-`cairn worker tests.apps.fault_tasks` processes.
+"""Tasks for the fault-injection tests (tests/cluster/test_crash_recovery.py,
+test_nats_outage.py, test_lease_fencing.py and test_dev_restart.py; helpers in
+fault_helpers.py), served by real `cairn worker tests.apps.fault_tasks` processes.
 
 Every side effect is a line appended to FAULT_TASKS_DIR/events.log:
 ``"<event> <run_id> <attempt> <pid>"``. Tests count these lines per run, per
@@ -24,7 +25,7 @@ def _dir() -> Path:
     d = os.environ.get("FAULT_TASKS_DIR")
     if not d:
         raise RuntimeError(
-            "FAULT_TASKS_DIR is not set; tests/cluster/test_fault_injection.py passes it to workers"
+            "FAULT_TASKS_DIR is not set; the fault-injection tests (tests/cluster/) pass it to workers"
         )
     return Path(d)
 

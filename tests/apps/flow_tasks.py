@@ -1,5 +1,7 @@
-"""Tasks served by `cairn worker flow_tasks` in tests/cluster/test_queue_flow_control.py (started
-with cwd=tests/apps, so this module imports as `flow_tasks`). Each task has a
+"""Tasks served by `cairn worker flow_tasks` in the queue flow-control tests (tests/cluster/
+test_queue_dispatch_order.py, test_queue_rate_limits.py, test_queue_backpressure.py,
+test_queue_management.py, test_worker_queues.py, test_service_replicas.py; flow_helpers.py
+starts them with cwd=tests/apps, so this module imports as `flow_tasks`). Each task has a
 queue of its own, so every test drives one queue without the others in the way.
 
 - "flow-fair" on Queue("fair", concurrency_limit=1): returns its payload at once.

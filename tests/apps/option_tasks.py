@@ -1,5 +1,6 @@
-"""Tasks served by `cairn worker option_tasks` in tests/cluster/test_trigger_options_and_schedules.py (started
-with cwd=tests/apps, so this module imports as `option_tasks`).
+"""Tasks served by `cairn worker option_tasks` in tests/cluster/test_trigger_options.py and
+tests/cluster/test_schedules.py (option_helpers.py starts them with cwd=tests/apps, so this
+module imports as `option_tasks`).
 
 - "opt-echo": no steps; returns {"payload": payload, "run_id": run id}.
 - "opt-record": appends "<run_id>" to the file named by payload["log"]; so a test

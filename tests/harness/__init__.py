@@ -12,9 +12,15 @@ and the helpers the test files share. One job per module:
   CAIRN_DATABASE_URL / CAIRN_NATS_URL, which a test may not stop).
 - ``grpcurl``: grpcurl as a client (``grpcurl``, ``grpcurl_call``,
   ``grpcurl_error``, ``json_field``, ``b64_json``).
-- ``messages``: ``json_payload``, ``assert_clean`` (no stack trace in an error).
-- ``waiting``: ``wait_for`` (a condition with a deadline, never a bare sleep)
-  and ``wait_for_async``.
+- ``cli``: the `cairn` command line as a child process (``cli_env``,
+  ``cairn_cli(cluster, *args)``).
+- ``stubs``: ``run_stub``, ``worker_stub``, ``schedule_stub`` on a cluster's
+  channel.
+- ``messages``: ``json_payload``, ``seconds`` (a Duration), ``assert_clean`` (no
+  stack trace in an error), ``expect_rpc_error`` (an RPC fails with a status and
+  a message naming given words).
+- ``waiting``: ``wait_for`` (a condition with a deadline, never a bare sleep),
+  ``wait_for_async``, and ``hold`` (a condition that must stay true for a while).
 
 Fixtures (tests/conftest.py): ``postgres_server`` and ``nats`` (one per
 session, embedded unless CAIRN_DATABASE_URL / CAIRN_NATS_URL name existing
@@ -29,6 +35,7 @@ last lines of each process log are attached to its report. The service tier
 
 from cairn_cli.embedded import database_url_for
 
+from .cli import cairn_cli, cli_env
 from .cluster import (
     DEFAULT_LEASE_SECONDS,
     DEFAULT_SWEEP_SECONDS,
@@ -51,7 +58,7 @@ from .database import (
 from .external import ExternalNats, ExternalPostgres
 from .grpcurl import GRPCURL, b64_json, grpcurl, grpcurl_call, grpcurl_error, json_field
 from .health import READY_TIMEOUT, health_check, wait_serving
-from .messages import assert_clean, json_payload
+from .messages import assert_clean, expect_rpc_error, json_payload, seconds
 from .processes import (
     LOG_TAIL_LINES,
     PYTHON,
@@ -63,7 +70,8 @@ from .processes import (
     base_env,
     worker_alive,
 )
-from .waiting import wait_for, wait_for_async
+from .stubs import run_stub, schedule_stub, worker_stub
+from .waiting import hold, wait_for, wait_for_async
 
 __all__ = [
     "ALL_TABLES",
@@ -86,19 +94,26 @@ __all__ = [
     "assert_clean",
     "b64_json",
     "base_env",
+    "cairn_cli",
+    "cli_env",
     "clone_database",
     "create_template",
     "database_url_for",
     "drop_database",
+    "expect_rpc_error",
     "grpcurl",
     "grpcurl_call",
     "grpcurl_error",
     "health_check",
+    "hold",
     "json_field",
     "json_payload",
     "make_cluster",
     "new_database_name",
     "run_coro",
+    "run_stub",
+    "schedule_stub",
+    "seconds",
     "table_counts",
     "table_counts_query",
     "wait_for",
@@ -106,4 +121,5 @@ __all__ = [
     "wait_registered",
     "wait_serving",
     "worker_alive",
+    "worker_stub",
 ]

@@ -1,5 +1,6 @@
 """Waiting for a condition with a deadline, never with a bare sleep: ``wait_for``
-from test code, ``wait_for_async`` from coroutines (the service tier)."""
+from test code, ``wait_for_async`` from coroutines (the service tier); and
+``hold``, a condition that must stay true for a while."""
 
 from __future__ import annotations
 
@@ -40,6 +41,19 @@ def wait_for(
         if time.monotonic() >= deadline:
             raise _timed_out(message, timeout, last)
         time.sleep(interval)
+
+
+def hold(check: Callable[[], Any], duration: float, message: str) -> None:
+    """Keeps calling check (which raises AssertionError when the condition it
+    guards is broken) for `duration` seconds: a bounded observation that fails at
+    once when something happens that must not."""
+    end = time.monotonic() + duration
+
+    def still_holds() -> bool:
+        check()
+        return time.monotonic() >= end
+
+    wait_for(still_holds, duration + 10, interval=0.1, message=message)
 
 
 async def wait_for_async(

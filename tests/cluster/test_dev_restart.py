@@ -1,0 +1,223 @@
+"""`cairn dev` stopped with Ctrl-C (SIGINT) and started again on the same data
+directory: a run queued before the stop is still queued after the restart and
+then completes, exactly once; a `cairn dev` the test had to kill leaves no
+server running.
+
+The tasks are in tests/apps/fault_tasks.py; their side effects are read with
+fault_helpers.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fault_helpers import APP, count, fx_env
+from harness import REPO_ROOT, wait_for
+
+from cairn_cli.embedded import free_port
+from worker_sdk import Client, NotFoundError
+
+# ---- `cairn dev` stopped with Ctrl-C and started again on the same data --------
+
+
+def _child_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CAIRN_")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+class DevProcess:
+    """`python -m cairn_cli dev ...` with its output in a file."""
+
+    def __init__(self, data_dir: Path, ports: dict[str, int], log_path: Path) -> None:
+        self.args = [
+            sys.executable,
+            "-m",
+            "cairn_cli",
+            "dev",
+            "--data-dir",
+            str(data_dir),
+            "--port",
+            str(ports["frontend"]),
+            "--history-port",
+            str(ports["history"]),
+            "--matching-port",
+            str(ports["matching"]),
+            "--postgres-port",
+            str(ports["postgres"]),
+            "--nats-port",
+            str(ports["nats"]),
+        ]
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._offset = 0
+
+    def start(self) -> None:
+        with open(self.log_path, "ab") as log:
+            self._offset = log.tell()
+            self.proc = subprocess.Popen(
+                self.args,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=_child_env(),
+                cwd=str(REPO_ROOT),
+            )
+
+    def output(self) -> str:
+        return self.log_path.read_bytes()[self._offset :].decode(errors="replace")
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        def ready() -> bool:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise AssertionError(f"cairn dev exited with {self.proc.returncode}:\n{self.output()}")
+            return "cairn dev: ready" in self.output()
+
+        wait_for(ready, timeout, interval=0.1, message="cairn dev never printed its ready line")
+
+    def interrupt(self, timeout: float = 30) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGINT)
+        return self.proc.wait(timeout)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture
+def dev_dir() -> Iterator[Path]:
+    # Outside pytest's 0700 tmp tree, which the postgres OS user cannot traverse.
+    root = Path(tempfile.mkdtemp(prefix="cairn-test-dev-"))
+    try:
+        yield root
+    finally:
+        if not os.environ.get("CAIRN_TEST_KEEP_DATA"):
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def _start_dev_worker(address: str, fx: Path, log_path: Path) -> subprocess.Popen[bytes]:
+    env = {**_child_env(), **fx_env(fx)}
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "cairn_cli", "worker", APP, "--address", address, "--slots", "2"],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=str(REPO_ROOT),
+        )
+
+
+def test_cairn_dev_restart_keeps_a_queued_run(dev_dir: Path, fx_dir: Path, tmp_path: Path) -> None:
+    data = dev_dir / "data"
+    ports = {k: free_port() for k in ("frontend", "history", "matching", "postgres", "nats")}
+    address = f"127.0.0.1:{ports['frontend']}"
+    dev_log, worker_log = tmp_path / "cairn-dev.log", tmp_path / "worker.log"
+    dev = DevProcess(data, ports, dev_log)
+    workers: list[subprocess.Popen[bytes]] = []
+    try:
+        t0 = time.monotonic()
+        dev.start()
+        dev.wait_ready()
+        first_start = time.monotonic() - t0
+        for sub in ("postgres", "nats", "logs"):
+            assert (data / sub).is_dir(), f"{data} has no {sub}/: {os.listdir(data)}"
+
+        # Register the task with a worker, then stop it, so the run waits queued.
+        with Client(address) as client:
+            with pytest.raises(NotFoundError):
+                client.trigger("fault-echo", {"hello": "early"})
+            workers.append(_start_dev_worker(address, fx_dir, worker_log))
+            wait_for(
+                lambda: "worker registered" in worker_log.read_text(errors="replace"),
+                20,
+                message="the worker did not register with cairn dev",
+            )
+            workers[-1].send_signal(signal.SIGTERM)
+            assert workers[-1].wait(20) == 0
+            run_id = client.trigger("fault-echo", {"hello": "dev"}).id
+            assert client.get(run_id).status == "queued"
+
+        code = dev.interrupt()
+        assert code == 0, f"cairn dev exited with {code} on SIGINT:\n{dev.output()}"
+        assert "cairn dev: stopped" in dev.output()
+        for sub in ("postgres", "nats", "logs"):
+            assert (data / sub).is_dir()
+        assert count(fx_dir, "echo", run_id) == 0
+
+        t0 = time.monotonic()
+        dev.start()
+        dev.wait_ready()
+        second_start = time.monotonic() - t0
+        with Client(address) as client:
+            assert client.get(run_id).status == "queued"
+            workers.append(_start_dev_worker(address, fx_dir, worker_log))
+            run = client.wait(run_id, timeout=20)
+        assert run.status == "completed", run
+        assert run.output == {"echo": {"hello": "dev"}}
+        assert count(fx_dir, "echo", run_id) == 1
+        assert (data / "logs" / "history.log").exists()
+        print(f"\ncairn dev ready after {first_start:.1f} s (fresh data dir), {second_start:.1f} s (restart)")
+        workers[-1].send_signal(signal.SIGTERM)
+        workers[-1].wait(20)
+        assert dev.interrupt() == 0
+    finally:
+        for w in workers:
+            if w.poll() is None:
+                w.kill()
+                w.wait()
+        dev.kill()
+        # A cairn dev that was killed leaves its servers running; stop them by
+        # their pid files (only servers this test started, on its data dir).
+        _stop_leftover_servers(data, ports)
+
+
+def _stop_leftover_servers(data: Path, ports: dict[str, int]) -> None:
+    """Kills what a killed `cairn dev` of this test may have left running: its
+    PostgreSQL and NATS (found by their pid files on this test's data dir) and its
+    services (found by their --listen address on this test's ports)."""
+    pids = []
+    listens = [f"127.0.0.1:{ports[k]}".encode() for k in ("frontend", "history", "matching")]
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"cairn_cli" in argv and any(a in argv for a in listens):
+            pids.append(int(entry.name))
+    pg_pid = data / "postgres" / "postmaster.pid"
+    if pg_pid.exists():
+        try:
+            pids.append(int(pg_pid.read_text().splitlines()[0]))
+        except (OSError, ValueError, IndexError):
+            pass
+    nats_pid = data / "logs" / "nats.pid"
+    if nats_pid.exists():
+        try:
+            pids.append(int(nats_pid.read_text().split()[0]))
+        except (OSError, ValueError, IndexError):
+            pass
+    for pid in pids:
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if str(data).encode() in cmd or b"cairn_cli" in cmd:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
