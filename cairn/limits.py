@@ -41,3 +41,6 @@ MAX_QUEUE_CONCURRENCY = 100_000  # a queue's concurrency limit
 MAX_QUEUE_DEPTH = 100_000_000  # a queue's max_depth
 MAX_RATE_LIMIT = 1_000_000  # runs a queue starts per rate period
 MAX_RATE_PERIOD_SECONDS = 86400
+
+MAX_TRY_ERRORS = 10  # errors of failed in-place tries kept with a step (the latest ones)
+MAX_STEPS_IN_FLIGHT = 1000  # a step may be recorded at most this far above the highest recorded position

@@ -122,7 +122,7 @@ class Attempt(_message.Message):
     def __init__(self, number: _Optional[int] = ..., status: _Optional[_Union[AttemptStatus, str]] = ..., worker_id: _Optional[str] = ..., worker_version: _Optional[str] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., error: _Optional[_Union[ErrorInfo, _Mapping]] = ..., retry_delay: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class Step(_message.Message):
-    __slots__ = ("position", "name", "status", "output", "error", "attempt", "tries", "recorded_at")
+    __slots__ = ("position", "name", "status", "output", "error", "attempt", "tries", "recorded_at", "try_errors")
     POSITION_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -131,6 +131,7 @@ class Step(_message.Message):
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     TRIES_FIELD_NUMBER: _ClassVar[int]
     RECORDED_AT_FIELD_NUMBER: _ClassVar[int]
+    TRY_ERRORS_FIELD_NUMBER: _ClassVar[int]
     position: int
     name: str
     status: StepStatus
@@ -139,7 +140,8 @@ class Step(_message.Message):
     attempt: int
     tries: int
     recorded_at: _timestamp_pb2.Timestamp
-    def __init__(self, position: _Optional[int] = ..., name: _Optional[str] = ..., status: _Optional[_Union[StepStatus, str]] = ..., output: _Optional[_Union[Payload, _Mapping]] = ..., error: _Optional[_Union[ErrorInfo, _Mapping]] = ..., attempt: _Optional[int] = ..., tries: _Optional[int] = ..., recorded_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    try_errors: _containers.RepeatedCompositeFieldContainer[ErrorInfo]
+    def __init__(self, position: _Optional[int] = ..., name: _Optional[str] = ..., status: _Optional[_Union[StepStatus, str]] = ..., output: _Optional[_Union[Payload, _Mapping]] = ..., error: _Optional[_Union[ErrorInfo, _Mapping]] = ..., attempt: _Optional[int] = ..., tries: _Optional[int] = ..., recorded_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., try_errors: _Optional[_Iterable[_Union[ErrorInfo, _Mapping]]] = ...) -> None: ...
 
 class RunEvent(_message.Message):
     __slots__ = ("id", "type", "attempt", "details_json", "at")

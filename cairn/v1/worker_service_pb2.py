@@ -28,15 +28,17 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x63\x61irn/v1/worker_service.proto\x12\x08\x63\x61irn.v1\x1a\x15\x63\x61irn/v1/common.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc6\x01\n\x0eTaskDefinition\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\r\n\x05queue\x18\x02 \x01(\t\x12$\n\x05retry\x18\x03 \x01(\x0b\x32\x15.cairn.v1.RetryPolicy\x12\x10\n\x08schedule\x18\x04 \x01(\t\x12\x10\n\x08timezone\x18\x05 \x01(\t\x12/\n\x0cmax_duration\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x19\n\x11\x63oncurrency_limit\x18\x07 \x01(\x05\"\x86\x01\n\x15RegisterWorkerRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x11\n\tworker_id\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\'\n\x05tasks\x18\x04 \x03(\x0b\x32\x18.cairn.v1.TaskDefinition\x12\r\n\x05slots\x18\x05 \x01(\x05\"\x18\n\x16RegisterWorkerResponse\"\x8b\x01\n\x12PollAttemptRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x11\n\tworker_id\x18\x02 \x01(\t\x12\x10\n\x08task_ids\x18\x03 \x03(\t\x12\'\n\x04wait\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x14\n\x0cmax_attempts\x18\x05 \x01(\x05\"\xb1\x02\n\x11\x41ttemptAssignment\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12\x0f\n\x07task_id\x18\x03 \x01(\t\x12\"\n\x07payload\x18\x04 \x01(\x0b\x32\x11.cairn.v1.Payload\x12\x1d\n\x05steps\x18\x05 \x03(\x0b\x32\x0e.cairn.v1.Step\x12\x31\n\x0elease_duration\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x32\n\x0erun_created_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x08metadata\x18\x08 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x15\n\rparent_run_id\x18\t \x01(\t\"Y\n\x13PollAttemptResponse\x12\x30\n\x0b\x61ssignments\x18\x02 \x03(\x0b\x32\x1b.cairn.v1.AttemptAssignmentJ\x04\x08\x01\x10\x02R\nassignment\"F\n\x10HeartbeatRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\x05\"I\n\x11HeartbeatResponse\x12\x34\n\x10lease_expires_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xe3\x01\n\x11RecordStepRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\x05\x12\x10\n\x08position\x18\x04 \x01(\x05\x12\x0c\n\x04name\x18\x05 \x01(\t\x12$\n\x06status\x18\x06 \x01(\x0e\x32\x14.cairn.v1.StepStatus\x12!\n\x06output\x18\x07 \x01(\x0b\x32\x11.cairn.v1.Payload\x12\"\n\x05\x65rror\x18\x08 \x01(\x0b\x32\x13.cairn.v1.ErrorInfo\x12\r\n\x05tries\x18\t \x01(\x05\"2\n\x12RecordStepResponse\x12\x1c\n\x04step\x18\x01 \x01(\x0b\x32\x0e.cairn.v1.Step\"\x8b\x02\n\x14\x46inishAttemptRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\x05\x12)\n\x07outcome\x18\x04 \x01(\x0e\x32\x18.cairn.v1.AttemptOutcome\x12!\n\x06output\x18\x05 \x01(\x0b\x32\x11.cairn.v1.Payload\x12\"\n\x05\x65rror\x18\x06 \x01(\x0b\x32\x13.cairn.v1.ErrorInfo\x12+\n\x07wake_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12 \n\x04wait\x18\x08 \x01(\x0b\x32\x12.cairn.v1.WaitSpec\"\xda\x01\n\x08WaitSpec\x12\x10\n\x08position\x18\x01 \x01(\x05\x12\x0c\n\x04name\x18\x02 \x01(\t\x12.\n\ntimeout_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12$\n\x05\x65vent\x18\x04 \x01(\x0b\x32\x13.cairn.v1.EventWaitH\x00\x12$\n\x05token\x18\x05 \x01(\x0b\x32\x13.cairn.v1.TokenWaitH\x00\x12*\n\x08\x63hildren\x18\x06 \x01(\x0b\x32\x16.cairn.v1.ChildrenWaitH\x00\x42\x06\n\x04kind\"&\n\tEventWait\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\"\x1d\n\tTokenWait\x12\x10\n\x08token_id\x18\x01 \x01(\t\"0\n\x0c\x43hildrenWait\x12 \n\x04runs\x18\x01 \x03(\x0b\x32\x12.cairn.v1.ChildRun\"j\n\x08\x43hildRun\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\"\n\x07payload\x18\x02 \x01(\x0b\x32\x11.cairn.v1.Payload\x12)\n\x07options\x18\x03 \x01(\x0b\x32\x18.cairn.v1.TriggerOptions\"y\n\x18UpdateRunMetadataRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\x05\x12)\n\x08metadata\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\"F\n\x19UpdateRunMetadataResponse\x12)\n\x08metadata\x18\x01 \x01(\x0b\x32\x17.google.protobuf.Struct\"p\n\x15\x46inishAttemptResponse\x12\'\n\nrun_status\x18\x01 \x01(\x0e\x32\x13.cairn.v1.RunStatus\x12.\n\x0bretry_delay\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x85\x01\n\x0c\x41ttemptWrite\x12\x32\n\x0brecord_step\x18\x01 \x01(\x0b\x32\x1b.cairn.v1.RecordStepRequestH\x00\x12\x38\n\x0e\x66inish_attempt\x18\x02 \x01(\x0b\x32\x1e.cairn.v1.FinishAttemptRequestH\x00\x42\x07\n\x05write\"N\n\x11\x42\x61tchWriteRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12&\n\x06writes\x18\x02 \x03(\x0b\x32\x16.cairn.v1.AttemptWrite\"+\n\nWriteError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\"\xb5\x01\n\x12\x41ttemptWriteResult\x12\x33\n\x0brecord_step\x18\x01 \x01(\x0b\x32\x1c.cairn.v1.RecordStepResponseH\x00\x12\x39\n\x0e\x66inish_attempt\x18\x02 \x01(\x0b\x32\x1f.cairn.v1.FinishAttemptResponseH\x00\x12%\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x14.cairn.v1.WriteErrorH\x00\x42\x08\n\x06result\"C\n\x12\x42\x61tchWriteResponse\x12-\n\x07results\x18\x01 \x03(\x0b\x32\x1c.cairn.v1.AttemptWriteResult*\x8b\x01\n\x0e\x41ttemptOutcome\x12\x1f\n\x1b\x41TTEMPT_OUTCOME_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x41TTEMPT_OUTCOME_COMPLETED\x10\x01\x12\x1a\n\x16\x41TTEMPT_OUTCOME_FAILED\x10\x02\x12\x1d\n\x19\x41TTEMPT_OUTCOME_SUSPENDED\x10\x03\x32\xb8\x04\n\rWorkerService\x12S\n\x0eRegisterWorker\x12\x1f.cairn.v1.RegisterWorkerRequest\x1a .cairn.v1.RegisterWorkerResponse\x12J\n\x0bPollAttempt\x12\x1c.cairn.v1.PollAttemptRequest\x1a\x1d.cairn.v1.PollAttemptResponse\x12\x44\n\tHeartbeat\x12\x1a.cairn.v1.HeartbeatRequest\x1a\x1b.cairn.v1.HeartbeatResponse\x12G\n\nRecordStep\x12\x1b.cairn.v1.RecordStepRequest\x1a\x1c.cairn.v1.RecordStepResponse\x12P\n\rFinishAttempt\x12\x1e.cairn.v1.FinishAttemptRequest\x1a\x1f.cairn.v1.FinishAttemptResponse\x12\\\n\x11UpdateRunMetadata\x12\".cairn.v1.UpdateRunMetadataRequest\x1a#.cairn.v1.UpdateRunMetadataResponse\x12G\n\nBatchWrite\x12\x1b.cairn.v1.BatchWriteRequest\x1a\x1c.cairn.v1.BatchWriteResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x63\x61irn/v1/worker_service.proto\x12\x08\x63\x61irn.v1\x1a\x15\x63\x61irn/v1/common.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc6\x01\n\x0eTaskDefinition\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\r\n\x05queue\x18\x02 \x01(\t\x12$\n\x05retry\x18\x03 \x01(\x0b\x32\x15.cairn.v1.RetryPolicy\x12\x10\n\x08schedule\x18\x04 \x01(\t\x12\x10\n\x08timezone\x18\x05 \x01(\t\x12/\n\x0cmax_duration\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x19\n\x11\x63oncurrency_limit\x18\x07 \x01(\x05\"\x86\x01\n\x15RegisterWorkerRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x11\n\tworker_id\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\'\n\x05tasks\x18\x04 \x03(\x0b\x32\x18.cairn.v1.TaskDefinition\x12\r\n\x05slots\x18\x05 \x01(\x05\"\x18\n\x16RegisterWorkerResponse\"\x8b\x01\n\x12PollAttemptRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x11\n\tworker_id\x18\x02 \x01(\t\x12\x10\n\x08task_ids\x18\x03 \x03(\t\x12\'\n\x04wait\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x14\n\x0cmax_attempts\x18\x05 \x01(\x05\"\xb1\x02\n\x11\x41ttemptAssignment\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12\x0f\n\x07task_id\x18\x03 \x01(\t\x12\"\n\x07payload\x18\x04 \x01(\x0b\x32\x11.cairn.v1.Payload\x12\x1d\n\x05steps\x18\x05 \x03(\x0b\x32\x0e.cairn.v1.Step\x12\x31\n\x0elease_duration\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x32\n\x0erun_created_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x08metadata\x18\x08 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x15\n\rparent_run_id\x18\t \x01(\t\"Y\n\x13PollAttemptResponse\x12\x30\n\x0b\x61ssignments\x18\x02 \x03(\x0b\x32\x1b.cairn.v1.AttemptAssignmentJ\x04\x08\x01\x10\x02R\nassignment\"F\n\x10HeartbeatRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\x05\"I\n\x11HeartbeatResponse\x12\x34\n\x10lease_expires_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x8c\x02\n\x11RecordStepRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\x05\x12\x10\n\x08position\x18\x04 \x01(\x05\x12\x0c\n\x04name\x18\x05 \x01(\t\x12$\n\x06status\x18\x06 \x01(\x0e\x32\x14.cairn.v1.StepStatus\x12!\n\x06output\x18\x07 \x01(\x0b\x32\x11.cairn.v1.Payload\x12\"\n\x05\x65rror\x18\x08 \x01(\x0b\x32\x13.cairn.v1.ErrorInfo\x12\r\n\x05tries\x18\t \x01(\x05\x12\'\n\ntry_errors\x18\n \x03(\x0b\x32\x13.cairn.v1.ErrorInfo\"2\n\x12RecordStepResponse\x12\x1c\n\x04step\x18\x01 \x01(\x0b\x32\x0e.cairn.v1.Step\"\xed\x01\n\x14\x46inishAttemptRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\x05\x12)\n\x07outcome\x18\x04 \x01(\x0e\x32\x18.cairn.v1.AttemptOutcome\x12!\n\x06output\x18\x05 \x01(\x0b\x32\x11.cairn.v1.Payload\x12\"\n\x05\x65rror\x18\x06 \x01(\x0b\x32\x13.cairn.v1.ErrorInfo\x12 \n\x04wait\x18\x08 \x01(\x0b\x32\x12.cairn.v1.WaitSpecJ\x04\x08\x07\x10\x08R\x07wake_at\"\x80\x02\n\x08WaitSpec\x12\x10\n\x08position\x18\x01 \x01(\x05\x12\x0c\n\x04name\x18\x02 \x01(\t\x12.\n\ntimeout_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12$\n\x05\x65vent\x18\x04 \x01(\x0b\x32\x13.cairn.v1.EventWaitH\x00\x12$\n\x05token\x18\x05 \x01(\x0b\x32\x13.cairn.v1.TokenWaitH\x00\x12*\n\x08\x63hildren\x18\x06 \x01(\x0b\x32\x16.cairn.v1.ChildrenWaitH\x00\x12$\n\x05sleep\x18\x07 \x01(\x0b\x32\x13.cairn.v1.SleepWaitH\x00\x42\x06\n\x04kind\"6\n\tSleepWait\x12)\n\x05until\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"&\n\tEventWait\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\"\x1d\n\tTokenWait\x12\x10\n\x08token_id\x18\x01 \x01(\t\"0\n\x0c\x43hildrenWait\x12 \n\x04runs\x18\x01 \x03(\x0b\x32\x12.cairn.v1.ChildRun\"6\n\x0c\x43hildResults\x12&\n\x07results\x18\x01 \x03(\x0b\x32\x15.cairn.v1.ChildResult\"\x89\x01\n\x0b\x43hildResult\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12#\n\x06status\x18\x02 \x01(\x0e\x32\x13.cairn.v1.RunStatus\x12!\n\x06output\x18\x03 \x01(\x0b\x32\x11.cairn.v1.Payload\x12\"\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x13.cairn.v1.ErrorInfo\"j\n\x08\x43hildRun\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\"\n\x07payload\x18\x02 \x01(\x0b\x32\x11.cairn.v1.Payload\x12)\n\x07options\x18\x03 \x01(\x0b\x32\x18.cairn.v1.TriggerOptions\"y\n\x18UpdateRunMetadataRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\x05\x12)\n\x08metadata\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\"F\n\x19UpdateRunMetadataResponse\x12)\n\x08metadata\x18\x01 \x01(\x0b\x32\x17.google.protobuf.Struct\"p\n\x15\x46inishAttemptResponse\x12\'\n\nrun_status\x18\x01 \x01(\x0e\x32\x13.cairn.v1.RunStatus\x12.\n\x0bretry_delay\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x85\x01\n\x0c\x41ttemptWrite\x12\x32\n\x0brecord_step\x18\x01 \x01(\x0b\x32\x1b.cairn.v1.RecordStepRequestH\x00\x12\x38\n\x0e\x66inish_attempt\x18\x02 \x01(\x0b\x32\x1e.cairn.v1.FinishAttemptRequestH\x00\x42\x07\n\x05write\"N\n\x11\x42\x61tchWriteRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12&\n\x06writes\x18\x02 \x03(\x0b\x32\x16.cairn.v1.AttemptWrite\"X\n\nWriteError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\x12+\n\x0c\x61ttempt_gone\x18\x03 \x01(\x0e\x32\x15.cairn.v1.AttemptGone\"\xb5\x01\n\x12\x41ttemptWriteResult\x12\x33\n\x0brecord_step\x18\x01 \x01(\x0b\x32\x1c.cairn.v1.RecordStepResponseH\x00\x12\x39\n\x0e\x66inish_attempt\x18\x02 \x01(\x0b\x32\x1f.cairn.v1.FinishAttemptResponseH\x00\x12%\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x14.cairn.v1.WriteErrorH\x00\x42\x08\n\x06result\"C\n\x12\x42\x61tchWriteResponse\x12-\n\x07results\x18\x01 \x03(\x0b\x32\x1c.cairn.v1.AttemptWriteResult*\x8b\x01\n\x0e\x41ttemptOutcome\x12\x1f\n\x1b\x41TTEMPT_OUTCOME_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x41TTEMPT_OUTCOME_COMPLETED\x10\x01\x12\x1a\n\x16\x41TTEMPT_OUTCOME_FAILED\x10\x02\x12\x1d\n\x19\x41TTEMPT_OUTCOME_SUSPENDED\x10\x03*\x97\x01\n\x0b\x41ttemptGone\x12\x1c\n\x18\x41TTEMPT_GONE_UNSPECIFIED\x10\x00\x12\x19\n\x15\x41TTEMPT_GONE_CANCELED\x10\x01\x12\x1a\n\x16\x41TTEMPT_GONE_TIMED_OUT\x10\x02\x12\x1b\n\x17\x41TTEMPT_GONE_SUPERSEDED\x10\x03\x12\x16\n\x12\x41TTEMPT_GONE_ENDED\x10\x04\x32\xb8\x04\n\rWorkerService\x12S\n\x0eRegisterWorker\x12\x1f.cairn.v1.RegisterWorkerRequest\x1a .cairn.v1.RegisterWorkerResponse\x12J\n\x0bPollAttempt\x12\x1c.cairn.v1.PollAttemptRequest\x1a\x1d.cairn.v1.PollAttemptResponse\x12\x44\n\tHeartbeat\x12\x1a.cairn.v1.HeartbeatRequest\x1a\x1b.cairn.v1.HeartbeatResponse\x12G\n\nRecordStep\x12\x1b.cairn.v1.RecordStepRequest\x1a\x1c.cairn.v1.RecordStepResponse\x12P\n\rFinishAttempt\x12\x1e.cairn.v1.FinishAttemptRequest\x1a\x1f.cairn.v1.FinishAttemptResponse\x12\\\n\x11UpdateRunMetadata\x12\".cairn.v1.UpdateRunMetadataRequest\x1a#.cairn.v1.UpdateRunMetadataResponse\x12G\n\nBatchWrite\x12\x1b.cairn.v1.BatchWriteRequest\x1a\x1c.cairn.v1.BatchWriteResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'cairn.v1.worker_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ATTEMPTOUTCOME']._serialized_start=3039
-  _globals['_ATTEMPTOUTCOME']._serialized_end=3178
+  _globals['_ATTEMPTOUTCOME']._serialized_start=3385
+  _globals['_ATTEMPTOUTCOME']._serialized_end=3524
+  _globals['_ATTEMPTGONE']._serialized_start=3527
+  _globals['_ATTEMPTGONE']._serialized_end=3678
   _globals['_TASKDEFINITION']._serialized_start=162
   _globals['_TASKDEFINITION']._serialized_end=360
   _globals['_REGISTERWORKERREQUEST']._serialized_start=363
@@ -54,37 +56,43 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_HEARTBEATRESPONSE']._serialized_start=1138
   _globals['_HEARTBEATRESPONSE']._serialized_end=1211
   _globals['_RECORDSTEPREQUEST']._serialized_start=1214
-  _globals['_RECORDSTEPREQUEST']._serialized_end=1441
-  _globals['_RECORDSTEPRESPONSE']._serialized_start=1443
-  _globals['_RECORDSTEPRESPONSE']._serialized_end=1493
-  _globals['_FINISHATTEMPTREQUEST']._serialized_start=1496
-  _globals['_FINISHATTEMPTREQUEST']._serialized_end=1763
-  _globals['_WAITSPEC']._serialized_start=1766
-  _globals['_WAITSPEC']._serialized_end=1984
-  _globals['_EVENTWAIT']._serialized_start=1986
-  _globals['_EVENTWAIT']._serialized_end=2024
-  _globals['_TOKENWAIT']._serialized_start=2026
-  _globals['_TOKENWAIT']._serialized_end=2055
-  _globals['_CHILDRENWAIT']._serialized_start=2057
-  _globals['_CHILDRENWAIT']._serialized_end=2105
-  _globals['_CHILDRUN']._serialized_start=2107
-  _globals['_CHILDRUN']._serialized_end=2213
-  _globals['_UPDATERUNMETADATAREQUEST']._serialized_start=2215
-  _globals['_UPDATERUNMETADATAREQUEST']._serialized_end=2336
-  _globals['_UPDATERUNMETADATARESPONSE']._serialized_start=2338
-  _globals['_UPDATERUNMETADATARESPONSE']._serialized_end=2408
-  _globals['_FINISHATTEMPTRESPONSE']._serialized_start=2410
-  _globals['_FINISHATTEMPTRESPONSE']._serialized_end=2522
-  _globals['_ATTEMPTWRITE']._serialized_start=2525
-  _globals['_ATTEMPTWRITE']._serialized_end=2658
-  _globals['_BATCHWRITEREQUEST']._serialized_start=2660
-  _globals['_BATCHWRITEREQUEST']._serialized_end=2738
-  _globals['_WRITEERROR']._serialized_start=2740
-  _globals['_WRITEERROR']._serialized_end=2783
-  _globals['_ATTEMPTWRITERESULT']._serialized_start=2786
-  _globals['_ATTEMPTWRITERESULT']._serialized_end=2967
-  _globals['_BATCHWRITERESPONSE']._serialized_start=2969
-  _globals['_BATCHWRITERESPONSE']._serialized_end=3036
-  _globals['_WORKERSERVICE']._serialized_start=3181
-  _globals['_WORKERSERVICE']._serialized_end=3749
+  _globals['_RECORDSTEPREQUEST']._serialized_end=1482
+  _globals['_RECORDSTEPRESPONSE']._serialized_start=1484
+  _globals['_RECORDSTEPRESPONSE']._serialized_end=1534
+  _globals['_FINISHATTEMPTREQUEST']._serialized_start=1537
+  _globals['_FINISHATTEMPTREQUEST']._serialized_end=1774
+  _globals['_WAITSPEC']._serialized_start=1777
+  _globals['_WAITSPEC']._serialized_end=2033
+  _globals['_SLEEPWAIT']._serialized_start=2035
+  _globals['_SLEEPWAIT']._serialized_end=2089
+  _globals['_EVENTWAIT']._serialized_start=2091
+  _globals['_EVENTWAIT']._serialized_end=2129
+  _globals['_TOKENWAIT']._serialized_start=2131
+  _globals['_TOKENWAIT']._serialized_end=2160
+  _globals['_CHILDRENWAIT']._serialized_start=2162
+  _globals['_CHILDRENWAIT']._serialized_end=2210
+  _globals['_CHILDRESULTS']._serialized_start=2212
+  _globals['_CHILDRESULTS']._serialized_end=2266
+  _globals['_CHILDRESULT']._serialized_start=2269
+  _globals['_CHILDRESULT']._serialized_end=2406
+  _globals['_CHILDRUN']._serialized_start=2408
+  _globals['_CHILDRUN']._serialized_end=2514
+  _globals['_UPDATERUNMETADATAREQUEST']._serialized_start=2516
+  _globals['_UPDATERUNMETADATAREQUEST']._serialized_end=2637
+  _globals['_UPDATERUNMETADATARESPONSE']._serialized_start=2639
+  _globals['_UPDATERUNMETADATARESPONSE']._serialized_end=2709
+  _globals['_FINISHATTEMPTRESPONSE']._serialized_start=2711
+  _globals['_FINISHATTEMPTRESPONSE']._serialized_end=2823
+  _globals['_ATTEMPTWRITE']._serialized_start=2826
+  _globals['_ATTEMPTWRITE']._serialized_end=2959
+  _globals['_BATCHWRITEREQUEST']._serialized_start=2961
+  _globals['_BATCHWRITEREQUEST']._serialized_end=3039
+  _globals['_WRITEERROR']._serialized_start=3041
+  _globals['_WRITEERROR']._serialized_end=3129
+  _globals['_ATTEMPTWRITERESULT']._serialized_start=3132
+  _globals['_ATTEMPTWRITERESULT']._serialized_end=3313
+  _globals['_BATCHWRITERESPONSE']._serialized_start=3315
+  _globals['_BATCHWRITERESPONSE']._serialized_end=3382
+  _globals['_WORKERSERVICE']._serialized_start=3681
+  _globals['_WORKERSERVICE']._serialized_end=4249
 # @@protoc_insertion_point(module_scope)

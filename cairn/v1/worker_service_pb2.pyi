@@ -19,10 +19,23 @@ class AttemptOutcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ATTEMPT_OUTCOME_COMPLETED: _ClassVar[AttemptOutcome]
     ATTEMPT_OUTCOME_FAILED: _ClassVar[AttemptOutcome]
     ATTEMPT_OUTCOME_SUSPENDED: _ClassVar[AttemptOutcome]
+
+class AttemptGone(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ATTEMPT_GONE_UNSPECIFIED: _ClassVar[AttemptGone]
+    ATTEMPT_GONE_CANCELED: _ClassVar[AttemptGone]
+    ATTEMPT_GONE_TIMED_OUT: _ClassVar[AttemptGone]
+    ATTEMPT_GONE_SUPERSEDED: _ClassVar[AttemptGone]
+    ATTEMPT_GONE_ENDED: _ClassVar[AttemptGone]
 ATTEMPT_OUTCOME_UNSPECIFIED: AttemptOutcome
 ATTEMPT_OUTCOME_COMPLETED: AttemptOutcome
 ATTEMPT_OUTCOME_FAILED: AttemptOutcome
 ATTEMPT_OUTCOME_SUSPENDED: AttemptOutcome
+ATTEMPT_GONE_UNSPECIFIED: AttemptGone
+ATTEMPT_GONE_CANCELED: AttemptGone
+ATTEMPT_GONE_TIMED_OUT: AttemptGone
+ATTEMPT_GONE_SUPERSEDED: AttemptGone
+ATTEMPT_GONE_ENDED: AttemptGone
 
 class TaskDefinition(_message.Message):
     __slots__ = ("task_id", "queue", "retry", "schedule", "timezone", "max_duration", "concurrency_limit")
@@ -119,7 +132,7 @@ class HeartbeatResponse(_message.Message):
     def __init__(self, lease_expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class RecordStepRequest(_message.Message):
-    __slots__ = ("namespace", "run_id", "attempt", "position", "name", "status", "output", "error", "tries")
+    __slots__ = ("namespace", "run_id", "attempt", "position", "name", "status", "output", "error", "tries", "try_errors")
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
@@ -129,6 +142,7 @@ class RecordStepRequest(_message.Message):
     OUTPUT_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     TRIES_FIELD_NUMBER: _ClassVar[int]
+    TRY_ERRORS_FIELD_NUMBER: _ClassVar[int]
     namespace: str
     run_id: str
     attempt: int
@@ -138,7 +152,8 @@ class RecordStepRequest(_message.Message):
     output: _common_pb2.Payload
     error: _common_pb2.ErrorInfo
     tries: int
-    def __init__(self, namespace: _Optional[str] = ..., run_id: _Optional[str] = ..., attempt: _Optional[int] = ..., position: _Optional[int] = ..., name: _Optional[str] = ..., status: _Optional[_Union[_common_pb2.StepStatus, str]] = ..., output: _Optional[_Union[_common_pb2.Payload, _Mapping]] = ..., error: _Optional[_Union[_common_pb2.ErrorInfo, _Mapping]] = ..., tries: _Optional[int] = ...) -> None: ...
+    try_errors: _containers.RepeatedCompositeFieldContainer[_common_pb2.ErrorInfo]
+    def __init__(self, namespace: _Optional[str] = ..., run_id: _Optional[str] = ..., attempt: _Optional[int] = ..., position: _Optional[int] = ..., name: _Optional[str] = ..., status: _Optional[_Union[_common_pb2.StepStatus, str]] = ..., output: _Optional[_Union[_common_pb2.Payload, _Mapping]] = ..., error: _Optional[_Union[_common_pb2.ErrorInfo, _Mapping]] = ..., tries: _Optional[int] = ..., try_errors: _Optional[_Iterable[_Union[_common_pb2.ErrorInfo, _Mapping]]] = ...) -> None: ...
 
 class RecordStepResponse(_message.Message):
     __slots__ = ("step",)
@@ -147,14 +162,13 @@ class RecordStepResponse(_message.Message):
     def __init__(self, step: _Optional[_Union[_common_pb2.Step, _Mapping]] = ...) -> None: ...
 
 class FinishAttemptRequest(_message.Message):
-    __slots__ = ("namespace", "run_id", "attempt", "outcome", "output", "error", "wake_at", "wait")
+    __slots__ = ("namespace", "run_id", "attempt", "outcome", "output", "error", "wait")
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     OUTCOME_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
-    WAKE_AT_FIELD_NUMBER: _ClassVar[int]
     WAIT_FIELD_NUMBER: _ClassVar[int]
     namespace: str
     run_id: str
@@ -162,25 +176,32 @@ class FinishAttemptRequest(_message.Message):
     outcome: AttemptOutcome
     output: _common_pb2.Payload
     error: _common_pb2.ErrorInfo
-    wake_at: _timestamp_pb2.Timestamp
     wait: WaitSpec
-    def __init__(self, namespace: _Optional[str] = ..., run_id: _Optional[str] = ..., attempt: _Optional[int] = ..., outcome: _Optional[_Union[AttemptOutcome, str]] = ..., output: _Optional[_Union[_common_pb2.Payload, _Mapping]] = ..., error: _Optional[_Union[_common_pb2.ErrorInfo, _Mapping]] = ..., wake_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., wait: _Optional[_Union[WaitSpec, _Mapping]] = ...) -> None: ...
+    def __init__(self, namespace: _Optional[str] = ..., run_id: _Optional[str] = ..., attempt: _Optional[int] = ..., outcome: _Optional[_Union[AttemptOutcome, str]] = ..., output: _Optional[_Union[_common_pb2.Payload, _Mapping]] = ..., error: _Optional[_Union[_common_pb2.ErrorInfo, _Mapping]] = ..., wait: _Optional[_Union[WaitSpec, _Mapping]] = ...) -> None: ...
 
 class WaitSpec(_message.Message):
-    __slots__ = ("position", "name", "timeout_at", "event", "token", "children")
+    __slots__ = ("position", "name", "timeout_at", "event", "token", "children", "sleep")
     POSITION_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_AT_FIELD_NUMBER: _ClassVar[int]
     EVENT_FIELD_NUMBER: _ClassVar[int]
     TOKEN_FIELD_NUMBER: _ClassVar[int]
     CHILDREN_FIELD_NUMBER: _ClassVar[int]
+    SLEEP_FIELD_NUMBER: _ClassVar[int]
     position: int
     name: str
     timeout_at: _timestamp_pb2.Timestamp
     event: EventWait
     token: TokenWait
     children: ChildrenWait
-    def __init__(self, position: _Optional[int] = ..., name: _Optional[str] = ..., timeout_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., event: _Optional[_Union[EventWait, _Mapping]] = ..., token: _Optional[_Union[TokenWait, _Mapping]] = ..., children: _Optional[_Union[ChildrenWait, _Mapping]] = ...) -> None: ...
+    sleep: SleepWait
+    def __init__(self, position: _Optional[int] = ..., name: _Optional[str] = ..., timeout_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., event: _Optional[_Union[EventWait, _Mapping]] = ..., token: _Optional[_Union[TokenWait, _Mapping]] = ..., children: _Optional[_Union[ChildrenWait, _Mapping]] = ..., sleep: _Optional[_Union[SleepWait, _Mapping]] = ...) -> None: ...
+
+class SleepWait(_message.Message):
+    __slots__ = ("until",)
+    UNTIL_FIELD_NUMBER: _ClassVar[int]
+    until: _timestamp_pb2.Timestamp
+    def __init__(self, until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class EventWait(_message.Message):
     __slots__ = ("name", "key")
@@ -201,6 +222,24 @@ class ChildrenWait(_message.Message):
     RUNS_FIELD_NUMBER: _ClassVar[int]
     runs: _containers.RepeatedCompositeFieldContainer[ChildRun]
     def __init__(self, runs: _Optional[_Iterable[_Union[ChildRun, _Mapping]]] = ...) -> None: ...
+
+class ChildResults(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[ChildResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[ChildResult, _Mapping]]] = ...) -> None: ...
+
+class ChildResult(_message.Message):
+    __slots__ = ("run_id", "status", "output", "error")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    status: _common_pb2.RunStatus
+    output: _common_pb2.Payload
+    error: _common_pb2.ErrorInfo
+    def __init__(self, run_id: _Optional[str] = ..., status: _Optional[_Union[_common_pb2.RunStatus, str]] = ..., output: _Optional[_Union[_common_pb2.Payload, _Mapping]] = ..., error: _Optional[_Union[_common_pb2.ErrorInfo, _Mapping]] = ...) -> None: ...
 
 class ChildRun(_message.Message):
     __slots__ = ("task_id", "payload", "options")
@@ -255,12 +294,14 @@ class BatchWriteRequest(_message.Message):
     def __init__(self, namespace: _Optional[str] = ..., writes: _Optional[_Iterable[_Union[AttemptWrite, _Mapping]]] = ...) -> None: ...
 
 class WriteError(_message.Message):
-    __slots__ = ("code", "message")
+    __slots__ = ("code", "message", "attempt_gone")
     CODE_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_GONE_FIELD_NUMBER: _ClassVar[int]
     code: int
     message: str
-    def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
+    attempt_gone: AttemptGone
+    def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ..., attempt_gone: _Optional[_Union[AttemptGone, str]] = ...) -> None: ...
 
 class AttemptWriteResult(_message.Message):
     __slots__ = ("record_step", "finish_attempt", "error")
