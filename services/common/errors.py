@@ -1,6 +1,7 @@
 """Errors a service raises on purpose, and the wrapper that turns every error
-into a gRPC status: a ServiceError keeps its code and message, a failure of a
-downstream service keeps its code, anything else becomes INTERNAL with no
+into a gRPC status: a ServiceError keeps its code, message and trailing
+metadata, a failure of a downstream service keeps its code, message and
+trailing metadata (passed on unchanged), anything else becomes INTERNAL with no
 stack trace sent to the client (it goes to the log)."""
 
 from __future__ import annotations
@@ -8,21 +9,39 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import grpc
+
+from cairn.v1 import worker_service_pb2 as wpb
 
 log = logging.getLogger("cairn.rpc")
 T = TypeVar("T")
 
+Metadata = tuple[tuple[str, str | bytes], ...]
+
+# The trailing metadata entry of a FAILED_PRECONDITION refusing a write or
+# heartbeat of an attempt that is no longer current: its value is the
+# AttemptGone name without its prefix, in lower case (worker_service.proto).
+ATTEMPT_GONE_KEY = "cairn-attempt-gone"
+_GONE_PREFIX = "ATTEMPT_GONE_"
+_GONE = (
+    wpb.ATTEMPT_GONE_CANCELED,
+    wpb.ATTEMPT_GONE_TIMED_OUT,
+    wpb.ATTEMPT_GONE_SUPERSEDED,
+    wpb.ATTEMPT_GONE_ENDED,
+)
+
 
 class ServiceError(Exception):
-    """An expected refusal, sent to the client as its gRPC status and message."""
+    """An expected refusal, sent to the client as its gRPC status, message and
+    trailing metadata (none by default)."""
 
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+    def __init__(self, code: grpc.StatusCode, message: str, trailing_metadata: Metadata = ()) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.trailing_metadata = tuple(trailing_metadata)
 
 
 def invalid(message: str) -> ServiceError:
@@ -33,8 +52,8 @@ def not_found(message: str) -> ServiceError:
     return ServiceError(grpc.StatusCode.NOT_FOUND, message)
 
 
-def precondition(message: str) -> ServiceError:
-    return ServiceError(grpc.StatusCode.FAILED_PRECONDITION, message)
+def precondition(message: str, trailing_metadata: Metadata = ()) -> ServiceError:
+    return ServiceError(grpc.StatusCode.FAILED_PRECONDITION, message, trailing_metadata)
 
 
 def already_exists(message: str) -> ServiceError:
@@ -45,19 +64,56 @@ def unavailable(message: str) -> ServiceError:
     return ServiceError(grpc.StatusCode.UNAVAILABLE, message)
 
 
-def status_of(exc: Exception, method: str) -> tuple[grpc.StatusCode, str]:
+def attempt_gone_name(gone: wpb.AttemptGone) -> str:
+    """The metadata value of an AttemptGone: ATTEMPT_GONE_TIMED_OUT -> "timed_out"."""
+    return wpb.AttemptGone.Name(gone).removeprefix(_GONE_PREFIX).lower()
+
+
+def attempt_gone(message: str, gone: wpb.AttemptGone) -> ServiceError:
+    """FAILED_PRECONDITION for a write or heartbeat of an attempt that is no
+    longer current, with the trailing metadata "cairn-attempt-gone" saying why."""
+    return precondition(message, ((ATTEMPT_GONE_KEY, attempt_gone_name(gone)),))
+
+
+def attempt_gone_of(metadata: Metadata) -> wpb.AttemptGone:
+    """The AttemptGone a refusal's trailing metadata names (UNSPECIFIED when
+    none or an unknown value): what BatchWrite puts in WriteError.attempt_gone."""
+    for key, value in metadata:
+        if key == ATTEMPT_GONE_KEY:
+            text = value.decode() if isinstance(value, bytes) else value
+            for gone in _GONE:
+                if attempt_gone_name(gone) == text:
+                    return gone
+    return wpb.ATTEMPT_GONE_UNSPECIFIED
+
+
+class Status(NamedTuple):
+    """What a failed call answers."""
+
+    code: grpc.StatusCode
+    message: str
+    trailing_metadata: Metadata = ()
+
+
+def downstream_metadata(exc: grpc.aio.AioRpcError) -> Metadata:
+    """A downstream failure's trailing metadata, as received."""
+    return tuple((key, value) for key, value in exc.trailing_metadata() or ())
+
+
+def status_of(exc: Exception, method: str) -> Status:
     """The status a call of `method` answers when it raised exc: a ServiceError's
-    own, a downstream failure's code and details, else INTERNAL (logged here)."""
+    own, a downstream failure's code, details and trailing metadata, else
+    INTERNAL (logged here)."""
     if isinstance(exc, ServiceError):
-        return exc.code, exc.message
+        return Status(exc.code, exc.message, exc.trailing_metadata)
     if isinstance(exc, grpc.aio.AioRpcError):
         code = exc.code()
         message = exc.details() or code.name
         if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
             log.warning("%s: downstream %s: %s", method, code.name, message)
-        return code, message
+        return Status(code, message, downstream_metadata(exc))
     log.error("%s failed", method, exc_info=exc)
-    return grpc.StatusCode.INTERNAL, f"internal error in {method}; the server log has the details"
+    return Status(grpc.StatusCode.INTERNAL, f"internal error in {method}; the server log has the details")
 
 
 def rpc(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
@@ -68,8 +124,8 @@ def rpc(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
         try:
             return await method(self, request, context)
         except Exception as exc:
-            code, message = status_of(exc, method.__name__)
-        await context.abort(code, message)
+            status = status_of(exc, method.__name__)
+        await context.abort(status.code, status.message, status.trailing_metadata)
         raise AssertionError("unreachable")  # abort raises
 
     return wrapper

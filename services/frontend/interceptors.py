@@ -57,8 +57,10 @@ class RouteInterceptor(grpc.aio.ServerInterceptor):
 
 class ErrorMapping(RouteInterceptor):
     """Every failure as the client's status: a ServiceError (a refusal, or a
-    downed backend already named by Backend.call) keeps its code and message, a
-    backend's own status is passed on, anything else is INTERNAL and logged."""
+    downed backend already named by Backend.call) keeps its code, message and
+    trailing metadata, a backend's own status is passed on with its trailing
+    metadata unchanged (e.g. history's "cairn-attempt-gone"), anything else is
+    INTERNAL and logged."""
 
     def wrap(self, route: Route, behaviour: Behaviour) -> Behaviour:
         name = route.method
@@ -69,8 +71,8 @@ class ErrorMapping(RouteInterceptor):
             except grpc.aio.AbortError:
                 raise
             except Exception as exc:
-                code, message = status_of(exc, name)
-            await context.abort(code, message)
+                status = status_of(exc, name)
+            await context.abort(status.code, status.message, status.trailing_metadata)
             raise AssertionError("unreachable")  # abort raises
 
         return mapped
