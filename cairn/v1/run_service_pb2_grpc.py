@@ -95,8 +95,11 @@ class RunServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CancelRun(self, request, context):
-        """Cancels a run that has not finished. An executing attempt stops at its
-        next checkpoint. FAILED_PRECONDITION when the run already finished.
+        """Cancels a run that has not finished, and its unfinished children. An
+        executing attempt stops at its next checkpoint, where its worker gets
+        FAILED_PRECONDITION with AttemptGone "canceled" (see WorkerService); the
+        run's error has type "cairn.Canceled". FAILED_PRECONDITION when the run
+        already finished.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -26,9 +26,29 @@ if _version_not_supported:
 
 
 class WorkerServiceStub:
-    """Serves attempts to workers. Every write names its run and attempt; history
-    refuses writes from an attempt that is no longer the run's current one with
-    FAILED_PRECONDITION, and the worker must then abandon that attempt.
+    """Serves attempts to workers in any language (docs/protocol.md walks through
+    it). A worker registers, polls, and for each attempt handed over replays the
+    task from its journal (AttemptAssignment.steps), records each step that is
+    not in it, heartbeats, and finishes: COMPLETED, FAILED, or SUSPENDED on a
+    durable wait.
+
+    Journal positions: each step or wait takes the next position (0, 1, ...) in
+    program order when it starts, so a replay assigns the same positions. Steps
+    started together may finish out of order: a gap below a recorded position
+    is a step of the current attempt that is still running (in a new attempt's
+    journal, one the earlier attempt never finished: it runs again).
+
+    Checkpoints: every Heartbeat, RecordStep, FinishAttempt, UpdateRunMetadata
+    and BatchWrite write names its run and attempt, and history accepts it only
+    from the run's current, executing attempt. Otherwise it answers
+    FAILED_PRECONDITION with the reason as AttemptGone (trailing metadata
+    "cairn-attempt-gone"): canceled, timed_out, superseded or ended. The worker
+    must then abandon the attempt and send nothing more for it; its code runs
+    on until that checkpoint, so a canceled attempt stops at its next one.
+
+    Every refusal writes nothing. A call whose answer was lost (UNAVAILABLE,
+    DEADLINE_EXCEEDED) may be sent again: RecordStep of the same step answers
+    OK, and a FinishAttempt that had landed answers AttemptGone "ended".
     """
 
     def __init__(self, channel):
@@ -75,14 +95,36 @@ class WorkerServiceStub:
 
 
 class WorkerServiceServicer:
-    """Serves attempts to workers. Every write names its run and attempt; history
-    refuses writes from an attempt that is no longer the run's current one with
-    FAILED_PRECONDITION, and the worker must then abandon that attempt.
+    """Serves attempts to workers in any language (docs/protocol.md walks through
+    it). A worker registers, polls, and for each attempt handed over replays the
+    task from its journal (AttemptAssignment.steps), records each step that is
+    not in it, heartbeats, and finishes: COMPLETED, FAILED, or SUSPENDED on a
+    durable wait.
+
+    Journal positions: each step or wait takes the next position (0, 1, ...) in
+    program order when it starts, so a replay assigns the same positions. Steps
+    started together may finish out of order: a gap below a recorded position
+    is a step of the current attempt that is still running (in a new attempt's
+    journal, one the earlier attempt never finished: it runs again).
+
+    Checkpoints: every Heartbeat, RecordStep, FinishAttempt, UpdateRunMetadata
+    and BatchWrite write names its run and attempt, and history accepts it only
+    from the run's current, executing attempt. Otherwise it answers
+    FAILED_PRECONDITION with the reason as AttemptGone (trailing metadata
+    "cairn-attempt-gone"): canceled, timed_out, superseded or ended. The worker
+    must then abandon the attempt and send nothing more for it; its code runs
+    on until that checkpoint, so a canceled attempt stops at its next one.
+
+    Every refusal writes nothing. A call whose answer was lost (UNAVAILABLE,
+    DEADLINE_EXCEEDED) may be sent again: RecordStep of the same step answers
+    OK, and a FinishAttempt that had landed answers AttemptGone "ended".
     """
 
     def RegisterWorker(self, request, context):
-        """Declares a worker, its version and the tasks it serves. Call before polling
-        and again whenever the task set changes.
+        """Declares a worker, its version and the tasks it serves. Call before
+        polling and again whenever the task set changes; the latest registration
+        of a worker id (and of a task) wins. Registrations do not expire: a worker
+        id stays registered until it registers again.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -90,36 +132,51 @@ class WorkerServiceServicer:
 
     def PollAttempt(self, request, context):
         """Long-polls for attempts to run: returns as soon as at least one is handed
-        over (up to max_attempts), or empty when the wait ends.
+        over (up to max_attempts), or empty when the wait ends. Every attempt
+        handed over is started (EXECUTING, its lease running): run it.
+        FAILED_PRECONDITION when worker_id is not registered in the namespace
+        (call RegisterWorker first); INVALID_ARGUMENT when task_ids names a task
+        the worker did not register.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Heartbeat(self, request, context):
-        """Keeps an attempt's lease alive. Send well within lease_duration.
+        """Keeps an attempt's lease alive: send well within lease_duration, e.g.
+        every third of it. A checkpoint.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def RecordStep(self, request, context):
-        """Records a step's result. ALREADY_EXISTS when the position is already recorded.
+        """Records a step's result at its position, and renews the attempt's lease
+        like a Heartbeat. Recording the identical step again (same position, name
+        and attempt) answers OK with the stored step, so a retry after UNAVAILABLE
+        is safe; another step at a recorded position is ALREADY_EXISTS. The
+        position and result rules are on RecordStepRequest. A checkpoint.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def FinishAttempt(self, request, context):
-        """Ends an attempt as completed, failed or suspended. A suspension that
-        history refuses (e.g. a child's task is unknown) leaves the attempt running.
+        """Ends an attempt: COMPLETED (the run completes), FAILED (the run's retry
+        policy applies: RETRYING, or FAILED when no attempt is left or the error is
+        non_retryable) or SUSPENDED on one durable wait (WAITING, or QUEUED when
+        the wait resolved at once). A suspension ends the attempt, so nothing of
+        it may still run: wait.position must be unrecorded and every position
+        below it recorded (FAILED_PRECONDITION naming the position otherwise).
+        A refused suspension (also e.g. a child's task is unknown) writes nothing
+        and leaves the attempt running. A checkpoint.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def UpdateRunMetadata(self, request, context):
-        """Replaces the run's metadata, from its current attempt.
+        """Replaces the run's metadata, from its current attempt. A checkpoint.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -128,8 +185,8 @@ class WorkerServiceServicer:
     def BatchWrite(self, request, context):
         """Step records and attempt ends of several attempts at once, committed
         together (group commit): what a busy worker sends instead of one call per
-        write. Each write gets its own result, as if sent alone; a refusal of one
-        write does not affect the others.
+        write. Each write gets its own result, as if sent alone (the same rules,
+        a checkpoint each); a refusal of one write does not affect the others.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -182,9 +239,29 @@ def add_WorkerServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class WorkerService:
-    """Serves attempts to workers. Every write names its run and attempt; history
-    refuses writes from an attempt that is no longer the run's current one with
-    FAILED_PRECONDITION, and the worker must then abandon that attempt.
+    """Serves attempts to workers in any language (docs/protocol.md walks through
+    it). A worker registers, polls, and for each attempt handed over replays the
+    task from its journal (AttemptAssignment.steps), records each step that is
+    not in it, heartbeats, and finishes: COMPLETED, FAILED, or SUSPENDED on a
+    durable wait.
+
+    Journal positions: each step or wait takes the next position (0, 1, ...) in
+    program order when it starts, so a replay assigns the same positions. Steps
+    started together may finish out of order: a gap below a recorded position
+    is a step of the current attempt that is still running (in a new attempt's
+    journal, one the earlier attempt never finished: it runs again).
+
+    Checkpoints: every Heartbeat, RecordStep, FinishAttempt, UpdateRunMetadata
+    and BatchWrite write names its run and attempt, and history accepts it only
+    from the run's current, executing attempt. Otherwise it answers
+    FAILED_PRECONDITION with the reason as AttemptGone (trailing metadata
+    "cairn-attempt-gone"): canceled, timed_out, superseded or ended. The worker
+    must then abandon the attempt and send nothing more for it; its code runs
+    on until that checkpoint, so a canceled attempt stops at its next one.
+
+    Every refusal writes nothing. A call whose answer was lost (UNAVAILABLE,
+    DEADLINE_EXCEEDED) may be sent again: RecordStep of the same step answers
+    OK, and a FinishAttempt that had landed answers AttemptGone "ended".
     """
 
     @staticmethod
