@@ -9,17 +9,26 @@ those dicts for the type checker; at run time every result is an ordinary
 dict that `json.dumps` accepts as is.
 
 The shape: snake_case keys; statuses as lowercase names ("completed",
-"timed_out"); payloads as the JSON values they encode (a payload that cannot be
-decoded becomes {"encoding": ..., "bytes": n}); times as ISO-8601 UTC strings
-with milliseconds and a "Z"; durations as float seconds; a field the message
-leaves unset (a missing time, error, wait, empty id) as null."""
+"timed_out"); times as ISO-8601 UTC strings with milliseconds and a "Z";
+durations as float seconds; a field the message leaves unset (a missing time,
+error, wait, empty id) as null. Payloads by encoding (cairn.payloads):
+- json/plain: the JSON value it encodes (empty data: null);
+- binary/plain: {"encoding": "binary/plain", "bytes": n, "base64": "..."}, the
+  data whole in base64, so that --json loses nothing (a payload is at most
+  MAX_PAYLOAD_BYTES);
+- proto/cairn.v1.ChildResults (a children wait's step output): a list with one
+  {"run_id", "status" (lowercase), "output" (rendered like any payload),
+  "error" (an error dict or null)} per child, in the wait's order;
+- anything else, or data that cannot be read: {"encoding": ..., "bytes": n}."""
 
 from __future__ import annotations
 
+import base64
 from typing import Any, TypedDict
 
 from google.protobuf import json_format
 from google.protobuf.duration_pb2 import Duration
+from google.protobuf.message import DecodeError
 from google.protobuf.struct_pb2 import Struct
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -35,9 +44,11 @@ from cairn.v1 import queue_service_pb2 as qpb
 from cairn.v1 import run_service_pb2 as rpb
 from cairn.v1 import schedule_service_pb2 as spb
 from cairn.v1 import wait_service_pb2 as wpb
+from cairn.v1 import worker_service_pb2 as wkpb
 
 __all__ = [
     "AttemptJSON",
+    "ChildResultJSON",
     "ErrorJSON",
     "EventJSON",
     "QueueJSON",
@@ -49,8 +60,10 @@ __all__ = [
     "TokenJSON",
     "WaitJSON",
     "attempt_to_dict",
+    "child_results_to_list",
     "error_to_dict",
     "event_to_dict",
+    "payload_to_json",
     "queue_to_dict",
     "run_to_dict",
     "schedule_to_dict",
@@ -96,7 +109,17 @@ class StepJSON(TypedDict):
     tries: int
     output: JSONValue
     error: ErrorJSON | None
+    try_errors: list[ErrorJSON]  # the errors of the failed tries before the last, oldest first
     recorded_at: str | None
+
+
+class ChildResultJSON(TypedDict):
+    """How one child of a children wait ended (a ChildResults payload's item)."""
+
+    run_id: str
+    status: str
+    output: JSONValue
+    error: ErrorJSON | None
 
 
 class EventJSON(TypedDict):
@@ -223,9 +246,43 @@ def _seconds(d: Duration) -> float:
     return d.ToTimedelta().total_seconds()
 
 
-def _payload(p: pb.Payload) -> JSONValue:
-    value: JSONValue = payloads.read(p.data, p.encoding)
-    return value
+def _described(p: pb.Payload) -> dict[str, JSONValue]:
+    return {"encoding": p.encoding, "bytes": len(p.data)}
+
+
+def payload_to_json(p: pb.Payload) -> JSONValue:
+    """A payload as JSON, by its encoding (the module's docstring)."""
+    encoding = p.encoding or payloads.JSON
+    if encoding == payloads.BINARY:
+        return {
+            "encoding": payloads.BINARY,
+            "bytes": len(p.data),
+            "base64": base64.b64encode(p.data).decode(),
+        }
+    if encoding == payloads.CHILD_RESULTS:
+        results = wkpb.ChildResults()
+        try:
+            results.ParseFromString(p.data)
+        except DecodeError:
+            return _described(p)
+        return child_results_to_list(results)
+    try:
+        return payloads.decode(p.data, encoding)
+    except payloads.PayloadError:
+        return _described(p)
+
+
+def child_results_to_list(results: wkpb.ChildResults) -> list[ChildResultJSON]:
+    """A children wait's results, one per child in order."""
+    return [
+        {
+            "run_id": c.run_id,
+            "status": RUN_STATUS_NAMES.get(c.status, ""),
+            "output": payload_to_json(c.output) if c.HasField("output") else None,
+            "error": error_to_dict(c.error) if c.HasField("error") else None,
+        }
+        for c in results.results
+    ]
 
 
 def triggered_run(response: rpb.TriggerRunResponse, sent: pb.Payload) -> pb.Run:
@@ -279,8 +336,9 @@ def step_to_dict(s: pb.Step) -> StepJSON:
         "status": STEP_STATUS_NAMES.get(s.status, ""),
         "attempt": s.attempt,
         "tries": s.tries,
-        "output": _payload(s.output) if s.HasField("output") else None,
+        "output": payload_to_json(s.output) if s.HasField("output") else None,
         "error": error_to_dict(s.error) if s.HasField("error") else None,
+        "try_errors": [error_to_dict(e) for e in s.try_errors],
         "recorded_at": _time(s.recorded_at) if s.HasField("recorded_at") else None,
     }
 
@@ -319,8 +377,8 @@ def run_to_dict(r: pb.Run) -> RunJSON:
         "task": r.task_id,
         "queue": r.queue,
         "status": RUN_STATUS_NAMES.get(r.status, ""),
-        "input": _payload(r.input) if r.HasField("input") else None,
-        "output": _payload(r.output) if r.HasField("output") else None,
+        "input": payload_to_json(r.input) if r.HasField("input") else None,
+        "output": payload_to_json(r.output) if r.HasField("output") else None,
         "error": error_to_dict(r.error) if r.HasField("error") else None,
         "idempotency_key": r.idempotency_key or None,
         "attempt_count": r.attempt_count,
@@ -352,7 +410,7 @@ def token_to_dict(t: wpb.WaitToken) -> TokenJSON:
         "namespace": t.namespace,
         "run_id": t.run_id or None,
         "status": WAIT_TOKEN_STATUS_NAMES.get(t.status, ""),
-        "payload": _payload(t.payload) if t.HasField("payload") else None,
+        "payload": payload_to_json(t.payload) if t.HasField("payload") else None,
         "created_at": _time(t.created_at) if t.HasField("created_at") else None,
         "completed_at": _time(t.completed_at) if t.HasField("completed_at") else None,
         "timeout_at": _time(t.timeout_at) if t.HasField("timeout_at") else None,
@@ -367,7 +425,7 @@ def schedule_to_dict(s: spb.Schedule) -> ScheduleJSON:
         "task": s.task_id,
         "cron": s.cron,
         "timezone": s.timezone or "UTC",
-        "payload": _payload(s.payload) if s.HasField("payload") else None,
+        "payload": payload_to_json(s.payload) if s.HasField("payload") else None,
         "deduplication_key": s.deduplication_key or None,
         "paused": s.paused,
         "declared": s.declared,

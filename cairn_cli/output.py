@@ -7,7 +7,7 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from cairn.run_json import QueueJSON, RateLimitJSON, RunJSON, ScheduleJSON, TokenJSON, WaitJSON
+from cairn.run_json import QueueJSON, RateLimitJSON, RunJSON, ScheduleJSON, StepJSON, TokenJSON, WaitJSON
 from cairn_cli.args import format_duration
 
 
@@ -106,13 +106,23 @@ def show_run(run: RunJSON, as_json: bool, full: bool) -> None:
                         s["name"],
                         s["status"],
                         str(s["attempt"]),
-                        str(s["tries"]),
+                        tries_text(s),
                         short(s["output"]) if s["status"] == "completed" else _step_error(s["error"]),
                     ]
                     for s in run["steps"]
                 ],
             )
         )
+
+
+def tries_text(step: StepJSON) -> str:
+    """A step's tries, with the errors of its failed in-place tries in brief:
+    "3 (2 errors, last TimeoutError)" (all of them are in --json's try_errors)."""
+    tries = str(step["tries"])
+    errors = step.get("try_errors") or []
+    if not errors:
+        return tries
+    return f"{tries} ({len(errors)} error{'s' if len(errors) > 1 else ''}, last {errors[-1]['type']})"
 
 
 def _step_error(error: Mapping[str, Any] | None) -> str:

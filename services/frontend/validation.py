@@ -36,6 +36,7 @@ from cairn.limits import (
     MAX_TAG_CHARS,
     MAX_TAGS,
     MAX_TOKEN_ID_CHARS,
+    MAX_TRY_ERRORS,
     MAX_VERSION_CHARS,
     MAX_WAIT,
     MAX_WORKER_ID_CHARS,
@@ -76,13 +77,18 @@ def run_id(value: str, field: str = "run_id") -> None:
         raise invalid(f"{field}: {value!r} is not a valid run id (a UUID)") from None
 
 
-def payload(field: str, p: cpb.Payload) -> None:
+def payload(field: str, p: cpb.Payload, *, required: bool = False) -> None:
+    """A payload a client or worker sends (the rules are cairn.payloads'): an
+    accepted encoding, json/plain data that is JSON text (non-empty when
+    `required`), at most MAX_PAYLOAD_BYTES. A bad encoding names
+    `{field}.encoding`, bad data `{field}`."""
     if len(p.data) > MAX_PAYLOAD_BYTES:
         raise invalid(f"{field}: {len(p.data)} bytes exceeds the limit of {MAX_PAYLOAD_BYTES} bytes")
     try:
-        payloads.validate(p.data, p.encoding)
+        payloads.validate(p.data, p.encoding, required=required)
     except payloads.PayloadError as exc:
-        raise invalid(f"{field}: {exc}") from None
+        where = f"{field}.encoding" if exc.part == "encoding" else field
+        raise invalid(f"{where}: {exc}") from None
 
 
 def text(field: str, value: str, limit: int, required: bool = False) -> None:
@@ -230,18 +236,36 @@ def error_info(field: str, e: cpb.ErrorInfo) -> None:
 
 
 def record_step(r: wpb.RecordStepRequest) -> None:
+    """A step record (issue 11, D1/D5): a COMPLETED step carries its result
+    (`output`, valid and, in json/plain, non-empty), a FAILED one its `error`;
+    `tries` is at least 1; at most MAX_TRY_ERRORS `try_errors`, each an error
+    like `error`. Where the position may be (the journal's gaps) is history's
+    check: it needs the journal."""
     attempt_ref(r)
     if r.position < 0:
-        raise invalid("position: must not be negative")
+        raise invalid(f"position: must not be negative, got {r.position}")
     text("name", r.name, MAX_NAME_CHARS, required=True)
     if r.status == cpb.STEP_STATUS_COMPLETED:
-        payload("output", r.output)
+        if not r.HasField("output"):
+            raise invalid("output: required with STEP_STATUS_COMPLETED (the step's result)")
+        payload("output", r.output, required=True)
     elif r.status == cpb.STEP_STATUS_FAILED:
+        if not r.HasField("error"):
+            raise invalid("error: required with STEP_STATUS_FAILED")
         error_info("error", r.error)
     else:
         raise invalid("status: must be STEP_STATUS_COMPLETED or STEP_STATUS_FAILED")
-    if r.tries < 0:
-        raise invalid("tries: must not be negative")
+    if r.tries < 1:
+        raise invalid(f"tries: must be 1 or more (how many times the body ran), got {r.tries}")
+    if len(r.try_errors) > MAX_TRY_ERRORS:
+        raise invalid(f"try_errors: at most {MAX_TRY_ERRORS} (the latest ones), got {len(r.try_errors)}")
+    if len(r.try_errors) >= r.tries:
+        raise invalid(
+            f"try_errors: {len(r.try_errors)} errors for {r.tries} tries "
+            "(one per failed try before the last, at most tries - 1)"
+        )
+    for i, e in enumerate(r.try_errors):
+        error_info(f"try_errors[{i}]", e)
 
 
 def finish(r: wpb.FinishAttemptRequest) -> None:
@@ -249,12 +273,13 @@ def finish(r: wpb.FinishAttemptRequest) -> None:
     if r.outcome == wpb.ATTEMPT_OUTCOME_COMPLETED:
         payload("output", r.output)
     elif r.outcome == wpb.ATTEMPT_OUTCOME_FAILED:
+        if not r.HasField("error"):
+            raise invalid("error: required with ATTEMPT_OUTCOME_FAILED")
         error_info("error", r.error)
     elif r.outcome == wpb.ATTEMPT_OUTCOME_SUSPENDED:
-        if r.HasField("wait"):
-            wait(r.wait)
-        elif not r.HasField("wake_at"):
-            raise invalid("wait: required with ATTEMPT_OUTCOME_SUSPENDED (or wake_at for a sleep)")
+        if not r.HasField("wait"):
+            raise invalid("wait: required with ATTEMPT_OUTCOME_SUSPENDED")
+        wait(r.wait)
     else:
         raise invalid("outcome: must be COMPLETED, FAILED or SUSPENDED")
 
@@ -284,8 +309,11 @@ def wait(w: wpb.WaitSpec) -> None:
     text("wait.name", w.name, MAX_NAME_CHARS, required=True)
     kind = w.WhichOneof("kind")
     if kind is None:
-        raise invalid("wait: one of event, token or children is required")
-    if kind == "event":
+        raise invalid("wait: one of sleep, event, token or children is required")
+    if kind == "sleep":
+        if not w.sleep.HasField("until"):
+            raise invalid("wait.sleep.until: required (when to wake up)")
+    elif kind == "event":
         text("wait.event.name", w.event.name, MAX_NAME_CHARS, required=True)
         text("wait.event.key", w.event.key, MAX_NAME_CHARS)
     elif kind == "token":
