@@ -71,6 +71,7 @@ def step(r: asyncpg.Record) -> pb.Step:
         attempt=r["attempt"],
         tries=r["tries"],
         recorded_at=timestamp(r["recorded_at"]),
+        try_errors=[e for e in map(error, r["try_errors"]) if e is not None],
     )
 
 

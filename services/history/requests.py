@@ -1,5 +1,8 @@
-"""Requests to history as the operations' arguments: new runs, waits, page
-tokens. Callers (frontend, matching) have validated input."""
+"""Requests to history as the operations' arguments: new runs, step records,
+waits, page tokens. Callers (frontend, matching) have validated the shape of
+the input; history still refuses what would corrupt a journal when called
+directly (check_step, wait_spec). The rules that need the journal (positions)
+are the operations'."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from cairn import payloads
+from cairn.limits import MAX_TRY_ERRORS
 from cairn.v1 import common_pb2 as cpb
 from cairn.v1 import run_service_pb2 as rpb
 from cairn.v1 import worker_service_pb2 as wpb
@@ -49,23 +53,50 @@ def new_run(namespace: str, r: rpb.TriggerRunRequest) -> NewRun:
     )
 
 
+def check_step(r: wpb.RecordStepRequest) -> None:
+    """Refuses (INVALID_ARGUMENT naming the field) a step record that cannot be
+    journaled: a negative position, no status, fewer than 1 try, too many
+    try_errors, a completed step without output (json/plain output must be
+    JSON text: JSON null is the 4 bytes `null`), a failed one without error."""
+    if r.position < 0:
+        raise invalid(f"position: must be 0 or more, got {r.position}")
+    if r.status not in (cpb.STEP_STATUS_COMPLETED, cpb.STEP_STATUS_FAILED):
+        raise invalid("status: must be STEP_STATUS_COMPLETED or STEP_STATUS_FAILED")
+    if r.tries < 1:
+        raise invalid(f"tries: must be at least 1 (the body ran once or more), got {r.tries}")
+    if len(r.try_errors) > MAX_TRY_ERRORS:
+        raise invalid(f"try_errors: at most {MAX_TRY_ERRORS} (the latest ones), got {len(r.try_errors)}")
+    if r.status == cpb.STEP_STATUS_COMPLETED:
+        if encoding(r.output) == payloads.JSON and not r.output.data:
+            raise invalid(
+                f"output: the completed step at position {r.position} has no output; "
+                "json/plain output must be JSON text (JSON null is `null`)"
+            )
+    elif not r.HasField("error"):
+        raise invalid(f"error: the failed step at position {r.position} has no error")
+
+
 def wait_spec(namespace: str, r: wpb.FinishAttemptRequest) -> dict[str, Any]:
-    """A suspension's wait, from the request (a sleep when only wake_at is set)."""
-    if not r.HasField("wait"):
-        until = r.wake_at.ToDatetime(tzinfo=UTC)
-        return {"kind": "sleep", "position": -1, "name": "wait.sleep", "timeout_at": until}
+    """A suspension's wait, from the request; INVALID_ARGUMENT when it has none."""
     w = r.wait
+    kind = w.WhichOneof("kind") if r.HasField("wait") else None
+    if kind is None:
+        raise invalid("wait: a suspension needs its wait (sleep, event, token or children)")
+    if w.position < 0:
+        raise invalid(f"wait.position: must be 0 or more, got {w.position}")
     spec: dict[str, Any] = {
-        "kind": w.WhichOneof("kind"),
+        "kind": kind,
         "position": w.position,
         "name": w.name,
         "timeout_at": w.timeout_at.ToDatetime(tzinfo=UTC) if w.HasField("timeout_at") else None,
     }
-    if spec["kind"] == "event":
+    if kind == "sleep":
+        spec["timeout_at"] = w.sleep.until.ToDatetime(tzinfo=UTC)  # its wake-up, not a failure
+    elif kind == "event":
         spec.update(event_name=w.event.name, event_key=w.event.key)
-    elif spec["kind"] == "token":
+    elif kind == "token":
         spec.update(token_id=w.token.token_id)
-    elif spec["kind"] == "children":
+    elif kind == "children":
         spec["children"] = [
             NewRun(
                 namespace=namespace,

@@ -23,7 +23,7 @@ from cairn.v1 import run_service_pb2 as rpb
 from cairn.v1 import schedule_service_pb2 as spb
 from cairn.v1 import wait_service_pb2 as wspb
 from cairn.v1 import worker_service_pb2 as wpb
-from services.common.errors import ServiceError, rpc
+from services.common.errors import ServiceError, attempt_gone_of, rpc
 from services.history import convert, requests
 from services.history.api import cancel, deliver, finish, reads, start, step, trigger
 from services.history.api.claim import Claimer
@@ -41,6 +41,7 @@ def refuse(error: wpb.WriteError, exc: ServiceError) -> None:
     """One write's refusal in a batch answer, as its single call would have failed."""
     error.code = status_codes.to_int(exc.code)
     error.message = exc.message
+    error.attempt_gone = attempt_gone_of(exc.trailing_metadata)
 
 
 class HistoryServicer(hgrpc.HistoryServiceServicer):
@@ -227,6 +228,7 @@ class HistoryServicer(hgrpc.HistoryServiceServicer):
         return wpb.HeartbeatResponse(lease_expires_at=convert.timestamp(due))
 
     async def _record_step(self, request: wpb.RecordStepRequest, conn: Conn) -> wpb.RecordStepResponse:
+        requests.check_step(request)
         completed = request.status == cpb.STEP_STATUS_COMPLETED
         row = await step.record_step(
             conn,
@@ -240,7 +242,8 @@ class HistoryServicer(hgrpc.HistoryServiceServicer):
             request.output.data if completed else None,
             requests.encoding(request.output) if completed else None,
             None if completed else convert.error_dict(request.error),
-            request.tries or 1,
+            request.tries,
+            [convert.error_dict(e) for e in request.try_errors],
         )
         return wpb.RecordStepResponse(step=convert.step(row))
 

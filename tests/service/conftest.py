@@ -57,12 +57,19 @@ from services.matching import main as matching_main
 NAMESPACE = "default"
 WORKER_ID = "worker-1"
 WORKER_VERSION = "v1"
-LEASE_SECONDS = 10.0  # no lease expires during a test
+LEASE_SECONDS = 10.0  # no lease expires during a test, unless it is marked lease_seconds(...)
+SHORT_LEASE_SWEEP = 0.1  # the timer loop's longest sleep with a short lease
 STARTUP_TIMEOUT = 10.0
 TEST_TIMEOUT = 10.0
 RPC_TIMEOUT = 5.0
 KEEP_DATA = bool(os.environ.get("CAIRN_TEST_KEEP_DATA"))
 WAIT_TIMEOUT = 3.0  # for a background transition (a timer, a child's signal)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "lease_seconds(s): the services' lease, for a test in which a lease expires"
+    )
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -352,6 +359,9 @@ def services(
     name = new_database_name(request.node.name)
     database_url = loop_runner.run(clone_database(postgres_server.url, service_template, name))
     history_address, matching_address = (f"127.0.0.1:{free_port()}" for _ in range(2))
+    marker = request.node.get_closest_marker("lease_seconds")
+    lease = float(marker.args[0]) if marker else LEASE_SECONDS
+    sweep = ["--sweep-seconds", f"{SHORT_LEASE_SWEEP:g}"] if marker else []
     common = [
         "--database-url",
         database_url,
@@ -364,9 +374,10 @@ def services(
         "--matching-address",
         matching_address,
         "--lease-seconds",
-        f"{LEASE_SECONDS:g}",
+        f"{lease:g}",
         "--retention-days",
         "0",
+        *sweep,
     ]
     argv = {
         "history": ["--listen", history_address, *common],

@@ -306,7 +306,8 @@ async def test_a_child_run_completing_signals_its_parent(services):
     await services.wait_status(parent.run_id, cpb.RUN_STATUS_QUEUED)  # the signal timer fired
     (resumed,) = await services.claim(TASK)
     (step,) = resumed.steps
-    results = json.loads(step.output.data)
-    assert [(r["run_id"], r["status"], r["output"]) for r in results] == [
-        (child_id, "completed", {"rendered": 1})
+    assert step.output.encoding == "proto/cairn.v1.ChildResults"
+    results = wpb.ChildResults.FromString(step.output.data).results
+    assert [(r.run_id, r.status, json.loads(r.output.data)) for r in results] == [
+        (child_id, cpb.RUN_STATUS_COMPLETED, {"rendered": 1})
     ]

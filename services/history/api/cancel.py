@@ -6,6 +6,7 @@ import uuid
 
 import asyncpg
 
+from cairn import error_types
 from cairn.statuses import TERMINAL_RUN_STATUSES
 from services.common.errors import precondition
 from services.history.api.transition import Outcome, end_run, lock_run
@@ -29,7 +30,7 @@ async def cancel(pool: asyncpg.Pool, namespace: str, run_id: uuid.UUID, reason: 
             attempt_status="canceled" if run["status"] == "executing" else None,
             reason=reason,
             error={
-                "type": "Canceled",
+                "type": error_types.CANCELED,
                 "message": reason or "canceled by request",
                 "stack_trace": "",
                 "non_retryable": True,

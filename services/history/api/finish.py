@@ -43,9 +43,10 @@ async def finish_attempt(
     wait: dict[str, Any] | None,
 ) -> Outcome:
     """Ends the current attempt: completed, failed (retry policy applied) or
-    suspended on a wait. A refused suspension (e.g. a child's task is
-    unknown) rolls back and leaves the attempt running. A completed attempt
-    is one statement; the transaction below handles the rest and refusals."""
+    suspended on a wait. A refused suspension (its wait's position is
+    recorded or leaves a gap below it, a child's task is unknown) rolls back
+    and leaves the attempt running. A completed attempt is one statement; the
+    transaction below handles the rest and refusals."""
     if outcome == "completed":
         run = await conn.fetchrow(
             sql.FINISH_COMPLETED,
@@ -68,12 +69,15 @@ async def finish_attempt(
             return Outcome(run, effects)
     async with conn.transaction():
         locked = await lock_run(conn, namespace, run_id)
-        fence(locked, attempt)
+        await fence(conn, locked, attempt)
         if outcome == "completed":  # FINISH_COMPLETED writes whenever the fence passes
             raise ServiceError(
                 grpc.StatusCode.INTERNAL,
                 f"attempt {attempt} of run {run_id} was neither completed nor refused",
             )
+        if outcome == "suspended":
+            assert wait is not None
+            await waits.check_position(conn, locked, wait["position"])  # before any write
         await conn.execute(sql.DROP_ATTEMPT_TIMERS, run_id)
         if outcome == "suspended":
             assert wait is not None

@@ -11,7 +11,9 @@ from typing import Any
 import asyncpg
 import grpc
 
-from services.common.errors import ServiceError, already_exists, not_found, precondition
+from cairn.limits import MAX_STEPS_IN_FLIGHT
+from cairn.v1 import worker_service_pb2 as wpb
+from services.common.errors import ServiceError, already_exists, attempt_gone, not_found, precondition
 from services.history.api.transition import Conn, Row, event, fence, lock_run
 from services.history.sql import attempts as attempts_sql
 from services.history.sql import reads as reads_sql
@@ -32,11 +34,14 @@ async def record_step(
     encoding: str | None,
     error: dict[str, Any] | None,
     tries: int,
+    try_errors: list[dict[str, Any]],
 ) -> Row:
     """Appends one step to the journal, once per position, from the current
-    attempt only, with its event, and extends the attempt's lease: one
-    statement, so one round trip and one commit on the hot path. A refused
-    write takes the slower path that explains the refusal."""
+    attempt only, at most MAX_STEPS_IN_FLIGHT above the highest recorded
+    position, with its event, and extends the attempt's lease: one statement,
+    so one round trip and one commit on the hot path. A refused write takes
+    the slower path that explains the refusal. The caller checked the
+    request's shape (requests.check_step)."""
     step = await conn.fetchrow(
         sql.RECORD_STEP,
         run_id,
@@ -50,14 +55,25 @@ async def record_step(
         error,
         tries,
         lease_seconds,
+        try_errors,
     )
     if step is not None:
         return step
     async with conn.transaction():
         run = await lock_run(conn, namespace, run_id, shared=True)
-        fence(run, attempt)
+        await fence(conn, run, attempt)
         existing = await conn.fetchrow(sql.STEP_AT, run_id, position)
-        if existing is None:  # RECORD_STEP writes whenever the fence passes and the position is free
+        if existing is None:
+            highest: int | None = await conn.fetchval(sql.HIGHEST_POSITION, run_id)
+            bound = (-1 if highest is None else highest) + MAX_STEPS_IN_FLIGHT
+            if position > bound:
+                recorded = "nothing is recorded" if highest is None else f"the highest recorded is {highest}"
+                raise precondition(
+                    f"position {position} of run {run_id} is too far ahead of the journal: {recorded}, "
+                    f"and a step may be recorded at most {MAX_STEPS_IN_FLIGHT} positions above it "
+                    f"(steps started together, still running)"
+                )
+            # RECORD_STEP writes whenever the fence passes, the position is free and within the bound
             raise ServiceError(
                 grpc.StatusCode.INTERNAL,
                 f"step position {position} of run {run_id} was neither recorded nor refused",
@@ -82,8 +98,12 @@ async def heartbeat(
             run = await conn.fetchrow(reads_sql.RUN, run_id, namespace)
             if run is None:
                 raise not_found(f"run {run_id} not found in namespace {namespace!r}")
-            fence(run, attempt)
-            raise precondition(f"attempt {attempt} of run {run_id} has no lease; abandon it")
+            await fence(conn, run, attempt)
+            # Current and executing, but its lease timer is being fired: it expired.
+            raise attempt_gone(
+                f"attempt {attempt} of run {run_id} has no lease (it expired); abandon it",
+                wpb.ATTEMPT_GONE_SUPERSEDED,
+            )
     return due
 
 
@@ -93,7 +113,7 @@ async def update_metadata(
     """Replaces the run's metadata, from its current attempt only."""
     async with pool.acquire() as conn, conn.transaction():
         run = await lock_run(conn, namespace, run_id)
-        fence(run, attempt)
+        await fence(conn, run, attempt)
         await conn.execute(runs_sql.SET_METADATA, run_id, metadata)
         await event(conn, run_id, "metadata_updated", attempt)
     return metadata

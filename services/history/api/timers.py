@@ -9,6 +9,7 @@ from datetime import datetime
 
 import asyncpg
 
+from cairn import error_types
 from services.history.api import wait as waits
 from services.history.api.finish import fail
 from services.history.api.transition import Conn, Effects, Outcome, Row, end_run
@@ -56,7 +57,7 @@ async def _fire(conn: Conn, lease_seconds: float, run: Row, kind: str, attempt: 
             run,
             "crashed",
             {
-                "type": "LeaseExpired",
+                "type": error_types.LEASE_EXPIRED,
                 "non_retryable": False,
                 "stack_trace": "",
                 "message": f"worker {worker} stopped heartbeating; the lease of attempt {attempt} "
@@ -71,7 +72,7 @@ async def _fire(conn: Conn, lease_seconds: float, run: Row, kind: str, attempt: 
             "timed_out",
             attempt_status="timed_out",
             error={
-                "type": "MaxDurationExceeded",
+                "type": error_types.MAX_DURATION_EXCEEDED,
                 "non_retryable": True,
                 "stack_trace": "",
                 "message": f"run {run['id']} executed longer than its max_duration of {limit:g}s",
@@ -88,7 +89,7 @@ async def _fire(conn: Conn, lease_seconds: float, run: Row, kind: str, attempt: 
             run,
             "expired",
             error={
-                "type": "Expired",
+                "type": error_types.EXPIRED,
                 "non_retryable": True,
                 "stack_trace": "",
                 "message": f"run {run['id']} was not started within its ttl of {ttl:g}s",

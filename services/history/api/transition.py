@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 import asyncpg
 
 from cairn.statuses import TERMINAL_RUN_STATUSES
-from services.common.errors import invalid, not_found, precondition
+from cairn.v1 import worker_service_pb2 as wpb
+from services.common.errors import ServiceError, attempt_gone, invalid, not_found, precondition
 from services.history.sql import attempts as attempts_sql
 from services.history.sql import runs as sql
 
@@ -98,13 +99,36 @@ async def lock_run(conn: Conn, namespace: str, run_id: uuid.UUID, *, shared: boo
     return row
 
 
-def fence(run: Row, attempt: int) -> None:
-    """Refuses a worker write unless `attempt` is the run's current executing attempt."""
-    if run["status"] != "executing" or run["attempt_count"] != attempt:
-        raise precondition(
-            f"attempt {attempt} of run {run['id']} is no longer current "
-            f"(run is {run['status']}, current attempt {run['attempt_count']}); abandon it"
-        )
+# Why an attempt that is not the run's current executing one is gone, by the
+# attempt's own status (then by the run's, for an attempt with no row).
+_GONE_BY_STATUS = {
+    "canceled": wpb.ATTEMPT_GONE_CANCELED,
+    "timed_out": wpb.ATTEMPT_GONE_TIMED_OUT,
+    "crashed": wpb.ATTEMPT_GONE_SUPERSEDED,
+    "completed": wpb.ATTEMPT_GONE_ENDED,
+    "failed": wpb.ATTEMPT_GONE_ENDED,
+    "suspended": wpb.ATTEMPT_GONE_ENDED,
+}
+
+
+async def fence(conn: Conn, run: Row, attempt: int) -> None:
+    """Refuses a worker write unless `attempt` is the run's current executing
+    attempt: FAILED_PRECONDITION with the trailing metadata "cairn-attempt-gone"
+    saying why (canceled, timed_out, superseded after its lease expired, or
+    ended by the attempt itself)."""
+    if run["status"] == "executing" and run["attempt_count"] == attempt:
+        return
+    raise await gone(conn, run, attempt, f"(run is {run['status']}, current attempt {run['attempt_count']})")
+
+
+async def gone(conn: Conn, run: Row, attempt: int, why: str) -> ServiceError:
+    """The refusal of a write or heartbeat of an attempt that is gone (see fence)."""
+    message = f"attempt {attempt} of run {run['id']} is no longer current {why}; abandon it"
+    status = await conn.fetchval(attempts_sql.ATTEMPT_STATUS, run["id"], attempt)
+    reason = _GONE_BY_STATUS.get(status) or _GONE_BY_STATUS.get(run["status"])
+    if reason is None:  # no such attempt, of a run that goes on
+        return precondition(f"run {run['id']} has no attempt {attempt} {why}")
+    return attempt_gone(message, reason)
 
 
 async def set_timer(conn: Conn, run_id: uuid.UUID, kind: str, attempt: int, due: datetime) -> None:

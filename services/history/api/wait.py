@@ -1,27 +1,53 @@
-"""Durable waits: a suspended attempt leaves one wait on its run; resolving the
-wait records the step at the wait's position and queues the run again, in one
-transaction, so the next attempt replays to the wait and reads its result.
+"""Durable waits: a suspended attempt leaves one wait on its run, at the
+journal position after its last step; resolving the wait records the step at
+that position and queues the run again, in one transaction, so the next
+attempt replays to the wait and reads its result.
 
-A sleep's wake-up time is recorded by the worker itself (a step), so its wait
-only needs the timer; events, tokens and children are resolved here (events
-and tokens arrive through deliver.py)."""
+Every kind resolves to its step: a sleep to its wake-up time (json/plain, an
+RFC 3339 string) when its timer fires, an event or a token to its payload,
+children to a ChildResults message; a wait's timeout to a failed step
+(cairn.WaitTimeout). Events and tokens arrive through deliver.py."""
 
 from __future__ import annotations
 
-import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from cairn import payloads
-from cairn.statuses import TERMINAL_RUN_STATUSES
-from services.common.errors import not_found
+from cairn import error_types, payloads
+from cairn.statuses import RUN_STATUS_BY_NAME, TERMINAL_RUN_STATUSES
+from cairn.v1 import worker_service_pb2 as wpb
+from services.common.errors import not_found, precondition
+from services.history import convert
 from services.history.api.transition import Conn, Effects, Outcome, Row, event, set_timer
 from services.history.api.trigger import create_run
 from services.history.sql import runs as runs_sql
 from services.history.sql import steps as steps_sql
 from services.history.sql import waits as sql
 
-TIMEOUT_ERROR = "cairn.WaitTimeout"
+
+def rfc3339(at: datetime) -> str:
+    """A sleep's output: its wake-up time in UTC to the millisecond, e.g. "2026-12-04T20:00:00.000Z"."""
+    return at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+async def check_position(conn: Conn, run: Row, position: int) -> None:
+    """Refuses (FAILED_PRECONDITION, before anything is written) a suspension
+    of a locked run whose wait would lose a result or leave a hole: its
+    position is already recorded, or a position below it is not (a
+    suspension ends the attempt, so none of its steps may still be running)."""
+    stands = await conn.fetchrow(steps_sql.WAIT_POSITION, run["id"], position)
+    assert stands is not None
+    if stands["name"] is not None:
+        raise precondition(
+            f"wait.position {position} is already recorded (as {stands['name']!r} by attempt "
+            f"{stands['attempt']}); a wait takes the next unrecorded position"
+        )
+    if stands["below"] < position:
+        missing = await conn.fetchval(steps_sql.FIRST_GAP, run["id"])
+        raise precondition(
+            f"wait.position {position} leaves position {missing} unrecorded; a suspension ends the "
+            "attempt, so every step below its wait must be recorded first"
+        )
 
 
 def _timeout_error(wait: Row) -> dict[str, Any]:
@@ -32,7 +58,7 @@ def _timeout_error(wait: Row) -> dict[str, Any]:
         "children": "child runs",
     }.get(wait["kind"], "wait")
     return {
-        "type": TIMEOUT_ERROR,
+        "type": error_types.WAIT_TIMEOUT,
         "message": f"timed out waiting for {what}",
         "stack_trace": "",
         "non_retryable": False,
@@ -59,20 +85,19 @@ async def resolve(
 ) -> Outcome:
     """Records the wait's step (output as JSON value or raw payload bytes, or an
     error) and queues the run. The run must be locked and WAITING on `wait`."""
-    if wait["kind"] != "sleep":
-        if error is None and data is None:
-            data = payloads.encode_json(output)
-        await conn.execute(
-            steps_sql.RECORD_WAIT_STEP,
-            run["id"],
-            wait["position"],
-            wait["name"],
-            "failed" if error else "completed",
-            None if error else data,
-            None if error else encoding,
-            error,
-            run["attempt_count"],
-        )
+    if error is None and data is None:
+        data = payloads.encode_json(output)
+    await conn.execute(
+        steps_sql.RECORD_WAIT_STEP,
+        run["id"],
+        wait["position"],
+        wait["name"],
+        "failed" if error else "completed",
+        None if error else data,
+        None if error else encoding,
+        error,
+        run["attempt_count"],
+    )
     await event(
         conn,
         run["id"],
@@ -161,27 +186,26 @@ async def check(conn: Conn, run: Row, *, timed_out: bool) -> Outcome | None:
     if wait["kind"] == "children":
         children = await conn.fetch(sql.CHILD_RESULTS, run["id"], wait["position"])
         if all(c["status"] in TERMINAL_RUN_STATUSES for c in children):
-            return await resolve(conn, run, wait, output=[_child_result(c) for c in children])
+            return await resolve(
+                conn, run, wait, data=child_results(children), encoding=payloads.CHILD_RESULTS
+            )
     if timed_out:
         if wait["kind"] == "sleep":
-            return await resolve(conn, run, wait)
+            return await resolve(conn, run, wait, output=rfc3339(wait["timeout_at"]))
         return await resolve(conn, run, wait, error=_timeout_error(wait))
     return None
 
 
-def _child_result(c: Row) -> dict[str, Any]:
-    """A child's result in the children wait's step. Its output is parsed so the
-    step holds one JSON list of results (not on the hot path)."""
-    output = None
-    if c["output"]:
-        try:
-            output = json.loads(c["output"])
-        except ValueError:
-            output = None
-    error = c["error"]
-    return {
-        "run_id": str(c["id"]),
-        "status": c["status"],
-        "output": output,
-        "error": {"type": error.get("type", ""), "message": error.get("message", "")} if error else None,
-    }
+def child_results(children: list[Row]) -> bytes:
+    """A children wait's step output: each child's status, stored output
+    Payload (unparsed) and error, in the wait's order, as ChildResults."""
+    results = wpb.ChildResults()
+    for c in children:
+        result = results.results.add(run_id=str(c["id"]), status=RUN_STATUS_BY_NAME[c["status"]])
+        output = convert.payload(c["output"], c["output_encoding"])
+        if output is not None:
+            result.output.CopyFrom(output)
+        error = convert.error(c["error"])
+        if error is not None:
+            result.error.CopyFrom(error)
+    return results.SerializeToString()

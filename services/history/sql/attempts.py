@@ -95,6 +95,9 @@ EXTEND_LEASE = (
     "AND EXISTS (SELECT 1 FROM runs WHERE id = $1 AND namespace = $4) RETURNING due_at"
 )
 
+# How an attempt stands (NULL: no such attempt). $1 run id, $2 attempt number.
+ATTEMPT_STATUS = "SELECT status FROM attempts WHERE run_id = $1 AND number = $2"
+
 # The worker of an attempt. $1 run id, $2 attempt number.
 ATTEMPT_WORKER = "SELECT worker_id FROM attempts WHERE run_id = $1 AND number = $2"
 

@@ -99,6 +99,7 @@ SIGNAL_PARENT = (
 
 # Followed by VALUES or a SELECT of the columns, then STEP_ONCE.
 STEP_COLUMNS = (
-    "INSERT INTO steps (run_id, position, name, status, output, output_encoding, error, attempt, tries) "
+    "INSERT INTO steps (run_id, position, name, status, output, output_encoding, error, attempt, tries, "
+    "try_errors) "
 )
 STEP_ONCE = " ON CONFLICT (run_id, position) DO NOTHING"
