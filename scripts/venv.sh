@@ -30,5 +30,23 @@ if [ ! -x "$BUF" ] && command -v npm >/dev/null; then
     npm install --silent --prefix "$VENV/buf" @bufbuild/buf@1.75.0 >/dev/null 2>&1 \
         || echo "warning: npm could not install @bufbuild/buf; the proto lint test will fail" >&2
 fi
+# The protocol conformance suite's Node.js packages (tests/conformance/node), from
+# its package-lock.json, again only when the lock file or package.json changed.
+CONFORMANCE_NODE="$ROOT/tests/conformance/node"
+NODE_STAMP="$CONFORMANCE_NODE/node_modules/.cairn-installed"
+if [ ! -f "$NODE_STAMP" ] || [ "$CONFORMANCE_NODE/package-lock.json" -nt "$NODE_STAMP" ] \
+    || [ "$CONFORMANCE_NODE/package.json" -nt "$NODE_STAMP" ]; then
+    if command -v npm >/dev/null; then
+        echo "==> installing the conformance suite's Node packages into $CONFORMANCE_NODE/node_modules"
+        if ! npm ci --prefix "$CONFORMANCE_NODE" --no-audit --no-fund > "$VENV/npm-conformance.log" 2>&1; then
+            cat "$VENV/npm-conformance.log" >&2
+            echo "npm ci in $CONFORMANCE_NODE failed (log: $VENV/npm-conformance.log)" >&2
+            exit 1
+        fi
+        touch "$NODE_STAMP"
+    else
+        echo "warning: npm not found; the Node.js conformance tests (tests/conformance) will fail" >&2
+    fi
+fi
 export PATH="$VENV/bin:$VENV/buf/node_modules/.bin:$PATH"
 cd "$ROOT"
