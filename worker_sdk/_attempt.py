@@ -42,8 +42,8 @@ class RunLogger(logging.LoggerAdapter[logging.Logger]):
 
 @dataclass
 class AttemptContext:
-    """One attempt as it runs: what it is, its step journal, the next step position
-    and whether it has been superseded or suspended. `stub` is the WorkerService
+    """One attempt as it runs: what it is, its step journal, the next step position,
+    the steps it is running, and whether it has been superseded or suspended. `stub` is the WorkerService
     stub (or any object with the same async methods) used for its writes;
     `run_stub` and `wait_stub` (RunService, WaitService; `stub` when not given)
     serve child triggers and wait tokens."""
@@ -70,6 +70,14 @@ class AttemptContext:
     suspension: asyncio.Future[Any] | None = None
     suspended: str | None = None
     suspend_request: worker_service_pb2.FinishAttemptRequest | None = None
+    # Positions of this attempt's live steps still running or recording (each
+    # future is done once the step has recorded or given up), and the positions
+    # this attempt recorded: a suspension waits for the running ones below its
+    # wait, since history refuses a wait with an unrecorded position below it.
+    running: dict[int, asyncio.Future[None]] = field(default_factory=dict)
+    recorded: set[int] = field(default_factory=set)
+    # Why the attempt was abandoned, once it was ("run R was canceled", ...).
+    gone: str | None = None
     logger: logging.LoggerAdapter[logging.Logger] = field(init=False)
 
     def __post_init__(self) -> None:

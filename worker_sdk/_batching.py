@@ -15,16 +15,30 @@ from cairn import status_codes
 from cairn.coalesce import Coalescer
 from cairn.limits import COALESCED_BATCH
 from cairn.v1 import worker_service_pb2
+from worker_sdk._grpc import ATTEMPT_GONE_KEY
 
 _SINGLE = {"record_step": "RecordStep", "finish_attempt": "FinishAttempt"}
 Write = tuple[str, Any]  # ("record_step" or "finish_attempt", the request)
 
 
-def write_error(code: int, message: str) -> grpc.aio.AioRpcError:
-    """A refused write of a batch, raised as the single call would have failed."""
-    return grpc.aio.AioRpcError(
-        status_codes.from_int(code), grpc.aio.Metadata(), grpc.aio.Metadata(), details=message
-    )
+def attempt_gone_name(value: int) -> str:
+    """An AttemptGone value as its trailing-metadata name ("canceled", ...);
+    empty for ATTEMPT_GONE_UNSPECIFIED."""
+    if not value:
+        return ""
+    try:
+        name = worker_service_pb2.AttemptGone.Name(value)
+    except ValueError:
+        return str(value)  # newer than this SDK
+    return name.removeprefix("ATTEMPT_GONE_").lower()
+
+
+def write_error(code: int, message: str, attempt_gone: int = 0) -> grpc.aio.AioRpcError:
+    """A refused write of a batch, raised as the single call would have failed:
+    with WriteError.attempt_gone as the trailing metadata "cairn-attempt-gone"."""
+    gone = attempt_gone_name(attempt_gone)
+    trailing = grpc.aio.Metadata((ATTEMPT_GONE_KEY, gone)) if gone else grpc.aio.Metadata()
+    return grpc.aio.AioRpcError(status_codes.from_int(code), grpc.aio.Metadata(), trailing, details=message)
 
 
 class BatchingStub:
@@ -73,7 +87,7 @@ class BatchingStub:
         for result in response.results:
             which = result.WhichOneof("result")
             results.append(
-                write_error(result.error.code, result.error.message)
+                write_error(result.error.code, result.error.message, result.error.attempt_gone)
                 if which == "error"
                 else getattr(result, which)
             )

@@ -1,7 +1,8 @@
 """Calls an attempt makes to the server besides step records (suspending,
 metadata, triggering children, creating tokens): retried while the server is
 unreachable, for up to a lease, and fenced: a refusal that says the attempt is
-no longer current abandons it."""
+no longer current abandons it, and why (the refusal's "cairn-attempt-gone"
+trailing metadata) is kept on the attempt for its log lines."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from worker_sdk._attempt import AttemptAbandoned, AttemptContext
 from worker_sdk._grpc import (
     TRANSIENT_CODES,
     WRITE_TIMEOUT,
+    attempt_gone_of,
     call_with_retry,
     code_of,
     details_of,
@@ -23,6 +25,42 @@ from worker_sdk._grpc import (
 R = TypeVar("R")
 FENCED = frozenset({grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND})
 
+# Why an attempt is gone, by the value of "cairn-attempt-gone" (cairn.v1.AttemptGone).
+_GONE = {
+    "canceled": "run {run_id} was canceled",
+    "timed_out": "run {run_id} timed out (it ran past its max_duration)",
+    "superseded": "attempt {attempt} was superseded (its lease expired; a newer attempt may run)",
+    "ended": "attempt {attempt} has already ended",
+}
+
+
+def gone_reason(ctx: AttemptContext, exc: BaseException) -> str:
+    """Why a refusal means the attempt is no longer current: read from its
+    "cairn-attempt-gone" trailing metadata ("run R was canceled", "attempt N was
+    superseded ..."), else its status code and message."""
+    value = attempt_gone_of(exc)
+    if value:
+        template = _GONE.get(value)
+        if template is None:
+            return f"attempt {ctx.attempt} is no longer current ({value})"
+        return template.format(run_id=ctx.run_id, attempt=ctx.attempt)
+    code = code_of(exc)
+    details = details_of(exc) if isinstance(exc, grpc.RpcError) else str(exc)
+    return f"{code.name if code else type(exc).__name__}: {details}"
+
+
+def abandon(ctx: AttemptContext, reason: str) -> None:
+    """Marks the attempt abandoned, keeping the first reason given."""
+    ctx.abandoned = True
+    if ctx.gone is None:
+        ctx.gone = reason
+
+
+def is_gone(exc: BaseException, fenced: frozenset[grpc.StatusCode] = FENCED) -> bool:
+    """True when a refusal says the attempt is no longer current: it names why
+    ("cairn-attempt-gone"), or its code is one of `fenced`."""
+    return attempt_gone_of(exc) is not None or code_of(exc) in fenced
+
 
 async def attempt_call(
     ctx: AttemptContext,
@@ -31,17 +69,22 @@ async def attempt_call(
     what: str,
     fenced: frozenset[grpc.StatusCode] = FENCED,
 ) -> R:
-    """Calls method(request) for the attempt. A code in `fenced`, or a server
-    unreachable for a whole lease (by then another attempt may run), abandons the
-    attempt (AttemptAbandoned); any other refusal raises the mapped CairnError."""
+    """Calls method(request) for the attempt. A refusal naming why the attempt is
+    gone, a code in `fenced`, or a server unreachable for a whole lease (by then
+    another attempt may run), abandons the attempt (AttemptAbandoned); any other
+    refusal raises the mapped CairnError."""
     try:
         return await call_with_retry(method, request, timeout=WRITE_TIMEOUT, give_up_after=ctx.lease_seconds)
     except grpc.RpcError as exc:
         code = code_of(exc)
-        if code in fenced or code in TRANSIENT_CODES:
-            ctx.abandoned = True
-            raise AttemptAbandoned(
-                f"run {ctx.run_id} attempt {ctx.attempt}: {what} failed with "
-                f"{code.name if code else type(exc).__name__}: {details_of(exc)}"
-            ) from None
-        raise to_cairn_error(exc) from None
+        if is_gone(exc, fenced):
+            reason = gone_reason(ctx, exc)
+        elif code in TRANSIENT_CODES:
+            reason = (
+                f"the server was unreachable for a whole lease ({code.name if code else '?'}: "
+                f"{details_of(exc)}); another attempt may run"
+            )
+        else:
+            raise to_cairn_error(exc) from None
+        abandon(ctx, reason)
+        raise AttemptAbandoned(f"run {ctx.run_id} attempt {ctx.attempt}: {what} failed: {reason}") from None

@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, NoReturn, TypeVar
 
+from cairn import payloads
 from cairn.v1 import common_pb2, run_service_pb2, run_service_pb2_grpc, worker_service_pb2
 from worker_sdk import _convert, _validate
 from worker_sdk import _suspension as suspension
@@ -69,43 +70,39 @@ class ChildResult(Generic[R]):
         )
 
 
-def _child_error(value: Any) -> ErrorInfo | None:
-    if not isinstance(value, dict):
-        return None
-    return ErrorInfo(
-        type=str(value.get("type") or ""),
-        message=str(value.get("message") or ""),
-        stack_trace=str(value.get("stack_trace") or ""),
-        non_retryable=bool(value.get("non_retryable")),
-    )
-
-
 def _child_results(
-    value: Any, task_id: str, count: int, run_id: str, position: int, name: str
+    recorded: common_pb2.Step, task_id: str, count: int, run_id: str, name: str
 ) -> list[ChildResult[Any]]:
-    if not isinstance(value, list):
+    """The recorded result of a children wait: its step output, a serialized
+    ChildResults (encoding proto/cairn.v1.ChildResults), one result per child in
+    the order of the wait's children."""
+    position = recorded.position
+    output = recorded.output
+    if output.encoding != payloads.CHILD_RESULTS:
         raise CairnError(
-            f"run {run_id}: the result of '{name}' at position {position} is not a list: {value!r}"
+            f"run {run_id}: the result of '{name}' at position {position} is not a ChildResults "
+            f"(encoding {output.encoding or 'json/plain'!r}, expected {payloads.CHILD_RESULTS!r})"
         )
-    if len(value) != count:
+    try:
+        results = _convert.child_results(output.data).results
+    except ValueError as exc:
+        raise CairnError(f"run {run_id}: the result of '{name}' at position {position}: {exc}") from None
+    if len(results) != count:
         raise NonDeterminismError(
             f"non-determinism in run {run_id}: '{name}' at position {position} was recorded "
-            f"with {len(value)} child run(s) but the code now asks for {count}"
+            f"with {len(results)} child run(s) but the code now asks for {count}"
         )
-    results: list[ChildResult[Any]] = []
-    for item in value:
-        status = str(item.get("status") or "")
-        results.append(
-            ChildResult(
-                run_id=str(item.get("run_id") or ""),
-                task_id=task_id,
-                status=RunStatus(status) if status in RunStatus._value2member_map_ else RunStatus.UNSPECIFIED,
-                output=item.get("output"),
-                error=_child_error(item.get("error")),
-                ok=status == "completed",
-            )
+    return [
+        ChildResult(
+            run_id=r.run_id,
+            task_id=task_id,
+            status=_convert.run_status(r.status),
+            output=_convert.payload_value(r.output) if r.HasField("output") else None,
+            error=_convert.error(r),
+            ok=r.status == common_pb2.RUN_STATUS_COMPLETED,
         )
-    return results
+        for r in results
+    ]
 
 
 def trigger(
@@ -218,9 +215,10 @@ async def _wait_children(
 ) -> list[ChildResult[Any]]:
     recorded = suspension.lookup(ctx, position, name)
     if recorded is not None:
-        value = suspension.resolved(recorded)
+        if recorded.status != common_pb2.STEP_STATUS_COMPLETED:
+            suspension.resolved(recorded)  # raises the recorded failure (e.g. WaitTimeoutError)
         try:
-            return _child_results(value, task_id, len(children), ctx.run_id, position, name)
+            return _child_results(recorded, task_id, len(children), ctx.run_id, name)
         except NonDeterminismError as err:
             ctx.nondeterminism = ctx.nondeterminism or err
             raise

@@ -10,12 +10,18 @@ from enum import StrEnum
 from typing import Any, TypeVar
 
 from google.protobuf import json_format
-from google.protobuf.message import Message
+from google.protobuf.message import DecodeError, Message
 from google.protobuf.struct_pb2 import Struct
 
 from cairn import payloads
 from cairn.statuses import ATTEMPT_STATUS_NAMES, RUN_STATUS_NAMES, STEP_STATUS_NAMES
-from cairn.v1 import common_pb2, queue_service_pb2, schedule_service_pb2, wait_service_pb2
+from cairn.v1 import (
+    common_pb2,
+    queue_service_pb2,
+    schedule_service_pb2,
+    wait_service_pb2,
+    worker_service_pb2,
+)
 from worker_sdk._policies import Queue
 from worker_sdk._types import (
     Attempt,
@@ -57,11 +63,50 @@ def _duration(msg: Message, field: str) -> timedelta | None:
 
 def _payload(msg: Message, field: str) -> Any:
     """A payload field's decoded value; None when unset, and a description of it
-    when it cannot be decoded (an encoding this SDK does not read)."""
+    when it cannot be decoded (an encoding this SDK does not read). A children
+    wait's ChildResults reads as a list of {run_id, status, output, error}."""
     if not msg.HasField(field):
         return None
     p: common_pb2.Payload = getattr(msg, field)
+    if p.encoding == payloads.CHILD_RESULTS:
+        try:
+            return [_child_result_dict(r) for r in child_results(p.data).results]
+        except ValueError:
+            pass  # described below
     return payloads.read(p.data, p.encoding)
+
+
+def payload_value(p: common_pb2.Payload) -> Any:
+    """A payload's decoded value, or a description of it when this SDK cannot
+    decode its encoding."""
+    return payloads.read(p.data, p.encoding)
+
+
+def child_results(data: bytes) -> worker_service_pb2.ChildResults:
+    """A serialized ChildResults; ValueError when it is not one."""
+    results = worker_service_pb2.ChildResults()
+    try:
+        results.ParseFromString(data)
+    except DecodeError as exc:
+        raise ValueError(f"not a serialized cairn.v1.ChildResults: {exc}") from None
+    return results
+
+
+def _child_result_dict(r: worker_service_pb2.ChildResult) -> dict[str, Any]:
+    e = error(r)
+    return {
+        "run_id": r.run_id,
+        "status": str(run_status(r.status)),
+        "output": _payload(r, "output"),
+        "error": None
+        if e is None
+        else {
+            "type": e.type,
+            "message": e.message,
+            "stack_trace": e.stack_trace,
+            "non_retryable": e.non_retryable,
+        },
+    }
 
 
 def struct_to_dict(s: Struct) -> dict[str, Any]:
@@ -81,12 +126,20 @@ def _status(names: dict[int, str], value: int, enum: type[E]) -> E:
         return enum("")
 
 
+def run_status(value: int) -> RunStatus:
+    """A protocol RunStatus number as the SDK's RunStatus (UNSPECIFIED when unknown)."""
+    return _status(RUN_STATUS_NAMES, value, RunStatus)
+
+
+def error_info(e: common_pb2.ErrorInfo) -> ErrorInfo:
+    return ErrorInfo(type=e.type, message=e.message, stack_trace=e.stack_trace, non_retryable=e.non_retryable)
+
+
 def error(msg: Message, field: str = "error") -> ErrorInfo | None:
     """An ErrorInfo field, or None when unset."""
     if not msg.HasField(field):
         return None
-    e: common_pb2.ErrorInfo = getattr(msg, field)
-    return ErrorInfo(type=e.type, message=e.message, stack_trace=e.stack_trace, non_retryable=e.non_retryable)
+    return error_info(getattr(msg, field))
 
 
 def attempt(a: common_pb2.Attempt) -> Attempt:
@@ -112,6 +165,7 @@ def step(s: common_pb2.Step) -> Step:
         output=_payload(s, "output"),
         error=error(s),
         recorded_at=_time(s, "recorded_at"),
+        try_errors=tuple(error_info(e) for e in s.try_errors),
     )
 
 
@@ -132,7 +186,7 @@ def run(r: common_pb2.Run) -> Run[Any]:
     return Run(
         id=r.id,
         task=r.task_id,
-        status=_status(RUN_STATUS_NAMES, r.status, RunStatus),
+        status=run_status(r.status),
         output=_payload(r, "output"),
         error=error(r),
         attempts=[attempt(a) for a in r.attempts],

@@ -16,7 +16,7 @@ from cairn.v1 import common_pb2, worker_service_pb2
 from worker_sdk import _replay as replay
 from worker_sdk import _suspension as suspension
 from worker_sdk._attempt import AttemptAbandoned, AttemptContext, AttemptSuspended, enter_attempt
-from worker_sdk._calls import FENCED
+from worker_sdk._calls import abandon, gone_reason, is_gone
 from worker_sdk._convert import struct_to_dict
 from worker_sdk._failures import error_info, one_line, task_error_info
 from worker_sdk._grpc import TRANSIENT_CODES, WRITE_TIMEOUT, call_with_retry, code_of, details_of
@@ -106,10 +106,11 @@ async def execute_attempt(
         request = _finish_request(ctx, task, fn_task)
         if request is None:
             log.warning(
-                "attempt superseded: run=%s attempt=%d task=%s; its result is discarded",
+                "attempt superseded: run=%s attempt=%d task=%s (%s); its result is discarded",
                 ctx.run_id,
                 ctx.attempt,
                 ctx.task_id,
+                ctx.gone or "no longer the run's current attempt",
             )
             return None
         if not await _finish(ctx, request, started):
@@ -207,7 +208,7 @@ def _finish_request(
     else:
         exc = fn_task.exception()
     if isinstance(exc, AttemptAbandoned):
-        ctx.abandoned = True
+        abandon(ctx, str(exc))
         log.warning("attempt abandoned: %s", exc)
     if ctx.abandoned:
         return None
@@ -242,14 +243,14 @@ async def _finish(
     except grpc.RpcError as exc:
         code = code_of(exc)
         details = details_of(exc)
-        if code in FENCED:
+        if is_gone(exc):
+            abandon(ctx, gone_reason(ctx, exc))
             log.warning(
-                "attempt superseded: run=%s attempt=%d task=%s; the server refused its finish (%s: %s)",
+                "attempt superseded: run=%s attempt=%d task=%s; the server refused its finish: %s",
                 ctx.run_id,
                 ctx.attempt,
                 ctx.task_id,
-                code.name,
-                details,
+                ctx.gone,
             )
         elif code in TRANSIENT_CODES:
             log.warning(
@@ -325,15 +326,14 @@ async def _heartbeat(ctx: AttemptContext, fn_task: asyncio.Task[Any], interval: 
             await ctx.stub.Heartbeat(request, timeout=interval)
         except grpc.RpcError as exc:
             code = code_of(exc)
-            if code in FENCED:
-                ctx.abandoned = True
+            if is_gone(exc):
+                abandon(ctx, gone_reason(ctx, exc))
                 log.warning(
-                    "attempt superseded: run=%s attempt=%d task=%s; heartbeat refused (%s: %s); stopping it",
+                    "attempt superseded: run=%s attempt=%d task=%s; heartbeat refused: %s; stopping it",
                     ctx.run_id,
                     ctx.attempt,
                     ctx.task_id,
-                    code.name,
-                    details_of(exc),
+                    ctx.gone,
                 )
                 fn_task.cancel()
                 return

@@ -38,6 +38,10 @@ CHANNEL_OPTIONS = [
 # Bound of one write from an attempt (step record, finish, metadata, trigger).
 WRITE_TIMEOUT = 10.0
 TRANSIENT_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+# The trailing metadata entry of a FAILED_PRECONDITION that refuses a write or
+# heartbeat of an attempt that is no longer current: why ("canceled",
+# "timed_out", "superseded", "ended"; cairn.v1.AttemptGone).
+ATTEMPT_GONE_KEY = "cairn-attempt-gone"
 
 _ERRORS: dict[grpc.StatusCode, type[CairnError]] = {
     grpc.StatusCode.NOT_FOUND: NotFoundError,
@@ -147,6 +151,18 @@ def code_of(exc: BaseException) -> grpc.StatusCode | None:
 def details_of(exc: grpc.RpcError) -> str:
     details = exc.details() if callable(getattr(exc, "details", None)) else None
     return details or str(exc)
+
+
+def attempt_gone_of(exc: BaseException) -> str | None:
+    """The "cairn-attempt-gone" value a refusal carries in its trailing metadata
+    (why the attempt is no longer current), or None when it carries none."""
+    trailing = getattr(exc, "trailing_metadata", None)
+    if not isinstance(exc, grpc.RpcError) or not callable(trailing):
+        return None
+    for key, value in trailing() or ():
+        if key == ATTEMPT_GONE_KEY:
+            return value.decode() if isinstance(value, bytes) else str(value)
+    return None
 
 
 def to_cairn_error(exc: grpc.RpcError) -> CairnError:

@@ -8,14 +8,15 @@ import asyncio
 import functools
 import inspect
 import logging
-from collections.abc import Awaitable, Callable
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, ParamSpec, TypeVar, overload
 
 import grpc
 
 from cairn import payloads
 from cairn.backoff import backoff_seconds
-from cairn.limits import MAX_NAME_CHARS
+from cairn.limits import MAX_NAME_CHARS, MAX_TRY_ERRORS
 from cairn.v1 import common_pb2, worker_service_pb2
 from worker_sdk import _replay as replay
 from worker_sdk._attempt import (
@@ -116,19 +117,38 @@ def run_step(
 async def record_step(ctx: AttemptContext, position: int, name: str, value: Any) -> None:
     """Records value as the completed step `name` at position, without a body."""
     data = payloads.encode_json(value)
-    await _record(
-        ctx,
-        worker_service_pb2.RecordStepRequest(
-            namespace=ctx.namespace,
-            run_id=ctx.run_id,
-            attempt=ctx.attempt,
-            position=position,
-            name=name,
-            status=common_pb2.STEP_STATUS_COMPLETED,
-            output=common_pb2.Payload(data=data, encoding=payloads.JSON),
-            tries=1,
-        ),
-    )
+    running = _running(ctx, position)
+    try:
+        await _record(
+            ctx,
+            worker_service_pb2.RecordStepRequest(
+                namespace=ctx.namespace,
+                run_id=ctx.run_id,
+                attempt=ctx.attempt,
+                position=position,
+                name=name,
+                status=common_pb2.STEP_STATUS_COMPLETED,
+                output=common_pb2.Payload(data=data, encoding=payloads.JSON),
+                tries=1,
+            ),
+        )
+    finally:
+        _stopped(ctx, position, running)
+
+
+def _running(ctx: AttemptContext, position: int) -> asyncio.Future[None]:
+    """Marks position as a step of this attempt still running (or recording)."""
+    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    ctx.running[position] = done
+    return done
+
+
+def _stopped(ctx: AttemptContext, position: int, done: asyncio.Future[None]) -> None:
+    """The step at position has recorded, or given up (failed to record, cancelled)."""
+    if ctx.running.get(position) is done:
+        del ctx.running[position]
+    if not done.done():
+        done.set_result(None)
 
 
 async def _run(
@@ -138,9 +158,11 @@ async def _run(
     if recorded is not None:
         return replay.replay(recorded)
     token = enter_step(StepContext(spec.name, position, f"{ctx.run_id}:{position}"))
+    running = _running(ctx, position)
     try:
         return await _run_live(ctx, spec, position, args, kwargs)
     finally:
+        _stopped(ctx, position, running)
         leave_step(token)
 
 
@@ -149,6 +171,8 @@ async def _run_live(
 ) -> Any:
     settings = spec.retry.settings
     tries = 0
+    # The errors of the failed tries retried in place: the latest MAX_TRY_ERRORS.
+    try_errors: deque[common_pb2.ErrorInfo] = deque(maxlen=MAX_TRY_ERRORS)
     while True:
         tries += 1
         try:
@@ -156,7 +180,8 @@ async def _run_live(
         except Exception as exc:
             non_retryable = spec.retry.is_non_retryable(exc)
             if non_retryable or tries >= settings.max_attempts:
-                return await _record_failure(ctx, spec, position, tries, exc, non_retryable)
+                return await _record_failure(ctx, spec, position, tries, exc, non_retryable, try_errors)
+            try_errors.append(error_info(exc, False))
             delay = backoff_seconds(settings, tries)  # capped at max_timeout, never overflows
             ctx.logger.warning(
                 "step '%s' (position %d) failed on try %d of %d: %s: %s; retrying in %.3fs",
@@ -176,7 +201,7 @@ async def _run_live(
             type_error = TypeError(
                 f"step '{spec.name}' returned a value that is not JSON-serialisable: {exc}"
             )
-            return await _record_failure(ctx, spec, position, tries, type_error, True)
+            return await _record_failure(ctx, spec, position, tries, type_error, True, try_errors)
         await _record(
             ctx,
             worker_service_pb2.RecordStepRequest(
@@ -188,6 +213,7 @@ async def _run_live(
                 status=common_pb2.STEP_STATUS_COMPLETED,
                 output=common_pb2.Payload(data=data, encoding=payloads.JSON),
                 tries=tries,
+                try_errors=try_errors,
             ),
         )
         # The decoded record, not `value`: live and replay return the same thing.
@@ -195,8 +221,16 @@ async def _run_live(
 
 
 async def _record_failure(
-    ctx: AttemptContext, spec: _StepSpec, position: int, tries: int, exc: Exception, non_retryable: bool
+    ctx: AttemptContext,
+    spec: _StepSpec,
+    position: int,
+    tries: int,
+    exc: Exception,
+    non_retryable: bool,
+    try_errors: Iterable[common_pb2.ErrorInfo],
 ) -> Any:
+    """Records the step as failed with exc (its last try) and the errors of the
+    tries before it; raises StepFailedError."""
     info = error_info(exc, non_retryable)
     await _record(
         ctx,
@@ -209,6 +243,7 @@ async def _record_failure(
             status=common_pb2.STEP_STATUS_FAILED,
             error=info,
             tries=tries,
+            try_errors=try_errors,
         ),
     )
     raise StepFailedError(spec.name, info.type, info.message, non_retryable, info.stack_trace) from exc
@@ -226,6 +261,7 @@ async def _record(ctx: AttemptContext, request: worker_service_pb2.RecordStepReq
         f"recording step '{request.name}' at position {request.position}",
         fenced=_FENCED,
     )
+    ctx.recorded.add(request.position)
     status = "completed" if request.status == common_pb2.STEP_STATUS_COMPLETED else "failed"
     log.info(
         "step recorded: run=%s attempt=%d position=%d name=%s status=%s tries=%d",

@@ -1,12 +1,15 @@
 """What every durable wait shares: taking its step position, finding its result
 in the journal, and suspending the attempt with FinishAttempt(SUSPENDED) when
-the result is not there yet."""
+the result is not there yet. A suspension ends the attempt, and history refuses
+one with an unrecorded position below its wait, so the attempt's steps still
+running below the wait finish and record first."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any, NoReturn
 
+from cairn import error_types
 from cairn.v1 import common_pb2, worker_service_pb2
 from worker_sdk import _replay as replay
 from worker_sdk._attempt import (
@@ -18,13 +21,12 @@ from worker_sdk._attempt import (
 )
 from worker_sdk._calls import attempt_call
 from worker_sdk.errors import (
+    CairnError,
     ConcurrentWaitError,
     NonDeterminismError,
     OutsideTaskError,
     WaitTimeoutError,
 )
-
-WAIT_TIMEOUT_TYPE = "cairn.WaitTimeout"
 
 
 def begin(what: str) -> tuple[AttemptContext, int]:
@@ -44,7 +46,9 @@ def begin(what: str) -> tuple[AttemptContext, int]:
 def check_live(ctx: AttemptContext) -> None:
     """Raises when the attempt must do nothing more: superseded or already suspended."""
     if ctx.abandoned:
-        raise AttemptAbandoned(f"run {ctx.run_id} attempt {ctx.attempt} was superseded")
+        raise AttemptAbandoned(
+            f"run {ctx.run_id} attempt {ctx.attempt} is abandoned: {ctx.gone or 'superseded'}"
+        )
     if ctx.suspended is not None:
         raise AttemptSuspended(f"run {ctx.run_id} attempt {ctx.attempt} is suspended ({ctx.suspended})")
 
@@ -64,7 +68,7 @@ def lookup(ctx: AttemptContext, position: int, name: str) -> common_pb2.Step | N
 def resolved(recorded: common_pb2.Step) -> Any:
     """A resolved wait's result: the recorded payload, WaitTimeoutError when it
     timed out, or the recorded failure as StepFailedError."""
-    if recorded.status == common_pb2.STEP_STATUS_FAILED and recorded.error.type == WAIT_TIMEOUT_TYPE:
+    if recorded.status == common_pb2.STEP_STATUS_FAILED and recorded.error.type == error_types.WAIT_TIMEOUT:
         raise WaitTimeoutError(
             recorded.error.message or f"{recorded.name} at position {recorded.position} timed out"
         )
@@ -72,7 +76,7 @@ def resolved(recorded: common_pb2.Step) -> Any:
 
 
 def request(ctx: AttemptContext) -> worker_service_pb2.FinishAttemptRequest:
-    """A FinishAttempt(SUSPENDED) request for the attempt, to fill with wake_at or wait."""
+    """A FinishAttempt(SUSPENDED) request for the attempt, to fill with its wait."""
     return worker_service_pb2.FinishAttemptRequest(
         namespace=ctx.namespace,
         run_id=ctx.run_id,
@@ -84,10 +88,14 @@ def request(ctx: AttemptContext) -> worker_service_pb2.FinishAttemptRequest:
 async def suspend(
     ctx: AttemptContext, finish: worker_service_pb2.FinishAttemptRequest, description: str
 ) -> NoReturn:
-    """Ends the attempt as suspended on one wait. Accepted: raises AttemptSuspended,
-    and the attempt sends nothing more. Refused as stale: AttemptAbandoned. Refused
-    otherwise (e.g. INVALID_ARGUMENT): the mapped CairnError, and the attempt goes on.
-    Another wait already suspending the attempt: ConcurrentWaitError for both."""
+    """Ends the attempt as suspended on one wait (finish.wait). First the
+    attempt's steps still running at positions below the wait finish and record.
+    Accepted: raises AttemptSuspended, and the attempt sends nothing more. Refused
+    as stale: AttemptAbandoned. Refused otherwise (e.g. INVALID_ARGUMENT): the
+    mapped CairnError, and the attempt goes on. Another wait already suspending
+    the attempt: ConcurrentWaitError for both. A position below the wait that
+    nothing will record (a step never awaited, an earlier wait that was refused):
+    CairnError naming it, since history would refuse the suspension."""
     check_live(ctx)
     if ctx.nondeterminism is not None:
         raise ctx.nondeterminism  # results after a mismatch cannot be trusted
@@ -102,7 +110,12 @@ async def suspend(
         await asyncio.sleep(0)
         if ctx.suspend_conflict:
             raise _conflict(description, None)
+        position = finish.wait.position
+        await _lower_steps_recorded(ctx, position)
+        if ctx.suspend_conflict:
+            raise _conflict(description, None)
         check_live(ctx)
+        _check_no_gap(ctx, position, description)
         send = asyncio.ensure_future(_send(ctx, finish, description))
         ctx.suspension = send
         send.add_done_callback(lambda _: _release(ctx))
@@ -120,6 +133,27 @@ async def _send(
     await attempt_call(ctx, ctx.stub.FinishAttempt, finish, f"suspending on {description}")
     ctx.suspended = description
     ctx.suspend_request = finish
+
+
+async def _lower_steps_recorded(ctx: AttemptContext, position: int) -> None:
+    """Waits until no step of the attempt below position is running."""
+    while True:
+        lower = [done for p, done in ctx.running.items() if p < position]
+        if not lower:
+            return
+        await asyncio.wait(lower)
+
+
+def _check_no_gap(ctx: AttemptContext, position: int, description: str) -> None:
+    """Raises CairnError when a position below the wait is recorded neither in
+    the journal nor by this attempt."""
+    for p in range(position):
+        if p not in ctx.journal and p not in ctx.recorded:
+            raise CairnError(
+                f"cannot suspend on {description}: position {p} below it is not recorded (a step "
+                "called but never awaited, or a wait that did not suspend); an attempt suspends "
+                "only when everything it started before the wait has finished"
+            )
 
 
 def _release(ctx: AttemptContext) -> None:

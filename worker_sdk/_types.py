@@ -127,7 +127,10 @@ class Attempt:
 @dataclass(frozen=True)
 class Step:
     """A recorded step (or wait) at its position in the run: its output when it
-    completed, its error when it failed, and the attempt that recorded it."""
+    completed, its error when it failed, and the attempt that recorded it.
+    try_errors are the errors of the tries retried in place before the last one,
+    oldest first (the latest cairn.limits.MAX_TRY_ERRORS of them). A children
+    wait's output is a list of {run_id, status, output, error}, one per child."""
 
     position: int
     name: str
@@ -137,6 +140,7 @@ class Step:
     output: Any
     error: ErrorInfo | None
     recorded_at: datetime | None
+    try_errors: tuple[ErrorInfo, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -56,9 +56,11 @@ def _timeout_at(timeout: timedelta | float | None, what: str) -> datetime | None
 
 
 def for_(duration: timedelta | float) -> Awaitable[None]:
-    """Sleeps for a timedelta or a number of seconds, durably: the wake-up time is
-    recorded first, so a crash or a new attempt does not restart the clock. Short
-    remainders sleep in place; longer ones suspend the run until then."""
+    """Sleeps for a timedelta or a number of seconds, durably. A long sleep
+    suspends the run on a sleep wait at its position; history records the wait's
+    step (its time, an RFC 3339 string) when the time comes, and a replay passes
+    it. A short one (at most $CAIRN_INLINE_WAIT_SECONDS) records that same step
+    at once and sleeps in place: a crash meanwhile does not restart its clock."""
     seconds = _validate.duration_seconds("wait.for_: duration", duration)
     ctx, position = suspension.begin("wait.for_")
     return _sleep(ctx, position, timedelta(seconds=seconds))
@@ -76,23 +78,52 @@ def until(when: datetime) -> Awaitable[None]:
     return _sleep(ctx, position, when)
 
 
+def _rfc3339(when: datetime) -> str:
+    """A sleep step's output as history records it: UTC to the millisecond,
+    e.g. "2026-12-04T20:00:00.000Z"."""
+    return when.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _recorded_until(value: Any) -> datetime | None:
+    """The time a recorded sleep step carries (an RFC 3339 string), or None."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return parse_iso(value)
+    except ValueError:
+        return None
+
+
+async def _sleep_until(wake: datetime) -> None:
+    remaining = (wake - utc_now()).total_seconds()
+    if remaining > 0:
+        await asyncio.sleep(remaining)
+
+
 async def _sleep(ctx: AttemptContext, position: int, target: timedelta | datetime) -> None:
     recorded = suspension.lookup(ctx, position, SLEEP)
     if recorded is not None:
-        output = suspension.resolved(recorded)
-        wake = parse_iso(output["until"])
-    else:
-        wake = utc_now() + target if isinstance(target, timedelta) else target
-        # Recorded before waiting, so that the wake-up time survives the attempt.
-        await record_step(ctx, position, SLEEP, {"until": iso_utc(wake)})
-    remaining = (wake - utc_now()).total_seconds()
-    if remaining <= 0:
+        # Resolved: by history when its time came, or recorded by a worker that
+        # slept in place and may have stopped before the time (then the rest is
+        # slept here; it was short).
+        wake = _recorded_until(suspension.resolved(recorded))
+        if wake is not None:
+            await _sleep_until(wake)
         return None
-    if remaining <= inline_wait_seconds():
-        await asyncio.sleep(remaining)
+    wake = utc_now() + target if isinstance(target, timedelta) else target
+    if (wake - utc_now()).total_seconds() <= inline_wait_seconds():
+        # The wait's own step, as history would record it, then the sleep in place.
+        await record_step(ctx, position, SLEEP, _rfc3339(wake))
+        await _sleep_until(wake)
         return None
     finish = suspension.request(ctx)
-    finish.wake_at.CopyFrom(to_timestamp(wake))
+    finish.wait.CopyFrom(
+        worker_service_pb2.WaitSpec(
+            position=position,
+            name=SLEEP,
+            sleep=worker_service_pb2.SleepWait(until=to_timestamp(wake)),
+        )
+    )
     await suspension.suspend(ctx, finish, f"sleep until {iso_utc(wake)} (position {position})")
 
 

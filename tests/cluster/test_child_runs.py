@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 from harness import Cluster, WorkerProcess, wait_for, wait_registered
 
+from cairn import error_types
 from worker_sdk import Client, FailedPreconditionError, NotFoundError, Run
 
 APP = "tests.apps.child_tasks"
@@ -261,7 +262,7 @@ def test_cancel_parent_cancels_children(cluster: Cluster, client: Client, side_d
         child = client.get(cid)
         assert child.status == "canceled", child
         assert child.parent_run_id == parent_id
-        assert child.error is not None and child.error.type == "Canceled", child.error
+        assert child.error is not None and child.error.type == error_types.CANCELED, child.error
         assert parent_id in child.error.message, child.error
         expected = ["canceled"] if i % 2 else ["suspended"]
         assert attempt_statuses(child) == expected, (i, child.attempts)

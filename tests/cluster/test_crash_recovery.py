@@ -30,6 +30,7 @@ from fault_helpers import (
 )
 from harness import Cluster, wait_for, wait_registered
 
+from cairn import error_types
 from worker_sdk import Client
 
 # ---- a worker SIGKILLed right after step 2 is recorded ------------------------
@@ -72,7 +73,7 @@ def test_worker_sigkill_after_step_two_resumes_in_new_worker(cluster: Cluster, f
         f"lease {lease:g} s"
     )
     assert first["status"] == "crashed"
-    assert error_type(first["error"]) == "LeaseExpired"
+    assert error_type(first["error"]) == error_types.LEASE_EXPIRED
     assert db_after <= lease + 2, (
         f"crash detected {db_after:.2f} s after the kill; the README "
         f"promises one lease ({lease:g} s) plus well under a second"
@@ -171,7 +172,7 @@ def test_service_sigkill_under_load_loses_and_duplicates_nothing(
         # attempt is a lost lease (an assignment lost with the killed service).
         for a in atts:
             if a["status"] != "completed":
-                assert (a["status"], error_type(a["error"])) == ("crashed", "LeaseExpired"), (
+                assert (a["status"], error_type(a["error"])) == ("crashed", error_types.LEASE_EXPIRED), (
                     f"run {run_id} attempt {a['number']}: {a['status']} {a['error']}"
                 )
         if len(atts) > 1:

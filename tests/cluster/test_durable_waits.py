@@ -15,7 +15,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,7 @@ from harness import (
     wait_registered,
 )
 
-from cairn import payloads
+from cairn import error_types, payloads
 from cairn.v1 import common_pb2 as cpb
 from cairn.v1 import wait_service_pb2 as wspb
 from cairn.v1 import wait_service_pb2_grpc
@@ -174,10 +174,16 @@ def test_sleep_survives_sigkill_of_history_and_worker_and_wakes_on_time(
     run_id = client.trigger("wait-sleeper", {"sleep": 20}).id
     wait_status(cluster, run_id, "waiting")
     assert [(a["number"], a["status"]) for a in attempts(cluster, run_id)] == [(1, "suspended")]
-    row = cluster.sql(
-        "SELECT output, output_encoding FROM steps WHERE run_id = $1::uuid AND name = 'wait.sleep'", run_id
-    )[0]
-    due = datetime.fromisoformat(payloads.decode(bytes(row["output"]), row["output_encoding"])["until"])
+    # A sleep is a wait at its position: nothing is recorded there until it fires.
+    waiting = client.get(run_id).wait
+    assert waiting is not None and waiting.kind == "sleep" and waiting.until is not None, waiting
+    due = waiting.until
+    assert (
+        cluster.sql_value(
+            "SELECT count(*) FROM steps WHERE run_id = $1::uuid AND name = 'wait.sleep'", run_id
+        )
+        == 0
+    )
 
     worker.kill()
     cluster.kill("history")
@@ -195,6 +201,14 @@ def test_sleep_survives_sigkill_of_history_and_worker_and_wakes_on_time(
         f"{late:+.3f} s after its due time"
     )
     assert 0 <= start_late and late < 2.5
+    # History recorded the sleep's step when it fired: its time, as an RFC 3339 string.
+    row = cluster.sql(
+        "SELECT position, output, output_encoding FROM steps WHERE run_id = $1::uuid AND name = 'wait.sleep'",
+        run_id,
+    )[0]
+    assert row["position"] == waiting.position
+    recorded = payloads.decode(bytes(row["output"]), row["output_encoding"])
+    assert abs(datetime.fromisoformat(recorded.replace("Z", "+00:00")) - due) < timedelta(milliseconds=1)
     assert side_effects(wdir, "before", run_id) == 1, "a completed step ran again"
     assert side_effects(wdir, "after", run_id) == 1
 
@@ -237,7 +251,7 @@ def test_events_by_name_and_key_with_timeout_and_buffered_by_run_id(
     r2 = client.trigger("wait-event", {"name": "never", "timeout": 2}).id
     run = finished(client, r2, "timed out")
     assert run.steps[-1].name == "wait.for_event"
-    assert run.steps[-1].error.type == "cairn.WaitTimeout", run.steps
+    assert run.steps[-1].error.type == error_types.WAIT_TIMEOUT, run.steps
     rows = attempts(cluster, r2)
     assert (rows[-1]["started_at"] - rows[0]["started_at"]).total_seconds() >= 1.9, rows
 

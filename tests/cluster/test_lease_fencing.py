@@ -17,7 +17,7 @@ import pytest
 from fault_helpers import APP, attempts_of, count, error_type, fx_env, output_of, run_status, steps_of
 from harness import Cluster, wait_for, wait_registered
 
-from cairn import payloads
+from cairn import error_types, payloads
 from cairn.v1 import common_pb2, worker_service_pb2, worker_service_pb2_grpc
 from worker_sdk import Client
 
@@ -75,7 +75,7 @@ def test_sigstopped_worker_is_fenced_after_its_lease_expires(cluster: Cluster, f
     assert output_of(cluster, run_id)["pid"] == b.pid
     atts = attempts_of(cluster, run_id)
     assert [(x["number"], x["status"]) for x in atts] == [(1, "crashed"), (2, "completed")]
-    assert error_type(atts[0]["error"]) == "LeaseExpired"
+    assert error_type(atts[0]["error"]) == error_types.LEASE_EXPIRED
     assert [(s["position"], s["name"], s["attempt"]) for s in steps_of(cluster, run_id)] == [(0, "hold", 2)]
     assert (
         cluster.sql_value(

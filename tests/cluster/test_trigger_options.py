@@ -38,6 +38,7 @@ from harness import (
 )
 from option_helpers import JSON, RPC_TIMEOUT, RUN_TIMEOUT, register_over_grpc, start_option_worker
 
+from cairn import error_types
 from cairn.v1 import common_pb2 as cpb
 from cairn.v1 import run_service_pb2 as rpb
 from worker_sdk import Client, InvalidArgumentError, NotFoundError
@@ -134,7 +135,7 @@ def test_ttl_expires_an_unstarted_run_but_not_one_that_started_in_time(
     for name, run in (("queued", queued), ("delayed", delayed)):
         done = client.wait(run.id, timeout=RUN_TIMEOUT)
         assert done.status == "expired", (name, done)
-        assert done.error is not None and done.error.type == "Expired", done.error
+        assert done.error is not None and done.error.type == error_types.EXPIRED, done.error
         assert done.error.non_retryable is True
         assert done.attempts == [] and done.attempt_count == 0
         after = (done.finished_at - done.created_at).total_seconds()
@@ -186,7 +187,7 @@ def test_max_duration_times_out_the_run_and_stops_its_attempt(
 
     done = client.wait(run.id, timeout=RUN_TIMEOUT)
     assert done.status == "timed_out", done
-    assert done.error is not None and done.error.type == "MaxDurationExceeded", done.error
+    assert done.error is not None and done.error.type == error_types.MAX_DURATION_EXCEEDED, done.error
     assert done.error.non_retryable is True
     assert [a.status for a in done.attempts] == ["timed_out"], "a timed-out run is not retried"
     assert done.attempt_count == 1

@@ -4,10 +4,14 @@ object). Every call is recorded as Call(method, request, timeout) when it
 starts; while held (hold/release) calls wait in flight.
 
 - ``refuse[method] = code``: that method answers with the status code instead
-  (every time, or ``refuse_times`` times in all).
-- ``refuse_writes[(run_id, position_or_None)] = (code, message)``: that step
-  record or finish is refused, as a raised error from RecordStep/FinishAttempt
-  and as an item error in a BatchWrite's results.
+  (every time, or ``refuse_times`` times in all), with the trailing metadata
+  "cairn-attempt-gone" = ``refuse_gone`` when that is set.
+- ``refuse_writes[(run_id, position_or_None)] = (code, message)`` or
+  ``(code, message, gone)``: that step record or finish is refused, as a raised
+  error from RecordStep/FinishAttempt (with "cairn-attempt-gone" = gone) and as
+  an item error in a BatchWrite's results (with WriteError.attempt_gone).
+- Steps are stored as recorded: ``stored`` by (run_id, position), and a
+  RecordStep answers the step with its try_errors.
 - ``batch_error``: BatchWrite raises it (the whole call fails).
 - ``drop_results``: BatchWrite answers that many results too few."""
 
@@ -25,8 +29,15 @@ from cairn.v1 import wait_service_pb2 as wspb
 from cairn.v1 import worker_service_pb2 as wpb
 
 
-def rpc_error(code: grpc.StatusCode, details: str) -> grpc.aio.AioRpcError:
-    return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details)
+def rpc_error(code: grpc.StatusCode, details: str, gone: str | None = None) -> grpc.aio.AioRpcError:
+    """A refusal as the frontend sends it; gone is the "cairn-attempt-gone" value."""
+    trailing = grpc.aio.Metadata(("cairn-attempt-gone", gone)) if gone else grpc.aio.Metadata()
+    return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), trailing, details)
+
+
+def attempt_gone(name: str | None) -> int:
+    """The AttemptGone value of a "cairn-attempt-gone" name ("canceled", ...)."""
+    return wpb.AttemptGone.Value(f"ATTEMPT_GONE_{name.upper()}") if name else 0
 
 
 class Call(NamedTuple):
@@ -52,7 +63,9 @@ class FakeStub:
         self.refuse = refuse or {}
         self.refuse_times = refuse_times
         self.refused = 0
-        self.refuse_writes: dict[tuple[str, int | None], tuple[grpc.StatusCode, str]] = {}
+        self.refuse_gone: str | None = None
+        self.refuse_writes: dict[tuple[str, int | None], tuple[Any, ...]] = {}
+        self.stored: dict[tuple[str, int], cpb.Step] = {}
         self.batch_error: BaseException | None = None
         self.drop_results = 0
         self.marker = "the wrapped stub's own attribute"
@@ -72,7 +85,7 @@ class FakeStub:
         code = self.refuse.get(method)
         if code is not None and (self.refuse_times is None or self.refused < self.refuse_times):
             self.refused += 1
-            raise rpc_error(code, f"{method} refused")
+            raise rpc_error(code, f"{method} refused", self.refuse_gone)
 
     @staticmethod
     def _key(request: Any) -> tuple[str, int | None]:
@@ -80,18 +93,23 @@ class FakeStub:
             return request.run_id, request.position
         return request.run_id, None
 
-    @staticmethod
-    def _step(request: wpb.RecordStepRequest) -> wpb.RecordStepResponse:
-        return wpb.RecordStepResponse(
-            step=cpb.Step(
-                position=request.position,
-                name=request.name,
-                status=request.status,
-                attempt=request.attempt,
-                tries=request.tries,
-                output=request.output,
-            )
+    def _step(self, request: wpb.RecordStepRequest) -> wpb.RecordStepResponse:
+        step = cpb.Step(
+            position=request.position,
+            name=request.name,
+            status=request.status,
+            attempt=request.attempt,
+            tries=request.tries,
+            output=request.output,
+            error=request.error,
+            try_errors=request.try_errors,
         )
+        self.stored[(request.run_id, request.position)] = step
+        return wpb.RecordStepResponse(step=step)
+
+    def _refusal(self, request: Any) -> grpc.aio.AioRpcError | None:
+        refusal = self.refuse_writes.get(self._key(request))
+        return None if refusal is None else rpc_error(*refusal)
 
     @staticmethod
     def _finish(request: wpb.FinishAttemptRequest) -> wpb.FinishAttemptResponse:
@@ -100,14 +118,16 @@ class FakeStub:
     # WorkerService
     async def RecordStep(self, request: wpb.RecordStepRequest, timeout: float | None = None) -> Any:
         await self._enter("RecordStep", request, timeout)
-        if self._key(request) in self.refuse_writes:
-            raise rpc_error(*self.refuse_writes[self._key(request)])
+        refusal = self._refusal(request)
+        if refusal is not None:
+            raise refusal
         return self._step(request)
 
     async def FinishAttempt(self, request: wpb.FinishAttemptRequest, timeout: float | None = None) -> Any:
         await self._enter("FinishAttempt", request, timeout)
-        if self._key(request) in self.refuse_writes:
-            raise rpc_error(*self.refuse_writes[self._key(request)])
+        refusal = self._refusal(request)
+        if refusal is not None:
+            raise refusal
         return self._finish(request)
 
     async def BatchWrite(self, request: wpb.BatchWriteRequest, timeout: float | None = None) -> Any:
@@ -119,9 +139,10 @@ class FakeStub:
             item = getattr(w, w.WhichOneof("write"))
             result = response.results.add()
             if self._key(item) in self.refuse_writes:
-                code, message = self.refuse_writes[self._key(item)]
+                code, message, *gone = self.refuse_writes[self._key(item)]
                 result.error.code = code.value[0]
                 result.error.message = message
+                result.error.attempt_gone = attempt_gone(gone[0] if gone else None)
             elif isinstance(item, wpb.RecordStepRequest):
                 result.record_step.CopyFrom(self._step(item))
             else:

@@ -1,8 +1,9 @@
 """Running one attempt of a task (execute_attempt against the in-memory FakeStub
 of sdk_fakes.py) for the SDK tests of durable waits (test_sdk_waits.py), child
 runs (test_sdk_child_runs.py) and run metadata (test_sdk_run_metadata.py): the
-assignment handed to the attempt (run-1, attempt 2), recorded steps to replay,
-the attempt's output, and two steps to call around a wait."""
+assignment handed to the attempt (run-1, attempt 2), recorded steps to replay
+(a children wait's as history records it: a serialized ChildResults), the
+attempt's output, and two steps to call around a wait."""
 
 from __future__ import annotations
 
@@ -59,6 +60,29 @@ def completed(position: int, name: str, value: Any) -> common_pb2.Step:
         status=common_pb2.STEP_STATUS_COMPLETED,
         output=common_pb2.Payload(data=payloads.encode_json(value), encoding="json/plain"),
     )
+
+
+def children_done(position: int, name: str, *results: wpb.ChildResult) -> common_pb2.Step:
+    """A children wait's step as history records it: a serialized ChildResults."""
+    data = wpb.ChildResults(results=results).SerializeToString()
+    return common_pb2.Step(
+        position=position,
+        name=name,
+        status=common_pb2.STEP_STATUS_COMPLETED,
+        output=common_pb2.Payload(data=data, encoding="proto/cairn.v1.ChildResults"),
+    )
+
+
+def child(
+    run_id: str, status: int, output: Any = None, error_type: str = "", message: str = ""
+) -> wpb.ChildResult:
+    """One child's result: its output as json/plain when completed, else its error."""
+    result = wpb.ChildResult(run_id=run_id, status=status)
+    if status == common_pb2.RUN_STATUS_COMPLETED:
+        result.output.CopyFrom(common_pb2.Payload(data=payloads.encode_json(output), encoding="json/plain"))
+    else:
+        result.error.CopyFrom(common_pb2.ErrorInfo(type=error_type, message=message))
+    return result
 
 
 def output_of(finish: wpb.FinishAttemptRequest) -> Any:

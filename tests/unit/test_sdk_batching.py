@@ -20,7 +20,8 @@ from sdk_fakes import FakeStub, rpc_error
 
 from cairn.v1 import common_pb2 as cpb
 from cairn.v1 import worker_service_pb2 as wpb
-from worker_sdk._batching import BatchingStub
+from worker_sdk._batching import BatchingStub, attempt_gone_name
+from worker_sdk._grpc import attempt_gone_of
 
 FAILED_PRECONDITION = grpc.StatusCode.FAILED_PRECONDITION
 ALREADY_EXISTS = grpc.StatusCode.ALREADY_EXISTS
@@ -269,6 +270,39 @@ def test_an_item_error_is_raised_to_that_caller_only() -> None:
         assert refused_step is not refused_finish
 
     run(main)
+
+
+def test_an_item_refused_as_attempt_gone_carries_why_as_the_calls_trailing_metadata() -> None:
+    async def main() -> None:
+        fake = FakeStub()
+        fake.refuse_writes[("r1", 0)] = (FAILED_PRECONDITION, "attempt 1 of run r1 was canceled", "canceled")
+        fake.refuse_writes[("r2", None)] = (FAILED_PRECONDITION, "attempt 1 lost its lease", "superseded")
+        fake.refuse_writes[("r3", 0)] = (ALREADY_EXISTS, "step position 0 of run r3 is already recorded")
+        stub = BatchingStub(fake)
+        outcomes = await asyncio.gather(
+            *spawn(stub, step("r1", 0), finish("r2"), step("r3", 0)), return_exceptions=True
+        )
+        assert fake.methods() == ["BatchWrite"]
+        [batch] = fake.batches()
+        assert len(batch.writes) == 3
+        canceled, superseded, other = outcomes
+        for refused in outcomes:
+            assert isinstance(refused, grpc.aio.AioRpcError), refused
+        assert attempt_gone_of(canceled) == "canceled"
+        assert attempt_gone_of(superseded) == "superseded"
+        assert attempt_gone_of(other) is None
+        assert canceled.details() == "attempt 1 of run r1 was canceled"
+
+    run(main)
+
+
+def test_attempt_gone_names_follow_the_protocol_enum() -> None:
+    assert attempt_gone_name(wpb.ATTEMPT_GONE_UNSPECIFIED) == ""
+    assert attempt_gone_name(wpb.ATTEMPT_GONE_CANCELED) == "canceled"
+    assert attempt_gone_name(wpb.ATTEMPT_GONE_TIMED_OUT) == "timed_out"
+    assert attempt_gone_name(wpb.ATTEMPT_GONE_SUPERSEDED) == "superseded"
+    assert attempt_gone_name(wpb.ATTEMPT_GONE_ENDED) == "ended"
+    assert attempt_gone_name(77) == "77"  # newer than this SDK: still a reason
 
 
 def test_an_item_error_with_an_unknown_code_is_raised_as_unknown() -> None:

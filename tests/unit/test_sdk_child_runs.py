@@ -11,11 +11,13 @@ from typing import Any
 import grpc
 import pytest
 from sdk_fakes import FakeStub
-from sdk_wait_helpers import assignment, before, completed, execute, output_of
+from sdk_wait_helpers import assignment, before, child, children_done, completed, execute, output_of
 
 from cairn import payloads
 from cairn.v1 import common_pb2
-from worker_sdk import ChildResult, ChildRunFailedError, ErrorInfo, RunHandle, task
+from worker_sdk import ChildResult, ChildRunFailedError, ErrorInfo, RunHandle, RunStatus, task
+
+COMPLETED = common_pb2.RUN_STATUS_COMPLETED
 
 # ---- child runs --------------------------------------------------------------------------
 
@@ -87,8 +89,8 @@ def test_trigger_and_wait_returns_the_child_output() -> None:
     async def t(payload: Any) -> Any:
         return {"child said": await child_task.trigger_and_wait(1)}
 
-    result = [{"run_id": "c1", "status": "completed", "output": {"ok": 1}, "error": None}]
-    finish, _ = execute(t, assignment([completed(0, "trigger_and_wait:child", result)]))
+    recorded = children_done(0, "trigger_and_wait:child", child("c1", COMPLETED, {"ok": 1}))
+    finish, _ = execute(t, assignment([recorded]))
     assert output_of(finish) == {"child said": {"ok": 1}}
 
 
@@ -110,15 +112,8 @@ def test_trigger_and_wait_raises_when_the_child_failed() -> None:
             )
         return "handled"
 
-    result = [
-        {
-            "run_id": "c1",
-            "status": "failed",
-            "output": None,
-            "error": {"type": "ValueError", "message": "bad input"},
-        }
-    ]
-    finish, _ = execute(t, assignment([completed(0, "trigger_and_wait:child", result)]))
+    failed = child("c1", common_pb2.RUN_STATUS_FAILED, error_type="ValueError", message="bad input")
+    finish, _ = execute(t, assignment([children_done(0, "trigger_and_wait:child", failed)]))
     assert output_of(finish) == "handled"
     assert caught == {
         "run_id": "c1",
@@ -157,22 +152,22 @@ def test_batch_results_come_back_in_order() -> None:
             results[1].unwrap()
         return [r.unwrap() for r in results if r.ok]
 
-    recorded = [
-        {"run_id": "c1", "status": "completed", "output": "A", "error": None},
-        {
-            "run_id": "c2",
-            "status": "canceled",
-            "output": None,
-            "error": {"type": "cairn.Canceled", "message": "by parent"},
-        },
-        {"run_id": "c3", "status": "completed", "output": "C", "error": None},
-    ]
-    finish, _ = execute(t, assignment([completed(0, "batch_trigger_and_wait:child", recorded)]))
+    recorded = children_done(
+        0,
+        "batch_trigger_and_wait:child",
+        child("c1", COMPLETED, "A"),
+        child("c2", common_pb2.RUN_STATUS_CANCELED, error_type="cairn.Canceled", message="by parent"),
+        child("c3", COMPLETED, "C"),
+    )
+    finish, _ = execute(t, assignment([recorded]))
     assert output_of(finish) == ["A", "C"]
     results = got["results"]
     assert [r.run_id for r in results] == ["c1", "c2", "c3"]
     assert all(isinstance(r, ChildResult) for r in results)
     assert [r.ok for r in results] == [True, False, True]
+    assert [r.status for r in results] == [RunStatus.COMPLETED, RunStatus.CANCELED, RunStatus.COMPLETED]
+    assert [r.output for r in results] == ["A", None, "C"]
+    assert results[0].error is None
     assert results[1].error == ErrorInfo(type="cairn.Canceled", message="by parent")
 
 
@@ -181,9 +176,36 @@ def test_batch_result_of_another_size_is_non_determinism() -> None:
     async def t(payload: Any) -> Any:
         return await child_task.batch_trigger_and_wait(["a", "b"])
 
-    recorded = [{"run_id": "c1", "status": "completed", "output": "A", "error": None}]
-    finish, _ = execute(t, assignment([completed(0, "batch_trigger_and_wait:child", recorded)]))
+    recorded = children_done(0, "batch_trigger_and_wait:child", child("c1", COMPLETED, "A"))
+    finish, _ = execute(t, assignment([recorded]))
     assert finish.error.type == "worker_sdk.errors.NonDeterminismError"
+
+
+def test_a_children_wait_recorded_as_json_is_not_read_as_child_results() -> None:
+    # The old undocumented shape (a JSON list) is not the protocol's ChildResults.
+    @task(id="t")
+    async def t(payload: Any) -> Any:
+        return await child_task.trigger_and_wait(1)
+
+    old = [{"run_id": "c1", "status": "completed", "output": 1, "error": None}]
+    finish, _ = execute(t, assignment([completed(0, "trigger_and_wait:child", old)]))
+    assert finish.error.type == "worker_sdk.errors.CairnError"
+    assert "not a ChildResults" in finish.error.message and "'json/plain'" in finish.error.message
+
+
+def test_a_timed_out_children_wait_raises_wait_timeout() -> None:
+    @task(id="t")
+    async def t(payload: Any) -> Any:
+        return await child_task.trigger_and_wait(1)
+
+    timed_out = common_pb2.Step(
+        position=0,
+        name="trigger_and_wait:child",
+        status=common_pb2.STEP_STATUS_FAILED,
+        error=common_pb2.ErrorInfo(type="cairn.WaitTimeout", message="children not done in time"),
+    )
+    finish, _ = execute(t, assignment([timed_out]))
+    assert finish.error.type == "worker_sdk.errors.WaitTimeoutError"
 
 
 def test_empty_batch_returns_without_suspending() -> None:

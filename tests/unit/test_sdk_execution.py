@@ -15,7 +15,7 @@ from sdk_fakes import FakeStub
 from cairn import payloads
 from cairn.v1 import common_pb2
 from cairn.v1 import worker_service_pb2 as wpb
-from worker_sdk import NonRetryableError, Retry, context, step, task
+from worker_sdk import NonRetryableError, Retry, context, step, task, wait
 from worker_sdk._execution import execute_attempt
 
 
@@ -241,3 +241,103 @@ def test_refused_record_stops_the_attempt_without_finishing(caplog: pytest.LogCa
     assert stub.methods() == ["RecordStep"]
     assert "superseded" in caplog.text
     assert "never retrieved" not in caplog.text
+
+
+# ---- why an attempt is gone (the refusal's "cairn-attempt-gone" trailing metadata) ----------
+
+
+@pytest.mark.parametrize(
+    ("gone", "reason"),
+    [
+        ("canceled", "run run-1 was canceled"),
+        ("timed_out", "run run-1 timed out"),
+        ("superseded", "attempt 1 was superseded"),
+        ("ended", "attempt 1 has already ended"),
+        ("moved_to_mars", "attempt 1 is no longer current (moved_to_mars)"),
+    ],
+)
+def test_refused_heartbeat_logs_why_the_attempt_is_gone(
+    gone: str, reason: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    @task(id="t")
+    async def t(payload: Any) -> None:
+        await asyncio.sleep(10)
+
+    stub = FakeStub(refuse={"Heartbeat": grpc.StatusCode.FAILED_PRECONDITION})
+    stub.refuse_gone = gone
+    with caplog.at_level(logging.WARNING, logger="cairn.worker"):
+        finish, _ = execute(t, assignment(lease=0.3), stub)
+    assert finish is None
+    assert f"attempt superseded: run=run-1 attempt=1 task=t; heartbeat refused: {reason}" in caplog.text
+    assert "Heartbeat refused" not in caplog.text  # the reason, not the server's message
+
+
+def test_refused_record_logs_why_from_the_metadata_not_the_message(caplog: pytest.LogCaptureFixture) -> None:
+    @step(name="s")
+    async def s() -> int:
+        return 1
+
+    @task(id="t")
+    async def t(payload: Any) -> int:
+        return await s()
+
+    stub = FakeStub()
+    stub.refuse_writes[("run-1", 0)] = (
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "some wording that may change",
+        "canceled",
+    )
+    with caplog.at_level(logging.WARNING, logger="cairn.worker"):
+        finish, _ = execute(t, assignment(), stub)
+    assert finish is None
+    assert stub.methods() == ["RecordStep"]
+    assert "recording step 's' at position 0 failed: run run-1 was canceled" in caplog.text
+    assert "attempt superseded: run=run-1 attempt=1 task=t (" in caplog.text
+    assert "its result is discarded" in caplog.text
+
+
+def test_refused_finish_logs_why_from_the_metadata(caplog: pytest.LogCaptureFixture) -> None:
+    @task(id="t")
+    async def t(payload: Any) -> int:
+        return 1
+
+    stub = FakeStub()
+    stub.refuse_writes[("run-1", None)] = (grpc.StatusCode.FAILED_PRECONDITION, "stale", "superseded")
+    with caplog.at_level(logging.WARNING, logger="cairn.worker"):
+        finish, _ = execute(t, assignment(), stub)
+    assert finish is None
+    assert "the server refused its finish: attempt 1 was superseded" in caplog.text
+
+
+def test_refused_suspension_logs_why_and_abandons(caplog: pytest.LogCaptureFixture) -> None:
+    @task(id="t")
+    async def t(payload: Any) -> Any:
+        return await wait.for_event("approval")
+
+    stub = FakeStub()
+    stub.refuse_writes[("run-1", None)] = (grpc.StatusCode.FAILED_PRECONDITION, "stale", "timed_out")
+    with caplog.at_level(logging.WARNING, logger="cairn.worker"):
+        finish, _ = execute(t, assignment(), stub)
+    assert finish is None
+    assert stub.methods() == ["FinishAttempt"]
+    assert "run run-1 timed out" in caplog.text
+
+
+def test_a_refusal_naming_a_gone_attempt_abandons_whatever_its_code() -> None:
+    # The metadata decides, even with a code the SDK would otherwise raise into the task.
+    @step(name="s")
+    async def s() -> int:
+        return 1
+
+    @task(id="t")
+    async def t(payload: Any) -> int:
+        try:
+            return await s()
+        except Exception:
+            return -1
+
+    stub = FakeStub()
+    stub.refuse_writes[("run-1", 0)] = (grpc.StatusCode.ABORTED, "gone", "ended")
+    finish, _ = execute(t, assignment(), stub)
+    assert finish is None
+    assert stub.methods() == ["RecordStep"]

@@ -11,6 +11,7 @@ import pytest
 from sdk_fakes import FakeStub
 
 from cairn import payloads
+from cairn.limits import MAX_TRY_ERRORS
 from cairn.v1 import common_pb2
 from worker_sdk import NonDeterminismError, NonRetryableError, Retry, StepFailedError, context, step
 from worker_sdk._attempt import AttemptAbandoned, AttemptContext, enter_attempt
@@ -275,6 +276,43 @@ def test_step_retries_in_place_then_records_tries() -> None:
     assert len(calls) == 3
     [record] = stub.records()
     assert record.tries == 3 and record.status == common_pb2.STEP_STATUS_COMPLETED
+    # The two failed tries' errors go with the step, oldest first, like a final error.
+    assert [(e.type, e.message, e.non_retryable) for e in record.try_errors] == [
+        ("ConnectionError", "try again", False),
+        ("ConnectionError", "try again", False),
+    ]
+    assert all("in flaky" in e.stack_trace for e in record.try_errors)
+
+
+def test_a_step_that_succeeds_at_once_sends_no_try_errors() -> None:
+    @step(name="fine", retry=Retry(max_attempts=3, min_timeout=0))
+    async def fine() -> str:
+        return "ok"
+
+    stub = FakeStub()
+    run_in_attempt(fine, stub=stub)
+    [record] = stub.records()
+    assert record.tries == 1 and list(record.try_errors) == []
+
+
+def test_try_errors_keep_the_latest_max_try_errors_oldest_first() -> None:
+    tries = MAX_TRY_ERRORS + 5
+    calls: list[int] = []
+
+    @step(name="stubborn", retry=Retry(max_attempts=tries, min_timeout=0, max_timeout=0))
+    async def stubborn() -> None:
+        calls.append(1)
+        raise ValueError(f"try {len(calls)}")
+
+    stub = FakeStub()
+    with pytest.raises(StepFailedError, match=f"try {tries}"):
+        run_in_attempt(stubborn, stub=stub)
+    [record] = stub.records()
+    assert record.tries == tries and record.error.message == f"try {tries}"
+    # The final error is the step's error; of the tries before it, the latest MAX_TRY_ERRORS.
+    assert [e.message for e in record.try_errors] == [
+        f"try {n}" for n in range(tries - MAX_TRY_ERRORS, tries)
+    ]
 
 
 def test_step_exhausting_retries_records_failure_with_tries() -> None:
@@ -295,6 +333,8 @@ def test_step_exhausting_retries_records_failure_with_tries() -> None:
     [record] = stub.records()
     assert record.tries == 2 and record.status == common_pb2.STEP_STATUS_FAILED
     assert record.error.type == "ConnectionError" and not record.error.non_retryable
+    # The first try's error; the second (last) is the step's own error.
+    assert [(e.type, e.message) for e in record.try_errors] == [("ConnectionError", "still down")]
     assert not info.value.non_retryable
 
 

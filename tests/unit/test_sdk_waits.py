@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import grpc
@@ -33,14 +33,16 @@ def failed(position: int, name: str, error_type: str, message: str) -> common_pb
     )
 
 
-def iso(when: datetime) -> str:
-    return when.astimezone(UTC).replace(tzinfo=None).isoformat() + "Z"
-
-
 # ---- sleeping ----------------------------------------------------------------------------
 
 
-def test_sleep_records_until_first_then_suspends_and_sends_nothing_more(
+def sleep_step(position: int, until: datetime) -> common_pb2.Step:
+    """A sleep's step as history records it when its time comes: the wait's name
+    and the time as a json/plain RFC 3339 string."""
+    return completed(position, "wait.sleep", until.astimezone(UTC).isoformat(timespec="milliseconds"))
+
+
+def test_sleep_suspends_on_a_sleep_wait_at_its_position_and_records_nothing(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     reached = []
@@ -55,52 +57,68 @@ def test_sleep_records_until_first_then_suspends_and_sends_nothing_more(
     started = datetime.now(UTC)
     with caplog.at_level(logging.INFO, logger="cairn.worker"):
         finish, stub = execute(t, assignment())
-    assert stub.methods() == ["RecordStep", "RecordStep", "FinishAttempt"]
-    record = stub.requests("RecordStep")[1]
-    assert (record.position, record.name, record.status) == (
-        1,
-        "wait.sleep",
-        common_pb2.STEP_STATUS_COMPLETED,
-    )
-    until = datetime.fromisoformat(
-        payloads.decode(record.output.data, "json/plain")["until"].replace("Z", "+00:00")
-    )
-    assert timedelta(minutes=59) < until - started < timedelta(minutes=61)
+    assert stub.methods() == ["RecordStep", "FinishAttempt"]  # "before", then the suspension
+    assert [r.name for r in stub.records()] == ["before"]
     assert finish.outcome == wpb.ATTEMPT_OUTCOME_SUSPENDED
-    assert not finish.HasField("wait")
-    assert finish.wake_at.ToDatetime(tzinfo=UTC) == until
+    spec = finish.wait
+    assert (spec.position, spec.name, spec.WhichOneof("kind")) == (1, "wait.sleep", "sleep")
+    until = spec.sleep.until.ToDatetime(tzinfo=UTC)
+    assert timedelta(minutes=59) < until - started < timedelta(minutes=61)
+    assert not spec.HasField("timeout_at")
     assert (finish.run_id, finish.attempt) == ("run-1", 2)
     assert reached == []
     assert "attempt suspended: run=run-1 attempt=2" in caplog.text
     assert "sleep until" in caplog.text
 
 
-def test_recorded_sleep_in_the_past_returns_at_once() -> None:
+def test_wait_until_suspends_until_that_time() -> None:
+    when = datetime(2030, 6, 1, 12, 30, tzinfo=timezone(timedelta(hours=2)))
+
+    @task(id="t")
+    async def t(payload: Any) -> None:
+        await wait.until(when)
+
+    finish, stub = execute(t, assignment())
+    assert stub.methods() == ["FinishAttempt"]
+    assert finish.wait.sleep.until.ToDatetime(tzinfo=UTC) == when
+    assert (finish.wait.position, finish.wait.name) == (0, "wait.sleep")
+
+
+def test_a_sleep_history_recorded_is_passed_on_replay() -> None:
     @task(id="t")
     async def t(payload: Any) -> str:
+        await before()
         await wait.for_(3600)
         return await after()
 
-    past = datetime.now(UTC) - timedelta(seconds=5)
-    finish, stub = execute(t, assignment([completed(0, "wait.sleep", {"until": iso(past)})]))
+    fired = datetime.now(UTC) - timedelta(seconds=5)
+    finish, stub = execute(t, assignment([completed(0, "before", "before"), sleep_step(1, fired)]))
     assert finish.outcome == wpb.ATTEMPT_OUTCOME_COMPLETED and output_of(finish) == "after"
     assert stub.methods() == ["RecordStep", "FinishAttempt"]
-    assert stub.requests("RecordStep")[0].name == "after"
+    assert (stub.records()[0].position, stub.records()[0].name) == (2, "after")
 
 
-def test_recorded_sleep_in_the_future_suspends_until_the_recorded_time() -> None:
+def test_a_recorded_sleep_passes_whatever_its_output() -> None:
+    # A recorded sleep is resolved; an output that is not a time does not hold it up.
+    @task(id="t")
+    async def t(payload: Any) -> str:
+        await wait.for_(3600)
+        return "woke"
+
+    finish, stub = execute(t, assignment([completed(0, "wait.sleep", None)]))
+    assert output_of(finish) == "woke" and stub.methods() == ["FinishAttempt"]
+
+
+def test_a_sleep_recorded_for_another_name_is_non_determinism() -> None:
     @task(id="t")
     async def t(payload: Any) -> None:
-        await wait.for_(timedelta(days=7))  # the recorded time wins, not a new clock
+        await wait.for_(3600)
 
-    later = datetime.now(UTC) + timedelta(minutes=10)
-    finish, stub = execute(t, assignment([completed(0, "wait.sleep", {"until": iso(later)})]))
-    assert stub.methods() == ["FinishAttempt"]
-    assert finish.outcome == wpb.ATTEMPT_OUTCOME_SUSPENDED
-    assert abs(finish.wake_at.ToDatetime(tzinfo=UTC) - later) < timedelta(milliseconds=1)
+    finish, _ = execute(t, assignment([completed(0, "wait.for_event", {"ok": True})]))
+    assert finish.error.type == "worker_sdk.errors.NonDeterminismError"
 
 
-def test_short_sleeps_run_in_place(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_short_sleeps_record_their_step_and_run_in_place(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CAIRN_INLINE_WAIT_SECONDS", "0.5")
 
     @task(id="t")
@@ -110,20 +128,30 @@ def test_short_sleeps_run_in_place(monkeypatch: pytest.MonkeyPatch) -> None:
         return await after()
 
     t0 = time.monotonic()
+    started = datetime.now(UTC)
     finish, stub = execute(t, assignment())
     assert time.monotonic() - t0 >= 0.29
     assert finish.outcome == wpb.ATTEMPT_OUTCOME_COMPLETED and output_of(finish) == "after"
-    assert [r.name for r in stub.requests("RecordStep")] == ["wait.sleep", "wait.sleep", "after"]
+    records = stub.records()
+    assert [(r.position, r.name) for r in records] == [(0, "wait.sleep"), (1, "wait.sleep"), (2, "after")]
+    # The step as history records a sleep: its time as an RFC 3339 string.
+    until = datetime.fromisoformat(payloads.decode(records[0].output.data, records[0].output.encoding))
+    assert until.tzinfo is not None
+    assert timedelta(seconds=0.15) < until - started < timedelta(seconds=0.5)
+    assert all(r.status == common_pb2.STEP_STATUS_COMPLETED and r.tries == 1 for r in records)
 
 
 def test_recorded_short_remainder_sleeps_in_place() -> None:
+    # Recorded by a worker that slept in place and stopped: the rest is slept here.
     @task(id="t")
     async def t(payload: Any) -> str:
         await wait.for_(timedelta(hours=1))
         return "woke"
 
     soon = datetime.now(UTC) + timedelta(seconds=0.2)
-    finish, stub = execute(t, assignment([completed(0, "wait.sleep", {"until": iso(soon)})]))
+    t0 = time.monotonic()
+    finish, stub = execute(t, assignment([sleep_step(0, soon)]))
+    assert time.monotonic() - t0 >= 0.15
     assert output_of(finish) == "woke" and stub.methods() == ["FinishAttempt"]
 
 
@@ -180,7 +208,6 @@ def test_for_event_suspends_with_the_wait_spec() -> None:
     assert (spec.event.name, spec.event.key) == ("approval", "order-7")
     timeout_at = spec.timeout_at.ToDatetime(tzinfo=UTC)
     assert timedelta(hours=23) < timeout_at - started < timedelta(hours=25)
-    assert not finish.HasField("wake_at")
 
 
 def test_for_event_without_key_or_timeout() -> None:
@@ -372,7 +399,13 @@ def test_two_waits_at_once_fail_with_a_runtime_error() -> None:
     assert "batch_trigger_and_wait" in finish.error.message
 
 
-def test_code_left_running_after_a_suspension_writes_nothing() -> None:
+@step(name="slow")
+async def slow_step() -> str:
+    await asyncio.sleep(0.2)
+    return "slow"
+
+
+def test_code_left_running_above_a_suspension_writes_nothing() -> None:
     finished: list[str] = []
 
     @step(name="slow")
@@ -383,7 +416,7 @@ def test_code_left_running_after_a_suspension_writes_nothing() -> None:
 
     @task(id="t")
     async def t(payload: Any) -> Any:
-        return await asyncio.gather(slow(), wait.for_event("a"))
+        return await asyncio.gather(wait.for_event("a"), slow())  # the wait at 0, the step at 1
 
     async def main() -> tuple[Any, FakeStub]:
         stub = FakeStub()
@@ -398,4 +431,100 @@ def test_code_left_running_after_a_suspension_writes_nothing() -> None:
 
     finish, stub = asyncio.run(main())
     assert finish.outcome == wpb.ATTEMPT_OUTCOME_SUSPENDED
+    assert finish.wait.position == 0
     assert stub.methods() == ["FinishAttempt"]
+
+
+def test_suspension_waits_for_running_steps_below_the_wait_to_record() -> None:
+    @task(id="t")
+    async def t(payload: Any) -> Any:
+        # Both steps at positions 0 and 1 still run when the wait (2) suspends.
+        return await asyncio.gather(slow_step(), before(), wait.for_event("a"))
+
+    t0 = time.monotonic()
+    finish, stub = execute(t, assignment())
+    assert time.monotonic() - t0 >= 0.19
+    assert finish.outcome == wpb.ATTEMPT_OUTCOME_SUSPENDED and finish.wait.position == 2
+    assert stub.methods() == ["RecordStep", "RecordStep", "FinishAttempt"]
+    assert sorted((r.position, r.name) for r in stub.records()) == [(0, "slow"), (1, "before")]
+
+
+def test_suspension_waits_for_a_lower_step_that_fails_and_records_its_failure() -> None:
+    @step(name="breaks")
+    async def breaks() -> None:
+        await asyncio.sleep(0.05)
+        raise ValueError("no")
+
+    @task(id="t")
+    async def t(payload: Any) -> Any:
+        return await asyncio.gather(breaks(), wait.for_event("a"), return_exceptions=True)
+
+    finish, stub = execute(t, assignment())
+    assert stub.methods() == ["RecordStep", "FinishAttempt"]
+    assert stub.records()[0].status == common_pb2.STEP_STATUS_FAILED
+    assert finish.outcome == wpb.ATTEMPT_OUTCOME_SUSPENDED and finish.wait.position == 1
+
+
+def test_a_lower_step_never_awaited_fails_the_suspension_naming_its_position() -> None:
+    @task(id="t")
+    async def t(payload: Any) -> Any:
+        pending = before()  # takes position 0 but never runs
+        try:
+            return await wait.for_event("a")
+        finally:
+            pending.close()  # type: ignore[attr-defined]
+
+    finish, stub = execute(t, assignment())
+    assert stub.methods() == ["FinishAttempt"]
+    assert finish.outcome == wpb.ATTEMPT_OUTCOME_FAILED
+    assert finish.error.type == "worker_sdk.errors.CairnError"
+    assert "position 0 below it is not recorded" in finish.error.message
+
+
+def test_two_waits_over_a_running_lower_step_still_fail_with_concurrent_wait_error() -> None:
+    @task(id="t")
+    async def t(payload: Any) -> Any:
+        return await asyncio.gather(slow_step(), wait.for_event("a"), wait.for_event("b"))
+
+    finish, stub = execute(t, assignment())
+    assert [r.outcome for r in stub.requests("FinishAttempt")] == [wpb.ATTEMPT_OUTCOME_FAILED]
+    assert finish.error.type == "worker_sdk.errors.ConcurrentWaitError"
+
+
+def test_a_wait_arriving_while_another_waits_for_lower_steps_fails_both() -> None:
+    seen: list[str] = []
+
+    async def late_wait() -> Any:
+        await asyncio.sleep(0.05)  # the first wait is waiting for the slow step by now
+        try:
+            return await wait.for_event("b")
+        except Exception as exc:
+            seen.append(type(exc).__name__)
+            raise
+
+    @task(id="t")
+    async def t(payload: Any) -> Any:
+        lower = slow_step()  # position 0
+        first = wait.for_event("a")  # position 1
+        try:
+            return await asyncio.gather(lower, first, late_wait())
+        except Exception as exc:
+            seen.append(type(exc).__name__)
+            raise
+
+    finish, stub = execute(t, assignment())
+    assert [r.outcome for r in stub.requests("FinishAttempt")] == [wpb.ATTEMPT_OUTCOME_FAILED]
+    assert finish.error.type == "worker_sdk.errors.ConcurrentWaitError"
+    assert "ConcurrentWaitError" in seen
+
+
+def test_a_lower_step_refused_as_gone_abandons_the_attempt_before_it_suspends() -> None:
+    @task(id="t")
+    async def t(payload: Any) -> Any:
+        return await asyncio.gather(slow_step(), wait.for_event("a"))
+
+    stub = FakeStub()
+    stub.refuse_writes[("run-1", 0)] = (grpc.StatusCode.FAILED_PRECONDITION, "run canceled", "canceled")
+    finish, _ = execute(t, assignment(), stub)
+    assert finish is None
+    assert stub.methods() == ["RecordStep"]
