@@ -238,7 +238,7 @@ def test_a_refusal_after_partial_writes_leaves_nothing_of_that_write(cluster: Cl
             attempt=1,
             outcome=wpb.ATTEMPT_OUTCOME_SUSPENDED,
             wait=wpb.WaitSpec(
-                position=1,
+                position=0,  # nothing below it: a suspension may leave no unrecorded position
                 name="wait.children",
                 children=wpb.ChildrenWait(
                     runs=[
