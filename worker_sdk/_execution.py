@@ -10,7 +10,7 @@ from typing import Any
 
 import grpc
 
-from cairn import payloads
+from cairn import error_types, payloads
 from cairn.statuses import ATTEMPT_OUTCOME_NAMES, RUN_STATUS_NAMES
 from cairn.v1 import common_pb2, worker_service_pb2
 from worker_sdk import _replay as replay
@@ -159,7 +159,8 @@ async def _invoke(
             assignment,
             ctx.namespace,
             common_pb2.ErrorInfo(
-                type="cairn.UnknownTask", message=f"this worker does not serve task '{assignment.task_id}'"
+                type=error_types.UNKNOWN_TASK,
+                message=f"this worker does not serve task '{assignment.task_id}'",
             ),
         )
     try:
@@ -169,7 +170,7 @@ async def _invoke(
             assignment,
             ctx.namespace,
             common_pb2.ErrorInfo(
-                type="cairn.payloads.PayloadError",
+                type=error_types.INVALID_PAYLOAD,
                 message=f"payload of run {ctx.run_id} for task '{task.id}' cannot be decoded: {exc}",
                 non_retryable=True,
             ),
@@ -278,7 +279,7 @@ async def _finish(
                 worker_service_pb2.AttemptAssignment(run_id=ctx.run_id, attempt=ctx.attempt),
                 ctx.namespace,
                 common_pb2.ErrorInfo(
-                    type="cairn.OutputRefused",
+                    type=error_types.OUTPUT_REFUSED,
                     message=f"the server refused the output of task '{ctx.task_id}': {details}",
                     non_retryable=True,
                 ),

@@ -79,7 +79,9 @@ async def record_step(
                 f"step position {position} of run {run_id} was neither recorded nor refused",
             )
         if existing["attempt"] == attempt and existing["name"] == name:
-            return existing  # the same write again (its answer was lost): idempotent
+            # The same write again (its answer was lost): idempotent, and a checkpoint like the first.
+            await conn.execute(attempts_sql.EXTEND_LEASE, run_id, attempt, lease_seconds, namespace)
+            return existing
         raise already_exists(
             f"step position {position} of run {run_id} is already recorded "
             f"(as {existing['name']!r} by attempt {existing['attempt']})"
