@@ -33,3 +33,27 @@ def test_worker_sdk_needs_no_server_packages() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+PYTHON_ONLY = (
+    "@task",
+    "@step",
+    "ValueError",
+    "TypeError",
+    "KeyError",
+    "RuntimeError",
+    "asyncio",
+    "def ",
+    "None",
+)
+
+
+def test_the_protos_speak_no_single_language() -> None:
+    """Issue 11, finding 10: the protos are read by SDKs in any language, so
+    they describe the protocol, not the Python SDK's decorators or exceptions."""
+    found = []
+    for path in sorted((ROOT / "proto").rglob("*.proto")):
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            comment = line.partition("//")[2]
+            found += [f"{path.name}:{number}: {word!r}" for word in PYTHON_ONLY if word in comment]
+    assert not found, "Python-only wording in the protos:\n" + "\n".join(found)
