@@ -243,7 +243,7 @@ class HistoryServicer(hgrpc.HistoryServiceServicer):
             requests.encoding(request.output) if completed else None,
             None if completed else convert.error_dict(request.error),
             request.tries,
-            [convert.error_dict(e) for e in request.try_errors],
+            [convert.error_dict(e) for e in request.try_errors] or None,  # None: '[]' in SQL, no encoding
         )
         return wpb.RecordStepResponse(step=convert.step(row))
 

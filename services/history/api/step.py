@@ -34,7 +34,7 @@ async def record_step(
     encoding: str | None,
     error: dict[str, Any] | None,
     tries: int,
-    try_errors: list[dict[str, Any]],
+    try_errors: list[dict[str, Any]] | None,
 ) -> Row:
     """Appends one step to the journal, once per position, from the current
     attempt only, at most MAX_STEPS_IN_FLIGHT above the highest recorded

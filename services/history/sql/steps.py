@@ -16,7 +16,7 @@ _POSITION_BOUND = "coalesce((SELECT max(position) FROM steps WHERE run_id = $1),
 # bound, insert once per position, log the event and extend the lease. $1 run
 # id, $2 namespace, $3 attempt, $4 position (>= 0), $5 name, $6 status,
 # $7 output, $8 encoding, $9 error, $10 tries, $11 lease seconds, $12 the
-# errors of the failed tries (jsonb list).
+# errors of the failed tries (jsonb list; NULL: none).
 RECORD_STEP = (
     """
 WITH run AS (
@@ -28,7 +28,7 @@ step AS (
     """
     + STEP_COLUMNS
     + """
-    SELECT run.id, $4, $5, $6, $7, $8, $9, $3, $10, $12 FROM run
+    SELECT run.id, $4, $5, $6, $7, $8, $9, $3, $10, coalesce($12::jsonb, '[]') FROM run
    """
     + STEP_ONCE
     + """ RETURNING *),
