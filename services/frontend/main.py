@@ -1,9 +1,13 @@
-"""The frontend process: the public gRPC API (with reflection and health)."""
+"""The frontend process: the public gRPC API (with reflection and health), and
+the HTTP JSON API (services/frontend/http) on --http-address."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
+import os
+import socket
 
 import grpc
 
@@ -16,15 +20,35 @@ from services.common.config import Settings, add_service_flags, settings_from_ar
 from services.frontend import interceptors
 from services.frontend.backend import Backend
 from services.frontend.handlers import Handlers
+from services.frontend.http.server import DEFAULT_HTTP_ADDRESS, HttpServer, bind
 from services.frontend.routes import ROUTES, SERVICES
 from services.frontend.run_watch import RunWatcher
 from services.frontend.serving import add_services
 
 SERVICE_NAMES = [s.full_name for s in SERVICES]
+HTTP_OFF = "off"
+log = logging.getLogger("cairn.frontend")
 
 
-async def run(settings: Settings) -> None:
+def http_socket(address: str | None) -> socket.socket | None:
+    """The HTTP API's socket: on `address` when one was given (a failure to
+    listen there stops the frontend), else on the default address, where a
+    port already taken (another frontend on this host) only costs the HTTP API
+    of this one, with a warning; None for "off"."""
+    if address == HTTP_OFF:
+        return None
+    try:
+        return bind(address or DEFAULT_HTTP_ADDRESS)
+    except OSError as exc:
+        if address:
+            raise SystemExit(f"cairn frontend: cannot serve HTTP on {address}: {exc}") from None
+        log.warning("HTTP API not served: %s is taken (%s); set --http-address", DEFAULT_HTTP_ADDRESS, exc)
+        return None
+
+
+async def run(settings: Settings, http_address: str | None = None) -> None:
     """Serves the public API until SIGINT/SIGTERM."""
+    sock = http_socket(http_address)
     watcher = RunWatcher()
     bus = Bus(settings.nats_url, settings.nats_prefix)
     await bus.subscribe(bus_mod.RUNS, watcher.on_change)
@@ -45,8 +69,13 @@ async def run(settings: Settings) -> None:
     server, health = grpc_server.make_server(
         settings.listen, register, SERVICE_NAMES, interceptors.chain(ROUTES)
     )
+    http = HttpServer(sock, settings.listen) if sock is not None else None
+    if http is not None:
+        await http.start()
 
     async def on_stop() -> None:
+        if http is not None:
+            await http.stop()
         await bus.close()
         await history_channel.close()
         await matching_channel.close()
@@ -57,6 +86,14 @@ async def run(settings: Settings) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="cairn frontend", description="Run the public frontend.")
     add_service_flags(parser, "127.0.0.1:7373")
-    settings = settings_from_args(parser.parse_args(argv))
+    parser.add_argument(
+        "--http-address",
+        default=os.environ.get("CAIRN_HTTP_ADDRESS") or None,
+        help=f"host:port of the HTTP JSON API, its /openapi.json, /docs and /metrics, or "
+        f"{HTTP_OFF!r} (CAIRN_HTTP_ADDRESS; default {DEFAULT_HTTP_ADDRESS}, skipped with a "
+        "warning when taken)",
+    )
+    args = parser.parse_args(argv)
+    settings = settings_from_args(args)
     logs.setup("frontend")
-    asyncio.run(run(settings))
+    asyncio.run(run(settings, args.http_address))

@@ -1,0 +1,49 @@
+"""How an HTTP request reaches the public API: as a gRPC call to this
+frontend's own gRPC port (a loopback channel), so it passes the very same
+interceptors as any gRPC client's call (error mapping, authorization,
+namespace defaulting, validation) and the same handler or backend, with no
+second copy of any rule."""
+
+from __future__ import annotations
+
+import grpc
+from google.protobuf.message import Message
+
+from cairn.limits import MAX_WAIT
+from services.common import grpc_server
+from services.frontend.http.errors import HttpError
+from services.frontend.http.routes import HttpRoute
+
+# Longer than any call the frontend makes on (a WaitRun waits up to MAX_WAIT).
+CALL_TIMEOUT = MAX_WAIT + 30.0
+_WILDCARDS = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "[::]": "[::1]", "::": "[::1]"}
+
+
+def loopback(listen: str) -> str:
+    """The address to reach a gRPC server listening on `listen` from this host."""
+    host, _, port = listen.rpartition(":")
+    return f"{_WILDCARDS.get(host, host)}:{port}"
+
+
+class GrpcCaller:
+    """Calls the routed methods of the frontend's own gRPC server."""
+
+    def __init__(self, listen: str) -> None:
+        self.channel = grpc_server.channel(loopback(listen))
+
+    async def call(self, route: HttpRoute, request: Message) -> Message:
+        """The method's answer, or an HttpError with the gRPC status it refused with."""
+        response_class = route.response_class()
+        method = self.channel.unary_unary(
+            route.grpc.path,
+            request_serializer=type(request).SerializeToString,
+            response_deserializer=response_class.FromString,
+        )
+        try:
+            response: Message = await method(request, timeout=CALL_TIMEOUT)
+        except grpc.aio.AioRpcError as exc:
+            raise HttpError(exc.code(), exc.details() or exc.code().name) from None
+        return response
+
+    async def close(self) -> None:
+        await self.channel.close()

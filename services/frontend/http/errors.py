@@ -1,0 +1,75 @@
+"""Errors as HTTP answers: {"code": "<gRPC status name>", "message": "..."}
+with the HTTP status of the code. The message is the one the gRPC API gives
+(it names the field); no body ever carries a stack trace."""
+
+from __future__ import annotations
+
+import logging
+
+import grpc
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+log = logging.getLogger("cairn.frontend.http")
+
+C = grpc.StatusCode
+HTTP_STATUS: dict[grpc.StatusCode, int] = {
+    C.INVALID_ARGUMENT: 400,
+    C.OUT_OF_RANGE: 400,
+    C.UNAUTHENTICATED: 401,
+    C.PERMISSION_DENIED: 403,
+    C.NOT_FOUND: 404,
+    C.ALREADY_EXISTS: 409,
+    C.ABORTED: 409,
+    C.FAILED_PRECONDITION: 412,
+    C.RESOURCE_EXHAUSTED: 429,
+    C.UNIMPLEMENTED: 501,
+    C.UNAVAILABLE: 503,
+    C.DEADLINE_EXCEEDED: 503,
+}
+INTERNAL_MESSAGE = "internal error; the server log has the details"
+
+
+class HttpError(Exception):
+    """An answer other than 200: a gRPC code's name and its message."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+    @property
+    def status(self) -> int:
+        return HTTP_STATUS.get(self.code, 500)
+
+
+def error_response(code: grpc.StatusCode, message: str) -> JSONResponse:
+    """The body and status of an error."""
+    return JSONResponse({"code": code.name, "message": message}, HTTP_STATUS.get(code, 500))
+
+
+async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HttpError)
+    return error_response(exc.code, exc.message)
+
+
+async def on_starlette_error(request: Request, exc: Exception) -> JSONResponse:
+    """Starlette's own refusals (no such route, method not allowed) in the same shape."""
+    status = getattr(exc, "status_code", 500)
+    if status == 404:
+        return error_response(C.NOT_FOUND, f"no route {request.method} {request.url.path}")
+    if status == 405:
+        return JSONResponse(
+            {
+                "code": C.UNIMPLEMENTED.name,
+                "message": f"{request.method} is not allowed on {request.url.path}",
+            },
+            405,
+        )
+    return JSONResponse({"code": C.UNKNOWN.name, "message": str(getattr(exc, "detail", ""))}, status)
+
+
+async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+    """Anything else: logged here, answered without its details."""
+    log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+    return error_response(C.INTERNAL, INTERNAL_MESSAGE)

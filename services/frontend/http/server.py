@@ -1,0 +1,64 @@
+"""The HTTP API's server: uvicorn in the frontend's own event loop, on a
+socket bound at start (so a taken port is known before the gRPC server
+serves), stopped with the frontend."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+
+import uvicorn
+
+from services.frontend.http.app import make_app
+from services.frontend.http.calls import GrpcCaller
+
+log = logging.getLogger("cairn.frontend.http")
+DEFAULT_HTTP_ADDRESS = "127.0.0.1:7374"
+
+
+def bind(address: str) -> socket.socket:
+    """A listening socket on host:port ([v6]:port for IPv6); OSError when it cannot be had."""
+    host, sep, port_text = address.rpartition(":")
+    if not sep or not port_text.isdigit():
+        raise ValueError(f"invalid HTTP address {address!r}: expected host:port")
+    host = host.strip("[]") or "0.0.0.0"
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, int(port_text)))
+        sock.listen(128)
+    except OSError:
+        sock.close()
+        raise
+    sock.setblocking(False)
+    return sock
+
+
+class HttpServer:
+    """The HTTP API on one socket, calling the frontend's gRPC server at `grpc_listen`."""
+
+    def __init__(self, sock: socket.socket, grpc_listen: str) -> None:
+        self.sock = sock
+        self.caller = GrpcCaller(grpc_listen)
+        config = uvicorn.Config(
+            make_app(self.caller), lifespan="off", log_config=None, access_log=False, server_header=False
+        )
+        config.load()
+        self.server = uvicorn.Server(config)
+        self._loop: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self.server.lifespan = self.server.config.lifespan_class(self.server.config)  # as Server.serve does
+        await self.server.startup(sockets=[self.sock])
+        self._loop = asyncio.create_task(self.server.main_loop())
+        host, port = self.sock.getsockname()[:2]
+        log.info("HTTP API serving on %s:%s (docs at /docs)", host, port)
+
+    async def stop(self) -> None:
+        self.server.should_exit = True
+        if self._loop is not None:
+            await self._loop
+        await self.server.shutdown(sockets=[self.sock])
+        await self.caller.close()
