@@ -115,6 +115,9 @@ class Cluster:
                 history,
             ]
         if kind == "frontend":
+            # Each frontend its own HTTP port (the default one is shared by every
+            # cluster on the machine), unless the test names it in the env.
+            http = [] if "CAIRN_HTTP_ADDRESS" in self.env else ["--http-address", f"127.0.0.1:{free_port()}"]
             return base + [
                 "--history-address",
                 history,
@@ -122,6 +125,7 @@ class Cluster:
                 matching or self.env["CAIRN_MATCHING_ADDRESS"],
                 "--nats-url",
                 self.nats_url,
+                *http,
             ]
         raise ValueError(f"unknown service kind {kind!r}; expected one of {', '.join(SERVICES)}")
 
