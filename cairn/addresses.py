@@ -22,7 +22,7 @@ RECONNECT_OPTIONS = [
     ("grpc.max_reconnect_backoff_ms", 2000),
 ]
 # A target that names its gRPC resolver, e.g. dns:///cairn.internal:7373 or ipv4:1.2.3.4:7373.
-_SCHEME = re.compile(r"^(dns|ipv4|ipv6|unix|unix-abstract|vsock|xds|google-c2p):", re.IGNORECASE)
+_SCHEME = re.compile(r"^(dns|ipv4|ipv6|unix|unix-abstract|vsock|xds|google-c2p|passthrough):", re.IGNORECASE)
 
 
 class UnresolvedHost(OSError):
@@ -32,7 +32,7 @@ class UnresolvedHost(OSError):
 def _split_host_port(entry: str, address: str, what: str, default_port: int) -> tuple[str, int]:
     """'host:port', '[v6]:port', 'host' or a bare IPv6 literal as (host, port); the
     port defaults to default_port. ValueError naming the address otherwise."""
-    bad = f"invalid {what} address {entry!r} in {address!r}"
+    bad = f"invalid {what} address {entry!r}" + (f" in {address!r}" if entry != address else "")
     if entry.startswith("["):
         end = entry.find("]")
         if end < 0:
@@ -60,7 +60,7 @@ def _split_host_port(entry: str, address: str, what: str, default_port: int) -> 
     if not port_text:
         return host, default_port
     if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise ValueError(f"{bad}: the port must be a number from 1 to 65535")
+        raise ValueError(f"{bad}: the port must be a number from 1 to 65535, not {port_text!r}")
     return host, int(port_text)
 
 
@@ -74,8 +74,11 @@ def parse_address_list(
     text = address.strip()
     if not text:
         raise ValueError(f"the {what} address is empty")
-    if "," not in text or _SCHEME.match(text):
+    if _SCHEME.match(text):
         return None  # gRPC's own target syntax, e.g. ipv4:10.0.0.1:7373,10.0.0.2:7373
+    if "," not in text:
+        _check_single(text, what)
+        return None
     if "://" in text:
         raise ValueError(
             f"{what} address {address!r}: a list of {what}s is written host:port,host:port without a scheme"
@@ -89,8 +92,60 @@ def parse_address_list(
     return parsed
 
 
+def _check_single(text: str, what: str) -> None:
+    """A single host:port: a URL scheme, a missing or bad port and a missing host
+    are each refused with their own message (gRPC would read "http://h:p" as a
+    host name, and a missing port as 443)."""
+    scheme, sep, rest = text.partition("://")
+    if sep:
+        example = rest.rstrip("/") or f"127.0.0.1:{DEFAULT_PORT}"
+        raise ValueError(
+            f"{what} address {text!r} is a URL: Cairn speaks gRPC, not {scheme.upper()}; "
+            f"write host:port without {scheme}://, e.g. {example}"
+        )
+    host, port = _split_host_port(text, text, what, 0)
+    if port == 0:
+        shown = f"[{host}]" if ":" in host else host
+        raise ValueError(f"{what} address {text!r} has no port: write host:port, e.g. {shown}:{DEFAULT_PORT}")
+
+
+def unreachable_reason(address: str, what: str = "frontend", timeout: float = 1.0) -> str:
+    """Why nothing answered at address, found by resolving each host:port it
+    names and opening a TCP connection to it: "cannot resolve host 'x' ...",
+    "nothing listens on h:p (connection refused)", "h:p did not answer within
+    1s". "" when every address accepted a connection, or address is a gRPC target
+    (dns:///..., unix:...) that this does not look into."""
+    try:
+        entries = parse_address_list(address, what)
+    except ValueError as exc:
+        return str(exc)
+    if entries is None:
+        if _SCHEME.match(address.strip()):
+            return ""
+        entries = [_split_host_port(address.strip(), address, what, DEFAULT_PORT)]
+    reasons = []
+    for host, port in entries:
+        try:
+            found = _resolve(host, port, what)
+        except UnresolvedHost:
+            reasons.append(f"the host {host!r} is unknown (its name does not resolve)")
+            continue
+        ips = found[socket.AF_INET] + found[socket.AF_INET6]
+        where = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
+        try:
+            socket.create_connection((ips[0] if ips else host, port), timeout=timeout).close()
+        except ConnectionRefusedError:
+            reasons.append(f"nothing listens on {where} (connection refused)")
+        except TimeoutError:
+            reasons.append(f"{where} did not answer within {timeout:g}s")
+        except OSError as exc:
+            reasons.append(f"cannot connect to {where}: {exc.strerror or exc}")
+    return "; ".join(reasons)
+
+
 def check_address(address: str, what: str = "frontend") -> str:
-    """Checks an address's syntax (nothing is resolved); returns it."""
+    """Checks an address's syntax (nothing is resolved); returns it. ValueError
+    naming the problem: a URL scheme, a missing or bad port, a missing host."""
     parse_address_list(address, what)
     return address
 

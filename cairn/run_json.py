@@ -4,7 +4,11 @@ schedule, a queue and where an event went.
 
 This is what `cairn ... --json` prints, and what the HTTP API serves: one
 converter, protobuf message -> plain dict of JSON values, with no model of its
-own in between. The TypedDicts below only name the keys and value types of
+own in between. A run has two forms: run_to_dict, the whole run (RunJSON, for
+GetRun, WaitRun, CancelRun and a trigger's answer), and run_summary_to_dict, a
+run as lists show it (RunSummaryJSON: every key of RunJSON except "attempts",
+"steps" and "events", which ListRuns does not load; a list must not claim a
+run has none). The TypedDicts below only name the keys and value types of
 those dicts for the type checker; at run time every result is an ordinary
 dict that `json.dumps` accepts as is.
 
@@ -19,11 +23,14 @@ error, wait, empty id) as null. Payloads by encoding (cairn.payloads):
 - proto/cairn.v1.ChildResults (a children wait's step output): a list with one
   {"run_id", "status" (lowercase), "output" (rendered like any payload),
   "error" (an error dict or null)} per child, in the wait's order;
-- anything else, or data that cannot be read: {"encoding": ..., "bytes": n}."""
+- anything else, or data that cannot be read: {"encoding": ..., "bytes": n}.
+An event's "details" is the JSON object history recorded (details_json
+parsed); text that is not JSON is kept as a string."""
 
 from __future__ import annotations
 
 import base64
+import json
 from typing import Any, TypedDict
 
 from google.protobuf import json_format
@@ -54,6 +61,7 @@ __all__ = [
     "QueueJSON",
     "RateLimitJSON",
     "RunJSON",
+    "RunSummaryJSON",
     "ScheduleJSON",
     "SendEventJSON",
     "StepJSON",
@@ -65,6 +73,7 @@ __all__ = [
     "event_to_dict",
     "payload_to_json",
     "queue_to_dict",
+    "run_summary_to_dict",
     "run_to_dict",
     "schedule_to_dict",
     "send_event_to_dict",
@@ -128,7 +137,7 @@ class EventJSON(TypedDict):
     id: int
     type: str
     attempt: int
-    details: str  # a JSON text, as recorded
+    details: JSONValue  # the recorded details: a JSON object (a string only if not JSON)
     at: str | None
 
 
@@ -144,8 +153,8 @@ class WaitJSON(TypedDict):
     until: str | None  # a sleep's end, or the wait's timeout
 
 
-class RunJSON(TypedDict):
-    """A run with its attempts, steps, events, wait and child runs."""
+class RunSummaryJSON(TypedDict):
+    """A run as a list shows it: RunJSON without attempts, steps and events."""
 
     id: str
     namespace: str
@@ -162,9 +171,6 @@ class RunJSON(TypedDict):
     started_at: str | None
     finished_at: str | None
     next_attempt_at: str | None
-    attempts: list[AttemptJSON]
-    steps: list[StepJSON]
-    events: list[EventJSON]
     parent_run_id: str | None
     priority: int
     tags: list[str]
@@ -175,6 +181,14 @@ class RunJSON(TypedDict):
     max_duration: float | None
     schedule_id: str | None
     concurrency_key: str | None
+
+
+class RunJSON(RunSummaryJSON):
+    """A run with its attempts, steps, events, wait and child runs."""
+
+    attempts: list[AttemptJSON]
+    steps: list[StepJSON]
+    events: list[EventJSON]
 
 
 class TokenJSON(TypedDict):
@@ -357,20 +371,29 @@ def attempt_to_dict(a: pb.Attempt) -> AttemptJSON:
     }
 
 
+def _details(text: str) -> JSONValue:
+    if not text:
+        return {}
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
 def event_to_dict(e: pb.RunEvent) -> EventJSON:
-    """An entry of a run's history."""
+    """An entry of a run's history; details as a JSON value (the module's docstring)."""
     return {
         "id": e.id,
         "type": e.type,
         "attempt": e.attempt,
-        "details": e.details_json,
+        "details": _details(e.details_json),
         "at": _time(e.at) if e.HasField("at") else None,
     }
 
 
-def run_to_dict(r: pb.Run) -> RunJSON:
-    """A run with its attempts, steps, events, wait and child runs (the lists are
-    empty when the message carries none, as in ListRuns answers)."""
+def run_summary_to_dict(r: pb.Run) -> RunSummaryJSON:
+    """A run as a list shows it (ListRuns answers): every key of run_to_dict but
+    "attempts", "steps" and "events"."""
     return {
         "id": r.id,
         "namespace": r.namespace,
@@ -387,9 +410,6 @@ def run_to_dict(r: pb.Run) -> RunJSON:
         "started_at": _time(r.started_at) if r.HasField("started_at") else None,
         "finished_at": _time(r.finished_at) if r.HasField("finished_at") else None,
         "next_attempt_at": _time(r.next_attempt_at) if r.HasField("next_attempt_at") else None,
-        "attempts": [attempt_to_dict(a) for a in r.attempts],
-        "steps": [step_to_dict(s) for s in r.steps],
-        "events": [event_to_dict(e) for e in r.events],
         "parent_run_id": r.parent_run_id or None,
         "priority": r.priority,
         "tags": list(r.tags),
@@ -401,6 +421,20 @@ def run_to_dict(r: pb.Run) -> RunJSON:
         "schedule_id": r.schedule_id or None,
         "concurrency_key": r.concurrency_key or None,
     }
+
+
+def run_to_dict(r: pb.Run) -> RunJSON:
+    """A run with its attempts, steps, events, wait and child runs: the summary's
+    keys plus "attempts", "steps" and "events" (empty lists when the message
+    carries none; a list of runs uses run_summary_to_dict instead)."""
+    summary = run_summary_to_dict(r)
+    run: RunJSON = {
+        **summary,
+        "attempts": [attempt_to_dict(a) for a in r.attempts],
+        "steps": [step_to_dict(s) for s in r.steps],
+        "events": [event_to_dict(e) for e in r.events],
+    }
+    return run
 
 
 def token_to_dict(t: wpb.WaitToken) -> TokenJSON:

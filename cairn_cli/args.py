@@ -8,6 +8,8 @@ import argparse
 import json
 import math
 import re
+import sys
+from importlib import metadata
 from typing import Any, NoReturn
 
 ADDRESS_HELP = (
@@ -83,6 +85,19 @@ def parse_rate(text: str) -> tuple[int, float]:
     return limit, seconds
 
 
+def _positive_int(flag: str) -> Any:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"{flag} must be at least 1, got {value}")
+        return value
+
+    return parse
+
+
 def _rate_arg(text: str) -> tuple[int, float]:
     try:
         return parse_rate(text)
@@ -90,11 +105,41 @@ def _rate_arg(text: str) -> tuple[int, float]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _json_arg(text: str) -> Any:
+PAYLOAD_HELP = "as JSON; @FILE reads it from a file, - from stdin"
+
+
+def read_json_arg(text: str) -> Any:
+    """A JSON flag's value: the JSON text itself, "@PATH" for the JSON in a file,
+    or "-" for the JSON on stdin (large payloads do not fit on a command line).
+    ValueError naming the file, or saying the JSON is not valid."""
+    where = ""
+    if text == "-":
+        text, where = sys.stdin.read(), " (read from stdin)"
+    elif text.startswith("@"):
+        path = text[1:]
+        if not path:
+            raise ValueError("@ must be followed by a file name, e.g. @payload.json")
+        try:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+        except FileNotFoundError:
+            raise ValueError(f"cannot read {path!r}: no such file") from None
+        except IsADirectoryError:
+            raise ValueError(f"cannot read {path!r}: it is a directory") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"cannot read {path!r}: {exc}") from None
+        where = f" (in {path})"
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise argparse.ArgumentTypeError(f"not valid JSON: {exc}") from None
+        raise ValueError(f"not valid JSON{where}: {exc}") from None
+
+
+def _json_arg(text: str) -> Any:
+    try:
+        return read_json_arg(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _json_object_arg(text: str) -> dict[str, Any]:
@@ -118,9 +163,27 @@ def _client_args(p: argparse.ArgumentParser, json_flag: bool = True) -> None:
         p.add_argument("--json", action="store_true", help="print JSON objects instead of tables")
 
 
+def version() -> str:
+    """The installed cairn package's version (importlib.metadata)."""
+    try:
+        return metadata.version("cairn")
+    except metadata.PackageNotFoundError:
+        return "unknown (the cairn package is not installed; pip install -e .)"
+
+
+DEFAULT_SLOTS = 100  # as Temporal's Python worker (max_concurrent_activities) and Hatchet
+SLOTS_HELP = (
+    "how many attempts this worker runs at once (default %(default)s). A slot is one "
+    "attempt of a run in progress: the task's async function on this worker's event "
+    "loop, so a run waiting on I/O holds a slot but no CPU; lower it for CPU-bound "
+    "or memory-heavy tasks (a run that waits durably, e.g. wait.for_, holds no slot)"
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The `cairn` command line: every command, subcommand and flag."""
     p = _Parser(prog="cairn", description="Durable execution for Python.")
+    p.add_argument("--version", action="version", version=f"cairn {version()}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, text in [
         ("dev", "start PostgreSQL, NATS and the three services on this machine"),
@@ -130,9 +193,17 @@ def build_parser() -> argparse.ArgumentParser:
     ]:
         sub.add_parser(name, help=text, add_help=False)
 
-    w = sub.add_parser("worker", help="serve the tasks of a Python module")
-    w.add_argument("module", help="dotted module name, e.g. examples.hello")
-    w.add_argument("--slots", type=int, default=4, help="attempts run at once (default 4)")
+    w = sub.add_parser(
+        "worker",
+        help="serve the tasks of a Python module",
+        description="Serve the tasks (@task) of a Python module: the worker long-polls the "
+        "frontend for attempts of its tasks and runs up to --slots of them at once. "
+        "Example: cairn worker examples.orders",
+    )
+    w.add_argument(
+        "module", help="dotted module name, imported from the current directory, e.g. examples.orders"
+    )
+    w.add_argument("--slots", type=_positive_int("--slots"), default=DEFAULT_SLOTS, help=SLOTS_HELP)
     w.add_argument("--version", default=None, help="worker version (CAIRN_WORKER_VERSION, default 'dev')")
     w.add_argument(
         "--queue", action="append", default=None, help="serve only the tasks on this queue (repeatable)"
@@ -141,12 +212,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("trigger", help="trigger a run of a task")
     t.add_argument("task", help="task id")
-    t.add_argument("--payload", default="null", help="the payload as JSON (default null)")
+    t.add_argument(
+        "--payload", type=_json_arg, default=None, help=f"the payload {PAYLOAD_HELP} (default null)"
+    )
     t.add_argument(
         "--idempotency-key", default="", help="a second trigger with this key returns the first run"
     )
     t.add_argument("--wait", action="store_true", help="wait until the run finishes and show it")
-    t.add_argument("--timeout", type=float, default=None, help="with --wait: give up after this many seconds")
+    t.add_argument(
+        "--timeout",
+        type=_duration_arg,
+        default=None,
+        help=f"with --wait: give up waiting after this ({DURATION_HELP}); exit status 1",
+    )
     t.add_argument(
         "--delay",
         type=_duration_arg,
@@ -186,6 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     _client_args(ls)
     get = runs.add_parser("get", help="show one run with its attempts and steps")
     get.add_argument("run_id")
+    get.add_argument("--full", action="store_true", help="also print the stack trace of every error")
     _client_args(get)
 
     c = sub.add_parser("cancel", help="cancel an unfinished run")
@@ -202,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("name", help="the event's name")
     send.add_argument("--run", default=None, help="deliver to this run (kept until it waits)")
     send.add_argument("--key", default=None, help="the event's key")
-    send.add_argument("--payload", type=_json_arg, default=None, help="the payload as JSON")
+    send.add_argument("--payload", type=_json_arg, default=None, help=f"the payload {PAYLOAD_HELP}")
     _client_args(send)
 
     tokens = sub.add_parser("tokens", help="create, complete and read wait tokens").add_subparsers(
@@ -218,7 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     _client_args(tc)
     tdone = tokens.add_parser("complete", help="complete a token, resuming the run waiting on it")
     tdone.add_argument("token_id")
-    tdone.add_argument("--payload", type=_json_arg, default=None, help="the payload as JSON")
+    tdone.add_argument("--payload", type=_json_arg, default=None, help=f"the payload {PAYLOAD_HELP}")
     _client_args(tdone)
     tget = tokens.add_parser("get", help="show a token")
     tget.add_argument("token_id")
@@ -232,7 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--task", required=True, help="the task to trigger")
     sc.add_argument("--cron", required=True, help="cron expression: 5 fields, or 6 with seconds first")
     sc.add_argument("--timezone", default="UTC", help="IANA time zone (default UTC)")
-    sc.add_argument("--payload", type=_json_arg, default=None, help="each run's payload as JSON")
+    sc.add_argument("--payload", type=_json_arg, default=None, help=f"each run's payload {PAYLOAD_HELP}")
     sc.add_argument("--dedup-key", default=None, help="deduplication key (default the schedule id)")
     _client_args(sc)
     sl = schedules.add_parser("list", help="list schedules")

@@ -20,14 +20,16 @@ from google.protobuf.duration_pb2 import Duration
 from google.protobuf.struct_pb2 import Struct
 
 from cairn import addresses, payloads
-from cairn.limits import DEFAULT_NAMESPACE, MAX_CONCURRENCY_KEY_CHARS
+from cairn.limits import DEFAULT_NAMESPACE, MAX_CONCURRENCY_KEY_CHARS, MAX_PAYLOAD_BYTES
 from cairn.run_json import (
     QueueJSON,
     RunJSON,
+    RunSummaryJSON,
     ScheduleJSON,
     SendEventJSON,
     TokenJSON,
     queue_to_dict,
+    run_summary_to_dict,
     run_to_dict,
     schedule_to_dict,
     send_event_to_dict,
@@ -113,6 +115,11 @@ def _payload(what: str, value: Any) -> common_pb2.Payload:
         data = payloads.encode_json(value)
     except payloads.PayloadError as exc:
         raise payloads.PayloadError(f"{what}: {exc}") from None
+    if len(data) > MAX_PAYLOAD_BYTES:
+        raise ValueError(
+            f"{what}: {len(data)} bytes as JSON exceeds the limit of {MAX_PAYLOAD_BYTES} bytes "
+            f"({MAX_PAYLOAD_BYTES // (1024 * 1024)} MiB)"
+        )
     return common_pb2.Payload(data=data, encoding=payloads.JSON)
 
 
@@ -267,8 +274,9 @@ class Frontend:
         limit: int = 20,
         tag: str | None = None,
         parent_run_id: str | None = None,
-    ) -> list[RunJSON]:
-        """ListRuns, newest first, following pages up to limit runs."""
+    ) -> list[RunSummaryJSON]:
+        """ListRuns, newest first, following pages up to limit runs: summaries,
+        without attempts, steps and events (ListRuns does not load them)."""
         if limit < 1:
             raise ValueError(f"limit must be a positive int, got {limit!r}")
         request = run_service_pb2.ListRunsRequest(
@@ -278,11 +286,11 @@ class Frontend:
             tag=tag or "",
             parent_run_id=parent_run_id or "",
         )
-        runs: list[RunJSON] = []
+        runs: list[RunSummaryJSON] = []
         while len(runs) < limit:
             request.page_size = min(MAX_PAGE, limit - len(runs))
             response: run_service_pb2.ListRunsResponse = self._call(self._runs().ListRuns, request)
-            runs.extend(run_to_dict(r) for r in response.runs)
+            runs.extend(run_summary_to_dict(r) for r in response.runs)
             if not response.next_page_token or not response.runs:
                 break
             request.page_token = response.next_page_token
@@ -307,7 +315,7 @@ class Frontend:
                 per_call = min(per_call, deadline - time.monotonic())
                 if per_call <= 0:
                     status = f" (status: {last['status']})" if last else ""
-                    raise TimeoutError(f"run {run_id} did not finish within {timeout}s{status}")
+                    raise TimeoutError(f"run {run_id} did not finish within {timeout:g}s{status}")
             wait = Duration()
             wait.FromNanoseconds(max(1, round(per_call * 1e9)))
             request = run_service_pb2.WaitRunRequest(namespace=self.namespace, run_id=run_id, timeout=wait)

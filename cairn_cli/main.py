@@ -14,12 +14,21 @@ import argparse
 import os
 import sys
 
+from cairn.addresses import DEFAULT_ADDRESS, unreachable_reason
 from cairn_cli import commands, frontend
 from cairn_cli.args import build_parser as _parser
 from cairn_cli.args import format_duration, parse_duration, parse_rate
 from cairn_cli.output import show_run as _show
 
-__all__ = ["format_duration", "main", "parse_duration", "parse_rate", "_parser", "_show"]
+__all__ = [
+    "format_duration",
+    "main",
+    "unreachable_message",
+    "parse_duration",
+    "parse_rate",
+    "_parser",
+    "_show",
+]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -36,12 +45,7 @@ def main(argv: list[str] | None = None) -> None:
         with frontend.Frontend(address=args.address, namespace=args.namespace) as client:
             status = commands.run_command(client, args)
     except frontend.Unreachable as exc:
-        address = args.address or os.environ.get("CAIRN_ADDRESS", "127.0.0.1:7373")
-        detail = f" ({exc})" if str(exc).startswith("cannot resolve") else ""
-        sys.exit(
-            f"error: cannot reach the Cairn frontend at {address}{detail}; is `cairn dev` "
-            "running? (set --address or CAIRN_ADDRESS to use another one)"
-        )
+        sys.exit(unreachable_message(args.address or os.environ.get("CAIRN_ADDRESS") or DEFAULT_ADDRESS, exc))
     except (frontend.FrontendError, TimeoutError) as exc:
         sys.exit(f"error: {exc}")
     except (ValueError, TypeError) as exc:  # refused before sending, e.g. a bad option
@@ -50,6 +54,24 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         sys.exit(130)
     sys.exit(status)
+
+
+def unreachable_message(address: str, exc: Exception) -> str:
+    """One line saying why no frontend answered at address: its host is unknown,
+    nothing listens on its port, it did not answer, or it answered but not as a
+    Cairn frontend."""
+    reason = unreachable_reason(address)
+    hint = "set --address or CAIRN_ADDRESS to use another one"
+    if "is unknown" in reason:
+        return f"error: cannot reach the Cairn frontend at {address}: {reason}; {hint}"
+    if reason:
+        return (
+            f"error: cannot reach the Cairn frontend at {address}: {reason}; is `cairn dev` running? ({hint})"
+        )
+    return (
+        f"error: the Cairn frontend at {address} did not answer over gRPC ({exc}); is it a Cairn "
+        f"frontend's address? ({hint})"
+    )
 
 
 def _service(name: str, argv: list[str]) -> None:
@@ -71,7 +93,7 @@ def _service(name: str, argv: list[str]) -> None:
 def _worker(args: argparse.Namespace) -> None:
     import logging
 
-    from cairn.addresses import DEFAULT_ADDRESS, check_address
+    from cairn.addresses import check_address
     from worker_sdk import Worker
 
     logging.basicConfig(

@@ -4,10 +4,22 @@ JSON object per line with --json, otherwise as short summaries and tables."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+import shutil
+import textwrap
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
-from cairn.run_json import QueueJSON, RateLimitJSON, RunJSON, ScheduleJSON, StepJSON, TokenJSON, WaitJSON
+from cairn.run_json import (
+    QueueJSON,
+    RateLimitJSON,
+    RunJSON,
+    RunSummaryJSON,
+    ScheduleJSON,
+    StepJSON,
+    TokenJSON,
+    WaitJSON,
+)
 from cairn_cli.args import format_duration
 
 
@@ -51,17 +63,98 @@ def wait_text(wait: WaitJSON) -> str:
     return f"{what} at step {wait.get('position')}"
 
 
-def show_run(run: RunJSON, as_json: bool, full: bool) -> None:
-    """One run: JSON, or a summary, with its attempts and steps as tables when full."""
+def _when(iso: str | None) -> datetime | None:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")) if iso else None
+
+
+def span(seconds: float) -> str:
+    """A length of time in brief: 340ms, 2.45s, 1m05s, 2h3m (never negative)."""
+    seconds = max(0.0, seconds)
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    if seconds < 60:
+        return f"{seconds:.2f}s"
+    whole = round(seconds)
+    if whole < 3600:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    return format_duration(whole - whole % 60)
+
+
+def between(start: str | None, end: str | None) -> str:
+    """The span between two of the JSON shape's times, or "" when one is missing."""
+    a, b = _when(start), _when(end)
+    return span((b - a).total_seconds()) if a and b else ""
+
+
+def clock(iso: str | None) -> str:
+    """A JSON-shape time as its time of day, to the millisecond (12:01:02.345)."""
+    return iso[11:23] if iso and len(iso) >= 23 else iso or ""
+
+
+def _width() -> int:
+    return max(60, min(shutil.get_terminal_size((100, 24)).columns, 160))
+
+
+def wrapped(label: str, text: str, indent: int = 9) -> str:
+    """label, then text whole, wrapped to the terminal's width; its own line
+    breaks are kept and continuation lines are indented under the text."""
+    pad = " " * indent
+    lines: list[str] = []
+    for n, line in enumerate(text.splitlines() or [""]):
+        first = f"{label:<{indent - 1}} " if n == 0 else pad
+        lines.append(
+            textwrap.fill(line, width=_width(), initial_indent=first, subsequent_indent=pad)
+            if line.strip()
+            else first.rstrip()
+        )
+    return "\n".join(lines)
+
+
+def error_text(error: Mapping[str, Any]) -> str:
+    """An error whole: "Type: message"."""
+    return f"{error['type']}: {error['message']}" if error.get("message") else str(error["type"])
+
+
+def _step_times(run: RunJSON) -> dict[int, str]:
+    """How long each step took, by position: from the previous record of the same
+    attempt (or the attempt's start) to its own record; steps carry no start time."""
+    started = {a["number"]: a["started_at"] for a in run["attempts"]}
+    by_attempt: dict[int, list[StepJSON]] = {}
+    for s in run["steps"]:
+        if s["recorded_at"]:
+            by_attempt.setdefault(s["attempt"], []).append(s)
+    took: dict[int, str] = {}
+    for number, steps in by_attempt.items():
+        previous = started.get(number)
+        for s in sorted(steps, key=lambda s: s["recorded_at"] or ""):
+            took[s["position"]] = between(previous, s["recorded_at"])
+            previous = s["recorded_at"]
+    return took
+
+
+def show_run(run: RunJSON, as_json: bool, full: bool, traces: bool = False) -> None:
+    """One run: JSON, or a summary with its times; when full, its attempts and
+    steps as tables and every error whole (with its stack trace when traces)."""
     if as_json:
         print_json(run)
         return
     print(f"run      {run['id']}")
     print(f"task     {run['task']}   status {run['status']}   attempts {run['attempt_count']}")
+    if run.get("created_at"):
+        print(f"created  {run['created_at']}")
+    if run.get("started_at"):
+        print(
+            f"started  {run['started_at']}   ({between(run['created_at'], run['started_at'])} after created)"
+        )
+    if run.get("finished_at"):
+        ran = between(run.get("started_at") or run["created_at"], run["finished_at"])
+        print(f"finished {run['finished_at']}   (took {ran})")
+    elif run.get("next_attempt_at") and run["status"] in ("retrying", "delayed"):
+        print(f"next     {run['next_attempt_at']}")
     if run["output"] is not None:
         print(f"output   {short(run['output'], 200)}")
     if run["error"]:
-        print(f"error    {run['error']['type']}: {run['error']['message']}")
+        print(wrapped("error", error_text(run["error"])))
     wait = run.get("wait")
     if wait:
         print(f"waiting  {wait_text(wait)}")
@@ -77,29 +170,32 @@ def show_run(run: RunJSON, as_json: bool, full: bool) -> None:
         print(f"metadata {short(run['metadata'], 200)}")
     if not full:
         return
-    if run["attempts"]:
+    if run.get("attempts"):
         print("\nattempts")
         print(
             table(
-                ["#", "STATUS", "WORKER", "VERSION", "ERROR", "RETRY IN"],
+                ["#", "STATUS", "WORKER", "VERSION", "STARTED", "TOOK", "ERROR", "RETRY IN"],
                 [
                     [
                         str(a["number"]),
                         a["status"],
                         a["worker_id"],
                         a["worker_version"],
-                        short(f"{a['error']['type']}: {a['error']['message']}") if a["error"] else "",
+                        clock(a["started_at"]),
+                        between(a["started_at"], a["finished_at"]),
+                        a["error"]["type"] if a["error"] else "",
                         f"{a['retry_delay']:.2f}s" if a["retry_delay"] is not None else "",
                     ]
                     for a in run["attempts"]
                 ],
             )
         )
-    if run["steps"]:
+    if run.get("steps"):
+        took = _step_times(run)
         print("\nsteps")
         print(
             table(
-                ["#", "NAME", "STATUS", "ATTEMPT", "TRIES", "RESULT"],
+                ["#", "NAME", "STATUS", "ATTEMPT", "TRIES", "RECORDED", "TOOK", "RESULT"],
                 [
                     [
                         str(s["position"]),
@@ -107,12 +203,37 @@ def show_run(run: RunJSON, as_json: bool, full: bool) -> None:
                         s["status"],
                         str(s["attempt"]),
                         tries_text(s),
+                        clock(s["recorded_at"]),
+                        took.get(s["position"], ""),
                         short(s["output"]) if s["status"] == "completed" else _step_error(s["error"]),
                     ]
                     for s in run["steps"]
                 ],
             )
         )
+    _show_errors(run, traces)
+
+
+def _show_errors(run: RunJSON, traces: bool) -> None:
+    """Every error of the run's attempts and steps, whole, under "errors"."""
+    found: list[tuple[str, Mapping[str, Any]]] = []
+    for a in run.get("attempts") or []:
+        if a["error"]:
+            found.append((f"attempt {a['number']}", a["error"]))
+    for s in run.get("steps") or []:
+        errors = list(s.get("try_errors") or [])
+        first_try = s["tries"] - len(errors)  # the errors are of the tries before the last
+        for n, try_error in enumerate(errors):
+            found.append((f"step {s['position']} {s['name']}, try {first_try + n}", try_error))
+        if s["error"]:
+            found.append((f"step {s['position']} {s['name']}, try {s['tries']}", s["error"]))
+    if not found:
+        return
+    print("\nerrors" + ("" if traces else f" (with stack traces: cairn runs get {run['id']} --full)"))
+    for where, e in found:
+        print(wrapped(f"  {where}:", error_text(e), indent=4 + len(where)))
+        if traces and e.get("stack_trace"):
+            print(textwrap.indent(e["stack_trace"].rstrip("\n"), "      "))
 
 
 def tries_text(step: StepJSON) -> str:
@@ -126,10 +247,10 @@ def tries_text(step: StepJSON) -> str:
 
 
 def _step_error(error: Mapping[str, Any] | None) -> str:
-    return short(f"{error['type']}: {error['message']}") if error else ""
+    return f"{error['type']} (see errors)" if error else ""
 
 
-def show_runs(runs: list[RunJSON], as_json: bool) -> None:
+def show_runs(runs: Sequence[RunSummaryJSON], as_json: bool) -> None:
     """Runs one JSON object per line, or as a table."""
     if as_json:
         for r in runs:
@@ -137,8 +258,18 @@ def show_runs(runs: list[RunJSON], as_json: bool) -> None:
         return
     print(
         table(
-            ["ID", "TASK", "STATUS", "ATTEMPTS", "CREATED"],
-            [[r["id"], r["task"], r["status"], str(r["attempt_count"]), r["created_at"] or ""] for r in runs],
+            ["ID", "TASK", "STATUS", "ATTEMPTS", "CREATED", "TOOK"],
+            [
+                [
+                    r["id"],
+                    r["task"],
+                    r["status"],
+                    str(r["attempt_count"]),
+                    r["created_at"] or "",
+                    between(r["started_at"] or r["created_at"], r["finished_at"]),
+                ]
+                for r in runs
+            ],
         )
     )
 

@@ -4,11 +4,18 @@
 retried in place; once a step is recorded it never runs again, even if the
 worker dies and the run resumes elsewhere.
 
+`ship-order` takes a while (four steps of `step_seconds` each, default 1.5), so
+that you can watch its steps being recorded and kill its worker mid-run
+(scripts/demo.sh does): another worker resumes it after the last recorded step.
+
     cairn worker examples.orders
     cairn trigger process-order --payload '{"order_id": "A-1", "amount": 42}' --wait
+    cairn trigger ship-order --payload '{"order_id": "A-1"}'
 """
 
 from __future__ import annotations
+
+import asyncio
 
 from worker_sdk import Retry, context, step, task
 
@@ -43,3 +50,41 @@ async def process_order(payload: dict) -> dict:
     charge_id = await charge_card(order)
     receipt = await send_receipt(order, charge_id)
     return {"order": order["id"], "charge": charge_id, "receipt": receipt}
+
+
+async def _work(what: str, order_id: str, seconds: float) -> str:
+    context.logger.info("%s for order %s: running (%.1fs)", what, order_id, seconds)
+    await asyncio.sleep(seconds)  # stands for real work: an API call, a query, a model
+    return f"{what} done for {order_id}"
+
+
+@step()
+async def reserve_stock(order_id: str, seconds: float) -> str:
+    return await _work("reserve stock", order_id, seconds)
+
+
+@step()
+async def pack_parcel(order_id: str, seconds: float) -> str:
+    return await _work("pack parcel", order_id, seconds)
+
+
+@step()
+async def print_label(order_id: str, seconds: float) -> str:
+    return await _work("print label", order_id, seconds)
+
+
+@step()
+async def hand_to_carrier(order_id: str, seconds: float) -> str:
+    return await _work("hand to carrier", order_id, seconds)
+
+
+@task(id="ship-order", retry=Retry(max_attempts=3, min_timeout=0.5))
+async def ship_order(payload: dict) -> dict:
+    order_id, seconds = payload["order_id"], float(payload.get("step_seconds", 1.5))
+    done = [
+        await reserve_stock(order_id, seconds),
+        await pack_parcel(order_id, seconds),
+        await print_label(order_id, seconds),
+        await hand_to_carrier(order_id, seconds),
+    ]
+    return {"order": order_id, "shipped": True, "steps": done}

@@ -14,9 +14,9 @@ from typing import Any, ParamSpec, TypeVar, overload
 
 import grpc
 
-from cairn import payloads
+from cairn import error_types, payloads
 from cairn.backoff import backoff_seconds
-from cairn.limits import MAX_NAME_CHARS, MAX_TRY_ERRORS
+from cairn.limits import MAX_NAME_CHARS, MAX_PAYLOAD_BYTES, MAX_TRY_ERRORS
 from cairn.v1 import common_pb2, worker_service_pb2
 from worker_sdk import _replay as replay
 from worker_sdk._attempt import (
@@ -37,6 +37,14 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 log = logging.getLogger("cairn.worker")
+
+
+class OutputTooLargeError(ValueError):
+    """A step's output is larger than MAX_PAYLOAD_BYTES as JSON: recorded as the
+    step's non-retryable error of type cairn.OutputRefused (the server would
+    refuse it on every try); the task sees StepFailedError."""
+
+
 # A stale attempt, or a position another attempt already recorded.
 _FENCED = FENCED | {grpc.StatusCode.ALREADY_EXISTS}
 
@@ -202,6 +210,14 @@ async def _run_live(
                 f"step '{spec.name}' returned a value that is not JSON-serialisable: {exc}"
             )
             return await _record_failure(ctx, spec, position, tries, type_error, True, try_errors)
+        if len(data) > MAX_PAYLOAD_BYTES:
+            # It can never be recorded: fail the step now, not the attempt thrice.
+            too_big = OutputTooLargeError(
+                f"step '{spec.name}' (position {position}) returned {len(data)} bytes of JSON, over "
+                f"the limit of {MAX_PAYLOAD_BYTES} bytes for one output; store large data "
+                "elsewhere and return a reference to it"
+            )
+            return await _record_failure(ctx, spec, position, tries, too_big, True, try_errors)
         await _record(
             ctx,
             worker_service_pb2.RecordStepRequest(
@@ -232,6 +248,8 @@ async def _record_failure(
     """Records the step as failed with exc (its last try) and the errors of the
     tries before it; raises StepFailedError."""
     info = error_info(exc, non_retryable)
+    if isinstance(exc, OutputTooLargeError):
+        info.type = error_types.OUTPUT_REFUSED
     await _record(
         ctx,
         worker_service_pb2.RecordStepRequest(

@@ -109,6 +109,12 @@ def default_worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
+# Attempts a worker runs at once unless told: 100, as Temporal's Python worker
+# (max_concurrent_activities) and Hatchet's worker (slots) for async tasks. At most
+# MAX_POLL_ATTEMPTS (also 100) are handed over by one poll.
+DEFAULT_SLOTS = 100
+
+
 class Worker:
     """Serves tasks: `await worker.run()` (until `stop()`), or `worker.run_sync()`
     which also stops gracefully on SIGINT/SIGTERM. On stop, polling ends at once,
@@ -116,14 +122,18 @@ class Worker:
     cancelled unreported (their leases expire and the server retries them).
     With `queues` (a list of queue names) it registers and serves only the tasks
     on those queues. address is as for Client: host:port, a list of frontends
-    "a:7373,b:7373" or a gRPC target such as "dns:///cairn.internal:7373"."""
+    "a:7373,b:7373" or a gRPC target such as "dns:///cairn.internal:7373".
+    slots (default DEFAULT_SLOTS, 100) is how many attempts run at once, each an
+    asyncio task on this worker's event loop: as many as Temporal's Python worker
+    runs activities by default, for I/O-bound async tasks; lower it for CPU-bound
+    or memory-heavy ones."""
 
     def __init__(
         self,
         tasks_or_module: ModuleType | str | Iterable[AnyTask] | AnyTask,
         address: str | None = None,
         namespace: str | None = None,
-        slots: int = 4,
+        slots: int = DEFAULT_SLOTS,
         version: str | None = None,
         worker_id: str | None = None,
         grace: float = 10.0,
