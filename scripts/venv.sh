@@ -48,5 +48,24 @@ if [ ! -f "$NODE_STAMP" ] || [ "$CONFORMANCE_NODE/package-lock.json" -nt "$NODE_
         echo "warning: npm not found; the Node.js conformance tests (tests/conformance) will fail" >&2
     fi
 fi
+# Prometheus and promtool (Debian's prometheus package) for the metrics tests
+# (tests/cluster/test_metrics.py skips without them): installed quietly when
+# missing and apt-get may run (root, or sudo without a password); tried once.
+PROM_TRIED="$VENV/.prometheus-tried"
+if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then
+    if [ ! -f "$PROM_TRIED" ] && command -v apt-get >/dev/null; then
+        SUDO=""
+        [ "$(id -u)" -eq 0 ] || SUDO="sudo -n"
+        if [ -z "$SUDO" ] || sudo -n true 2>/dev/null; then
+            echo "==> installing prometheus and promtool with apt-get (for the metrics tests)"
+            if ! { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq \
+                --no-install-recommends prometheus; } > "$VENV/apt-prometheus.log" 2>&1; then
+                echo "warning: apt-get could not install prometheus (log: $VENV/apt-prometheus.log);" \
+                    "the metrics tests that need it will skip" >&2
+            fi
+        fi
+        touch "$PROM_TRIED"
+    fi
+fi
 export PATH="$VENV/bin:$VENV/buf/node_modules/.bin:$PATH"
 cd "$ROOT"

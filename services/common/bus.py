@@ -15,6 +15,8 @@ import nats
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
+from services.common import metrics
+
 log = logging.getLogger("cairn.bus")
 
 Handler = Callable[[dict[str, Any]], Awaitable[None] | None]
@@ -62,6 +64,7 @@ class Bus:
                 delay = min(delay * 2, 2.0)
                 continue
             self._nc = nc
+            metrics.NATS_CONNECTED.set(1)
             for kind, handler in self._subs:
                 await self._subscribe(kind, handler)
             log.info("connected to NATS at %s", self.url)
@@ -71,9 +74,12 @@ class Bus:
         log.debug("NATS error: %s", exc)
 
     async def _on_disconnect(self) -> None:
+        metrics.NATS_CONNECTED.set(0)
+        metrics.NATS_DISCONNECTS.inc()
         log.warning("disconnected from NATS; falling back to database sweeps")
 
     async def _on_reconnect(self) -> None:
+        metrics.NATS_CONNECTED.set(1)
         log.info("reconnected to NATS")
 
     async def _subscribe(self, kind: str, handler: Handler) -> None:
@@ -100,14 +106,17 @@ class Bus:
         nc = self._nc
         if nc is None or not nc.is_connected:
             self.dropped += 1
+            metrics.NATS_DROPPED.inc()
             return
         try:
             await nc.publish(self.subject(kind), json.dumps(message).encode())
         except Exception as exc:
             self.dropped += 1
+            metrics.NATS_DROPPED.inc()
             log.warning("NATS publish of %s dropped: %s", kind, exc)
 
     async def close(self) -> None:
+        metrics.NATS_CONNECTED.set(0)
         if self._connector is not None:
             self._connector.cancel()
         if self._nc is not None:

@@ -8,6 +8,9 @@ import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
+
+from services.common import metrics
 
 DEFAULT_FRONTEND = "127.0.0.1:7373"
 DEFAULT_HISTORY = "127.0.0.1:7375"
@@ -36,6 +39,7 @@ class Settings:
     claim_seconds: float = 3.0
     retention_days: float = 30.0
     prune_seconds: float = 60.0
+    metrics_address: str = ""
 
 
 def _number(variable: str, *, zero_ok: bool) -> Callable[[str], float]:
@@ -58,13 +62,58 @@ def _number(variable: str, *, zero_ok: bool) -> Callable[[str], float]:
     return parse
 
 
-def add_service_flags(p: argparse.ArgumentParser, default_listen: str) -> None:
-    """The flags every service accepts; each falls back to its CAIRN_* variable."""
+def _metrics_address(text: str) -> str:
+    """An argparse type: host:port, or empty for off (see metrics.parse_address)."""
+    try:
+        metrics.parse_address(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{exc} (from the flag or CAIRN_METRICS_ADDRESS)") from None
+    return text.strip()
+
+
+SERVICES = ("frontend", "history", "matching")
+# The flags each service reads, beyond --listen, --nats-url and --nats-prefix
+# (which all take): its --help lists only these.
+SERVICE_FLAGS = {
+    "frontend": {"history-address", "matching-address", "sweep-seconds"},
+    "history": {
+        "database-url",
+        "lease-seconds",
+        "sweep-seconds",
+        "claim-seconds",
+        "retention-days",
+        "prune-seconds",
+        "metrics-address",
+    },
+    "matching": {"database-url", "history-address", "sweep-seconds", "metrics-address"},
+}
+_ALL_FLAGS = set().union(*SERVICE_FLAGS.values())
+
+
+def _service_of(p: argparse.ArgumentParser) -> str | None:
+    """The service a parser is for, from its prog ("cairn history"), else None."""
+    words = (p.prog or "").split()
+    return words[-1] if words and words[-1] in SERVICES else None
+
+
+def add_service_flags(p: argparse.ArgumentParser, default_listen: str, service: str | None = None) -> None:
+    """The flags `service` (frontend, history or matching; by default read from
+    the parser's prog, "cairn history") reads, each falling back to its CAIRN_*
+    variable. A parser for no known service gets every flag (in-process tests)."""
+    service = service or _service_of(p)
+    if service is not None and service not in SERVICE_FLAGS:
+        raise ValueError(f"unknown service {service!r}; expected one of {', '.join(SERVICES)}")
+    wanted = SERVICE_FLAGS[service] if service is not None else _ALL_FLAGS
+
+    def flag(name: str, **kwargs: Any) -> None:
+        if name in wanted:
+            p.add_argument(f"--{name}", **kwargs)
+
     p.add_argument(
         "--listen", default=env("LISTEN", default_listen), help="host:port to serve gRPC on (CAIRN_LISTEN)"
     )
-    p.add_argument(
-        "--database-url",
+    flag(
+        "database-url",
         default=env("DATABASE_URL", DEFAULT_DATABASE_URL),
         help="PostgreSQL URL (CAIRN_DATABASE_URL)",
     )
@@ -74,63 +123,74 @@ def add_service_flags(p: argparse.ArgumentParser, default_listen: str) -> None:
         default=env("NATS_PREFIX", "cairn"),
         help="prefix of every NATS subject (CAIRN_NATS_PREFIX)",
     )
-    p.add_argument(
-        "--history-address",
+    flag(
+        "history-address",
         default=env("HISTORY_ADDRESS", DEFAULT_HISTORY),
         help="history service host:port (CAIRN_HISTORY_ADDRESS)",
     )
-    p.add_argument(
-        "--matching-address",
+    flag(
+        "matching-address",
         default=env("MATCHING_ADDRESS", DEFAULT_MATCHING),
         help="matching service host:port (CAIRN_MATCHING_ADDRESS)",
     )
-    p.add_argument(
-        "--lease-seconds",
+    flag(
+        "lease-seconds",
         type=_number("CAIRN_LEASE_SECONDS", zero_ok=False),
         default=env("LEASE_SECONDS", "10"),
         help="an attempt without a heartbeat for this long is crashed (CAIRN_LEASE_SECONDS)",
     )
-    p.add_argument(
-        "--sweep-seconds",
+    flag(
+        "sweep-seconds",
         type=_number("CAIRN_SWEEP_SECONDS", zero_ok=False),
         default=env("SWEEP_SECONDS", "1"),
         help="interval of the database sweep that backs up NATS (CAIRN_SWEEP_SECONDS)",
     )
-    p.add_argument(
-        "--claim-seconds",
+    flag(
+        "claim-seconds",
         type=_number("CAIRN_CLAIM_SECONDS", zero_ok=False),
         default=env("CLAIM_SECONDS", "3"),
         help="a claimed queue entry whose attempt did not start within this is claimable "
         "again, e.g. when the history replica that claimed it died (CAIRN_CLAIM_SECONDS)",
     )
-    p.add_argument(
-        "--retention-days",
+    flag(
+        "retention-days",
         type=_number("CAIRN_RETENTION_DAYS", zero_ok=True),
         default=env("RETENTION_DAYS", "30"),
         help="history deletes runs that finished longer ago than this, with their "
         "steps, attempts and events; 0 keeps them forever (CAIRN_RETENTION_DAYS, "
         "default 30)",
     )
-    p.add_argument(
-        "--prune-seconds",
+    flag(
+        "prune-seconds",
         type=_number("CAIRN_PRUNE_SECONDS", zero_ok=False),
         default=env("PRUNE_SECONDS", "60"),
         help="interval of history's retention pass (CAIRN_PRUNE_SECONDS, default 60)",
     )
 
+    flag(
+        "metrics-address",
+        type=_metrics_address,
+        default=env("METRICS_ADDRESS", ""),
+        help="host:port to serve Prometheus metrics on, at /metrics (e.g. 127.0.0.1:9375; port 0 "
+        "picks one); empty, the default, serves none (CAIRN_METRICS_ADDRESS: one per process, so "
+        "give history and matching different ones)",
+    )
+
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
-    """Settings from parsed flags."""
+    """Settings from parsed flags; a flag the service does not take keeps its default."""
+    defaults = Settings(listen=args.listen)
     return Settings(
         listen=args.listen,
-        database_url=args.database_url,
+        database_url=getattr(args, "database_url", defaults.database_url),
         nats_url=args.nats_url,
         nats_prefix=args.nats_prefix,
-        history_address=args.history_address,
-        matching_address=args.matching_address,
-        lease_seconds=args.lease_seconds,
-        sweep_seconds=args.sweep_seconds,
-        claim_seconds=args.claim_seconds,
-        retention_days=args.retention_days,
-        prune_seconds=args.prune_seconds,
+        history_address=getattr(args, "history_address", defaults.history_address),
+        matching_address=getattr(args, "matching_address", defaults.matching_address),
+        lease_seconds=getattr(args, "lease_seconds", defaults.lease_seconds),
+        sweep_seconds=getattr(args, "sweep_seconds", defaults.sweep_seconds),
+        claim_seconds=getattr(args, "claim_seconds", defaults.claim_seconds),
+        retention_days=getattr(args, "retention_days", defaults.retention_days),
+        prune_seconds=getattr(args, "prune_seconds", defaults.prune_seconds),
+        metrics_address=getattr(args, "metrics_address", defaults.metrics_address),
     )

@@ -1,5 +1,5 @@
-"""Starting a service's gRPC server with the standard health service and
-server reflection, and running it until SIGINT or SIGTERM."""
+"""Starting a service's gRPC server with the standard health service, server
+reflection and call metrics, and running it until SIGINT or SIGTERM."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from cairn import addresses
+from services.common.metrics import GrpcMetrics
 
 log = logging.getLogger("cairn.server")
 
@@ -30,8 +31,9 @@ def make_server(
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
 ) -> tuple[grpc.aio.Server, health.aio.HealthServicer]:
     """A server on `listen` with the services `register` adds, plus health and
-    reflection; every call passes the interceptors, the first outermost."""
-    server = grpc.aio.server(options=CHANNEL_OPTIONS, interceptors=interceptors or None)
+    reflection; every call passes the interceptors, the first outermost, inside
+    the call metrics (GrpcMetrics: calls by method and status code, timed)."""
+    server = grpc.aio.server(options=CHANNEL_OPTIONS, interceptors=[GrpcMetrics(), *interceptors])
     register(server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -1,4 +1,5 @@
-"""The history process: migrations, the gRPC API, the timer loop, retention."""
+"""The history process: migrations, the gRPC API, the timer loop, retention,
+/metrics on --metrics-address."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 from cairn.internal.v1 import history_service_pb2 as hpb
 from cairn.internal.v1 import history_service_pb2_grpc as hgrpc
 from services.common import bus as bus_mod
-from services.common import db, grpc_server, logs
+from services.common import db, grpc_server, logs, metrics
 from services.common.bus import Bus
 from services.common.config import Settings, add_service_flags, settings_from_args
 from services.history.api.claim import Claimer
@@ -59,7 +60,11 @@ async def run(settings: Settings) -> None:
         [SERVICE],
     )
 
+    metrics_server = metrics.MetricsServer(settings.metrics_address) if settings.metrics_address else None
+
     async def on_stop() -> None:
+        if metrics_server is not None:
+            await asyncio.to_thread(metrics_server.stop)
         await timers.stop()
         if pruner is not None:
             await pruner.stop()
@@ -72,7 +77,7 @@ async def run(settings: Settings) -> None:
 def main(argv: list[str] | None = None) -> None:
     """`cairn history`."""
     parser = argparse.ArgumentParser(prog="cairn history", description="Run the history service.")
-    add_service_flags(parser, "127.0.0.1:7375")
+    add_service_flags(parser, "127.0.0.1:7375", "history")
     settings = settings_from_args(parser.parse_args(argv))
     logs.setup("history")
     asyncio.run(run(settings))

@@ -1,5 +1,7 @@
 """Announcing committed transitions on NATS: work for matching's pollers, run
-changes for waiters, timers for every history replica's timer loop."""
+changes for waiters, timers for every history replica's timer loop; and
+counting them (runs created, attempts started, runs ended: services/common/metrics.py),
+here because every committed transition passes once."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from services.common import bus as bus_mod
+from services.common import metrics
 from services.common.bus import Bus
 from services.history.api.claim import Claimer
 from services.history.api.transition import Effects, Outcome, Row
@@ -22,6 +25,10 @@ class Announcer:
 
     async def effects(self, effects: Effects, run: Row | None = None) -> None:
         """Publishes the effects of one transition (of `run`, when it has one)."""
+        for namespace, task, queue in effects.created:
+            metrics.run_created(namespace, task, queue)
+        if run is not None and effects.run_changed:
+            metrics.run_changed(run)
         work = set(effects.work_keys)
         if run is not None and effects.work_ready:
             work.add((run["namespace"], run["task_id"]))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -23,6 +24,7 @@ from cairn.v1 import run_service_pb2 as rpb
 from cairn.v1 import schedule_service_pb2 as spb
 from cairn.v1 import wait_service_pb2 as wspb
 from cairn.v1 import worker_service_pb2 as wpb
+from services.common import metrics
 from services.common.errors import ServiceError, attempt_gone_of, rpc
 from services.history import convert, requests
 from services.history.api import cancel, deliver, finish, reads, start, step, trigger
@@ -79,7 +81,7 @@ class HistoryServicer(hgrpc.HistoryServiceServicer):
         """Group commit of triggers from different callers; each answered as if alone."""
         ops = [functools.partial(self._trigger, r) for r in request.runs]
         response = hpb.TriggerRunsResponse()
-        for result in await group_commit(self.pool, ops):
+        for result in await group_commit(self.pool, ops, "trigger"):
             item = response.results.add()
             if isinstance(result, ServiceError):
                 refuse(item.error, result)
@@ -183,7 +185,7 @@ class HistoryServicer(hgrpc.HistoryServiceServicer):
     async def _start_attempts(self, request: hpb.StartAttemptsRequest) -> hpb.StartAttemptsResponse:
         ops = [functools.partial(self._start_attempt, r) for r in request.starts]
         response = hpb.StartAttemptsResponse()
-        for result in await group_commit(self.pool, ops):
+        for result in await group_commit(self.pool, ops, "start"):
             item = response.results.add()
             if isinstance(result, ServiceError):  # not started: the claim expires
                 log.warning("start of a claimed run refused: %s", result.message)
@@ -269,8 +271,11 @@ class HistoryServicer(hgrpc.HistoryServiceServicer):
 
     @rpc
     async def RecordStep(self, request: wpb.RecordStepRequest, context: Context) -> wpb.RecordStepResponse:
+        started = time.perf_counter()
         async with self.pool.acquire() as conn:
-            return await self._record_step(request, conn)
+            response = await self._record_step(request, conn)
+        metrics.STEP_RECORD_SECONDS.observe(time.perf_counter() - started)
+        return response
 
     @rpc
     async def FinishAttempt(
@@ -284,6 +289,7 @@ class HistoryServicer(hgrpc.HistoryServiceServicer):
     @rpc
     async def BatchWrite(self, request: wpb.BatchWriteRequest, context: Context) -> wpb.BatchWriteResponse:
         """Group commit of the writes; each answered as if alone."""
+        started = time.perf_counter()
         ops: list[Any] = []
         for w in request.writes:
             if w.WhichOneof("write") == "record_step":
@@ -291,7 +297,9 @@ class HistoryServicer(hgrpc.HistoryServiceServicer):
             else:
                 ops.append(functools.partial(self._finish_attempt, w.finish_attempt))
         response = wpb.BatchWriteResponse()
-        for result in await group_commit(self.pool, ops):
+        results = await group_commit(self.pool, ops, "write")
+        committed = time.perf_counter() - started
+        for result in results:
             item = response.results.add()
             if isinstance(result, ServiceError):
                 refuse(item.error, result)
@@ -300,6 +308,7 @@ class HistoryServicer(hgrpc.HistoryServiceServicer):
                 await self.announcer.outcome(result[1])
             else:
                 item.record_step.CopyFrom(result)
+                metrics.STEP_RECORD_SECONDS.observe(committed)
         return response
 
     @rpc

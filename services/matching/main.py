@@ -1,4 +1,5 @@
-"""The matching process: worker registry, queue settings, long-polls, sweep."""
+"""The matching process: worker registry, queue settings, long-polls, sweep,
+and /metrics (with every queue's depth and executing runs) on --metrics-address."""
 
 from __future__ import annotations
 
@@ -6,13 +7,16 @@ import argparse
 import asyncio
 from typing import Any
 
+from prometheus_client import REGISTRY
+
 from cairn.internal.v1 import history_service_pb2_grpc as hgrpc
 from cairn.internal.v1 import matching_service_pb2 as mpb
 from cairn.internal.v1 import matching_service_pb2_grpc as mgrpc
 from services.common import bus as bus_mod
-from services.common import db, grpc_server, logs
+from services.common import db, grpc_server, logs, metrics
 from services.common.bus import Bus
 from services.common.config import Settings, add_service_flags, settings_from_args
+from services.matching import queue_metrics
 from services.matching.limited import LimitedQueues
 from services.matching.queues import QueueStore
 from services.matching.registry import Registry
@@ -65,7 +69,18 @@ async def run(settings: Settings) -> None:
         [SERVICE],
     )
 
+    metrics_server: metrics.MetricsServer | None = None
+    queue_collector: metrics.LoopCollector | None = None
+    if settings.metrics_address:
+        queue_collector = queue_metrics.collector(pool, asyncio.get_running_loop())
+        REGISTRY.register(queue_collector)
+        metrics_server = metrics.MetricsServer(settings.metrics_address)
+
     async def on_stop() -> None:
+        if metrics_server is not None:
+            await asyncio.to_thread(metrics_server.stop)
+        if queue_collector is not None:
+            REGISTRY.unregister(queue_collector)
         await sweeper.stop()
         await bus.close()
         await history_channel.close()
@@ -76,7 +91,7 @@ async def run(settings: Settings) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="cairn matching", description="Run the matching service.")
-    add_service_flags(parser, "127.0.0.1:7376")
+    add_service_flags(parser, "127.0.0.1:7376", "matching")
     settings = settings_from_args(parser.parse_args(argv))
     logs.setup("matching")
     asyncio.run(run(settings))

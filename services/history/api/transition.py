@@ -36,6 +36,7 @@ class Effects:
     work_ready: bool = False
     timer_due: datetime | None = None
     work_keys: set[tuple[str, str]] = field(default_factory=set)  # other runs' (namespace, task)
+    created: list[tuple[str, str, str]] = field(default_factory=list)  # new runs' (namespace, task, queue)
 
     def merge_timer(self, due: datetime | None) -> None:
         if due is not None and (self.timer_due is None or due < self.timer_due):

@@ -11,7 +11,7 @@ import asyncpg
 import grpc
 
 from services.common.errors import ServiceError, not_found
-from services.history.api.transition import Conn, Effects, NewRun, Outcome, set_timer
+from services.history.api.transition import Conn, Effects, NewRun, Outcome, Row, set_timer
 from services.history.sql import runs as sql
 
 
@@ -37,6 +37,10 @@ def _insert_args(run_id: uuid.UUID, new: NewRun) -> tuple[object, ...]:
     )
 
 
+def _created(run: Row) -> tuple[str, str, str]:
+    return run["namespace"], run["task_id"], run["queue"]
+
+
 async def trigger(conn: Conn, new: NewRun) -> tuple[Outcome, bool]:
     """Creates a run (or finds it by idempotency key: then True). The usual
     run is one statement; options with timers or limits take a transaction."""
@@ -44,7 +48,8 @@ async def trigger(conn: Conn, new: NewRun) -> tuple[Outcome, bool]:
     if not (opts.delay > 0 or opts.ttl or opts.concurrency_key):
         run = await conn.fetchrow(sql.TRIGGER, *_insert_args(uuid.uuid4(), new))
         if run is not None:
-            return Outcome(run, Effects(run_changed=True, work_ready=True)), False
+            effects = Effects(run_changed=True, work_ready=True, created=[_created(run)])
+            return Outcome(run, effects), False
     async with conn.transaction():
         outcome, created = await create_run(conn, new)
     return outcome, not created
@@ -105,7 +110,7 @@ async def create_run(conn: Conn, new: NewRun) -> tuple[Outcome, bool]:
         return Outcome(existing), False
     if opts.concurrency_key:
         await conn.execute(sql.ADD_CONCURRENCY_KEYS, new.namespace, run["queue"], opts.concurrency_key)
-    effects = Effects(run_changed=True)
+    effects = Effects(run_changed=True, created=[_created(run)])
     if run["status"] == "delayed":
         await set_timer(conn, run["id"], "delay", 0, run["next_attempt_at"])
         effects.timer_due = run["next_attempt_at"]

@@ -145,6 +145,7 @@ async def suspend(conn: Conn, run: Row, spec: dict[str, Any]) -> Outcome:
             if child.effects.work_ready:
                 effects.work_keys.add((ns, new.task_id))
             effects.merge_timer(child.effects.timer_due)
+            effects.created += child.effects.created
             await conn.execute(sql.ADD_CHILD_WAIT, run_id, spec["position"], idx, child.run["id"])
     waiting = await conn.fetchrow(sql.SET_WAITING, run_id, timeout_at)
     assert waiting is not None

@@ -15,7 +15,8 @@ from services.history.sql.rows import (
 # Starts the next attempt of a claimed, queued run whose queue has no limits and
 # is not paused (or, with $7 true, whose slot the caller took under the queue's
 # lock): the run, its attempt, lease and deadline timers, its event, the claimed
-# entry gone. $1 run id, $2 namespace, $3 claim token, $4 worker id, $5 worker
+# entry gone; ready_at is when the entry became ready (the dispatch latency
+# metric). $1 run id, $2 namespace, $3 claim token, $4 worker id, $5 worker
 # version, $6 lease seconds, $7 slot taken.
 START = (
     """
@@ -27,7 +28,7 @@ WITH run AS (
     AND ($7 OR NOT EXISTS (SELECT 1 FROM queues q WHERE q.namespace = $2 AND q.name = r.queue
                            AND (q.paused OR q.concurrency_limit > 0 OR q.rate_limit > 0)))
     RETURNING r.*),
-entry AS (DELETE FROM queue_entries WHERE run_id = $1 AND EXISTS (SELECT 1 FROM run)),
+entry AS (DELETE FROM queue_entries WHERE run_id = $1 AND EXISTS (SELECT 1 FROM run) RETURNING available_at),
 attempt AS (
     INSERT INTO attempts (run_id, number, status, worker_id, worker_version)
     SELECT id, attempt_count, 'executing', $4, $5 FROM run),
@@ -53,7 +54,7 @@ logged AS (
 fairness AS (
     UPDATE concurrency_keys k SET last_dispatched_at = now() FROM run
     WHERE k.namespace = run.namespace AND k.queue = run.queue AND k.key = run.concurrency_key)
-SELECT * FROM run
+SELECT run.*, (SELECT available_at FROM entry) AS ready_at FROM run
 """
 )
 

@@ -41,3 +41,11 @@ LIST_QUEUES = _WITH_COUNTS + " WHERE q.namespace = $1 ORDER BY q.name"
 
 # The queues with a concurrency limit, in every namespace. -> namespace, name
 LIMITED_QUEUES = "SELECT namespace, name FROM queues WHERE concurrency_limit > 0"
+
+# Every queue's depth (ready-set entries) and executing runs, in every namespace,
+# for the metrics read at scrape time. -> namespace, name, depth, running
+QUEUE_COUNTS = (
+    "SELECT c.namespace, c.name, c.depth, c.running FROM ("
+    + _WITH_COUNTS
+    + ") c ORDER BY c.namespace, c.name"
+)
