@@ -40,7 +40,16 @@ def main(argv: list[str]) -> None:
     p.add_argument("--matching-port", type=int, default=7376)
     p.add_argument("--postgres-port", type=int, default=7377)
     p.add_argument("--nats-port", type=int, default=7378)
+    p.add_argument("--http-port", type=int, help="frontend HTTP API, /docs and /metrics (default --port + 1)")
+    p.add_argument("--history-metrics-port", type=int, help="history's /metrics (default --port + 6)")
+    p.add_argument("--matching-metrics-port", type=int, help="matching's /metrics (default --port + 7)")
     args = p.parse_args(argv)
+    http_port = args.http_port or args.port + 1
+    extra = {
+        "history": ["--metrics-address", f"127.0.0.1:{args.history_metrics_port or args.port + 6}"],
+        "matching": ["--metrics-address", f"127.0.0.1:{args.matching_metrics_port or args.port + 7}"],
+        "frontend": ["--http-address", f"127.0.0.1:{http_port}"],
+    }
     data = Path(args.data_dir).resolve()
     logs = data / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -92,7 +101,7 @@ def main(argv: list[str]) -> None:
         for name in SERVICES:
             log = open(logs / f"{name}.log", "ab")
             procs[name] = subprocess.Popen(
-                [sys.executable, "-m", "cairn_cli", name, "--listen", addresses[name]],
+                [sys.executable, "-m", "cairn_cli", name, "--listen", addresses[name], *extra[name]],
                 env=child_env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -107,6 +116,11 @@ def main(argv: list[str]) -> None:
         print(
             f"cairn dev: ready. frontend on {addresses['frontend']}  "
             f"(PostgreSQL {db_url}, NATS {nats_url}, data and logs in {data})",
+            flush=True,
+        )
+        print(
+            f"cairn dev: HTTP API on http://127.0.0.1:{http_port} (reference at /docs, metrics at "
+            f"/metrics; history's and matching's metrics at {extra['history'][1]} and {extra['matching'][1]})",
             flush=True,
         )
         print("cairn dev: press Ctrl-C to stop", flush=True)

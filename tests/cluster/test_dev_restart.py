@@ -58,6 +58,10 @@ class DevProcess:
             str(ports["postgres"]),
             "--nats-port",
             str(ports["nats"]),
+            *[
+                f"--{flag}={free_port()}"
+                for flag in ("http-port", "history-metrics-port", "matching-metrics-port")
+            ],
         ]
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
