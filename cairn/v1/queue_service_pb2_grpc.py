@@ -56,6 +56,11 @@ class QueueServiceStub:
                 request_serializer=cairn_dot_v1_dot_queue__service__pb2.ResumeQueueRequest.SerializeToString,
                 response_deserializer=cairn_dot_v1_dot_queue__service__pb2.ResumeQueueResponse.FromString,
                 _registered_method=True)
+        self.ListWorkers = channel.unary_unary(
+                '/cairn.v1.QueueService/ListWorkers',
+                request_serializer=cairn_dot_v1_dot_queue__service__pb2.ListWorkersRequest.SerializeToString,
+                response_deserializer=cairn_dot_v1_dot_queue__service__pb2.ListWorkersResponse.FromString,
+                _registered_method=True)
 
 
 class QueueServiceServicer:
@@ -91,6 +96,14 @@ class QueueServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListWorkers(self, request, context):
+        """The workers of the namespace: what they serve, their version and slots,
+        and when they were last seen (a poll or a registration).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_QueueServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -113,6 +126,11 @@ def add_QueueServiceServicer_to_server(servicer, server):
                     servicer.ResumeQueue,
                     request_deserializer=cairn_dot_v1_dot_queue__service__pb2.ResumeQueueRequest.FromString,
                     response_serializer=cairn_dot_v1_dot_queue__service__pb2.ResumeQueueResponse.SerializeToString,
+            ),
+            'ListWorkers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWorkers,
+                    request_deserializer=cairn_dot_v1_dot_queue__service__pb2.ListWorkersRequest.FromString,
+                    response_serializer=cairn_dot_v1_dot_queue__service__pb2.ListWorkersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -225,6 +243,33 @@ class QueueService:
             '/cairn.v1.QueueService/ResumeQueue',
             cairn_dot_v1_dot_queue__service__pb2.ResumeQueueRequest.SerializeToString,
             cairn_dot_v1_dot_queue__service__pb2.ResumeQueueResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListWorkers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.QueueService/ListWorkers',
+            cairn_dot_v1_dot_queue__service__pb2.ListWorkersRequest.SerializeToString,
+            cairn_dot_v1_dot_queue__service__pb2.ListWorkersResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -26,37 +26,47 @@ from cairn.v1 import common_pb2 as cairn_dot_v1_dot_common__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x63\x61irn/v1/run_service.proto\x12\x08\x63\x61irn.v1\x1a\x15\x63\x61irn/v1/common.proto\x1a\x1egoogle/protobuf/duration.proto\"\xb6\x01\n\x11TriggerRunRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\"\n\x07payload\x18\x03 \x01(\x0b\x32\x11.cairn.v1.Payload\x12\x17\n\x0fidempotency_key\x18\x04 \x01(\t\x12)\n\x07options\x18\x05 \x01(\x0b\x32\x18.cairn.v1.TriggerOptions\x12\x15\n\rparent_run_id\x18\x06 \x01(\t\"B\n\x12TriggerRunResponse\x12\x1a\n\x03run\x18\x01 \x01(\x0b\x32\r.cairn.v1.Run\x12\x10\n\x08\x65xisting\x18\x02 \x01(\x08\"2\n\rGetRunRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\",\n\x0eGetRunResponse\x12\x1a\n\x03run\x18\x01 \x01(\x0b\x32\r.cairn.v1.Run\"\xa7\x01\n\x0fListRunsRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12%\n\x08statuses\x18\x03 \x03(\x0e\x32\x13.cairn.v1.RunStatus\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\x12\x0b\n\x03tag\x18\x06 \x01(\t\x12\x15\n\rparent_run_id\x18\x07 \x01(\t\"H\n\x10ListRunsResponse\x12\x1b\n\x04runs\x18\x01 \x03(\x0b\x32\r.cairn.v1.Run\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"E\n\x10\x43\x61ncelRunRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"/\n\x11\x43\x61ncelRunResponse\x12\x1a\n\x03run\x18\x01 \x01(\x0b\x32\r.cairn.v1.Run\"_\n\x0eWaitRunRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12*\n\x07timeout\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\";\n\x0fWaitRunResponse\x12\x1a\n\x03run\x18\x01 \x01(\x0b\x32\r.cairn.v1.Run\x12\x0c\n\x04\x64one\x18\x02 \x01(\x08\"W\n\x17\x42\x61tchTriggerRunsRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12)\n\x04runs\x18\x02 \x03(\x0b\x32\x1b.cairn.v1.TriggerRunRequest\"F\n\x18\x42\x61tchTriggerRunsResponse\x12*\n\x04runs\x18\x01 \x03(\x0b\x32\x1c.cairn.v1.TriggerRunResponse2\xb6\x03\n\nRunService\x12G\n\nTriggerRun\x12\x1b.cairn.v1.TriggerRunRequest\x1a\x1c.cairn.v1.TriggerRunResponse\x12;\n\x06GetRun\x12\x17.cairn.v1.GetRunRequest\x1a\x18.cairn.v1.GetRunResponse\x12\x41\n\x08ListRuns\x12\x19.cairn.v1.ListRunsRequest\x1a\x1a.cairn.v1.ListRunsResponse\x12\x44\n\tCancelRun\x12\x1a.cairn.v1.CancelRunRequest\x1a\x1b.cairn.v1.CancelRunResponse\x12>\n\x07WaitRun\x12\x18.cairn.v1.WaitRunRequest\x1a\x19.cairn.v1.WaitRunResponse\x12Y\n\x10\x42\x61tchTriggerRuns\x12!.cairn.v1.BatchTriggerRunsRequest\x1a\".cairn.v1.BatchTriggerRunsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x63\x61irn/v1/run_service.proto\x12\x08\x63\x61irn.v1\x1a\x15\x63\x61irn/v1/common.proto\x1a\x1egoogle/protobuf/duration.proto\"L\n\x0fWatchRunRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x16\n\x0e\x61\x66ter_event_id\x18\x03 \x01(\x03\"D\n\x10WatchRunsRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x0c\n\x04tags\x18\x03 \x03(\t\"X\n\tRunUpdate\x12!\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x12.cairn.v1.RunEvent\x12\x1a\n\x03run\x18\x02 \x01(\x0b\x32\r.cairn.v1.Run\x12\x0c\n\x04\x64one\x18\x03 \x01(\x08\"5\n\x10ReplayRunRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\"/\n\x11ReplayRunResponse\x12\x1a\n\x03run\x18\x01 \x01(\x0b\x32\r.cairn.v1.Run\"\xb6\x01\n\x11TriggerRunRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\"\n\x07payload\x18\x03 \x01(\x0b\x32\x11.cairn.v1.Payload\x12\x17\n\x0fidempotency_key\x18\x04 \x01(\t\x12)\n\x07options\x18\x05 \x01(\x0b\x32\x18.cairn.v1.TriggerOptions\x12\x15\n\rparent_run_id\x18\x06 \x01(\t\"B\n\x12TriggerRunResponse\x12\x1a\n\x03run\x18\x01 \x01(\x0b\x32\r.cairn.v1.Run\x12\x10\n\x08\x65xisting\x18\x02 \x01(\x08\"2\n\rGetRunRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\",\n\x0eGetRunResponse\x12\x1a\n\x03run\x18\x01 \x01(\x0b\x32\r.cairn.v1.Run\"\xa7\x01\n\x0fListRunsRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12%\n\x08statuses\x18\x03 \x03(\x0e\x32\x13.cairn.v1.RunStatus\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\x12\x0b\n\x03tag\x18\x06 \x01(\t\x12\x15\n\rparent_run_id\x18\x07 \x01(\t\"H\n\x10ListRunsResponse\x12\x1b\n\x04runs\x18\x01 \x03(\x0b\x32\r.cairn.v1.Run\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"E\n\x10\x43\x61ncelRunRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"/\n\x11\x43\x61ncelRunResponse\x12\x1a\n\x03run\x18\x01 \x01(\x0b\x32\r.cairn.v1.Run\"_\n\x0eWaitRunRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12*\n\x07timeout\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\";\n\x0fWaitRunResponse\x12\x1a\n\x03run\x18\x01 \x01(\x0b\x32\r.cairn.v1.Run\x12\x0c\n\x04\x64one\x18\x02 \x01(\x08\"W\n\x17\x42\x61tchTriggerRunsRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12)\n\x04runs\x18\x02 \x03(\x0b\x32\x1b.cairn.v1.TriggerRunRequest\"F\n\x18\x42\x61tchTriggerRunsResponse\x12*\n\x04runs\x18\x01 \x03(\x0b\x32\x1c.cairn.v1.TriggerRunResponse2\xfc\x03\n\nRunService\x12G\n\nTriggerRun\x12\x1b.cairn.v1.TriggerRunRequest\x1a\x1c.cairn.v1.TriggerRunResponse\x12;\n\x06GetRun\x12\x17.cairn.v1.GetRunRequest\x1a\x18.cairn.v1.GetRunResponse\x12\x41\n\x08ListRuns\x12\x19.cairn.v1.ListRunsRequest\x1a\x1a.cairn.v1.ListRunsResponse\x12\x44\n\tCancelRun\x12\x1a.cairn.v1.CancelRunRequest\x1a\x1b.cairn.v1.CancelRunResponse\x12>\n\x07WaitRun\x12\x18.cairn.v1.WaitRunRequest\x1a\x19.cairn.v1.WaitRunResponse\x12Y\n\x10\x42\x61tchTriggerRuns\x12!.cairn.v1.BatchTriggerRunsRequest\x1a\".cairn.v1.BatchTriggerRunsResponse\x12\x44\n\tReplayRun\x12\x1a.cairn.v1.ReplayRunRequest\x1a\x1b.cairn.v1.ReplayRunResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'cairn.v1.run_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TRIGGERRUNREQUEST']._serialized_start=96
-  _globals['_TRIGGERRUNREQUEST']._serialized_end=278
-  _globals['_TRIGGERRUNRESPONSE']._serialized_start=280
-  _globals['_TRIGGERRUNRESPONSE']._serialized_end=346
-  _globals['_GETRUNREQUEST']._serialized_start=348
-  _globals['_GETRUNREQUEST']._serialized_end=398
-  _globals['_GETRUNRESPONSE']._serialized_start=400
-  _globals['_GETRUNRESPONSE']._serialized_end=444
-  _globals['_LISTRUNSREQUEST']._serialized_start=447
-  _globals['_LISTRUNSREQUEST']._serialized_end=614
-  _globals['_LISTRUNSRESPONSE']._serialized_start=616
-  _globals['_LISTRUNSRESPONSE']._serialized_end=688
-  _globals['_CANCELRUNREQUEST']._serialized_start=690
-  _globals['_CANCELRUNREQUEST']._serialized_end=759
-  _globals['_CANCELRUNRESPONSE']._serialized_start=761
-  _globals['_CANCELRUNRESPONSE']._serialized_end=808
-  _globals['_WAITRUNREQUEST']._serialized_start=810
-  _globals['_WAITRUNREQUEST']._serialized_end=905
-  _globals['_WAITRUNRESPONSE']._serialized_start=907
-  _globals['_WAITRUNRESPONSE']._serialized_end=966
-  _globals['_BATCHTRIGGERRUNSREQUEST']._serialized_start=968
-  _globals['_BATCHTRIGGERRUNSREQUEST']._serialized_end=1055
-  _globals['_BATCHTRIGGERRUNSRESPONSE']._serialized_start=1057
-  _globals['_BATCHTRIGGERRUNSRESPONSE']._serialized_end=1127
-  _globals['_RUNSERVICE']._serialized_start=1130
-  _globals['_RUNSERVICE']._serialized_end=1568
+  _globals['_WATCHRUNREQUEST']._serialized_start=95
+  _globals['_WATCHRUNREQUEST']._serialized_end=171
+  _globals['_WATCHRUNSREQUEST']._serialized_start=173
+  _globals['_WATCHRUNSREQUEST']._serialized_end=241
+  _globals['_RUNUPDATE']._serialized_start=243
+  _globals['_RUNUPDATE']._serialized_end=331
+  _globals['_REPLAYRUNREQUEST']._serialized_start=333
+  _globals['_REPLAYRUNREQUEST']._serialized_end=386
+  _globals['_REPLAYRUNRESPONSE']._serialized_start=388
+  _globals['_REPLAYRUNRESPONSE']._serialized_end=435
+  _globals['_TRIGGERRUNREQUEST']._serialized_start=438
+  _globals['_TRIGGERRUNREQUEST']._serialized_end=620
+  _globals['_TRIGGERRUNRESPONSE']._serialized_start=622
+  _globals['_TRIGGERRUNRESPONSE']._serialized_end=688
+  _globals['_GETRUNREQUEST']._serialized_start=690
+  _globals['_GETRUNREQUEST']._serialized_end=740
+  _globals['_GETRUNRESPONSE']._serialized_start=742
+  _globals['_GETRUNRESPONSE']._serialized_end=786
+  _globals['_LISTRUNSREQUEST']._serialized_start=789
+  _globals['_LISTRUNSREQUEST']._serialized_end=956
+  _globals['_LISTRUNSRESPONSE']._serialized_start=958
+  _globals['_LISTRUNSRESPONSE']._serialized_end=1030
+  _globals['_CANCELRUNREQUEST']._serialized_start=1032
+  _globals['_CANCELRUNREQUEST']._serialized_end=1101
+  _globals['_CANCELRUNRESPONSE']._serialized_start=1103
+  _globals['_CANCELRUNRESPONSE']._serialized_end=1150
+  _globals['_WAITRUNREQUEST']._serialized_start=1152
+  _globals['_WAITRUNREQUEST']._serialized_end=1247
+  _globals['_WAITRUNRESPONSE']._serialized_start=1249
+  _globals['_WAITRUNRESPONSE']._serialized_end=1308
+  _globals['_BATCHTRIGGERRUNSREQUEST']._serialized_start=1310
+  _globals['_BATCHTRIGGERRUNSREQUEST']._serialized_end=1397
+  _globals['_BATCHTRIGGERRUNSRESPONSE']._serialized_start=1399
+  _globals['_BATCHTRIGGERRUNSRESPONSE']._serialized_end=1469
+  _globals['_RUNSERVICE']._serialized_start=1472
+  _globals['_RUNSERVICE']._serialized_end=1980
 # @@protoc_insertion_point(module_scope)

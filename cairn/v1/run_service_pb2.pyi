@@ -10,6 +10,50 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class WatchRunRequest(_message.Message):
+    __slots__ = ("namespace", "run_id", "after_event_id")
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    AFTER_EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    run_id: str
+    after_event_id: int
+    def __init__(self, namespace: _Optional[str] = ..., run_id: _Optional[str] = ..., after_event_id: _Optional[int] = ...) -> None: ...
+
+class WatchRunsRequest(_message.Message):
+    __slots__ = ("namespace", "task_id", "tags")
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    task_id: str
+    tags: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, namespace: _Optional[str] = ..., task_id: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class RunUpdate(_message.Message):
+    __slots__ = ("event", "run", "done")
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    RUN_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    event: _common_pb2.RunEvent
+    run: _common_pb2.Run
+    done: bool
+    def __init__(self, event: _Optional[_Union[_common_pb2.RunEvent, _Mapping]] = ..., run: _Optional[_Union[_common_pb2.Run, _Mapping]] = ..., done: _Optional[bool] = ...) -> None: ...
+
+class ReplayRunRequest(_message.Message):
+    __slots__ = ("namespace", "run_id")
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    run_id: str
+    def __init__(self, namespace: _Optional[str] = ..., run_id: _Optional[str] = ...) -> None: ...
+
+class ReplayRunResponse(_message.Message):
+    __slots__ = ("run",)
+    RUN_FIELD_NUMBER: _ClassVar[int]
+    run: _common_pb2.Run
+    def __init__(self, run: _Optional[_Union[_common_pb2.Run, _Mapping]] = ...) -> None: ...
+
 class TriggerRunRequest(_message.Message):
     __slots__ = ("namespace", "task_id", "payload", "idempotency_key", "options", "parent_run_id")
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]

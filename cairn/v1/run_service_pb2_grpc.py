@@ -65,6 +65,11 @@ class RunServiceStub:
                 request_serializer=cairn_dot_v1_dot_run__service__pb2.BatchTriggerRunsRequest.SerializeToString,
                 response_deserializer=cairn_dot_v1_dot_run__service__pb2.BatchTriggerRunsResponse.FromString,
                 _registered_method=True)
+        self.ReplayRun = channel.unary_unary(
+                '/cairn.v1.RunService/ReplayRun',
+                request_serializer=cairn_dot_v1_dot_run__service__pb2.ReplayRunRequest.SerializeToString,
+                response_deserializer=cairn_dot_v1_dot_run__service__pb2.ReplayRunResponse.FromString,
+                _registered_method=True)
 
 
 class RunServiceServicer:
@@ -121,6 +126,14 @@ class RunServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReplayRun(self, request, context):
+        """Starts a new run of the same task with the same payload and options as
+        an existing one (finished or not); the new run names it in replay_of.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RunServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -153,6 +166,11 @@ def add_RunServiceServicer_to_server(servicer, server):
                     servicer.BatchTriggerRuns,
                     request_deserializer=cairn_dot_v1_dot_run__service__pb2.BatchTriggerRunsRequest.FromString,
                     response_serializer=cairn_dot_v1_dot_run__service__pb2.BatchTriggerRunsResponse.SerializeToString,
+            ),
+            'ReplayRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReplayRun,
+                    request_deserializer=cairn_dot_v1_dot_run__service__pb2.ReplayRunRequest.FromString,
+                    response_serializer=cairn_dot_v1_dot_run__service__pb2.ReplayRunResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -318,6 +336,33 @@ class RunService:
             '/cairn.v1.RunService/BatchTriggerRuns',
             cairn_dot_v1_dot_run__service__pb2.BatchTriggerRunsRequest.SerializeToString,
             cairn_dot_v1_dot_run__service__pb2.BatchTriggerRunsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReplayRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.RunService/ReplayRun',
+            cairn_dot_v1_dot_run__service__pb2.ReplayRunRequest.SerializeToString,
+            cairn_dot_v1_dot_run__service__pb2.ReplayRunResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -60,6 +60,7 @@ ROUTES: dict[str, Route] = {
         Route(RUNS, "ListRuns", check.list_runs, HISTORY),
         Route(RUNS, "CancelRun", check.cancel_run, HISTORY),
         Route(RUNS, "WaitRun", check.wait_run),  # long-polls the run (run_watch.py)
+        Route(RUNS, "ReplayRun", check.get_run, HISTORY),
         Route(WORKERS, "RegisterWorker", check.register),  # matching, then history's schedules
         Route(WORKERS, "PollAttempt", check.poll, precheck=check.poll_wait),  # timeout from its wait
         Route(WORKERS, "Heartbeat", check.attempt_ref, HISTORY),
@@ -80,5 +81,6 @@ ROUTES: dict[str, Route] = {
         Route(QUEUES, "ListQueues", check.nothing, MATCHING),
         Route(QUEUES, "PauseQueue", check.queue_ref, MATCHING),
         Route(QUEUES, "ResumeQueue", check.queue_ref, MATCHING),
+        Route(QUEUES, "ListWorkers", check.nothing, MATCHING),
     ]
 }
