@@ -26,7 +26,7 @@ from cairn.v1 import common_pb2 as cairn_dot_v1_dot_common__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x63\x61irn/v1/run_service.proto\x12\x08\x63\x61irn.v1\x1a\x15\x63\x61irn/v1/common.proto\x1a\x1egoogle/protobuf/duration.proto\"L\n\x0fWatchRunRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x16\n\x0e\x61\x66ter_event_id\x18\x03 \x01(\x03\"D\n\x10WatchRunsRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x0c\n\x04tags\x18\x03 \x03(\t\"X\n\tRunUpdate\x12!\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x12.cairn.v1.RunEvent\x12\x1a\n\x03run\x18\x02 \x01(\x0b\x32\r.cairn.v1.Run\x12\x0c\n\x04\x64one\x18\x03 \x01(\x08\"5\n\x10ReplayRunRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\"/\n\x11ReplayRunResponse\x12\x1a\n\x03run\x18\x01 \x01(\x0b\x32\r.cairn.v1.Run\"\xb6\x01\n\x11TriggerRunRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\"\n\x07payload\x18\x03 \x01(\x0b\x32\x11.cairn.v1.Payload\x12\x17\n\x0fidempotency_key\x18\x04 \x01(\t\x12)\n\x07options\x18\x05 \x01(\x0b\x32\x18.cairn.v1.TriggerOptions\x12\x15\n\rparent_run_id\x18\x06 \x01(\t\"B\n\x12TriggerRunResponse\x12\x1a\n\x03run\x18\x01 \x01(\x0b\x32\r.cairn.v1.Run\x12\x10\n\x08\x65xisting\x18\x02 \x01(\x08\"2\n\rGetRunRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\",\n\x0eGetRunResponse\x12\x1a\n\x03run\x18\x01 \x01(\x0b\x32\r.cairn.v1.Run\"\xa7\x01\n\x0fListRunsRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12%\n\x08statuses\x18\x03 \x03(\x0e\x32\x13.cairn.v1.RunStatus\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\x12\x0b\n\x03tag\x18\x06 \x01(\t\x12\x15\n\rparent_run_id\x18\x07 \x01(\t\"H\n\x10ListRunsResponse\x12\x1b\n\x04runs\x18\x01 \x03(\x0b\x32\r.cairn.v1.Run\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"E\n\x10\x43\x61ncelRunRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"/\n\x11\x43\x61ncelRunResponse\x12\x1a\n\x03run\x18\x01 \x01(\x0b\x32\r.cairn.v1.Run\"_\n\x0eWaitRunRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12*\n\x07timeout\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\";\n\x0fWaitRunResponse\x12\x1a\n\x03run\x18\x01 \x01(\x0b\x32\r.cairn.v1.Run\x12\x0c\n\x04\x64one\x18\x02 \x01(\x08\"W\n\x17\x42\x61tchTriggerRunsRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12)\n\x04runs\x18\x02 \x03(\x0b\x32\x1b.cairn.v1.TriggerRunRequest\"F\n\x18\x42\x61tchTriggerRunsResponse\x12*\n\x04runs\x18\x01 \x03(\x0b\x32\x1c.cairn.v1.TriggerRunResponse2\xfc\x03\n\nRunService\x12G\n\nTriggerRun\x12\x1b.cairn.v1.TriggerRunRequest\x1a\x1c.cairn.v1.TriggerRunResponse\x12;\n\x06GetRun\x12\x17.cairn.v1.GetRunRequest\x1a\x18.cairn.v1.GetRunResponse\x12\x41\n\x08ListRuns\x12\x19.cairn.v1.ListRunsRequest\x1a\x1a.cairn.v1.ListRunsResponse\x12\x44\n\tCancelRun\x12\x1a.cairn.v1.CancelRunRequest\x1a\x1b.cairn.v1.CancelRunResponse\x12>\n\x07WaitRun\x12\x18.cairn.v1.WaitRunRequest\x1a\x19.cairn.v1.WaitRunResponse\x12Y\n\x10\x42\x61tchTriggerRuns\x12!.cairn.v1.BatchTriggerRunsRequest\x1a\".cairn.v1.BatchTriggerRunsResponse\x12\x44\n\tReplayRun\x12\x1a.cairn.v1.ReplayRunRequest\x1a\x1b.cairn.v1.ReplayRunResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x63\x61irn/v1/run_service.proto\x12\x08\x63\x61irn.v1\x1a\x15\x63\x61irn/v1/common.proto\x1a\x1egoogle/protobuf/duration.proto\"L\n\x0fWatchRunRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x16\n\x0e\x61\x66ter_event_id\x18\x03 \x01(\x03\"D\n\x10WatchRunsRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x0c\n\x04tags\x18\x03 \x03(\t\"X\n\tRunUpdate\x12!\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x12.cairn.v1.RunEvent\x12\x1a\n\x03run\x18\x02 \x01(\x0b\x32\r.cairn.v1.Run\x12\x0c\n\x04\x64one\x18\x03 \x01(\x08\"7\n\x10WatchRunResponse\x12#\n\x06update\x18\x01 \x01(\x0b\x32\x13.cairn.v1.RunUpdate\"8\n\x11WatchRunsResponse\x12#\n\x06update\x18\x01 \x01(\x0b\x32\x13.cairn.v1.RunUpdate\"5\n\x10ReplayRunRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\"/\n\x11ReplayRunResponse\x12\x1a\n\x03run\x18\x01 \x01(\x0b\x32\r.cairn.v1.Run\"\xb6\x01\n\x11TriggerRunRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\"\n\x07payload\x18\x03 \x01(\x0b\x32\x11.cairn.v1.Payload\x12\x17\n\x0fidempotency_key\x18\x04 \x01(\t\x12)\n\x07options\x18\x05 \x01(\x0b\x32\x18.cairn.v1.TriggerOptions\x12\x15\n\rparent_run_id\x18\x06 \x01(\t\"B\n\x12TriggerRunResponse\x12\x1a\n\x03run\x18\x01 \x01(\x0b\x32\r.cairn.v1.Run\x12\x10\n\x08\x65xisting\x18\x02 \x01(\x08\"2\n\rGetRunRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\",\n\x0eGetRunResponse\x12\x1a\n\x03run\x18\x01 \x01(\x0b\x32\r.cairn.v1.Run\"\xa7\x01\n\x0fListRunsRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12%\n\x08statuses\x18\x03 \x03(\x0e\x32\x13.cairn.v1.RunStatus\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\x12\x0b\n\x03tag\x18\x06 \x01(\t\x12\x15\n\rparent_run_id\x18\x07 \x01(\t\"H\n\x10ListRunsResponse\x12\x1b\n\x04runs\x18\x01 \x03(\x0b\x32\r.cairn.v1.Run\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"E\n\x10\x43\x61ncelRunRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"/\n\x11\x43\x61ncelRunResponse\x12\x1a\n\x03run\x18\x01 \x01(\x0b\x32\r.cairn.v1.Run\"_\n\x0eWaitRunRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12*\n\x07timeout\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\";\n\x0fWaitRunResponse\x12\x1a\n\x03run\x18\x01 \x01(\x0b\x32\r.cairn.v1.Run\x12\x0c\n\x04\x64one\x18\x02 \x01(\x08\"W\n\x17\x42\x61tchTriggerRunsRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12)\n\x04runs\x18\x02 \x03(\x0b\x32\x1b.cairn.v1.TriggerRunRequest\"F\n\x18\x42\x61tchTriggerRunsResponse\x12*\n\x04runs\x18\x01 \x03(\x0b\x32\x1c.cairn.v1.TriggerRunResponse2\x89\x05\n\nRunService\x12G\n\nTriggerRun\x12\x1b.cairn.v1.TriggerRunRequest\x1a\x1c.cairn.v1.TriggerRunResponse\x12;\n\x06GetRun\x12\x17.cairn.v1.GetRunRequest\x1a\x18.cairn.v1.GetRunResponse\x12\x41\n\x08ListRuns\x12\x19.cairn.v1.ListRunsRequest\x1a\x1a.cairn.v1.ListRunsResponse\x12\x44\n\tCancelRun\x12\x1a.cairn.v1.CancelRunRequest\x1a\x1b.cairn.v1.CancelRunResponse\x12>\n\x07WaitRun\x12\x18.cairn.v1.WaitRunRequest\x1a\x19.cairn.v1.WaitRunResponse\x12Y\n\x10\x42\x61tchTriggerRuns\x12!.cairn.v1.BatchTriggerRunsRequest\x1a\".cairn.v1.BatchTriggerRunsResponse\x12\x44\n\tReplayRun\x12\x1a.cairn.v1.ReplayRunRequest\x1a\x1b.cairn.v1.ReplayRunResponse\x12\x43\n\x08WatchRun\x12\x19.cairn.v1.WatchRunRequest\x1a\x1a.cairn.v1.WatchRunResponse0\x01\x12\x46\n\tWatchRuns\x12\x1a.cairn.v1.WatchRunsRequest\x1a\x1b.cairn.v1.WatchRunsResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,34 +39,38 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_WATCHRUNSREQUEST']._serialized_end=241
   _globals['_RUNUPDATE']._serialized_start=243
   _globals['_RUNUPDATE']._serialized_end=331
-  _globals['_REPLAYRUNREQUEST']._serialized_start=333
-  _globals['_REPLAYRUNREQUEST']._serialized_end=386
-  _globals['_REPLAYRUNRESPONSE']._serialized_start=388
-  _globals['_REPLAYRUNRESPONSE']._serialized_end=435
-  _globals['_TRIGGERRUNREQUEST']._serialized_start=438
-  _globals['_TRIGGERRUNREQUEST']._serialized_end=620
-  _globals['_TRIGGERRUNRESPONSE']._serialized_start=622
-  _globals['_TRIGGERRUNRESPONSE']._serialized_end=688
-  _globals['_GETRUNREQUEST']._serialized_start=690
-  _globals['_GETRUNREQUEST']._serialized_end=740
-  _globals['_GETRUNRESPONSE']._serialized_start=742
-  _globals['_GETRUNRESPONSE']._serialized_end=786
-  _globals['_LISTRUNSREQUEST']._serialized_start=789
-  _globals['_LISTRUNSREQUEST']._serialized_end=956
-  _globals['_LISTRUNSRESPONSE']._serialized_start=958
-  _globals['_LISTRUNSRESPONSE']._serialized_end=1030
-  _globals['_CANCELRUNREQUEST']._serialized_start=1032
-  _globals['_CANCELRUNREQUEST']._serialized_end=1101
-  _globals['_CANCELRUNRESPONSE']._serialized_start=1103
-  _globals['_CANCELRUNRESPONSE']._serialized_end=1150
-  _globals['_WAITRUNREQUEST']._serialized_start=1152
-  _globals['_WAITRUNREQUEST']._serialized_end=1247
-  _globals['_WAITRUNRESPONSE']._serialized_start=1249
-  _globals['_WAITRUNRESPONSE']._serialized_end=1308
-  _globals['_BATCHTRIGGERRUNSREQUEST']._serialized_start=1310
-  _globals['_BATCHTRIGGERRUNSREQUEST']._serialized_end=1397
-  _globals['_BATCHTRIGGERRUNSRESPONSE']._serialized_start=1399
-  _globals['_BATCHTRIGGERRUNSRESPONSE']._serialized_end=1469
-  _globals['_RUNSERVICE']._serialized_start=1472
-  _globals['_RUNSERVICE']._serialized_end=1980
+  _globals['_WATCHRUNRESPONSE']._serialized_start=333
+  _globals['_WATCHRUNRESPONSE']._serialized_end=388
+  _globals['_WATCHRUNSRESPONSE']._serialized_start=390
+  _globals['_WATCHRUNSRESPONSE']._serialized_end=446
+  _globals['_REPLAYRUNREQUEST']._serialized_start=448
+  _globals['_REPLAYRUNREQUEST']._serialized_end=501
+  _globals['_REPLAYRUNRESPONSE']._serialized_start=503
+  _globals['_REPLAYRUNRESPONSE']._serialized_end=550
+  _globals['_TRIGGERRUNREQUEST']._serialized_start=553
+  _globals['_TRIGGERRUNREQUEST']._serialized_end=735
+  _globals['_TRIGGERRUNRESPONSE']._serialized_start=737
+  _globals['_TRIGGERRUNRESPONSE']._serialized_end=803
+  _globals['_GETRUNREQUEST']._serialized_start=805
+  _globals['_GETRUNREQUEST']._serialized_end=855
+  _globals['_GETRUNRESPONSE']._serialized_start=857
+  _globals['_GETRUNRESPONSE']._serialized_end=901
+  _globals['_LISTRUNSREQUEST']._serialized_start=904
+  _globals['_LISTRUNSREQUEST']._serialized_end=1071
+  _globals['_LISTRUNSRESPONSE']._serialized_start=1073
+  _globals['_LISTRUNSRESPONSE']._serialized_end=1145
+  _globals['_CANCELRUNREQUEST']._serialized_start=1147
+  _globals['_CANCELRUNREQUEST']._serialized_end=1216
+  _globals['_CANCELRUNRESPONSE']._serialized_start=1218
+  _globals['_CANCELRUNRESPONSE']._serialized_end=1265
+  _globals['_WAITRUNREQUEST']._serialized_start=1267
+  _globals['_WAITRUNREQUEST']._serialized_end=1362
+  _globals['_WAITRUNRESPONSE']._serialized_start=1364
+  _globals['_WAITRUNRESPONSE']._serialized_end=1423
+  _globals['_BATCHTRIGGERRUNSREQUEST']._serialized_start=1425
+  _globals['_BATCHTRIGGERRUNSREQUEST']._serialized_end=1512
+  _globals['_BATCHTRIGGERRUNSRESPONSE']._serialized_start=1514
+  _globals['_BATCHTRIGGERRUNSRESPONSE']._serialized_end=1584
+  _globals['_RUNSERVICE']._serialized_start=1587
+  _globals['_RUNSERVICE']._serialized_end=2236
 # @@protoc_insertion_point(module_scope)

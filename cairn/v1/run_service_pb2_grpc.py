@@ -70,6 +70,16 @@ class RunServiceStub:
                 request_serializer=cairn_dot_v1_dot_run__service__pb2.ReplayRunRequest.SerializeToString,
                 response_deserializer=cairn_dot_v1_dot_run__service__pb2.ReplayRunResponse.FromString,
                 _registered_method=True)
+        self.WatchRun = channel.unary_stream(
+                '/cairn.v1.RunService/WatchRun',
+                request_serializer=cairn_dot_v1_dot_run__service__pb2.WatchRunRequest.SerializeToString,
+                response_deserializer=cairn_dot_v1_dot_run__service__pb2.WatchRunResponse.FromString,
+                _registered_method=True)
+        self.WatchRuns = channel.unary_stream(
+                '/cairn.v1.RunService/WatchRuns',
+                request_serializer=cairn_dot_v1_dot_run__service__pb2.WatchRunsRequest.SerializeToString,
+                response_deserializer=cairn_dot_v1_dot_run__service__pb2.WatchRunsResponse.FromString,
+                _registered_method=True)
 
 
 class RunServiceServicer:
@@ -134,6 +144,24 @@ class RunServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchRun(self, request, context):
+        """Follows one run: every entry of its event log after after_event_id, in
+        order, as it happens, each with the run after it; ends after the event
+        that made the run terminal (done). NOT_FOUND when the run is unknown;
+        INVALID_ARGUMENT when after_event_id is not an event of this run.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchRuns(self, request, context):
+        """Follows the runs of a namespace (of a task, with tags) from the call on:
+        one update per event of a matching run, in event order. Never ends.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RunServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -171,6 +199,16 @@ def add_RunServiceServicer_to_server(servicer, server):
                     servicer.ReplayRun,
                     request_deserializer=cairn_dot_v1_dot_run__service__pb2.ReplayRunRequest.FromString,
                     response_serializer=cairn_dot_v1_dot_run__service__pb2.ReplayRunResponse.SerializeToString,
+            ),
+            'WatchRun': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchRun,
+                    request_deserializer=cairn_dot_v1_dot_run__service__pb2.WatchRunRequest.FromString,
+                    response_serializer=cairn_dot_v1_dot_run__service__pb2.WatchRunResponse.SerializeToString,
+            ),
+            'WatchRuns': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchRuns,
+                    request_deserializer=cairn_dot_v1_dot_run__service__pb2.WatchRunsRequest.FromString,
+                    response_serializer=cairn_dot_v1_dot_run__service__pb2.WatchRunsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -363,6 +401,60 @@ class RunService:
             '/cairn.v1.RunService/ReplayRun',
             cairn_dot_v1_dot_run__service__pb2.ReplayRunRequest.SerializeToString,
             cairn_dot_v1_dot_run__service__pb2.ReplayRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/cairn.v1.RunService/WatchRun',
+            cairn_dot_v1_dot_run__service__pb2.WatchRunRequest.SerializeToString,
+            cairn_dot_v1_dot_run__service__pb2.WatchRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchRuns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/cairn.v1.RunService/WatchRuns',
+            cairn_dot_v1_dot_run__service__pb2.WatchRunsRequest.SerializeToString,
+            cairn_dot_v1_dot_run__service__pb2.WatchRunsResponse.FromString,
             options,
             channel_credentials,
             insecure,

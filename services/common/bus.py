@@ -23,6 +23,7 @@ Handler = Callable[[dict[str, Any]], Awaitable[None] | None]
 
 WORK = "work"  # {"namespace", "task_id"}: a queue entry became ready
 RUNS = "runs"  # {"namespace", "run_id", "task_id", "queue", "status"}: a run changed
+EVENTS = "events"  # {"namespace", "run_id"}: an event was logged without a status change (step, metadata)
 TIMERS = "timers"  # {"due_at"}: a timer was set, history replicas re-check their sleep
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -23,12 +23,17 @@ from services.frontend.run_watch import RunWatcher
 from services.frontend.triggers import Triggers
 
 DEFAULT_WAIT_RUN = 30.0
+# A watch reads at most this many events from history at a time.
+WATCH_BATCH = 100
+# A watch re-reads the log this often without a NATS notice (a notice may be lost).
+WATCH_REREAD_SECONDS = 5.0
 Context = grpc.aio.ServicerContext[Any, Any]
-Handler = Callable[[Any, Context], Awaitable[Any]]
+Handler = Callable[[Any, Context], Awaitable[Any]] | Callable[[Any, Context], AsyncIterator[Any]]
 
 
 class Handlers:
-    """TriggerRun, WaitRun, RegisterWorker, PollAttempt and BatchWrite."""
+    """TriggerRun, WaitRun, WatchRun, WatchRuns, RegisterWorker, PollAttempt
+    and BatchWrite."""
 
     def __init__(self, backend: Backend, watcher: RunWatcher, sweep_seconds: float) -> None:
         self.b = backend
@@ -41,6 +46,8 @@ class Handlers:
         return {
             path(RUNS, "TriggerRun"): self.trigger_run,
             path(RUNS, "WaitRun"): self.wait_run,
+            path(RUNS, "WatchRun"): self.watch_run,
+            path(RUNS, "WatchRuns"): self.watch_runs,
             path(WORKERS, "RegisterWorker"): self.register_worker,
             path(WORKERS, "PollAttempt"): self.poll_attempt,
             path(WORKERS, "BatchWrite"): self.batch_write,
@@ -70,6 +77,62 @@ class Handlers:
             finally:
                 self.watcher.unwatch(request.run_id, event)
 
+    async def watch_run(self, request: rpb.WatchRunRequest, context: Context) -> AsyncIterator[Any]:
+        """The run's event log after after_event_id, read from history in
+        batches of WATCH_BATCH whenever NATS says the run changed or logged an
+        event (and every WATCH_REREAD_SECONDS in case a notice was lost),
+        until the event that ended the run. A watcher costs one read per wake,
+        however many notices arrived meanwhile."""
+        cursor = request.after_event_id
+        woken = self.watcher.follow(request.run_id)
+        try:
+            while True:
+                woken.clear()  # before the read: a notice during it means read again
+                page: hpb.ListRunEventsResponse = await self.b.call(
+                    HISTORY,
+                    "ListRunEvents",
+                    hpb.ListRunEventsRequest(
+                        namespace=request.namespace, run_id=request.run_id, after_id=cursor, limit=WATCH_BATCH
+                    ),
+                )
+                for update in page.updates:
+                    yield rpb.WatchRunResponse(update=update)
+                    if update.done:
+                        return
+                cursor = page.last_id
+                if page.more:
+                    continue
+                if page.ended:  # resumed after the last event: nothing more will come
+                    return
+                await _woken(woken, WATCH_REREAD_SECONDS)
+        finally:
+            self.watcher.unfollow(request.run_id, woken)
+
+    async def watch_runs(self, request: rpb.WatchRunsRequest, context: Context) -> AsyncIterator[Any]:
+        """Every event from the call on of the namespace's runs of the task
+        with the tags, read like watch_run's on any change in the namespace;
+        history scans a bounded range of the log per read. The response
+        headers are sent once the starting point is read: a caller that has
+        them sees every later event."""
+        woken = self.watcher.follow_namespace(request.namespace)
+        read = hpb.ListRunEventsRequest(
+            namespace=request.namespace, after_id=-1, limit=WATCH_BATCH, task_id=request.task_id
+        )
+        read.tags.extend(request.tags)
+        try:
+            while True:
+                woken.clear()
+                page: hpb.ListRunEventsResponse = await self.b.call(HISTORY, "ListRunEvents", read)
+                if read.after_id < 0:  # the start is fixed: the headers tell the caller it watches
+                    await context.send_initial_metadata(())
+                for update in page.updates:
+                    yield rpb.WatchRunsResponse(update=update)
+                read.after_id = page.last_id
+                if not page.more:
+                    await _woken(woken, WATCH_REREAD_SECONDS)
+        finally:
+            self.watcher.unfollow_namespace(request.namespace, woken)
+
     async def register_worker(
         self, request: wpb.RegisterWorkerRequest, context: Context
     ) -> wpb.RegisterWorkerResponse:
@@ -96,3 +159,11 @@ class Handlers:
         """Forwarded to history, which commits the writes in one transaction."""
         response: wpb.BatchWriteResponse = await self.b.call(HISTORY, "BatchWrite", request)
         return response
+
+
+async def _woken(event: asyncio.Event, timeout: float) -> None:
+    """Until the event is set or the timeout passes."""
+    try:
+        await asyncio.wait_for(event.wait(), timeout)
+    except TimeoutError:
+        pass

@@ -1,12 +1,14 @@
 """The layers every routed call passes, as gRPC server interceptors, outermost
 first (see chain()): error mapping, authorization, namespace defaulting,
-validation. Each wraps the behaviour of a routed method once and caches the
-wrapped handler per method; calls that are not routed (health, reflection)
-pass untouched."""
+validation. Each wraps the behaviour of a routed method once, unary or server
+streaming alike (a stream is checked before its first message, and a failure
+while it streams ends it with the mapped status), and caches the wrapped
+handler per method; calls that are not routed (health, reflection) pass
+untouched."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, cast
 
 import grpc
@@ -20,19 +22,24 @@ from services.frontend.routes import Route
 
 Context = grpc.aio.ServicerContext[Any, Any]
 Behaviour = Callable[[Any, Context], Awaitable[Any]]
+StreamBehaviour = Callable[[Any, Context], AsyncIterator[Any]]
 if TYPE_CHECKING:  # generic in the stubs only
     MethodHandler = grpc.RpcMethodHandler[Any, Any]
     Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[MethodHandler | None]]
 
 
 class RouteInterceptor(grpc.aio.ServerInterceptor):
-    """Wraps the unary behaviour of every routed method with `wrap`."""
+    """Wraps the behaviour of every routed method with `wrap` (unary) or
+    `wrap_stream` (server streaming)."""
 
     def __init__(self, routes: dict[str, Route]) -> None:
         self.routes = routes
         self._wrapped: dict[str, tuple[MethodHandler, MethodHandler]] = {}
 
     def wrap(self, route: Route, behaviour: Behaviour) -> Behaviour:
+        raise NotImplementedError
+
+    def wrap_stream(self, route: Route, behaviour: StreamBehaviour) -> StreamBehaviour:
         raise NotImplementedError
 
     async def intercept_service(
@@ -44,13 +51,22 @@ class RouteInterceptor(grpc.aio.ServerInterceptor):
         if cached is not None and cached[0] is handler:
             return cached[1]
         route = self.routes.get(method)
-        if route is None or handler is None or handler.unary_unary is None:
+        if route is None or handler is None:
             return handler
-        wrapped = grpc.unary_unary_rpc_method_handler(
-            self.wrap(route, cast(Behaviour, handler.unary_unary)),  # aio: a coroutine function
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+        if handler.unary_unary is not None:
+            wrapped = grpc.unary_unary_rpc_method_handler(
+                self.wrap(route, cast(Behaviour, handler.unary_unary)),  # aio: a coroutine function
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        elif handler.unary_stream is not None:
+            wrapped = grpc.unary_stream_rpc_method_handler(
+                self.wrap_stream(route, cast(StreamBehaviour, handler.unary_stream)),  # an async generator
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        else:
+            return handler
         self._wrapped[method] = (handler, wrapped)
         return wrapped
 
@@ -77,6 +93,22 @@ class ErrorMapping(RouteInterceptor):
 
         return mapped
 
+    def wrap_stream(self, route: Route, behaviour: StreamBehaviour) -> StreamBehaviour:
+        name = route.method
+
+        async def mapped(request: Any, context: Context) -> AsyncIterator[Any]:
+            try:
+                async for message in behaviour(request, context):
+                    yield message
+                return
+            except grpc.aio.AbortError:
+                raise
+            except Exception as exc:
+                status = status_of(exc, name)
+            await context.abort(status.code, status.message, status.trailing_metadata)
+
+        return mapped
+
 
 class Authorization(RouteInterceptor):
     """Where authentication and per-namespace authorization will go (the
@@ -84,6 +116,9 @@ class Authorization(RouteInterceptor):
     today, so nothing is wrapped and a call pays nothing for it."""
 
     def wrap(self, route: Route, behaviour: Behaviour) -> Behaviour:
+        return behaviour
+
+    def wrap_stream(self, route: Route, behaviour: StreamBehaviour) -> StreamBehaviour:
         return behaviour
 
 
@@ -116,6 +151,14 @@ class NamespaceDefaulting(RouteInterceptor):
 
         return defaulted
 
+    def wrap_stream(self, route: Route, behaviour: StreamBehaviour) -> StreamBehaviour:
+        async def defaulted(request: Any, context: Context) -> AsyncIterator[Any]:
+            default_namespace(request)
+            async for message in behaviour(request, context):
+                yield message
+
+        return defaulted
+
 
 class Validation(RouteInterceptor):
     """Refuses an invalid request before it is routed: the route's precheck,
@@ -123,16 +166,26 @@ class Validation(RouteInterceptor):
     which changes the request."""
 
     def wrap(self, route: Route, behaviour: Behaviour) -> Behaviour:
-        precheck, validate = route.precheck, route.validate
-
         async def validated(request: Any, context: Context) -> Any:
-            if precheck is not None:
-                precheck(request)
-            check.namespace(request.namespace)
-            validate(request)
+            self.check(route, request)
             return await behaviour(request, context)
 
         return validated
+
+    def wrap_stream(self, route: Route, behaviour: StreamBehaviour) -> StreamBehaviour:
+        async def validated(request: Any, context: Context) -> AsyncIterator[Any]:
+            self.check(route, request)
+            async for message in behaviour(request, context):
+                yield message
+
+        return validated
+
+    @staticmethod
+    def check(route: Route, request: Any) -> None:
+        if route.precheck is not None:
+            route.precheck(request)
+        check.namespace(request.namespace)
+        route.validate(request)
 
 
 def chain(routes: dict[str, Route]) -> list[grpc.aio.ServerInterceptor]:

@@ -52,6 +52,7 @@ async def run(settings: Settings, http_address: str | None = None) -> None:
     watcher = RunWatcher()
     bus = Bus(settings.nats_url, settings.nats_prefix)
     await bus.subscribe(bus_mod.RUNS, watcher.on_change)
+    await bus.subscribe(bus_mod.EVENTS, watcher.on_logged)
     await bus.start()
     history_channel = grpc_server.channel(settings.history_address)
     matching_channel = grpc_server.channel(settings.matching_address)

@@ -61,6 +61,8 @@ ROUTES: dict[str, Route] = {
         Route(RUNS, "CancelRun", check.cancel_run, HISTORY),
         Route(RUNS, "WaitRun", check.wait_run),  # long-polls the run (run_watch.py)
         Route(RUNS, "ReplayRun", check.get_run, HISTORY),
+        Route(RUNS, "WatchRun", check.watch_run),  # streams the run's event log (handlers.py)
+        Route(RUNS, "WatchRuns", check.watch_runs),  # streams a namespace's events (handlers.py)
         Route(WORKERS, "RegisterWorker", check.register),  # matching, then history's schedules
         Route(WORKERS, "PollAttempt", check.poll, precheck=check.poll_wait),  # timeout from its wait
         Route(WORKERS, "Heartbeat", check.attempt_ref, HISTORY),

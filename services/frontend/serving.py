@@ -1,6 +1,8 @@
 """The frontend's public services on a gRPC server, built from the routing
 table: each method is forwarded to its backend or served by its explicit
-handler; a method of the public protocol without a route fails at start."""
+handler (a server-streaming method, e.g. WatchRun, always by a handler, an
+async generator); a method of the public protocol without a route fails at
+start."""
 
 from __future__ import annotations
 
@@ -37,10 +39,19 @@ def add_services(
             route = routes.get(path(service, m.name))
             if route is None:
                 raise RuntimeError(f"{path(service, m.name)} has no route")
+            if m.client_streaming:
+                raise RuntimeError(f"{route.path}: client streaming is not served")
+            if m.server_streaming and route.backend:
+                raise RuntimeError(f"{route.path}: a stream is served by a handler, not forwarded")
             behaviour = _forward(backend, route) if route.backend else handlers.get(route.path)
             if behaviour is None:
                 raise RuntimeError(f"{route.path} has neither a backend nor a handler")
-            methods[m.name] = grpc.unary_unary_rpc_method_handler(
+            make = (
+                grpc.unary_stream_rpc_method_handler
+                if m.server_streaming
+                else grpc.unary_unary_rpc_method_handler
+            )
+            methods[m.name] = make(
                 behaviour,
                 request_deserializer=GetMessageClass(m.input_type).FromString,
                 response_serializer=GetMessageClass(m.output_type).SerializeToString,

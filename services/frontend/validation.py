@@ -410,3 +410,18 @@ def cancel_run(r: rpb.CancelRunRequest) -> None:
 def wait_run(r: rpb.WaitRunRequest) -> None:
     run_id(r.run_id)
     wait_seconds("timeout", r, 0.0)
+
+
+def watch_run(r: rpb.WatchRunRequest) -> None:
+    run_id(r.run_id)
+    if r.after_event_id < 0:
+        raise invalid(f"after_event_id: {r.after_event_id} is negative")
+
+
+def watch_runs(r: rpb.WatchRunsRequest) -> None:
+    if r.task_id:
+        identifier("task_id", r.task_id)
+    if len(r.tags) > MAX_TAGS:
+        raise invalid(f"tags: {len(r.tags)} tags, at most {MAX_TAGS}")
+    for i, tag in enumerate(r.tags):
+        text(f"tags[{i}]", tag, MAX_TAG_CHARS, required=True)

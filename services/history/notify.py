@@ -56,6 +56,11 @@ class Announcer:
                 poke()
             await self.bus.publish(bus_mod.TIMERS, {"due_at": effects.timer_due.isoformat()})
 
+    async def logged(self, namespace: str, run_id: str) -> None:
+        """A run's event was logged without a change of status (a step record,
+        a metadata update): wakes its watchers (the frontend's WatchRun)."""
+        await self.bus.publish(bus_mod.EVENTS, {"namespace": namespace, "run_id": run_id})
+
     async def outcome(self, outcome: Outcome) -> None:
         """Publishes a transition's effects."""
         await self.effects(outcome.effects, outcome.run)

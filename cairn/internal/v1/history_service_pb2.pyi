@@ -81,3 +81,31 @@ class StartAttemptResponse(_message.Message):
     ASSIGNMENT_FIELD_NUMBER: _ClassVar[int]
     assignment: _worker_service_pb2.AttemptAssignment
     def __init__(self, assignment: _Optional[_Union[_worker_service_pb2.AttemptAssignment, _Mapping]] = ...) -> None: ...
+
+class ListRunEventsRequest(_message.Message):
+    __slots__ = ("namespace", "run_id", "after_id", "limit", "task_id", "tags")
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    AFTER_ID_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    run_id: str
+    after_id: int
+    limit: int
+    task_id: str
+    tags: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, namespace: _Optional[str] = ..., run_id: _Optional[str] = ..., after_id: _Optional[int] = ..., limit: _Optional[int] = ..., task_id: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ListRunEventsResponse(_message.Message):
+    __slots__ = ("updates", "last_id", "more", "ended")
+    UPDATES_FIELD_NUMBER: _ClassVar[int]
+    LAST_ID_FIELD_NUMBER: _ClassVar[int]
+    MORE_FIELD_NUMBER: _ClassVar[int]
+    ENDED_FIELD_NUMBER: _ClassVar[int]
+    updates: _containers.RepeatedCompositeFieldContainer[_run_service_pb2.RunUpdate]
+    last_id: int
+    more: bool
+    ended: bool
+    def __init__(self, updates: _Optional[_Iterable[_Union[_run_service_pb2.RunUpdate, _Mapping]]] = ..., last_id: _Optional[int] = ..., more: _Optional[bool] = ..., ended: _Optional[bool] = ...) -> None: ...

@@ -44,3 +44,29 @@ LIST_RUNS = "SELECT * FROM runs WHERE namespace = $1" + _LIST_FILTERS
 LIST_RUNS_BY_TASK = "SELECT * FROM runs WHERE namespace = $1 AND task_id = $2" + _LIST_FILTERS
 LIST_RUNS_BY_TAG = "SELECT * FROM runs WHERE namespace = $1 AND tags @> ARRAY[$4]::text[]" + _LIST_FILTERS
 LIST_RUNS_BY_PARENT = "SELECT * FROM runs WHERE namespace = $1 AND parent_run_id = $5" + _LIST_FILTERS
+
+# ---- the event log after an id (WatchRun, WatchRuns) ------------------------------
+
+# A run's events after an id, oldest first (index run_events_by_run). $1 run id,
+# $2 after id, $3 limit.
+RUN_EVENTS_AFTER = "SELECT * FROM run_events WHERE run_id = $1 AND id > $2 ORDER BY id LIMIT $3"
+
+# Whether an event is one of a run's. $1 run id, $2 event id.
+EVENT_OF_RUN = "SELECT EXISTS (SELECT 1 FROM run_events WHERE run_id = $1 AND id = $2)"
+
+# The highest event id, 0 when the log is empty (the primary key, read backwards).
+LAST_EVENT_ID = "SELECT coalesce(max(id), 0) FROM run_events"
+
+# The events with ids in ($1, $2] of a namespace's runs, of task $4 (NULL: any)
+# carrying tags $5 (NULL: any), oldest first, at most $6: a bounded range of the
+# primary key, so a filter that matches little never scans the whole log.
+# $3 namespace.
+NAMESPACE_EVENTS_BETWEEN = (
+    "SELECT e.* FROM run_events e JOIN runs r ON r.id = e.run_id"
+    " WHERE e.id > $1 AND e.id <= $2 AND r.namespace = $3"
+    " AND ($4::text IS NULL OR r.task_id = $4) AND ($5::text[] IS NULL OR r.tags @> $5::text[])"
+    " ORDER BY e.id LIMIT $6"
+)
+
+# Runs by id. $1 the ids.
+RUNS_BY_ID = "SELECT * FROM runs WHERE id = ANY($1::uuid[])"

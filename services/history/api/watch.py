@@ -1,0 +1,69 @@
+"""Reading the event log after an event id, for the frontend's WatchRun and
+WatchRuns: the log (run_events, ids from one sequence) is the order of a run's
+changes and the point a watcher resumes from. Each event comes with its run as
+read after the events (so never older than them), without its input, which a
+watcher already knows and which may be large."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+import asyncpg
+
+from services.common.errors import invalid, not_found
+from services.history.api.transition import Row
+from services.history.sql import reads as sql
+
+# How many ids of the log one namespace read scans at most, matching or not.
+NAMESPACE_SCAN_IDS = 5000
+
+
+@dataclass
+class Events:
+    """Events oldest first, the runs they belong to by id, and the id the log
+    has been read up to."""
+
+    events: list[Row]
+    runs: dict[uuid.UUID, Row]
+    last_id: int
+    more: bool = False
+
+
+async def of_run(pool: asyncpg.Pool, namespace: str, run_id: uuid.UUID, after_id: int, limit: int) -> Events:
+    """A run's events after after_id (0: from the start). NOT_FOUND for a run
+    not in the namespace; INVALID_ARGUMENT when after_id is not its event."""
+    if after_id < 0:
+        raise invalid(f"after_event_id: {after_id} is negative")
+    async with pool.acquire() as conn:
+        events = await conn.fetch(sql.RUN_EVENTS_AFTER, run_id, after_id, limit)
+        run = await conn.fetchrow(sql.RUN, run_id, namespace)
+        if run is None:
+            raise not_found(f"run {run_id} not found in namespace {namespace!r}")
+        if after_id > 0 and not await conn.fetchval(sql.EVENT_OF_RUN, run_id, after_id):
+            raise invalid(f"after_event_id: {after_id} is not an event of run {run_id}")
+    last = events[-1]["id"] if events else after_id
+    return Events(list(events), {run_id: run}, last, more=len(events) >= limit)
+
+
+async def of_namespace(
+    pool: asyncpg.Pool, namespace: str, task_id: str, tags: list[str], after_id: int, limit: int
+) -> Events:
+    """The events after after_id of the namespace's runs matching the filter,
+    from at most NAMESPACE_SCAN_IDS ids of the log; after_id -1: none, only
+    the last id (where a new watch starts)."""
+    async with pool.acquire() as conn:
+        last: int = await conn.fetchval(sql.LAST_EVENT_ID)
+        if after_id < 0:
+            return Events([], {}, last)
+        upto = min(last, after_id + NAMESPACE_SCAN_IDS)
+        if upto <= after_id:
+            return Events([], {}, after_id)
+        events = await conn.fetch(
+            sql.NAMESPACE_EVENTS_BETWEEN, after_id, upto, namespace, task_id or None, tags or None, limit
+        )
+        ids = list({e["run_id"] for e in events})
+        runs = {r["id"]: r for r in await conn.fetch(sql.RUNS_BY_ID, ids)} if ids else {}
+    if len(events) >= limit:
+        upto = events[-1]["id"]
+    return Events(list(events), runs, upto, more=upto < last)

@@ -1,0 +1,195 @@
+"""Live run streams against a real cluster (history, matching, frontend,
+PostgreSQL, NATS): WatchRun delivers a run's event log in order as it happens
+and ends with the run; a watcher resuming after an event id misses nothing and
+gets nothing twice; WatchRuns follows a task; bad input is refused. Each stream
+is read on a thread into a queue, and the test waits on the queue with a
+deadline (no sleeps)."""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import uuid
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from api_helpers import RPC_TIMEOUT, start_basic_worker
+from harness import Cluster, run_stub
+
+from cairn.v1 import common_pb2 as cpb
+from cairn.v1 import run_service_pb2 as rpb
+
+DEADLINE = 20.0
+END = object()
+
+
+class Stream:
+    """A server stream read on a thread: its updates (then END, or the error)
+    in a queue."""
+
+    def __init__(self, call: Any) -> None:
+        self.call = call
+        self.items: queue.Queue[Any] = queue.Queue()
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        try:
+            for response in self.call:
+                self.items.put(response.update)
+        except grpc.RpcError as exc:
+            self.items.put(exc)
+            return
+        self.items.put(END)
+
+    def next(self) -> Any:
+        item = self.items.get(timeout=DEADLINE)
+        if isinstance(item, grpc.RpcError) and item.code() != grpc.StatusCode.CANCELLED:
+            raise item
+        return item
+
+    def until(self, event_type: str) -> list[cpb.RunEvent]:
+        """Updates up to and including the first of this event type."""
+        got = []
+        while True:
+            item = self.next()
+            assert item is not END, f"stream ended before {event_type}: {[u.event.type for u in got]}"
+            got.append(item)
+            if item.event.type == event_type:
+                return got
+
+    def rest(self) -> list[Any]:
+        """Updates until the stream ends."""
+        got = []
+        while (item := self.next()) is not END:
+            got.append(item)
+        return got
+
+    def cancel(self) -> None:
+        self.call.cancel()
+        self.thread.join(DEADLINE)
+
+
+def watch(cluster: Cluster, run_id: str, after: int = 0) -> Stream:
+    stub = run_stub(cluster)
+    return Stream(stub.WatchRun(rpb.WatchRunRequest(run_id=run_id, after_event_id=after), timeout=60))
+
+
+def trigger(cluster: Cluster, task: str, payload: Any, tags: list[str] | None = None) -> str:
+    request = rpb.TriggerRunRequest(
+        task_id=task,
+        payload=cpb.Payload(data=json.dumps(payload).encode(), encoding="json/plain"),
+        options=cpb.TriggerOptions(tags=tags or []),
+    )
+    run: str = run_stub(cluster).TriggerRun(request, timeout=RPC_TIMEOUT).run.id
+    return run
+
+
+def kinds(updates: list[Any]) -> list[str]:
+    return [
+        u.event.type
+        + (f":{json.loads(u.event.details_json)['name']}" if u.event.type == "step_recorded" else "")
+        for u in updates
+    ]
+
+
+@pytest.fixture
+def gate_files(tmp_path: Path) -> dict[str, str]:
+    return {"counter": str(tmp_path / "counter"), "release": str(tmp_path / "release")}
+
+
+def test_watch_run_in_order_as_it_happens_and_resumes(cluster: Cluster, gate_files: dict[str, str]) -> None:
+    start_basic_worker(cluster)
+    run_id = trigger(cluster, "gated", gate_files)
+    stream = watch(cluster, run_id)
+    # The run is held at its gate step: what happened so far arrives before it is released.
+    before = stream.until("step_recorded")
+    assert kinds(before) == ["triggered", "attempt_started", "step_recorded:first"]
+    assert before[-1].run.status == cpb.RUN_STATUS_EXECUTING
+    assert not any(u.done for u in before)
+    assert stream.items.empty()
+    Path(gate_files["release"]).write_text("go")
+    after = stream.rest()
+    assert kinds(after) == ["step_recorded:gate", "step_recorded:after", "completed"]
+    assert [u.done for u in after] == [False, False, True]
+    assert after[-1].run.status == cpb.RUN_STATUS_COMPLETED
+    everything = before + after
+    ids = [u.event.id for u in everything]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    assert all(u.run.id == run_id and not u.run.steps and not u.run.events for u in everything)
+
+    # Resuming after each event id gives exactly the events after it, then ends.
+    for i, update in enumerate(everything):
+        resumed = watch(cluster, run_id, after=update.event.id).rest()
+        assert [u.event.id for u in resumed] == ids[i + 1 :]
+
+
+def test_watch_run_reconnect_mid_run_misses_nothing(cluster: Cluster, gate_files: dict[str, str]) -> None:
+    start_basic_worker(cluster)
+    run_id = trigger(cluster, "gated", gate_files)
+    first = watch(cluster, run_id)
+    seen = first.until("step_recorded")
+    first.cancel()
+    Path(gate_files["release"]).write_text("go")  # the run goes on while nobody watches
+    second = watch(cluster, run_id, after=seen[-1].event.id).rest()
+    all_ids = [u.event.id for u in seen + second]
+    assert len(all_ids) == len(set(all_ids))
+    assert kinds(seen + second) == [
+        "triggered",
+        "attempt_started",
+        "step_recorded:first",
+        "step_recorded:gate",
+        "step_recorded:after",
+        "completed",
+    ]
+    assert second[-1].done
+
+
+def test_watch_runs_follows_its_task_only(cluster: Cluster) -> None:
+    start_basic_worker(cluster)
+    stub = run_stub(cluster)
+    echo = Stream(stub.WatchRuns(rpb.WatchRunsRequest(task_id="echo"), timeout=60))
+    tagged = Stream(stub.WatchRuns(rpb.WatchRunsRequest(tags=["blue"]), timeout=60))
+    # A stream starts from the call: its headers say it has its starting point.
+    echo.call.initial_metadata()
+    tagged.call.initial_metadata()
+    other = trigger(cluster, "three-steps", {"x": 1}, tags=["blue"])
+    mine = trigger(cluster, "echo", {"i": 1})
+    got = echo.until("completed")
+    assert {u.run.id for u in got} == {mine}, kinds(got)
+    assert kinds(got) == ["triggered", "attempt_started", "completed"]
+    assert got[-1].done
+    blue = tagged.until("completed")
+    assert {u.run.id for u in blue} == {other}
+    assert kinds(blue)[-1] == "completed"
+    echo.cancel()
+    tagged.cancel()
+
+
+def test_watch_bad_input(cluster: Cluster) -> None:
+    start_basic_worker(cluster)
+    stub = run_stub(cluster)
+
+    def refused(request: Any, method: str = "WatchRun") -> grpc.RpcError:
+        with pytest.raises(grpc.RpcError) as info:
+            list(getattr(stub, method)(request, timeout=RPC_TIMEOUT))
+        return info.value
+
+    unknown = refused(rpb.WatchRunRequest(run_id=str(uuid.uuid4())))
+    assert unknown.code() == grpc.StatusCode.NOT_FOUND, unknown
+    bad = refused(rpb.WatchRunRequest(run_id="nope"))
+    assert bad.code() == grpc.StatusCode.INVALID_ARGUMENT and "run_id" in bad.details()
+    negative = refused(rpb.WatchRunRequest(run_id=str(uuid.uuid4()), after_event_id=-1))
+    assert negative.code() == grpc.StatusCode.INVALID_ARGUMENT and "after_event_id" in negative.details()
+    first = trigger(cluster, "echo", 1)
+    second = trigger(cluster, "echo", 2)
+    first_events = watch(cluster, first).rest()
+    foreign = refused(rpb.WatchRunRequest(run_id=second, after_event_id=first_events[0].event.id))
+    assert foreign.code() == grpc.StatusCode.INVALID_ARGUMENT and "after_event_id" in foreign.details()
+    task = refused(rpb.WatchRunsRequest(task_id="bad id!"), "WatchRuns")
+    assert task.code() == grpc.StatusCode.INVALID_ARGUMENT and "task_id" in task.details()
+    namespace = refused(rpb.WatchRunsRequest(namespace="bad ns!"), "WatchRuns")
+    assert namespace.code() == grpc.StatusCode.INVALID_ARGUMENT
