@@ -28,6 +28,15 @@ MAX_DELAY_SECONDS = 366 * 86400  # a trigger's delay, ttl, max_duration
 MAX_POLL_ATTEMPTS = 100  # attempts handed over by one PollAttempt
 DEFAULT_POLL_WAIT = 20.0  # seconds a PollAttempt waits for work when it names no wait
 MAX_WAIT = 60.0  # seconds any long poll (PollAttempt, WaitRun) may wait
+# A worker counts as connected (ListWorkers, the CLI's hint on a queued run) when
+# matching saw it (a registration or a poll) this recently: 3 x DEFAULT_POLL_WAIT,
+# so a worker that polls with the default wait misses two polls before it is
+# gone. A poll refreshes last_seen_at at most once per WORKER_SEEN_REFRESH per
+# matching replica (when matching re-reads the worker's row). A worker whose
+# slots are all busy does not poll: busy for longer than this, it shows as not
+# connected until a slot frees.
+WORKER_CONNECTED_SECONDS = 3 * DEFAULT_POLL_WAIT
+WORKER_SEEN_REFRESH = 5.0  # seconds matching caches a worker's row between polls
 COALESCED_BATCH = 256  # items of one coalesced batch call (cairn.coalesce)
 
 MAX_TAG_CHARS = 64  # one tag of a run

@@ -67,6 +67,7 @@ __all__ = [
     "StepJSON",
     "TokenJSON",
     "WaitJSON",
+    "WorkerJSON",
     "attempt_to_dict",
     "child_results_to_list",
     "error_to_dict",
@@ -81,6 +82,7 @@ __all__ = [
     "struct_to_dict",
     "token_to_dict",
     "wait_to_dict",
+    "worker_to_dict",
 ]
 
 JSONValue = Any  # whatever json.loads returns: a payload, a metadata value
@@ -181,6 +183,7 @@ class RunSummaryJSON(TypedDict):
     max_duration: float | None
     schedule_id: str | None
     concurrency_key: str | None
+    replay_of: str | None
 
 
 class RunJSON(RunSummaryJSON):
@@ -242,6 +245,20 @@ class QueueJSON(TypedDict):
     running: int
     managed: bool
     updated_at: str | None
+
+
+class WorkerJSON(TypedDict):
+    """A worker as matching knows it: last_seen_at is its last registration or
+    poll (refreshed at most every few seconds); connected when that was within
+    cairn.limits.WORKER_CONNECTED_SECONDS."""
+
+    worker_id: str
+    version: str
+    task_ids: list[str]
+    slots: int
+    registered_at: str | None
+    last_seen_at: str | None
+    connected: bool
 
 
 class SendEventJSON(TypedDict):
@@ -420,6 +437,7 @@ def run_summary_to_dict(r: pb.Run) -> RunSummaryJSON:
         "max_duration": _seconds(r.max_duration) if r.HasField("max_duration") else None,
         "schedule_id": r.schedule_id or None,
         "concurrency_key": r.concurrency_key or None,
+        "replay_of": r.replay_of or None,
     }
 
 
@@ -485,6 +503,19 @@ def queue_to_dict(q: qpb.Queue) -> QueueJSON:
         "running": q.running,
         "managed": q.managed,
         "updated_at": _time(q.updated_at) if q.HasField("updated_at") else None,
+    }
+
+
+def worker_to_dict(w: qpb.WorkerInfo) -> WorkerJSON:
+    """A worker (ListWorkers)."""
+    return {
+        "worker_id": w.worker_id,
+        "version": w.version,
+        "task_ids": list(w.task_ids),
+        "slots": w.slots,
+        "registered_at": _time(w.registered_at) if w.HasField("registered_at") else None,
+        "last_seen_at": _time(w.last_seen_at) if w.HasField("last_seen_at") else None,
+        "connected": w.connected,
     }
 
 

@@ -44,6 +44,7 @@ from worker_sdk._types import (
     WaitInfo,
     WaitToken,
     WaitTokenStatus,
+    WorkerInfo,
 )
 from worker_sdk._waits import Wait, wait
 from worker_sdk._worker import Worker
@@ -101,6 +102,7 @@ __all__ = [
     "Schedule",
     "RateLimit",
     "SendEventResult",
+    "WorkerInfo",
     # errors: all under CairnError
     "CairnError",
     "NotFoundError",

@@ -39,7 +39,15 @@ from worker_sdk._grpc import (
 )
 from worker_sdk._policies import Queue
 from worker_sdk._task import Task
-from worker_sdk._types import Run, RunStatus, Schedule, SendEventResult, TriggerOptions, WaitToken
+from worker_sdk._types import (
+    Run,
+    RunStatus,
+    Schedule,
+    SendEventResult,
+    TriggerOptions,
+    WaitToken,
+    WorkerInfo,
+)
 from worker_sdk.errors import ArgumentTypeError, InvalidArgumentError, RunFailedError, RunTimeoutError
 
 P = TypeVar("P")
@@ -237,6 +245,14 @@ class AsyncClient:
         """Cancels a run that has not finished. FailedPreconditionError when it has."""
         request = run_service_pb2.CancelRunRequest(namespace=self.namespace, run_id=run_id, reason=reason)
         response = await call_mapped(self._service().CancelRun, request, self.rpc_timeout)
+        return _convert.run(response.run)
+
+    async def replay(self, run_id: str) -> Run[Any]:
+        """A new run of the run's task with its payload and options (priority, tags,
+        metadata, concurrency key, ttl, max_duration; no delay), whatever its
+        status; the new run's replay_of is run_id. NotFoundError when unknown."""
+        request = run_service_pb2.ReplayRunRequest(namespace=self.namespace, run_id=run_id)
+        response = await call_mapped(self._service().ReplayRun, request, self.rpc_timeout)
         return _convert.run(response.run)
 
     async def wait(self, run_id: str, timeout: float | None = None) -> Run[Any]:
@@ -461,6 +477,14 @@ class AsyncClient:
         request = queue_service_pb2.ListQueuesRequest(namespace=self.namespace)
         response = await call_mapped(self._queues().ListQueues, request, self.rpc_timeout)
         return [_convert.queue(q) for q in response.queues]
+
+    async def list_workers(self) -> builtins.list[WorkerInfo]:
+        """The namespace's workers, most recently seen first: what each serves,
+        its version and slots, when it was last seen and whether it counts as
+        connected."""
+        request = queue_service_pb2.ListWorkersRequest(namespace=self.namespace)
+        response = await call_mapped(self._queues().ListWorkers, request, self.rpc_timeout)
+        return [_convert.worker_info(w) for w in response.workers]
 
     async def pause_queue(self, name: str) -> Queue:
         """Stops the queue from dispatching runs; triggers are still accepted and

@@ -37,6 +37,7 @@ from worker_sdk._types import (
     WaitInfo,
     WaitToken,
     WaitTokenStatus,
+    WorkerInfo,
 )
 
 _TOKEN_STATUS_NAMES: dict[int, str] = {
@@ -215,6 +216,7 @@ def run(r: common_pb2.Run) -> Run[Any]:
         max_duration=_duration(r, "max_duration"),
         schedule_id=r.schedule_id or None,
         concurrency_key=r.concurrency_key or None,
+        replay_of=r.replay_of or None,
     )
 
 
@@ -264,4 +266,17 @@ def queue(q: queue_service_pb2.Queue) -> Queue:
         managed=q.managed,
         updated_at=_time(q, "updated_at"),
         namespace=q.namespace,
+    )
+
+
+def worker_info(w: queue_service_pb2.WorkerInfo) -> WorkerInfo:
+    """A worker as ListWorkers reports it."""
+    return WorkerInfo(
+        worker_id=w.worker_id,
+        version=w.version,
+        task_ids=list(w.task_ids),
+        slots=w.slots,
+        registered_at=_time(w, "registered_at"),
+        last_seen_at=_time(w, "last_seen_at"),
+        connected=w.connected,
     )

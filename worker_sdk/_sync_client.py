@@ -14,7 +14,15 @@ from worker_sdk._client import AnyTask, AsyncClient, BatchItem, _task_id
 from worker_sdk._grpc import DEFAULT_RPC_TIMEOUT
 from worker_sdk._policies import Queue
 from worker_sdk._task import Task
-from worker_sdk._types import Run, RunStatus, Schedule, SendEventResult, TriggerOptions, WaitToken
+from worker_sdk._types import (
+    Run,
+    RunStatus,
+    Schedule,
+    SendEventResult,
+    TriggerOptions,
+    WaitToken,
+    WorkerInfo,
+)
 from worker_sdk.errors import CairnError
 
 P = TypeVar("P")
@@ -120,6 +128,10 @@ class Client:
     def cancel(self, run_id: str, reason: str = "") -> Run[Any]:
         """See AsyncClient.cancel."""
         return self._call(self._async.cancel(run_id, reason))
+
+    def replay(self, run_id: str) -> Run[Any]:
+        """See AsyncClient.replay."""
+        return self._call(self._async.replay(run_id))
 
     def wait(self, run_id: str, timeout: float | None = None) -> Run[Any]:
         """See AsyncClient.wait."""
@@ -234,6 +246,10 @@ class Client:
     def list_queues(self) -> builtins.list[Queue]:
         """See AsyncClient.list_queues."""
         return self._call(self._async.list_queues())
+
+    def list_workers(self) -> builtins.list[WorkerInfo]:
+        """See AsyncClient.list_workers."""
+        return self._call(self._async.list_workers())
 
     def pause_queue(self, name: str) -> Queue:
         """See AsyncClient.pause_queue."""

@@ -204,6 +204,7 @@ class Run(Generic[R]):
     max_duration: timedelta | None = None
     schedule_id: str | None = None
     concurrency_key: str | None = None
+    replay_of: str | None = None  # the run this one replays (AsyncClient.replay)
 
     @property
     def done(self) -> bool:
@@ -268,6 +269,22 @@ class RateLimit:
 
     limit: int
     period: timedelta
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    """A worker as matching knows it: what it serves, its version and slots, when
+    it registered and was last seen (a registration or a poll, refreshed at most
+    every few seconds), and whether that was recent enough to count as connected
+    (cairn.limits.WORKER_CONNECTED_SECONDS)."""
+
+    worker_id: str
+    version: str
+    task_ids: list[str]
+    slots: int
+    registered_at: datetime | None
+    last_seen_at: datetime | None
+    connected: bool
 
 
 @dataclass(frozen=True)

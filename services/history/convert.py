@@ -189,6 +189,7 @@ def run(
         max_duration=_ms(r["max_duration_ms"]),
         schedule_id=r["schedule_id"] or "",
         concurrency_key=r["concurrency_key"],
+        replay_of=str(r["replay_of"]) if r.get("replay_of") else "",
     )
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncpg
 
 from cairn import retry_policy
+from cairn.limits import WORKER_CONNECTED_SECONDS
+from cairn.v1 import queue_service_pb2 as qpb
 from cairn.v1 import worker_service_pb2 as wpb
 from services.matching.sql import queues as queue_sql
 from services.matching.sql import tasks as task_sql
@@ -48,6 +50,26 @@ class Registry:
             )
 
     async def worker(self, namespace: str, worker_id: str) -> asyncpg.Record | None:
+        """The worker's registration, marked seen now (a poll's cache refresh)."""
         async with self.pool.acquire() as conn:
-            row: asyncpg.Record | None = await conn.fetchrow(worker_sql.GET_WORKER, namespace, worker_id)
+            row: asyncpg.Record | None = await conn.fetchrow(worker_sql.TOUCH_WORKER, namespace, worker_id)
         return row
+
+    async def workers(self, namespace: str) -> list[asyncpg.Record]:
+        """The namespace's workers, most recently seen first, with `connected`."""
+        async with self.pool.acquire() as conn:
+            return list(await conn.fetch(worker_sql.LIST_WORKERS, namespace, WORKER_CONNECTED_SECONDS))
+
+
+def worker_info(r: asyncpg.Record) -> qpb.WorkerInfo:
+    """A workers row (with `connected`) as a WorkerInfo."""
+    info = qpb.WorkerInfo(
+        worker_id=r["worker_id"],
+        version=r["version"],
+        task_ids=r["task_ids"],
+        slots=r["slots"],
+        connected=r["connected"],
+    )
+    info.registered_at.FromDatetime(r["registered_at"])
+    info.last_seen_at.FromDatetime(r["last_seen_at"])
+    return info

@@ -13,7 +13,7 @@ import grpc
 from cairn.internal.v1 import history_service_pb2 as hpb
 from cairn.internal.v1 import history_service_pb2_grpc as hgrpc
 from cairn.internal.v1 import matching_service_pb2_grpc as mgrpc
-from cairn.limits import DEFAULT_POLL_WAIT, MAX_POLL_ATTEMPTS, MAX_WAIT
+from cairn.limits import DEFAULT_POLL_WAIT, MAX_POLL_ATTEMPTS, MAX_WAIT, WORKER_SEEN_REFRESH
 from cairn.v1 import queue_service_pb2 as qpb
 from cairn.v1 import worker_service_pb2 as wpb
 from services.common import bus as bus_mod
@@ -22,11 +22,11 @@ from services.common.errors import invalid, precondition, rpc, unavailable
 from services.matching import queues
 from services.matching.limited import LimitedQueues
 from services.matching.queues import QueueStore
-from services.matching.registry import Registry
+from services.matching.registry import Registry, worker_info
 from services.matching.waiters import Waiters
 
 START_TIMEOUT = 10.0
-WORKER_CACHE_SECONDS = 5.0
+WORKER_CACHE_SECONDS = WORKER_SEEN_REFRESH
 Context = grpc.aio.ServicerContext[object, object]
 
 
@@ -123,7 +123,8 @@ class MatchingServicer(mgrpc.MatchingServiceServicer):
         return response
 
     async def _worker(self, ns: str, worker_id: str) -> asyncpg.Record | None:
-        """The worker's registration, cached briefly: every poll needs it."""
+        """The worker's registration, cached briefly: every poll needs it. Each
+        read marks it seen (last_seen_at), so that write is as rare as the read."""
         cached = self._workers.get((ns, worker_id))
         now = time.monotonic()
         if cached is not None and now - cached[0] < WORKER_CACHE_SECONDS:
@@ -162,3 +163,9 @@ class MatchingServicer(mgrpc.MatchingServiceServicer):
         row = await self.queues.set_paused(request.namespace, request.name, False)
         await self._queue_changed(request.namespace, request.name)
         return qpb.ResumeQueueResponse(queue=queues.to_proto(row))
+
+    @rpc
+    async def ListWorkers(self, request: qpb.ListWorkersRequest, context: Context) -> qpb.ListWorkersResponse:
+        """The namespace's workers, most recently seen first."""
+        rows = await self.registry.workers(request.namespace)
+        return qpb.ListWorkersResponse(workers=[worker_info(r) for r in rows])

@@ -155,10 +155,10 @@ class HistoryServiceStub:
                 request_serializer=cairn_dot_internal_dot_v1_dot_history__service__pb2.ClaimAttemptsRequest.SerializeToString,
                 response_deserializer=cairn_dot_internal_dot_v1_dot_history__service__pb2.StartAttemptsResponse.FromString,
                 _registered_method=True)
-        self.ListRunEvents = channel.unary_unary(
-                '/cairn.internal.v1.HistoryService/ListRunEvents',
-                request_serializer=cairn_dot_internal_dot_v1_dot_history__service__pb2.ListRunEventsRequest.SerializeToString,
-                response_deserializer=cairn_dot_internal_dot_v1_dot_history__service__pb2.ListRunEventsResponse.FromString,
+        self.ReplayRun = channel.unary_unary(
+                '/cairn.internal.v1.HistoryService/ReplayRun',
+                request_serializer=cairn_dot_v1_dot_run__service__pb2.ReplayRunRequest.SerializeToString,
+                response_deserializer=cairn_dot_v1_dot_run__service__pb2.ReplayRunResponse.FromString,
                 _registered_method=True)
 
 
@@ -332,10 +332,10 @@ class HistoryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def ListRunEvents(self, request, context):
-        """Reads the event log after an event id, oldest first, each event with its
-        run: of one run (WatchRun; NOT_FOUND when unknown, INVALID_ARGUMENT when
-        after_id is not one of its events) or of a namespace's runs (WatchRuns).
+    def ReplayRun(self, request, context):
+        """Creates a new run of a run's task with its payload and options (no delay,
+        no idempotency key, no parent), linked by replay_of; the original may be
+        in any status.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -459,10 +459,10 @@ def add_HistoryServiceServicer_to_server(servicer, server):
                     request_deserializer=cairn_dot_internal_dot_v1_dot_history__service__pb2.ClaimAttemptsRequest.FromString,
                     response_serializer=cairn_dot_internal_dot_v1_dot_history__service__pb2.StartAttemptsResponse.SerializeToString,
             ),
-            'ListRunEvents': grpc.unary_unary_rpc_method_handler(
-                    servicer.ListRunEvents,
-                    request_deserializer=cairn_dot_internal_dot_v1_dot_history__service__pb2.ListRunEventsRequest.FromString,
-                    response_serializer=cairn_dot_internal_dot_v1_dot_history__service__pb2.ListRunEventsResponse.SerializeToString,
+            'ReplayRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReplayRun,
+                    request_deserializer=cairn_dot_v1_dot_run__service__pb2.ReplayRunRequest.FromString,
+                    response_serializer=cairn_dot_v1_dot_run__service__pb2.ReplayRunResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1099,7 +1099,7 @@ class HistoryService:
             _registered_method=True)
 
     @staticmethod
-    def ListRunEvents(request,
+    def ReplayRun(request,
             target,
             options=(),
             channel_credentials=None,
@@ -1112,9 +1112,9 @@ class HistoryService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/cairn.internal.v1.HistoryService/ListRunEvents',
-            cairn_dot_internal_dot_v1_dot_history__service__pb2.ListRunEventsRequest.SerializeToString,
-            cairn_dot_internal_dot_v1_dot_history__service__pb2.ListRunEventsResponse.FromString,
+            '/cairn.internal.v1.HistoryService/ReplayRun',
+            cairn_dot_v1_dot_run__service__pb2.ReplayRunRequest.SerializeToString,
+            cairn_dot_v1_dot_run__service__pb2.ReplayRunResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -26,7 +26,7 @@ from cairn.v1 import queue_service_pb2 as cairn_dot_v1_dot_queue__service__pb2
 from cairn.v1 import worker_service_pb2 as cairn_dot_v1_dot_worker__service__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(cairn/internal/v1/matching_service.proto\x12\x11\x63\x61irn.internal.v1\x1a\x1c\x63\x61irn/v1/queue_service.proto\x1a\x1d\x63\x61irn/v1/worker_service.proto2\xdc\x03\n\x0fMatchingService\x12S\n\x0eRegisterWorker\x12\x1f.cairn.v1.RegisterWorkerRequest\x1a .cairn.v1.RegisterWorkerResponse\x12J\n\x0bPollAttempt\x12\x1c.cairn.v1.PollAttemptRequest\x1a\x1d.cairn.v1.PollAttemptResponse\x12J\n\x0bUpdateQueue\x12\x1c.cairn.v1.UpdateQueueRequest\x1a\x1d.cairn.v1.UpdateQueueResponse\x12G\n\nListQueues\x12\x1b.cairn.v1.ListQueuesRequest\x1a\x1c.cairn.v1.ListQueuesResponse\x12G\n\nPauseQueue\x12\x1b.cairn.v1.PauseQueueRequest\x1a\x1c.cairn.v1.PauseQueueResponse\x12J\n\x0bResumeQueue\x12\x1c.cairn.v1.ResumeQueueRequest\x1a\x1d.cairn.v1.ResumeQueueResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(cairn/internal/v1/matching_service.proto\x12\x11\x63\x61irn.internal.v1\x1a\x1c\x63\x61irn/v1/queue_service.proto\x1a\x1d\x63\x61irn/v1/worker_service.proto2\xa8\x04\n\x0fMatchingService\x12S\n\x0eRegisterWorker\x12\x1f.cairn.v1.RegisterWorkerRequest\x1a .cairn.v1.RegisterWorkerResponse\x12J\n\x0bPollAttempt\x12\x1c.cairn.v1.PollAttemptRequest\x1a\x1d.cairn.v1.PollAttemptResponse\x12J\n\x0bUpdateQueue\x12\x1c.cairn.v1.UpdateQueueRequest\x1a\x1d.cairn.v1.UpdateQueueResponse\x12G\n\nListQueues\x12\x1b.cairn.v1.ListQueuesRequest\x1a\x1c.cairn.v1.ListQueuesResponse\x12G\n\nPauseQueue\x12\x1b.cairn.v1.PauseQueueRequest\x1a\x1c.cairn.v1.PauseQueueResponse\x12J\n\x0bResumeQueue\x12\x1c.cairn.v1.ResumeQueueRequest\x1a\x1d.cairn.v1.ResumeQueueResponse\x12J\n\x0bListWorkers\x12\x1c.cairn.v1.ListWorkersRequest\x1a\x1d.cairn.v1.ListWorkersResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,5 +34,5 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'cairn.internal.v1.matching_
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_MATCHINGSERVICE']._serialized_start=125
-  _globals['_MATCHINGSERVICE']._serialized_end=601
+  _globals['_MATCHINGSERVICE']._serialized_end=677
 # @@protoc_insertion_point(module_scope)

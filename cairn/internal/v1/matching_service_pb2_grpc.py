@@ -66,6 +66,11 @@ class MatchingServiceStub:
                 request_serializer=cairn_dot_v1_dot_queue__service__pb2.ResumeQueueRequest.SerializeToString,
                 response_deserializer=cairn_dot_v1_dot_queue__service__pb2.ResumeQueueResponse.FromString,
                 _registered_method=True)
+        self.ListWorkers = channel.unary_unary(
+                '/cairn.internal.v1.MatchingService/ListWorkers',
+                request_serializer=cairn_dot_v1_dot_queue__service__pb2.ListWorkersRequest.SerializeToString,
+                response_deserializer=cairn_dot_v1_dot_queue__service__pb2.ListWorkersResponse.FromString,
+                _registered_method=True)
 
 
 class MatchingServiceServicer:
@@ -115,6 +120,14 @@ class MatchingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListWorkers(self, request, context):
+        """Lists the workers of a namespace, most recently seen first; connected when
+        seen within cairn.limits.WORKER_CONNECTED_SECONDS.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MatchingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -147,6 +160,11 @@ def add_MatchingServiceServicer_to_server(servicer, server):
                     servicer.ResumeQueue,
                     request_deserializer=cairn_dot_v1_dot_queue__service__pb2.ResumeQueueRequest.FromString,
                     response_serializer=cairn_dot_v1_dot_queue__service__pb2.ResumeQueueResponse.SerializeToString,
+            ),
+            'ListWorkers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWorkers,
+                    request_deserializer=cairn_dot_v1_dot_queue__service__pb2.ListWorkersRequest.FromString,
+                    response_serializer=cairn_dot_v1_dot_queue__service__pb2.ListWorkersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -312,6 +330,33 @@ class MatchingService:
             '/cairn.internal.v1.MatchingService/ResumeQueue',
             cairn_dot_v1_dot_queue__service__pb2.ResumeQueueRequest.SerializeToString,
             cairn_dot_v1_dot_queue__service__pb2.ResumeQueueResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListWorkers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.internal.v1.MatchingService/ListWorkers',
+            cairn_dot_v1_dot_queue__service__pb2.ListWorkersRequest.SerializeToString,
+            cairn_dot_v1_dot_queue__service__pb2.ListWorkersResponse.FromString,
             options,
             channel_credentials,
             insecure,

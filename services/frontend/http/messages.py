@@ -43,6 +43,7 @@ RESOURCES: dict[str, Callable[[Any], Any]] = {
     "cairn.v1.WaitToken": run_json.token_to_dict,
     "cairn.v1.Schedule": run_json.schedule_to_dict,
     "cairn.v1.Queue": run_json.queue_to_dict,
+    "cairn.v1.WorkerInfo": run_json.worker_to_dict,
 }
 
 

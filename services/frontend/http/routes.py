@@ -85,6 +85,7 @@ HTTP_ROUTES: list[HttpRoute] = [
     _route("GET", "/v1/runs/{run_id}", RUNS, "GetRun", "A run with its attempts, steps and events"),
     _route("POST", "/v1/runs/{run_id}/cancel", RUNS, "CancelRun", "Cancel a run and its children"),
     _route("GET", "/v1/runs/{run_id}/wait", RUNS, "WaitRun", "Wait until a run ends, up to timeout seconds"),
+    _route("POST", "/v1/runs/{run_id}/replay", RUNS, "ReplayRun", "A new run of a run's task and payload"),
     _route("POST", "/v1/events", WAITS, "SendEvent", "Send an event to a run, or by name and key"),
     _route("POST", "/v1/wait-tokens", WAITS, "CreateWaitToken", "Create a wait token"),
     _route("GET", "/v1/wait-tokens/{token_id}", WAITS, "GetWaitToken", "A wait token"),
@@ -100,6 +101,7 @@ HTTP_ROUTES: list[HttpRoute] = [
     _route("PATCH", "/v1/queues/{name}", QUEUES, "UpdateQueue", "Change a queue's limits"),
     _route("POST", "/v1/queues/{name}/pause", QUEUES, "PauseQueue", "Pause a queue's dispatch"),
     _route("POST", "/v1/queues/{name}/resume", QUEUES, "ResumeQueue", "Resume a queue's dispatch"),
+    _route("GET", "/v1/workers", QUEUES, "ListWorkers", "List workers: tasks, version, slots, last seen"),
 ]
 
 

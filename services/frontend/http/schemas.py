@@ -23,6 +23,7 @@ RESOURCE_TYPES: dict[str, type] = {
     "cairn.v1.WaitToken": run_json.TokenJSON,
     "cairn.v1.Schedule": run_json.ScheduleJSON,
     "cairn.v1.Queue": run_json.QueueJSON,
+    "cairn.v1.WorkerInfo": run_json.WorkerJSON,
 }
 ERROR: Schema = {
     "type": "object",

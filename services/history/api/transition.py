@@ -77,6 +77,7 @@ class NewRun:
     options: RunOptions = field(default_factory=RunOptions)
     parent_run_id: uuid.UUID | None = None
     schedule_id: str | None = None
+    replay_of: uuid.UUID | None = None  # the run this one replays (ReplayRun)
 
 
 def parse_run_id(run_id: str) -> uuid.UUID:

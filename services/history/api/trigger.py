@@ -34,6 +34,7 @@ def _insert_args(run_id: uuid.UUID, new: NewRun) -> tuple[object, ...]:
         opts.delay,
         round(opts.ttl * 1000) if opts.ttl else None,
         opts.concurrency_key,
+        new.replay_of,
     )
 
 

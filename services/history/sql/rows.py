@@ -16,15 +16,15 @@ from __future__ import annotations
 # $2 namespace, $3 task_id, $4 input, $5 encoding, $6 idempotency_key,
 # $7 parent_run_id, $8 priority, $9 tags, $10 metadata, $11 max_duration_ms
 # (NULL: the task's), $12 schedule_id, $13 delay seconds (> 0: delayed),
-# $14 ttl_ms, $15 concurrency key.
+# $14 ttl_ms, $15 concurrency key, $16 replay_of (the replayed run, or NULL).
 INSERT_RUN = """
 run AS (
     INSERT INTO runs (id, namespace, task_id, queue, status, input, input_encoding, idempotency_key,
                       retry, parent_run_id, priority, tags, metadata, ttl_ms, max_duration_ms, schedule_id,
-                      concurrency_key, next_attempt_at)
+                      concurrency_key, next_attempt_at, replay_of)
     SELECT $1, $2, $3, task.queue, CASE WHEN $13::float8 > 0 THEN 'delayed' ELSE 'queued' END, $4, $5, $6,
            task.retry, $7, $8, $9, $10, $14, coalesce($11, task.max_duration_ms), $12, $15,
-           CASE WHEN $13::float8 > 0 THEN now() + make_interval(secs => $13) END FROM task
+           CASE WHEN $13::float8 > 0 THEN now() + make_interval(secs => $13) END, $16 FROM task
     ON CONFLICT (namespace, task_id, idempotency_key) WHERE idempotency_key IS NOT NULL
     DO NOTHING RETURNING *)"""
 
@@ -62,13 +62,14 @@ entry AS (
 # Followed by VALUES or a SELECT of (run_id, type, attempt, details).
 EVENT_COLUMNS = "INSERT INTO run_events (run_id, type, attempt, details) "
 
-# The 'triggered' event of each row of `run`. $6 idempotency_key, $7 parent_run_id, $12 schedule_id.
+# The 'triggered' event of each row of `run`. $6 idempotency_key, $7 parent_run_id,
+# $12 schedule_id, $16 replay_of.
 LOG_TRIGGERED = (
     "\nlogged AS (\n    "
     + EVENT_COLUMNS
     + """
     SELECT id, 'triggered', 0, jsonb_build_object('idempotency_key', $6::text,
-           'parent_run_id', $7::uuid::text, 'schedule_id', $12::text) FROM run)"""
+           'parent_run_id', $7::uuid::text, 'schedule_id', $12::text, 'replay_of', $16::uuid::text) FROM run)"""
 )
 
 # The terminal event of each row of `ended`. $10 details (jsonb).

@@ -9,5 +9,14 @@ UPSERT_WORKER = (
     "last_seen_at = now()"
 )
 
-# One worker's row. $1 namespace, $2 worker_id
-GET_WORKER = "SELECT * FROM workers WHERE namespace = $1 AND worker_id = $2"
+# One worker's row, marked seen now: a poll reads it at most once per
+# WORKER_SEEN_REFRESH (matching caches it), so this write is too.
+# $1 namespace, $2 worker_id
+TOUCH_WORKER = "UPDATE workers SET last_seen_at = now() WHERE namespace = $1 AND worker_id = $2 RETURNING *"
+
+# The workers of a namespace, most recently seen first, each connected when seen
+# within $2 seconds (PostgreSQL's clock, as last_seen_at). $1 namespace, $2 seconds
+LIST_WORKERS = (
+    "SELECT *, last_seen_at > now() - make_interval(secs => $2) AS connected FROM workers "
+    "WHERE namespace = $1 ORDER BY last_seen_at DESC, worker_id"
+)

@@ -1,0 +1,79 @@
+"""MatchingService.ListWorkers: the namespace's workers with what they serve,
+connected when seen within WORKER_CONNECTED_SECONDS; a poll marks its worker
+seen at most once per WORKER_SEEN_REFRESH (when matching re-reads its row), not
+once per poll."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+
+from cairn.limits import WORKER_CONNECTED_SECONDS, WORKER_SEEN_REFRESH
+from cairn.v1 import queue_service_pb2 as qpb
+from services.matching import servicer as matching_servicer
+
+TASK = "workers-task"
+
+
+async def list_workers(services) -> list[qpb.WorkerInfo]:
+    response = await services.matching.ListWorkers(qpb.ListWorkersRequest(namespace=services.namespace))
+    return list(response.workers)
+
+
+async def last_seen(services, worker_id: str = "worker-1"):
+    conn = await asyncpg.connect(services.database_url)
+    try:
+        return await conn.fetchval("SELECT last_seen_at FROM workers WHERE worker_id = $1", worker_id)
+    finally:
+        await conn.close()
+
+
+async def test_a_registered_worker_is_listed_connected_with_its_tasks(services):
+    assert await list_workers(services) == []
+    await services.register(TASK, "other-task", worker_id="w-a", version="1.2", slots=8)
+    (w,) = await list_workers(services)
+    assert (w.worker_id, w.version, list(w.task_ids), w.slots) == ("w-a", "1.2", [TASK, "other-task"], 8)
+    assert w.connected
+    assert w.registered_at.ToDatetime() <= w.last_seen_at.ToDatetime()
+
+
+async def test_a_worker_not_seen_within_the_window_is_listed_not_connected(services):
+    await services.register(TASK, worker_id="gone")
+    await services.register(TASK, worker_id="here")
+    conn = await asyncpg.connect(services.database_url)
+    try:  # the test ages the row: a worker last seen just over the window ago
+        await conn.execute(
+            "UPDATE workers SET last_seen_at = now() - make_interval(secs => $1) WHERE worker_id = 'gone'",
+            WORKER_CONNECTED_SECONDS + 1,
+        )
+    finally:
+        await conn.close()
+    listed = await list_workers(services)
+    assert [(w.worker_id, w.connected) for w in listed] == [("here", True), ("gone", False)]
+
+
+async def test_polls_mark_the_worker_seen_once_per_refresh_not_once_per_poll(services):
+    await services.register(TASK)
+    registered = await last_seen(services)
+    await services.poll(TASK)  # the first poll after a registration reads (and touches) the row
+    first = await last_seen(services)
+    assert first > registered
+    for _ in range(20):
+        await services.poll(TASK)
+    assert await last_seen(services) == first  # within WORKER_SEEN_REFRESH: no write
+    assert WORKER_SEEN_REFRESH <= WORKER_CONNECTED_SECONDS / 3
+
+
+async def test_after_the_refresh_interval_a_poll_moves_last_seen_again(services, monkeypatch):
+    monkeypatch.setattr(matching_servicer, "WORKER_CACHE_SECONDS", 0.3)
+    await services.register(TASK)
+    seen = set()
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    while loop.time() - start < 1.0:
+        await services.poll(TASK)
+        seen.add(await last_seen(services))
+        await asyncio.sleep(0.02)
+    # about 1.0 / 0.3 refreshes, never one per poll (about 40 polls)
+    assert 2 <= len(seen) <= 5, len(seen)
