@@ -18,7 +18,13 @@ from cairn import status_codes
 from cairn.internal.v1 import history_service_pb2 as hpb
 from cairn.internal.v1 import history_service_pb2_grpc as hgrpc
 from cairn.limits import MAX_POLL_ATTEMPTS
-from cairn.statuses import ATTEMPT_OUTCOME_NAMES, RUN_STATUS_BY_NAME, RUN_STATUS_NAMES, STEP_STATUS_NAMES
+from cairn.statuses import (
+    ATTEMPT_OUTCOME_NAMES,
+    RUN_STATUS_BY_NAME,
+    RUN_STATUS_NAMES,
+    STEP_STATUS_NAMES,
+    TERMINAL_RUN_STATUSES,
+)
 from cairn.v1 import common_pb2 as cpb
 from cairn.v1 import run_service_pb2 as rpb
 from cairn.v1 import schedule_service_pb2 as spb
@@ -27,7 +33,7 @@ from cairn.v1 import worker_service_pb2 as wpb
 from services.common import metrics
 from services.common.errors import ServiceError, attempt_gone_of, rpc
 from services.history import convert, requests
-from services.history.api import cancel, deliver, finish, reads, replay, start, step, trigger
+from services.history.api import cancel, deliver, finish, reads, replay, start, step, trigger, watch
 from services.history.api.claim import Claimer
 from services.history.api.start import Started
 from services.history.api.transition import Conn, Effects, Outcome, Row, parse_run_id
@@ -282,6 +288,7 @@ class HistoryServicer(hgrpc.HistoryServiceServicer):
         async with self.pool.acquire() as conn:
             response = await self._record_step(request, conn)
         metrics.STEP_RECORD_SECONDS.observe(time.perf_counter() - started)
+        await self.announcer.logged(request.namespace, request.run_id)
         return response
 
     @rpc
@@ -316,6 +323,13 @@ class HistoryServicer(hgrpc.HistoryServiceServicer):
             else:
                 item.record_step.CopyFrom(result)
                 metrics.STEP_RECORD_SECONDS.observe(committed)
+        logged = {
+            (w.record_step.namespace, w.record_step.run_id)
+            for w, item in zip(request.writes, response.results, strict=True)
+            if item.WhichOneof("result") == "record_step"
+        }
+        for namespace, run_id in logged:  # once per run of the batch
+            await self.announcer.logged(namespace, run_id)
         return response
 
     @rpc
@@ -329,7 +343,35 @@ class HistoryServicer(hgrpc.HistoryServiceServicer):
             request.attempt,
             convert.struct_dict(request.metadata),
         )
+        await self.announcer.logged(request.namespace, request.run_id)
         return wpb.UpdateRunMetadataResponse(metadata=convert.struct(metadata))
+
+    @rpc
+    async def ListRunEvents(
+        self, request: hpb.ListRunEventsRequest, context: Context
+    ) -> hpb.ListRunEventsResponse:
+        limit = max(1, request.limit)
+        if request.run_id:
+            found = await watch.of_run(
+                self.pool, request.namespace, parse_run_id(request.run_id), request.after_id, limit
+            )
+        else:
+            found = await watch.of_namespace(
+                self.pool, request.namespace, request.task_id, list(request.tags), request.after_id, limit
+            )
+        response = hpb.ListRunEventsResponse(last_id=found.last_id, more=found.more)
+        if request.run_id:
+            response.ended = next(iter(found.runs.values()))["status"] in TERMINAL_RUN_STATUSES
+        for e in found.events:
+            run = found.runs.get(e["run_id"])
+            if run is None:  # deleted by retention since
+                continue
+            response.updates.add(
+                event=convert.event(e),
+                run=convert.run(run, with_input=False),
+                done=e["type"] in TERMINAL_RUN_STATUSES,
+            )
+        return response
 
     # ---- events and tokens -------------------------------------------------------
 

@@ -155,6 +155,11 @@ class HistoryServiceStub:
                 request_serializer=cairn_dot_internal_dot_v1_dot_history__service__pb2.ClaimAttemptsRequest.SerializeToString,
                 response_deserializer=cairn_dot_internal_dot_v1_dot_history__service__pb2.StartAttemptsResponse.FromString,
                 _registered_method=True)
+        self.ListRunEvents = channel.unary_unary(
+                '/cairn.internal.v1.HistoryService/ListRunEvents',
+                request_serializer=cairn_dot_internal_dot_v1_dot_history__service__pb2.ListRunEventsRequest.SerializeToString,
+                response_deserializer=cairn_dot_internal_dot_v1_dot_history__service__pb2.ListRunEventsResponse.FromString,
+                _registered_method=True)
         self.ReplayRun = channel.unary_unary(
                 '/cairn.internal.v1.HistoryService/ReplayRun',
                 request_serializer=cairn_dot_v1_dot_run__service__pb2.ReplayRunRequest.SerializeToString,
@@ -332,6 +337,15 @@ class HistoryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListRunEvents(self, request, context):
+        """Reads the event log after an event id, oldest first, each event with its
+        run: of one run (WatchRun; NOT_FOUND when unknown, INVALID_ARGUMENT when
+        after_id is not one of its events) or of a namespace's runs (WatchRuns).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ReplayRun(self, request, context):
         """Creates a new run of a run's task with its payload and options (no delay,
         no idempotency key, no parent), linked by replay_of; the original may be
@@ -458,6 +472,11 @@ def add_HistoryServiceServicer_to_server(servicer, server):
                     servicer.ClaimAttempts,
                     request_deserializer=cairn_dot_internal_dot_v1_dot_history__service__pb2.ClaimAttemptsRequest.FromString,
                     response_serializer=cairn_dot_internal_dot_v1_dot_history__service__pb2.StartAttemptsResponse.SerializeToString,
+            ),
+            'ListRunEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRunEvents,
+                    request_deserializer=cairn_dot_internal_dot_v1_dot_history__service__pb2.ListRunEventsRequest.FromString,
+                    response_serializer=cairn_dot_internal_dot_v1_dot_history__service__pb2.ListRunEventsResponse.SerializeToString,
             ),
             'ReplayRun': grpc.unary_unary_rpc_method_handler(
                     servicer.ReplayRun,
@@ -1088,6 +1107,33 @@ class HistoryService:
             '/cairn.internal.v1.HistoryService/ClaimAttempts',
             cairn_dot_internal_dot_v1_dot_history__service__pb2.ClaimAttemptsRequest.SerializeToString,
             cairn_dot_internal_dot_v1_dot_history__service__pb2.StartAttemptsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRunEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.internal.v1.HistoryService/ListRunEvents',
+            cairn_dot_internal_dot_v1_dot_history__service__pb2.ListRunEventsRequest.SerializeToString,
+            cairn_dot_internal_dot_v1_dot_history__service__pb2.ListRunEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,
