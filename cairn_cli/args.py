@@ -266,6 +266,11 @@ def build_parser() -> argparse.ArgumentParser:
     get.add_argument("run_id")
     get.add_argument("--full", action="store_true", help="also print the stack trace of every error")
     _client_args(get)
+    rp = runs.add_parser(
+        "replay", help="trigger a new run of a run's task with its payload and options (linked by replay_of)"
+    )
+    rp.add_argument("run_id")
+    _client_args(rp)
 
     c = sub.add_parser("cancel", help="cancel an unfinished run")
     c.add_argument("run_id")
@@ -331,6 +336,13 @@ def build_parser() -> argparse.ArgumentParser:
     ).add_subparsers(dest="queues_command", required=True, metavar="SUBCOMMAND")
     ql = queues.add_parser("list", help="list queues with their limits, depth and running runs")
     _client_args(ql)
+    workers = sub.add_parser("workers", help="list the workers matching knows").add_subparsers(
+        dest="workers_command", required=True, metavar="SUBCOMMAND"
+    )
+    wl = workers.add_parser(
+        "list", help="list workers: their tasks, version, slots, when last seen, whether connected"
+    )
+    _client_args(wl)
     qu = queues.add_parser(
         "update",
         help="create a queue or change its limits (the queue's "

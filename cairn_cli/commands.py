@@ -17,6 +17,12 @@ def run_command(client: Frontend, args: argparse.Namespace) -> int:
     """Runs the client command args names; 2 for one it does not know."""
     if args.command == "trigger":
         return trigger(client, args)
+    if args.command == "runs" and args.runs_command == "replay":
+        output.show_run(client.replay_run(args.run_id), args.json, full=False)
+        return 0
+    if args.command == "workers":
+        output.show_workers(client.list_workers(), args.json)
+        return 0
     if args.command == "runs":
         return list_runs(client, args) if args.runs_command == "list" else get_run(client, args)
     if args.command == "cancel":
@@ -76,7 +82,12 @@ def list_runs(client: Frontend, args: argparse.Namespace) -> int:
 
 def get_run(client: Frontend, args: argparse.Namespace) -> int:
     """`cairn runs get RUN_ID`."""
-    output.show_run(client.get_run(args.run_id), args.json, full=True, traces=args.full)
+    run = client.get_run(args.run_id)
+    output.show_run(run, args.json, full=True, traces=args.full)
+    if not args.json and run["status"] in ("queued", "delayed"):
+        hint = output.no_worker_hint(run["task"], client.list_workers())
+        if hint:
+            print(hint)
     return 0
 
 

@@ -28,6 +28,7 @@ from cairn.run_json import (
     ScheduleJSON,
     SendEventJSON,
     TokenJSON,
+    WorkerJSON,
     queue_to_dict,
     run_summary_to_dict,
     run_to_dict,
@@ -35,6 +36,7 @@ from cairn.run_json import (
     send_event_to_dict,
     token_to_dict,
     triggered_run,
+    worker_to_dict,
 )
 from cairn.statuses import RUN_STATUS_BY_NAME, TERMINAL_RUN_STATUSES
 from cairn.v1 import (
@@ -295,6 +297,18 @@ class Frontend:
                 break
             request.page_token = response.next_page_token
         return runs[:limit]
+
+    def replay_run(self, run_id: str) -> RunJSON:
+        """ReplayRun: the new run (its replay_of is run_id)."""
+        request = run_service_pb2.ReplayRunRequest(namespace=self.namespace, run_id=run_id)
+        response: run_service_pb2.ReplayRunResponse = self._call(self._runs().ReplayRun, request)
+        return run_to_dict(response.run)
+
+    def list_workers(self) -> list[WorkerJSON]:
+        """ListWorkers: the namespace's workers, most recently seen first."""
+        request = queue_service_pb2.ListWorkersRequest(namespace=self.namespace)
+        response: queue_service_pb2.ListWorkersResponse = self._call(self._queues().ListWorkers, request)
+        return [worker_to_dict(w) for w in response.workers]
 
     def cancel_run(self, run_id: str, reason: str = "") -> RunJSON:
         """CancelRun: the run as canceled."""

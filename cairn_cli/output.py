@@ -19,6 +19,7 @@ from cairn.run_json import (
     StepJSON,
     TokenJSON,
     WaitJSON,
+    WorkerJSON,
 )
 from cairn_cli.args import format_duration
 
@@ -375,3 +376,35 @@ def show_queues(queues: list[QueueJSON], as_json: bool) -> None:
             ],
         )
     )
+
+
+def show_workers(workers: list[WorkerJSON], as_json: bool) -> None:
+    """Workers one JSON object per line, or as a table."""
+    if as_json:
+        for w in workers:
+            print_json(w)
+        return
+    print(
+        table(
+            ["WORKER", "VERSION", "SLOTS", "CONNECTED", "LAST_SEEN", "TASKS"],
+            [
+                [
+                    w["worker_id"],
+                    w["version"] or "-",
+                    str(w["slots"]),
+                    "yes" if w["connected"] else "no",
+                    w["last_seen_at"] or "-",
+                    ", ".join(w["task_ids"]),
+                ]
+                for w in workers
+            ],
+        )
+    )
+
+
+def no_worker_hint(task: str, workers: list[WorkerJSON]) -> str | None:
+    """One line when no connected worker serves the task (a queued run waits for
+    one), else None."""
+    if any(w["connected"] and task in w["task_ids"] for w in workers):
+        return None
+    return f"no connected worker serves task {task}; start one: cairn worker MODULE"
