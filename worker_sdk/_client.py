@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any, TypeAlias, TypeVar, Unpack, overload
 
@@ -42,6 +42,7 @@ from worker_sdk._task import Task
 from worker_sdk._types import (
     Run,
     RunStatus,
+    RunUpdate,
     Schedule,
     SendEventResult,
     TriggerOptions,
@@ -53,6 +54,10 @@ from worker_sdk.errors import ArgumentTypeError, InvalidArgumentError, RunFailed
 P = TypeVar("P")
 R = TypeVar("R")
 WAIT_PER_CALL = 30.0
+# A watch of one run reconnects (after the last event it yielded) when the
+# frontend is unreachable, this many times in a row at most, backing off to 2 s.
+WATCH_RECONNECTS = 5
+WATCH_BACKOFF = 0.1
 AnyTask: TypeAlias = Task[Any, Any]
 # One item of batch_trigger: (task, payload), or a dict with "task", "payload",
 # optionally "idempotency_key" and trigger options.
@@ -288,6 +293,63 @@ class AsyncClient:
             last = _convert.run(response.run)
             if response.done or last.done:
                 return last
+
+    async def watch(self, run_id: str, after_event_id: int = 0) -> AsyncIterator[RunUpdate]:
+        """The run's updates as they happen, from its start (or after the event
+        after_event_id, an event id of this run: a watch resumes there), in
+        order: every status change, attempt, step, wait and metadata update, each
+        with the run after it. Ends after the update that ends the run (done).
+        NotFoundError for an unknown run; InvalidArgumentError when
+        after_event_id is not one of its events. A briefly unreachable frontend is
+        reconnected to after the last event yielded, so nothing is missed or
+        repeated. `async for update in client.watch(run_id): ...`"""
+        if isinstance(after_event_id, bool) or not isinstance(after_event_id, int) or after_event_id < 0:
+            raise InvalidArgumentError(f"after_event_id must be an int >= 0, got {after_event_id!r}")
+        after = after_event_id
+        failures = 0
+        while True:
+            request = run_service_pb2.WatchRunRequest(
+                namespace=self.namespace, run_id=run_id, after_event_id=after
+            )
+            call = self._service().WatchRun(request)
+            try:
+                async for response in call:
+                    update = _convert.run_update(response.update)
+                    after, failures = update.event.id, 0
+                    yield update
+                    if update.done:
+                        return
+                return
+            except grpc.RpcError as exc:
+                if code_of(exc) != grpc.StatusCode.UNAVAILABLE or failures >= WATCH_RECONNECTS:
+                    raise to_cairn_error(exc) from None
+            finally:
+                call.cancel()
+            await asyncio.sleep(min(2.0, WATCH_BACKOFF * 2**failures))
+            failures += 1
+
+    async def watch_runs(
+        self, task: str | AnyTask | None = None, tags: Iterable[str] = ()
+    ) -> AsyncIterator[RunUpdate]:
+        """Updates of the namespace's runs (of task, carrying every one of tags)
+        from the call on, in event order, one per event: a live runs list. Never
+        ends; break out of the loop to stop. UnavailableError when the frontend
+        goes away (a new watch_runs starts from then, not where this one was)."""
+        if isinstance(tags, str):
+            raise ArgumentTypeError(f"tags must be a list of strings, got {tags!r}")
+        request = run_service_pb2.WatchRunsRequest(
+            namespace=self.namespace,
+            task_id=_task_id(task) if task is not None else "",
+            tags=list(tags),
+        )
+        call = self._service().WatchRuns(request)
+        try:
+            async for response in call:
+                yield _convert.run_update(response.update)
+        except grpc.RpcError as exc:
+            raise to_cairn_error(exc) from None
+        finally:
+            call.cancel()
 
     @overload
     async def trigger_and_wait(

@@ -18,6 +18,7 @@ from cairn.statuses import ATTEMPT_STATUS_NAMES, RUN_STATUS_NAMES, STEP_STATUS_N
 from cairn.v1 import (
     common_pb2,
     queue_service_pb2,
+    run_service_pb2,
     schedule_service_pb2,
     wait_service_pb2,
     worker_service_pb2,
@@ -31,6 +32,7 @@ from worker_sdk._types import (
     Run,
     RunEvent,
     RunStatus,
+    RunUpdate,
     Schedule,
     Step,
     StepStatus,
@@ -202,10 +204,7 @@ def run(r: common_pb2.Run) -> Run[Any]:
         started_at=_time(r, "started_at"),
         finished_at=_time(r, "finished_at"),
         next_attempt_at=_time(r, "next_attempt_at"),
-        events=[
-            RunEvent(id=e.id, type=e.type, attempt=e.attempt, details=e.details_json, at=_time(e, "at"))
-            for e in r.events
-        ],
+        events=[run_event(e) for e in r.events],
         parent_run_id=r.parent_run_id or None,
         priority=r.priority,
         tags=list(r.tags),
@@ -218,6 +217,16 @@ def run(r: common_pb2.Run) -> Run[Any]:
         concurrency_key=r.concurrency_key or None,
         replay_of=r.replay_of or None,
     )
+
+
+def run_event(e: common_pb2.RunEvent) -> RunEvent:
+    """One entry of a run's event log."""
+    return RunEvent(id=e.id, type=e.type, attempt=e.attempt, details=e.details_json, at=_time(e, "at"))
+
+
+def run_update(u: run_service_pb2.RunUpdate) -> RunUpdate:
+    """One update of a watch: the event, the run after it, and whether the run ended."""
+    return RunUpdate(event=run_event(u.event), run=run(u.run), done=u.done)
 
 
 def token(t: wait_service_pb2.WaitToken) -> WaitToken:

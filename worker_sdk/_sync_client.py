@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import threading
-from collections.abc import Coroutine, Iterable, Sequence
+from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator, Sequence
 from datetime import timedelta
 from typing import Any, TypeVar, Unpack, overload
 
@@ -17,6 +17,7 @@ from worker_sdk._task import Task
 from worker_sdk._types import (
     Run,
     RunStatus,
+    RunUpdate,
     Schedule,
     SendEventResult,
     TriggerOptions,
@@ -65,6 +66,29 @@ class Client:
         except BaseException:
             future.cancel()
             raise
+
+    def _iterate(self, updates: AsyncIterator[T]) -> Iterator[T]:
+        """An async iterator read on the background loop, one item per next();
+        closing the iterator (or leaving a for loop) closes it."""
+
+        async def step() -> T:
+            return await anext(updates)
+
+        async def close() -> None:
+            aclose = getattr(updates, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+        try:
+            while True:
+                try:
+                    item = self._call(step())
+                except StopAsyncIteration:
+                    return
+                yield item
+        finally:
+            if not self._closed:
+                self._call(close())
 
     def close(self) -> None:
         """Closes the channel and stops the background loop."""
@@ -136,6 +160,14 @@ class Client:
     def wait(self, run_id: str, timeout: float | None = None) -> Run[Any]:
         """See AsyncClient.wait."""
         return self._call(self._async.wait(run_id, timeout))
+
+    def watch(self, run_id: str, after_event_id: int = 0) -> Iterator[RunUpdate]:
+        """See AsyncClient.watch: `for update in client.watch(run_id): ...`."""
+        return self._iterate(self._async.watch(run_id, after_event_id))
+
+    def watch_runs(self, task: str | AnyTask | None = None, tags: Iterable[str] = ()) -> Iterator[RunUpdate]:
+        """See AsyncClient.watch_runs."""
+        return self._iterate(self._async.watch_runs(task, tags))
 
     @overload
     def trigger_and_wait(

@@ -213,6 +213,18 @@ class Run(Generic[R]):
 
 
 @dataclass(frozen=True)
+class RunUpdate:
+    """One change of a watched run (AsyncClient.watch, watch_runs): the event log
+    entry that happened, the run right after it (without input, attempts, steps
+    and events), and done, true on the last update of a watch: the run has ended.
+    event.id orders a run's updates and resumes a watch (after_event_id)."""
+
+    event: RunEvent
+    run: Run[Any]
+    done: bool = False
+
+
+@dataclass(frozen=True)
 class RunHandle:
     """A child run triggered with Task.trigger from inside a task. str() is its id."""
 

@@ -7,6 +7,7 @@ deadline (no sleeps)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import queue
 import threading
@@ -21,6 +22,7 @@ from harness import Cluster, run_stub
 
 from cairn.v1 import common_pb2 as cpb
 from cairn.v1 import run_service_pb2 as rpb
+from worker_sdk import AsyncClient, Client, NotFoundError, RunStatus, RunUpdate
 
 DEADLINE = 20.0
 END = object()
@@ -193,3 +195,50 @@ def test_watch_bad_input(cluster: Cluster) -> None:
     assert task.code() == grpc.StatusCode.INVALID_ARGUMENT and "task_id" in task.details()
     namespace = refused(rpb.WatchRunsRequest(namespace="bad ns!"), "WatchRuns")
     assert namespace.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_python_client_watch(cluster: Cluster, gate_files: dict[str, str]) -> None:
+    """Client.watch yields RunUpdate dataclasses as they happen and ends with
+    the run; AsyncClient.watch resumes after an event id; NotFoundError for an
+    unknown run."""
+    start_basic_worker(cluster)
+    run_id = trigger(cluster, "gated", gate_files)
+    with Client(address=cluster.address) as client:
+        items: queue.Queue[Any] = queue.Queue()
+
+        def read() -> None:
+            try:
+                for update in client.watch(run_id):
+                    items.put(update)
+            except Exception as exc:  # noqa: BLE001 - handed to the test
+                items.put(exc)
+            items.put(END)
+
+        threading.Thread(target=read, daemon=True).start()
+
+        def until_end_or(kind: str | None) -> list[RunUpdate]:
+            got: list[RunUpdate] = []
+            while (item := items.get(timeout=DEADLINE)) is not END:
+                assert not isinstance(item, Exception), item
+                got.append(item)
+                if kind and item.event.type == kind:
+                    break
+            return got
+
+        before = until_end_or("step_recorded")
+        assert [u.event.type for u in before] == ["triggered", "attempt_started", "step_recorded"]
+        assert before[-1].run.status == RunStatus.EXECUTING and not before[-1].done
+        assert items.empty()
+        Path(gate_files["release"]).write_text("go")
+        after = until_end_or(None)
+        assert [u.event.type for u in after] == ["step_recorded", "step_recorded", "completed"]
+        assert after[-1].done and after[-1].run.status == RunStatus.COMPLETED
+        assert all(isinstance(u, RunUpdate) and u.run.id == run_id for u in before + after)
+        with pytest.raises(NotFoundError):
+            list(client.watch(str(uuid.uuid4())))
+
+    async def resumed() -> list[int]:
+        async with AsyncClient(address=cluster.address) as aclient:
+            return [u.event.id async for u in aclient.watch(run_id, after_event_id=before[1].event.id)]
+
+    assert asyncio.run(resumed()) == [u.event.id for u in before[2:] + after]

@@ -13,11 +13,15 @@ starts; while held (hold/release) calls wait in flight.
 - Steps are stored as recorded: ``stored`` by (run_id, position), and a
   RecordStep answers the step with its try_errors.
 - ``batch_error``: BatchWrite raises it (the whole call fails).
-- ``drop_results``: BatchWrite answers that many results too few."""
+- ``drop_results``: BatchWrite answers that many results too few.
+- ``watch_scripts``: what each WatchRun/WatchRuns call streams, one script per
+  call in order: RunUpdate messages, and an exception to raise there. The call
+  objects (FakeStream) are kept in ``streams`` (``cancelled`` once cancelled)."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
@@ -53,6 +57,27 @@ _RUN_STATUS_AFTER = {
 }
 
 
+class FakeStream:
+    """A server-streaming call: yields its script's messages as the method's
+    responses (WatchRunResponse / WatchRunsResponse), raising an exception found
+    in it; cancel() is recorded."""
+
+    def __init__(self, script: list[Any], response: type[Any]) -> None:
+        self.script = script
+        self.response = response
+        self.cancelled = False
+
+    def cancel(self) -> bool:
+        self.cancelled = True
+        return True
+
+    async def __aiter__(self) -> AsyncIterator[Any]:
+        for item in self.script:
+            if isinstance(item, BaseException):
+                raise item
+            yield self.response(update=item)
+
+
 class FakeStub:
     """Answers as history would, from memory (see the module docstring)."""
 
@@ -68,6 +93,8 @@ class FakeStub:
         self.stored: dict[tuple[str, int], cpb.Step] = {}
         self.batch_error: BaseException | None = None
         self.drop_results = 0
+        self.watch_scripts: list[list[Any]] = []
+        self.streams: list[FakeStream] = []
         self.marker = "the wrapped stub's own attribute"
         self._open = asyncio.Event()
         self._open.set()
@@ -169,6 +196,19 @@ class FakeStub:
         if request.HasField("timeout"):
             token.timeout_at.FromDatetime(datetime(2030, 1, 1, tzinfo=UTC))
         return wspb.CreateWaitTokenResponse(token=token)
+
+    # RunService streams
+    def _stream(self, method: str, request: Any, timeout: float | None, response: type[Any]) -> FakeStream:
+        self.calls.append(Call(method, request, timeout))
+        stream = FakeStream(self.watch_scripts.pop(0) if self.watch_scripts else [], response)
+        self.streams.append(stream)
+        return stream
+
+    def WatchRun(self, request: Any, timeout: float | None = None) -> FakeStream:
+        return self._stream("WatchRun", request, timeout, rpb.WatchRunResponse)
+
+    def WatchRuns(self, request: Any, timeout: float | None = None) -> FakeStream:
+        return self._stream("WatchRuns", request, timeout, rpb.WatchRunsResponse)
 
     # Reading what was sent.
     def methods(self) -> list[str]:

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from typing import assert_type
 
 from worker_sdk import (
-    AsyncClient, ChildResult, Client, Queue, Run, RunStatus, Schedule, Task, WaitToken, task,
+    AsyncClient, ChildResult, Client, Queue, Run, RunEvent, RunStatus, RunUpdate, Schedule, Task,
+    WaitToken, task,
 )
 
 
@@ -54,10 +55,20 @@ async def use(client: AsyncClient) -> None:
     assert_type(token, WaitToken)
     assert_type(await client.list_schedules(), list[Schedule])
     assert_type(await client.list_queues(), list[Queue])
+    async for update in client.watch(run.id, after_event_id=0):
+        assert_type(update, RunUpdate)
+        assert_type(update.event, RunEvent)
+        assert_type(update.done, bool)
+    async for change in client.watch_runs(task=price, tags=["a"]):
+        assert_type(change.run.status, RunStatus)
 
 
 def use_sync(client: Client) -> None:
     assert_type(client.trigger_and_wait(price, Order("a")), Run[float])
+    for update in client.watch("run-1"):
+        assert_type(update, RunUpdate)
+    for change in client.watch_runs():
+        assert_type(change.event.id, int)
 """
 
 BAD_PROGRAM = """
