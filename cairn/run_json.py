@@ -62,6 +62,7 @@ __all__ = [
     "RateLimitJSON",
     "RunJSON",
     "RunSummaryJSON",
+    "RunUpdateJSON",
     "ScheduleJSON",
     "SendEventJSON",
     "StepJSON",
@@ -76,6 +77,7 @@ __all__ = [
     "queue_to_dict",
     "run_summary_to_dict",
     "run_to_dict",
+    "run_update_to_dict",
     "schedule_to_dict",
     "send_event_to_dict",
     "step_to_dict",
@@ -192,6 +194,16 @@ class RunJSON(RunSummaryJSON):
     attempts: list[AttemptJSON]
     steps: list[StepJSON]
     events: list[EventJSON]
+
+
+class RunUpdateJSON(TypedDict):
+    """One change of a watched run (WatchRun, WatchRuns, the HTTP event stream):
+    the event, the run right after it as a summary (its input left out), and
+    done, true on the update that ends the run."""
+
+    event: EventJSON
+    run: RunSummaryJSON
+    done: bool
 
 
 class TokenJSON(TypedDict):
@@ -453,6 +465,12 @@ def run_to_dict(r: pb.Run) -> RunJSON:
         "events": [event_to_dict(e) for e in r.events],
     }
     return run
+
+
+def run_update_to_dict(u: rpb.RunUpdate) -> RunUpdateJSON:
+    """An update of a watch: its event, the run after it (run_summary_to_dict),
+    and whether the run has ended."""
+    return {"event": event_to_dict(u.event), "run": run_summary_to_dict(u.run), "done": u.done}
 
 
 def token_to_dict(t: wpb.WaitToken) -> TokenJSON:

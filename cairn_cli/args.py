@@ -266,6 +266,20 @@ def build_parser() -> argparse.ArgumentParser:
     get.add_argument("run_id")
     get.add_argument("--full", action="store_true", help="also print the stack trace of every error")
     _client_args(get)
+    w = runs.add_parser(
+        "watch",
+        help="print a run's changes as they happen, one line each, until it ends "
+        "(exit status 1 when it ends other than completed)",
+    )
+    w.add_argument("run_id")
+    w.add_argument(
+        "--after",
+        type=int,
+        default=0,
+        metavar="EVENT_ID",
+        help="only changes after this event id (resume a watch); default: from the start",
+    )
+    _client_args(w)
     rp = runs.add_parser(
         "replay", help="trigger a new run of a run's task with its payload and options (linked by replay_of)"
     )

@@ -20,6 +20,8 @@ def run_command(client: Frontend, args: argparse.Namespace) -> int:
     if args.command == "runs" and args.runs_command == "replay":
         output.show_run(client.replay_run(args.run_id), args.json, full=False)
         return 0
+    if args.command == "runs" and args.runs_command == "watch":
+        return watch_run(client, args)
     if args.command == "workers":
         output.show_workers(client.list_workers(), args.json)
         return 0
@@ -78,6 +80,22 @@ def list_runs(client: Frontend, args: argparse.Namespace) -> int:
     )
     output.show_runs(runs, args.json)
     return 0
+
+
+def watch_run(client: Frontend, args: argparse.Namespace) -> int:
+    """`cairn runs watch RUN_ID`: one line per change until the run ends; 0 when
+    it completed, 1 when it ended otherwise (like `trigger --wait`). Ctrl-C
+    stops watching quietly (the run goes on)."""
+    status = None
+    try:
+        for update in client.watch_run(args.run_id, after_event_id=args.after):
+            output.show_update(update, args.json)
+            status = update["run"]["status"] if update["done"] else status
+    except KeyboardInterrupt:
+        return 130
+    if status is None:  # resumed after the run's last event: nothing more came
+        status = client.get_run(args.run_id)["status"]
+    return 0 if status == "completed" else 1
 
 
 def get_run(client: Frontend, args: argparse.Namespace) -> int:

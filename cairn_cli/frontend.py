@@ -12,7 +12,7 @@ import math
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import grpc
@@ -25,6 +25,7 @@ from cairn.run_json import (
     QueueJSON,
     RunJSON,
     RunSummaryJSON,
+    RunUpdateJSON,
     ScheduleJSON,
     SendEventJSON,
     TokenJSON,
@@ -32,6 +33,7 @@ from cairn.run_json import (
     queue_to_dict,
     run_summary_to_dict,
     run_to_dict,
+    run_update_to_dict,
     schedule_to_dict,
     send_event_to_dict,
     token_to_dict,
@@ -65,6 +67,8 @@ _WAITS: _Stub = wait_service_pb2_grpc.WaitServiceStub
 _SCHEDULES: _Stub = schedule_service_pb2_grpc.ScheduleServiceStub
 _QUEUES: _Stub = queue_service_pb2_grpc.QueueServiceStub
 _TRANSIENT = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+WATCH_RECONNECTS = 5  # a watch reconnects after its last event this many times in a row at most
+WATCH_BACKOFF = 0.1
 
 
 class FrontendError(Exception):
@@ -315,6 +319,36 @@ class Frontend:
         request = run_service_pb2.CancelRunRequest(namespace=self.namespace, run_id=run_id, reason=reason)
         response: run_service_pb2.CancelRunResponse = self._call(self._runs().CancelRun, request)
         return run_to_dict(response.run)
+
+    def watch_run(self, run_id: str, after_event_id: int = 0) -> Iterator[RunUpdateJSON]:
+        """WatchRun: the run's updates as they happen (after the event
+        after_event_id), ending with the one that ends the run. An unreachable
+        frontend is reconnected to after the last event, WATCH_RECONNECTS times
+        in a row at most; leaving the loop cancels the call."""
+        if after_event_id < 0:
+            raise ValueError(f"--after must be an event id >= 0, got {after_event_id}")
+        after, failures = after_event_id, 0
+        while True:
+            request = run_service_pb2.WatchRunRequest(
+                namespace=self.namespace, run_id=run_id, after_event_id=after
+            )
+            call = self._runs().WatchRun(request)
+            try:
+                for response in call:
+                    update = run_update_to_dict(response.update)
+                    after, failures = update["event"]["id"], 0
+                    yield update
+                    if update["done"]:
+                        return
+                return
+            except grpc.RpcError as exc:
+                error = _error(exc)
+                if not isinstance(error, Unreachable) or failures >= WATCH_RECONNECTS:
+                    raise error from None
+            finally:
+                call.cancel()
+            time.sleep(min(2.0, WATCH_BACKOFF * 2**failures))
+            failures += 1
 
     def wait_run(self, run_id: str, timeout: float | None = None) -> RunJSON:
         """Polls WaitRun until the run is in a terminal status. TimeoutError naming

@@ -15,6 +15,7 @@ from cairn.run_json import (
     RateLimitJSON,
     RunJSON,
     RunSummaryJSON,
+    RunUpdateJSON,
     ScheduleJSON,
     StepJSON,
     TokenJSON,
@@ -27,6 +28,25 @@ from cairn_cli.args import format_duration
 def print_json(value: Mapping[str, Any]) -> None:
     """One JSON object on one line."""
     print(json.dumps(value))
+
+
+def update_line(update: RunUpdateJSON) -> str:
+    """One change of a watched run as one line: time of day, event type, attempt,
+    the run's status after it, and what the event names (a step, a wait kind, an
+    error type)."""
+    event, run = update["event"], update["run"]
+    details = event["details"] if isinstance(event["details"], dict) else {}
+    named = [details.get(k) for k in ("name", "kind", "error_type")]
+    what = " ".join(short(v) for v in named if isinstance(v, str) and v)
+    attempt = f"attempt {event['attempt']}" if event["attempt"] else "-"
+    fields = [clock(event["at"]) or "-", event["type"], attempt, run["status"]]
+    return "  ".join([*fields, what]).rstrip()
+
+
+def show_update(update: RunUpdateJSON, as_json: bool) -> None:
+    """A watched run's change: its line, or its JSON object on one line; flushed
+    at once so a pipe sees each change as it happens."""
+    print(json.dumps(update) if as_json else update_line(update), flush=True)
 
 
 def table(header: list[str], rows: list[list[str]]) -> str:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import json
 import queue
+import subprocess
+import sys
 import threading
 import uuid
 from pathlib import Path
@@ -18,7 +20,7 @@ from typing import Any
 import grpc
 import pytest
 from api_helpers import RPC_TIMEOUT, start_basic_worker
-from harness import Cluster, run_stub
+from harness import REPO_ROOT, Cluster, cli_env, run_stub
 
 from cairn.v1 import common_pb2 as cpb
 from cairn.v1 import run_service_pb2 as rpb
@@ -242,3 +244,83 @@ def test_python_client_watch(cluster: Cluster, gate_files: dict[str, str]) -> No
             return [u.event.id async for u in aclient.watch(run_id, after_event_id=before[1].event.id)]
 
     assert asyncio.run(resumed()) == [u.event.id for u in before[2:] + after]
+
+
+class Watcher:
+    """`cairn runs watch ARGS...` as a process whose stdout lines are read on a
+    thread into a queue (then END)."""
+
+    def __init__(self, cluster: Cluster, *args: str) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "cairn_cli", "runs", "watch", *args, "--address", cluster.address],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=cli_env(),
+            cwd=str(REPO_ROOT),
+        )
+        self.lines: queue.Queue[Any] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.put(line.rstrip("\n"))
+        self.lines.put(END)
+
+    def until(self, word: str) -> list[str]:
+        got = []
+        while True:
+            line = self.lines.get(timeout=DEADLINE)
+            assert line is not END, f"cairn runs watch ended before {word!r}: {got}"
+            got.append(line)
+            if word in line.split():
+                return got
+
+    def rest(self) -> tuple[list[str], int, str]:
+        got = []
+        while (line := self.lines.get(timeout=DEADLINE)) is not END:
+            got.append(line)
+        code = self.process.wait(timeout=DEADLINE)
+        assert self.process.stderr is not None
+        return got, code, self.process.stderr.read()
+
+
+def test_cli_runs_watch(cluster: Cluster, gate_files: dict[str, str], tmp_path: Path) -> None:
+    """`cairn runs watch` prints each change as it happens and exits 0 when the run
+    completed; --json --after resumes as run_json objects; 1 for a canceled run;
+    an unknown run is one error line."""
+    start_basic_worker(cluster)
+    run_id = trigger(cluster, "gated", gate_files)
+    watcher = Watcher(cluster, run_id)
+    before = watcher.until("first")  # held at the gate: what happened so far is printed
+    assert [line.split()[1] for line in before] == ["triggered", "attempt_started", "step_recorded"]
+    assert before[-1].split()[2:] == ["attempt", "1", "executing", "first"]
+    assert watcher.lines.empty() and watcher.process.poll() is None
+    Path(gate_files["release"]).write_text("go")
+    after, code, err = watcher.rest()
+    assert code == 0, err
+    assert [line.split()[1] for line in after] == ["step_recorded", "step_recorded", "completed"]
+    assert after[-1].split()[-1] == "completed" and err == ""
+
+    events = watch(cluster, run_id).rest()
+    resumed, code, _ = Watcher(cluster, run_id, "--json", "--after", str(events[2].event.id)).rest()
+    assert code == 0
+    objects = [json.loads(line) for line in resumed]
+    assert [o["event"]["id"] for o in objects] == [u.event.id for u in events[3:]]
+    assert objects[0]["event"]["details"]["name"] == "gate"
+    assert objects[-1]["done"] is True and objects[-1]["run"]["status"] == "completed"
+    assert [o["done"] for o in objects[:-1]] == [False] * (len(objects) - 1)
+
+    held = {"counter": str(tmp_path / "c2"), "release": str(tmp_path / "r2")}
+    canceled = trigger(cluster, "gated", held)
+    watcher = Watcher(cluster, canceled)
+    watcher.until("first")
+    run_stub(cluster).CancelRun(rpb.CancelRunRequest(run_id=canceled), timeout=RPC_TIMEOUT)
+    lines, code, err = watcher.rest()
+    assert code == 1, (lines, err)
+    assert "canceled" in lines[-1].split(), lines
+
+    lines, code, err = Watcher(cluster, str(uuid.uuid4())).rest()
+    assert lines == [] and code == 1
+    assert err.startswith("error:") and "Traceback" not in err and len(err.splitlines()) == 1
