@@ -82,9 +82,12 @@ class Handlers:
         batches of WATCH_BATCH whenever NATS says the run changed or logged an
         event (and every WATCH_REREAD_SECONDS in case a notice was lost),
         until the event that ended the run. A watcher costs one read per wake,
-        however many notices arrived meanwhile."""
+        however many notices arrived meanwhile. The response headers are sent
+        after the first read, once the run and after_event_id are known good
+        (the HTTP event stream answers its errors as JSON until then)."""
         cursor = request.after_event_id
         woken = self.watcher.follow(request.run_id)
+        started = False
         try:
             while True:
                 woken.clear()  # before the read: a notice during it means read again
@@ -95,6 +98,9 @@ class Handlers:
                         namespace=request.namespace, run_id=request.run_id, after_id=cursor, limit=WATCH_BATCH
                     ),
                 )
+                if not started:  # the run and after_event_id are good: the headers say so
+                    started = True
+                    await context.send_initial_metadata(())
                 for update in page.updates:
                     yield rpb.WatchRunResponse(update=update)
                     if update.done:

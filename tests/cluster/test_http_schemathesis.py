@@ -2,7 +2,12 @@
 the HTTP API on a real cluster: schema-valid requests (positive) and requests
 that break the schema (negative). No answer may be a 5xx or break the
 document's response schemas, and every request that breaks the schema must be
-refused with a 4xx. Prints how many cases ran."""
+refused with a 4xx. Prints how many cases ran.
+
+The event streams (GET /v1/runs/watch, /v1/runs/{run_id}/watch: the routes
+routes.py marks stream=True) are left out: schemathesis reads a whole answer
+before checking it, and /v1/runs/watch never ends, so it would hang; they are
+tested by tests/cluster/test_http_watch.py."""
 
 from __future__ import annotations
 
@@ -20,8 +25,11 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from cairn_cli.embedded import free_port
+from services.frontend.http.routes import HTTP_ROUTES
 
-EXAMPLES = 50  # per operation and mode: 19 operations x 2 modes, 1900 cases in about 20 s
+STREAMS = {(r.verb, r.path) for r in HTTP_ROUTES if r.stream}
+
+EXAMPLES = 50  # per operation and mode: 21 operations x 2 modes, 2100 cases in about 25 s
 COMMON_CHECKS = [
     not_a_server_error,
     status_code_conformance,
@@ -58,6 +66,8 @@ def test_schemathesis_over_every_route(cluster_factory: Any) -> None:
     ran: dict[str, int] = {}
     for result in schema.get_all_operations():
         operation = result.ok()
+        if (operation.method.upper(), operation.path) in STREAMS:
+            continue
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
             key = f"{operation.label} {mode.value}"
             ran[key] = 0
@@ -66,5 +76,5 @@ def test_schemathesis_over_every_route(cluster_factory: Any) -> None:
     print(f"\nschemathesis: {sum(ran.values())} cases over {len(operations)} operations")
     for key, n in sorted(ran.items()):
         print(f"  {n:4d}  {key}")
-    assert len(operations) == 19
+    assert {f"{r.verb} {r.path}" for r in HTTP_ROUTES if not r.stream} == operations
     assert all(n > 0 for n in ran.values()), ran

@@ -1,32 +1,38 @@
 """The HTTP app: one endpoint per line of the HTTP routing table, each
 reading its request message from the path, query and JSON body, calling the
 gRPC method through the frontend's own interceptors (calls.py) and answering
-with the response as JSON (messages.to_json); plus /openapi.json, /docs (Redoc,
+with the response as JSON (messages.to_json), or, for a streaming method, as
+Server-Sent Events (stream_endpoint); plus /openapi.json, /docs (Redoc,
 vendored under static/), and /metrics (Prometheus, the default registry)."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import grpc
 from google.protobuf.message import Message
 from prometheus_client import make_asgi_app
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from cairn import run_json
+from cairn.v1 import run_service_pb2 as rpb
 from services.frontend.http import errors, messages, openapi
 from services.frontend.http.calls import GrpcCaller
 from services.frontend.http.errors import HttpError
 from services.frontend.http.routes import HTTP_ROUTES, HttpRoute, with_inputs
 
 STATIC = Path(__file__).parent / "static"
+# An event stream is not cached, nor buffered by a proxy (nginx honours X-Accel-Buffering).
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 DOCS_PAGE = """<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>Cairn HTTP API</title>
 <meta name="viewport" content="width=device-width, initial-scale=1"></head>
@@ -61,11 +67,11 @@ async def read_request(route: HttpRoute, request: Request) -> Message:
             if name in data:
                 raise messages.BadRequest(f"{name}: is taken from the path, not the body")
     else:
-        fields = {f.name: f for f in route.query_fields()}
+        fields = {route.query_name(f): f for f in route.query_fields()}
         for name in request.query_params:
             if name not in fields:
                 raise messages.BadRequest(f"{name}: unknown query parameter")
-            data[name] = messages.query_value(fields[name], request.query_params.getlist(name))
+            data[fields[name].name] = messages.query_value(fields[name], request.query_params.getlist(name))
     data.update(request.path_params)
     return messages.fill(route.new_request(), data)
 
@@ -84,6 +90,56 @@ def endpoint(route: HttpRoute, caller: GrpcCaller) -> Callable[[Request], Awaita
     return handle
 
 
+def last_event_id(route: HttpRoute, request: Request, message: Message) -> None:
+    """A reconnecting EventSource's Last-Event-ID header: the watch resumes
+    after that event (it takes the place of an after_event_id query parameter)."""
+    header = request.headers.get("last-event-id")
+    if header is None or not isinstance(message, rpb.WatchRunRequest):
+        return
+    text = header.strip()
+    if not text.isdigit() or len(text) > 19:
+        raise HttpError(errors.C.INVALID_ARGUMENT, f"Last-Event-ID: must be an event id, got {header[:40]!r}")
+    message.after_event_id = int(text)
+
+
+def sse(response: Message) -> str:
+    """One update as a Server-Sent Event: its event id, and its JSON (run_json) as data."""
+    assert isinstance(response, rpb.WatchRunResponse | rpb.WatchRunsResponse)
+    update = response.update
+    data = json.dumps(run_json.run_update_to_dict(update), separators=(",", ":"))
+    return f"id: {update.event.id}\ndata: {data}\n\n"
+
+
+def stream_endpoint(route: HttpRoute, caller: GrpcCaller) -> Callable[[Request], Awaitable[Response]]:
+    """The endpoint of a streaming route: errors before the stream starts as JSON
+    (unknown run 404, bad Last-Event-ID 400), then text/event-stream, one event
+    per update, until the gRPC stream ends (WatchRun: after the run's last
+    event). A failure after the start is a last `event: error` with the usual
+    {"code", "message"} as data. A client that goes away cancels the call."""
+
+    async def handle(request: Request) -> Response:
+        try:
+            message = await read_request(route, request)
+        except messages.BadRequest as exc:
+            raise HttpError(errors.C.INVALID_ARGUMENT, str(exc)) from None
+        last_event_id(route, request, message)
+        call = await caller.open_stream(route, message)
+
+        async def events() -> AsyncIterator[str]:
+            try:
+                async for response in call:
+                    yield sse(response)
+            except grpc.aio.AioRpcError as exc:
+                error = {"code": exc.code().name, "message": exc.details() or exc.code().name}
+                yield f"event: error\ndata: {json.dumps(error)}\n\n"
+            finally:
+                call.cancel()
+
+        return StreamingResponse(events(), media_type="text/event-stream", headers=SSE_HEADERS)
+
+    return handle
+
+
 def make_app(caller: GrpcCaller) -> Starlette:
     """The app, its routes calling through `caller`."""
     document = openapi.document()
@@ -95,7 +151,13 @@ def make_app(caller: GrpcCaller) -> Starlette:
         return HTMLResponse(DOCS_PAGE)
 
     routes: list[BaseRoute] = [
-        Route(r.path, endpoint(r, caller), methods=[r.verb], name=r.operation_id) for r in HTTP_ROUTES
+        Route(
+            r.path,
+            (stream_endpoint if r.stream else endpoint)(r, caller),
+            methods=[r.verb],
+            name=r.operation_id,
+        )
+        for r in HTTP_ROUTES
     ]
     routes += [
         Route("/openapi.json", openapi_json, methods=["GET"]),

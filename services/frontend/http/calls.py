@@ -6,6 +6,8 @@ second copy of any rule."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import grpc
 from google.protobuf.message import Message
 
@@ -44,6 +46,29 @@ class GrpcCaller:
         except grpc.aio.AioRpcError as exc:
             raise HttpError(exc.code(), exc.details() or exc.code().name) from None
         return response
+
+    async def open_stream(self, route: HttpRoute, request: Message) -> grpc.aio.UnaryStreamCall[Any, Any]:
+        """A server-streaming call once it has started: its response headers came
+        (the method sends them when its request is known good), so a refusal is
+        an HttpError here, before anything is streamed. Iterate it for the
+        responses; cancel it when done."""
+        response_class = route.response_class()
+        method = self.channel.unary_stream(
+            route.grpc.path,
+            request_serializer=type(request).SerializeToString,
+            response_deserializer=response_class.FromString,
+        )
+        call = method(request)
+        try:
+            await call.initial_metadata()
+            if call.done():
+                code = await call.code()
+                if code != grpc.StatusCode.OK:
+                    raise HttpError(code, await call.details() or code.name)
+        except BaseException:
+            call.cancel()
+            raise
+        return call
 
     async def close(self) -> None:
         await self.channel.close()

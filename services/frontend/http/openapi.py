@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from cairn import run_json
 from cairn.limits import DEFAULT_NAMESPACE
 from services.frontend.http import schemas
 from services.frontend.http.routes import HTTP_ROUTES, HttpRoute
@@ -24,6 +25,14 @@ INFO = {
         "and its message, with the matching HTTP status."
     ),
 }
+LAST_EVENT_ID = {
+    "name": "Last-Event-ID",
+    "in": "header",
+    "required": False,
+    "description": "resume after this event id (sent by a reconnecting EventSource); "
+    "it takes the place of after_event_id",
+    "schema": {"type": "string", "pattern": "^[0-9]{1,19}$"},
+}
 ERROR_RESPONSE = {
     "description": "refused or failed (the gRPC status code's name and its message)",
     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
@@ -40,14 +49,37 @@ def _parameters(route: HttpRoute, components: schemas.Components) -> list[dict[s
             schema = {"type": "array", "items": schema["items"]}
         elif "anyOf" in schema:
             schema = schema["anyOf"][0]
-        param: dict[str, Any] = {"name": field.name, "in": "query", "required": False, "schema": schema}
+        param: dict[str, Any] = {
+            "name": route.query_name(field),
+            "in": "query",
+            "required": False,
+            "schema": schema,
+        }
         if field.is_repeated:
             param.update(style="form", explode=True)
         out.append(param)
+    if route.stream and "after_event_id" in route.request_type.fields_by_name:
+        out.append(LAST_EVENT_ID)
     return out
 
 
+def _event_stream(components: schemas.Components) -> dict[str, Any]:
+    """The 200 answer of a streaming route: Server-Sent Events, each `id: <event
+    id>` and `data: <a RunUpdateJSON>`."""
+    update = components.typed(run_json.RunUpdateJSON)
+    return {
+        "description": (
+            "text/event-stream: one event per update, `id:` the run event's id and `data:` the "
+            "update as one line of JSON (RunUpdateJSON: event, run, done). A failure after the "
+            'stream started ends it with `event: error` and `{"code", "message"}` as data. '
+            "Errors before it starts are JSON bodies as elsewhere."
+        ),
+        "content": {"text/event-stream": {"schema": {"type": "string"}, "x-event-data": update}},
+    }
+
+
 def _operation(route: HttpRoute, components: schemas.Components) -> dict[str, Any]:
+    ok = _event_stream(components) if route.stream else None
     op: dict[str, Any] = {
         "operationId": route.operation_id,
         "summary": route.summary,
@@ -55,7 +87,8 @@ def _operation(route: HttpRoute, components: schemas.Components) -> dict[str, An
         "tags": [route.tag],
         "parameters": _parameters(route, components),
         "responses": {
-            "200": {
+            "200": ok
+            or {
                 "description": "done",
                 "content": {"application/json": {"schema": components.response(route.response_type)}},
             },

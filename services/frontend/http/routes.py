@@ -32,6 +32,10 @@ class HttpRoute:
     path: str  # /v1/runs/{run_id}: each {name} a field of the request message
     grpc: GrpcRoute
     summary: str
+    # A server-streaming method, answered as Server-Sent Events (text/event-stream).
+    stream: bool = False
+    # Query parameters named otherwise than their request field: (field, name).
+    renamed: tuple[tuple[str, str], ...] = ()
 
     @property
     def method(self) -> MethodDescriptor:
@@ -65,6 +69,10 @@ class HttpRoute:
             return []
         return [f for f in self.request_type.fields if f.name not in self.path_fields]
 
+    def query_name(self, field: FieldDescriptor) -> str:
+        """The query parameter of a request field."""
+        return dict(self.renamed).get(field.name, field.name)
+
     @property
     def operation_id(self) -> str:
         return self.grpc.method[0].lower() + self.grpc.method[1:]
@@ -74,14 +82,32 @@ class HttpRoute:
         return self.grpc.service.name.removesuffix("Service")
 
 
-def _route(verb: str, path: str, service: Any, method: str, summary: str) -> HttpRoute:
-    return HttpRoute(verb, path, ROUTES[grpc_path(service, method)], summary)
+def _route(verb: str, path: str, service: Any, method: str, summary: str, **more: Any) -> HttpRoute:
+    return HttpRoute(verb, path, ROUTES[grpc_path(service, method)], summary, **more)
 
 
 HTTP_ROUTES: list[HttpRoute] = [
     _route("POST", "/v1/runs", RUNS, "TriggerRun", "Trigger a run of a task"),
     _route("POST", "/v1/runs/batch", RUNS, "BatchTriggerRuns", "Trigger several runs, all or none"),
     _route("GET", "/v1/runs", RUNS, "ListRuns", "List runs, newest first, by status, task, tag or parent"),
+    # Before /v1/runs/{run_id}, which would take "watch" for a run id.
+    _route(
+        "GET",
+        "/v1/runs/watch",
+        RUNS,
+        "WatchRuns",
+        "Follow runs of a task and tags as they change (Server-Sent Events; never ends)",
+        stream=True,
+        renamed=(("tags", "tag"),),
+    ),
+    _route(
+        "GET",
+        "/v1/runs/{run_id}/watch",
+        RUNS,
+        "WatchRun",
+        "Follow a run's changes until it ends (Server-Sent Events; resumable with Last-Event-ID)",
+        stream=True,
+    ),
     _route("GET", "/v1/runs/{run_id}", RUNS, "GetRun", "A run with its attempts, steps and events"),
     _route("POST", "/v1/runs/{run_id}/cancel", RUNS, "CancelRun", "Cancel a run and its children"),
     _route("GET", "/v1/runs/{run_id}/wait", RUNS, "WaitRun", "Wait until a run ends, up to timeout seconds"),
