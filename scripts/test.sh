@@ -3,6 +3,7 @@
 # generated protobuf code is fresh, then runs pytest (which starts its own
 # embedded PostgreSQL and NATS). Extra arguments go to pytest.
 source "$(dirname "$0")/venv.sh"
+source "$(dirname "$0")/test_tools.sh"
 python tools/gen_proto.py --check
 set +e
 python -m pytest "$@"

@@ -24,48 +24,5 @@ if [ ! -f "$STAMP" ] || [ "$ROOT/pyproject.toml" -nt "$STAMP" ]; then
         || { echo "installation into $VENV failed" >&2; exit 1; }
     touch "$STAMP"
 fi
-BUF="$VENV/buf/node_modules/.bin/buf"
-if [ ! -x "$BUF" ] && command -v npm >/dev/null; then
-    echo "==> installing buf (protobuf linter) from npm into $VENV/buf"
-    npm install --silent --prefix "$VENV/buf" @bufbuild/buf@1.75.0 >/dev/null 2>&1 \
-        || echo "warning: npm could not install @bufbuild/buf; the proto lint test will fail" >&2
-fi
-# The protocol conformance suite's Node.js packages (tests/conformance/node), from
-# its package-lock.json, again only when the lock file or package.json changed.
-CONFORMANCE_NODE="$ROOT/tests/conformance/node"
-NODE_STAMP="$CONFORMANCE_NODE/node_modules/.cairn-installed"
-if [ ! -f "$NODE_STAMP" ] || [ "$CONFORMANCE_NODE/package-lock.json" -nt "$NODE_STAMP" ] \
-    || [ "$CONFORMANCE_NODE/package.json" -nt "$NODE_STAMP" ]; then
-    if command -v npm >/dev/null; then
-        echo "==> installing the conformance suite's Node packages into $CONFORMANCE_NODE/node_modules"
-        if ! npm ci --prefix "$CONFORMANCE_NODE" --no-audit --no-fund > "$VENV/npm-conformance.log" 2>&1; then
-            cat "$VENV/npm-conformance.log" >&2
-            echo "npm ci in $CONFORMANCE_NODE failed (log: $VENV/npm-conformance.log)" >&2
-            exit 1
-        fi
-        touch "$NODE_STAMP"
-    else
-        echo "warning: npm not found; the Node.js conformance tests (tests/conformance) will fail" >&2
-    fi
-fi
-# Prometheus and promtool (Debian's prometheus package) for the metrics tests
-# (tests/cluster/test_metrics.py skips without them): installed quietly when
-# missing and apt-get may run (root, or sudo without a password); tried once.
-PROM_TRIED="$VENV/.prometheus-tried"
-if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then
-    if [ ! -f "$PROM_TRIED" ] && command -v apt-get >/dev/null; then
-        SUDO=""
-        [ "$(id -u)" -eq 0 ] || SUDO="sudo -n"
-        if [ -z "$SUDO" ] || sudo -n true 2>/dev/null; then
-            echo "==> installing prometheus and promtool with apt-get (for the metrics tests)"
-            if ! { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq \
-                --no-install-recommends prometheus; } > "$VENV/apt-prometheus.log" 2>&1; then
-                echo "warning: apt-get could not install prometheus (log: $VENV/apt-prometheus.log);" \
-                    "the metrics tests that need it will skip" >&2
-            fi
-        fi
-        touch "$PROM_TRIED"
-    fi
-fi
 export PATH="$VENV/bin:$VENV/buf/node_modules/.bin:$PATH"
 cd "$ROOT"
