@@ -4,7 +4,6 @@ retrying transient failures and turning status codes into CairnError types."""
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import re
 import time
@@ -14,7 +13,6 @@ from typing import Any, TypeVar
 import grpc
 
 from cairn import addresses, limits
-from cairn.addresses import RECONNECT_OPTIONS
 from worker_sdk.errors import (
     AlreadyExistsError,
     CairnError,
@@ -29,12 +27,6 @@ DEFAULT_ADDRESS = "127.0.0.1:7373"
 DEFAULT_NAMESPACE = limits.DEFAULT_NAMESPACE
 DEFAULT_RPC_TIMEOUT = 30.0  # a client call's bound, the waits excepted
 # Journals and payloads can be large; the server enforces its own size limits.
-_MAX_MESSAGE = 64 * 1024 * 1024
-CHANNEL_OPTIONS = [
-    ("grpc.max_receive_message_length", _MAX_MESSAGE),
-    ("grpc.max_send_message_length", _MAX_MESSAGE),
-    *RECONNECT_OPTIONS,
-]
 # Bound of one write from an attempt (step record, finish, metadata, trigger).
 WRITE_TIMEOUT = 10.0
 TRANSIENT_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
@@ -53,25 +45,6 @@ _ERRORS: dict[grpc.StatusCode, type[CairnError]] = {
 }
 # gRPC itself answers RESOURCE_EXHAUSTED for an oversized message; that is not a full queue.
 _MESSAGE_TOO_LARGE = re.compile(r"message larger than max", re.IGNORECASE)
-
-# Methods that may be sent again after UNAVAILABLE: reads, long polls, and writes
-# whose repetition changes nothing (cancel, queue settings, heartbeats, a poll that
-# never reached matching, registration). TriggerRun is idempotent only with an
-# idempotency key, so it is not retried here (the SDK surfaces UnavailableError).
-RETRYABLE_METHODS: dict[str, tuple[str, ...]] = {
-    "cairn.v1.RunService": ("GetRun", "ListRuns", "WaitRun", "CancelRun"),
-    "cairn.v1.WaitService": ("GetWaitToken",),
-    "cairn.v1.QueueService": ("ListQueues", "UpdateQueue", "PauseQueue", "ResumeQueue"),
-    "cairn.v1.ScheduleService": ("ListSchedules",),
-    "cairn.v1.WorkerService": ("Heartbeat", "PollAttempt", "RegisterWorker"),
-}
-RETRY_POLICY = {
-    "maxAttempts": 5,
-    "initialBackoff": "0.1s",
-    "maxBackoff": "2s",
-    "backoffMultiplier": 2,
-    "retryableStatusCodes": ["UNAVAILABLE"],
-}
 
 R = TypeVar("R")
 S = TypeVar("S")
@@ -96,16 +69,6 @@ def frontend_address(address: str | None) -> str:
         raise InvalidArgumentError(str(exc), None) from None
 
 
-def service_config() -> str:
-    """The channel's service config (JSON): UNAVAILABLE retried on idempotent methods."""
-    names = [
-        {"service": service, "method": method}
-        for service, methods in RETRYABLE_METHODS.items()
-        for method in methods
-    ]
-    return json.dumps({"methodConfig": [{"name": names, "retryPolicy": RETRY_POLICY}]})
-
-
 def channel_target(address: str) -> str:
     """The gRPC target for a frontend address (cairn.addresses); an unresolvable
     host name is UnavailableError, so a worker retries it."""
@@ -116,14 +79,10 @@ def channel_target(address: str) -> str:
 
 
 def channel_options() -> list[tuple[str, Any]]:
-    """Message size limits, round-robin over the target's addresses, and retries of
-    UNAVAILABLE on idempotent methods (service_config)."""
-    return [
-        *CHANNEL_OPTIONS,
-        ("grpc.lb_policy_name", "round_robin"),
-        ("grpc.enable_retries", 1),
-        ("grpc.service_config", service_config()),
-    ]
+    """A client channel's options: message size limits, quick reconnects,
+    round-robin over the target's addresses, and retries of UNAVAILABLE on
+    idempotent methods (defined once in cairn.addresses, shared with the CLI)."""
+    return addresses.client_channel_options()
 
 
 def open_channel(address: str) -> grpc.aio.Channel:

@@ -25,7 +25,7 @@ def test_two_of_each_service_and_a_frontend_killed(cluster: Cluster) -> None:
     both frontends as "a,b". The harness wires a replica to the history in
     cluster.env["CAIRN_HISTORY_ADDRESS"], so that is pointed at history-2 while
     the replicas are added. After frontend 1 is SIGKILLed, TriggerRun (which the
-    SDK does not retry, see worker_sdk/_grpc.py RETRYABLE_METHODS) is retried here
+    SDK does not retry, see cairn/addresses.py RETRYABLE_METHODS) is retried here
     on UnavailableError with an idempotency key per run; reads and waits are
     retried by the SDK itself."""
     history_2 = cluster.add_replica("history")
