@@ -35,6 +35,7 @@ from cairn_cli.processes import (
     ChildServer,
     _run_coro,
     free_port,
+    free_ports,
     is_zombie,
     pid_alive,
     port_accepts,
@@ -48,6 +49,7 @@ __all__ = [
     "create_database",
     "database_url_for",
     "free_port",
+    "free_ports",
 ]
 
 

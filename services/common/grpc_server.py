@@ -23,6 +23,10 @@ CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
 ]
 
+# Without SO_REUSEPORT a second server on a taken port fails to start instead of
+# silently sharing the port's connections with the first.
+SERVER_OPTIONS = [*CHANNEL_OPTIONS, ("grpc.so_reuseport", 0)]
+
 
 def make_server(
     listen: str,
@@ -33,7 +37,7 @@ def make_server(
     """A server on `listen` with the services `register` adds, plus health and
     reflection; every call passes the interceptors, the first outermost, inside
     the call metrics (GrpcMetrics: calls by method and status code, timed)."""
-    server = grpc.aio.server(options=CHANNEL_OPTIONS, interceptors=[GrpcMetrics(), *interceptors])
+    server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=[GrpcMetrics(), *interceptors])
     register(server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

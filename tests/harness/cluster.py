@@ -13,7 +13,7 @@ from typing import Any
 
 import grpc
 
-from cairn_cli.embedded import create_database, free_port
+from cairn_cli.embedded import create_database, free_port, free_ports
 
 from . import database
 from .health import READY_TIMEOUT, wait_serving
@@ -65,7 +65,7 @@ class Cluster:
         self.lease_seconds = lease_seconds
         self.sweep_seconds = sweep_seconds
         self.extra_logs = list(extra_logs)
-        ports = {kind: free_port() for kind in SERVICES}
+        ports = dict(zip(SERVICES, free_ports(len(SERVICES)), strict=True))
         self.env: dict[str, str] = {
             "CAIRN_ADDRESS": f"127.0.0.1:{ports['frontend']}",
             "CAIRN_HISTORY_ADDRESS": f"127.0.0.1:{ports['history']}",

@@ -48,7 +48,7 @@ from cairn.internal.v1 import matching_service_pb2_grpc as mgrpc
 from cairn.v1 import common_pb2 as cpb
 from cairn.v1 import run_service_pb2 as rpb
 from cairn.v1 import worker_service_pb2 as wpb
-from cairn_cli.embedded import free_port
+from cairn_cli.embedded import free_ports
 from services.common import db, grpc_server
 from services.common.config import add_service_flags, settings_from_args
 from services.history import main as history_main
@@ -358,7 +358,7 @@ def services(
         nats.start()
     name = new_database_name(request.node.name)
     database_url = loop_runner.run(clone_database(postgres_server.url, service_template, name))
-    history_address, matching_address = (f"127.0.0.1:{free_port()}" for _ in range(2))
+    history_address, matching_address = (f"127.0.0.1:{port}" for port in free_ports(2))
     marker = request.node.get_closest_marker("lease_seconds")
     lease = float(marker.args[0]) if marker else LEASE_SECONDS
     sweep = ["--sweep-seconds", f"{SHORT_LEASE_SWEEP:g}"] if marker else []
