@@ -53,3 +53,17 @@ MAX_RATE_PERIOD_SECONDS = 86400
 
 MAX_TRY_ERRORS = 10  # errors of failed in-place tries kept with a step (the latest ones)
 MAX_STEPS_IN_FLIGHT = 1000  # a step may be recorded at most this far above the highest recorded position
+
+# Run output (WorkerService.AppendRunOutput): log lines and stream chunks kept per
+# run in its event log. What is over a run's bound is dropped (and counted), not refused.
+MAX_LOG_LINES_PER_RUN = 5000
+MAX_LOG_MESSAGE_CHARS = 8192  # one line's message (the SDK cuts a longer one)
+MAX_LOG_FIELDS_BYTES = 4096  # one line's extra fields as JSON
+MAX_STREAM_CHUNKS_PER_RUN = 10_000
+MAX_STREAM_BYTES_PER_RUN = 4 * 1024 * 1024
+MAX_STREAM_CHUNK_BYTES = 64 * 1024
+MAX_OUTPUTS_PER_APPEND = 500  # entries of one AppendRunOutput
+STREAM_NAME_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
+STREAM_NAME_RE = re.compile(STREAM_NAME_PATTERN)
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+DEFAULT_LOG_PAGE_SIZE = 100  # lines of one ListRunLogs page

@@ -158,7 +158,7 @@ class RunEvent(_message.Message):
     def __init__(self, id: _Optional[int] = ..., type: _Optional[str] = ..., attempt: _Optional[int] = ..., details_json: _Optional[str] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class TriggerOptions(_message.Message):
-    __slots__ = ("delay", "ttl", "priority", "tags", "metadata", "max_duration", "concurrency_key")
+    __slots__ = ("delay", "ttl", "priority", "tags", "metadata", "max_duration", "concurrency_key", "traceparent")
     DELAY_FIELD_NUMBER: _ClassVar[int]
     TTL_FIELD_NUMBER: _ClassVar[int]
     PRIORITY_FIELD_NUMBER: _ClassVar[int]
@@ -166,6 +166,7 @@ class TriggerOptions(_message.Message):
     METADATA_FIELD_NUMBER: _ClassVar[int]
     MAX_DURATION_FIELD_NUMBER: _ClassVar[int]
     CONCURRENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    TRACEPARENT_FIELD_NUMBER: _ClassVar[int]
     delay: _duration_pb2.Duration
     ttl: _duration_pb2.Duration
     priority: int
@@ -173,7 +174,8 @@ class TriggerOptions(_message.Message):
     metadata: _struct_pb2.Struct
     max_duration: _duration_pb2.Duration
     concurrency_key: str
-    def __init__(self, delay: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., priority: _Optional[int] = ..., tags: _Optional[_Iterable[str]] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., max_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., concurrency_key: _Optional[str] = ...) -> None: ...
+    traceparent: str
+    def __init__(self, delay: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., priority: _Optional[int] = ..., tags: _Optional[_Iterable[str]] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., max_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., concurrency_key: _Optional[str] = ..., traceparent: _Optional[str] = ...) -> None: ...
 
 class WaitInfo(_message.Message):
     __slots__ = ("kind", "position", "event_name", "event_key", "token_id", "child_run_ids", "until")
@@ -194,7 +196,7 @@ class WaitInfo(_message.Message):
     def __init__(self, kind: _Optional[str] = ..., position: _Optional[int] = ..., event_name: _Optional[str] = ..., event_key: _Optional[str] = ..., token_id: _Optional[str] = ..., child_run_ids: _Optional[_Iterable[str]] = ..., until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Run(_message.Message):
-    __slots__ = ("id", "namespace", "task_id", "queue", "status", "input", "output", "error", "idempotency_key", "attempt_count", "retry", "created_at", "updated_at", "started_at", "finished_at", "next_attempt_at", "attempts", "steps", "events", "parent_run_id", "priority", "tags", "metadata", "child_run_ids", "wait", "ttl", "max_duration", "schedule_id", "concurrency_key", "replay_of")
+    __slots__ = ("id", "namespace", "task_id", "queue", "status", "input", "output", "error", "idempotency_key", "attempt_count", "retry", "created_at", "updated_at", "started_at", "finished_at", "next_attempt_at", "attempts", "steps", "events", "parent_run_id", "priority", "tags", "metadata", "child_run_ids", "wait", "ttl", "max_duration", "schedule_id", "concurrency_key", "replay_of", "trace_id")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
@@ -225,6 +227,7 @@ class Run(_message.Message):
     SCHEDULE_ID_FIELD_NUMBER: _ClassVar[int]
     CONCURRENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     REPLAY_OF_FIELD_NUMBER: _ClassVar[int]
+    TRACE_ID_FIELD_NUMBER: _ClassVar[int]
     id: str
     namespace: str
     task_id: str
@@ -255,4 +258,35 @@ class Run(_message.Message):
     schedule_id: str
     concurrency_key: str
     replay_of: str
-    def __init__(self, id: _Optional[str] = ..., namespace: _Optional[str] = ..., task_id: _Optional[str] = ..., queue: _Optional[str] = ..., status: _Optional[_Union[RunStatus, str]] = ..., input: _Optional[_Union[Payload, _Mapping]] = ..., output: _Optional[_Union[Payload, _Mapping]] = ..., error: _Optional[_Union[ErrorInfo, _Mapping]] = ..., idempotency_key: _Optional[str] = ..., attempt_count: _Optional[int] = ..., retry: _Optional[_Union[RetryPolicy, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., next_attempt_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., attempts: _Optional[_Iterable[_Union[Attempt, _Mapping]]] = ..., steps: _Optional[_Iterable[_Union[Step, _Mapping]]] = ..., events: _Optional[_Iterable[_Union[RunEvent, _Mapping]]] = ..., parent_run_id: _Optional[str] = ..., priority: _Optional[int] = ..., tags: _Optional[_Iterable[str]] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., child_run_ids: _Optional[_Iterable[str]] = ..., wait: _Optional[_Union[WaitInfo, _Mapping]] = ..., ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., schedule_id: _Optional[str] = ..., concurrency_key: _Optional[str] = ..., replay_of: _Optional[str] = ...) -> None: ...
+    trace_id: str
+    def __init__(self, id: _Optional[str] = ..., namespace: _Optional[str] = ..., task_id: _Optional[str] = ..., queue: _Optional[str] = ..., status: _Optional[_Union[RunStatus, str]] = ..., input: _Optional[_Union[Payload, _Mapping]] = ..., output: _Optional[_Union[Payload, _Mapping]] = ..., error: _Optional[_Union[ErrorInfo, _Mapping]] = ..., idempotency_key: _Optional[str] = ..., attempt_count: _Optional[int] = ..., retry: _Optional[_Union[RetryPolicy, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., next_attempt_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., attempts: _Optional[_Iterable[_Union[Attempt, _Mapping]]] = ..., steps: _Optional[_Iterable[_Union[Step, _Mapping]]] = ..., events: _Optional[_Iterable[_Union[RunEvent, _Mapping]]] = ..., parent_run_id: _Optional[str] = ..., priority: _Optional[int] = ..., tags: _Optional[_Iterable[str]] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., child_run_ids: _Optional[_Iterable[str]] = ..., wait: _Optional[_Union[WaitInfo, _Mapping]] = ..., ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., schedule_id: _Optional[str] = ..., concurrency_key: _Optional[str] = ..., replay_of: _Optional[str] = ..., trace_id: _Optional[str] = ...) -> None: ...
+
+class LogLine(_message.Message):
+    __slots__ = ("id", "attempt", "level", "message", "at", "step_position", "step_name", "fields", "logger")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    LEVEL_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    AT_FIELD_NUMBER: _ClassVar[int]
+    STEP_POSITION_FIELD_NUMBER: _ClassVar[int]
+    STEP_NAME_FIELD_NUMBER: _ClassVar[int]
+    FIELDS_FIELD_NUMBER: _ClassVar[int]
+    LOGGER_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    attempt: int
+    level: str
+    message: str
+    at: _timestamp_pb2.Timestamp
+    step_position: int
+    step_name: str
+    fields: _struct_pb2.Struct
+    logger: str
+    def __init__(self, id: _Optional[int] = ..., attempt: _Optional[int] = ..., level: _Optional[str] = ..., message: _Optional[str] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., step_position: _Optional[int] = ..., step_name: _Optional[str] = ..., fields: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., logger: _Optional[str] = ...) -> None: ...
+
+class StreamChunk(_message.Message):
+    __slots__ = ("stream", "data")
+    STREAM_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    stream: str
+    data: Payload
+    def __init__(self, stream: _Optional[str] = ..., data: _Optional[_Union[Payload, _Mapping]] = ...) -> None: ...

@@ -80,6 +80,11 @@ class RunServiceStub:
                 request_serializer=cairn_dot_v1_dot_run__service__pb2.WatchRunsRequest.SerializeToString,
                 response_deserializer=cairn_dot_v1_dot_run__service__pb2.WatchRunsResponse.FromString,
                 _registered_method=True)
+        self.ListRunLogs = channel.unary_unary(
+                '/cairn.v1.RunService/ListRunLogs',
+                request_serializer=cairn_dot_v1_dot_run__service__pb2.ListRunLogsRequest.SerializeToString,
+                response_deserializer=cairn_dot_v1_dot_run__service__pb2.ListRunLogsResponse.FromString,
+                _registered_method=True)
 
 
 class RunServiceServicer:
@@ -162,6 +167,14 @@ class RunServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListRunLogs(self, request, context):
+        """Reads the lines a run's tasks logged, oldest first, with paging; follow
+        new ones with WatchRun (events of type "log"). NOT_FOUND when unknown.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RunServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -209,6 +222,11 @@ def add_RunServiceServicer_to_server(servicer, server):
                     servicer.WatchRuns,
                     request_deserializer=cairn_dot_v1_dot_run__service__pb2.WatchRunsRequest.FromString,
                     response_serializer=cairn_dot_v1_dot_run__service__pb2.WatchRunsResponse.SerializeToString,
+            ),
+            'ListRunLogs': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRunLogs,
+                    request_deserializer=cairn_dot_v1_dot_run__service__pb2.ListRunLogsRequest.FromString,
+                    response_serializer=cairn_dot_v1_dot_run__service__pb2.ListRunLogsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -455,6 +473,33 @@ class RunService:
             '/cairn.v1.RunService/WatchRuns',
             cairn_dot_v1_dot_run__service__pb2.WatchRunsRequest.SerializeToString,
             cairn_dot_v1_dot_run__service__pb2.WatchRunsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRunLogs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.RunService/ListRunLogs',
+            cairn_dot_v1_dot_run__service__pb2.ListRunLogsRequest.SerializeToString,
+            cairn_dot_v1_dot_run__service__pb2.ListRunLogsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -37,6 +37,34 @@ ATTEMPT_GONE_TIMED_OUT: AttemptGone
 ATTEMPT_GONE_SUPERSEDED: AttemptGone
 ATTEMPT_GONE_ENDED: AttemptGone
 
+class AppendRunOutputRequest(_message.Message):
+    __slots__ = ("namespace", "run_id", "attempt", "outputs")
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    OUTPUTS_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    run_id: str
+    attempt: int
+    outputs: _containers.RepeatedCompositeFieldContainer[RunOutput]
+    def __init__(self, namespace: _Optional[str] = ..., run_id: _Optional[str] = ..., attempt: _Optional[int] = ..., outputs: _Optional[_Iterable[_Union[RunOutput, _Mapping]]] = ...) -> None: ...
+
+class RunOutput(_message.Message):
+    __slots__ = ("log", "chunk")
+    LOG_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    log: _common_pb2.LogLine
+    chunk: _common_pb2.StreamChunk
+    def __init__(self, log: _Optional[_Union[_common_pb2.LogLine, _Mapping]] = ..., chunk: _Optional[_Union[_common_pb2.StreamChunk, _Mapping]] = ...) -> None: ...
+
+class AppendRunOutputResponse(_message.Message):
+    __slots__ = ("logs_dropped", "chunks_dropped")
+    LOGS_DROPPED_FIELD_NUMBER: _ClassVar[int]
+    CHUNKS_DROPPED_FIELD_NUMBER: _ClassVar[int]
+    logs_dropped: int
+    chunks_dropped: int
+    def __init__(self, logs_dropped: _Optional[int] = ..., chunks_dropped: _Optional[int] = ...) -> None: ...
+
 class TaskDefinition(_message.Message):
     __slots__ = ("task_id", "queue", "retry", "schedule", "timezone", "max_duration", "concurrency_limit")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
@@ -88,7 +116,7 @@ class PollAttemptRequest(_message.Message):
     def __init__(self, namespace: _Optional[str] = ..., worker_id: _Optional[str] = ..., task_ids: _Optional[_Iterable[str]] = ..., wait: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_attempts: _Optional[int] = ...) -> None: ...
 
 class AttemptAssignment(_message.Message):
-    __slots__ = ("run_id", "attempt", "task_id", "payload", "steps", "lease_duration", "run_created_at", "metadata", "parent_run_id")
+    __slots__ = ("run_id", "attempt", "task_id", "payload", "steps", "lease_duration", "run_created_at", "metadata", "parent_run_id", "traceparent")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
@@ -98,6 +126,7 @@ class AttemptAssignment(_message.Message):
     RUN_CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     METADATA_FIELD_NUMBER: _ClassVar[int]
     PARENT_RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    TRACEPARENT_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     attempt: int
     task_id: str
@@ -107,7 +136,8 @@ class AttemptAssignment(_message.Message):
     run_created_at: _timestamp_pb2.Timestamp
     metadata: _struct_pb2.Struct
     parent_run_id: str
-    def __init__(self, run_id: _Optional[str] = ..., attempt: _Optional[int] = ..., task_id: _Optional[str] = ..., payload: _Optional[_Union[_common_pb2.Payload, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[_common_pb2.Step, _Mapping]]] = ..., lease_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., run_created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., parent_run_id: _Optional[str] = ...) -> None: ...
+    traceparent: str
+    def __init__(self, run_id: _Optional[str] = ..., attempt: _Optional[int] = ..., task_id: _Optional[str] = ..., payload: _Optional[_Union[_common_pb2.Payload, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[_common_pb2.Step, _Mapping]]] = ..., lease_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., run_created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., parent_run_id: _Optional[str] = ..., traceparent: _Optional[str] = ...) -> None: ...
 
 class PollAttemptResponse(_message.Message):
     __slots__ = ("assignments",)
@@ -278,12 +308,14 @@ class FinishAttemptResponse(_message.Message):
     def __init__(self, run_status: _Optional[_Union[_common_pb2.RunStatus, str]] = ..., retry_delay: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class AttemptWrite(_message.Message):
-    __slots__ = ("record_step", "finish_attempt")
+    __slots__ = ("record_step", "finish_attempt", "append_run_output")
     RECORD_STEP_FIELD_NUMBER: _ClassVar[int]
     FINISH_ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    APPEND_RUN_OUTPUT_FIELD_NUMBER: _ClassVar[int]
     record_step: RecordStepRequest
     finish_attempt: FinishAttemptRequest
-    def __init__(self, record_step: _Optional[_Union[RecordStepRequest, _Mapping]] = ..., finish_attempt: _Optional[_Union[FinishAttemptRequest, _Mapping]] = ...) -> None: ...
+    append_run_output: AppendRunOutputRequest
+    def __init__(self, record_step: _Optional[_Union[RecordStepRequest, _Mapping]] = ..., finish_attempt: _Optional[_Union[FinishAttemptRequest, _Mapping]] = ..., append_run_output: _Optional[_Union[AppendRunOutputRequest, _Mapping]] = ...) -> None: ...
 
 class BatchWriteRequest(_message.Message):
     __slots__ = ("namespace", "writes")
@@ -304,14 +336,16 @@ class WriteError(_message.Message):
     def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ..., attempt_gone: _Optional[_Union[AttemptGone, str]] = ...) -> None: ...
 
 class AttemptWriteResult(_message.Message):
-    __slots__ = ("record_step", "finish_attempt", "error")
+    __slots__ = ("record_step", "finish_attempt", "error", "append_run_output")
     RECORD_STEP_FIELD_NUMBER: _ClassVar[int]
     FINISH_ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    APPEND_RUN_OUTPUT_FIELD_NUMBER: _ClassVar[int]
     record_step: RecordStepResponse
     finish_attempt: FinishAttemptResponse
     error: WriteError
-    def __init__(self, record_step: _Optional[_Union[RecordStepResponse, _Mapping]] = ..., finish_attempt: _Optional[_Union[FinishAttemptResponse, _Mapping]] = ..., error: _Optional[_Union[WriteError, _Mapping]] = ...) -> None: ...
+    append_run_output: AppendRunOutputResponse
+    def __init__(self, record_step: _Optional[_Union[RecordStepResponse, _Mapping]] = ..., finish_attempt: _Optional[_Union[FinishAttemptResponse, _Mapping]] = ..., error: _Optional[_Union[WriteError, _Mapping]] = ..., append_run_output: _Optional[_Union[AppendRunOutputResponse, _Mapping]] = ...) -> None: ...
 
 class BatchWriteResponse(_message.Message):
     __slots__ = ("results",)

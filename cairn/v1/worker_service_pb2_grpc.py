@@ -92,6 +92,11 @@ class WorkerServiceStub:
                 request_serializer=cairn_dot_v1_dot_worker__service__pb2.BatchWriteRequest.SerializeToString,
                 response_deserializer=cairn_dot_v1_dot_worker__service__pb2.BatchWriteResponse.FromString,
                 _registered_method=True)
+        self.AppendRunOutput = channel.unary_unary(
+                '/cairn.v1.WorkerService/AppendRunOutput',
+                request_serializer=cairn_dot_v1_dot_worker__service__pb2.AppendRunOutputRequest.SerializeToString,
+                response_deserializer=cairn_dot_v1_dot_worker__service__pb2.AppendRunOutputResponse.FromString,
+                _registered_method=True)
 
 
 class WorkerServiceServicer:
@@ -192,6 +197,17 @@ class WorkerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AppendRunOutput(self, request, context):
+        """Appends log lines and stream chunks of the current attempt to its run's
+        event log, where watchers see them at once (types "log" and "stream").
+        Not a checkpoint and not replayed. A run keeps at most 5,000 lines and
+        10,000 chunks (4 MiB of them); what is over is dropped and counted in
+        the response, not refused.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WorkerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -229,6 +245,11 @@ def add_WorkerServiceServicer_to_server(servicer, server):
                     servicer.BatchWrite,
                     request_deserializer=cairn_dot_v1_dot_worker__service__pb2.BatchWriteRequest.FromString,
                     response_serializer=cairn_dot_v1_dot_worker__service__pb2.BatchWriteResponse.SerializeToString,
+            ),
+            'AppendRunOutput': grpc.unary_unary_rpc_method_handler(
+                    servicer.AppendRunOutput,
+                    request_deserializer=cairn_dot_v1_dot_worker__service__pb2.AppendRunOutputRequest.FromString,
+                    response_serializer=cairn_dot_v1_dot_worker__service__pb2.AppendRunOutputResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -443,6 +464,33 @@ class WorkerService:
             '/cairn.v1.WorkerService/BatchWrite',
             cairn_dot_v1_dot_worker__service__pb2.BatchWriteRequest.SerializeToString,
             cairn_dot_v1_dot_worker__service__pb2.BatchWriteResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AppendRunOutput(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.v1.WorkerService/AppendRunOutput',
+            cairn_dot_v1_dot_worker__service__pb2.AppendRunOutputRequest.SerializeToString,
+            cairn_dot_v1_dot_worker__service__pb2.AppendRunOutputResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -63,6 +63,7 @@ ROUTES: dict[str, Route] = {
         Route(RUNS, "ReplayRun", check.get_run, HISTORY),
         Route(RUNS, "WatchRun", check.watch_run),  # streams the run's event log (handlers.py)
         Route(RUNS, "WatchRuns", check.watch_runs),  # streams a namespace's events (handlers.py)
+        Route(RUNS, "ListRunLogs", check.list_run_logs, HISTORY),
         Route(WORKERS, "RegisterWorker", check.register),  # matching, then history's schedules
         Route(WORKERS, "PollAttempt", check.poll, precheck=check.poll_wait),  # timeout from its wait
         Route(WORKERS, "Heartbeat", check.attempt_ref, HISTORY),
@@ -70,6 +71,7 @@ ROUTES: dict[str, Route] = {
         Route(WORKERS, "FinishAttempt", check.finish, HISTORY),
         Route(WORKERS, "UpdateRunMetadata", check.update_metadata, HISTORY),
         Route(WORKERS, "BatchWrite", check.batch_write),
+        Route(WORKERS, "AppendRunOutput", check.append_run_output, HISTORY),
         Route(WAITS, "SendEvent", check.send_event, HISTORY),
         Route(WAITS, "CreateWaitToken", check.create_token, HISTORY),
         Route(WAITS, "CompleteWaitToken", check.complete_token, HISTORY),

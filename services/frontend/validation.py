@@ -15,14 +15,18 @@ from cairn import payloads, retry_policy
 from cairn.cron import Cron
 from cairn.limits import (
     ID_RE,
+    LOG_LEVELS,
     MAX_BATCH,
     MAX_CONCURRENCY_KEY_CHARS,
     MAX_DELAY_SECONDS,
     MAX_ERROR_MESSAGE_CHARS,
     MAX_ERROR_TYPE_CHARS,
     MAX_KEY_CHARS,
+    MAX_LOG_FIELDS_BYTES,
+    MAX_LOG_MESSAGE_CHARS,
     MAX_METADATA_BYTES,
     MAX_NAME_CHARS,
+    MAX_OUTPUTS_PER_APPEND,
     MAX_PAGE_SIZE,
     MAX_PAYLOAD_BYTES,
     MAX_POLL_ATTEMPTS,
@@ -33,6 +37,7 @@ from cairn.limits import (
     MAX_RATE_PERIOD_SECONDS,
     MAX_REASON_CHARS,
     MAX_STACK_TRACE_CHARS,
+    MAX_STREAM_CHUNK_BYTES,
     MAX_TAG_CHARS,
     MAX_TAGS,
     MAX_TOKEN_ID_CHARS,
@@ -42,6 +47,7 @@ from cairn.limits import (
     MAX_WORKER_ID_CHARS,
     MIN_PRIORITY,
     NAMESPACE_RE,
+    STREAM_NAME_RE,
 )
 from cairn.v1 import common_pb2 as cpb
 from cairn.v1 import queue_service_pb2 as qpb
@@ -174,6 +180,14 @@ def list_runs(r: rpb.ListRunsRequest) -> None:
     text("tag", r.tag, MAX_TAG_CHARS)
     if r.parent_run_id:
         run_id(r.parent_run_id, "parent_run_id")
+    if r.queue:
+        identifier("queue", r.queue)
+    for field in ("created_after", "created_before"):
+        if r.HasField(field) and not 0 <= getattr(r, field).seconds <= MAX_TIMESTAMP_SECONDS:
+            raise invalid(f"{field}: must be between 1970 and 9999")
+    if r.HasField("created_after") and r.HasField("created_before"):
+        if r.created_after.ToNanoseconds() >= r.created_before.ToNanoseconds():
+            raise invalid("created_before: must be later than created_after")
 
 
 def register(r: wpb.RegisterWorkerRequest) -> None:
@@ -291,16 +305,65 @@ def batch_write(r: wpb.BatchWriteRequest) -> None:
     for i, w in enumerate(r.writes):
         kind = w.WhichOneof("write")
         if kind is None:
-            raise invalid(f"writes[{i}]: set record_step or finish_attempt")
+            raise invalid(f"writes[{i}]: set record_step, finish_attempt or append_run_output")
         item = getattr(w, kind)
         if item.namespace and item.namespace != r.namespace:
             raise invalid(
                 f"writes[{i}].{kind}.namespace: {item.namespace!r} differs from the batch's {r.namespace!r}"
             )
         try:
-            (record_step if kind == "record_step" else finish)(item)
+            WRITE_CHECKS[kind](item)
         except ServiceError as exc:
             raise invalid(f"writes[{i}].{kind}.{exc.message}") from None
+
+
+def append_run_output(r: wpb.AppendRunOutputRequest) -> None:
+    """Log lines and chunks of an attempt: each within its limits (the per-run
+    bounds are history's: what is over them is dropped, not refused)."""
+    attempt_ref(r)
+    if not 1 <= len(r.outputs) <= MAX_OUTPUTS_PER_APPEND:
+        raise invalid(f"outputs: 1 to {MAX_OUTPUTS_PER_APPEND} entries per call, got {len(r.outputs)}")
+    for i, o in enumerate(r.outputs):
+        kind = o.WhichOneof("output")
+        if kind == "log":
+            log_line(f"outputs[{i}].log", o.log)
+        elif kind == "chunk":
+            stream_chunk(f"outputs[{i}].chunk", o.chunk)
+        else:
+            raise invalid(f"outputs[{i}]: set log or chunk")
+
+
+def log_line(field: str, line: cpb.LogLine) -> None:
+    if line.level not in LOG_LEVELS:
+        raise invalid(f"{field}.level: {line.level!r} is not one of {', '.join(LOG_LEVELS)}")
+    text(f"{field}.message", line.message, MAX_LOG_MESSAGE_CHARS)
+    text(f"{field}.logger", line.logger, MAX_NAME_CHARS)
+    text(f"{field}.step_name", line.step_name, MAX_NAME_CHARS)
+    if line.step_position < -1:
+        raise invalid(f"{field}.step_position: -1 (outside a step) or a position, got {line.step_position}")
+    if line.HasField("at") and not 0 <= line.at.seconds <= MAX_TIMESTAMP_SECONDS:
+        raise invalid(f"{field}.at: must be between 1970 and 9999")
+    size = len(json.dumps(json_format.MessageToDict(line.fields)))
+    if size > MAX_LOG_FIELDS_BYTES:
+        raise invalid(f"{field}.fields: {size} bytes of JSON exceeds the limit of {MAX_LOG_FIELDS_BYTES}")
+
+
+def stream_chunk(field: str, chunk: cpb.StreamChunk) -> None:
+    if not STREAM_NAME_RE.match(chunk.stream):
+        raise invalid(f"{field}.stream: {chunk.stream!r} must be 1-64 letters, digits, '_', '.' or '-'")
+    if len(chunk.data.data) > MAX_STREAM_CHUNK_BYTES:
+        raise invalid(
+            f"{field}.data: {len(chunk.data.data)} bytes exceeds the limit of {MAX_STREAM_CHUNK_BYTES} bytes"
+        )
+    payload(f"{field}.data", chunk.data, required=True)
+
+
+def list_run_logs(r: rpb.ListRunLogsRequest) -> None:
+    run_id(r.run_id)
+    if r.after_id < 0:
+        raise invalid(f"after_id: {r.after_id} is negative")
+    if not 0 <= r.page_size <= MAX_PAGE_SIZE:
+        raise invalid(f"page_size: {r.page_size} is not between 1 and {MAX_PAGE_SIZE}")
 
 
 def wait(w: wpb.WaitSpec) -> None:
@@ -392,6 +455,15 @@ def update_queue(r: qpb.UpdateQueueRequest) -> None:
             if not r.rate_limit.HasField("period"):
                 raise invalid("rate_limit.period: required with a rate limit")
             duration("rate_limit.period", r.rate_limit, "period", limit=MAX_RATE_PERIOD_SECONDS)
+
+
+# The check of each kind of BatchWrite write.
+WRITE_CHECKS: dict[str, Any] = {
+    "record_step": record_step,
+    "finish_attempt": finish,
+    "append_run_output": append_run_output,
+}
+MAX_TIMESTAMP_SECONDS = 253402300799  # 9999-12-31T23:59:59Z, the last time a Timestamp holds
 
 
 def nothing(r: Any) -> None:

@@ -165,6 +165,16 @@ class HistoryServiceStub:
                 request_serializer=cairn_dot_v1_dot_run__service__pb2.ReplayRunRequest.SerializeToString,
                 response_deserializer=cairn_dot_v1_dot_run__service__pb2.ReplayRunResponse.FromString,
                 _registered_method=True)
+        self.ListRunLogs = channel.unary_unary(
+                '/cairn.internal.v1.HistoryService/ListRunLogs',
+                request_serializer=cairn_dot_v1_dot_run__service__pb2.ListRunLogsRequest.SerializeToString,
+                response_deserializer=cairn_dot_v1_dot_run__service__pb2.ListRunLogsResponse.FromString,
+                _registered_method=True)
+        self.AppendRunOutput = channel.unary_unary(
+                '/cairn.internal.v1.HistoryService/AppendRunOutput',
+                request_serializer=cairn_dot_v1_dot_worker__service__pb2.AppendRunOutputRequest.SerializeToString,
+                response_deserializer=cairn_dot_v1_dot_worker__service__pb2.AppendRunOutputResponse.FromString,
+                _registered_method=True)
 
 
 class HistoryServiceServicer:
@@ -355,6 +365,20 @@ class HistoryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListRunLogs(self, request, context):
+        """A run's log lines (RunService.ListRunLogs).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AppendRunOutput(self, request, context):
+        """Appends an attempt's log lines and stream chunks (WorkerService.AppendRunOutput).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_HistoryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -482,6 +506,16 @@ def add_HistoryServiceServicer_to_server(servicer, server):
                     servicer.ReplayRun,
                     request_deserializer=cairn_dot_v1_dot_run__service__pb2.ReplayRunRequest.FromString,
                     response_serializer=cairn_dot_v1_dot_run__service__pb2.ReplayRunResponse.SerializeToString,
+            ),
+            'ListRunLogs': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRunLogs,
+                    request_deserializer=cairn_dot_v1_dot_run__service__pb2.ListRunLogsRequest.FromString,
+                    response_serializer=cairn_dot_v1_dot_run__service__pb2.ListRunLogsResponse.SerializeToString,
+            ),
+            'AppendRunOutput': grpc.unary_unary_rpc_method_handler(
+                    servicer.AppendRunOutput,
+                    request_deserializer=cairn_dot_v1_dot_worker__service__pb2.AppendRunOutputRequest.FromString,
+                    response_serializer=cairn_dot_v1_dot_worker__service__pb2.AppendRunOutputResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1161,6 +1195,60 @@ class HistoryService:
             '/cairn.internal.v1.HistoryService/ReplayRun',
             cairn_dot_v1_dot_run__service__pb2.ReplayRunRequest.SerializeToString,
             cairn_dot_v1_dot_run__service__pb2.ReplayRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRunLogs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.internal.v1.HistoryService/ListRunLogs',
+            cairn_dot_v1_dot_run__service__pb2.ListRunLogsRequest.SerializeToString,
+            cairn_dot_v1_dot_run__service__pb2.ListRunLogsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AppendRunOutput(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.internal.v1.HistoryService/AppendRunOutput',
+            cairn_dot_v1_dot_worker__service__pb2.AppendRunOutputRequest.SerializeToString,
+            cairn_dot_v1_dot_worker__service__pb2.AppendRunOutputResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -109,6 +109,7 @@ HTTP_ROUTES: list[HttpRoute] = [
         stream=True,
     ),
     _route("GET", "/v1/runs/{run_id}", RUNS, "GetRun", "A run with its attempts, steps and events"),
+    _route("GET", "/v1/runs/{run_id}/logs", RUNS, "ListRunLogs", "The lines a run logged, oldest first"),
     _route("POST", "/v1/runs/{run_id}/cancel", RUNS, "CancelRun", "Cancel a run and its children"),
     _route("GET", "/v1/runs/{run_id}/wait", RUNS, "WaitRun", "Wait until a run ends, up to timeout seconds"),
     _route("POST", "/v1/runs/{run_id}/replay", RUNS, "ReplayRun", "A new run of a run's task and payload"),

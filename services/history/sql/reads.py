@@ -8,8 +8,9 @@ RUN = "SELECT * FROM runs WHERE id = $1 AND namespace = $2"
 # A run's attempts, in order. $1 run id.
 ATTEMPTS = "SELECT * FROM attempts WHERE run_id = $1 ORDER BY number"
 
-# A run's events, in order. $1 run id.
-EVENTS = "SELECT * FROM run_events WHERE run_id = $1 ORDER BY id"
+# A run's lifecycle events for GetRun: its log lines and stream chunks are read
+# by ListRunLogs and WatchRun instead (there may be thousands).
+EVENTS = "SELECT * FROM run_events WHERE run_id = $1 AND type NOT IN ('log', 'stream') ORDER BY id"
 
 # A run's children, in creation (then wait) order. $1 run id.
 CHILDREN = (
