@@ -44,11 +44,16 @@ class Coalescer(Generic[T, R]):
 
     async def submit(self, value: T, timeout: float | None = None) -> R:
         """The item's own result, or its own error, as if it had been sent alone."""
+        return await self.enqueue(value, timeout)
+
+    def enqueue(self, value: T, timeout: float | None = None) -> asyncio.Future[R]:
+        """Queues the item now, after every item queued before it, and returns
+        the future of its result (submit's, without waiting)."""
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._pending.append(_Item(value, timeout, future))
         if self._flusher is None:
             self._flusher = asyncio.create_task(self._flush())
-        return await future
+        return future
 
     async def _flush(self) -> None:
         try:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cairn.v1 import common_pb2, worker_service_pb2
+from worker_sdk._output import STORED_LEVEL, OutputBuffer, fields_of, message_of
 from worker_sdk.errors import NonDeterminismError
 
 
@@ -30,8 +31,27 @@ class AttemptSuspended(BaseException):
 
 
 class RunLogger(logging.LoggerAdapter[logging.Logger]):
-    """Prefixes each line with its run and attempt and adds run_id, attempt and
-    task_id to the record, keeping any `extra` the caller passes."""
+    """Stores each line on the run (INFO and above, lower levels when the logger
+    is enabled for them) with the step it was logged in and its `extra` fields,
+    and passes it on to logging, prefixed with its run and attempt, with
+    run_id, attempt and task_id added to the record."""
+
+    def __init__(self, logger: logging.Logger, extra: dict[str, Any], output: OutputBuffer) -> None:
+        super().__init__(logger, extra)
+        self.output = output
+
+    def log(self, level: int, msg: Any, *args: Any, **kwargs: Any) -> None:
+        if level >= STORED_LEVEL or self.isEnabledFor(level):
+            step = current_step()
+            self.output.add_log(
+                level,
+                message_of(msg, args, kwargs.get("exc_info")),
+                self.logger.name,
+                step.position if step else -1,
+                step.name if step else "",
+                fields_of(kwargs.get("extra")),
+            )
+        super().log(level, msg, *args, **kwargs)
 
     def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, MutableMapping[str, Any]]:
         extra = dict(self.extra or {})
@@ -79,15 +99,19 @@ class AttemptContext:
     # Why the attempt was abandoned, once it was ("run R was canceled", ...).
     gone: str | None = None
     logger: logging.LoggerAdapter[logging.Logger] = field(init=False)
+    # What the attempt logs and streams, until sent (worker_sdk._output).
+    output: OutputBuffer = field(init=False)
 
     def __post_init__(self) -> None:
         if self.run_stub is None:
             self.run_stub = self.stub
         if self.wait_stub is None:
             self.wait_stub = self.stub
+        self.output = OutputBuffer(self.namespace, self.run_id, self.attempt, self.stub)
         self.logger = RunLogger(
             logging.getLogger(f"cairn.task.{self.task_id}"),
             {"run_id": self.run_id, "attempt": self.attempt, "task_id": self.task_id},
+            self.output,
         )
 
 

@@ -7,6 +7,7 @@ per batch instead of one per write."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import grpc
@@ -17,8 +18,12 @@ from cairn.limits import COALESCED_BATCH
 from cairn.v1 import worker_service_pb2
 from worker_sdk._grpc import ATTEMPT_GONE_KEY
 
-_SINGLE = {"record_step": "RecordStep", "finish_attempt": "FinishAttempt"}
-Write = tuple[str, Any]  # ("record_step" or "finish_attempt", the request)
+_SINGLE = {
+    "record_step": "RecordStep",
+    "finish_attempt": "FinishAttempt",
+    "append_run_output": "AppendRunOutput",
+}
+Write = tuple[str, Any]  # (the AttemptWrite kind, the request)
 
 
 def attempt_gone_name(value: int) -> str:
@@ -68,6 +73,13 @@ class BatchingStub:
             ("finish_attempt", request), timeout
         )
         return response
+
+    def enqueue_output(
+        self, request: worker_service_pb2.AppendRunOutputRequest, timeout: float | None = None
+    ) -> asyncio.Future[worker_service_pb2.AppendRunOutputResponse]:
+        """Queues log lines and chunks behind the writes queued before them (so
+        the run's log keeps their order) without waiting for the answer."""
+        return self._writes.enqueue(("append_run_output", request), timeout)
 
     async def _send_one(self, write: Write, timeout: float | None) -> Any:
         kind, request = write

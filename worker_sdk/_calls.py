@@ -72,7 +72,9 @@ async def attempt_call(
     """Calls method(request) for the attempt. A refusal naming why the attempt is
     gone, a code in `fenced`, or a server unreachable for a whole lease (by then
     another attempt may run), abandons the attempt (AttemptAbandoned); any other
-    refusal raises the mapped CairnError."""
+    refusal raises the mapped CairnError. What the attempt logged or streamed
+    before the call is sent first."""
+    ctx.output.flush()
     try:
         return await call_with_retry(method, request, timeout=WRITE_TIMEOUT, give_up_after=ctx.lease_seconds)
     except grpc.RpcError as exc:

@@ -10,6 +10,7 @@ from typing import Any
 
 from worker_sdk._attempt import AttemptContext, current_attempt, current_step
 from worker_sdk._metadata import set_metadata, update_metadata
+from worker_sdk._stream import send_chunk
 from worker_sdk.errors import OutsideTaskError
 
 
@@ -25,7 +26,8 @@ def _require_attempt(what: str) -> AttemptContext:
 class Context:
     """The running task as task and step code see it: `context.run_id`,
     `.attempt`, `.task_id`, `.parent_run_id`, `.logger`, `.metadata` (with
-    `await .set_metadata(...)` and `await .update_metadata(...)`), and inside a
+    `await .set_metadata(...)` and `await .update_metadata(...)`),
+    `await .stream(name, chunk)`, and inside a
     step `.idempotency_key`. Each raises OutsideTaskError (a RuntimeError) when
     used outside a task."""
 
@@ -64,7 +66,19 @@ class Context:
 
     @property
     def logger(self) -> logging.LoggerAdapter[logging.Logger]:
+        """A standard logger whose lines are stored on the run (INFO and above,
+        and lower levels the logger is enabled for), with their level, time,
+        attempt, step and `extra` fields, and printed by the worker. A run keeps
+        at most 5,000 lines (cairn.limits): later ones are only printed."""
         return _require_attempt("logger").logger
+
+    async def stream(self, name: str, chunk: Any) -> None:
+        """Sends a chunk (a JSON value, or bytes) on the named stream of the run:
+        whoever watches the run (WatchRun, SSE, `cairn runs watch`) sees it at
+        once. For model tokens and progress: chunks are kept with the run
+        (at most 10,000 and 4 MiB, then dropped) but are not steps, so a
+        replay sends them again. Returns once the chunk is stored."""
+        await send_chunk(_require_attempt("stream"), name, chunk)
 
     @property
     def idempotency_key(self) -> str:

@@ -237,6 +237,7 @@ async def _finish(
     for a whole lease is logged, not raised. A completed output the server refuses
     as invalid is reported instead as a non-retryable failure. True when acknowledged."""
     outcome = ATTEMPT_OUTCOME_NAMES.get(request.outcome, str(request.outcome))
+    ctx.output.flush()  # what the attempt logged goes before its end
     try:
         response = await call_with_retry(
             ctx.stub.FinishAttempt, request, timeout=WRITE_TIMEOUT, give_up_after=ctx.lease_seconds

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import grpc
 
+from cairn import tracing
 from cairn.limits import DEFAULT_NAMESPACE
 from cairn.v1 import run_service_pb2 as rpb
 from cairn.v1 import worker_service_pb2 as wpb
@@ -141,12 +142,33 @@ def _batch_items(request: Any) -> Iterable[Any]:
     return ()
 
 
+def default_traceparent(request: Any, context: Context) -> None:
+    """A trigger's W3C trace context from the call's `traceparent` metadata,
+    for each run whose options.traceparent is empty, so any gRPC client that
+    propagates W3C context joins its trace. An invalid header is ignored, as
+    W3C asks (the request's own field is validated)."""
+    if isinstance(request, rpb.TriggerRunRequest):
+        items: Iterable[Any] = (request,)
+    elif isinstance(request, rpb.BatchTriggerRunsRequest):
+        items = request.runs
+    else:
+        return
+    sent = [v for k, v in context.invocation_metadata() or () if k == tracing.METADATA_KEY]
+    if len(sent) != 1 or not isinstance(sent[0], str) or not tracing.is_valid(sent[0]):
+        return
+    for item in items:
+        if not item.options.traceparent:
+            item.options.traceparent = sent[0]
+
+
 class NamespaceDefaulting(RouteInterceptor):
-    """Fills in the namespace of every routed request (default_namespace)."""
+    """Fills in the namespace of every routed request (default_namespace), and
+    a trigger's trace context from its metadata (default_traceparent)."""
 
     def wrap(self, route: Route, behaviour: Behaviour) -> Behaviour:
         async def defaulted(request: Any, context: Context) -> Any:
             default_namespace(request)
+            default_traceparent(request, context)
             return await behaviour(request, context)
 
         return defaulted

@@ -11,7 +11,7 @@ from typing import Any
 
 from google.protobuf import json_format
 
-from cairn import payloads, retry_policy
+from cairn import payloads, retry_policy, tracing
 from cairn.cron import Cron
 from cairn.limits import (
     ID_RE,
@@ -149,6 +149,8 @@ def options(field: str, o: cpb.TriggerOptions) -> None:
             raise invalid(f"{field}.tags[{i}]: must be 1-{MAX_TAG_CHARS} characters")
     metadata(f"{field}.metadata", o.metadata)
     text(f"{field}.concurrency_key", o.concurrency_key, MAX_CONCURRENCY_KEY_CHARS)
+    if o.traceparent and (why := tracing.problem(o.traceparent)) is not None:
+        raise invalid(f"{field}.traceparent: {why}")
 
 
 def trigger(r: rpb.TriggerRunRequest, prefix: str = "") -> None:

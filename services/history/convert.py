@@ -13,7 +13,7 @@ from google.protobuf.duration_pb2 import Duration
 from google.protobuf.struct_pb2 import Struct
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from cairn import payloads, retry_policy
+from cairn import payloads, retry_policy, tracing
 from cairn.statuses import ATTEMPT_STATUS_BY_NAME, RUN_STATUS_BY_NAME, STEP_STATUS_BY_NAME
 from cairn.v1 import common_pb2 as pb
 from cairn.v1 import schedule_service_pb2 as spb
@@ -125,6 +125,7 @@ def options(o: pb.TriggerOptions) -> RunOptions:
         metadata=struct_dict(o.metadata) if o.HasField("metadata") else {},
         max_duration=seconds(o.max_duration) if o.HasField("max_duration") else None,
         concurrency_key=o.concurrency_key,
+        traceparent=o.traceparent,
     )
 
 
@@ -190,6 +191,7 @@ def run(
         schedule_id=r["schedule_id"] or "",
         concurrency_key=r["concurrency_key"],
         replay_of=str(r["replay_of"]) if r.get("replay_of") else "",
+        trace_id=tracing.trace_id_of(r.get("traceparent") or ""),
     )
 
 

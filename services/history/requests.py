@@ -18,6 +18,7 @@ from cairn.v1 import run_service_pb2 as rpb
 from cairn.v1 import worker_service_pb2 as wpb
 from services.common.errors import invalid
 from services.history import convert
+from services.history.api.output import Output, chunk_details, log_details
 from services.history.api.transition import NewRun, parse_run_id
 
 
@@ -108,3 +109,34 @@ def wait_spec(namespace: str, r: wpb.FinishAttemptRequest) -> dict[str, Any]:
             for c in w.children.runs
         ]
     return spec
+
+
+def outputs(r: wpb.AppendRunOutputRequest) -> list[Output]:
+    """An AppendRunOutput's entries as the events to append, in order. The
+    frontend checked each against its limits; history refuses what it cannot store."""
+    result: list[Output] = []
+    for i, o in enumerate(r.outputs):
+        if o.WhichOneof("output") == "log":
+            line = o.log
+            details = log_details(
+                line.level,
+                line.message,
+                line.logger,
+                line.step_position,
+                line.step_name,
+                convert.struct_dict(line.fields),
+            )
+            at = line.at.ToDatetime(tzinfo=UTC) if line.HasField("at") else None
+            result.append(Output("log", details, at))
+        elif o.WhichOneof("output") == "chunk":
+            data, kind = o.chunk.data.data, encoding(o.chunk.data)
+            if kind not in (payloads.JSON, payloads.BINARY):
+                raise invalid(f"outputs[{i}].chunk.data.encoding: {kind!r} is not json/plain or binary/plain")
+            try:
+                details = chunk_details(o.chunk.stream, data, kind)
+            except ValueError:
+                raise invalid(f"outputs[{i}].chunk.data: not JSON") from None
+            result.append(Output("stream", details, size=len(data)))
+        else:
+            raise invalid(f"outputs[{i}]: set log or chunk")
+    return result

@@ -17,7 +17,7 @@ import grpc
 from cairn import status_codes
 from cairn.internal.v1 import history_service_pb2 as hpb
 from cairn.internal.v1 import history_service_pb2_grpc as hgrpc
-from cairn.limits import MAX_POLL_ATTEMPTS
+from cairn.limits import DEFAULT_LOG_PAGE_SIZE, MAX_POLL_ATTEMPTS
 from cairn.statuses import (
     ATTEMPT_OUTCOME_NAMES,
     RUN_STATUS_BY_NAME,
@@ -33,7 +33,7 @@ from cairn.v1 import worker_service_pb2 as wpb
 from services.common import metrics
 from services.common.errors import ServiceError, attempt_gone_of, rpc
 from services.history import convert, requests
-from services.history.api import cancel, deliver, finish, reads, replay, start, step, trigger, watch
+from services.history.api import cancel, deliver, finish, output, reads, replay, start, step, trigger, watch
 from services.history.api.claim import Claimer
 from services.history.api.start import Started
 from services.history.api.transition import Conn, Effects, Outcome, Row, parse_run_id
@@ -306,8 +306,11 @@ class HistoryServicer(hgrpc.HistoryServiceServicer):
         started = time.perf_counter()
         ops: list[Any] = []
         for w in request.writes:
-            if w.WhichOneof("write") == "record_step":
+            kind = w.WhichOneof("write")
+            if kind == "record_step":
                 ops.append(functools.partial(self._record_step, w.record_step))
+            elif kind == "append_run_output":
+                ops.append(functools.partial(self._append_output, w.append_run_output))
             else:
                 ops.append(functools.partial(self._finish_attempt, w.finish_attempt))
         response = wpb.BatchWriteResponse()
@@ -320,17 +323,48 @@ class HistoryServicer(hgrpc.HistoryServiceServicer):
             elif isinstance(result, tuple):
                 item.finish_attempt.CopyFrom(result[0])
                 await self.announcer.outcome(result[1])
+            elif isinstance(result, wpb.AppendRunOutputResponse):
+                item.append_run_output.CopyFrom(result)
             else:
                 item.record_step.CopyFrom(result)
                 metrics.STEP_RECORD_SECONDS.observe(committed)
-        logged = {
-            (w.record_step.namespace, w.record_step.run_id)
-            for w, item in zip(request.writes, response.results, strict=True)
-            if item.WhichOneof("result") == "record_step"
-        }
+        logged: set[tuple[str, str]] = set()
+        for w, item in zip(request.writes, response.results, strict=True):
+            if item.WhichOneof("result") in ("record_step", "append_run_output"):
+                write = getattr(w, w.WhichOneof("write") or "")
+                logged.add((write.namespace, write.run_id))
         for namespace, run_id in logged:  # once per run of the batch
             await self.announcer.logged(namespace, run_id)
         return response
+
+    async def _append_output(
+        self, request: wpb.AppendRunOutputRequest, conn: Conn
+    ) -> wpb.AppendRunOutputResponse:
+        kept = await output.append(
+            conn, request.namespace, parse_run_id(request.run_id), request.attempt, requests.outputs(request)
+        )
+        return wpb.AppendRunOutputResponse(logs_dropped=kept.logs_dropped, chunks_dropped=kept.chunks_dropped)
+
+    @rpc
+    async def AppendRunOutput(
+        self, request: wpb.AppendRunOutputRequest, context: Context
+    ) -> wpb.AppendRunOutputResponse:
+        async with self.pool.acquire() as conn:
+            response = await self._append_output(request, conn)
+        await self.announcer.logged(request.namespace, request.run_id)
+        return response
+
+    @rpc
+    async def ListRunLogs(self, request: rpb.ListRunLogsRequest, context: Context) -> rpb.ListRunLogsResponse:
+        limit = request.page_size or DEFAULT_LOG_PAGE_SIZE
+        rows, more = await output.log_lines(
+            self.pool, request.namespace, parse_run_id(request.run_id), request.after_id, limit
+        )
+        return rpb.ListRunLogsResponse(
+            lines=[convert.log_line(r) for r in rows],
+            last_id=rows[-1]["id"] if rows else request.after_id,
+            more=more,
+        )
 
     @rpc
     async def UpdateRunMetadata(

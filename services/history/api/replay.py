@@ -8,8 +8,11 @@ tags, metadata (as the original holds it now: a task may have updated it),
 concurrency key, ttl and max_duration (the original's effective one, which is
 the task's when the trigger named none). What it does not: a delay (it is
 queued at once), the idempotency key (a replay is a new run on purpose), the
-parent and the schedule (it is nobody's child). The retry policy and queue are
-the task's as registered now, as for any trigger."""
+parent and the schedule (it is nobody's child), nor the trace context: a replay
+starts a new trace (it is a new run, asked for later and by someone else, and one
+trace per run keeps a trace's spans one run's story; replay_of leads to the
+original and its trace_id). The retry policy and queue are the task's as
+registered now, as for any trigger."""
 
 from __future__ import annotations
 

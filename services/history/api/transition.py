@@ -63,6 +63,8 @@ class RunOptions:
     metadata: dict[str, Any] = field(default_factory=dict)
     max_duration: float | None = None
     concurrency_key: str = ""
+    # W3C trace context to run in (cairn/tracing.py); '' or invalid: a new trace.
+    traceparent: str = ""
 
 
 @dataclass

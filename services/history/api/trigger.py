@@ -10,6 +10,7 @@ import uuid
 import asyncpg
 import grpc
 
+from cairn import tracing
 from services.common.errors import ServiceError, not_found
 from services.history.api.transition import Conn, Effects, NewRun, Outcome, Row, set_timer
 from services.history.sql import runs as sql
@@ -35,6 +36,7 @@ def _insert_args(run_id: uuid.UUID, new: NewRun) -> tuple[object, ...]:
         round(opts.ttl * 1000) if opts.ttl else None,
         opts.concurrency_key,
         new.replay_of,
+        tracing.valid_or_new(opts.traceparent),
     )
 
 

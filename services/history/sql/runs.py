@@ -22,7 +22,7 @@ from services.history.sql.rows import (
 # The hot path's trigger: a run with no delay, ttl or concurrency key, for a
 # queue without max_depth: the run, its event and its queue entry; no row when
 # the task is unknown, the queue has a depth limit, or the idempotency key is
-# taken. Parameters as rows.INSERT_RUN ($13 0, $14 NULL, $15 '', $16 as given).
+# taken. Parameters as rows.INSERT_RUN ($13 0, $14 NULL, $15 '', $16 and $17 as given).
 TRIGGER = (
     """WITH task AS (
     SELECT queue, retry, max_duration_ms FROM tasks t WHERE namespace = $2 AND task_id = $3
