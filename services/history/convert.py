@@ -100,6 +100,23 @@ def event(r: asyncpg.Record) -> pb.RunEvent:
     )
 
 
+def log_line(r: asyncpg.Record) -> pb.LogLine:
+    """A 'log' event as the line it holds."""
+    d = r["details"]
+    position = d.get("step_position")
+    return pb.LogLine(
+        id=r["id"],
+        attempt=r["attempt"],
+        level=d.get("level", ""),
+        message=d.get("message", ""),
+        at=timestamp(r["at"]),
+        step_position=-1 if position is None else position,
+        step_name=d.get("step_name") or "",
+        fields=struct(d.get("fields")),
+        logger=d.get("logger", ""),
+    )
+
+
 def struct(value: dict[str, Any] | None) -> Struct:
     s = Struct()
     if value:
