@@ -1,6 +1,6 @@
 """The Cairn part of an invocation: start the cluster, run the chosen workloads a to g
-on it one after the other (a failing workload is recorded and the rest still run),
-stop it."""
+and w on it one after the other (a failing workload is recorded and the rest still
+run), stop it."""
 
 from __future__ import annotations
 
@@ -13,7 +13,11 @@ from typing import Any
 from bench.cluster import CairnCluster
 from bench.common import log
 from bench.processes import Servers, interrupted
+from bench.settings import REPO, WATCH_STEPS
+from bench.watchers import run_watchers
 from bench.workloads import CairnBench
+
+CAIRN_WORKLOADS = "abcdefgw"
 
 
 async def run_cairn(
@@ -23,33 +27,41 @@ async def run_cairn(
     logs: Path,
     sizes: dict[str, int],
     results: dict[str, Any],
+    tree: Path = REPO,
+    database: str = "cairn_bench",
 ) -> None:
+    """The chosen workloads on a cluster started from `tree`, on `database`."""
     import asyncpg
 
-    wanted = [w for w in args.only if w in "abcdefg"]
+    wanted = [w for w in args.only if w in CAIRN_WORKLOADS]
     if not wanted:
         return
+    logs.mkdir(parents=True, exist_ok=True)
     cluster = CairnCluster(
         logs,
-        urls["cairn_bench"],
+        urls[database],
         servers.nats.url,
         args.workers,
         args.slots,
         args.retention_days,
         args.prune_seconds,
+        tree=tree,
     )
-    log(f"cairn: starting history, matching, frontend and {args.workers} worker(s) of {args.slots} slots")
+    log(
+        f"cairn: starting history, matching, frontend and {args.workers} worker(s) of {args.slots} "
+        f"slots from {cluster.tree}"
+    )
     try:
         cluster.start()
-        pool = await asyncpg.create_pool(urls["cairn_bench"], min_size=1, max_size=3)
+        pool = await asyncpg.create_pool(urls[database], min_size=1, max_size=3)
         admin = await asyncpg.connect(urls["postgres"])
         try:
             if args.statements:
                 await admin.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
             async with CairnBench(
-                cluster, pool, admin, sizes, servers.pg.pid, servers.nats.pid, args.statements
+                cluster, pool, admin, sizes, servers.pg.pid, servers.nats.pid, args.statements, database
             ) as b:
-                await b.wait_ready()
+                await b.wait_ready(timed_steps="w" in wanted)
                 plan: list[tuple[str, str, Callable[[], Any]]] = [
                     (
                         "a",
@@ -74,6 +86,19 @@ async def run_cairn(
                         "g",
                         f"flatness with {sizes['g']:,} finished runs",
                         lambda: b.flatness(sizes["g"], sizes["c"], sizes["d"]),
+                    ),
+                    (
+                        "w",
+                        f"{args.watchers} watchers against none, {args.rounds} rounds",
+                        lambda: run_watchers(
+                            b,
+                            args.rounds,
+                            args.watchers,
+                            WATCH_STEPS,
+                            sizes["w_one"],
+                            sizes["w_flight"],
+                            args.watch_via,
+                        ),
                     ),
                 ]
                 for key, what, fn in plan:
@@ -108,6 +133,8 @@ def _brief(r: dict[str, Any]) -> str:
         "ratio_us_per_step",
     )
     parts = [f"{k}={r[k]}" for k in keys if k in r]
+    for c in r.get("compared", []):
+        parts.append(f"{c['figure']}: with/without {c['ratio']}")
     if "start_ms" in r:
         parts.append(f"start p50={r['start_ms']['p50']:.2f} ms p99={r['start_ms']['p99']:.2f} ms")
     return ", ".join(parts)

@@ -1,5 +1,9 @@
 """The Cairn cluster under test: history, matching and frontend, each a process, and
-worker processes serving bench/tasks.py, started as `cairn dev` starts them."""
+worker processes serving bench/tasks.py, started as `cairn dev` starts them: the
+frontend serves HTTP on a free port, history and matching serve /metrics (when the
+checkout has metrics) on a free port. `tree` is the checkout the services, the SDK
+and the workers' bench/tasks.py are imported from: this one, or another (a git
+worktree of an older commit, for --baseline-tree), with this .venv's packages."""
 
 from __future__ import annotations
 
@@ -24,6 +28,13 @@ def _healthy(address: str) -> bool:
     return reply.status == health_pb2.HealthCheckResponse.SERVING
 
 
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
+
+
 class CairnCluster:
     """history, matching, frontend and workers as processes, as `cairn dev` starts them."""
 
@@ -36,21 +47,28 @@ class CairnCluster:
         slots: int,
         retention_days: float,
         prune_seconds: float,
+        tree: Path = REPO,
     ) -> None:
-        from cairn_cli.embedded import free_port
+        from cairn_cli.embedded import free_ports
 
+        self.tree = tree.resolve()
         self.logs = logs
         self.database_url = database_url
         self.nats_url = nats_url
         self.n_workers = workers
         self.slots = slots
-        self.addresses = {k: f"127.0.0.1:{free_port()}" for k in SERVICES}
+        ports = free_ports(len(SERVICES) + 1)
+        self.addresses = {k: f"127.0.0.1:{port}" for k, port in zip(SERVICES, ports, strict=False)}
         self.address = self.addresses["frontend"]
+        self.http_address = f"127.0.0.1:{ports[-1]}"
+        # history's and matching's --metrics-address, where the checkout has it (73dd04f on)
+        self.metrics = "metrics-address" in _read(self.tree / "services" / "common" / "config.py")
         env = {k: v for k, v in os.environ.items() if not k.startswith("CAIRN_")}
         env.update(
             PYTHONUNBUFFERED="1",
             CAIRN_LOG_LEVEL="WARNING",
-            PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])),
+            # before .venv's editable install of this checkout (a finder after sys.path)
+            PYTHONPATH=os.pathsep.join(filter(None, [str(self.tree), env.get("PYTHONPATH")])),
             CAIRN_HISTORY_ADDRESS=self.addresses["history"],
             CAIRN_MATCHING_ADDRESS=self.addresses["matching"],
             CAIRN_ADDRESS=self.address,
@@ -63,6 +81,8 @@ class CairnCluster:
 
     def _args(self, kind: str) -> list[str]:
         base = [sys.executable, "-m", "cairn_cli", kind, "--listen", self.addresses[kind]]
+        if kind != "frontend" and self.metrics:
+            base += ["--metrics-address", "127.0.0.1:0"]
         if kind == "history":
             return base + ["--database-url", self.database_url, "--nats-url", self.nats_url]
         if kind == "matching":
@@ -81,11 +101,15 @@ class CairnCluster:
             self.addresses["matching"],
             "--nats-url",
             self.nats_url,
+            "--http-address",
+            self.http_address,
         ]
 
     def start(self, timeout: float = 60) -> None:
         for kind in SERVICES:
-            self.services[kind] = Proc(kind, self._args(kind), self.logs / f"{kind}.log", self.env)
+            self.services[kind] = Proc(
+                kind, self._args(kind), self.logs / f"{kind}.log", self.env, cwd=self.tree
+            )
         deadline = time.monotonic() + timeout
         for kind in SERVICES:
             while not _healthy(self.addresses[kind]):
@@ -111,6 +135,7 @@ class CairnCluster:
                     ],
                     self.logs / f"{name}.log",
                     self.env,
+                    cwd=self.tree,
                 )
             )
 

@@ -141,6 +141,110 @@ def print_notes(res: dict[str, Any]) -> str:
     return "\n".join(notes)
 
 
+def _grid(header: list[str], lines: list[list[str]]) -> str:
+    widths = [max(len(str(r[i])) for r in [header, *lines]) for i in range(len(header))]
+
+    def fmt_row(r: list[str]) -> str:
+        return "  ".join(
+            str(x).ljust(widths[i]) if i < 2 else str(x).rjust(widths[i]) for i, x in enumerate(r)
+        )
+
+    return "\n".join([fmt_row(header), "  ".join("-" * w for w in widths), *(fmt_row(r) for r in lines)])
+
+
+def _each(values: list[Any]) -> str:
+    return ", ".join(_fmt(v) for v in values)
+
+
+def print_watchers(w: dict[str, Any]) -> str:
+    """Workload w: each compared figure without and with watchers, every round's value,
+    the medians and with/without."""
+    n = w["watchers"]
+    lines = [
+        [
+            c["figure"],
+            c["unit"] + (" ↑" if c["higher_is_better"] else " ↓"),
+            _each(c["without"]),
+            _each(c["with"]),
+            _fmt(c["median_without"]),
+            _fmt(c["median_with"]),
+            f"{c['ratio']:.3f}" if c["ratio"] is not None else "-",
+        ]
+        for c in w["compared"]
+    ]
+    out = [
+        f"w. {n} watchers ({w['via']}) against none, {w['steps_per_run']}-step runs, {w['rounds']} "
+        f"round(s): {w['how']}",
+        _grid(
+            [
+                "figure",
+                "unit",
+                "0 watchers (each)",
+                f"{n} watchers (each)",
+                "median 0",
+                f"median {n}",
+                "ratio",
+            ],
+            lines,
+        ),
+    ]
+    for r in w["per_round"]:
+        if r["watchers"]:
+            one, flight = r["parts"]["one"], r["parts"]["flight"]
+            out.append(
+                f"round {r['round']}: watchers saw {one['watcher_updates']:,} + {flight['watcher_updates']:,} "
+                f"updates; step event to watcher p50 {_fmt(_get(one, 'watcher_lag_ms', 'p50'))} / p99 "
+                f"{_fmt(_get(one, 'watcher_lag_ms', 'p99'))} ms (one run), p50 "
+                f"{_fmt(_get(flight, 'watcher_lag_ms', 'p50'))} / p99 "
+                f"{_fmt(_get(flight, 'watcher_lag_ms', 'p99'))} ms (in flight)"
+            )
+    for r in w["per_round"]:
+        cpu = _get(r, "parts", "flight", "cpu_ms_per_run")
+        if cpu:
+            parts = ", ".join(f"{k} {v:.2f}" for k, v in cpu.items() if k != "total" and v)
+            out.append(
+                f"round {r['round']}, {r['watchers']} watchers, in flight: CPU ms per run "
+                f"{cpu['total']:.2f} ({parts})"
+            )
+    return "\n".join(out)
+
+
+def print_trees(t: dict[str, Any]) -> str:
+    """--baseline-tree: each figure on both checkouts, every turn's value, the medians
+    and the change of the tree's median from the baseline's."""
+    tree, base = t["trees"]["tree"], t["trees"]["baseline"]
+    lines = [
+        [
+            c["figure"],
+            c["unit"],
+            _each(c["baseline"]),
+            _each(c["tree"]),
+            _fmt(c["median_baseline"]),
+            _fmt(c["median_tree"]),
+            f"{c['change']:+.1%}" if c["change"] is not None else "-",
+        ]
+        for c in t["compared"]
+    ]
+    rounds = max((turn["round"] for turn in t["turns"]), default=0)
+    errors = [
+        f"round {turn['round']} {turn['tree']} {key}: {v.get('error') or v.get('incomplete')}"
+        for turn in t["turns"]
+        for key, v in turn["cairn"].items()
+        if isinstance(v, dict) and (v.get("error") or v.get("incomplete"))
+    ]
+    return "\n".join(
+        [
+            f"tree {tree['commit']} ({tree['path']}) against baseline {base['commit']} ({base['path']}), "
+            f"{rounds} round(s), alternating (A B, B A, ...), a fresh cluster per turn",
+            _grid(
+                ["figure", "unit", "baseline (each)", "tree (each)", "median base", "median tree", "change"],
+                lines,
+            ),
+            *errors,
+        ]
+    )
+
+
 def print_report(results: dict[str, Any], out_path: Path, quick: bool, workers: int, slots: int) -> None:
     """Prints the header, the peers' versions, the table, the notes and where the JSON is."""
     m = results.get("machine", {})
@@ -150,14 +254,23 @@ def print_report(results: dict[str, Any], out_path: Path, quick: bool, workers: 
         f"{m.get('nproc')} CPUs, {m.get('cpu_model')}, {m.get('memory')}; Python "
         f"{m.get('python')}; PostgreSQL {m.get('postgresql')} "
         f"(fsync={_get(m, 'postgresql_settings', 'fsync')}, synchronous_commit="
-        f"{_get(m, 'postgresql_settings', 'synchronous_commit')}); Cairn {m.get('cairn_commit')}; "
+        f"{_get(m, 'postgresql_settings', 'synchronous_commit')}); Cairn "
+        f"{_get(results, 'tree', 'commit') or m.get('cairn_commit')}; "
         f"{workers} worker(s) x {slots} slots"
     )
     versions = {who: _get(results, who, "versions") for who in ("dbos", "pgqueuer")}
     if any(versions.values()):
         print("peers: " + "; ".join(f"{k} {v}" for k, v in versions.items() if v))
     print()
-    print(print_table(results))
+    if isinstance(results.get("trees"), dict):
+        print(print_trees(results["trees"]))
+        print()
+    if any(v is not None for row in table_rows(results) for v in row[2:]):
+        print(print_table(results))
+    w = _get(results, "cairn", "w")
+    if isinstance(w, dict) and "compared" in w:
+        print()
+        print(print_watchers(w))
     notes = print_notes(results)
     if notes:
         print()

@@ -3,6 +3,8 @@
 
     python bench/run.py [--quick] [--only a,b,...] [--skip-peers] [--skip-cairn]
                         [--workers N] [--slots N] [--json PATH] [--statements] [--keep]
+                        [--tree PATH] [--baseline-tree PATH] [--rounds N]
+                        [--watchers N] [--watch-via grpc|sse]
 
 It starts one embedded PostgreSQL (a fresh data directory, TCP on a free port) and
 one NATS, then Cairn as `cairn dev` runs it (history, matching and frontend, each
@@ -22,8 +24,16 @@ Workloads (N at full size; --quick divides every N by 10):
   f  drain of 10,000 runs queued while their queue was paused
   g  flatness: c and d with 0 and with 1,000,000 finished runs in the tables
      (loaded with COPY; 50,000 with --quick); the ratio with/without
+  w  watchers: runs of 20 steps with no watcher and with --watchers (50) watchers
+     (WatchRun, or SSE), alternating --rounds times: step-record latency p50/p99,
+     runs/s, run duration, CPU per run, and the ratio with/without
   floor  PostgreSQL's durable commit rate: asyncpg INSERT loop, 1 and 8
      connections, and pgbench with 8 clients
+
+With --baseline-tree PATH (another checkout, e.g. a git worktree of an older
+commit) the chosen Cairn workloads run on --tree (default this checkout) and on
+PATH alternately, --rounds times each, and the table compares the two (medians
+and their difference); the peers are left out.
 
 A benchmark prints figures; nothing here asserts a time.
 """
@@ -55,6 +65,7 @@ from bench.peers_driver import run_peers  # noqa: E402
 from bench.processes import Servers, cleanup, cleanups, interrupted, on_signal  # noqa: E402
 from bench.report import print_report  # noqa: E402
 from bench.settings import BENCH, REPO, WORKLOADS, sizes_for  # noqa: E402
+from bench.trees import commit_of, run_trees  # noqa: E402
 
 # This file is the command line and the order of an invocation; the rest is in:
 #   bench/settings.py      paths, sizes (FULL, --quick) and the workloads' parameters
@@ -62,6 +73,8 @@ from bench.settings import BENCH, REPO, WORKLOADS, sizes_for  # noqa: E402
 #   bench/cluster.py       Cairn's services and workers as processes (CairnCluster)
 #   bench/meter.py         CPU, transactions and WAL around a workload (Meter)
 #   bench/workloads.py     Cairn's workloads a to g (CairnBench)
+#   bench/watchers.py      workload w: runs with and without live watchers
+#   bench/trees.py         --baseline-tree: the workloads on two checkouts, alternating
 #   bench/run_tables.py    g's data: emptying the run tables, loading finished runs
 #   bench/cairn_driver.py  starting the cluster and running the chosen workloads on it
 #   bench/floor.py         PostgreSQL's commit floor (asyncpg loops, pgbench)
@@ -115,6 +128,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--keep", action="store_true", help="keep the temporary directory (data and logs) afterwards"
     )
+    p.add_argument(
+        "--tree",
+        default=str(REPO),
+        help="the checkout whose services, SDK and bench/tasks.py the Cairn cluster runs "
+        "(default this one), with this .venv's packages",
+    )
+    p.add_argument(
+        "--baseline-tree",
+        default=None,
+        help="another checkout (e.g. `git worktree add /tmp/base COMMIT`): run the Cairn "
+        "workloads on --tree and on it alternately, --rounds times each, and compare",
+    )
+    p.add_argument(
+        "--rounds", type=int, default=3, help="alternations of --baseline-tree and of w (default 3)"
+    )
+    p.add_argument("--watchers", type=int, default=50, help="w: watchers at once (default 50)")
+    p.add_argument(
+        "--watch-via",
+        choices=("grpc", "sse"),
+        default="grpc",
+        help="w: RunService.WatchRun (AsyncClient.watch) or SSE GET /v1/runs/{id}/watch (default grpc)",
+    )
     args = p.parse_args(argv)
     only = [w.strip() for w in args.only.split(",") if w.strip()]
     unknown = [w for w in only if w not in WORKLOADS]
@@ -123,6 +158,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.only = only
     if args.workers < 1 or args.slots < 1:
         p.error("--workers and --slots must be at least 1")
+    if args.rounds < 1 or args.watchers < 1:
+        p.error("--rounds and --watchers must be at least 1")
+    for flag in ("tree", "baseline_tree"):
+        path = getattr(args, flag)
+        if path is not None and not (Path(path) / "services" / "history").is_dir():
+            p.error(f"--{flag.replace('_', '-')}: {path} is not a Cairn checkout")
+    if args.baseline_tree and "w" in args.only:
+        p.error("--baseline-tree compares a to g; run w on one tree")
+    if args.baseline_tree:
+        args.skip_peers = True
     return args
 
 
@@ -161,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         "sizes": sizes,
         "workers": args.workers,
         "slots": args.slots,
+        "tree": {"path": str(Path(args.tree).resolve()), "commit": commit_of(Path(args.tree))},
         "cairn": {},
     }
     log(f"data and logs in {root}")
@@ -175,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         servers.start(logs)
         urls = {"postgres": servers.pg.url}
-        for name in ("cairn_bench", "dbos_bench", "pgq_bench", "floor_bench"):
+        for name in ("cairn_bench", "cairn_base", "dbos_bench", "pgq_bench", "floor_bench"):
             urls[name] = servers.pg.create_database(name)
         version, pg_settings = asyncio.run(pg_info(servers.pg.url))
         results["machine"] = machine(version, pg_settings)
@@ -185,8 +231,12 @@ def main(argv: list[str] | None = None) -> int:
             f"{m['python']}, PostgreSQL {version}, load average {m['load_average_at_start']}"
         )
 
-        if not args.skip_cairn:
-            asyncio.run(run_cairn(args, servers, urls, logs, sizes, results["cairn"]))
+        if args.skip_cairn:
+            pass
+        elif args.baseline_tree:
+            results["trees"] = run_trees(args, servers, urls, logs, sizes)
+        else:
+            asyncio.run(run_cairn(args, servers, urls, logs, sizes, results["cairn"], tree=Path(args.tree)))
 
         if "floor" in args.only:
             results["floor"] = run_floor(urls["floor_bench"], servers.pg.port, args.quick, root)

@@ -47,6 +47,21 @@ async def many_steps(payload: dict[str, int]) -> dict[str, float]:
     return {"steps": n, "body_start": t0, "body_end": time.time()}
 
 
+@task(id="timed_steps")
+async def timed_steps(payload: dict[str, int]) -> dict[str, Any]:
+    """w: payload["n"] trivial steps one after the other; returns each step's
+    microseconds (the call to the step's record acknowledged) and the body's own
+    start and end."""
+    n = int(payload["n"])
+    t0 = time.time()
+    step_us = []
+    for i in range(n):
+        t = time.perf_counter()
+        await noop(i)
+        step_us.append(round((time.perf_counter() - t) * 1e6))
+    return {"body_start": t0, "body_end": time.time(), "step_us": step_us}
+
+
 @task(id="latency")
 async def latency(payload: Any) -> float:
     """c: returns the wall clock at the start of its body (same machine as the

@@ -49,8 +49,10 @@ class CairnBench:
         postgres_pid: int | None,
         nats_pid: int | None,
         statements: bool = False,
+        database: str = "cairn_bench",
     ) -> None:
         self.statements = statements
+        self.database = database
         self.cluster = cluster
         self.pool = pool
         self.admin = admin
@@ -59,7 +61,7 @@ class CairnBench:
         self.client: Any = None
 
     def meter(self) -> Meter:
-        return Meter(self.admin, "cairn_bench", self.pids, self.statements)
+        return Meter(self.admin, self.database, self.pids, self.statements)
 
     async def __aenter__(self) -> CairnBench:
         from worker_sdk import AsyncClient
@@ -150,8 +152,9 @@ class CairnBench:
 
         await asyncio.gather(*(lane() for _ in range(BATCH_INFLIGHT)))
 
-    async def wait_ready(self, timeout: float = 60) -> None:
-        """Until every worker registered and one run of each task completed."""
+    async def wait_ready(self, timeout: float = 60, timed_steps: bool = False) -> None:
+        """Until every worker registered and one run of each task completed
+        (timed_steps, w's task, only when asked: an older tree's tasks lack it)."""
         deadline = time.monotonic() + timeout
         while await self.pool.fetchval("SELECT count(*) FROM workers") < self.cluster.n_workers:
             self.cluster.check()
@@ -165,6 +168,7 @@ class CairnBench:
             ("many_steps", {"n": 3}),
             ("limited", {"sleep": 0}),
             ("drain", {}),
+            *([("timed_steps", {"n": 3})] if timed_steps else []),
         ]:
             run = await self.client.trigger(task_id, payload)
             done = await self.client.wait(run.id, timeout=30)

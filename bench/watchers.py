@@ -1,0 +1,274 @@
+"""Workload w: what live watchers cost the runs they watch (issue 12: "50 concurrent
+watchers do not slow the run's steps by more than 10 %").
+
+Runs of `steps` trivial steps (bench/tasks.py `timed_steps`, which times each step
+from the call to its record acknowledged) with no watcher and with `watchers`
+watchers, the two conditions alternating in one invocation (0, W, W, 0, 0, W, ...),
+`rounds` times each, on one cluster. Each condition has two parts:
+
+- one run at a time, `watchers` watchers on that run: the run is triggered with a
+  0.1 s delay, every watcher is opened and has its first update (the run's
+  `triggered` event) before the run starts, so all of them watch every step;
+- `lanes` runs in flight (one lane triggers a run, waits for its result with
+  WaitRun, and starts the next), with one watcher per lane on the lane's run:
+  `lanes` watchers at once on the runs being measured.
+
+A watcher is `AsyncClient.watch` (RunService.WatchRun over gRPC, one channel for all
+watchers) or, with --watch-via sse, `GET /v1/runs/{id}/watch` on the frontend's HTTP
+port (httpx, one connection per watcher); the watchers run in the bench driver's
+process, so its CPU figure includes theirs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import time
+from typing import Any
+
+from bench.common import log, quantile, summary_ms
+from bench.workloads import CairnBench, completion_timeout
+
+DELAY = 0.1  # the one-at-a-time run's start delay: time for its watchers to attach
+
+
+class WatcherPool:
+    """Opens watchers on runs; each reads its run's updates to the end and keeps
+    how many it saw and each step event's lag (received minus the event's time)."""
+
+    def __init__(self, bench: CairnBench, via: str) -> None:
+        self.bench = bench
+        self.via = via
+        self.client: Any = None
+        self.http: Any = None
+        self.lag_s: list[float] = []
+        self.updates = 0
+
+    async def __aenter__(self) -> WatcherPool:
+        if self.via == "sse":
+            import httpx
+
+            self.http = httpx.AsyncClient(
+                base_url=f"http://{self.bench.cluster.http_address}",
+                timeout=httpx.Timeout(60.0),
+                limits=httpx.Limits(max_connections=None, max_keepalive_connections=None),
+            )
+        else:
+            from worker_sdk import AsyncClient
+
+            self.client = AsyncClient(self.bench.cluster.address)
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        if self.http is not None:
+            await self.http.aclose()
+        if self.client is not None:
+            await self.client.close()
+
+    def reset(self) -> None:
+        self.lag_s = []
+        self.updates = 0
+
+    def _seen(self, event_type: str, at: dt.datetime | None, first: asyncio.Event) -> None:
+        now = time.time()
+        self.updates += 1
+        first.set()
+        if event_type == "step_recorded" and at is not None:
+            if at.tzinfo is None:
+                at = at.replace(tzinfo=dt.UTC)
+            self.lag_s.append(now - at.timestamp())
+
+    async def _grpc(self, run_id: str, first: asyncio.Event) -> None:
+        async for update in self.client.watch(run_id):
+            self._seen(update.event.type, update.event.at, first)
+
+    async def _sse(self, run_id: str, first: asyncio.Event) -> None:
+        async with self.http.stream("GET", f"/v1/runs/{run_id}/watch") as response:
+            response.raise_for_status()
+            async for line in response.aiter_lines():
+                if line.startswith("event: error"):
+                    raise RuntimeError(f"SSE watch of {run_id} ended with an error")
+                if line.startswith("data:"):
+                    event = json.loads(line[5:])["event"]
+                    at = event.get("at")
+                    self._seen(
+                        event["type"],
+                        dt.datetime.fromisoformat(at.replace("Z", "+00:00")) if at else None,
+                        first,
+                    )
+
+    def open(self, run_id: str) -> tuple[asyncio.Task[None], asyncio.Event]:
+        """A watcher on run_id, and an event set at its first update."""
+        first = asyncio.Event()
+        coro = self._sse(run_id, first) if self.via == "sse" else self._grpc(run_id, first)
+        return asyncio.ensure_future(coro), first
+
+
+async def _durations(bench: CairnBench, run_ids: list[str]) -> list[float]:
+    """Attempt start to finish of each run, in seconds (PostgreSQL's clock)."""
+    rows = await bench.pool.fetch(
+        "SELECT extract(epoch FROM finished_at - started_at)::float8 AS s FROM runs "
+        "WHERE id = ANY($1::uuid[]) AND status = 'completed'",
+        run_ids,
+    )
+    return [r["s"] for r in rows]
+
+
+def _step_figures(outputs: list[dict[str, Any]], steps: int) -> dict[str, Any]:
+    step_s = [us / 1e6 for o in outputs for us in o["step_us"]]
+    body = sorted((o["body_end"] - o["body_start"]) / steps * 1e6 for o in outputs)
+    return {
+        "step_ms": summary_ms(step_s),
+        "us_per_step_p50": round(quantile(body, 0.5), 1),
+    }
+
+
+async def _finish(bench: CairnBench, run_id: str, timeout: float) -> dict[str, Any]:
+    done = await bench.client.wait(run_id, timeout=timeout)
+    if done.status != "completed":
+        raise RuntimeError(f"timed_steps run ended {done.status}: {done.error}")
+    return dict(done.output)
+
+
+async def one_at_a_time(
+    bench: CairnBench, pool: WatcherPool, n_watchers: int, runs: int, steps: int
+) -> dict[str, Any]:
+    pool.reset()
+    outputs, ids = [], []
+    for _ in range(runs):
+        run = await bench.client.trigger("timed_steps", {"n": steps}, delay=DELAY)
+        opened = [pool.open(run.id) for _ in range(n_watchers)]
+        if opened:
+            await asyncio.wait_for(asyncio.gather(*(first.wait() for _, first in opened)), 30)
+        outputs.append(await _finish(bench, run.id, completion_timeout(steps)))
+        await asyncio.wait_for(asyncio.gather(*(task for task, _ in opened)), 30)
+        ids.append(run.id)
+    return {
+        "runs": runs,
+        **_step_figures(outputs, steps),
+        "run_ms": summary_ms(await _durations(bench, ids)),
+        "watcher_updates": pool.updates,
+        "watcher_lag_ms": summary_ms(pool.lag_s) if pool.lag_s else {"n": 0},
+    }
+
+
+async def in_flight(
+    bench: CairnBench, pool: WatcherPool, watched: bool, runs: int, lanes: int, steps: int
+) -> dict[str, Any]:
+    pool.reset()
+    outputs: list[dict[str, Any]] = []
+    ids: list[str] = []
+    result_s: list[float] = []
+    todo = iter(range(runs))
+
+    async def lane() -> None:
+        for _ in todo:
+            t0 = time.time()
+            run = await bench.client.trigger("timed_steps", {"n": steps})
+            watcher = pool.open(run.id)[0] if watched else None
+            outputs.append(await _finish(bench, run.id, completion_timeout(steps)))
+            result_s.append(time.time() - t0)
+            ids.append(run.id)
+            if watcher is not None:
+                await asyncio.wait_for(watcher, 30)
+
+    async with bench.meter() as m:
+        t0 = time.time()
+        await asyncio.gather(*(lane() for _ in range(lanes)))
+        seconds = time.time() - t0
+    return {
+        "runs": runs,
+        "lanes": lanes,
+        "seconds": round(seconds, 3),
+        "runs_per_s": round(runs / seconds, 1),
+        "steps_per_s": round(runs * steps / seconds, 1),
+        **_step_figures(outputs, steps),
+        "trigger_to_result_ms": summary_ms(result_s),
+        "run_ms": summary_ms(await _durations(bench, ids)),
+        "watcher_updates": pool.updates,
+        "watcher_lag_ms": summary_ms(pool.lag_s) if pool.lag_s else {"n": 0},
+        **m.per(runs),
+    }
+
+
+# The figures compared between the two conditions: (label, part, path, unit, higher is better)
+COMPARED = (
+    ("one run, step record p50", "one", ("step_ms", "p50"), "ms", False),
+    ("one run, step record p99", "one", ("step_ms", "p99"), "ms", False),
+    ("one run, µs per step (body)", "one", ("us_per_step_p50",), "µs", False),
+    ("one run, attempt start to finish p50", "one", ("run_ms", "p50"), "ms", False),
+    ("in flight, runs/s", "flight", ("runs_per_s",), "runs/s", True),
+    ("in flight, step record p50", "flight", ("step_ms", "p50"), "ms", False),
+    ("in flight, step record p99", "flight", ("step_ms", "p99"), "ms", False),
+    ("in flight, trigger to result p50", "flight", ("trigger_to_result_ms", "p50"), "ms", False),
+    ("in flight, CPU per run (all processes)", "flight", ("cpu_ms_per_run", "total"), "ms", False),
+)
+
+
+def _dig(d: Any, path: tuple[str, ...]) -> Any:
+    for key in path:
+        d = d.get(key) if isinstance(d, dict) else None
+    return d
+
+
+def compare(rounds: list[dict[str, Any]], n_watchers: int) -> list[dict[str, Any]]:
+    """Per compared figure: each round's value without and with watchers, the
+    medians and their ratio (with / without)."""
+    out = []
+    for label, part, path, unit, higher in COMPARED:
+        a = [_dig(r["parts"][part], path) for r in rounds if r["watchers"] == 0]
+        b = [_dig(r["parts"][part], path) for r in rounds if r["watchers"] == n_watchers]
+        a = [v for v in a if isinstance(v, (int, float))]
+        b = [v for v in b if isinstance(v, (int, float))]
+        ma, mb = quantile(sorted(a), 0.5), quantile(sorted(b), 0.5)
+        out.append(
+            {
+                "figure": label,
+                "unit": unit,
+                "higher_is_better": higher,
+                "without": a,
+                "with": b,
+                "median_without": ma,
+                "median_with": mb,
+                "ratio": round(mb / ma, 3) if a and b and ma else None,
+            }
+        )
+    return out
+
+
+async def run_watchers(
+    bench: CairnBench,
+    rounds: int,
+    n_watchers: int,
+    steps: int,
+    one_runs: int,
+    flight_runs: int,
+    via: str,
+) -> dict[str, Any]:
+    per_round: list[dict[str, Any]] = []
+    async with WatcherPool(bench, via) as pool:
+        for r in range(rounds):
+            order = (0, n_watchers) if r % 2 == 0 else (n_watchers, 0)
+            for w in order:
+                one = await one_at_a_time(bench, pool, w, one_runs, steps)
+                flight = await in_flight(bench, pool, w > 0, flight_runs, n_watchers, steps)
+                per_round.append({"round": r + 1, "watchers": w, "parts": {"one": one, "flight": flight}})
+                log(
+                    f"  w round {r + 1}, {w} watchers: one run step p50 {one['step_ms']['p50']:.2f} ms, "
+                    f"p99 {one['step_ms']['p99']:.2f} ms; in flight {flight['runs_per_s']} runs/s, "
+                    f"step p50 {flight['step_ms']['p50']:.2f} ms"
+                )
+    return {
+        "rounds": rounds,
+        "watchers": n_watchers,
+        "via": via,
+        "steps_per_run": steps,
+        "how": (
+            f"one run at a time ({one_runs} runs, {n_watchers} watchers on each) and {flight_runs} runs "
+            f"with {n_watchers} in flight ({n_watchers} watchers, one per run in flight); conditions "
+            "alternating 0/W, W/0 per round"
+        ),
+        "per_round": per_round,
+        "compared": compare(per_round, n_watchers),
+    }
