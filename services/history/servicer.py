@@ -233,6 +233,7 @@ class HistoryServicer(hgrpc.HistoryServiceServicer):
             run_created_at=convert.timestamp(run["created_at"]),
             metadata=convert.struct(run["metadata"]),
             parent_run_id=str(run["parent_run_id"] or ""),
+            traceparent=run["traceparent"],
         )
 
     @rpc
