@@ -34,13 +34,20 @@ class RunLogger(logging.LoggerAdapter[logging.Logger]):
     """Stores each line on the run (INFO and above, lower levels when the logger
     is enabled for them) with the step it was logged in and its `extra` fields,
     and passes it on to logging, prefixed with its run and attempt, with
-    run_id, attempt and task_id added to the record."""
+    run_id, attempt and task_id added to the record. Replay-safe: a line logged
+    while the attempt replays its journal was logged by the attempt that first
+    ran that code, so it is neither stored nor printed again."""
 
-    def __init__(self, logger: logging.Logger, extra: dict[str, Any], output: OutputBuffer) -> None:
+    def __init__(
+        self, logger: logging.Logger, extra: dict[str, Any], output: OutputBuffer, attempt: AttemptContext
+    ) -> None:
         super().__init__(logger, extra)
         self.output = output
+        self.attempt = attempt
 
     def log(self, level: int, msg: Any, *args: Any, **kwargs: Any) -> None:
+        if self.attempt.replaying:
+            return  # logged (and stored) when this code first ran
         if level >= STORED_LEVEL or self.isEnabledFor(level):
             step = current_step()
             self.output.add_log(
@@ -101,18 +108,29 @@ class AttemptContext:
     logger: logging.LoggerAdapter[logging.Logger] = field(init=False)
     # What the attempt logs and streams, until sent (worker_sdk._output).
     output: OutputBuffer = field(init=False)
+    # The highest position of the journal the attempt started with: up to it, the
+    # task's code replays what earlier attempts ran (see `replaying`).
+    replay_until: int = field(init=False)
 
     def __post_init__(self) -> None:
         if self.run_stub is None:
             self.run_stub = self.stub
         if self.wait_stub is None:
             self.wait_stub = self.stub
+        self.replay_until = max(self.journal, default=-1)
         self.output = OutputBuffer(self.namespace, self.run_id, self.attempt, self.stub)
         self.logger = RunLogger(
             logging.getLogger(f"cairn.task.{self.task_id}"),
             {"run_id": self.run_id, "attempt": self.attempt, "task_id": self.task_id},
             self.output,
+            self,
         )
+
+    @property
+    def replaying(self) -> bool:
+        """True while the task's code runs up to a step an earlier attempt
+        recorded: what it logs or streams there was sent when it first ran."""
+        return self.next_position <= self.replay_until
 
 
 @dataclass(frozen=True)

@@ -68,7 +68,8 @@ class Context:
     def logger(self) -> logging.LoggerAdapter[logging.Logger]:
         """A standard logger whose lines are stored on the run (INFO and above,
         and lower levels the logger is enabled for), with their level, time,
-        attempt, step and `extra` fields, and printed by the worker. A run keeps
+        attempt, step and `extra` fields, and printed by the worker. Replay-safe:
+        code that replays an earlier attempt's steps logs nothing. A run keeps
         at most 5,000 lines (cairn.limits): later ones are only printed."""
         return _require_attempt("logger").logger
 
@@ -76,8 +77,9 @@ class Context:
         """Sends a chunk (a JSON value, or bytes) on the named stream of the run:
         whoever watches the run (WatchRun, SSE, `cairn runs watch`) sees it at
         once. For model tokens and progress: chunks are kept with the run
-        (at most 10,000 and 4 MiB, then dropped) but are not steps, so a
-        replay sends them again. Returns once the chunk is stored."""
+        (at most 10,000 and 4 MiB, then dropped) but are not steps: an attempt
+        that replays the run's journal does not send again what an earlier
+        attempt sent before its last recorded step. Returns once the chunk is stored."""
         await send_chunk(_require_attempt("stream"), name, chunk)
 
     @property

@@ -39,11 +39,14 @@ def encode_chunk(stream: str, value: Any) -> tuple[bytes, str]:
 
 
 async def send_chunk(ctx: AttemptContext, stream: str, value: Any) -> None:
-    """Sends one chunk and returns once it is stored. A refusal saying the
+    """Sends one chunk and returns once it is stored; while the attempt replays
+    its journal, sends nothing (the attempt that first ran the code sent it). A refusal saying the
     attempt is gone abandons it; a server unreachable drops the chunk with a
     warning (chunks are not durable state, so the task goes on)."""
     check_live(ctx)
     data, encoding = encode_chunk(stream, value)
+    if ctx.replaying:
+        return  # sent when this code first ran
     try:
         await ctx.output.add_chunk(stream, data, encoding)
     except grpc.RpcError as exc:
