@@ -9,8 +9,11 @@ import json
 import math
 import re
 import sys
+from datetime import UTC, datetime, timedelta
 from importlib import metadata
 from typing import Any, NoReturn
+
+from cairn.limits import ID_RE
 
 ADDRESS_HELP = (
     "frontend host:port, a comma-separated list of them, or a gRPC target such "
@@ -46,6 +49,56 @@ def _duration_arg(text: str) -> float:
         return parse_duration(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+TIME_HELP = "an RFC 3339 time such as 2025-01-02T15:04:05Z, or a duration ago such as 10m, 2h or 7d"
+
+
+def parse_time(text: str, now: datetime | None = None) -> datetime:
+    """A point in time: an RFC 3339 time with its offset ("2025-01-02T15:04:05Z",
+    "2025-01-02T15:04:05+02:00") or a duration before now as parse_duration reads
+    it ("10m", "2h", "7d", "1h30m"). An aware datetime; ValueError otherwise."""
+    raw = text.strip()
+    when = _time_or_ago(raw, now or datetime.now(UTC))
+    if when is None:
+        raise ValueError(f"invalid time {text!r}: use {TIME_HELP}")
+    if when.tzinfo is None:
+        raise ValueError(f"invalid time {text!r}: give its offset, e.g. 2025-01-02T15:04:05Z or ...+02:00")
+    if when.timestamp() < 0:
+        raise ValueError(f"invalid time {text!r}: it must not be before 1970")
+    return when
+
+
+def _time_or_ago(raw: str, now: datetime) -> datetime | None:
+    """`raw` as a duration before now, or else as an ISO time (naive when it has
+    no offset); None when it is neither."""
+    try:
+        return now - timedelta(seconds=parse_duration(raw))
+    except OverflowError:
+        return datetime.fromtimestamp(-1, UTC)  # before 1970
+    except ValueError:
+        pass
+    try:
+        return datetime.fromisoformat(raw.upper())
+    except ValueError:
+        return None
+
+
+def _time_arg(text: str) -> datetime:
+    try:
+        return parse_time(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _name_arg(text: str) -> str:
+    """A task id or queue name, as the server takes them."""
+    if not ID_RE.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            f"invalid name {text!r}: 1 to 128 characters, starting with a letter or digit, "
+            "then letters, digits, '_', '.', ':' or '-'"
+        )
+    return text
 
 
 def format_duration(seconds: float) -> str:
@@ -261,6 +314,11 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--limit", type=int, default=20, help="at most this many runs (default 20)")
     ls.add_argument("--tag", default=None, help="only runs carrying this tag")
     ls.add_argument("--parent", default=None, help="only child runs of this run id")
+    ls.add_argument("--queue", type=_name_arg, default=None, help="only runs on this queue")
+    ls.add_argument(
+        "--since", type=_time_arg, default=None, help=f"only runs created at or after this: {TIME_HELP}"
+    )
+    ls.add_argument("--until", type=_time_arg, default=None, help="only runs created before this, as --since")
     _client_args(ls)
     get = runs.add_parser("get", help="show one run with its attempts and steps")
     get.add_argument("run_id")

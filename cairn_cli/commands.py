@@ -75,8 +75,18 @@ def list_runs(client: Frontend, args: argparse.Namespace) -> int:
         if s not in RUN_STATUS_BY_NAME:
             print(f"error: --status {s!r} is not one of {', '.join(RUN_STATUS_BY_NAME)}", file=sys.stderr)
             return 2
+    if args.since is not None and args.until is not None and args.since >= args.until:
+        print(f"error: --until ({args.until}) must be later than --since ({args.since})", file=sys.stderr)
+        return 2
     runs = client.list_runs(
-        task=args.task, status=args.status, limit=args.limit, tag=args.tag, parent_run_id=args.parent
+        task=args.task,
+        status=args.status,
+        limit=args.limit,
+        tag=args.tag,
+        parent_run_id=args.parent,
+        queue=args.queue,
+        created_after=args.since,
+        created_before=args.until,
     )
     output.show_runs(runs, args.json)
     return 0

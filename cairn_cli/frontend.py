@@ -13,6 +13,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import grpc
@@ -280,9 +281,14 @@ class Frontend:
         limit: int = 20,
         tag: str | None = None,
         parent_run_id: str | None = None,
+        queue: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
     ) -> list[RunSummaryJSON]:
         """ListRuns, newest first, following pages up to limit runs: summaries,
-        without attempts, steps and events (ListRuns does not load them)."""
+        without attempts, steps and events (ListRuns does not load them). Runs
+        on a queue, created at or after created_after and before created_before
+        (aware datetimes), when given."""
         if limit < 1:
             raise ValueError(f"limit must be a positive int, got {limit!r}")
         request = run_service_pb2.ListRunsRequest(
@@ -291,7 +297,11 @@ class Frontend:
             statuses=[RUN_STATUS_BY_NAME[s.lower()] for s in status or []],
             tag=tag or "",
             parent_run_id=parent_run_id or "",
+            queue=_queue_name(queue) if queue is not None else "",
         )
+        for field, when in (("created_after", created_after), ("created_before", created_before)):
+            if when is not None:
+                getattr(request, field).FromDatetime(when.astimezone(UTC))
         runs: list[RunSummaryJSON] = []
         while len(runs) < limit:
             request.page_size = min(MAX_PAGE, limit - len(runs))

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeAlias, TypeVar, Unpack, overload
 
 import grpc
@@ -223,18 +223,21 @@ class AsyncClient:
         limit: int = 50,
         tag: str | None = None,
         parent_run_id: str | None = None,
+        *,
+        queue: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
     ) -> list[Run[Any]]:
         """Up to limit runs, newest first, optionally of one task, in the given
         statuses (RunStatus or lowercase names such as "failed"), carrying a tag,
-        or children of a run, following pages as needed."""
+        children of a run, on a queue, or created at or after created_after and
+        before created_before (timezone-aware datetimes), following pages as
+        needed. The filters combine (all must hold)."""
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise InvalidArgumentError(f"limit must be a positive int, got {limit!r}")
-        request = run_service_pb2.ListRunsRequest(
-            namespace=self.namespace,
-            task_id=_task_id(task) if task is not None else "",
-            statuses=_requests.run_statuses(status),
-            tag=tag or "",
-            parent_run_id=parent_run_id or "",
+        task_id = _task_id(task) if task is not None else ""
+        request = _requests.list_runs_request(
+            self.namespace, task_id, status, tag, parent_run_id, queue, created_after, created_before
         )
         runs: list[Run[Any]] = []
         while len(runs) < limit:

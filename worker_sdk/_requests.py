@@ -1,6 +1,6 @@
 """SDK values as the protocol takes them: durations and times as Duration and
-Timestamp, JSON objects as Struct, payloads, retry policies, trigger options and
-trigger requests. Every value is checked first (_validate), so a bad one is
+Timestamp, JSON objects as Struct, payloads, retry policies, trigger options,
+trigger requests and ListRuns' filters. Every value is checked first (_validate), so a bad one is
 refused, naming its field, before anything is sent."""
 
 from __future__ import annotations
@@ -201,3 +201,49 @@ def run_statuses(status: str | Iterable[str] | None) -> list[common_pb2.RunStatu
             raise InvalidArgumentError(f"status {name!r} is not a run status; use one of {', '.join(known)}")
         out.append(cast(common_pb2.RunStatus, common_pb2.RunStatus.Value(f"RUN_STATUS_{text.upper()}")))
     return out
+
+
+def created_time(what: str, value: Any) -> Timestamp | None:
+    """A list filter's creation time bound (a timezone-aware datetime) as a
+    Timestamp; None for None."""
+    if value is None:
+        return None
+    if not isinstance(value, datetime):
+        raise ArgumentTypeError(f"{what} must be a datetime, got {type(value).__name__}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise InvalidArgumentError(
+            f"{what} must be timezone-aware, e.g. datetime(..., tzinfo=timezone.utc), got {value!r}"
+        )
+    if not 0 <= value.timestamp() < 253402300800:  # 1970-01-01 to 9999-12-31 in UTC, as the server takes
+        raise InvalidArgumentError(f"{what} must be between 1970 and 9999, got {value.isoformat()}")
+    return to_timestamp(value)
+
+
+def list_runs_request(
+    namespace: str,
+    task_id: str,
+    status: str | Iterable[str] | None,
+    tag: str | None,
+    parent_run_id: str | None,
+    queue: str | None,
+    created_after: datetime | None,
+    created_before: datetime | None,
+) -> run_service_pb2.ListRunsRequest:
+    """ListRuns' filters, each checked (a queue name, creation times that are
+    timezone-aware datetimes with created_after before created_before)."""
+    since = created_time("created_after", created_after)
+    until = created_time("created_before", created_before)
+    if since is not None and until is not None and since.ToNanoseconds() >= until.ToNanoseconds():
+        raise InvalidArgumentError(
+            f"created_before ({created_before}) must be later than created_after ({created_after})"
+        )
+    return run_service_pb2.ListRunsRequest(
+        namespace=namespace,
+        task_id=task_id,
+        statuses=run_statuses(status),
+        tag=tag or "",
+        parent_run_id=parent_run_id or "",
+        queue=_validate.name("queue", queue) if queue is not None else "",
+        created_after=since,
+        created_before=until,
+    )

@@ -7,7 +7,7 @@ import asyncio
 import builtins
 import threading
 from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar, Unpack, overload
 
 from worker_sdk._client import AnyTask, AsyncClient, BatchItem, _task_id
@@ -145,9 +145,24 @@ class Client:
         limit: int = 50,
         tag: str | None = None,
         parent_run_id: str | None = None,
+        *,
+        queue: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
     ) -> list[Run[Any]]:
         """See AsyncClient.list."""
-        return self._call(self._async.list(task, status, limit, tag=tag, parent_run_id=parent_run_id))
+        return self._call(
+            self._async.list(
+                task,
+                status,
+                limit,
+                tag=tag,
+                parent_run_id=parent_run_id,
+                queue=queue,
+                created_after=created_after,
+                created_before=created_before,
+            )
+        )
 
     def cancel(self, run_id: str, reason: str = "") -> Run[Any]:
         """See AsyncClient.cancel."""

@@ -124,8 +124,22 @@ class HistoryServicer(hgrpc.HistoryServiceServicer):
         after = requests.decode_page_token(request.page_token) if request.page_token else None
         statuses = [RUN_STATUS_NAMES[s] for s in request.statuses]
         parent = parse_run_id(request.parent_run_id) if request.parent_run_id else None
+        since, until = (
+            getattr(request, f).ToDatetime(tzinfo=UTC) if request.HasField(f) else None
+            for f in ("created_after", "created_before")
+        )
         rows = await reads.list_runs(
-            self.pool, request.namespace, request.task_id, statuses, request.tag, parent, size + 1, after
+            self.pool,
+            request.namespace,
+            request.task_id,
+            statuses,
+            request.tag,
+            parent,
+            size + 1,
+            after,
+            queue=request.queue,
+            created_after=since,
+            created_before=until,
         )
         token = ""
         if len(rows) > size:

@@ -4,8 +4,9 @@ a gRPC response becomes its JSON body with every resource in cairn/run_json.py's
 shape (the CLI's --json).
 
 Request fields are the proto's field names. Payload fields take any JSON value
-(sent as json/plain, not base64), Durations a number of seconds, Struct fields
-an object, enums their lowercase names ("completed"). A JSON null is an unset
+(sent as json/plain, not base64), Durations a number of seconds, Timestamps an
+RFC 3339 time with its offset ("2025-01-02T03:04:05Z"), Struct fields an
+object, enums their lowercase names ("completed"). A JSON null is an unset
 field, except for a payload, where it is the value null. Anything else
 (unknown field, wrong type, an integer out of range, text that is not UTF-8)
 is a BadRequest naming the field; every rule on values is left to the
@@ -14,6 +15,7 @@ frontend's own validation, which each request passes afterwards."""
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -26,6 +28,8 @@ from cairn.v1 import common_pb2 as pb
 FD = FieldDescriptor
 PAYLOAD = pb.Payload.DESCRIPTOR.full_name
 DURATION = "google.protobuf.Duration"
+TIMESTAMP = "google.protobuf.Timestamp"
+TIME_EXAMPLE = "2025-01-02T03:04:05Z"
 STRUCT = "google.protobuf.Struct"
 INT_RANGES = {
     FD.TYPE_INT32: (-(2**31), 2**31 - 1),
@@ -115,6 +119,14 @@ def _set_message(target: Message, where: str, value: Any) -> None:
         if abs(seconds) > 315_576_000_000:  # the range of a Duration
             raise BadRequest(f"{where}: out of range")
         target.FromNanoseconds(round(seconds * 1e9))  # type: ignore[attr-defined]
+    elif name == TIMESTAMP:
+        try:  # RFC 3339 takes a lowercase t and z too; protobuf's parser only uppercase ones
+            target.FromJsonString(_text(where, value).upper())  # type: ignore[attr-defined]
+        except (ValueError, TypeError, OverflowError):  # BadRequest too
+            got = repr(value) if len(repr(value)) <= 64 else repr(value)[:60] + "..."
+            raise BadRequest(
+                f"{where}: must be an RFC 3339 time with its offset, e.g. {TIME_EXAMPLE}, got {got}"
+            ) from None
     elif name == STRUCT:
         if not isinstance(value, dict):
             raise BadRequest(f"{where}: must be an object")
@@ -179,6 +191,9 @@ def _query_scalar(field: FieldDescriptor, text: str) -> Any:
         if text not in ("true", "false"):
             raise BadRequest(f"{field.name}: must be true or false, got {text!r}")
         return text == "true"
+    if field.message_type is not None and field.message_type.full_name == TIMESTAMP:
+        # an unescaped '+' of the offset (T10:00:00+02:00) comes out of the query as a space
+        return re.sub(r" (\d\d:\d\d)$", r"+\1", text)
     return text
 
 

@@ -18,9 +18,10 @@ INFO = {
     "description": (
         "Everything the public gRPC API does for clients, as JSON over HTTP. Each request is "
         "the gRPC request message as JSON, by the proto's field names (path and query fields "
-        "as parameters); payloads are JSON values, durations numbers of seconds, statuses "
-        "lowercase names. Each answer is the gRPC response with its runs, tokens, schedules "
-        "and queues in the shape `cairn ... --json` prints. An empty `namespace` means "
+        "as parameters); payloads are JSON values, durations numbers of seconds, times RFC "
+        "3339 (2025-01-02T03:04:05Z), statuses lowercase names. Each answer is the gRPC "
+        "response with its runs, tokens, schedules and queues in the shape `cairn ... --json` "
+        "prints. An empty `namespace` means "
         f'`{DEFAULT_NAMESPACE}`. Errors are `{{"code", "message"}}`, the gRPC status '
         "and its message, with the matching HTTP status."
     ),

@@ -89,7 +89,13 @@ def _route(verb: str, path: str, service: Any, method: str, summary: str, **more
 HTTP_ROUTES: list[HttpRoute] = [
     _route("POST", "/v1/runs", RUNS, "TriggerRun", "Trigger a run of a task"),
     _route("POST", "/v1/runs/batch", RUNS, "BatchTriggerRuns", "Trigger several runs, all or none"),
-    _route("GET", "/v1/runs", RUNS, "ListRuns", "List runs, newest first, by status, task, tag or parent"),
+    _route(
+        "GET",
+        "/v1/runs",
+        RUNS,
+        "ListRuns",
+        "List runs, newest first, by status, task, tag, parent, queue or creation time",
+    ),
     # Before /v1/runs/{run_id}, which would take "watch" for a run id.
     _route(
         "GET",

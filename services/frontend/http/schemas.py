@@ -76,6 +76,8 @@ class Components:
                 return {"description": "the payload, any JSON value (sent as json/plain)"}
             if msg.full_name == messages.DURATION:
                 return {"type": "number", "description": "seconds"}
+            if msg.full_name == messages.TIMESTAMP:
+                return {"type": "string", "format": "date-time", "examples": [messages.TIME_EXAMPLE]}
             if msg.full_name == messages.STRUCT:
                 return {"type": "object"}
             return self.ref(msg.name + "Input", lambda: self._object(msg))

@@ -41,10 +41,16 @@ async def list_runs(
     parent_run_id: uuid.UUID | None,
     limit: int,
     after: tuple[datetime, uuid.UUID] | None,
+    *,
+    queue: str = "",
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
 ) -> list[Row]:
-    """Runs newest first, `limit` of them, after the (created_at, id) cursor.
-    The statement is the one whose index drives the most selective filter
-    given (parent, task, tag, else time); the other filters are optional."""
+    """Runs newest first, `limit` of them, after the (created_at, id) cursor,
+    created in [created_after, created_before) when given. The statement is the
+    one whose index drives the most selective filter given (parent, task, tag,
+    else time: a queue or a time range is read by time); the other filters are
+    optional."""
     if parent_run_id is not None:
         statement = sql.LIST_RUNS_BY_PARENT
     elif task_id:
@@ -64,4 +70,7 @@ async def list_runs(
             after[0] if after else None,
             after[1] if after else None,
             limit,
+            queue or None,
+            created_after,
+            created_before,
         )
