@@ -196,6 +196,20 @@ class RunJSON(RunSummaryJSON):
     events: list[EventJSON]
 
 
+class LogLineJSON(TypedDict):
+    """A line a run's task logged (ListRunLogs; a "log" event's details hold the same)."""
+
+    id: int
+    attempt: int
+    level: str
+    message: str
+    logger: str
+    at: str | None
+    step_position: int | None  # None outside a step
+    step_name: str | None
+    fields: dict[str, JSONValue]
+
+
 class RunUpdateJSON(TypedDict):
     """One change of a watched run (WatchRun, WatchRuns, the HTTP event stream):
     the event, the run right after it as a summary (its input left out), and
@@ -417,6 +431,40 @@ def event_to_dict(e: pb.RunEvent) -> EventJSON:
         "attempt": e.attempt,
         "details": _details(e.details_json),
         "at": _time(e.at) if e.HasField("at") else None,
+    }
+
+
+def log_line_to_dict(line: pb.LogLine) -> LogLineJSON:
+    """A stored log line."""
+    inside = line.step_position >= 0
+    return {
+        "id": line.id,
+        "attempt": line.attempt,
+        "level": line.level,
+        "message": line.message,
+        "logger": line.logger,
+        "at": _time(line.at) if line.HasField("at") else None,
+        "step_position": line.step_position if inside else None,
+        "step_name": line.step_name if inside else None,
+        "fields": struct_to_dict(line.fields),
+    }
+
+
+def log_line_from_event(event: EventJSON) -> LogLineJSON:
+    """The line a "log" event holds (as WatchRun delivers it), in ListRunLogs' shape."""
+    d = event["details"] if isinstance(event["details"], dict) else {}
+    fields = d.get("fields")
+    position = d.get("step_position")
+    return {
+        "id": event["id"],
+        "attempt": event["attempt"],
+        "level": str(d.get("level", "")),
+        "message": str(d.get("message", "")),
+        "logger": str(d.get("logger", "")),
+        "at": event["at"],
+        "step_position": position if isinstance(position, int) else None,
+        "step_name": str(d["step_name"]) if d.get("step_name") else None,
+        "fields": fields if isinstance(fields, dict) else {},
     }
 
 

@@ -338,6 +338,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="only changes after this event id (resume a watch); default: from the start",
     )
     _client_args(w)
+    lg = runs.add_parser("logs", help="print the lines a run's task logged (context.logger), oldest first")
+    lg.add_argument("run_id")
+    lg.add_argument(
+        "-f",
+        "--follow",
+        action="store_true",
+        help="then print new lines as they are logged, until the run ends",
+    )
+    _client_args(lg)
     rp = runs.add_parser(
         "replay", help="trigger a new run of a run's task with its payload and options (linked by replay_of)"
     )

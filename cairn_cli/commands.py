@@ -22,6 +22,8 @@ def run_command(client: Frontend, args: argparse.Namespace) -> int:
         return 0
     if args.command == "runs" and args.runs_command == "watch":
         return watch_run(client, args)
+    if args.command == "runs" and args.runs_command == "logs":
+        return run_logs(client, args)
     if args.command == "workers":
         output.show_workers(client.list_workers(), args.json)
         return 0
@@ -106,6 +108,17 @@ def watch_run(client: Frontend, args: argparse.Namespace) -> int:
     if status is None:  # resumed after the run's last event: nothing more came
         status = client.get_run(args.run_id)["status"]
     return 0 if status == "completed" else 1
+
+
+def run_logs(client: Frontend, args: argparse.Namespace) -> int:
+    """`cairn runs logs RUN_ID [--follow]`: the lines the run logged; with
+    --follow, new ones as they come until the run ends. Ctrl-C stops quietly."""
+    try:
+        for line in client.run_logs(args.run_id, follow=args.follow):
+            output.show_log_line(line, args.json)
+    except KeyboardInterrupt:
+        return 130
+    return 0
 
 
 def get_run(client: Frontend, args: argparse.Namespace) -> int:

@@ -23,6 +23,7 @@ from google.protobuf.struct_pb2 import Struct
 from cairn import addresses, payloads
 from cairn.limits import DEFAULT_NAMESPACE, MAX_CONCURRENCY_KEY_CHARS, MAX_PAYLOAD_BYTES
 from cairn.run_json import (
+    LogLineJSON,
     QueueJSON,
     RunJSON,
     RunSummaryJSON,
@@ -31,6 +32,8 @@ from cairn.run_json import (
     SendEventJSON,
     TokenJSON,
     WorkerJSON,
+    log_line_from_event,
+    log_line_to_dict,
     queue_to_dict,
     run_summary_to_dict,
     run_to_dict,
@@ -359,6 +362,25 @@ class Frontend:
                 call.cancel()
             time.sleep(min(2.0, WATCH_BACKOFF * 2**failures))
             failures += 1
+
+    def run_logs(self, run_id: str, follow: bool = False) -> Iterator[LogLineJSON]:
+        """ListRunLogs, page after page: the lines the run logged so far; with
+        follow, then every new line as it is logged (WatchRun after the last
+        line read), until the run ends."""
+        after = 0
+        while True:
+            request = run_service_pb2.ListRunLogsRequest(
+                namespace=self.namespace, run_id=run_id, after_id=after, page_size=MAX_PAGE
+            )
+            page: run_service_pb2.ListRunLogsResponse = self._call(self._runs().ListRunLogs, request)
+            yield from (log_line_to_dict(line) for line in page.lines)
+            after = page.last_id
+            if not page.more:
+                break
+        if follow:
+            for update in self.watch_run(run_id, after_event_id=after):
+                if update["event"]["type"] == "log":
+                    yield log_line_from_event(update["event"])
 
     def wait_run(self, run_id: str, timeout: float | None = None) -> RunJSON:
         """Polls WaitRun until the run is in a terminal status. TimeoutError naming

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from cairn.run_json import (
+    LogLineJSON,
     QueueJSON,
     RateLimitJSON,
     RunJSON,
@@ -36,8 +37,14 @@ def update_line(update: RunUpdateJSON) -> str:
     error type)."""
     event, run = update["event"], update["run"]
     details = event["details"] if isinstance(event["details"], dict) else {}
-    named = [details.get(k) for k in ("name", "kind", "error_type")]
-    what = " ".join(short(v) for v in named if isinstance(v, str) and v)
+    if event["type"] == "log":
+        named = [details.get("level"), details.get("step_name"), details.get("message")]
+    elif event["type"] == "stream":
+        value = details.get("value", details.get("data_base64"))
+        named = [f"{details.get('stream')}:", value if isinstance(value, str) else short(value)]
+    else:
+        named = [details.get(k) for k in ("name", "kind", "error_type")]
+    what = " ".join(short(v, 200) for v in named if isinstance(v, str) and v)
     attempt = f"attempt {event['attempt']}" if event["attempt"] else "-"
     fields = [clock(event["at"]) or "-", event["type"], attempt, run["status"]]
     return "  ".join([*fields, what]).rstrip()
@@ -47,6 +54,18 @@ def show_update(update: RunUpdateJSON, as_json: bool) -> None:
     """A watched run's change: its line, or its JSON object on one line; flushed
     at once so a pipe sees each change as it happens."""
     print(json.dumps(update) if as_json else update_line(update), flush=True)
+
+
+def show_log_line(line: LogLineJSON, as_json: bool) -> None:
+    """One stored log line: time, level, attempt, step, message and fields; or
+    its JSON object on one line. Flushed at once, for --follow."""
+    if as_json:
+        print(json.dumps(line), flush=True)
+        return
+    where = f"step {line['step_name']}" if line["step_name"] else "-"
+    fields = f"  {json.dumps(line['fields'])}" if line["fields"] else ""
+    head = f"{clock(line['at']) or '-'}  {line['level']:<8} attempt {line['attempt']}  {where}  "
+    print(f"{head}{line['message']}{fields}", flush=True)
 
 
 def table(header: list[str], rows: list[list[str]]) -> str:

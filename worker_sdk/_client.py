@@ -300,7 +300,8 @@ class AsyncClient:
     async def watch(self, run_id: str, after_event_id: int = 0) -> AsyncIterator[RunUpdate]:
         """The run's updates as they happen, from its start (or after the event
         after_event_id, an event id of this run: a watch resumes there), in
-        order: every status change, attempt, step, wait and metadata update, each
+        order: every status change, attempt, step, wait, metadata update, log line
+        ("log") and stream chunk ("stream"), each
         with the run after it. Ends after the update that ends the run (done).
         NotFoundError for an unknown run; InvalidArgumentError when
         after_event_id is not one of its events. A briefly unreachable frontend is

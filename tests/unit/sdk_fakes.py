@@ -172,9 +172,15 @@ class FakeStub:
                 result.error.attempt_gone = attempt_gone(gone[0] if gone else None)
             elif isinstance(item, wpb.RecordStepRequest):
                 result.record_step.CopyFrom(self._step(item))
+            elif isinstance(item, wpb.AppendRunOutputRequest):
+                result.append_run_output.CopyFrom(wpb.AppendRunOutputResponse())
             else:
                 result.finish_attempt.CopyFrom(self._finish(item))
         return response
+
+    async def AppendRunOutput(self, request: Any, timeout: float | None = None) -> Any:
+        await self._enter("AppendRunOutput", request, timeout)
+        return wpb.AppendRunOutputResponse()
 
     async def Heartbeat(self, request: Any, timeout: float | None = None) -> Any:
         await self._enter("Heartbeat", request, timeout)

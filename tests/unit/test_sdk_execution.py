@@ -58,7 +58,7 @@ def test_completed_attempt_reports_output_and_sees_context() -> None:
     assert finish.outcome == wpb.ATTEMPT_OUTCOME_COMPLETED
     assert payloads.decode(finish.output.data, finish.output.encoding) == {"greeting": "hi ada"}
     assert (finish.namespace, finish.run_id, finish.attempt) == ("default", "run-1", 1)
-    assert stub.methods() == ["FinishAttempt"]
+    assert stub.methods() == ["AppendRunOutput", "FinishAttempt"]  # the logged line, then the end
     assert seen == {"run_id": "run-1", "attempt": 1, "task_id": "t"}
 
 

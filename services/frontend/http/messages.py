@@ -48,6 +48,7 @@ RESOURCES: dict[str, Callable[[Any], Any]] = {
     "cairn.v1.Schedule": run_json.schedule_to_dict,
     "cairn.v1.Queue": run_json.queue_to_dict,
     "cairn.v1.WorkerInfo": run_json.worker_to_dict,
+    "cairn.v1.LogLine": run_json.log_line_to_dict,
 }
 
 

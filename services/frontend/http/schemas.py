@@ -24,6 +24,7 @@ RESOURCE_TYPES: dict[str, type] = {
     "cairn.v1.Schedule": run_json.ScheduleJSON,
     "cairn.v1.Queue": run_json.QueueJSON,
     "cairn.v1.WorkerInfo": run_json.WorkerJSON,
+    "cairn.v1.LogLine": run_json.LogLineJSON,
 }
 ERROR: Schema = {
     "type": "object",
