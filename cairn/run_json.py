@@ -186,6 +186,7 @@ class RunSummaryJSON(TypedDict):
     schedule_id: str | None
     concurrency_key: str | None
     replay_of: str | None
+    trace_id: str | None
 
 
 class RunJSON(RunSummaryJSON):
@@ -498,6 +499,7 @@ def run_summary_to_dict(r: pb.Run) -> RunSummaryJSON:
         "schedule_id": r.schedule_id or None,
         "concurrency_key": r.concurrency_key or None,
         "replay_of": r.replay_of or None,
+        "trace_id": r.trace_id or None,
     }
 
 

@@ -1,5 +1,6 @@
 # Sourced by the other scripts: makes .venv with Python 3.11 and installs Cairn
-# with its server and test extras into it (again only when pyproject.toml changed).
+# with its server, test and otel extras into it (again only when pyproject.toml
+# changed); otel because the trace tests need the OpenTelemetry SDK.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
@@ -15,7 +16,7 @@ fi
 STAMP="$VENV/.cairn-installed"
 if [ ! -f "$STAMP" ] || [ "$ROOT/pyproject.toml" -nt "$STAMP" ]; then
     echo "==> installing Cairn and its dependencies into $VENV"
-    if ! "$VENV/bin/python" -m pip install -e "$ROOT[server,dev]" > "$VENV/pip.log" 2>&1; then
+    if ! "$VENV/bin/python" -m pip install -e "$ROOT[server,dev,otel]" > "$VENV/pip.log" 2>&1; then
         cat "$VENV/pip.log" >&2
         echo "pip install failed (log: $VENV/pip.log)" >&2
         exit 1

@@ -27,6 +27,7 @@ from worker_sdk._grpc import (
 from worker_sdk._policies import Retry
 from worker_sdk._requests import encode_payload, options_from_kwargs, trigger_request
 from worker_sdk._step import run_step
+from worker_sdk._tracing import fill, trigger_span
 from worker_sdk._types import ErrorInfo, Run, RunHandle, RunStatus
 from worker_sdk.errors import (
     ArgumentTypeError,
@@ -127,7 +128,9 @@ async def _trigger_from_app(request: run_service_pb2.TriggerRunRequest) -> Run[A
     channel = open_channel(frontend_address(None))
     try:
         stub = make_stub(run_service_pb2_grpc.RunServiceStub, channel)
-        response = await call_mapped(stub.TriggerRun, request, DEFAULT_RPC_TIMEOUT)
+        with trigger_span([request.task_id], [request.options]) as span:
+            response = await call_mapped(stub.TriggerRun, request, DEFAULT_RPC_TIMEOUT)
+            span.triggered([response.run.id])
     finally:
         await channel.close()
     return _convert.run(response.run)
@@ -153,6 +156,7 @@ async def _trigger_in_task(
         )
         if opts.ByteSize():
             request.options.CopyFrom(opts)
+        fill(request.options)  # the child runs in this trace (the step's span, or the attempt's context)
         response = await attempt_call(
             ctx, ctx.run_stub.TriggerRun, request, f"triggering task '{task_id}'", fenced=frozenset()
         )
@@ -169,6 +173,7 @@ def trigger_and_wait(task_id: str, payload: Any, options: Mapping[str, Any]) -> 
     if current_attempt() is None or current_step() is not None:
         _outside(where, "Client.trigger_and_wait")
     opts = options_from_kwargs(where, options)
+    fill(opts)
     child = worker_service_pb2.ChildRun(
         task_id=task_id, payload=encode_payload(f"payload for task '{task_id}'", payload), options=opts
     )
@@ -194,6 +199,7 @@ def batch_trigger_and_wait(
     payloads = list(items)
     _validate.batch_size(where, len(payloads))
     opts = options_from_kwargs(where, options)
+    fill(opts)
     children = [
         worker_service_pb2.ChildRun(
             task_id=task_id, payload=encode_payload(f"payload {i} for task '{task_id}'", item), options=opts

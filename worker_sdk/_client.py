@@ -39,6 +39,7 @@ from worker_sdk._grpc import (
 )
 from worker_sdk._policies import Queue
 from worker_sdk._task import Task
+from worker_sdk._tracing import trigger_span
 from worker_sdk._types import (
     Run,
     RunStatus,
@@ -189,7 +190,9 @@ class AsyncClient:
         concurrency and rate limits then apply per key, and keys are served
         fairly). QueueFullError when the task's queue is at its max_depth."""
         request = _requests.trigger_request(self.namespace, _task_id(task), payload, idempotency_key, options)
-        response = await call_mapped(self._service().TriggerRun, request, self.rpc_timeout)
+        with trigger_span([request.task_id], [request.options]) as span:  # OpenTelemetry, when installed
+            response = await call_mapped(self._service().TriggerRun, request, self.rpc_timeout)
+            span.triggered([response.run.id])
         return _convert.run(triggered_run(response, request.payload))
 
     async def batch_trigger(self, items: Sequence[BatchItem]) -> list[Run[Any]]:
@@ -204,7 +207,9 @@ class AsyncClient:
         if not requests:
             return []
         request = run_service_pb2.BatchTriggerRunsRequest(namespace=self.namespace, runs=requests)
-        response = await call_mapped(self._service().BatchTriggerRuns, request, self.rpc_timeout)
+        with trigger_span([r.task_id for r in request.runs], [r.options for r in request.runs]) as span:
+            response = await call_mapped(self._service().BatchTriggerRuns, request, self.rpc_timeout)
+            span.triggered([r.run.id for r in response.runs])
         return [
             _convert.run(triggered_run(r, sent.payload))
             for r, sent in zip(response.runs, requests, strict=True)

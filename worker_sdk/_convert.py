@@ -216,6 +216,7 @@ def run(r: common_pb2.Run) -> Run[Any]:
         schedule_id=r.schedule_id or None,
         concurrency_key=r.concurrency_key or None,
         replay_of=r.replay_of or None,
+        trace_id=r.trace_id or None,
     )
 
 

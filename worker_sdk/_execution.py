@@ -21,6 +21,7 @@ from worker_sdk._convert import struct_to_dict
 from worker_sdk._failures import error_info, one_line, task_error_info
 from worker_sdk._grpc import TRANSIENT_CODES, WRITE_TIMEOUT, call_with_retry, code_of, details_of
 from worker_sdk._task import Task
+from worker_sdk._tracing import AttemptSpan
 from worker_sdk.errors import type_name
 
 DEFAULT_LEASE = 30.0
@@ -86,8 +87,11 @@ async def execute_attempt(
         ctx.task_id,
         len(ctx.journal),
     )
+    span = AttemptSpan(assignment)  # current in the task function's task (OpenTelemetry, optional)
     fn_task = asyncio.create_task(
-        _invoke(ctx, task, assignment), name=f"cairn-run-{ctx.run_id}-attempt-{ctx.attempt}"
+        _invoke(ctx, task, assignment),
+        name=f"cairn-run-{ctx.run_id}-attempt-{ctx.attempt}",
+        context=span.context(),
     )
     heartbeat = asyncio.create_task(_heartbeat(ctx, fn_task, lease / 3))
     try:
@@ -118,6 +122,7 @@ async def execute_attempt(
         return request
     finally:
         heartbeat.cancel()
+        span.end(ctx.suspended is not None, fn_task)
 
 
 def _log_suspended(ctx: AttemptContext, fn_task: asyncio.Task[Any], started: float) -> None:

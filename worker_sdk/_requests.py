@@ -15,7 +15,7 @@ from google.protobuf.duration_pb2 import Duration
 from google.protobuf.struct_pb2 import Struct
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from cairn import limits, payloads
+from cairn import limits, payloads, tracing
 from cairn.v1 import common_pb2, queue_service_pb2, run_service_pb2
 from worker_sdk import _validate
 from worker_sdk._policies import Retry
@@ -96,6 +96,7 @@ def trigger_options(
     metadata: Mapping[str, Any] | None = None,
     max_duration: timedelta | float | None = None,
     concurrency_key: str | None = None,
+    traceparent: str | None = None,
     *,
     field: str = "options",
 ) -> common_pb2.TriggerOptions:
@@ -124,6 +125,11 @@ def trigger_options(
         )
     if concurrency_key is not None:
         opts.concurrency_key = _validate.concurrency_key(concurrency_key)
+    if traceparent is not None:
+        why = tracing.problem(traceparent) if isinstance(traceparent, str) else "must be a str"
+        if why is not None:
+            raise InvalidArgumentError(f"{field}.traceparent: {why}")
+        opts.traceparent = traceparent
     return opts
 
 

@@ -31,6 +31,7 @@ from worker_sdk._calls import FENCED, attempt_call
 from worker_sdk._failures import error_info, one_line
 from worker_sdk._policies import Retry
 from worker_sdk._suspension import check_live, lookup
+from worker_sdk._tracing import step_span
 from worker_sdk.errors import ArgumentTypeError, InvalidArgumentError, StepFailedError, type_name
 
 P = ParamSpec("P")
@@ -168,7 +169,8 @@ async def _run(
     token = enter_step(StepContext(spec.name, position, f"{ctx.run_id}:{position}"))
     running = _running(ctx, position)
     try:
-        return await _run_live(ctx, spec, position, args, kwargs)
+        with step_span(ctx.run_id, ctx.attempt, spec.name, position):
+            return await _run_live(ctx, spec, position, args, kwargs)
     finally:
         _stopped(ctx, position, running)
         leave_step(token)

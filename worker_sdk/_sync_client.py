@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextvars
 import threading
 from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
@@ -29,6 +30,12 @@ from worker_sdk.errors import CairnError
 P = TypeVar("P")
 R = TypeVar("R")
 T = TypeVar("T")
+
+
+async def _in_context(context: contextvars.Context, coro: Coroutine[Any, Any, T]) -> T:
+    """coro run in the caller's context (e.g. its current OpenTelemetry span),
+    not the background loop's; cancelling this cancels it."""
+    return await asyncio.get_running_loop().create_task(coro, context=context)
 
 
 class Client:
@@ -60,7 +67,7 @@ class Client:
         if self._closed:
             coro.close()
             raise CairnError("this Client is closed")
-        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        future = asyncio.run_coroutine_threadsafe(_in_context(contextvars.copy_context(), coro), self._loop)
         try:
             return future.result()
         except BaseException:

@@ -18,7 +18,9 @@ R = TypeVar("R")
 class TriggerOptions(TypedDict, total=False):
     """The options of a trigger, as keyword arguments: delay, ttl and max_duration
     (timedelta or seconds), priority (-1000 to 1000, higher first), tags, metadata
-    (a JSON object) and concurrency_key (the queue's limits then apply per key)."""
+    (a JSON object), concurrency_key (the queue's limits then apply per key) and
+    traceparent (a W3C trace context to run in; by default the current
+    OpenTelemetry span's, when the otel extra is installed)."""
 
     delay: timedelta | float
     ttl: timedelta | float
@@ -27,6 +29,7 @@ class TriggerOptions(TypedDict, total=False):
     metadata: Mapping[str, Any]
     max_duration: timedelta | float
     concurrency_key: str
+    traceparent: str
 
 
 class RunStatus(StrEnum):
@@ -205,6 +208,7 @@ class Run(Generic[R]):
     schedule_id: str | None = None
     concurrency_key: str | None = None
     replay_of: str | None = None  # the run this one replays (AsyncClient.replay)
+    trace_id: str | None = None  # the W3C trace id of its spans (32 hex digits)
 
     @property
     def done(self) -> bool:
