@@ -65,6 +65,13 @@ AnyTask: TypeAlias = Task[Any, Any]
 BatchItem: TypeAlias = tuple[str | AnyTask, Any] | Mapping[str, Any]
 
 
+def _event_id(value: Any) -> int:
+    """An after_event_id argument: an int >= 0."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidArgumentError(f"after_event_id must be an int >= 0, got {value!r}")
+    return value
+
+
 def _task_id(task: str | AnyTask) -> str:
     if isinstance(task, Task):
         return task.id
@@ -305,22 +312,44 @@ class AsyncClient:
     async def watch(self, run_id: str, after_event_id: int = 0) -> AsyncIterator[RunUpdate]:
         """The run's updates as they happen, from its start (or after the event
         after_event_id, an event id of this run: a watch resumes there), in
-        order: every status change, attempt, step, wait, metadata update, log line
-        ("log") and stream chunk ("stream"), each
-        with the run after it. Ends after the update that ends the run (done).
-        NotFoundError for an unknown run; InvalidArgumentError when
-        after_event_id is not one of its events. A briefly unreachable frontend is
-        reconnected to after the last event yielded, so nothing is missed or
-        repeated. `async for update in client.watch(run_id): ...`"""
-        if isinstance(after_event_id, bool) or not isinstance(after_event_id, int) or after_event_id < 0:
-            raise InvalidArgumentError(f"after_event_id must be an int >= 0, got {after_event_id!r}")
-        after = after_event_id
+        order: every status change, attempt, step, wait, metadata update, log
+        line ("log") and stream chunk ("stream"), each with the run after it.
+        Ends after the update that ends the run (done). NotFoundError for an
+        unknown run; InvalidArgumentError when after_event_id is not one of its
+        events. A briefly unreachable frontend is reconnected to after the last
+        event yielded, so nothing is missed or repeated.
+        `async for update in client.watch(run_id): ...`"""
+        request = run_service_pb2.WatchRunRequest(namespace=self.namespace, run_id=run_id)
+        async for update in self._watch("WatchRun", request, _event_id(after_event_id)):
+            yield update
+
+    async def watch_runs(
+        self, task: str | AnyTask | None = None, tags: Iterable[str] = (), after_event_id: int = 0
+    ) -> AsyncIterator[RunUpdate]:
+        """Updates of the namespace's runs (of task, carrying every one of tags)
+        from the call on, or after the event after_event_id (the last one an
+        earlier watch saw), in event order, one per event: a live runs list.
+        Never ends; break out of the loop to stop. A briefly unreachable
+        frontend is reconnected to after the last event yielded."""
+        if isinstance(tags, str):
+            raise ArgumentTypeError(f"tags must be a list of strings, got {tags!r}")
+        request = run_service_pb2.WatchRunsRequest(
+            namespace=self.namespace,
+            task_id=_task_id(task) if task is not None else "",
+            tags=list(tags),
+        )
+        async for update in self._watch("WatchRuns", request, _event_id(after_event_id)):
+            yield update
+
+    async def _watch(self, method: str, request: Any, after: int) -> AsyncIterator[RunUpdate]:
+        """A watch stream from after the event `after`, reconnected after the
+        last update yielded while the frontend is briefly unreachable."""
         failures = 0
         while True:
-            request = run_service_pb2.WatchRunRequest(
-                namespace=self.namespace, run_id=run_id, after_event_id=after
-            )
-            call = self._service().WatchRun(request)
+            sent = type(request)()
+            sent.CopyFrom(request)
+            sent.after_event_id = after
+            call = getattr(self._service(), method)(sent)
             try:
                 async for response in call:
                     update = _convert.run_update(response.update)
@@ -336,29 +365,6 @@ class AsyncClient:
                 call.cancel()
             await asyncio.sleep(min(2.0, WATCH_BACKOFF * 2**failures))
             failures += 1
-
-    async def watch_runs(
-        self, task: str | AnyTask | None = None, tags: Iterable[str] = ()
-    ) -> AsyncIterator[RunUpdate]:
-        """Updates of the namespace's runs (of task, carrying every one of tags)
-        from the call on, in event order, one per event: a live runs list. Never
-        ends; break out of the loop to stop. UnavailableError when the frontend
-        goes away (a new watch_runs starts from then, not where this one was)."""
-        if isinstance(tags, str):
-            raise ArgumentTypeError(f"tags must be a list of strings, got {tags!r}")
-        request = run_service_pb2.WatchRunsRequest(
-            namespace=self.namespace,
-            task_id=_task_id(task) if task is not None else "",
-            tags=list(tags),
-        )
-        call = self._service().WatchRuns(request)
-        try:
-            async for response in call:
-                yield _convert.run_update(response.update)
-        except grpc.RpcError as exc:
-            raise to_cairn_error(exc) from None
-        finally:
-            call.cancel()
 
     @overload
     async def trigger_and_wait(

@@ -187,9 +187,11 @@ class Client:
         """See AsyncClient.watch: `for update in client.watch(run_id): ...`."""
         return self._iterate(self._async.watch(run_id, after_event_id))
 
-    def watch_runs(self, task: str | AnyTask | None = None, tags: Iterable[str] = ()) -> Iterator[RunUpdate]:
+    def watch_runs(
+        self, task: str | AnyTask | None = None, tags: Iterable[str] = (), after_event_id: int = 0
+    ) -> Iterator[RunUpdate]:
         """See AsyncClient.watch_runs."""
-        return self._iterate(self._async.watch_runs(task, tags))
+        return self._iterate(self._async.watch_runs(task, tags, after_event_id))
 
     @overload
     def trigger_and_wait(

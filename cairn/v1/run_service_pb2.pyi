@@ -44,14 +44,16 @@ class WatchRunRequest(_message.Message):
     def __init__(self, namespace: _Optional[str] = ..., run_id: _Optional[str] = ..., after_event_id: _Optional[int] = ...) -> None: ...
 
 class WatchRunsRequest(_message.Message):
-    __slots__ = ("namespace", "task_id", "tags")
+    __slots__ = ("namespace", "task_id", "tags", "after_event_id")
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     TAGS_FIELD_NUMBER: _ClassVar[int]
+    AFTER_EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     namespace: str
     task_id: str
     tags: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, namespace: _Optional[str] = ..., task_id: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ...) -> None: ...
+    after_event_id: int
+    def __init__(self, namespace: _Optional[str] = ..., task_id: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., after_event_id: _Optional[int] = ...) -> None: ...
 
 class RunUpdate(_message.Message):
     __slots__ = ("event", "run", "done")

@@ -160,8 +160,9 @@ class RunServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def WatchRuns(self, request, context):
-        """Follows the runs of a namespace (of a task, with tags) from the call on:
-        one update per event of a matching run, in event order. Never ends.
+        """Follows the runs of a namespace (of a task, with tags) from the call on,
+        or after after_event_id: one update per event of a matching run, in event
+        order. Never ends.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

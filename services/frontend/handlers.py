@@ -115,21 +115,26 @@ class Handlers:
             self.watcher.unfollow(request.run_id, woken)
 
     async def watch_runs(self, request: rpb.WatchRunsRequest, context: Context) -> AsyncIterator[Any]:
-        """Every event from the call on of the namespace's runs of the task
-        with the tags, read like watch_run's on any change in the namespace;
+        """Every event from the call on (or after after_event_id) of the
+        namespace's runs of the task with the tags, read like watch_run's on any change in the namespace;
         history scans a bounded range of the log per read. The response
         headers are sent once the starting point is read: a caller that has
         them sees every later event."""
         woken = self.watcher.follow_namespace(request.namespace)
         read = hpb.ListRunEventsRequest(
-            namespace=request.namespace, after_id=-1, limit=WATCH_BATCH, task_id=request.task_id
+            namespace=request.namespace,
+            after_id=request.after_event_id or -1,
+            limit=WATCH_BATCH,
+            task_id=request.task_id,
         )
         read.tags.extend(request.tags)
+        started = False
         try:
             while True:
                 woken.clear()
                 page: hpb.ListRunEventsResponse = await self.b.call(HISTORY, "ListRunEvents", read)
-                if read.after_id < 0:  # the start is fixed: the headers tell the caller it watches
+                if not started:  # the start is fixed: the headers tell the caller it watches
+                    started = True
                     await context.send_initial_metadata(())
                 for update in page.updates:
                     yield rpb.WatchRunsResponse(update=update)

@@ -493,6 +493,8 @@ def watch_run(r: rpb.WatchRunRequest) -> None:
 
 
 def watch_runs(r: rpb.WatchRunsRequest) -> None:
+    if r.after_event_id < 0:
+        raise invalid(f"after_event_id: {r.after_event_id} is negative")
     if r.task_id:
         identifier("task_id", r.task_id)
     if len(r.tags) > MAX_TAGS:

@@ -2,7 +2,7 @@
 /v1/runs/{run_id}/watch sends a run's updates as Server-Sent Events in order as
 they happen (`id:` the event id, `data:` run_json.run_update_to_dict) and ends
 after the run's last event; a reconnect with Last-Event-ID (or after_event_id)
-misses nothing and repeats nothing; GET /v1/runs/watch follows a task and tag;
+misses nothing and repeats nothing; GET /v1/runs/watch follows a task and tag and resumes after its Last-Event-ID;
 errors before the stream starts are the usual JSON bodies (unknown run 404, a
 bad or foreign Last-Event-ID 400). Streams are read on threads into queues and
 the test waits on them with deadlines (no sleeps)."""
@@ -23,6 +23,7 @@ from harness import Cluster
 from test_watch import trigger
 
 from cairn_cli.embedded import free_port
+from worker_sdk import Client
 
 DEADLINE = 20.0
 END = object()
@@ -153,6 +154,27 @@ def test_watch_runs_over_http_follows_a_task_and_tag(http_cluster: tuple[Cluster
     assert {e["data"]["run"]["id"] for e in tagged} == {other}
     echo.close()
     blue.close()
+
+
+def test_watch_runs_over_http_resumes_after_last_event_id(http_cluster: tuple[Cluster, str]) -> None:
+    cluster, base = http_cluster
+    start_basic_worker(cluster)
+    echo = EventStream(base, "/v1/runs/watch?task_id=echo")
+    trigger(cluster, "echo", 1)
+    last = echo.until("completed")[-1]["id"]
+    echo.close()
+    missed = trigger(cluster, "echo", 2)  # while nobody watches
+    with Client(address=cluster.address) as client:
+        assert client.wait(missed, timeout=DEADLINE).status == "completed"
+    resumed = EventStream(base, "/v1/runs/watch?task_id=echo", headers={"Last-Event-ID": last})
+    got = resumed.until("completed")
+    assert {e["data"]["run"]["id"] for e in got} == {missed}
+    assert [kind(e) for e in got] == ["triggered", "attempt_started", "completed"]
+    assert all(int(e["id"]) > int(last) for e in got)
+    resumed.close()
+    with httpx.Client(base_url=base, timeout=30) as http:
+        past = http.get("/v1/runs/watch", headers={"Last-Event-ID": str(10**15)})
+        assert past.status_code == 400 and "after_event_id" in past.json()["message"], past.text
 
 
 def test_watch_errors_before_the_stream_are_json(http_cluster: tuple[Cluster, str]) -> None:

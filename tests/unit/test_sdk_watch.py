@@ -145,16 +145,35 @@ def test_watch_runs_sends_the_filter_and_yields_until_left() -> None:
     assert fake.streams[0].cancelled
 
 
-def test_watch_runs_maps_errors() -> None:
+def test_watch_runs_resumes_and_reconnects_after_the_last_update(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_client, "WATCH_BACKOFF", 0.0)
     fake = FakeStub()
-    fake.watch_scripts = [[HISTORY[0], rpc_error(grpc.StatusCode.UNAVAILABLE, "down")]]
+    fake.watch_scripts = [
+        [HISTORY[0], rpc_error(grpc.StatusCode.UNAVAILABLE, "down")],
+        [HISTORY[1], rpc_error(grpc.StatusCode.INVALID_ARGUMENT, "refused")],
+    ]
+    got: list[RunUpdate] = []
 
-    async def go() -> list[RunUpdate]:
-        return [u async for u in client_with(fake).watch_runs()]
+    async def go() -> None:
+        async for u in client_with(fake).watch_runs(after_event_id=0):
+            got.append(u)
 
-    with pytest.raises(UnavailableError):
+    with pytest.raises(InvalidArgumentError, match="refused"):
         asyncio.run(go())
-    assert len(fake.requests("WatchRuns")) == 1
+    assert [u.event.id for u in got] == [1, 2]
+    assert [r.after_event_id for r in fake.requests("WatchRuns")] == [0, 1]
+
+
+def test_watch_runs_refuses_a_bad_after_event_id() -> None:
+    fake = FakeStub()
+
+    async def go() -> None:
+        async for _ in client_with(fake).watch_runs(after_event_id=-5):
+            pass
+
+    with pytest.raises(InvalidArgumentError, match="after_event_id"):
+        asyncio.run(go())
+    assert fake.calls == []
 
 
 def test_sync_client_watch_is_a_plain_iterator() -> None:

@@ -94,12 +94,12 @@ def last_event_id(route: HttpRoute, request: Request, message: Message) -> None:
     """A reconnecting EventSource's Last-Event-ID header: the watch resumes
     after that event (it takes the place of an after_event_id query parameter)."""
     header = request.headers.get("last-event-id")
-    if header is None or not isinstance(message, rpb.WatchRunRequest):
+    if header is None or "after_event_id" not in message.DESCRIPTOR.fields_by_name:
         return
     text = header.strip()
     if not text.isdigit() or len(text) > 19:
         raise HttpError(errors.C.INVALID_ARGUMENT, f"Last-Event-ID: must be an event id, got {header[:40]!r}")
-    message.after_event_id = int(text)
+    setattr(message, "after_event_id", int(text))  # noqa: B010 (a WatchRun or WatchRuns request)
 
 
 def sse(response: Message) -> str:

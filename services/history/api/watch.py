@@ -56,6 +56,8 @@ async def of_namespace(
         last: int = await conn.fetchval(sql.LAST_EVENT_ID)
         if after_id < 0:
             return Events([], {}, last)
+        if after_id > last:
+            raise invalid(f"after_event_id: {after_id} is past the last event of the log ({last})")
         upto = min(last, after_id + NAMESPACE_SCAN_IDS)
         if upto <= after_id:
             return Events([], {}, after_id)
