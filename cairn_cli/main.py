@@ -94,6 +94,7 @@ def _worker(args: argparse.Namespace) -> None:
     import logging
 
     from cairn.addresses import check_address
+    from services.common import otel
     from worker_sdk import Worker
 
     logging.basicConfig(
@@ -117,7 +118,9 @@ def _worker(args: argparse.Namespace) -> None:
         )
     except (ImportError, ValueError, TypeError) as exc:
         sys.exit(f"error: cannot load tasks from {args.module!r}: {exc}")
-    worker.run_sync()
+    # After the tasks' module is loaded: a tracer provider it set up itself is kept.
+    with otel.exporting("cairn-worker"):
+        worker.run_sync()
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import grpc
 from cairn.internal.v1 import history_service_pb2_grpc as hgrpc
 from cairn.internal.v1 import matching_service_pb2_grpc as mgrpc
 from services.common import bus as bus_mod
-from services.common import grpc_server, logs
+from services.common import grpc_server, logs, otel
 from services.common.bus import Bus
 from services.common.config import Settings, add_service_flags, settings_from_args
 from services.frontend import interceptors
@@ -24,6 +24,7 @@ from services.frontend.http.server import DEFAULT_HTTP_ADDRESS, HttpServer, bind
 from services.frontend.routes import ROUTES, SERVICES
 from services.frontend.run_watch import RunWatcher
 from services.frontend.serving import add_services
+from services.frontend.trigger_spans import TriggerSpans
 
 SERVICE_NAMES = [s.full_name for s in SERVICES]
 HTTP_OFF = "off"
@@ -67,9 +68,10 @@ async def run(settings: Settings, http_address: str | None = None) -> None:
     def register(server: grpc.aio.Server) -> None:
         add_services(server, ROUTES, handlers, backend)
 
-    server, health = grpc_server.make_server(
-        settings.listen, register, SERVICE_NAMES, interceptors.chain(ROUTES)
-    )
+    layers = interceptors.chain(ROUTES)
+    if (tracer := otel.tracer("cairn.frontend")) is not None:  # only when exporting spans
+        layers.append(TriggerSpans(ROUTES, tracer))
+    server, health = grpc_server.make_server(settings.listen, register, SERVICE_NAMES, layers)
     http = HttpServer(sock, settings.listen) if sock is not None else None
     if http is not None:
         await http.start()
@@ -97,4 +99,5 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     settings = settings_from_args(args)
     logs.setup("frontend")
-    asyncio.run(run(settings, args.http_address))
+    with otel.exporting("cairn-frontend"):
+        asyncio.run(run(settings, args.http_address))

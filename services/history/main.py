@@ -11,7 +11,7 @@ from typing import Any
 from cairn.internal.v1 import history_service_pb2 as hpb
 from cairn.internal.v1 import history_service_pb2_grpc as hgrpc
 from services.common import bus as bus_mod
-from services.common import db, grpc_server, logs, metrics
+from services.common import db, grpc_server, logs, metrics, otel
 from services.common.bus import Bus
 from services.common.config import Settings, add_service_flags, settings_from_args
 from services.history.api.claim import Claimer
@@ -80,4 +80,5 @@ def main(argv: list[str] | None = None) -> None:
     add_service_flags(parser, "127.0.0.1:7375", "history")
     settings = settings_from_args(parser.parse_args(argv))
     logs.setup("history")
-    asyncio.run(run(settings))
+    with otel.exporting("cairn-history"):
+        asyncio.run(run(settings))

@@ -13,7 +13,7 @@ from cairn.internal.v1 import history_service_pb2_grpc as hgrpc
 from cairn.internal.v1 import matching_service_pb2 as mpb
 from cairn.internal.v1 import matching_service_pb2_grpc as mgrpc
 from services.common import bus as bus_mod
-from services.common import db, grpc_server, logs, metrics
+from services.common import db, grpc_server, logs, metrics, otel
 from services.common.bus import Bus
 from services.common.config import Settings, add_service_flags, settings_from_args
 from services.matching import queue_metrics
@@ -94,4 +94,5 @@ def main(argv: list[str] | None = None) -> None:
     add_service_flags(parser, "127.0.0.1:7376", "matching")
     settings = settings_from_args(parser.parse_args(argv))
     logs.setup("matching")
-    asyncio.run(run(settings))
+    with otel.exporting("cairn-matching"):
+        asyncio.run(run(settings))

@@ -26,7 +26,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from cairn import run_json
 from cairn.v1 import run_service_pb2 as rpb
 from services.frontend.http import errors, messages, openapi
-from services.frontend.http.calls import GrpcCaller
+from services.frontend.http.calls import GrpcCaller, forwarded
 from services.frontend.http.errors import HttpError
 from services.frontend.http.routes import HTTP_ROUTES, HttpRoute, with_inputs
 
@@ -84,7 +84,7 @@ def endpoint(route: HttpRoute, caller: GrpcCaller) -> Callable[[Request], Awaita
             message = await read_request(route, request)
         except messages.BadRequest as exc:
             raise HttpError(errors.C.INVALID_ARGUMENT, str(exc)) from None
-        response = with_inputs(message, await caller.call(route, message))
+        response = with_inputs(message, await caller.call(route, message, forwarded(request.headers)))
         return JSONResponse(messages.to_json(response))
 
     return handle

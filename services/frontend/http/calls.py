@@ -2,15 +2,18 @@
 frontend's own gRPC port (a loopback channel), so it passes the very same
 interceptors as any gRPC client's call (error mapping, authorization,
 namespace defaulting, validation) and the same handler or backend, with no
-second copy of any rule."""
+second copy of any rule. A request's `traceparent` header goes with it as
+metadata (forwarded)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import grpc
 from google.protobuf.message import Message
 
+from cairn import tracing
 from cairn.limits import MAX_WAIT
 from services.common import grpc_server
 from services.frontend.http.errors import HttpError
@@ -18,7 +21,17 @@ from services.frontend.http.routes import HttpRoute
 
 # Longer than any call the frontend makes on (a WaitRun waits up to MAX_WAIT).
 CALL_TIMEOUT = MAX_WAIT + 30.0
+Metadata = tuple[tuple[str, str], ...]
 _WILDCARDS = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "[::]": "[::1]", "::": "[::1]"}
+
+
+def forwarded(headers: Mapping[str, str]) -> Metadata:
+    """The gRPC metadata an HTTP request's headers give its call: its W3C
+    `traceparent`, so a trigger from an instrumented HTTP client joins that
+    client's trace (the frontend reads it as any gRPC client's). An invalid
+    one is dropped, as the frontend would ignore it."""
+    value = headers.get(tracing.METADATA_KEY, "")
+    return ((tracing.METADATA_KEY, value),) if tracing.is_valid(value) else ()
 
 
 def loopback(listen: str) -> str:
@@ -33,7 +46,7 @@ class GrpcCaller:
     def __init__(self, listen: str) -> None:
         self.channel = grpc_server.channel(loopback(listen))
 
-    async def call(self, route: HttpRoute, request: Message) -> Message:
+    async def call(self, route: HttpRoute, request: Message, metadata: Metadata = ()) -> Message:
         """The method's answer, or an HttpError with the gRPC status it refused with."""
         response_class = route.response_class()
         method = self.channel.unary_unary(
@@ -42,7 +55,7 @@ class GrpcCaller:
             response_deserializer=response_class.FromString,
         )
         try:
-            response: Message = await method(request, timeout=CALL_TIMEOUT)
+            response: Message = await method(request, timeout=CALL_TIMEOUT, metadata=metadata)
         except grpc.aio.AioRpcError as exc:
             raise HttpError(exc.code(), exc.details() or exc.code().name) from None
         return response
