@@ -3,7 +3,8 @@ reading its request message from the path, query and JSON body, calling the
 gRPC method through the frontend's own interceptors (calls.py) and answering
 with the response as JSON (messages.to_json), or, for a streaming method, as
 Server-Sent Events (stream_endpoint); plus /openapi.json, /docs (Redoc,
-vendored under static/), and /metrics (Prometheus, the default registry)."""
+vendored under static/), /metrics (Prometheus, the default registry), and the
+dashboard's pages and files (dashboard.py)."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cairn import run_json
 from cairn.v1 import run_service_pb2 as rpb
-from services.frontend.http import errors, messages, openapi
+from services.frontend.http import dashboard, errors, messages, openapi
 from services.frontend.http.calls import GrpcCaller, forwarded
 from services.frontend.http.errors import HttpError
 from services.frontend.http.routes import HTTP_ROUTES, HttpRoute, with_inputs
@@ -164,6 +165,7 @@ def make_app(caller: GrpcCaller) -> Starlette:
         Route("/docs", docs, methods=["GET"]),
         Route("/metrics", _Asgi(make_asgi_app()), methods=["GET"]),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
+        *dashboard.routes(),
     ]
     return Starlette(
         routes=routes,
