@@ -202,12 +202,13 @@ export async function render(main, { params: [runId], navigate, isCurrent }) {
   const logBody = h("tbody");
   const logIds = new Set();
   const noLogs = h("p", { class: "muted" }, "No log lines.");
-  const logsBox = h("div", { class: "logs", tabindex: 0, role: "region", "aria-label": "Log lines" },
+  const logsBox = h("div", { class: "logs", tabindex: 0, role: "region", "aria-label": "Log lines", hidden: true },
     h("table", {}, h("thead", {}, h("tr", {}, ["Time", "Level", "Attempt", "Step", "Message"].map((n) => h("th", { scope: "col" }, n)))), logBody));
   const addLine = (line) => {
     if (logIds.has(line.id)) return;
     logIds.add(line.id);
     noLogs.remove();
+    logsBox.hidden = false;
     const rowsNow = logBody.rows;
     const stick = logsBox.scrollTop + logsBox.clientHeight >= logsBox.scrollHeight - 8;
     // Lines arrive in id order, except the stream's early ones interleaving the first page.
@@ -258,7 +259,6 @@ export async function render(main, { params: [runId], navigate, isCurrent }) {
       h("section", { "aria-labelledby": "input-title" }, h("h2", { id: "input-title" }, "Input"), h("div", { testid: "run-input" }, jsonView(run.input, { label: "Payload", fullTestid: "run-input-full" }))),
       h("section", { "aria-labelledby": "output-title" }, h("h2", { id: "output-title" }, "Output"), h("div", { testid: "run-output" }, TERMINAL.has(run.status) || run.output !== null ? jsonView(run.output, { label: "Output", fullTestid: "run-output-full" }) : h("p", { class: "muted" }, "No output yet."))));
     fill(eventsSlot, events(run));
-    cancel.hidden = TERMINAL.has(run.status);
     const token = run.wait && run.wait.kind === "token" && run.wait.token_id;
     tokenForm.hidden = !token;
     fill(tokenInfo, token ? `The run waits on token ${token}.` : "");
