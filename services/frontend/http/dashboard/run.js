@@ -73,7 +73,7 @@ function errors(run) {
 function events(run) {
   return h("section", { "aria-labelledby": "events-title" },
     h("h2", { id: "events-title" }, "Event log"),
-    h("div", { class: "table-wrap" }, h("table", { testid: "run-events" },
+    h("div", { class: "table-wrap", tabindex: 0, role: "region", "aria-label": "Event log table" }, h("table", { testid: "run-events" },
       h("thead", {}, h("tr", {}, ["Id", "Time", "Event", "Attempt", "Details"].map((name) => h("th", { scope: "col" }, name)))),
       h("tbody", {}, run.events.map((e) => h("tr", { testid: "run-event", data: { type: e.type } },
         h("td", { class: "num" }, String(e.id)), h("td", { class: "num" }, timeEl(e.at, {}, clock)), h("td", {}, e.type),
