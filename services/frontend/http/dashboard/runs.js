@@ -103,8 +103,8 @@ export async function render(main, { query: search, navigate, isCurrent }) {
     input("task", "Task", filters.task, "task id"),
     input("tag", "Tag", filters.tag, "tag"),
     input("queue", "Queue", filters.queue, "queue"),
-    input("since", "Since", filters.since, "2h or 2025-01-02 03:04", "created at or after"),
-    input("until", "Until", filters.until, "1h or 2025-01-02 03:04", "created before"),
+    input("since", "Since", filters.since, "2h, or a time", "created at or after"),
+    input("until", "Until", filters.until, "1h, or a time", "created before"),
     h("div", { class: "field buttons" }, h("button", { type: "submit" }, "Apply"), h("a", { href: "/", class: "button secondary" }, "Clear")));
   const searchInput = h("input", { id: "runs-search", type: "search", testid: "runs-search", placeholder: "run id", autocomplete: "off", spellcheck: "false" });
   const searchForm = h("form", { class: "search", role: "search", "aria-label": "Open a run by id" },
