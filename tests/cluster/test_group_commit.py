@@ -334,7 +334,7 @@ def test_a_malformed_batch_is_refused_whole_naming_the_write(cluster: Cluster) -
 
     refused([], "writes", "got 0")
     refused([good] * 1001, "writes", "1000", "got 1001")
-    refused([good, wpb.AttemptWrite()], "writes[1]", "record_step or finish_attempt")
+    refused([good, wpb.AttemptWrite()], "writes[1]", "set record_step, finish_attempt or append_run_output")
     bad_id = record("not-a-run-id", 0)
     refused([good, bad_id], "writes[1].record_step.run_id", "not-a-run-id")
     refused([good, good, record(live, 0, attempt=0)], "writes[2].record_step.attempt")
