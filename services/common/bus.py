@@ -1,7 +1,8 @@
-"""NATS as a notification bus: "task T has work", "run R changed", "timer due".
-A lost message costs latency, never correctness (every consumer also sweeps the
-database), so the bus keeps reconnecting in the background and a publish while
-NATS is down is dropped with a counted warning."""
+"""NATS as a notification bus: "task T has work", "run R changed", "timer due",
+"run R logged an event" (only while a frontend has said it watches R or R's
+namespace: INTEREST). A lost message costs latency, never correctness (every
+consumer also sweeps the database), so the bus keeps reconnecting in the
+background and a publish while NATS is down is dropped with a counted warning."""
 
 from __future__ import annotations
 
@@ -25,6 +26,30 @@ WORK = "work"  # {"namespace", "task_id"}: a queue entry became ready
 RUNS = "runs"  # {"namespace", "run_id", "task_id", "queue", "status"}: a run changed
 EVENTS = "events"  # {"namespace", "run_id"}: an event was logged without a status change (step, metadata)
 TIMERS = "timers"  # {"due_at"}: a timer was set, history replicas re-check their sleep
+# {"run_ids": [...], "namespaces": [...], "ttl": seconds}: a frontend has WatchRun watchers of
+# these runs and WatchRuns watchers of these namespaces; history publishes EVENTS only for
+# them, each until its ttl passes without a refresh (RUNS notices are never filtered).
+INTEREST = "interest"
+
+# A frontend announces a run or namespace at its first watcher and again this often while watched.
+INTEREST_REFRESH_SECONDS = 5.0
+# How long history keeps an announced interest: three refreshes may be lost.
+INTEREST_TTL_SECONDS = 3 * INTEREST_REFRESH_SECONDS
+# The longest ttl history accepts from a message (a bad one cannot pin a run forever).
+INTEREST_MAX_TTL_SECONDS = 60.0
+# After announcing a new interest the frontend reads the log once more this much later: a
+# history replica may log an event after the watcher's first read and before it handled
+# the interest (without the read the watcher would wait for WATCH_REREAD_SECONDS).
+INTEREST_SETTLE_SECONDS = 0.25
+# Run ids (or namespaces) per refresh message, far below NATS's 1 MB payload limit.
+INTEREST_BATCH = 1000
+# How long a first watcher waits for NATS to confirm its interest was sent (Bus.flush).
+FLUSH_TIMEOUT = 1  # whole seconds (nats-py's type)
+
+
+def interest(run_ids: list[str], namespaces: list[str], ttl: float = INTEREST_TTL_SECONDS) -> dict[str, Any]:
+    """An INTEREST message."""
+    return {"run_ids": run_ids, "namespaces": namespaces, "ttl": ttl}
 
 
 class Bus:
@@ -115,6 +140,17 @@ class Bus:
             self.dropped += 1
             metrics.NATS_DROPPED.inc()
             log.warning("NATS publish of %s dropped: %s", kind, exc)
+
+    async def flush(self, timeout: int = FLUSH_TIMEOUT) -> None:
+        """Until NATS has every message published so far (a round trip), or the
+        timeout passed, or at once while NATS is down."""
+        nc = self._nc
+        if nc is None or not nc.is_connected:
+            return
+        try:
+            await nc.flush(timeout)
+        except Exception as exc:
+            log.debug("NATS flush: %s", exc)
 
     async def close(self) -> None:
         metrics.NATS_CONNECTED.set(0)

@@ -86,7 +86,7 @@ class Handlers:
         after the first read, once the run and after_event_id are known good
         (the HTTP event stream answers its errors as JSON until then)."""
         cursor = request.after_event_id
-        woken = self.watcher.follow(request.run_id)
+        woken = await self.watcher.follow(request.run_id)
         started = False
         try:
             while True:
@@ -120,7 +120,7 @@ class Handlers:
         history scans a bounded range of the log per read. The response
         headers are sent once the starting point is read: a caller that has
         them sees every later event."""
-        woken = self.watcher.follow_namespace(request.namespace)
+        woken = await self.watcher.follow_namespace(request.namespace)
         read = hpb.ListRunEventsRequest(
             namespace=request.namespace,
             after_id=request.after_event_id or -1,

@@ -50,8 +50,8 @@ def http_socket(address: str | None) -> socket.socket | None:
 async def run(settings: Settings, http_address: str | None = None) -> None:
     """Serves the public API until SIGINT/SIGTERM."""
     sock = http_socket(http_address)
-    watcher = RunWatcher()
     bus = Bus(settings.nats_url, settings.nats_prefix)
+    watcher = RunWatcher(bus)
     await bus.subscribe(bus_mod.RUNS, watcher.on_change)
     await bus.subscribe(bus_mod.EVENTS, watcher.on_logged)
     await bus.start()
@@ -79,6 +79,7 @@ async def run(settings: Settings, http_address: str | None = None) -> None:
     async def on_stop() -> None:
         if http is not None:
             await http.stop()
+        await watcher.close()
         await bus.close()
         await history_channel.close()
         await matching_channel.close()

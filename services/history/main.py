@@ -41,6 +41,7 @@ async def run(settings: Settings) -> None:
     )
     announcer.poke_timers.append(timers.poke)
     await bus.subscribe(bus_mod.TIMERS, lambda _msg: timers.poke())
+    await bus.subscribe(bus_mod.INTEREST, announcer.interest.on_message)
 
     def on_work(m: dict[str, Any]) -> None:
         if m.get("keyed"):  # a keyed run was queued (by any replica)

@@ -1,10 +1,11 @@
 """Announcing committed transitions on NATS: work for matching's pollers, run
-changes for waiters, timers for every history replica's timer loop; and
-counting them (runs created, attempts started, runs ended: services/common/metrics.py),
+changes for waiters, timers for every history replica's timer loop, logged
+events for the runs some frontend watches (Interest); and counting them (runs created, attempts started, runs ended: services/common/metrics.py),
 here because every committed transition passes once."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -15,12 +16,50 @@ from services.history.api.claim import Claimer
 from services.history.api.transition import Effects, Outcome, Row
 
 
+class Interest:
+    """The run ids and namespaces the frontends say they watch (bus.INTEREST
+    messages, from every frontend), each until its ttl passes without a
+    refresh. A history replica that started or reconnected meanwhile learns
+    them at the next refresh; until then the watchers' periodic re-read
+    covers what it does not announce."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._runs: dict[str, float] = {}  # run id -> when its interest expires
+        self._namespaces: dict[str, float] = {}
+        self._next_purge = 0.0
+
+    def on_message(self, message: dict[str, Any]) -> None:
+        """A frontend announced (or refreshed) its watched runs and namespaces."""
+        now = self._clock()
+        ttl = float(message.get("ttl", bus_mod.INTEREST_TTL_SECONDS))
+        until = now + max(0.0, min(ttl, bus_mod.INTEREST_MAX_TTL_SECONDS))
+        for table, key in ((self._runs, "run_ids"), (self._namespaces, "namespaces")):
+            for name in message.get(key) or ():
+                name = str(name)
+                if table.get(name, 0.0) < until:
+                    table[name] = until
+        if now >= self._next_purge:  # the expired, at most once per refresh interval
+            self._next_purge = now + bus_mod.INTEREST_REFRESH_SECONDS
+            for table in (self._runs, self._namespaces):
+                for name in [n for n, expiry in table.items() if expiry <= now]:
+                    del table[name]
+
+    def watched(self, namespace: str, run_id: str) -> bool:
+        """Whether a frontend watches the run or its namespace."""
+        if not self._runs and not self._namespaces:  # nobody watches: the common case
+            return False
+        now = self._clock()
+        return self._runs.get(run_id, 0.0) > now or self._namespaces.get(namespace, 0.0) > now
+
+
 class Announcer:
     """Publishes what committed transitions changed."""
 
-    def __init__(self, bus: Bus, claimer: Claimer) -> None:
+    def __init__(self, bus: Bus, claimer: Claimer, interest: Interest | None = None) -> None:
         self.bus = bus
         self.claimer = claimer
+        self.interest = interest if interest is not None else Interest()
         self.poke_timers: list[Callable[[], None]] = []  # the local timer loop's poke
 
     async def effects(self, effects: Effects, run: Row | None = None) -> None:
@@ -58,8 +97,11 @@ class Announcer:
 
     async def logged(self, namespace: str, run_id: str) -> None:
         """A run's event was logged without a change of status (a step record,
-        a metadata update): wakes its watchers (the frontend's WatchRun)."""
-        await self.bus.publish(bus_mod.EVENTS, {"namespace": namespace, "run_id": run_id})
+        a metadata update): wakes its watchers (the frontend's WatchRun and
+        WatchRuns), when a frontend has announced any; publishing for every
+        step cost about 0.6 ms of CPU per step with nobody watching (bench/README.md)."""
+        if self.interest.watched(namespace, run_id):
+            await self.bus.publish(bus_mod.EVENTS, {"namespace": namespace, "run_id": run_id})
 
     async def outcome(self, outcome: Outcome) -> None:
         """Publishes a transition's effects."""

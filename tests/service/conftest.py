@@ -117,8 +117,12 @@ class Services:
     """History and matching serving in process, the stubs to call them, and
     shortcuts for the requests most tests make (each one protobuf call)."""
 
-    def __init__(self, database_url: str, history_address: str, matching_address: str) -> None:
+    def __init__(
+        self, database_url: str, history_address: str, matching_address: str, nats_url: str, nats_prefix: str
+    ) -> None:
         self.database_url = database_url
+        self.nats_url = nats_url  # the services' NATS and subject prefix, for a test to listen or announce
+        self.nats_prefix = nats_prefix
         self.namespace = NAMESPACE
         self._channels = [grpc.aio.insecure_channel(a) for a in (history_address, matching_address)]
         self.history = hgrpc.HistoryServiceStub(self._channels[0])
@@ -362,13 +366,14 @@ def services(
     marker = request.node.get_closest_marker("lease_seconds")
     lease = float(marker.args[0]) if marker else LEASE_SECONDS
     sweep = ["--sweep-seconds", f"{SHORT_LEASE_SWEEP:g}"] if marker else []
+    prefix = "s" + secrets.token_hex(4)
     common = [
         "--database-url",
         database_url,
         "--nats-url",
         nats.url,
         "--nats-prefix",
-        "s" + secrets.token_hex(4),
+        prefix,
         "--history-address",
         history_address,
         "--matching-address",
@@ -386,7 +391,7 @@ def services(
     tasks = loop_runner.run(
         _start(serving, {"history": history_main.run, "matching": matching_main.run}, argv)
     )
-    tier = Services(database_url, history_address, matching_address)
+    tier = Services(database_url, history_address, matching_address, nats.url, prefix)
     try:
         yield tier
     finally:
