@@ -118,8 +118,9 @@ def main(argv: list[str]) -> None:
             f"(PostgreSQL {db_url}, NATS {nats_url}, data and logs in {data})",
             flush=True,
         )
+        print(f"cairn dev: dashboard at http://127.0.0.1:{http_port}/", flush=True)
         print(
-            f"cairn dev: HTTP API on http://127.0.0.1:{http_port} (reference at /docs, metrics at "
+            f"cairn dev: HTTP API on http://127.0.0.1:{http_port}/v1 (reference at /docs, metrics at "
             f"/metrics; history's and matching's metrics at {extra['history'][1]} and {extra['matching'][1]})",
             flush=True,
         )

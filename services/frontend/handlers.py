@@ -20,6 +20,7 @@ from services.frontend import validation as check
 from services.frontend.backend import CALL_TIMEOUT, HISTORY, MATCHING, Backend
 from services.frontend.routes import RUNS, WORKERS, path
 from services.frontend.run_watch import RunWatcher
+from services.frontend.shared_reads import SharedReads
 from services.frontend.triggers import Triggers
 
 DEFAULT_WAIT_RUN = 30.0
@@ -40,6 +41,7 @@ class Handlers:
         self.watcher = watcher
         self.sweep_seconds = sweep_seconds
         self.triggers = Triggers(backend, CALL_TIMEOUT)
+        self.reads = SharedReads(backend)
 
     def by_path(self) -> dict[str, Handler]:
         """The handlers by gRPC path, for the routes without a backend."""
@@ -82,7 +84,8 @@ class Handlers:
         batches of WATCH_BATCH whenever NATS says the run changed or logged an
         event (and every WATCH_REREAD_SECONDS in case a notice was lost),
         until the event that ended the run. A watcher costs one read per wake,
-        however many notices arrived meanwhile. The response headers are sent
+        however many notices arrived meanwhile, and the watchers of a run woken
+        together share it (SharedReads). The response headers are sent
         after the first read, once the run and after_event_id are known good
         (the HTTP event stream answers its errors as JSON until then)."""
         cursor = request.after_event_id
@@ -91,12 +94,10 @@ class Handlers:
         try:
             while True:
                 woken.clear()  # before the read: a notice during it means read again
-                page: hpb.ListRunEventsResponse = await self.b.call(
-                    HISTORY,
-                    "ListRunEvents",
+                page = await self.reads.list_run_events(
                     hpb.ListRunEventsRequest(
                         namespace=request.namespace, run_id=request.run_id, after_id=cursor, limit=WATCH_BATCH
-                    ),
+                    )
                 )
                 if not started:  # the run and after_event_id are good: the headers say so
                     started = True
@@ -108,8 +109,10 @@ class Handlers:
                 cursor = page.last_id
                 if page.more:
                     continue
-                if page.ended:  # resumed after the last event: nothing more will come
-                    return
+                if page.ended:
+                    if not page.updates:  # resumed after the last event: nothing more will come
+                        return
+                    continue  # it ended while this page was read: its last events come next
                 await _woken(woken, WATCH_REREAD_SECONDS)
         finally:
             self.watcher.unfollow(request.run_id, woken)
@@ -132,7 +135,7 @@ class Handlers:
         try:
             while True:
                 woken.clear()
-                page: hpb.ListRunEventsResponse = await self.b.call(HISTORY, "ListRunEvents", read)
+                page = await self.reads.list_run_events(read)
                 if not started:  # the start is fixed: the headers tell the caller it watches
                     started = True
                     await context.send_initial_metadata(())
