@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 
-from browser_helpers import Dashboard, check_accessibility, tid
+from browser_helpers import NONDET_EVENT, Dashboard, check_accessibility, tid
 from playwright.sync_api import Locator, Page, expect
 
 # What a duration looks like on the pages: "12 ms", "0.3 s", "1m 02s", "—" never.
@@ -159,6 +159,39 @@ def test_a_bad_token_value_is_refused_on_the_page(page: Page, dashboard: Dashboa
     expect(tid(page, "action-message")).to_contain_text(re.compile("JSON", re.IGNORECASE))
     assert dashboard.client.get(run.id).status == "waiting"
     dashboard.client.cancel(run.id)
+
+
+def test_replay_opens_the_new_run(page: Page, dashboard: Dashboard) -> None:
+    run = dashboard.trigger("dash-three-steps", {"item": "replayed"})
+    dashboard.wait_status(run.id, "completed")
+    open_run(page, dashboard, run.id)
+    tid(page, "action-replay").click()
+    tid(page, "confirm-yes").click()
+    expect(page).not_to_have_url(dashboard.at(f"/runs/{run.id}"))
+    expect(page).to_have_url(re.compile(r"/runs/[0-9a-f-]{36}$"))
+    new_id = page.url.rsplit("/", 1)[1]
+    assert new_id != run.id
+    header = tid(page, "run-header")
+    expect(header).to_contain_text(new_id)  # the new run's page, not the old one's
+    expect(tid(header, "run-task")).to_have_text("dash-three-steps")
+    expect(tid(page, "run-input")).to_contain_text("replayed")
+    expect(tid(header, "run-status")).to_have_text("completed")  # followed live
+    replayed = dashboard.wait_status(new_id, "completed")
+    assert replayed.input == {"item": "replayed"}, replayed.input
+
+
+def test_send_an_event_from_the_page(page: Page, dashboard: Dashboard) -> None:
+    run = dashboard.trigger("dash-nondet")  # version 1 waits for the event "dash-go"
+    dashboard.wait_status(run.id, "waiting")
+    header = open_run(page, dashboard, run.id)
+    expect(tid(page, "timeline-wait").first).to_have_attribute("data-kind", "event")
+    form = tid(page, "event-form")
+    tid(form, "event-name").fill(NONDET_EVENT)
+    tid(form, "event-value").fill('{"from": "the page"}')
+    tid(form, "event-submit").click()
+    expect(tid(page, "action-message")).not_to_be_empty()
+    expect(tid(header, "run-status")).to_have_text("completed")
+    assert dashboard.client.get(run.id).output == ["a-done", "b-done"]
 
 
 def test_a_run_page_has_no_serious_accessibility_violation(page: Page, dashboard: Dashboard) -> None:

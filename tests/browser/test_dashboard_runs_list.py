@@ -152,3 +152,34 @@ def test_the_runs_page_has_no_serious_accessibility_violation(page: Page, dashbo
     open_runs(page, dashboard)
     expect(page.get_by_test_id("run-row").first).to_be_visible()
     check_accessibility(page, "the runs list (/)")
+
+
+def test_search_by_run_id_opens_the_run(page: Page, dashboard: Dashboard) -> None:
+    run = dashboard.trigger("dash-three-steps", {"item": "searched"})
+    open_runs(page, dashboard)
+    search = tid(page, "runs-search")
+    search.fill(run.id)
+    search.press("Enter")
+    expect(page).to_have_url(dashboard.at(f"/runs/{run.id}"))
+    expect(tid(tid(page, "run-header"), "run-task")).to_have_text("dash-three-steps")
+
+
+def test_the_next_page_button_pages_through_and_is_absent_on_the_last(
+    page: Page, dashboard: Dashboard
+) -> None:
+    tag = f"paged-{uuid.uuid4().hex[:8]}"
+    runs = dashboard.client.batch_trigger(
+        [{"task": "dash-three-steps", "payload": {"item": f"p{i}"}, "tags": [tag]} for i in range(51)]
+    )
+    open_runs(page, dashboard, f"/?tag={tag}")
+    rows = page.get_by_test_id("run-row")
+    expect(rows).to_have_count(50)
+    # Newest first: the last run triggered is the first row (a batch's runs share a
+    # creation time, so only the set is compared).
+    first_page = {rows.nth(i).get_attribute("data-run-id") for i in range(50)}
+    tid(page, "runs-next-page").click()
+    expect(rows).to_have_count(1)
+    expect(tid(page, "runs-next-page")).to_have_count(0)
+    last = rows.first.get_attribute("data-run-id")
+    assert last not in first_page
+    assert first_page | {last} == {r.id for r in runs}
