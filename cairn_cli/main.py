@@ -53,7 +53,17 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     except KeyboardInterrupt:
         sys.exit(130)
+    except BrokenPipeError:  # the reader went away (`cairn runs list | head`): stop quietly
+        _quiet_stdout()
+        sys.exit(141)
     sys.exit(status)
+
+
+def _quiet_stdout() -> None:
+    """Points stdout at /dev/null, so that Python's flush at exit does not fail
+    again on the closed pipe."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
 
 
 def unreachable_message(address: str, exc: Exception) -> str:

@@ -50,6 +50,11 @@ RESOURCES: dict[str, Callable[[Any], Any]] = {
     "cairn.v1.WorkerInfo": run_json.worker_to_dict,
     "cairn.v1.LogLine": run_json.log_line_to_dict,
 }
+# Fields rendered otherwise than their message's resource: a list of runs has
+# summaries (ListRuns loads no attempts, steps or events), as the CLI prints them.
+FIELD_RESOURCES: dict[str, Callable[[Any], Any]] = {
+    "cairn.v1.ListRunsResponse.runs": run_json.run_summary_to_dict,
+}
 
 
 class BadRequest(ValueError):
@@ -206,7 +211,7 @@ def to_json(message: Message) -> dict[str, Any]:
     for field in message.DESCRIPTOR.fields:
         value = getattr(message, field.name)
         if field.message_type is not None:
-            render = _renderer(field.message_type)
+            render = FIELD_RESOURCES.get(field.full_name) or _renderer(field.message_type)
             if field.is_repeated:
                 out[field.name] = [render(v) for v in value]
             else:

@@ -26,6 +26,10 @@ RESOURCE_TYPES: dict[str, type] = {
     "cairn.v1.WorkerInfo": run_json.WorkerJSON,
     "cairn.v1.LogLine": run_json.LogLineJSON,
 }
+# As messages.FIELD_RESOURCES.
+FIELD_TYPES: dict[str, type] = {
+    "cairn.v1.ListRunsResponse.runs": run_json.RunSummaryJSON,
+}
 ERROR: Schema = {
     "type": "object",
     "description": "A refused or failed call: the gRPC status code's name and a message naming the field.",
@@ -111,7 +115,7 @@ class Components:
     def _response_field(self, field: FieldDescriptor) -> Schema:
         msg = field.message_type
         if msg is not None:
-            resource = RESOURCE_TYPES.get(msg.full_name)
+            resource = FIELD_TYPES.get(field.full_name) or RESOURCE_TYPES.get(msg.full_name)
             one = self.typed(resource) if resource is not None else self.response(msg)
             return (
                 {"type": "array", "items": one} if field.is_repeated else {"anyOf": [one, {"type": "null"}]}
