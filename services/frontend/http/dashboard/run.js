@@ -261,6 +261,9 @@ export async function render(main, { params: [runId], navigate, isCurrent }) {
     fill(eventsSlot, events(run));
     const token = run.wait && run.wait.kind === "token" && run.wait.token_id;
     tokenForm.hidden = !token;
+    const ended = TERMINAL.has(run.status);
+    cancel.hidden = ended; // nothing to cancel, nothing to deliver an event to
+    eventForm.hidden = ended;
     fill(tokenInfo, token ? `The run waits on token ${token}.` : "");
     if (run.wait && run.wait.kind === "event" && !eventName.value) {
       eventName.value = run.wait.event_name || "";
