@@ -247,6 +247,7 @@ class ScheduleJSON(TypedDict):
     paused: bool
     declared: bool
     next_fire_at: str | None
+    upcoming: list[str]  # the fire times after next_fire_at
     last_fired_at: str | None
     last_run_id: str | None
 
@@ -550,6 +551,7 @@ def schedule_to_dict(s: spb.Schedule) -> ScheduleJSON:
         "paused": s.paused,
         "declared": s.declared,
         "next_fire_at": _time(s.next_fire_at) if s.HasField("next_fire_at") else None,
+        "upcoming": [_time(t) for t in s.upcoming],
         "last_fired_at": _time(s.last_fired_at) if s.HasField("last_fired_at") else None,
         "last_run_id": s.last_run_id or None,
     }

@@ -26,7 +26,7 @@ from cairn.v1 import common_pb2 as cairn_dot_v1_dot_common__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x63\x61irn/v1/schedule_service.proto\x12\x08\x63\x61irn.v1\x1a\x15\x63\x61irn/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb5\x02\n\x08Schedule\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0f\n\x07task_id\x18\x03 \x01(\t\x12\x0c\n\x04\x63ron\x18\x04 \x01(\t\x12\x10\n\x08timezone\x18\x05 \x01(\t\x12\"\n\x07payload\x18\x06 \x01(\x0b\x32\x11.cairn.v1.Payload\x12\x19\n\x11\x64\x65\x64uplication_key\x18\x07 \x01(\t\x12\x0e\n\x06paused\x18\x08 \x01(\x08\x12\x10\n\x08\x64\x65\x63lared\x18\t \x01(\x08\x12\x30\n\x0cnext_fire_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rlast_fired_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0blast_run_id\x18\x0c \x01(\t\"\xaf\x01\n\x15\x43reateScheduleRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x13\n\x0bschedule_id\x18\x02 \x01(\t\x12\x0f\n\x07task_id\x18\x03 \x01(\t\x12\x0c\n\x04\x63ron\x18\x04 \x01(\t\x12\x10\n\x08timezone\x18\x05 \x01(\t\x12\"\n\x07payload\x18\x06 \x01(\x0b\x32\x11.cairn.v1.Payload\x12\x19\n\x11\x64\x65\x64uplication_key\x18\x07 \x01(\t\">\n\x16\x43reateScheduleResponse\x12$\n\x08schedule\x18\x01 \x01(\x0b\x32\x12.cairn.v1.Schedule\":\n\x14ListSchedulesRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\">\n\x15ListSchedulesResponse\x12%\n\tschedules\x18\x01 \x03(\x0b\x32\x12.cairn.v1.Schedule\">\n\x14PauseScheduleRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x13\n\x0bschedule_id\x18\x02 \x01(\t\"=\n\x15PauseScheduleResponse\x12$\n\x08schedule\x18\x01 \x01(\x0b\x32\x12.cairn.v1.Schedule\"?\n\x15ResumeScheduleRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x13\n\x0bschedule_id\x18\x02 \x01(\t\">\n\x16ResumeScheduleResponse\x12$\n\x08schedule\x18\x01 \x01(\x0b\x32\x12.cairn.v1.Schedule\"?\n\x15\x44\x65leteScheduleRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x13\n\x0bschedule_id\x18\x02 \x01(\t\"\x18\n\x16\x44\x65leteScheduleResponse2\xb4\x03\n\x0fScheduleService\x12S\n\x0e\x43reateSchedule\x12\x1f.cairn.v1.CreateScheduleRequest\x1a .cairn.v1.CreateScheduleResponse\x12P\n\rListSchedules\x12\x1e.cairn.v1.ListSchedulesRequest\x1a\x1f.cairn.v1.ListSchedulesResponse\x12P\n\rPauseSchedule\x12\x1e.cairn.v1.PauseScheduleRequest\x1a\x1f.cairn.v1.PauseScheduleResponse\x12S\n\x0eResumeSchedule\x12\x1f.cairn.v1.ResumeScheduleRequest\x1a .cairn.v1.ResumeScheduleResponse\x12S\n\x0e\x44\x65leteSchedule\x12\x1f.cairn.v1.DeleteScheduleRequest\x1a .cairn.v1.DeleteScheduleResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x63\x61irn/v1/schedule_service.proto\x12\x08\x63\x61irn.v1\x1a\x15\x63\x61irn/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe3\x02\n\x08Schedule\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0f\n\x07task_id\x18\x03 \x01(\t\x12\x0c\n\x04\x63ron\x18\x04 \x01(\t\x12\x10\n\x08timezone\x18\x05 \x01(\t\x12\"\n\x07payload\x18\x06 \x01(\x0b\x32\x11.cairn.v1.Payload\x12\x19\n\x11\x64\x65\x64uplication_key\x18\x07 \x01(\t\x12\x0e\n\x06paused\x18\x08 \x01(\x08\x12\x10\n\x08\x64\x65\x63lared\x18\t \x01(\x08\x12\x30\n\x0cnext_fire_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rlast_fired_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0blast_run_id\x18\x0c \x01(\t\x12,\n\x08upcoming\x18\r \x03(\x0b\x32\x1a.google.protobuf.Timestamp\"\xaf\x01\n\x15\x43reateScheduleRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x13\n\x0bschedule_id\x18\x02 \x01(\t\x12\x0f\n\x07task_id\x18\x03 \x01(\t\x12\x0c\n\x04\x63ron\x18\x04 \x01(\t\x12\x10\n\x08timezone\x18\x05 \x01(\t\x12\"\n\x07payload\x18\x06 \x01(\x0b\x32\x11.cairn.v1.Payload\x12\x19\n\x11\x64\x65\x64uplication_key\x18\x07 \x01(\t\">\n\x16\x43reateScheduleResponse\x12$\n\x08schedule\x18\x01 \x01(\x0b\x32\x12.cairn.v1.Schedule\":\n\x14ListSchedulesRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\">\n\x15ListSchedulesResponse\x12%\n\tschedules\x18\x01 \x03(\x0b\x32\x12.cairn.v1.Schedule\">\n\x14PauseScheduleRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x13\n\x0bschedule_id\x18\x02 \x01(\t\"=\n\x15PauseScheduleResponse\x12$\n\x08schedule\x18\x01 \x01(\x0b\x32\x12.cairn.v1.Schedule\"?\n\x15ResumeScheduleRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x13\n\x0bschedule_id\x18\x02 \x01(\t\">\n\x16ResumeScheduleResponse\x12$\n\x08schedule\x18\x01 \x01(\x0b\x32\x12.cairn.v1.Schedule\"?\n\x15\x44\x65leteScheduleRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x13\n\x0bschedule_id\x18\x02 \x01(\t\"\x18\n\x16\x44\x65leteScheduleResponse2\xb4\x03\n\x0fScheduleService\x12S\n\x0e\x43reateSchedule\x12\x1f.cairn.v1.CreateScheduleRequest\x1a .cairn.v1.CreateScheduleResponse\x12P\n\rListSchedules\x12\x1e.cairn.v1.ListSchedulesRequest\x1a\x1f.cairn.v1.ListSchedulesResponse\x12P\n\rPauseSchedule\x12\x1e.cairn.v1.PauseScheduleRequest\x1a\x1f.cairn.v1.PauseScheduleResponse\x12S\n\x0eResumeSchedule\x12\x1f.cairn.v1.ResumeScheduleRequest\x1a .cairn.v1.ResumeScheduleResponse\x12S\n\x0e\x44\x65leteSchedule\x12\x1f.cairn.v1.DeleteScheduleRequest\x1a .cairn.v1.DeleteScheduleResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,27 +34,27 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'cairn.v1.schedule_service_p
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_SCHEDULE']._serialized_start=102
-  _globals['_SCHEDULE']._serialized_end=411
-  _globals['_CREATESCHEDULEREQUEST']._serialized_start=414
-  _globals['_CREATESCHEDULEREQUEST']._serialized_end=589
-  _globals['_CREATESCHEDULERESPONSE']._serialized_start=591
-  _globals['_CREATESCHEDULERESPONSE']._serialized_end=653
-  _globals['_LISTSCHEDULESREQUEST']._serialized_start=655
-  _globals['_LISTSCHEDULESREQUEST']._serialized_end=713
-  _globals['_LISTSCHEDULESRESPONSE']._serialized_start=715
-  _globals['_LISTSCHEDULESRESPONSE']._serialized_end=777
-  _globals['_PAUSESCHEDULEREQUEST']._serialized_start=779
-  _globals['_PAUSESCHEDULEREQUEST']._serialized_end=841
-  _globals['_PAUSESCHEDULERESPONSE']._serialized_start=843
-  _globals['_PAUSESCHEDULERESPONSE']._serialized_end=904
-  _globals['_RESUMESCHEDULEREQUEST']._serialized_start=906
-  _globals['_RESUMESCHEDULEREQUEST']._serialized_end=969
-  _globals['_RESUMESCHEDULERESPONSE']._serialized_start=971
-  _globals['_RESUMESCHEDULERESPONSE']._serialized_end=1033
-  _globals['_DELETESCHEDULEREQUEST']._serialized_start=1035
-  _globals['_DELETESCHEDULEREQUEST']._serialized_end=1098
-  _globals['_DELETESCHEDULERESPONSE']._serialized_start=1100
-  _globals['_DELETESCHEDULERESPONSE']._serialized_end=1124
-  _globals['_SCHEDULESERVICE']._serialized_start=1127
-  _globals['_SCHEDULESERVICE']._serialized_end=1563
+  _globals['_SCHEDULE']._serialized_end=457
+  _globals['_CREATESCHEDULEREQUEST']._serialized_start=460
+  _globals['_CREATESCHEDULEREQUEST']._serialized_end=635
+  _globals['_CREATESCHEDULERESPONSE']._serialized_start=637
+  _globals['_CREATESCHEDULERESPONSE']._serialized_end=699
+  _globals['_LISTSCHEDULESREQUEST']._serialized_start=701
+  _globals['_LISTSCHEDULESREQUEST']._serialized_end=759
+  _globals['_LISTSCHEDULESRESPONSE']._serialized_start=761
+  _globals['_LISTSCHEDULESRESPONSE']._serialized_end=823
+  _globals['_PAUSESCHEDULEREQUEST']._serialized_start=825
+  _globals['_PAUSESCHEDULEREQUEST']._serialized_end=887
+  _globals['_PAUSESCHEDULERESPONSE']._serialized_start=889
+  _globals['_PAUSESCHEDULERESPONSE']._serialized_end=950
+  _globals['_RESUMESCHEDULEREQUEST']._serialized_start=952
+  _globals['_RESUMESCHEDULEREQUEST']._serialized_end=1015
+  _globals['_RESUMESCHEDULERESPONSE']._serialized_start=1017
+  _globals['_RESUMESCHEDULERESPONSE']._serialized_end=1079
+  _globals['_DELETESCHEDULEREQUEST']._serialized_start=1081
+  _globals['_DELETESCHEDULEREQUEST']._serialized_end=1144
+  _globals['_DELETESCHEDULERESPONSE']._serialized_start=1146
+  _globals['_DELETESCHEDULERESPONSE']._serialized_end=1170
+  _globals['_SCHEDULESERVICE']._serialized_start=1173
+  _globals['_SCHEDULESERVICE']._serialized_end=1609
 # @@protoc_insertion_point(module_scope)

@@ -11,7 +11,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Schedule(_message.Message):
-    __slots__ = ("id", "namespace", "task_id", "cron", "timezone", "payload", "deduplication_key", "paused", "declared", "next_fire_at", "last_fired_at", "last_run_id")
+    __slots__ = ("id", "namespace", "task_id", "cron", "timezone", "payload", "deduplication_key", "paused", "declared", "next_fire_at", "last_fired_at", "last_run_id", "upcoming")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
@@ -24,6 +24,7 @@ class Schedule(_message.Message):
     NEXT_FIRE_AT_FIELD_NUMBER: _ClassVar[int]
     LAST_FIRED_AT_FIELD_NUMBER: _ClassVar[int]
     LAST_RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    UPCOMING_FIELD_NUMBER: _ClassVar[int]
     id: str
     namespace: str
     task_id: str
@@ -36,7 +37,8 @@ class Schedule(_message.Message):
     next_fire_at: _timestamp_pb2.Timestamp
     last_fired_at: _timestamp_pb2.Timestamp
     last_run_id: str
-    def __init__(self, id: _Optional[str] = ..., namespace: _Optional[str] = ..., task_id: _Optional[str] = ..., cron: _Optional[str] = ..., timezone: _Optional[str] = ..., payload: _Optional[_Union[_common_pb2.Payload, _Mapping]] = ..., deduplication_key: _Optional[str] = ..., paused: _Optional[bool] = ..., declared: _Optional[bool] = ..., next_fire_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_fired_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_run_id: _Optional[str] = ...) -> None: ...
+    upcoming: _containers.RepeatedCompositeFieldContainer[_timestamp_pb2.Timestamp]
+    def __init__(self, id: _Optional[str] = ..., namespace: _Optional[str] = ..., task_id: _Optional[str] = ..., cron: _Optional[str] = ..., timezone: _Optional[str] = ..., payload: _Optional[_Union[_common_pb2.Payload, _Mapping]] = ..., deduplication_key: _Optional[str] = ..., paused: _Optional[bool] = ..., declared: _Optional[bool] = ..., next_fire_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_fired_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_run_id: _Optional[str] = ..., upcoming: _Optional[_Iterable[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]]] = ...) -> None: ...
 
 class CreateScheduleRequest(_message.Message):
     __slots__ = ("namespace", "schedule_id", "task_id", "cron", "timezone", "payload", "deduplication_key")

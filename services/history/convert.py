@@ -14,6 +14,7 @@ from google.protobuf.struct_pb2 import Struct
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from cairn import payloads, retry_policy, tracing
+from cairn.cron import Cron
 from cairn.statuses import ATTEMPT_STATUS_BY_NAME, RUN_STATUS_BY_NAME, STEP_STATUS_BY_NAME
 from cairn.v1 import common_pb2 as pb
 from cairn.v1 import schedule_service_pb2 as spb
@@ -258,4 +259,20 @@ def schedule(s: asyncpg.Record) -> spb.Schedule:
         next_fire_at=timestamp(s["next_fire_at"]),
         last_fired_at=timestamp(s["last_fired_at"]),
         last_run_id=str(s["last_run_id"] or ""),
+        upcoming=[ts for t in _upcoming(s["cron"], s["timezone"], s["next_fire_at"]) if (ts := timestamp(t))],
     )
+
+
+UPCOMING_FIRES = 4  # shown after next_fire_at (Schedule.upcoming)
+
+
+def _upcoming(expression: str, timezone: str, after: datetime | None) -> list[datetime]:
+    """The fire times of a schedule after `after`."""
+    if after is None:
+        return []
+    cron = Cron.parse(expression, timezone)
+    times: list[datetime] = []
+    for _ in range(UPCOMING_FIRES):
+        after = cron.next_after(after)
+        times.append(after)
+    return times

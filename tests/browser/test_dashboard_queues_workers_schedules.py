@@ -101,6 +101,7 @@ def test_the_schedules_page_shows_pauses_and_resumes_a_schedule(page: Page, dash
     expect(row).to_be_visible()
     expect(tid(row, "schedule-cron")).to_contain_text(SCHEDULE_CRON)
     expect(tid(row, "schedule-next")).to_contain_text(":")  # a time of day
+    expect(tid(row, "schedule-upcoming")).to_contain_text("then ")  # the fire times after it
     expect(tid(row, "schedule-last-run")).not_to_be_empty()
     not_paused = tid(row, "schedule-paused").inner_text()
 

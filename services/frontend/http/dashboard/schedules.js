@@ -26,7 +26,10 @@ export async function render(main, { isCurrent }) {
     h("th", { scope: "row", class: "mono" }, s.id),
     h("td", {}, h("a", { href: `/?task=${encodeURIComponent(s.task)}` }, s.task)),
     h("td", { class: "mono", testid: "schedule-cron" }, s.cron, s.timezone && s.timezone !== "UTC" ? ` (${s.timezone})` : ""),
-    h("td", { testid: "schedule-next" }, s.paused ? h("span", { class: "muted" }, "paused") : when(s.next_fire_at, (iso) => ago(iso))),
+    h("td", { testid: "schedule-next" }, s.paused ? h("span", { class: "muted" }, "paused") : when(s.next_fire_at, (iso) => ago(iso)),
+      !s.paused && s.upcoming && s.upcoming.length
+        ? h("div", { class: "muted", testid: "schedule-upcoming" }, "then ", s.upcoming.map((iso) => time(iso)).join(", "))
+        : null),
     h("td", { testid: "schedule-last-run" },
       s.last_fired_at ? timeEl(s.last_fired_at) : h("span", { class: "muted" }, "never"),
       s.last_run_id ? [" ", h("a", { href: `/runs/${encodeURIComponent(s.last_run_id)}`, class: "mono", "aria-label": `Last run ${s.last_run_id}` }, "run")] : null),
