@@ -284,6 +284,7 @@ class WorkerJSON(TypedDict):
     version: str
     task_ids: list[str]
     slots: int
+    running: int  # attempts executing now: slots in use (slots - running are free)
     registered_at: str | None
     last_seen_at: str | None
     connected: bool
@@ -583,6 +584,7 @@ def worker_to_dict(w: qpb.WorkerInfo) -> WorkerJSON:
         "version": w.version,
         "task_ids": list(w.task_ids),
         "slots": w.slots,
+        "running": w.running,
         "registered_at": _time(w.registered_at) if w.HasField("registered_at") else None,
         "last_seen_at": _time(w.last_seen_at) if w.HasField("last_seen_at") else None,
         "connected": w.connected,

@@ -425,12 +425,13 @@ def show_workers(workers: list[WorkerJSON], as_json: bool) -> None:
         return
     print(
         table(
-            ["WORKER", "VERSION", "SLOTS", "CONNECTED", "LAST_SEEN", "TASKS"],
+            ["WORKER", "VERSION", "SLOTS", "RUNNING", "CONNECTED", "LAST_SEEN", "TASKS"],
             [
                 [
                     w["worker_id"],
                     w["version"] or "-",
                     str(w["slots"]),
+                    str(w["running"]),
                     "yes" if w["connected"] else "no",
                     w["last_seen_at"] or "-",
                     ", ".join(w["task_ids"]),

@@ -289,4 +289,5 @@ def worker_info(w: queue_service_pb2.WorkerInfo) -> WorkerInfo:
         registered_at=_time(w, "registered_at"),
         last_seen_at=_time(w, "last_seen_at"),
         connected=w.connected,
+        running=w.running,
     )

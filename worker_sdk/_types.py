@@ -301,6 +301,7 @@ class WorkerInfo:
     registered_at: datetime | None
     last_seen_at: datetime | None
     connected: bool
+    running: int = 0  # attempts executing now: slots in use
 
 
 @dataclass(frozen=True)

@@ -109,7 +109,7 @@ class ListWorkersRequest(_message.Message):
     def __init__(self, namespace: _Optional[str] = ...) -> None: ...
 
 class WorkerInfo(_message.Message):
-    __slots__ = ("worker_id", "version", "task_ids", "slots", "registered_at", "last_seen_at", "connected")
+    __slots__ = ("worker_id", "version", "task_ids", "slots", "registered_at", "last_seen_at", "connected", "running")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     TASK_IDS_FIELD_NUMBER: _ClassVar[int]
@@ -117,6 +117,7 @@ class WorkerInfo(_message.Message):
     REGISTERED_AT_FIELD_NUMBER: _ClassVar[int]
     LAST_SEEN_AT_FIELD_NUMBER: _ClassVar[int]
     CONNECTED_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
     version: str
     task_ids: _containers.RepeatedScalarFieldContainer[str]
@@ -124,7 +125,8 @@ class WorkerInfo(_message.Message):
     registered_at: _timestamp_pb2.Timestamp
     last_seen_at: _timestamp_pb2.Timestamp
     connected: bool
-    def __init__(self, worker_id: _Optional[str] = ..., version: _Optional[str] = ..., task_ids: _Optional[_Iterable[str]] = ..., slots: _Optional[int] = ..., registered_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_seen_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., connected: _Optional[bool] = ...) -> None: ...
+    running: int
+    def __init__(self, worker_id: _Optional[str] = ..., version: _Optional[str] = ..., task_ids: _Optional[_Iterable[str]] = ..., slots: _Optional[int] = ..., registered_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_seen_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., connected: _Optional[bool] = ..., running: _Optional[int] = ...) -> None: ...
 
 class ListWorkersResponse(_message.Message):
     __slots__ = ("workers",)

@@ -55,20 +55,27 @@ class Registry:
             row: asyncpg.Record | None = await conn.fetchrow(worker_sql.TOUCH_WORKER, namespace, worker_id)
         return row
 
-    async def workers(self, namespace: str) -> list[asyncpg.Record]:
-        """The namespace's workers, most recently seen first, with `connected`."""
+    async def workers(self, namespace: str) -> list[tuple[asyncpg.Record, int]]:
+        """The namespace's workers, most recently seen first, with `connected`,
+        each with how many attempts it is executing now."""
         async with self.pool.acquire() as conn:
-            return list(await conn.fetch(worker_sql.LIST_WORKERS, namespace, WORKER_CONNECTED_SECONDS))
+            rows = await conn.fetch(worker_sql.LIST_WORKERS, namespace, WORKER_CONNECTED_SECONDS)
+            running = {
+                r["worker_id"]: r["running"]
+                for r in await conn.fetch(worker_sql.RUNNING_BY_WORKER, namespace)
+            }
+        return [(r, running.get(r["worker_id"], 0)) for r in rows]
 
 
-def worker_info(r: asyncpg.Record) -> qpb.WorkerInfo:
-    """A workers row (with `connected`) as a WorkerInfo."""
+def worker_info(r: asyncpg.Record, running: int = 0) -> qpb.WorkerInfo:
+    """A workers row (with `connected`) and its executing attempts as a WorkerInfo."""
     info = qpb.WorkerInfo(
         worker_id=r["worker_id"],
         version=r["version"],
         task_ids=r["task_ids"],
         slots=r["slots"],
         connected=r["connected"],
+        running=running,
     )
     info.registered_at.FromDatetime(r["registered_at"])
     info.last_seen_at.FromDatetime(r["last_seen_at"])

@@ -168,4 +168,4 @@ class MatchingServicer(mgrpc.MatchingServiceServicer):
     async def ListWorkers(self, request: qpb.ListWorkersRequest, context: Context) -> qpb.ListWorkersResponse:
         """The namespace's workers, most recently seen first."""
         rows = await self.registry.workers(request.namespace)
-        return qpb.ListWorkersResponse(workers=[worker_info(r) for r in rows])
+        return qpb.ListWorkersResponse(workers=[worker_info(r, running) for r, running in rows])

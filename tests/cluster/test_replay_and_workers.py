@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -60,6 +61,24 @@ def test_replay_and_workers_through_the_cli_and_http(http_cluster: tuple[Cluster
     assert proc.returncode == 0, proc.stderr
     rows = [json.loads(line) for line in proc.stdout.splitlines()]
     assert {r["worker_id"] for r in rows} == {w["worker_id"] for w in listed}
+
+
+def test_workers_show_their_slots_in_use(http_cluster: tuple[Cluster, httpx.Client], tmp_path: Path) -> None:
+    cluster, http = http_cluster
+    start_basic_worker(cluster, slots=4)
+    release = tmp_path / "release"
+    payload = {"counter": str(tmp_path / "counter"), "release": str(release)}
+    held = http.post("/v1/runs", json={"task_id": "gated", "payload": payload}).json()["run"]["id"]
+
+    def running() -> int:
+        (worker,) = http.get("/v1/workers").json()["workers"]
+        assert worker["slots"] == 4
+        return int(worker["running"])
+
+    wait_for(lambda: running() == 1, 20, message="the worker never showed its attempt running")
+    release.touch()
+    completed(http, held)
+    assert running() == 0
 
 
 def test_a_refused_replay_writes_nothing(http_cluster: tuple[Cluster, httpx.Client]) -> None:

@@ -88,9 +88,9 @@ def test_workers_list_as_a_table_and_json(
     FakeClient.workers = [worker("w-1", ["orders", "emails"], True), worker("w-2", ["orders"], False)]
     assert run_cli(["workers", "list"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ["WORKER", "VERSION", "SLOTS", "CONNECTED", "LAST_SEEN", "TASKS"]
-    assert lines[1].split()[:4] == ["w-1", "v1", "100", "yes"] and "orders, emails" in lines[1]
-    assert lines[2].split()[:4] == ["w-2", "v1", "100", "no"]
+    assert lines[0].split() == ["WORKER", "VERSION", "SLOTS", "RUNNING", "CONNECTED", "LAST_SEEN", "TASKS"]
+    assert lines[1].split()[:5] == ["w-1", "v1", "100", "0", "yes"] and "orders, emails" in lines[1]
+    assert lines[2].split()[:5] == ["w-2", "v1", "100", "0", "no"]
     assert run_cli(["workers", "list", "--json"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert rows[0] == {
@@ -98,6 +98,7 @@ def test_workers_list_as_a_table_and_json(
         "version": "v1",
         "task_ids": ["orders", "emails"],
         "slots": 100,
+        "running": 0,
         "registered_at": "2023-11-14T21:56:40.000Z",
         "last_seen_at": "2023-11-14T22:13:20.000Z",
         "connected": True,

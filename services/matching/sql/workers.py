@@ -20,3 +20,12 @@ LIST_WORKERS = (
     "SELECT *, last_seen_at > now() - make_interval(secs => $2) AS connected FROM workers "
     "WHERE namespace = $1 ORDER BY last_seen_at DESC, worker_id"
 )
+
+# How many attempts each worker of a namespace is executing now: a read of
+# history's runs and attempts (through the partial index of executing runs).
+# $1 namespace.
+RUNNING_BY_WORKER = (
+    "SELECT a.worker_id, count(*) AS running FROM runs r "
+    "JOIN attempts a ON a.run_id = r.id AND a.number = r.attempt_count "
+    "WHERE r.namespace = $1 AND r.status = 'executing' GROUP BY a.worker_id"
+)

@@ -8,7 +8,7 @@ function workerRow(w) {
     h("th", { scope: "row", class: "mono", testid: "worker-id" }, w.worker_id),
     h("td", { testid: "worker-tasks" }, h("span", { class: "tags" }, w.task_ids.map((t) => h("a", { class: "tag", href: `/?task=${encodeURIComponent(t)}` }, t)))),
     h("td", { testid: "worker-version", class: "mono" }, w.version || "—"),
-    h("td", { testid: "worker-slots", class: "num" }, String(w.slots)),
+    h("td", { testid: "worker-slots", class: "num" }, `${w.running} used, ${Math.max(0, w.slots - w.running)} free`),
     h("td", { testid: "worker-last-seen" }, w.last_seen_at ? h("time", { datetime: w.last_seen_at, title: time(w.last_seen_at) }, ago(w.last_seen_at)) : "—"),
     h("td", {}, w.connected ? h("span", { class: "status status-completed" }, "connected") : h("span", { class: "status" }, "gone")));
 }
@@ -17,7 +17,7 @@ export async function render(main, { isCurrent }) {
   document.title = "Workers · Cairn";
   const slot = h("div");
   fill(main, h("div", { class: "title" }, h("h1", {}, "Workers")), slot,
-    h("p", { class: "hint" }, "Slots: how many attempts a worker runs at once. Last seen: its last registration or poll."));
+    h("p", { class: "hint" }, "Slots: how many attempts a worker runs at once, in use and free. Last seen: its last registration or poll."));
   const load = async () => {
     try {
       const { workers } = await api("/v1/workers");
