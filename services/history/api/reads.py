@@ -59,7 +59,8 @@ async def list_runs(
         statement = sql.LIST_RUNS_BY_TAG
     else:
         statement = sql.LIST_RUNS
-    async with pool.acquire() as conn:
+    async with pool.acquire() as conn, conn.transaction(readonly=True):
+        await conn.execute(sql.CUSTOM_PLANS)
         return await conn.fetch(
             statement,
             namespace,

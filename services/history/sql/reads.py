@@ -49,6 +49,11 @@ _LIST_FILTERS = (
     " AND ($6::timestamptz IS NULL OR (created_at, id) < ($6, $7::uuid))"
     " ORDER BY created_at DESC, id DESC LIMIT $8"
 )
+# Each ListRuns statement runs with this first, in its transaction: a generic plan
+# (which PostgreSQL may pick for a prepared statement after five runs) cannot
+# tell which optional filters are NULL and scans the whole table (45 ms at
+# 100,000 runs, against 0.4 ms for a custom plan on the index).
+CUSTOM_PLANS = "SET LOCAL plan_cache_mode = force_custom_plan"
 LIST_RUNS = "SELECT * FROM runs WHERE namespace = $1" + _LIST_FILTERS
 LIST_RUNS_BY_TASK = "SELECT * FROM runs WHERE namespace = $1 AND task_id = $2" + _LIST_FILTERS
 LIST_RUNS_BY_TAG = "SELECT * FROM runs WHERE namespace = $1 AND tags @> ARRAY[$4]::text[]" + _LIST_FILTERS
