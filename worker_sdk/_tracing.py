@@ -55,6 +55,13 @@ def enabled() -> bool:
     return _TRACER is not None
 
 
+def _recording() -> bool:
+    """Whether spans are worth making: OpenTelemetry is installed and the
+    application set a TracerProvider. Until then every span would be a no-op,
+    and skipping them keeps an attempt's cost what it is without the extra."""
+    return _TRACER is not None and not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+
+
 def current_traceparent() -> str:
     """The W3C context to trigger a run in: the current span's when it is a
     valid one, else the running attempt's, else ''."""
@@ -95,7 +102,7 @@ def trigger_span(
     """The span of triggering runs of task_ids (one name for one task); each of
     `options` without a traceparent gets the span's context."""
     tasks = sorted(set(task_ids))
-    if _TRACER is None:
+    if _TRACER is None or not _recording():
         for o in options:
             fill(o)
         yield TriggerSpan(None)
@@ -116,7 +123,7 @@ class AttemptSpan:
     def __init__(self, assignment: worker_service_pb2.AttemptAssignment) -> None:
         self.traceparent = assignment.traceparent
         self.span: Any = None
-        if _TRACER is not None and _PROPAGATOR is not None:
+        if _TRACER is not None and _PROPAGATOR is not None and _recording():
             parent = _PROPAGATOR.extract({tracing.METADATA_KEY: assignment.traceparent})
             self.span = _TRACER.start_span(
                 f"cairn.attempt {assignment.task_id}",
@@ -176,7 +183,7 @@ def step_span(run_id: str, attempt: int, name: str, position: int) -> Iterator[N
     """The span of a live step's body (its tries and its record). A step that
     fails records its body's exception and the ERROR status; a BaseException (the
     attempt abandoned, suspended or cancelled) ends it without either."""
-    if _TRACER is None:
+    if _TRACER is None or not _recording():
         yield
         return
     attributes: dict[str, str | int] = {
