@@ -43,6 +43,7 @@ export function fillRow(row, run) {
   row.dataset.runId = run.id;
   row.dataset.status = run.status;
   row.dataset.created = run.created_at || "";
+  row.dataset.updated = run.updated_at || "";
   row.dataset.started = run.started_at || "";
   row.dataset.finished = run.finished_at || "";
   row.dataset.updated = run.updated_at || "";
@@ -146,21 +147,33 @@ export async function render(main, { query: search, navigate, isCurrent }) {
     const empty = h("tr", { class: "empty" }, h("td", { colspan: 7 }, "No runs match."));
     stops.push(tickDurations(table));
     // The watch opens first, so that nothing made while the page loads is missed.
+    // Updates that come while the page is read wait for it: placed before it, a
+    // run of the page could take a row of its own or the page's oldest run be
+    // shown twice; then only what is newer than the page's copy is applied.
+    let loaded = false;
+    const early = [];
+    const place = (run) => {
+      const row = rows.get(run.id);
+      if (row) {
+        if ((run.updated_at || "") >= (row.dataset.updated || "")) fillRow(row, run);
+        return;
+      }
+      if (pageToken || !matches(run, filters, params)) return;
+      const created = Date.parse(run.created_at);
+      const before = [...body.rows].find((r) => r.dataset.created && Date.parse(r.dataset.created) < created);
+      if (!before && hasNext) return; // older than this page: on a later one
+      const added = runRow(run);
+      rows.set(run.id, added);
+      body.insertBefore(added, before || null);
+      empty.remove();
+    };
     stops.push(watch(`/v1/runs/watch${query({ task_id: filters.task, tag: filters.tag })}`, {
       onUpdate: ({ run }) => {
-        const row = rows.get(run.id);
-        if (row) {
-          fillRow(row, run);
+        if (!loaded) {
+          early.push(run);
           return;
         }
-        if (pageToken || !matches(run, filters, params)) return;
-        const created = Date.parse(run.created_at);
-        const before = [...body.rows].find((r) => r.dataset.created && Date.parse(r.dataset.created) < created);
-        if (!before && hasNext) return; // older than this page: on a later one
-        const added = runRow(run);
-        rows.set(run.id, added);
-        body.insertBefore(added, before || null);
-        empty.remove();
+        place(run);
       },
       onState: (state, detail) => {
         live.dataset.state = state;
@@ -186,6 +199,8 @@ export async function render(main, { query: search, navigate, isCurrent }) {
       body.append(row);
     }
     if (!body.rows.length) body.append(empty);
+    loaded = true;
+    for (const run of early.splice(0)) place(run);
     const links = [];
     if (pageToken) links.push(h("a", { href: `/${query(filters)}`, class: "button secondary", testid: "runs-first-page" }, "Newest"));
     if (hasNext) {
