@@ -35,15 +35,24 @@ def main(argv: list[str]) -> None:
     p.add_argument(
         "--data-dir", default=env("DEV_DIR", ".cairn"), help="where data and logs live (default .cairn)"
     )
-    p.add_argument("--port", type=int, default=7373, help="frontend gRPC port (default 7373)")
-    p.add_argument("--history-port", type=int, default=7375)
-    p.add_argument("--matching-port", type=int, default=7376)
-    p.add_argument("--postgres-port", type=int, default=7377)
-    p.add_argument("--nats-port", type=int, default=7378)
+    p.add_argument(
+        "--port",
+        type=int,
+        default=7373,
+        help="frontend gRPC port (default 7373); the other ports follow it (HTTP +1, history +2, "
+        "matching +3, PostgreSQL +4, NATS +5, metrics +6 and +7), so two `cairn dev` 10 apart do not collide",
+    )
+    p.add_argument("--history-port", type=int, help="(default --port + 2)")
+    p.add_argument("--matching-port", type=int, help="(default --port + 3)")
+    p.add_argument("--postgres-port", type=int, help="(default --port + 4)")
+    p.add_argument("--nats-port", type=int, help="(default --port + 5)")
     p.add_argument("--http-port", type=int, help="frontend HTTP API, /docs and /metrics (default --port + 1)")
     p.add_argument("--history-metrics-port", type=int, help="history's /metrics (default --port + 6)")
     p.add_argument("--matching-metrics-port", type=int, help="matching's /metrics (default --port + 7)")
     args = p.parse_args(argv)
+    for name, offset in (("history_port", 2), ("matching_port", 3), ("postgres_port", 4), ("nats_port", 5)):
+        if getattr(args, name) is None:
+            setattr(args, name, args.port + offset)
     http_port = args.http_port or args.port + 1
     extra = {
         "history": ["--metrics-address", f"127.0.0.1:{args.history_metrics_port or args.port + 6}"],
