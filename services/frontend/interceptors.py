@@ -210,6 +210,34 @@ class Validation(RouteInterceptor):
         route.validate(request)
 
 
+class Decoding(RouteInterceptor):
+    """Refuses a request whose bytes could not be read as its message
+    (validation.Undecodable) before anything looks at its fields."""
+
+    def wrap(self, route: Route, behaviour: Behaviour) -> Behaviour:
+        async def decoded(request: Any, context: Context) -> Any:
+            if isinstance(request, check.Undecodable):
+                raise request.refusal()
+            return await behaviour(request, context)
+
+        return decoded
+
+    def wrap_stream(self, route: Route, behaviour: StreamBehaviour) -> StreamBehaviour:
+        async def decoded(request: Any, context: Context) -> AsyncIterator[Any]:
+            if isinstance(request, check.Undecodable):
+                raise request.refusal()
+            async for message in behaviour(request, context):
+                yield message
+
+        return decoded
+
+
 def chain(routes: dict[str, Route]) -> list[grpc.aio.ServerInterceptor]:
     """The interceptors of the frontend's server, outermost first."""
-    return [ErrorMapping(routes), Authorization(routes), NamespaceDefaulting(routes), Validation(routes)]
+    return [
+        ErrorMapping(routes),
+        Decoding(routes),
+        Authorization(routes),
+        NamespaceDefaulting(routes),
+        Validation(routes),
+    ]

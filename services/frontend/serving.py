@@ -9,11 +9,13 @@ from __future__ import annotations
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 from google.protobuf.message_factory import GetMessageClass
 
 from services.frontend.backend import Backend
 from services.frontend.handlers import Handler
 from services.frontend.routes import SERVICES, Route, path
+from services.frontend.validation import Undecodable
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -27,6 +29,19 @@ def _forward(backend: Backend, route: Route) -> Handler:
         return await backend.call(target, method, request)
 
     return forwarded
+
+
+def _decoder(message_class: Any) -> Any:
+    """The request deserializer of a method: a message, or Undecodable (refused
+    by the interceptors as INVALID_ARGUMENT) when the bytes cannot be read."""
+
+    def decode(data: bytes) -> Any:
+        try:
+            return message_class.FromString(data)
+        except DecodeError as exc:
+            return Undecodable(message_class.DESCRIPTOR.full_name, str(exc))
+
+    return decode
 
 
 def add_services(
@@ -53,7 +68,7 @@ def add_services(
             )
             methods[m.name] = make(
                 behaviour,
-                request_deserializer=GetMessageClass(m.input_type).FromString,
+                request_deserializer=_decoder(GetMessageClass(m.input_type)),
                 response_serializer=GetMessageClass(m.output_type).SerializeToString,
             )
         server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, methods),))

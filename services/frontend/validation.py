@@ -57,11 +57,22 @@ from cairn.v1 import wait_service_pb2 as wspb
 from cairn.v1 import worker_service_pb2 as wpb
 from services.common.errors import ServiceError, invalid
 
+ECHO_CHARS = 64  # of a refused value quoted in its error message
+
+
+def quoted(value: str) -> str:
+    """A refused value as its message quotes it: at most ECHO_CHARS of it, so an
+    answer never carries the input whole (a 20 KB id would overflow the
+    response's metadata)."""
+    if len(value) <= ECHO_CHARS:
+        return repr(value)
+    return f"{value[:ECHO_CHARS]!r}... ({len(value)} characters)"
+
 
 def namespace(value: str) -> None:
     """A namespace name (empty means the default one)."""
     if value and not NAMESPACE_RE.match(value):
-        raise invalid(f"namespace: {value!r} must be 1-64 letters, digits, '_', '.' or '-'")
+        raise invalid(f"namespace: {quoted(value)} must be 1-64 letters, digits, '_', '.' or '-'")
 
 
 def identifier(field: str, value: str) -> None:
@@ -69,7 +80,7 @@ def identifier(field: str, value: str) -> None:
         raise invalid(f"{field}: required")
     if not ID_RE.match(value):
         raise invalid(
-            f"{field}: {value!r} must be 1-128 letters, digits, '_', '.', ':' or '-', "
+            f"{field}: {quoted(value)} must be 1-128 letters, digits, '_', '.', ':' or '-', "
             "starting with a letter or digit"
         )
 
@@ -80,7 +91,7 @@ def run_id(value: str, field: str = "run_id") -> None:
     try:
         uuid.UUID(value)
     except ValueError:
-        raise invalid(f"{field}: {value!r} is not a valid run id (a UUID)") from None
+        raise invalid(f"{field}: {quoted(value)} is not a valid run id (a UUID)") from None
 
 
 def payload(field: str, p: cpb.Payload, *, required: bool = False) -> None:
@@ -106,11 +117,35 @@ def text(field: str, value: str, limit: int, required: bool = False) -> None:
         raise invalid(f"{field}: must not contain NUL characters (PostgreSQL cannot store them)")
 
 
+def _seconds(d: Any) -> float:
+    """A Duration in seconds, whatever its size (ToTimedelta overflows past
+    999,999,999 days, which a request may carry)."""
+    return float(d.seconds) + float(d.nanos) / 1e9
+
+
+class Undecodable:
+    """A request whose bytes are not a message of its method's type (e.g. nested
+    past protobuf's depth limit): what the frontend's deserializer hands on
+    instead of raising, so that it is refused as INVALID_ARGUMENT, not UNKNOWN."""
+
+    def __init__(self, type_name: str, why: str) -> None:
+        self.type_name = type_name
+        self.why = why
+
+    def refusal(self) -> ServiceError:
+        reason = (
+            "nested too deeply (at most 100 levels)"
+            if "Depth" in self.why
+            else "not a valid protobuf message"
+        )
+        return invalid(f"request: cannot be read as a {self.type_name}: {reason}")
+
+
 def wait_seconds(field: str, msg: Any, default: float) -> float:
     """A Duration field in seconds, 0 to 60 (`default` when unset)."""
     if not msg.HasField(field):
         return default
-    seconds: float = getattr(msg, field).ToTimedelta().total_seconds()
+    seconds = _seconds(getattr(msg, field))
     if seconds < 0 or seconds > MAX_WAIT:
         raise invalid(f"{field}: must be between 0 and {MAX_WAIT:g} seconds")
     return seconds
@@ -122,7 +157,7 @@ def duration(
     """A Duration field that must be positive (or zero) and at most `limit` seconds."""
     if not msg.HasField(name):
         return
-    seconds = getattr(msg, name).ToTimedelta().total_seconds()
+    seconds = _seconds(getattr(msg, name))
     if seconds < 0 or (seconds == 0 and not allow_zero) or seconds > limit:
         raise invalid(
             f"{field}: must be {'at least 0' if allow_zero else 'more than 0'} "
@@ -130,8 +165,20 @@ def duration(
         )
 
 
+def struct_json(field: str, value: Any) -> str:
+    """A Struct as the JSON text stored for it; INVALID_ARGUMENT for what JSON
+    or PostgreSQL's jsonb cannot hold (NaN, infinity, NUL characters)."""
+    try:
+        text = json.dumps(json_format.MessageToDict(value), allow_nan=False)
+    except ValueError:
+        raise invalid(f"{field}: NaN and infinity are not JSON values") from None
+    if "\\u0000" in text:
+        raise invalid(f"{field}: must not contain NUL characters (PostgreSQL cannot store them)")
+    return text
+
+
 def metadata(field: str, value: Any) -> None:
-    size = len(json.dumps(json_format.MessageToDict(value)))
+    size = len(struct_json(field, value))
     if size > MAX_METADATA_BYTES:
         raise invalid(f"{field}: {size} bytes of JSON exceeds the limit of {MAX_METADATA_BYTES}")
 
@@ -167,7 +214,9 @@ def batch_trigger(r: rpb.BatchTriggerRunsRequest) -> None:
         raise invalid(f"runs: 1 to {MAX_BATCH} runs per batch, got {len(r.runs)}")
     for i, item in enumerate(r.runs):
         if item.namespace and item.namespace != r.namespace:
-            raise invalid(f"runs[{i}].namespace: {item.namespace!r} differs from the batch's {r.namespace!r}")
+            raise invalid(
+                f"runs[{i}].namespace: {quoted(item.namespace)} differs from the batch's {quoted(r.namespace)}"
+            )
         trigger(item, f"runs[{i}].")
 
 
@@ -203,7 +252,7 @@ def register(r: wpb.RegisterWorkerRequest) -> None:
     for i, t in enumerate(r.tasks):
         identifier(f"tasks[{i}].task_id", t.task_id)
         if t.task_id in seen:
-            raise invalid(f"tasks[{i}].task_id: {t.task_id!r} is declared twice")
+            raise invalid(f"tasks[{i}].task_id: {quoted(t.task_id)} is declared twice")
         seen.add(t.task_id)
         if t.queue:
             identifier(f"tasks[{i}].queue", t.queue)
@@ -311,7 +360,7 @@ def batch_write(r: wpb.BatchWriteRequest) -> None:
         item = getattr(w, kind)
         if item.namespace and item.namespace != r.namespace:
             raise invalid(
-                f"writes[{i}].{kind}.namespace: {item.namespace!r} differs from the batch's {r.namespace!r}"
+                f"writes[{i}].{kind}.namespace: {quoted(item.namespace)} differs from the batch's {quoted(r.namespace)}"
             )
         try:
             WRITE_CHECKS[kind](item)
@@ -337,7 +386,7 @@ def append_run_output(r: wpb.AppendRunOutputRequest) -> None:
 
 def log_line(field: str, line: cpb.LogLine) -> None:
     if line.level not in LOG_LEVELS:
-        raise invalid(f"{field}.level: {line.level!r} is not one of {', '.join(LOG_LEVELS)}")
+        raise invalid(f"{field}.level: {quoted(line.level)} is not one of {', '.join(LOG_LEVELS)}")
     text(f"{field}.message", line.message, MAX_LOG_MESSAGE_CHARS)
     text(f"{field}.logger", line.logger, MAX_NAME_CHARS)
     text(f"{field}.step_name", line.step_name, MAX_NAME_CHARS)
@@ -345,14 +394,14 @@ def log_line(field: str, line: cpb.LogLine) -> None:
         raise invalid(f"{field}.step_position: -1 (outside a step) or a position, got {line.step_position}")
     if line.HasField("at") and not 0 <= line.at.seconds <= MAX_TIMESTAMP_SECONDS:
         raise invalid(f"{field}.at: must be between 1970 and 9999")
-    size = len(json.dumps(json_format.MessageToDict(line.fields)))
+    size = len(struct_json(f"{field}.fields", line.fields))
     if size > MAX_LOG_FIELDS_BYTES:
         raise invalid(f"{field}.fields: {size} bytes of JSON exceeds the limit of {MAX_LOG_FIELDS_BYTES}")
 
 
 def stream_chunk(field: str, chunk: cpb.StreamChunk) -> None:
     if not STREAM_NAME_RE.match(chunk.stream):
-        raise invalid(f"{field}.stream: {chunk.stream!r} must be 1-64 letters, digits, '_', '.' or '-'")
+        raise invalid(f"{field}.stream: {quoted(chunk.stream)} must be 1-64 letters, digits, '_', '.' or '-'")
     if len(chunk.data.data) > MAX_STREAM_CHUNK_BYTES:
         raise invalid(
             f"{field}.data: {len(chunk.data.data)} bytes exceeds the limit of {MAX_STREAM_CHUNK_BYTES} bytes"
@@ -453,10 +502,9 @@ def update_queue(r: qpb.UpdateQueueRequest) -> None:
     if r.HasField("rate_limit"):
         if not 0 <= r.rate_limit.limit <= MAX_RATE_LIMIT:
             raise invalid(f"rate_limit.limit: {r.rate_limit.limit} is not between 0 and {MAX_RATE_LIMIT}")
-        if r.rate_limit.limit:
-            if not r.rate_limit.HasField("period"):
-                raise invalid("rate_limit.period: required with a rate limit")
-            duration("rate_limit.period", r.rate_limit, "period", limit=MAX_RATE_PERIOD_SECONDS)
+        if r.rate_limit.limit and not r.rate_limit.HasField("period"):
+            raise invalid("rate_limit.period: required with a rate limit")
+        duration("rate_limit.period", r.rate_limit, "period", limit=MAX_RATE_PERIOD_SECONDS)
 
 
 # The check of each kind of BatchWrite write.
