@@ -89,6 +89,7 @@ class Handlers:
         after the first read, once the run and after_event_id are known good
         (the HTTP event stream answers its errors as JSON until then)."""
         cursor = request.after_event_id
+        settled = False
         woken = await self.watcher.follow(request.run_id)
         started = False
         try:
@@ -110,9 +111,13 @@ class Handlers:
                 if page.more:
                     continue
                 if page.ended:
-                    if not page.updates:  # resumed after the last event: nothing more will come
+                    # The run was read after its events: its terminal event may have
+                    # committed in between. Read once more with nothing new before
+                    # ending (after the terminal event there is nothing to read).
+                    if not page.updates and settled:
                         return
-                    continue  # it ended while this page was read: its last events come next
+                    settled = not page.updates
+                    continue
                 await _woken(woken, WATCH_REREAD_SECONDS)
         finally:
             self.watcher.unfollow(request.run_id, woken)
