@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
 from typing import Any
 
 import httpx
 import pytest
-from harness import REPO_ROOT, Cluster, cli_env, wait_registered
-from test_http_watch import END, EventStream
+from harness import REPO_ROOT, Cluster, cairn_cli, wait_registered
+from test_http_watch import EventStream
 
 from cairn_cli.embedded import free_port
 from worker_sdk import AsyncClient, Client
@@ -35,34 +33,10 @@ def agent_cluster(cluster_factory: Any) -> tuple[Cluster, str]:
     return cluster, f"http://{address}"
 
 
-def events_until(stream: EventStream, last_type: str) -> list[dict[str, Any]]:
-    """The stream's events up to and including the first of type last_type."""
-    seen: list[dict[str, Any]] = []
-    while True:
-        item = stream.items.get(timeout=DEADLINE)
-        assert item is not END, (
-            f"the stream ended before {last_type}: {[e['data']['event']['type'] for e in seen]}"
-        )
-        seen.append(item)
-        if item["data"]["event"]["type"] == last_type:
-            return seen
-
-
 def tokens(events: list[dict[str, Any]]) -> str:
     details = [e["data"]["event"]["details"] for e in events if e["data"]["event"]["type"] == "stream"]
     assert all(d["stream"] == "tokens" for d in details)
     return "".join(d["value"] for d in details)
-
-
-def cairn_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "cairn_cli", *args],
-        capture_output=True,
-        text=True,
-        env=cli_env(),
-        cwd=str(REPO_ROOT),
-        timeout=60,
-    )
 
 
 def test_the_agents_tokens_and_lines_reach_watchers_in_order(agent_cluster: tuple[Cluster, str]) -> None:
@@ -70,7 +44,7 @@ def test_the_agents_tokens_and_lines_reach_watchers_in_order(agent_cluster: tupl
     with Client(address=cluster.address) as client:
         run = client.trigger("research-agent", {"question": QUESTION, "token_delay": 0})
     stream = EventStream(base, f"/v1/runs/{run.id}/watch")
-    before_wait = events_until(stream, "suspended")
+    before_wait = stream.until("suspended")
     kinds = [e["data"]["event"]["type"] for e in before_wait]
     # The question's line, the tokens, then each tool's line inside its step, before the step's record.
     first_log = before_wait[kinds.index("log")]["data"]["event"]["details"]
@@ -105,7 +79,7 @@ def test_the_agents_tokens_and_lines_reach_watchers_in_order(agent_cluster: tupl
     chunk_ids = [e["data"]["event"]["id"] for e in before_wait if e["data"]["event"]["type"] == "stream"]
     middle = chunk_ids[len(chunk_ids) // 2]
     resumed = EventStream(base, f"/v1/runs/{run.id}/watch", headers={"Last-Event-ID": str(middle)})
-    rest = events_until(resumed, "suspended")
+    rest = resumed.until("suspended")
     assert [e["data"]["event"]["id"] for e in rest] == [i for i in ids if i > middle]
     resumed.stop.set()
 
@@ -133,14 +107,14 @@ def test_the_agents_tokens_and_lines_reach_watchers_in_order(agent_cluster: tupl
     kinds_after = [u.event.type for u in after]
     assert kinds_after[-1] == "completed"
     assert "stream" in kinds_after and "log" not in [e.type for e in done.events]
-    end = events_until(stream, "completed")
+    end = stream.until("completed")
     assert tokens(end).strip() == "Approved. Booking Lisbon."
 
     # The CLI shows the stored lines; --follow on an ended run ends after them.
-    proc = cairn_cli("runs", "logs", run.id, "--address", cluster.address)
+    proc = cairn_cli(cluster, "runs", "logs", run.id)
     assert proc.returncode == 0, proc.stderr
     assert f"question: {QUESTION}" in proc.stdout and "step search_venues" in proc.stdout
-    proc = cairn_cli("runs", "logs", run.id, "--follow", "--json", "--address", cluster.address)
+    proc = cairn_cli(cluster, "runs", "logs", run.id, "--follow", "--json")
     assert proc.returncode == 0, proc.stderr
     lines = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [line["message"] for line in lines][0] == f"question: {QUESTION}"
@@ -148,7 +122,7 @@ def test_the_agents_tokens_and_lines_reach_watchers_in_order(agent_cluster: tupl
     # Replay-safe: attempt 2 replayed the code before the approval without logging it again.
     assert [line["message"] for line in lines].count(f"question: {QUESTION}") == 1
     assert [line["attempt"] for line in lines][-1] == 1
-    proc = cairn_cli("runs", "logs", "not-a-run", "--address", cluster.address)
+    proc = cairn_cli(cluster, "runs", "logs", "not-a-run")
     assert proc.returncode != 0 and "Traceback" not in proc.stderr and "run_id" in proc.stderr
 
     # The worker printed its lines too.
