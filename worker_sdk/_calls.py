@@ -88,5 +88,11 @@ async def attempt_call(
             )
         else:
             raise to_cairn_error(exc) from None
-        abandon(ctx, reason)
-        raise AttemptAbandoned(f"run {ctx.run_id} attempt {ctx.attempt}: {what} failed: {reason}") from None
+        raise abandoned(ctx, what, reason) from None
+
+
+def abandoned(ctx: AttemptContext, what: str, reason: str) -> AttemptAbandoned:
+    """Marks the attempt abandoned and returns the exception that stops it:
+    `what` (a call of the attempt) failed for `reason`."""
+    abandon(ctx, reason)
+    return AttemptAbandoned(f"run {ctx.run_id} attempt {ctx.attempt}: {what} failed: {reason}")

@@ -11,8 +11,8 @@ import grpc
 
 from cairn import payloads
 from cairn.limits import MAX_STREAM_CHUNK_BYTES, STREAM_NAME_RE
-from worker_sdk._attempt import AttemptAbandoned, AttemptContext
-from worker_sdk._calls import abandon, gone_reason, is_gone
+from worker_sdk._attempt import AttemptContext
+from worker_sdk._calls import abandoned, gone_reason, is_gone
 from worker_sdk._grpc import TRANSIENT_CODES, code_of, details_of, to_cairn_error
 from worker_sdk._requests import encode_payload
 from worker_sdk._suspension import check_live
@@ -51,11 +51,7 @@ async def send_chunk(ctx: AttemptContext, stream: str, value: Any) -> None:
         await ctx.output.add_chunk(stream, data, encoding)
     except grpc.RpcError as exc:
         if is_gone(exc):
-            reason = gone_reason(ctx, exc)
-            abandon(ctx, reason)
-            raise AttemptAbandoned(
-                f"run {ctx.run_id} attempt {ctx.attempt}: streaming failed: {reason}"
-            ) from None
+            raise abandoned(ctx, "streaming", gone_reason(ctx, exc)) from None
         if code_of(exc) in TRANSIENT_CODES:
             log.warning(
                 "run %s: a chunk of stream %r was not stored: %s", ctx.run_id, stream, details_of(exc)
