@@ -38,16 +38,18 @@ ATTEMPT_GONE_SUPERSEDED: AttemptGone
 ATTEMPT_GONE_ENDED: AttemptGone
 
 class AppendRunOutputRequest(_message.Message):
-    __slots__ = ("namespace", "run_id", "attempt", "outputs")
+    __slots__ = ("namespace", "run_id", "attempt", "outputs", "attempt_token")
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     OUTPUTS_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_TOKEN_FIELD_NUMBER: _ClassVar[int]
     namespace: str
     run_id: str
     attempt: int
     outputs: _containers.RepeatedCompositeFieldContainer[RunOutput]
-    def __init__(self, namespace: _Optional[str] = ..., run_id: _Optional[str] = ..., attempt: _Optional[int] = ..., outputs: _Optional[_Iterable[_Union[RunOutput, _Mapping]]] = ...) -> None: ...
+    attempt_token: str
+    def __init__(self, namespace: _Optional[str] = ..., run_id: _Optional[str] = ..., attempt: _Optional[int] = ..., outputs: _Optional[_Iterable[_Union[RunOutput, _Mapping]]] = ..., attempt_token: _Optional[str] = ...) -> None: ...
 
 class RunOutput(_message.Message):
     __slots__ = ("log", "chunk")
@@ -116,7 +118,7 @@ class PollAttemptRequest(_message.Message):
     def __init__(self, namespace: _Optional[str] = ..., worker_id: _Optional[str] = ..., task_ids: _Optional[_Iterable[str]] = ..., wait: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_attempts: _Optional[int] = ...) -> None: ...
 
 class AttemptAssignment(_message.Message):
-    __slots__ = ("run_id", "attempt", "task_id", "payload", "steps", "lease_duration", "run_created_at", "metadata", "parent_run_id", "traceparent")
+    __slots__ = ("run_id", "attempt", "task_id", "payload", "steps", "lease_duration", "run_created_at", "metadata", "parent_run_id", "traceparent", "attempt_token")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
@@ -127,6 +129,7 @@ class AttemptAssignment(_message.Message):
     METADATA_FIELD_NUMBER: _ClassVar[int]
     PARENT_RUN_ID_FIELD_NUMBER: _ClassVar[int]
     TRACEPARENT_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_TOKEN_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     attempt: int
     task_id: str
@@ -137,7 +140,8 @@ class AttemptAssignment(_message.Message):
     metadata: _struct_pb2.Struct
     parent_run_id: str
     traceparent: str
-    def __init__(self, run_id: _Optional[str] = ..., attempt: _Optional[int] = ..., task_id: _Optional[str] = ..., payload: _Optional[_Union[_common_pb2.Payload, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[_common_pb2.Step, _Mapping]]] = ..., lease_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., run_created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., parent_run_id: _Optional[str] = ..., traceparent: _Optional[str] = ...) -> None: ...
+    attempt_token: str
+    def __init__(self, run_id: _Optional[str] = ..., attempt: _Optional[int] = ..., task_id: _Optional[str] = ..., payload: _Optional[_Union[_common_pb2.Payload, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[_common_pb2.Step, _Mapping]]] = ..., lease_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., run_created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., parent_run_id: _Optional[str] = ..., traceparent: _Optional[str] = ..., attempt_token: _Optional[str] = ...) -> None: ...
 
 class PollAttemptResponse(_message.Message):
     __slots__ = ("assignments",)
@@ -146,14 +150,16 @@ class PollAttemptResponse(_message.Message):
     def __init__(self, assignments: _Optional[_Iterable[_Union[AttemptAssignment, _Mapping]]] = ...) -> None: ...
 
 class HeartbeatRequest(_message.Message):
-    __slots__ = ("namespace", "run_id", "attempt")
+    __slots__ = ("namespace", "run_id", "attempt", "attempt_token")
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_TOKEN_FIELD_NUMBER: _ClassVar[int]
     namespace: str
     run_id: str
     attempt: int
-    def __init__(self, namespace: _Optional[str] = ..., run_id: _Optional[str] = ..., attempt: _Optional[int] = ...) -> None: ...
+    attempt_token: str
+    def __init__(self, namespace: _Optional[str] = ..., run_id: _Optional[str] = ..., attempt: _Optional[int] = ..., attempt_token: _Optional[str] = ...) -> None: ...
 
 class HeartbeatResponse(_message.Message):
     __slots__ = ("lease_expires_at",)
@@ -162,7 +168,7 @@ class HeartbeatResponse(_message.Message):
     def __init__(self, lease_expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class RecordStepRequest(_message.Message):
-    __slots__ = ("namespace", "run_id", "attempt", "position", "name", "status", "output", "error", "tries", "try_errors")
+    __slots__ = ("namespace", "run_id", "attempt", "position", "name", "status", "output", "error", "tries", "try_errors", "attempt_token")
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
@@ -173,6 +179,7 @@ class RecordStepRequest(_message.Message):
     ERROR_FIELD_NUMBER: _ClassVar[int]
     TRIES_FIELD_NUMBER: _ClassVar[int]
     TRY_ERRORS_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_TOKEN_FIELD_NUMBER: _ClassVar[int]
     namespace: str
     run_id: str
     attempt: int
@@ -183,7 +190,8 @@ class RecordStepRequest(_message.Message):
     error: _common_pb2.ErrorInfo
     tries: int
     try_errors: _containers.RepeatedCompositeFieldContainer[_common_pb2.ErrorInfo]
-    def __init__(self, namespace: _Optional[str] = ..., run_id: _Optional[str] = ..., attempt: _Optional[int] = ..., position: _Optional[int] = ..., name: _Optional[str] = ..., status: _Optional[_Union[_common_pb2.StepStatus, str]] = ..., output: _Optional[_Union[_common_pb2.Payload, _Mapping]] = ..., error: _Optional[_Union[_common_pb2.ErrorInfo, _Mapping]] = ..., tries: _Optional[int] = ..., try_errors: _Optional[_Iterable[_Union[_common_pb2.ErrorInfo, _Mapping]]] = ...) -> None: ...
+    attempt_token: str
+    def __init__(self, namespace: _Optional[str] = ..., run_id: _Optional[str] = ..., attempt: _Optional[int] = ..., position: _Optional[int] = ..., name: _Optional[str] = ..., status: _Optional[_Union[_common_pb2.StepStatus, str]] = ..., output: _Optional[_Union[_common_pb2.Payload, _Mapping]] = ..., error: _Optional[_Union[_common_pb2.ErrorInfo, _Mapping]] = ..., tries: _Optional[int] = ..., try_errors: _Optional[_Iterable[_Union[_common_pb2.ErrorInfo, _Mapping]]] = ..., attempt_token: _Optional[str] = ...) -> None: ...
 
 class RecordStepResponse(_message.Message):
     __slots__ = ("step",)
@@ -192,7 +200,7 @@ class RecordStepResponse(_message.Message):
     def __init__(self, step: _Optional[_Union[_common_pb2.Step, _Mapping]] = ...) -> None: ...
 
 class FinishAttemptRequest(_message.Message):
-    __slots__ = ("namespace", "run_id", "attempt", "outcome", "output", "error", "wait")
+    __slots__ = ("namespace", "run_id", "attempt", "outcome", "output", "error", "wait", "attempt_token")
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
@@ -200,6 +208,7 @@ class FinishAttemptRequest(_message.Message):
     OUTPUT_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     WAIT_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_TOKEN_FIELD_NUMBER: _ClassVar[int]
     namespace: str
     run_id: str
     attempt: int
@@ -207,7 +216,8 @@ class FinishAttemptRequest(_message.Message):
     output: _common_pb2.Payload
     error: _common_pb2.ErrorInfo
     wait: WaitSpec
-    def __init__(self, namespace: _Optional[str] = ..., run_id: _Optional[str] = ..., attempt: _Optional[int] = ..., outcome: _Optional[_Union[AttemptOutcome, str]] = ..., output: _Optional[_Union[_common_pb2.Payload, _Mapping]] = ..., error: _Optional[_Union[_common_pb2.ErrorInfo, _Mapping]] = ..., wait: _Optional[_Union[WaitSpec, _Mapping]] = ...) -> None: ...
+    attempt_token: str
+    def __init__(self, namespace: _Optional[str] = ..., run_id: _Optional[str] = ..., attempt: _Optional[int] = ..., outcome: _Optional[_Union[AttemptOutcome, str]] = ..., output: _Optional[_Union[_common_pb2.Payload, _Mapping]] = ..., error: _Optional[_Union[_common_pb2.ErrorInfo, _Mapping]] = ..., wait: _Optional[_Union[WaitSpec, _Mapping]] = ..., attempt_token: _Optional[str] = ...) -> None: ...
 
 class WaitSpec(_message.Message):
     __slots__ = ("position", "name", "timeout_at", "event", "token", "children", "sleep")
@@ -282,16 +292,18 @@ class ChildRun(_message.Message):
     def __init__(self, task_id: _Optional[str] = ..., payload: _Optional[_Union[_common_pb2.Payload, _Mapping]] = ..., options: _Optional[_Union[_common_pb2.TriggerOptions, _Mapping]] = ...) -> None: ...
 
 class UpdateRunMetadataRequest(_message.Message):
-    __slots__ = ("namespace", "run_id", "attempt", "metadata")
+    __slots__ = ("namespace", "run_id", "attempt", "metadata", "attempt_token")
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     METADATA_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_TOKEN_FIELD_NUMBER: _ClassVar[int]
     namespace: str
     run_id: str
     attempt: int
     metadata: _struct_pb2.Struct
-    def __init__(self, namespace: _Optional[str] = ..., run_id: _Optional[str] = ..., attempt: _Optional[int] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+    attempt_token: str
+    def __init__(self, namespace: _Optional[str] = ..., run_id: _Optional[str] = ..., attempt: _Optional[int] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., attempt_token: _Optional[str] = ...) -> None: ...
 
 class UpdateRunMetadataResponse(_message.Message):
     __slots__ = ("metadata",)

@@ -22,17 +22,22 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from cairn.v1 import key_service_pb2 as cairn_dot_v1_dot_key__service__pb2
 from cairn.v1 import queue_service_pb2 as cairn_dot_v1_dot_queue__service__pb2
 from cairn.v1 import worker_service_pb2 as cairn_dot_v1_dot_worker__service__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(cairn/internal/v1/matching_service.proto\x12\x11\x63\x61irn.internal.v1\x1a\x1c\x63\x61irn/v1/queue_service.proto\x1a\x1d\x63\x61irn/v1/worker_service.proto2\xa8\x04\n\x0fMatchingService\x12S\n\x0eRegisterWorker\x12\x1f.cairn.v1.RegisterWorkerRequest\x1a .cairn.v1.RegisterWorkerResponse\x12J\n\x0bPollAttempt\x12\x1c.cairn.v1.PollAttemptRequest\x1a\x1d.cairn.v1.PollAttemptResponse\x12J\n\x0bUpdateQueue\x12\x1c.cairn.v1.UpdateQueueRequest\x1a\x1d.cairn.v1.UpdateQueueResponse\x12G\n\nListQueues\x12\x1b.cairn.v1.ListQueuesRequest\x1a\x1c.cairn.v1.ListQueuesResponse\x12G\n\nPauseQueue\x12\x1b.cairn.v1.PauseQueueRequest\x1a\x1c.cairn.v1.PauseQueueResponse\x12J\n\x0bResumeQueue\x12\x1c.cairn.v1.ResumeQueueRequest\x1a\x1d.cairn.v1.ResumeQueueResponse\x12J\n\x0bListWorkers\x12\x1c.cairn.v1.ListWorkersRequest\x1a\x1d.cairn.v1.ListWorkersResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(cairn/internal/v1/matching_service.proto\x12\x11\x63\x61irn.internal.v1\x1a\x1a\x63\x61irn/v1/key_service.proto\x1a\x1c\x63\x61irn/v1/queue_service.proto\x1a\x1d\x63\x61irn/v1/worker_service.proto\"(\n\x16\x41uthenticateKeyRequest\x12\x0e\n\x06secret\x18\x01 \x01(\t\"8\n\x17\x41uthenticateKeyResponse\x12\x1d\n\x03key\x18\x01 \x01(\x0b\x32\x10.cairn.v1.ApiKey2\xe1\x06\n\x0fMatchingService\x12S\n\x0eRegisterWorker\x12\x1f.cairn.v1.RegisterWorkerRequest\x1a .cairn.v1.RegisterWorkerResponse\x12J\n\x0bPollAttempt\x12\x1c.cairn.v1.PollAttemptRequest\x1a\x1d.cairn.v1.PollAttemptResponse\x12J\n\x0bUpdateQueue\x12\x1c.cairn.v1.UpdateQueueRequest\x1a\x1d.cairn.v1.UpdateQueueResponse\x12G\n\nListQueues\x12\x1b.cairn.v1.ListQueuesRequest\x1a\x1c.cairn.v1.ListQueuesResponse\x12G\n\nPauseQueue\x12\x1b.cairn.v1.PauseQueueRequest\x1a\x1c.cairn.v1.PauseQueueResponse\x12J\n\x0bResumeQueue\x12\x1c.cairn.v1.ResumeQueueRequest\x1a\x1d.cairn.v1.ResumeQueueResponse\x12J\n\x0bListWorkers\x12\x1c.cairn.v1.ListWorkersRequest\x1a\x1d.cairn.v1.ListWorkersResponse\x12\x44\n\tCreateKey\x12\x1a.cairn.v1.CreateKeyRequest\x1a\x1b.cairn.v1.CreateKeyResponse\x12\x41\n\x08ListKeys\x12\x19.cairn.v1.ListKeysRequest\x1a\x1a.cairn.v1.ListKeysResponse\x12\x44\n\tRevokeKey\x12\x1a.cairn.v1.RevokeKeyRequest\x1a\x1b.cairn.v1.RevokeKeyResponse\x12h\n\x0f\x41uthenticateKey\x12).cairn.internal.v1.AuthenticateKeyRequest\x1a*.cairn.internal.v1.AuthenticateKeyResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'cairn.internal.v1.matching_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_MATCHINGSERVICE']._serialized_start=125
-  _globals['_MATCHINGSERVICE']._serialized_end=677
+  _globals['_AUTHENTICATEKEYREQUEST']._serialized_start=152
+  _globals['_AUTHENTICATEKEYREQUEST']._serialized_end=192
+  _globals['_AUTHENTICATEKEYRESPONSE']._serialized_start=194
+  _globals['_AUTHENTICATEKEYRESPONSE']._serialized_end=250
+  _globals['_MATCHINGSERVICE']._serialized_start=253
+  _globals['_MATCHINGSERVICE']._serialized_end=1118
 # @@protoc_insertion_point(module_scope)

@@ -3,6 +3,8 @@
 import grpc
 import warnings
 
+from cairn.internal.v1 import matching_service_pb2 as cairn_dot_internal_dot_v1_dot_matching__service__pb2
+from cairn.v1 import key_service_pb2 as cairn_dot_v1_dot_key__service__pb2
 from cairn.v1 import queue_service_pb2 as cairn_dot_v1_dot_queue__service__pb2
 from cairn.v1 import worker_service_pb2 as cairn_dot_v1_dot_worker__service__pb2
 
@@ -71,6 +73,26 @@ class MatchingServiceStub:
                 request_serializer=cairn_dot_v1_dot_queue__service__pb2.ListWorkersRequest.SerializeToString,
                 response_deserializer=cairn_dot_v1_dot_queue__service__pb2.ListWorkersResponse.FromString,
                 _registered_method=True)
+        self.CreateKey = channel.unary_unary(
+                '/cairn.internal.v1.MatchingService/CreateKey',
+                request_serializer=cairn_dot_v1_dot_key__service__pb2.CreateKeyRequest.SerializeToString,
+                response_deserializer=cairn_dot_v1_dot_key__service__pb2.CreateKeyResponse.FromString,
+                _registered_method=True)
+        self.ListKeys = channel.unary_unary(
+                '/cairn.internal.v1.MatchingService/ListKeys',
+                request_serializer=cairn_dot_v1_dot_key__service__pb2.ListKeysRequest.SerializeToString,
+                response_deserializer=cairn_dot_v1_dot_key__service__pb2.ListKeysResponse.FromString,
+                _registered_method=True)
+        self.RevokeKey = channel.unary_unary(
+                '/cairn.internal.v1.MatchingService/RevokeKey',
+                request_serializer=cairn_dot_v1_dot_key__service__pb2.RevokeKeyRequest.SerializeToString,
+                response_deserializer=cairn_dot_v1_dot_key__service__pb2.RevokeKeyResponse.FromString,
+                _registered_method=True)
+        self.AuthenticateKey = channel.unary_unary(
+                '/cairn.internal.v1.MatchingService/AuthenticateKey',
+                request_serializer=cairn_dot_internal_dot_v1_dot_matching__service__pb2.AuthenticateKeyRequest.SerializeToString,
+                response_deserializer=cairn_dot_internal_dot_v1_dot_matching__service__pb2.AuthenticateKeyResponse.FromString,
+                _registered_method=True)
 
 
 class MatchingServiceServicer:
@@ -128,6 +150,35 @@ class MatchingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateKey(self, request, context):
+        """Creates an API key (the frontend has checked the caller may).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListKeys(self, request, context):
+        """Lists keys; with namespace "*", the keys for every namespace.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeKey(self, request, context):
+        """Revokes a key and announces it, so frontends forget it at once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AuthenticateKey(self, request, context):
+        """The key a secret belongs to, when it works (not expired or revoked);
+        UNAUTHENTICATED otherwise, with the same message for every reason.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MatchingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -165,6 +216,26 @@ def add_MatchingServiceServicer_to_server(servicer, server):
                     servicer.ListWorkers,
                     request_deserializer=cairn_dot_v1_dot_queue__service__pb2.ListWorkersRequest.FromString,
                     response_serializer=cairn_dot_v1_dot_queue__service__pb2.ListWorkersResponse.SerializeToString,
+            ),
+            'CreateKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateKey,
+                    request_deserializer=cairn_dot_v1_dot_key__service__pb2.CreateKeyRequest.FromString,
+                    response_serializer=cairn_dot_v1_dot_key__service__pb2.CreateKeyResponse.SerializeToString,
+            ),
+            'ListKeys': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListKeys,
+                    request_deserializer=cairn_dot_v1_dot_key__service__pb2.ListKeysRequest.FromString,
+                    response_serializer=cairn_dot_v1_dot_key__service__pb2.ListKeysResponse.SerializeToString,
+            ),
+            'RevokeKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeKey,
+                    request_deserializer=cairn_dot_v1_dot_key__service__pb2.RevokeKeyRequest.FromString,
+                    response_serializer=cairn_dot_v1_dot_key__service__pb2.RevokeKeyResponse.SerializeToString,
+            ),
+            'AuthenticateKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.AuthenticateKey,
+                    request_deserializer=cairn_dot_internal_dot_v1_dot_matching__service__pb2.AuthenticateKeyRequest.FromString,
+                    response_serializer=cairn_dot_internal_dot_v1_dot_matching__service__pb2.AuthenticateKeyResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -357,6 +428,114 @@ class MatchingService:
             '/cairn.internal.v1.MatchingService/ListWorkers',
             cairn_dot_v1_dot_queue__service__pb2.ListWorkersRequest.SerializeToString,
             cairn_dot_v1_dot_queue__service__pb2.ListWorkersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.internal.v1.MatchingService/CreateKey',
+            cairn_dot_v1_dot_key__service__pb2.CreateKeyRequest.SerializeToString,
+            cairn_dot_v1_dot_key__service__pb2.CreateKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListKeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.internal.v1.MatchingService/ListKeys',
+            cairn_dot_v1_dot_key__service__pb2.ListKeysRequest.SerializeToString,
+            cairn_dot_v1_dot_key__service__pb2.ListKeysResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.internal.v1.MatchingService/RevokeKey',
+            cairn_dot_v1_dot_key__service__pb2.RevokeKeyRequest.SerializeToString,
+            cairn_dot_v1_dot_key__service__pb2.RevokeKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AuthenticateKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cairn.internal.v1.MatchingService/AuthenticateKey',
+            cairn_dot_internal_dot_v1_dot_matching__service__pb2.AuthenticateKeyRequest.SerializeToString,
+            cairn_dot_internal_dot_v1_dot_matching__service__pb2.AuthenticateKeyResponse.FromString,
             options,
             channel_credentials,
             insecure,
