@@ -30,6 +30,7 @@ TIMERS = "timers"  # {"due_at"}: a timer was set, history replicas re-check thei
 # these runs and WatchRuns watchers of these namespaces; history publishes EVENTS only for
 # them, each until its ttl passes without a refresh (RUNS notices are never filtered).
 INTEREST = "interest"
+KEYS = "keys"  # {"id"}: an API key was revoked; frontends forget it at once
 
 # A frontend announces a run or namespace at its first watcher and again this often while watched.
 INTEREST_REFRESH_SECONDS = 5.0

@@ -40,6 +40,7 @@ class Settings:
     retention_days: float = 30.0
     prune_seconds: float = 60.0
     metrics_address: str = ""
+    admin_key: str = ""
 
 
 def _number(variable: str, *, zero_ok: bool) -> Callable[[str], float]:
@@ -85,7 +86,7 @@ SERVICE_FLAGS = {
         "prune-seconds",
         "metrics-address",
     },
-    "matching": {"database-url", "history-address", "sweep-seconds", "metrics-address"},
+    "matching": {"database-url", "history-address", "sweep-seconds", "metrics-address", "admin-key"},
 }
 _ALL_FLAGS = set().union(*SERVICE_FLAGS.values())
 
@@ -176,6 +177,14 @@ def add_service_flags(p: argparse.ArgumentParser, default_listen: str, service: 
         "give history and matching different ones)",
     )
 
+    flag(
+        "admin-key",
+        default=env("ADMIN_KEY", ""),
+        help="an API key (cairn_<id>_<secret>) stored at start as an admin key for every "
+        "namespace unless its id exists: how a new cluster gets its first key (CAIRN_ADMIN_KEY; "
+        "prefer the variable, a flag shows in the process list)",
+    )
+
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
     """Settings from parsed flags; a flag the service does not take keeps its default."""
@@ -193,4 +202,5 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         retention_days=getattr(args, "retention_days", defaults.retention_days),
         prune_seconds=getattr(args, "prune_seconds", defaults.prune_seconds),
         metrics_address=getattr(args, "metrics_address", defaults.metrics_address),
+        admin_key=getattr(args, "admin_key", defaults.admin_key),
     )

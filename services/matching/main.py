@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 from typing import Any
 
 from prometheus_client import REGISTRY
@@ -17,6 +18,7 @@ from services.common import db, grpc_server, logs, metrics, otel
 from services.common.bus import Bus
 from services.common.config import Settings, add_service_flags, settings_from_args
 from services.matching import queue_metrics
+from services.matching.keys import KeyStore
 from services.matching.limited import LimitedQueues
 from services.matching.queues import QueueStore
 from services.matching.registry import Registry
@@ -24,6 +26,7 @@ from services.matching.servicer import MatchingServicer
 from services.matching.sweep import Sweeper
 from services.matching.waiters import Waiters
 
+log = logging.getLogger("cairn.matching")
 SERVICE = mpb.DESCRIPTOR.services_by_name["MatchingService"].full_name
 
 
@@ -53,6 +56,9 @@ async def run(settings: Settings) -> None:
     await limited.refresh()
     sweeper = Sweeper(pool, limited, waiters, settings.sweep_seconds)
     sweeper.start()
+    key_store = KeyStore(pool)
+    if settings.admin_key and await key_store.ensure_admin(settings.admin_key):
+        log.info("stored the bootstrap admin key (--admin-key) for every namespace")
     history_channel = grpc_server.channel(settings.history_address)
     servicer = MatchingServicer(
         Registry(pool),
@@ -62,6 +68,7 @@ async def run(settings: Settings) -> None:
         settings.history_address,
         QueueStore(pool),
         bus,
+        key_store,
     )
     server, health = grpc_server.make_server(
         settings.listen,

@@ -12,14 +12,17 @@ import grpc
 
 from cairn.internal.v1 import history_service_pb2 as hpb
 from cairn.internal.v1 import history_service_pb2_grpc as hgrpc
+from cairn.internal.v1 import matching_service_pb2 as mpb
 from cairn.internal.v1 import matching_service_pb2_grpc as mgrpc
 from cairn.limits import DEFAULT_POLL_WAIT, MAX_POLL_ATTEMPTS, MAX_WAIT, WORKER_SEEN_REFRESH
+from cairn.v1 import key_service_pb2 as kpb
 from cairn.v1 import queue_service_pb2 as qpb
 from cairn.v1 import worker_service_pb2 as wpb
 from services.common import bus as bus_mod
 from services.common.bus import Bus
 from services.common.errors import invalid, precondition, rpc, unavailable
 from services.matching import queues
+from services.matching.keys import KeyStore
 from services.matching.limited import LimitedQueues
 from services.matching.queues import QueueStore
 from services.matching.registry import Registry, worker_info
@@ -42,7 +45,9 @@ class MatchingServicer(mgrpc.MatchingServiceServicer):
         history_address: str,
         queue_store: QueueStore,
         bus: Bus,
+        key_store: KeyStore,
     ) -> None:
+        self.keys = key_store
         self.queues = queue_store
         self.bus = bus
         self._workers: dict[tuple[str, str], tuple[float, asyncpg.Record]] = {}
@@ -169,3 +174,23 @@ class MatchingServicer(mgrpc.MatchingServiceServicer):
         """The namespace's workers, most recently seen first."""
         rows = await self.registry.workers(request.namespace)
         return qpb.ListWorkersResponse(workers=[worker_info(r, running) for r, running in rows])
+
+    @rpc
+    async def CreateKey(self, request: kpb.CreateKeyRequest, context: Context) -> kpb.CreateKeyResponse:
+        return await self.keys.create(request)
+
+    @rpc
+    async def ListKeys(self, request: kpb.ListKeysRequest, context: Context) -> kpb.ListKeysResponse:
+        return kpb.ListKeysResponse(keys=await self.keys.list(request.namespace))
+
+    @rpc
+    async def RevokeKey(self, request: kpb.RevokeKeyRequest, context: Context) -> kpb.RevokeKeyResponse:
+        key = await self.keys.revoke(request.namespace, request.id)
+        await self.bus.publish(bus_mod.KEYS, {"id": key.id})
+        return kpb.RevokeKeyResponse(key=key)
+
+    @rpc
+    async def AuthenticateKey(
+        self, request: mpb.AuthenticateKeyRequest, context: Context
+    ) -> mpb.AuthenticateKeyResponse:
+        return mpb.AuthenticateKeyResponse(key=await self.keys.authenticate(request.secret))
