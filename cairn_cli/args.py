@@ -209,9 +209,16 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
+API_KEY_HELP = (
+    "the API key to send (CAIRN_API_KEY, which keeps it out of the process list; default: "
+    "the admin.key `cairn dev` keeps in its data directory, $CAIRN_DEV_DIR or ./.cairn)"
+)
+
+
 def _client_args(p: argparse.ArgumentParser, json_flag: bool = True) -> None:
     p.add_argument("--address", default=None, help=ADDRESS_HELP)
     p.add_argument("--namespace", default=None, help="namespace (CAIRN_NAMESPACE, default 'default')")
+    p.add_argument("--api-key", default=None, metavar="KEY", help=API_KEY_HELP)
     if json_flag:
         p.add_argument("--json", action="store_true", help="print JSON objects instead of tables")
 

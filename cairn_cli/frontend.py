@@ -14,13 +14,13 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import grpc
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.struct_pb2 import Struct
 
-from cairn import addresses, payloads
+from cairn import addresses, credentials, payloads
 from cairn.limits import DEFAULT_NAMESPACE, MAX_CONCURRENCY_KEY_CHARS, MAX_PAYLOAD_BYTES
 from cairn.run_json import (
     LogLineJSON,
@@ -198,18 +198,72 @@ def _trigger_options(
     return opts
 
 
+class _Details(NamedTuple):
+    method: str
+    timeout: float | None
+    metadata: Any
+    credentials: Any
+    wait_for_ready: bool | None
+    compression: Any
+
+
+class _CallDetails(_Details, grpc.ClientCallDetails):
+    """A call's details with other metadata (gRPC's own class is private)."""
+
+
+class _WithMetadata(
+    grpc.UnaryUnaryClientInterceptor,
+    grpc.UnaryStreamClientInterceptor,
+    grpc.StreamUnaryClientInterceptor,
+    grpc.StreamStreamClientInterceptor,
+):
+    """Adds metadata (the API key) to every call of a channel, streams included."""
+
+    def __init__(self, metadata: tuple[tuple[str, str], ...]) -> None:
+        self._metadata = metadata
+
+    def _details(self, details: Any) -> Any:
+        metadata = (*self._metadata, *(details.metadata or ()))
+        return _CallDetails(
+            details.method,
+            details.timeout,
+            metadata,
+            details.credentials,
+            details.wait_for_ready,
+            details.compression,
+        )
+
+    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._details(details), request)
+
+    def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._details(details), request)
+
+    def intercept_stream_unary(self, continuation: Any, details: Any, requests: Any) -> Any:
+        return continuation(self._details(details), requests)
+
+    def intercept_stream_stream(self, continuation: Any, details: Any, requests: Any) -> Any:
+        return continuation(self._details(details), requests)
+
+
 class Frontend:
     """A connection to the frontend(s) at address (else $CAIRN_ADDRESS, else
     127.0.0.1:7373: one host:port, a comma-separated list, or a gRPC target) for
-    namespace (else $CAIRN_NAMESPACE, else "default"). The channel opens at the
-    first call; idempotent calls are retried on another frontend after
-    UNAVAILABLE (cairn.addresses.client_channel_options). Use it with `with`."""
+    namespace (else $CAIRN_NAMESPACE, else "default"), sending the API key
+    api_key (else $CAIRN_API_KEY, else `cairn dev`'s admin.key in $CAIRN_DEV_DIR
+    or ./.cairn, else none; cairn.credentials) on every call. A malformed key
+    is a ValueError naming where it came from. The channel opens at the first
+    call; idempotent calls are retried on another frontend after UNAVAILABLE
+    (cairn.addresses.client_channel_options). Use it with `with`."""
 
-    def __init__(self, address: str | None = None, namespace: str | None = None) -> None:
+    def __init__(
+        self, address: str | None = None, namespace: str | None = None, api_key: str | None = None
+    ) -> None:
         self.address = addresses.check_address(
             address or os.environ.get("CAIRN_ADDRESS") or addresses.DEFAULT_ADDRESS
         )
         self.namespace = namespace or os.environ.get("CAIRN_NAMESPACE") or DEFAULT_NAMESPACE
+        self.api_key = credentials.resolve_api_key(api_key, "--api-key")
         self._channel: grpc.Channel | None = None
 
     def __enter__(self) -> Frontend:
@@ -230,7 +284,10 @@ class Frontend:
                 target = addresses.channel_target(self.address)
             except addresses.UnresolvedHost as exc:
                 raise Unreachable(str(exc), grpc.StatusCode.UNAVAILABLE) from None
-            self._channel = grpc.insecure_channel(target, options=addresses.client_channel_options())
+            channel = grpc.insecure_channel(target, options=addresses.client_channel_options())
+            if self.api_key is not None:
+                channel = grpc.intercept_channel(channel, _WithMetadata(self.api_key.metadata))
+            self._channel = channel
         return self._channel
 
     def _runs(self) -> Any:

@@ -15,6 +15,7 @@ import os
 import sys
 
 from cairn.addresses import DEFAULT_ADDRESS, unreachable_reason
+from cairn.credentials import refusal_message, resolve_api_key
 from cairn_cli import commands, frontend
 from cairn_cli.args import build_parser as _parser
 from cairn_cli.args import format_duration, parse_duration, parse_rate
@@ -31,6 +32,10 @@ __all__ = [
 ]
 
 
+# Refusals of the caller's key: one line naming where the key came from.
+_REFUSED = ("UNAUTHENTICATED", "PERMISSION_DENIED")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `cairn` console script."""
     argv = sys.argv[1:] if argv is None else argv
@@ -41,12 +46,20 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "worker":
         _worker(args)
         return
+    client: frontend.Frontend | None = None
     try:
-        with frontend.Frontend(address=args.address, namespace=args.namespace) as client:
+        with frontend.Frontend(
+            address=args.address, namespace=args.namespace, api_key=args.api_key
+        ) as client:
             status = commands.run_command(client, args)
     except frontend.Unreachable as exc:
         sys.exit(unreachable_message(args.address or os.environ.get("CAIRN_ADDRESS") or DEFAULT_ADDRESS, exc))
-    except (frontend.FrontendError, TimeoutError) as exc:
+    except frontend.FrontendError as exc:
+        code = exc.code.name if exc.code is not None else ""
+        if code in _REFUSED and client is not None:
+            sys.exit(f"error: {refusal_message(code, str(exc), client.api_key)}")
+        sys.exit(f"error: {exc}")
+    except TimeoutError as exc:
         sys.exit(f"error: {exc}")
     except (ValueError, TypeError) as exc:  # refused before sending, e.g. a bad option
         print(f"error: {exc}", file=sys.stderr)
@@ -105,7 +118,7 @@ def _worker(args: argparse.Namespace) -> None:
 
     from cairn.addresses import check_address
     from services.common import otel
-    from worker_sdk import Worker
+    from worker_sdk import CairnError, PermissionDeniedError, UnauthenticatedError, Worker
 
     logging.basicConfig(
         level=os.environ.get("CAIRN_LOG_LEVEL", "INFO").upper(),
@@ -115,6 +128,7 @@ def _worker(args: argparse.Namespace) -> None:
         sys.path.insert(0, os.getcwd())
     try:
         check_address(args.address or os.environ.get("CAIRN_ADDRESS") or DEFAULT_ADDRESS)
+        api_key = resolve_api_key(args.api_key, "--api-key")
     except ValueError as exc:
         sys.exit(f"error: {exc}")
     try:
@@ -125,12 +139,19 @@ def _worker(args: argparse.Namespace) -> None:
             slots=args.slots,
             version=args.version,
             queues=args.queue,
+            api_key=api_key.key if api_key else None,
         )
     except (ImportError, ValueError, TypeError) as exc:
         sys.exit(f"error: cannot load tasks from {args.module!r}: {exc}")
     # After the tasks' module is loaded: a tracer provider it set up itself is kept.
     with otel.exporting("cairn-worker"):
-        worker.run_sync()
+        try:
+            worker.run_sync()
+        except (UnauthenticatedError, PermissionDeniedError) as exc:
+            code = exc.code.name if exc.code is not None else "UNAUTHENTICATED"
+            sys.exit(f"error: {refusal_message(code, str(exc), api_key)}")
+        except CairnError as exc:  # registration refused, e.g. a conflicting declaration
+            sys.exit(f"error: the worker could not register: {exc}")
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from worker_sdk._grpc import (
     frontend_address,
     make_stub,
     open_channel,
+    resolve_api_key,
     resolve_namespace,
 )
 from worker_sdk._policies import Retry
@@ -111,7 +112,8 @@ def trigger(
 ) -> Awaitable[RunHandle | Run[Any]]:
     """Task.trigger: inside a task a step that triggers a child run (linked by
     parent_run_id, deduplicated by the step's idempotency key); elsewhere a
-    plain trigger to the frontend of $CAIRN_ADDRESS in $CAIRN_NAMESPACE."""
+    plain trigger to the frontend of $CAIRN_ADDRESS in $CAIRN_NAMESPACE, with
+    the key of $CAIRN_API_KEY (else `cairn dev`'s admin.key)."""
     where = f"{task_id}.trigger"
     if current_attempt() is None:
         request = trigger_request(resolve_namespace(None), task_id, payload, idempotency_key, options, where)
@@ -125,7 +127,7 @@ def trigger(
 
 
 async def _trigger_from_app(request: run_service_pb2.TriggerRunRequest) -> Run[Any]:
-    channel = open_channel(frontend_address(None))
+    channel = open_channel(frontend_address(None), resolve_api_key(None))
     try:
         stub = make_stub(run_service_pb2_grpc.RunServiceStub, channel)
         with trigger_span([request.task_id], [request.options]) as span:

@@ -34,6 +34,7 @@ from worker_sdk._grpc import (
     frontend_address,
     make_stub,
     open_channel,
+    resolve_api_key,
     resolve_namespace,
     to_cairn_error,
 )
@@ -107,17 +108,23 @@ class AsyncClient:
     a gRPC target ("dns:///cairn.internal:7373"): calls are spread over them and
     idempotent calls retried on another after UNAVAILABLE. namespace: argument,
     else $CAIRN_NAMESPACE, else "default". rpc_timeout bounds each call except the
-    waits. Use it with `async with`, or call close()."""
+    waits. api_key: argument, else $CAIRN_API_KEY, else the admin.key of `cairn
+    dev` ($CAIRN_DEV_DIR, else ./.cairn), else none; sent on every call as
+    `authorization: Bearer <key>` (a malformed one is InvalidArgumentError
+    here). Use it with `async with`, or call close()."""
 
     def __init__(
         self,
         address: str | None = None,
         namespace: str | None = None,
         rpc_timeout: float = DEFAULT_RPC_TIMEOUT,
+        *,
+        api_key: str | None = None,
     ) -> None:
         self.address = frontend_address(address)
         self.namespace = resolve_namespace(namespace)
         self.rpc_timeout = rpc_timeout
+        self.api_key = resolve_api_key(api_key)
         self._channel: grpc.aio.Channel | None = None
         self._stub: run_service_pb2_grpc.RunServiceStub | None = None
         self._wait_stub: wait_service_pb2_grpc.WaitServiceStub | None = None
@@ -139,7 +146,7 @@ class AsyncClient:
 
     def _open(self) -> grpc.aio.Channel:
         if self._channel is None:
-            self._channel = open_channel(self.address)
+            self._channel = open_channel(self.address, self.api_key)
         return self._channel
 
     def _service(self) -> run_service_pb2_grpc.RunServiceStub:

@@ -7,19 +7,22 @@ import asyncio
 import os
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import grpc
 
-from cairn import addresses, limits
+from cairn import addresses, credentials, limits
+from cairn.credentials import ApiKey
 from worker_sdk.errors import (
     AlreadyExistsError,
     CairnError,
     FailedPreconditionError,
     InvalidArgumentError,
     NotFoundError,
+    PermissionDeniedError,
     QueueFullError,
+    UnauthenticatedError,
     UnavailableError,
 )
 
@@ -42,6 +45,8 @@ _ERRORS: dict[grpc.StatusCode, type[CairnError]] = {
     grpc.StatusCode.FAILED_PRECONDITION: FailedPreconditionError,
     grpc.StatusCode.UNAVAILABLE: UnavailableError,
     grpc.StatusCode.RESOURCE_EXHAUSTED: QueueFullError,
+    grpc.StatusCode.UNAUTHENTICATED: UnauthenticatedError,
+    grpc.StatusCode.PERMISSION_DENIED: PermissionDeniedError,
 }
 # gRPC itself answers RESOURCE_EXHAUSTED for an oversized message; that is not a full queue.
 _MESSAGE_TOO_LARGE = re.compile(r"message larger than max", re.IGNORECASE)
@@ -58,6 +63,17 @@ def resolve_address(address: str | None) -> str:
 def resolve_namespace(namespace: str | None) -> str:
     """The argument, else $CAIRN_NAMESPACE, else "default"."""
     return namespace or os.environ.get("CAIRN_NAMESPACE") or DEFAULT_NAMESPACE
+
+
+def resolve_api_key(api_key: str | None) -> ApiKey | None:
+    """The key to send (cairn.credentials.resolve_api_key): the argument, else
+    $CAIRN_API_KEY, else `cairn dev`'s admin.key ($CAIRN_DEV_DIR, else ./.cairn);
+    None when there is none. A malformed one is InvalidArgumentError naming
+    where it came from."""
+    try:
+        return credentials.resolve_api_key(api_key, "api_key=")
+    except ValueError as exc:
+        raise InvalidArgumentError(str(exc), None) from None
 
 
 def frontend_address(address: str | None) -> str:
@@ -85,14 +101,75 @@ def channel_options() -> list[tuple[str, Any]]:
     return addresses.client_channel_options()
 
 
-def open_channel(address: str) -> grpc.aio.Channel:
+def open_channel(address: str, api_key: ApiKey | None = None) -> grpc.aio.Channel:
     """An insecure grpc.aio channel to the frontend(s); call inside the event loop
     that uses it. address is host:port, a gRPC target (dns:///cairn.internal:7373,
     which round-robins over the name's addresses), or a comma-separated list of
     frontends ("10.0.0.1:7373,10.0.0.2:7373"; host names in a list are resolved
     once, here). Calls are spread round-robin over the addresses, and idempotent
-    methods that fail with UNAVAILABLE are retried (up to 5 attempts) on another."""
-    return grpc.aio.insecure_channel(channel_target(address), options=channel_options())
+    methods that fail with UNAVAILABLE are retried (up to 5 attempts) on another.
+    With api_key, every call on it (streams included) carries
+    `authorization: Bearer <key>`."""
+    channel = grpc.aio.insecure_channel(channel_target(address), options=channel_options())
+    return channel if api_key is None else MetadataChannel(channel, api_key.metadata)
+
+
+class _WithMetadata:
+    """A multi-callable whose calls carry metadata first, then the caller's own."""
+
+    __slots__ = ("_call", "_metadata")
+
+    def __init__(self, call: Any, metadata: tuple[tuple[str, str], ...]) -> None:
+        self._call = call
+        self._metadata = metadata
+
+    def __call__(
+        self, request: Any, *, metadata: Sequence[tuple[str, str | bytes]] | None = None, **kw: Any
+    ) -> Any:
+        return self._call(
+            request, metadata=self._metadata if metadata is None else (*self._metadata, *metadata), **kw
+        )
+
+
+class MetadataChannel(grpc.aio.Channel):
+    """A grpc.aio channel whose every call carries metadata (the API key): the
+    stubs made on it send it on unary calls and streams alike. Cheaper than a
+    client interceptor, which wraps each call in a task of its own; the calls
+    returned are the channel's own, errors and trailing metadata unchanged."""
+
+    def __init__(self, channel: grpc.aio.Channel, metadata: tuple[tuple[str, str], ...]) -> None:
+        self._channel = channel
+        self._metadata = metadata
+
+    async def __aenter__(self) -> MetadataChannel:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._channel.close(None)
+
+    async def close(self, grace: float | None = None) -> None:
+        await self._channel.close(grace)
+
+    def get_state(self, try_to_connect: bool = False) -> grpc.ChannelConnectivity:
+        return self._channel.get_state(try_to_connect)
+
+    async def wait_for_state_change(self, last_observed_state: grpc.ChannelConnectivity) -> None:
+        await self._channel.wait_for_state_change(last_observed_state)
+
+    async def channel_ready(self) -> None:
+        await self._channel.channel_ready()
+
+    def unary_unary(self, method: str, *args: Any, **kw: Any) -> Any:
+        return _WithMetadata(self._channel.unary_unary(method, *args, **kw), self._metadata)
+
+    def unary_stream(self, method: str, *args: Any, **kw: Any) -> Any:
+        return _WithMetadata(self._channel.unary_stream(method, *args, **kw), self._metadata)
+
+    def stream_unary(self, method: str, *args: Any, **kw: Any) -> Any:
+        return _WithMetadata(self._channel.stream_unary(method, *args, **kw), self._metadata)
+
+    def stream_stream(self, method: str, *args: Any, **kw: Any) -> Any:
+        return _WithMetadata(self._channel.stream_stream(method, *args, **kw), self._metadata)
 
 
 def make_stub(cls: Callable[[grpc.aio.Channel], S], channel: grpc.aio.Channel) -> S:

@@ -41,17 +41,21 @@ async def _in_context(context: contextvars.Context, coro: Coroutine[Any, Any, T]
 class Client:
     """The AsyncClient's methods for synchronous code. It runs a private event
     loop in a background thread; call it from ordinary (non-async) code, and use
-    AsyncClient inside async code. Use it with `with`, or call close()."""
+    AsyncClient inside async code. Arguments as AsyncClient's (api_key too).
+    Use it with `with`, or call close()."""
 
     def __init__(
         self,
         address: str | None = None,
         namespace: str | None = None,
         rpc_timeout: float = DEFAULT_RPC_TIMEOUT,
+        *,
+        api_key: str | None = None,
     ) -> None:
-        self._async = AsyncClient(address, namespace, rpc_timeout)
+        self._async = AsyncClient(address, namespace, rpc_timeout, api_key=api_key)
         self.address = self._async.address
         self.namespace = self._async.namespace
+        self.api_key = self._async.api_key
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="cairn-client", daemon=True)
         self._thread.start()

@@ -31,7 +31,9 @@ from worker_sdk._grpc import (
     frontend_address,
     make_stub,
     open_channel,
+    resolve_api_key,
     resolve_namespace,
+    to_cairn_error,
 )
 from worker_sdk._task import Task
 from worker_sdk.errors import ArgumentTypeError, InvalidArgumentError, UnavailableError
@@ -126,7 +128,10 @@ class Worker:
     slots (default DEFAULT_SLOTS, 100) is how many attempts run at once, each an
     asyncio task on this worker's event loop: as many as Temporal's Python worker
     runs activities by default, for I/O-bound async tasks; lower it for CPU-bound
-    or memory-heavy ones."""
+    or memory-heavy ones. api_key: argument, else $CAIRN_API_KEY, else the
+    admin.key of `cairn dev` ($CAIRN_DEV_DIR, else ./.cairn), else none; sent on
+    every call. A refused key (UnauthenticatedError, PermissionDeniedError) ends
+    run() at registration."""
 
     def __init__(
         self,
@@ -138,6 +143,8 @@ class Worker:
         worker_id: str | None = None,
         grace: float = 10.0,
         queues: Iterable[str] | str | None = None,
+        *,
+        api_key: str | None = None,
     ) -> None:
         tasks = select_queues(discover_tasks(tasks_or_module), queues)
         if isinstance(slots, bool) or not isinstance(slots, int) or slots < 1:
@@ -148,6 +155,7 @@ class Worker:
         self.queues: list[str] | None = None if queues is None else sorted({t.queue_name for t in tasks})
         self.address = frontend_address(address)
         self.namespace = resolve_namespace(namespace)
+        self.api_key = resolve_api_key(api_key)
         self.slots = slots
         self.version = version or os.environ.get("CAIRN_WORKER_VERSION") or "dev"
         self.worker_id = worker_id or default_worker_id()
@@ -240,7 +248,7 @@ class Worker:
         failing = False
         while not self._stop.is_set():
             try:
-                return open_channel(self.address)
+                return open_channel(self.address, self.api_key)
             except UnavailableError as exc:
                 if not failing:
                     log.warning("cannot open a channel to %s (%s); retrying", self.address, exc)
@@ -298,7 +306,8 @@ class Worker:
 
     async def _ensure_registered(self) -> bool:
         """Registers unless registered, retrying UNAVAILABLE forever with a capped
-        backoff and one log line per failure streak; other errors are raised.
+        backoff and one log line per failure streak; other errors are raised as
+        their CairnError (to_cairn_error).
         False when the worker stopped first."""
         assert self._register_lock is not None and self._stop is not None
         async with self._register_lock:
@@ -320,8 +329,8 @@ class Worker:
                     break
                 except grpc.RpcError as exc:
                     code = code_of(exc)
-                    if code not in TRANSIENT_CODES:
-                        raise
+                    if code not in TRANSIENT_CODES:  # e.g. a refused key: UnauthenticatedError
+                        raise to_cairn_error(exc) from None
                     if not failing:
                         log.warning(
                             "cannot register with %s (%s: %s); retrying until it answers",

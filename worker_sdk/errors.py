@@ -29,10 +29,12 @@ __all__ = [
     "NotFoundError",
     "OutsideTaskError",
     "PayloadError",
+    "PermissionDeniedError",
     "QueueFullError",
     "RunFailedError",
     "RunTimeoutError",
     "StepFailedError",
+    "UnauthenticatedError",
     "UnavailableError",
     "WaitTimeoutError",
     "type_name",
@@ -93,6 +95,17 @@ class FailedPreconditionError(CairnError):
 
 class UnavailableError(CairnError):
     """The server could not be reached (gRPC UNAVAILABLE)."""
+
+
+class UnauthenticatedError(CairnError):
+    """The frontend wants an API key and none was sent, or the key sent is
+    unknown, revoked or expired (gRPC UNAUTHENTICATED). The SDK sends the key
+    of api_key=, else $CAIRN_API_KEY, else `cairn dev`'s admin.key."""
+
+
+class PermissionDeniedError(CairnError):
+    """The API key is valid but may not do this: another namespace's, or a role
+    without the right (gRPC PERMISSION_DENIED)."""
 
 
 class QueueFullError(CairnError):

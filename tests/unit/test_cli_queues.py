@@ -91,7 +91,9 @@ class FakeClient:
 
     instances: list[FakeClient] = []
 
-    def __init__(self, address: str | None = None, namespace: str | None = None) -> None:
+    def __init__(
+        self, address: str | None = None, namespace: str | None = None, api_key: str | None = None
+    ) -> None:
         self.calls: list[tuple[str, Any, Any]] = []
         FakeClient.instances.append(self)
 
