@@ -39,12 +39,16 @@ from harness import (  # noqa: E402
     Cluster,
     ExternalNats,
     ExternalPostgres,
+    auth,
     make_cluster,
 )
 
 from cairn_cli.embedded import EmbeddedNats, EmbeddedPostgres  # noqa: E402
 from worker_sdk import Client  # noqa: E402
 
+# The SDK clients a test makes in this process carry the session's admin key,
+# as the harness gives it to every CLI and worker process (harness/auth.py).
+os.environ["CAIRN_API_KEY"] = auth.ADMIN_KEY
 CLUSTERS_KEY = pytest.StashKey[list]()
 KEEP_DATA = bool(os.environ.get("CAIRN_TEST_KEEP_DATA"))
 

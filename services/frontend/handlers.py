@@ -18,7 +18,8 @@ from cairn.v1 import run_service_pb2 as rpb
 from cairn.v1 import worker_service_pb2 as wpb
 from services.frontend import validation as check
 from services.frontend.backend import CALL_TIMEOUT, HISTORY, MATCHING, Backend
-from services.frontend.routes import RUNS, WORKERS, path
+from services.frontend.keys_api import KeyHandlers
+from services.frontend.routes import KEYS, RUNS, WORKERS, path
 from services.frontend.run_watch import RunWatcher
 from services.frontend.shared_reads import SharedReads
 from services.frontend.triggers import Triggers
@@ -42,6 +43,7 @@ class Handlers:
         self.sweep_seconds = sweep_seconds
         self.triggers = Triggers(backend, CALL_TIMEOUT)
         self.reads = SharedReads(backend)
+        self.keys = KeyHandlers(backend)
 
     def by_path(self) -> dict[str, Handler]:
         """The handlers by gRPC path, for the routes without a backend."""
@@ -53,6 +55,8 @@ class Handlers:
             path(WORKERS, "RegisterWorker"): self.register_worker,
             path(WORKERS, "PollAttempt"): self.poll_attempt,
             path(WORKERS, "BatchWrite"): self.batch_write,
+            path(KEYS, "ListKeys"): self.keys.list_keys,
+            path(KEYS, "RevokeKey"): self.keys.revoke_key,
         }
 
     async def trigger_run(self, request: rpb.TriggerRunRequest, context: Context) -> rpb.TriggerRunResponse:

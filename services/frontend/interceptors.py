@@ -1,6 +1,6 @@
 """The layers every routed call passes, as gRPC server interceptors, outermost
-first (see chain()): error mapping, authorization, namespace defaulting,
-validation. Each wraps the behaviour of a routed method once, unary or server
+first (see chain()): error mapping, authorization, decoding, namespace
+defaulting, validation. Each wraps the behaviour of a routed method once, unary or server
 streaming alike (a stream is checked before its first message, and a failure
 while it streams ends it with the mapped status), and caches the wrapped
 handler per method; calls that are not routed (health, reflection) pass
@@ -8,6 +8,7 @@ untouched."""
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, cast
 
@@ -18,7 +19,10 @@ from cairn.limits import DEFAULT_NAMESPACE
 from cairn.v1 import run_service_pb2 as rpb
 from cairn.v1 import worker_service_pb2 as wpb
 from services.common.errors import status_of
+from services.frontend import auth
 from services.frontend import validation as check
+from services.frontend.auth import Authenticator
+from services.frontend.caller import CALLER, Caller
 from services.frontend.routes import Route
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -112,15 +116,50 @@ class ErrorMapping(RouteInterceptor):
 
 
 class Authorization(RouteInterceptor):
-    """Where authentication and per-namespace authorization will go (the
-    caller's metadata is context.invocation_metadata()). Every call is allowed
-    today, so nothing is wrapped and a call pays nothing for it."""
+    """Who calls, and whether they may (auth.py): the call's API key is
+    authenticated (UNAUTHENTICATED otherwise), an empty namespace becomes the
+    key's, and the key's role and namespace are held against the route's
+    roles and every namespace the request names (PERMISSION_DENIED). The
+    caller is kept in caller.CALLER while the call is served. With auth off
+    (no authenticator) nothing is wrapped."""
+
+    def __init__(self, routes: dict[str, Route], authenticator: Authenticator | None) -> None:
+        super().__init__(routes)
+        self.authenticator = authenticator
 
     def wrap(self, route: Route, behaviour: Behaviour) -> Behaviour:
-        return behaviour
+        if self.authenticator is None:
+            return behaviour
+
+        async def authorized(request: Any, context: Context) -> Any:
+            token = await self.admit(route, request, context)
+            try:
+                return await behaviour(request, context)
+            finally:
+                CALLER.reset(token)
+
+        return authorized
 
     def wrap_stream(self, route: Route, behaviour: StreamBehaviour) -> StreamBehaviour:
-        return behaviour
+        if self.authenticator is None:
+            return behaviour
+
+        async def authorized(request: Any, context: Context) -> AsyncIterator[Any]:
+            await self.admit(route, request, context)
+            async for message in behaviour(request, context):
+                yield message
+
+        return authorized
+
+    async def admit(self, route: Route, request: Any, context: Context) -> contextvars.Token[Caller | None]:
+        assert self.authenticator is not None
+        caller = await self.authenticator.caller(context.invocation_metadata())
+        if not isinstance(request, check.Undecodable):  # refused next, by Decoding
+            if not request.namespace and not caller.everywhere:
+                request.namespace = caller.namespace
+            default_namespace(request)
+            auth.authorize(caller, route.roles, route.method, request, _batch_items(request))
+        return CALLER.set(caller)
 
 
 def default_namespace(request: Any) -> None:
@@ -232,12 +271,13 @@ class Decoding(RouteInterceptor):
         return decoded
 
 
-def chain(routes: dict[str, Route]) -> list[grpc.aio.ServerInterceptor]:
-    """The interceptors of the frontend's server, outermost first."""
+def chain(routes: dict[str, Route], authenticator: Authenticator | None) -> list[grpc.aio.ServerInterceptor]:
+    """The interceptors of the frontend's server, outermost first; without an
+    authenticator (--insecure-no-auth) every call is allowed."""
     return [
         ErrorMapping(routes),
+        Authorization(routes, authenticator),
         Decoding(routes),
-        Authorization(routes),
         NamespaceDefaulting(routes),
         Validation(routes),
     ]

@@ -18,6 +18,7 @@ from services.common import grpc_server, logs, otel
 from services.common.bus import Bus
 from services.common.config import Settings, add_service_flags, settings_from_args
 from services.frontend import interceptors
+from services.frontend.auth import Authenticator
 from services.frontend.backend import Backend
 from services.frontend.handlers import Handlers
 from services.frontend.http.server import DEFAULT_HTTP_ADDRESS, HttpServer, bind
@@ -64,11 +65,14 @@ async def run(settings: Settings, http_address: str | None = None) -> None:
         settings.matching_address,
     )
     handlers = Handlers(backend, watcher, settings.sweep_seconds).by_path()
+    authenticator = None if settings.insecure_no_auth else Authenticator(backend)
+    if authenticator is not None:
+        await bus.subscribe(bus_mod.KEYS, authenticator.forget)
 
     def register(server: grpc.aio.Server) -> None:
         add_services(server, ROUTES, handlers, backend)
 
-    layers = interceptors.chain(ROUTES)
+    layers = interceptors.chain(ROUTES, authenticator)
     if (tracer := otel.tracer("cairn.frontend")) is not None:  # only when exporting spans
         layers.append(TriggerSpans(ROUTES, tracer))
     server, health = grpc_server.make_server(settings.listen, register, SERVICE_NAMES, layers)

@@ -11,6 +11,7 @@ import uuid
 
 import httpx
 from browser_helpers import LIVE_QUEUE, Dashboard, check_accessibility, run_row, tid
+from harness import auth
 from playwright.sync_api import Page, expect
 
 NO_RELOAD_MARK = "window.__cairnNoReload"
@@ -32,7 +33,7 @@ def assert_not_reloaded(page: Page) -> None:
 
 def trigger_http(dashboard: Dashboard, task_id: str, payload: object = None, **options: object) -> str:
     """Triggers a run with POST /v1/runs (the HTTP API the pages use); its id."""
-    with httpx.Client(base_url=dashboard.url, timeout=15) as http:
+    with httpx.Client(headers=auth.headers(), base_url=dashboard.url, timeout=15) as http:
         response = http.post("/v1/runs", json={"task_id": task_id, "payload": payload, "options": options})
     assert response.status_code == 200, response.text
     return str(response.json()["run"]["id"])

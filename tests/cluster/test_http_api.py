@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 from api_helpers import start_basic_worker
-from harness import Cluster
+from harness import Cluster, auth
 from harness.database import table_counts
 
 from cairn_cli.embedded import free_port
@@ -21,7 +21,7 @@ from services.frontend.http.routes import HTTP_ROUTES
 def http_cluster(cluster_factory: Any) -> tuple[Cluster, httpx.Client]:
     address = f"127.0.0.1:{free_port()}"
     cluster = cluster_factory(env={"CAIRN_HTTP_ADDRESS": address})
-    with httpx.Client(base_url=f"http://{address}", timeout=30) as client:
+    with httpx.Client(headers=auth.headers(), base_url=f"http://{address}", timeout=30) as client:
         yield cluster, client
 
 

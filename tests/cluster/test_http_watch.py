@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 from api_helpers import start_basic_worker
-from harness import Cluster
+from harness import Cluster, auth
 from test_watch import trigger
 
 from cairn_cli.embedded import free_port
@@ -49,7 +49,9 @@ class EventStream:
 
     def _read(self, base: str, path: str, headers: dict[str, str]) -> None:
         try:
-            with httpx.Client(base_url=base, timeout=httpx.Timeout(10, read=None)) as http:
+            with httpx.Client(
+                headers=auth.headers(), base_url=base, timeout=httpx.Timeout(10, read=None)
+            ) as http:
                 with http.stream("GET", path, headers=headers) as response:
                     self.items.put(response)
                     event: dict[str, Any] = {}
@@ -172,7 +174,7 @@ def test_watch_runs_over_http_resumes_after_last_event_id(http_cluster: tuple[Cl
     assert [kind(e) for e in got] == ["triggered", "attempt_started", "completed"]
     assert all(int(e["id"]) > int(last) for e in got)
     resumed.close()
-    with httpx.Client(base_url=base, timeout=30) as http:
+    with httpx.Client(headers=auth.headers(), base_url=base, timeout=30) as http:
         past = http.get("/v1/runs/watch", headers={"Last-Event-ID": str(10**15)})
         assert past.status_code == 400 and "after_event_id" in past.json()["message"], past.text
 
@@ -183,7 +185,7 @@ def test_watch_errors_before_the_stream_are_json(http_cluster: tuple[Cluster, st
     first = trigger(cluster, "echo", 1)
     second = trigger(cluster, "echo", 2)
     first_ids = [int(e["id"]) for e in EventStream(base, f"/v1/runs/{first}/watch").rest()]
-    with httpx.Client(base_url=base, timeout=30) as http:
+    with httpx.Client(headers=auth.headers(), base_url=base, timeout=30) as http:
 
         def refused(path: str, status: int, code: str, word: str, **headers: str) -> None:
             response = http.get(path, headers=headers)

@@ -23,7 +23,7 @@ import grpc
 import httpx
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
-from harness import Cluster, cairn_cli, expect_rpc_error, json_payload, run_stub, worker_stub
+from harness import Cluster, auth, cairn_cli, expect_rpc_error, json_payload, run_stub, worker_stub
 from harness.database import table_counts
 
 from cairn.v1 import common_pb2 as cpb
@@ -41,7 +41,7 @@ TASK_QUEUES = {"lf-mail": "mail", "lf-report": "reports"}
 def http_cluster(cluster_factory: Any) -> Iterator[tuple[Cluster, httpx.Client]]:
     address = f"127.0.0.1:{free_port()}"
     cluster = cluster_factory(env={"CAIRN_HTTP_ADDRESS": address})
-    with httpx.Client(base_url=f"http://{address}", timeout=30) as client:
+    with httpx.Client(headers=auth.headers(), base_url=f"http://{address}", timeout=30) as client:
         yield cluster, client
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 from api_helpers import start_basic_worker
-from harness import Cluster, cairn_cli, wait_for
+from harness import Cluster, auth, cairn_cli, wait_for
 from harness.database import table_counts
 
 from cairn_cli.embedded import free_port
@@ -24,7 +24,7 @@ RUN_TIMEOUT = 30
 def http_cluster(cluster_factory: Any) -> tuple[Cluster, httpx.Client]:
     address = f"127.0.0.1:{free_port()}"
     cluster = cluster_factory(env={"CAIRN_HTTP_ADDRESS": address})
-    with httpx.Client(base_url=f"http://{address}", timeout=30) as client:
+    with httpx.Client(headers=auth.headers(), base_url=f"http://{address}", timeout=30) as client:
         yield cluster, client
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
-from harness import REPO_ROOT, Cluster, cairn_cli, wait_registered
+from harness import REPO_ROOT, Cluster, auth, cairn_cli, wait_registered
 from test_http_watch import EventStream
 
 from cairn_cli.embedded import free_port
@@ -84,7 +84,7 @@ def test_the_agents_tokens_and_lines_reach_watchers_in_order(agent_cluster: tupl
     resumed.stop.set()
 
     # The approval: its token id is in the stored log lines (HTTP).
-    with httpx.Client(base_url=base, timeout=10) as http:
+    with httpx.Client(headers=auth.headers(), base_url=base, timeout=10) as http:
         page = http.get(f"/v1/runs/{run.id}/logs").json()
         token_line = next(line for line in page["lines"] if "token_id" in line["fields"])
         assert token_line["message"].startswith("approve with: cairn tokens complete")

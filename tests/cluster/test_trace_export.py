@@ -21,7 +21,7 @@ import httpx
 import pytest
 from api_helpers import APPS_DIR, JSON, TASKS_MODULE, register
 from google.protobuf.duration_pb2 import Duration
-from harness import Cluster, wait_registered
+from harness import Cluster, auth, wait_registered
 from harness.waiting import wait_for
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as tspb
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc as tsgrpc
@@ -149,7 +149,7 @@ def test_one_trace_from_the_client_through_the_frontend_to_the_worker(
     assert all(s.parent_span_id == attempt.span_id for _, s in steps)
 
     # An HTTP trigger with a traceparent header joins that trace through the frontend's span.
-    with httpx.Client(base_url=f"http://{http_address}", timeout=WAIT) as http:
+    with httpx.Client(headers=auth.headers(), base_url=f"http://{http_address}", timeout=WAIT) as http:
         answer = http.post(
             "/v1/runs", json={"task_id": "echo", "payload": 1}, headers={"traceparent": HTTP_CLIENT}
         )
@@ -169,7 +169,7 @@ def test_without_export_an_http_trigger_stores_its_traceparent_header(cluster_fa
     cluster: Cluster = cluster_factory(env={"CAIRN_HTTP_ADDRESS": http_address})
     assert "traces: exported" not in cluster.logs()
     register(WorkerServiceStub(cluster.channel()), "w-trace-export", "echo")  # no worker polls
-    with httpx.Client(base_url=f"http://{http_address}", timeout=WAIT) as http:
+    with httpx.Client(headers=auth.headers(), base_url=f"http://{http_address}", timeout=WAIT) as http:
         answer = http.post("/v1/runs", json={"task_id": "echo"}, headers={"traceparent": HTTP_CLIENT})
         assert answer.status_code == 200, answer.text
         run = answer.json()["run"]

@@ -35,6 +35,7 @@ last lines of each process log are attached to its report. The service tier
 
 from cairn_cli.embedded import database_url_for
 
+from . import auth  # noqa: F401 (harness.auth)
 from .cli import cairn_cli, cli_env
 from .cluster import (
     DEFAULT_LEASE_SECONDS,

@@ -9,11 +9,13 @@ import subprocess
 import sys
 from typing import Any
 
+from . import auth
 from .processes import REPO_ROOT
 
 
 def cli_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CAIRN_")}
+    env["CAIRN_API_KEY"] = auth.ADMIN_KEY
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     return env
 

@@ -15,7 +15,7 @@ import grpc
 
 from cairn_cli.embedded import create_database, free_port, free_ports
 
-from . import database
+from . import auth, database
 from .health import READY_TIMEOUT, wait_serving
 from .processes import (
     LOG_TAIL_LINES,
@@ -75,6 +75,7 @@ class Cluster:
             "CAIRN_NATS_PREFIX": self.nats_prefix,
             "CAIRN_LEASE_SECONDS": f"{lease_seconds:g}",
             "CAIRN_SWEEP_SECONDS": f"{sweep_seconds:g}",
+            **auth.env(),
         }
         self.env.update(env or {})
         self.services: dict[str, ServiceProcess] = {}
@@ -238,9 +239,10 @@ class Cluster:
         rows = self.sql(query, *args)
         return rows[0][0] if rows else None
 
-    def channel(self, name: str = "frontend") -> grpc.Channel:
-        """A grpc channel to a service (default the frontend), closed at teardown."""
-        ch = grpc.insecure_channel(self._get(name).address)
+    def channel(self, name: str = "frontend", *, key: str | None = auth.ADMIN_KEY) -> grpc.Channel:
+        """A grpc channel to a service (default the frontend), closed at teardown;
+        its calls to the frontend carry `key` (the session's admin key; None for none)."""
+        ch = auth.channel(self._get(name).address, key if self._get(name).kind == "frontend" else None)
         self._channels.append(ch)
         return ch
 

@@ -10,16 +10,23 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from cairn import keys
+
+from . import auth
 from .processes import PYTHON
 
 GRPCURL = shutil.which("grpcurl") or str(Path(PYTHON).parent / "grpcurl")
 
 
 def grpcurl(
-    address: str, *args: str, data: Any = None, timeout: float = 40
+    address: str, *args: str, data: Any = None, timeout: float = 40, key: str | None = auth.ADMIN_KEY
 ) -> subprocess.CompletedProcess[str]:
-    """Runs `grpcurl -plaintext [-d JSON(data)] ADDRESS ARGS...` (a method, or "list")."""
+    """Runs `grpcurl -plaintext -H 'authorization: Bearer KEY' [-d JSON(data)]
+    ADDRESS ARGS...` (a method, or "list"); the session's admin key unless
+    `key` says otherwise (None: no key)."""
     argv = [GRPCURL, "-plaintext"]
+    if key is not None:
+        argv += ["-H", f"{keys.AUTHORIZATION}: {keys.BEARER}{key}"]
     if data is not None:
         argv += ["-d", json.dumps(data)]
     argv += [address, *args]

@@ -247,7 +247,7 @@ def test_the_frontend_passes_a_backends_trailing_metadata_unchanged() -> None:
             mgrpc.MatchingServiceStub(matching_channel),  # type: ignore[no-untyped-call]
             "matching",
         )
-        frontend = grpc.aio.server(interceptors=interceptors.chain(ROUTES))
+        frontend = grpc.aio.server(interceptors=interceptors.chain(ROUTES, None))
         add_services(frontend, ROUTES, Handlers(backend, RunWatcher(), 1.0).by_path(), backend)
         port = frontend.add_insecure_port("127.0.0.1:0")
         await frontend.start()

@@ -124,7 +124,7 @@ def stream_endpoint(route: HttpRoute, caller: GrpcCaller) -> Callable[[Request],
         except messages.BadRequest as exc:
             raise HttpError(errors.C.INVALID_ARGUMENT, str(exc)) from None
         last_event_id(route, request, message)
-        call = await caller.open_stream(route, message)
+        call = await caller.open_stream(route, message, forwarded(request.headers))
 
         async def events() -> AsyncIterator[str]:
             try:

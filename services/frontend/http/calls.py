@@ -3,7 +3,7 @@ frontend's own gRPC port (a loopback channel), so it passes the very same
 interceptors as any gRPC client's call (error mapping, authorization,
 namespace defaulting, validation) and the same handler or backend, with no
 second copy of any rule. A request's `traceparent` header goes with it as
-metadata (forwarded)."""
+metadata, and so does its `authorization` (forwarded)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 import grpc
 from google.protobuf.message import Message
 
-from cairn import tracing
+from cairn import keys, tracing
 from cairn.limits import MAX_WAIT
 from services.common import grpc_server
 from services.frontend.http.errors import HttpError
@@ -26,12 +26,18 @@ _WILDCARDS = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "[::]": "[::1]", "::": "[
 
 
 def forwarded(headers: Mapping[str, str]) -> Metadata:
-    """The gRPC metadata an HTTP request's headers give its call: its W3C
-    `traceparent`, so a trigger from an instrumented HTTP client joins that
-    client's trace (the frontend reads it as any gRPC client's). An invalid
-    one is dropped, as the frontend would ignore it."""
+    """The gRPC metadata an HTTP request's headers give its call: its
+    `authorization` (the caller's API key, checked by the frontend's
+    interceptors as any gRPC caller's), and its W3C `traceparent`, so a trigger
+    from an instrumented HTTP client joins that client's trace. An invalid
+    traceparent is dropped, as the frontend would ignore it."""
+    metadata: list[tuple[str, str]] = []
+    if authorization := headers.get(keys.AUTHORIZATION, ""):
+        metadata.append((keys.AUTHORIZATION, authorization))
     value = headers.get(tracing.METADATA_KEY, "")
-    return ((tracing.METADATA_KEY, value),) if tracing.is_valid(value) else ()
+    if tracing.is_valid(value):
+        metadata.append((tracing.METADATA_KEY, value))
+    return tuple(metadata)
 
 
 def loopback(listen: str) -> str:
@@ -60,7 +66,9 @@ class GrpcCaller:
             raise HttpError(exc.code(), exc.details() or exc.code().name) from None
         return response
 
-    async def open_stream(self, route: HttpRoute, request: Message) -> grpc.aio.UnaryStreamCall[Any, Any]:
+    async def open_stream(
+        self, route: HttpRoute, request: Message, metadata: Metadata = ()
+    ) -> grpc.aio.UnaryStreamCall[Any, Any]:
         """A server-streaming call once it has started: its response headers came
         (the method sends them when its request is known good), so a refusal is
         an HttpError here, before anything is streamed. Iterate it for the
@@ -71,7 +79,7 @@ class GrpcCaller:
             request_serializer=type(request).SerializeToString,
             response_deserializer=response_class.FromString,
         )
-        call = method(request)
+        call = method(request, metadata=metadata)
         try:
             await call.initial_metadata()
             if call.done():

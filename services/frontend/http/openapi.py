@@ -102,6 +102,17 @@ def _operation(route: HttpRoute, components: schemas.Components) -> dict[str, An
     return op
 
 
+# Every route needs an API key (unless the frontend runs with --insecure-no-auth).
+SECURITY_SCHEMES = {
+    "apiKey": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "An API key (`cairn keys create`), as `Authorization: Bearer cairn_...`. "
+        "A missing or bad key is 401, a key used outside its namespace or role 403.",
+    }
+}
+
+
 def document() -> dict[str, Any]:
     """The whole document."""
     components = schemas.Components()
@@ -112,5 +123,6 @@ def document() -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": INFO,
         "paths": paths,
-        "components": {"schemas": components.schemas},
+        "components": {"schemas": components.schemas, "securitySchemes": SECURITY_SCHEMES},
+        "security": [{"apiKey": []}],
     }

@@ -17,7 +17,7 @@ from google.protobuf.message_factory import GetMessageClass
 
 from cairn import run_json
 from cairn.v1 import run_service_pb2 as rpb
-from services.frontend.routes import QUEUES, ROUTES, RUNS, SCHEDULES, WAITS
+from services.frontend.routes import KEYS, QUEUES, ROUTES, RUNS, SCHEDULES, WAITS
 from services.frontend.routes import Route as GrpcRoute
 from services.frontend.routes import path as grpc_path
 
@@ -135,6 +135,9 @@ HTTP_ROUTES: list[HttpRoute] = [
     _route("POST", "/v1/queues/{name}/pause", QUEUES, "PauseQueue", "Pause a queue's dispatch"),
     _route("POST", "/v1/queues/{name}/resume", QUEUES, "ResumeQueue", "Resume a queue's dispatch"),
     _route("GET", "/v1/workers", QUEUES, "ListWorkers", "List workers: tasks, version, slots, last seen"),
+    _route("POST", "/v1/keys", KEYS, "CreateKey", "Create an API key; its secret is in this answer only"),
+    _route("GET", "/v1/keys", KEYS, "ListKeys", "List the namespace's API keys (never their secrets)"),
+    _route("POST", "/v1/keys/{id}/revoke", KEYS, "RevokeKey", "Revoke an API key at once"),
 ]
 
 
