@@ -70,7 +70,9 @@ class RunLogger(logging.LoggerAdapter[logging.Logger]):
 @dataclass
 class AttemptContext:
     """One attempt as it runs: what it is, its step journal, the next step position,
-    the steps it is running, and whether it has been superseded or suspended. `stub` is the WorkerService
+    the steps it is running, and whether it has been superseded or suspended.
+    `attempt_token` is the assignment's: every write of the attempt carries it
+    (the server refuses a write without it). `stub` is the WorkerService
     stub (or any object with the same async methods) used for its writes;
     `run_stub` and `wait_stub` (RunService, WaitService; `stub` when not given)
     serve child triggers and wait tokens."""
@@ -87,6 +89,7 @@ class AttemptContext:
     nondeterminism: NonDeterminismError | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     parent_run_id: str = ""
+    attempt_token: str = ""
     run_stub: Any = None
     wait_stub: Any = None
     # Suspension (worker_sdk._suspension): the wait that claimed it, whether another
@@ -118,7 +121,7 @@ class AttemptContext:
         if self.wait_stub is None:
             self.wait_stub = self.stub
         self.replay_until = max(self.journal, default=-1)
-        self.output = OutputBuffer(self.namespace, self.run_id, self.attempt, self.stub)
+        self.output = OutputBuffer(self.namespace, self.run_id, self.attempt, self.stub, self.attempt_token)
         self.logger = RunLogger(
             logging.getLogger(f"cairn.task.{self.task_id}"),
             {"run_id": self.run_id, "attempt": self.attempt, "task_id": self.task_id},

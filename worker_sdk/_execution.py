@@ -35,6 +35,7 @@ def _failed(
         namespace=namespace,
         run_id=assignment.run_id,
         attempt=assignment.attempt,
+        attempt_token=assignment.attempt_token,
         outcome=worker_service_pb2.ATTEMPT_OUTCOME_FAILED,
         error=error,
     )
@@ -78,6 +79,7 @@ async def execute_attempt(
         wait_stub=wait_stub,
         metadata=struct_to_dict(assignment.metadata) if assignment.HasField("metadata") else {},
         parent_run_id=assignment.parent_run_id,
+        attempt_token=assignment.attempt_token,
     )
     started = time.monotonic()
     log.info(
@@ -200,6 +202,7 @@ async def _invoke(
         namespace=ctx.namespace,
         run_id=ctx.run_id,
         attempt=ctx.attempt,
+        attempt_token=ctx.attempt_token,
         outcome=worker_service_pb2.ATTEMPT_OUTCOME_COMPLETED,
         output=common_pb2.Payload(data=data, encoding=payloads.JSON),
     )
@@ -219,7 +222,7 @@ def _finish_request(
     if ctx.abandoned:
         return None
     base = worker_service_pb2.FinishAttemptRequest(
-        namespace=ctx.namespace, run_id=ctx.run_id, attempt=ctx.attempt
+        namespace=ctx.namespace, run_id=ctx.run_id, attempt=ctx.attempt, attempt_token=ctx.attempt_token
     )
     if ctx.nondeterminism is not None:
         # Even if task code caught it: results after a mismatch cannot be trusted.
@@ -282,7 +285,9 @@ async def _finish(
                 details,
             )
             failed = _failed(
-                worker_service_pb2.AttemptAssignment(run_id=ctx.run_id, attempt=ctx.attempt),
+                worker_service_pb2.AttemptAssignment(
+                    run_id=ctx.run_id, attempt=ctx.attempt, attempt_token=ctx.attempt_token
+                ),
                 ctx.namespace,
                 common_pb2.ErrorInfo(
                     type=error_types.OUTPUT_REFUSED,
@@ -323,7 +328,7 @@ async def _heartbeat(ctx: AttemptContext, fn_task: asyncio.Task[Any], interval: 
     """Extends the lease every interval. When the server says the attempt is no
     longer current, marks it abandoned and cancels the task function."""
     request = worker_service_pb2.HeartbeatRequest(
-        namespace=ctx.namespace, run_id=ctx.run_id, attempt=ctx.attempt
+        namespace=ctx.namespace, run_id=ctx.run_id, attempt=ctx.attempt, attempt_token=ctx.attempt_token
     )
     while True:
         await asyncio.sleep(interval)

@@ -22,7 +22,11 @@ async def set_metadata(ctx: AttemptContext, metadata: Mapping[str, Any]) -> dict
     check_live(ctx)
     value = json_object("metadata", metadata)
     request = worker_service_pb2.UpdateRunMetadataRequest(
-        namespace=ctx.namespace, run_id=ctx.run_id, attempt=ctx.attempt, metadata=to_struct("metadata", value)
+        namespace=ctx.namespace,
+        run_id=ctx.run_id,
+        attempt=ctx.attempt,
+        attempt_token=ctx.attempt_token,
+        metadata=to_struct("metadata", value),
     )
     response = await attempt_call(ctx, ctx.stub.UpdateRunMetadata, request, "updating the run's metadata")
     if response is not None and response.HasField("metadata"):

@@ -80,10 +80,11 @@ def fields_of(extra: Any) -> Struct:
 class OutputBuffer:
     """The entries of one attempt not yet sent, and their sending."""
 
-    def __init__(self, namespace: str, run_id: str, attempt: int, stub: Any) -> None:
+    def __init__(self, namespace: str, run_id: str, attempt: int, stub: Any, attempt_token: str = "") -> None:
         self._namespace = namespace
         self._run_id = run_id
         self._attempt = attempt
+        self._attempt_token = attempt_token
         self._stub = stub
         self._pending: list[tuple[worker_service_pb2.RunOutput, asyncio.Future[None] | None]] = []
         self._scheduled = False
@@ -133,6 +134,7 @@ class OutputBuffer:
                 namespace=self._namespace,
                 run_id=self._run_id,
                 attempt=self._attempt,
+                attempt_token=self._attempt_token,
                 outputs=[entry for entry, _ in batch],
             )
             enqueue = getattr(self._stub, "enqueue_output", None)

@@ -81,6 +81,7 @@ def request(ctx: AttemptContext) -> worker_service_pb2.FinishAttemptRequest:
         namespace=ctx.namespace,
         run_id=ctx.run_id,
         attempt=ctx.attempt,
+        attempt_token=ctx.attempt_token,
         outcome=worker_service_pb2.ATTEMPT_OUTCOME_SUSPENDED,
     )
 

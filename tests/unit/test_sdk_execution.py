@@ -15,8 +15,11 @@ from sdk_fakes import FakeStub
 from cairn import payloads
 from cairn.v1 import common_pb2
 from cairn.v1 import worker_service_pb2 as wpb
-from worker_sdk import NonRetryableError, Retry, context, step, task, wait
+from worker_sdk import NonRetryableError, Retry, StepFailedError, context, step, task, wait
+from worker_sdk._batching import BatchingStub
 from worker_sdk._execution import execute_attempt
+
+TOKEN = "r3x6vT0cQm1kZ9PzH2wYbN4uLs8aEfGj"  # the assignment's attempt_token
 
 
 class QuotaError(Exception):
@@ -35,6 +38,7 @@ def assignment(
         payload=common_pb2.Payload(data=payloads.encode_json(payload), encoding="json/plain"),
         steps=steps,
         lease_duration=lease_d,
+        attempt_token=TOKEN,
     )
 
 
@@ -341,3 +345,52 @@ def test_a_refusal_naming_a_gone_attempt_abandons_whatever_its_code() -> None:
     finish, _ = execute(t, assignment(), stub)
     assert finish is None
     assert stub.methods() == ["RecordStep"]
+
+
+def test_every_write_of_the_attempt_carries_the_assignments_token() -> None:
+    """Heartbeats, step records (completed and failed), metadata, log lines and
+    chunks, and each way the attempt ends, sent alone or batched."""
+
+    @step(name="fetch")
+    async def fetch() -> int:
+        return 1
+
+    @step(name="broken")
+    async def broken() -> None:
+        raise ValueError("no")
+
+    @task(id="t")
+    async def t(payload: Any) -> Any:
+        context.logger.info("starting")
+        await fetch()
+        try:
+            await broken()
+        except StepFailedError:
+            pass
+        await context.update_metadata(progress=1)
+        await context.stream("tokens", "hi")
+        await asyncio.sleep(0.25)  # heartbeats, every third of the lease
+        if payload == "wait":
+            return await wait.for_event("go")
+        if payload == "fail":
+            raise ValueError("failed")
+        return "done"
+
+    def writes(stub: FakeStub) -> list[Any]:
+        found = []
+        for call in stub.calls:
+            if call.method == "BatchWrite":
+                found += [getattr(w, w.WhichOneof("write") or "") for w in call.request.writes]
+            else:
+                found.append(call.request)
+        return found
+
+    for payload, batched in (("wait", False), ("fail", False), ("done", False), ("done", True)):
+        stub = FakeStub()
+        sent = BatchingStub(stub) if batched else stub
+        finish = asyncio.run(execute_attempt(sent, "default", t, assignment(payload, lease=0.3)))
+        assert finish is not None and finish.attempt_token == TOKEN
+        kinds = {type(r).__name__ for r in writes(stub)}
+        assert {"HeartbeatRequest", "RecordStepRequest", "UpdateRunMetadataRequest"} <= kinds, kinds
+        assert {"AppendRunOutputRequest", "FinishAttemptRequest"} <= kinds, kinds
+        assert [r for r in writes(stub) if r.attempt_token != TOKEN] == []
