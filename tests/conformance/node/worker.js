@@ -86,6 +86,9 @@ class Attempt {
     this.worker = worker;
     this.runId = assignment.run_id;
     this.attempt = assignment.attempt;
+    // The assignment's secret: every Heartbeat, RecordStep and FinishAttempt of
+    // the attempt carries it, or history refuses the write (PERMISSION_DENIED).
+    this.token = assignment.attempt_token;
     this.taskId = assignment.task_id;
     this.journal = new Map(assignment.steps.map((s) => [s.position, s]));
     this.leaseMs = cairn.durationMs(assignment.lease_duration) || 3000;
@@ -104,6 +107,11 @@ class Attempt {
 
   ids() {
     return { run_id: this.runId, attempt: this.attempt };
+  }
+
+  // What names the attempt in each of its writes (ids() is what the events print).
+  ref() {
+    return { ...this.ids(), attempt_token: this.token };
   }
 
   checkGone() {
@@ -173,7 +181,7 @@ class Attempt {
 
   async record(step) {
     this.checkGone();
-    const request = { run_id: this.runId, attempt: this.attempt, ...step };
+    const request = { ...this.ref(), ...step };
     try {
       await cairn.call(this.worker.stubs.workers, 'RecordStep', request);
     } catch (err) {
@@ -244,7 +252,7 @@ class Attempt {
   async heartbeat() {
     if (this.gone) return;
     try {
-      await cairn.call(this.worker.stubs.workers, 'Heartbeat', this.ids(), 10000);
+      await cairn.call(this.worker.stubs.workers, 'Heartbeat', this.ref(), 10000);
     } catch (err) {
       const reason = cairn.attemptGone(err);
       if (reason) this.markGone(reason, 'heartbeat');
@@ -313,7 +321,7 @@ class Worker {
     });
     const task = this.tasks[ctx.taskId];
     const beat = HEARTBEATS ? setInterval(() => ctx.heartbeat(), Math.max(100, ctx.leaseMs / 3)) : null;
-    const request = { run_id: ctx.runId, attempt: ctx.attempt };
+    const request = ctx.ref();
     try {
       const output = await task.fn(ctx, cairn.decodePayload(assignment.payload));
       request.outcome = 'ATTEMPT_OUTCOME_COMPLETED';
