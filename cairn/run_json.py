@@ -302,6 +302,9 @@ def _time(ts: Timestamp) -> str:
     return ts.ToDatetime().isoformat(timespec="milliseconds") + "Z"
 
 
+format_time = _time  # for the other resources' converters (key_json.py)
+
+
 def _seconds(d: Duration) -> float:
     return d.ToTimedelta().total_seconds()
 

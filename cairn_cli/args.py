@@ -14,6 +14,7 @@ from importlib import metadata
 from typing import Any, NoReturn
 
 from cairn.limits import ID_RE
+from cairn_cli import keys
 
 ADDRESS_HELP = (
     "frontend host:port, a comma-separated list of them, or a gRPC target such "
@@ -89,6 +90,24 @@ def _time_arg(text: str) -> datetime:
         return parse_time(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _future_time_arg(text: str) -> datetime:
+    """A time from now: an RFC 3339 time with its offset, or a duration after now
+    ("30d", "12h")."""
+    try:
+        return datetime.now(UTC) + timedelta(seconds=parse_duration(text))
+    except ValueError:
+        pass
+    try:
+        when = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        when = None
+    if when is None or when.tzinfo is None:
+        raise argparse.ArgumentTypeError(
+            f"invalid time {text[:64]!r}: a duration from now (30d, 12h) or an RFC 3339 time with its offset"
+        )
+    return when
 
 
 def _name_arg(text: str) -> str:
@@ -461,4 +480,5 @@ def build_parser() -> argparse.ArgumentParser:
         qp = queues.add_parser(name, help=text)
         qp.add_argument("name")
         _client_args(qp)
+    keys.add_parsers(sub, _client_args, _future_time_arg)
     return p

@@ -9,7 +9,7 @@ import argparse
 import sys
 
 from cairn.statuses import RUN_STATUS_BY_NAME
-from cairn_cli import output
+from cairn_cli import keys, output
 from cairn_cli.frontend import Frontend
 
 
@@ -40,6 +40,8 @@ def run_command(client: Frontend, args: argparse.Namespace) -> int:
         return schedules(client, args)
     if args.command == "queues":
         return queues(client, args)
+    if args.command == "keys":
+        return keys.run(client, args)
     return 2
 
 

@@ -308,6 +308,12 @@ class Frontend:
         except grpc.RpcError as exc:
             raise _error(exc) from None
 
+    def channel(self) -> grpc.Channel:
+        """The channel, for commands kept in their own module (cairn_cli/keys.py)."""
+        return self._open()
+
+    call = _call  # the same for them: a refusal as FrontendError
+
     # ---- runs ----------------------------------------------------------------------------
 
     def trigger(

@@ -6,6 +6,7 @@ for every namespace, harness/auth.py) creates the keys."""
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -13,7 +14,7 @@ import grpc
 import httpx
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
-from harness import Cluster, auth, expect_rpc_error, json_payload
+from harness import Cluster, auth, cairn_cli, expect_rpc_error, json_payload
 from harness.database import table_counts
 from harness.waiting import wait_for
 
@@ -160,3 +161,30 @@ def test_only_an_admin_manages_keys_and_only_a_key_for_every_namespace_makes_one
         grpc.StatusCode.INVALID_ARGUMENT,
         "role",
     )
+
+
+def test_the_cli_creates_lists_and_revokes_keys_and_says_when_a_key_is_refused(cluster: Cluster) -> None:
+    made = cairn_cli(cluster, "keys", "create", "--namespace", "a", "--role", "worker", "--name", "billing")
+    assert made.returncode == 0, made.stderr
+    secret = made.stdout.strip()
+    assert secret.startswith("cairn_") and "only time" in made.stderr
+    key_id = secret.split("_")[1]
+    listed = cairn_cli(cluster, "keys", "list", "--namespace", "a", "--json")
+    rows = [json.loads(line) for line in listed.stdout.splitlines()]
+    mine = [r for r in rows if r["id"] == key_id]
+    assert mine and mine[0]["role"] == "worker" and mine[0]["name"] == "billing", listed.stdout
+    assert all("secret" not in r for r in rows)
+    table = cairn_cli(cluster, "keys", "list", "--namespace", "a")
+    assert key_id in table.stdout and "active" in table.stdout, table.stdout
+    revoked = cairn_cli(cluster, "keys", "revoke", key_id, "--namespace", "a")
+    assert revoked.returncode == 0 and "revoked" in revoked.stdout, revoked.stderr
+    as_worker = cairn_cli(cluster, "runs", "list", "--namespace", "a", "--api-key", secret)
+    assert as_worker.returncode != 0
+    assert "UNAUTHENTICATED" in as_worker.stderr or "refused" in as_worker.stderr, as_worker.stderr
+    assert "Traceback" not in as_worker.stderr and secret not in as_worker.stderr
+    bad = cairn_cli(cluster, "keys", "create", "--namespace", "a", "--role", "owner")
+    assert bad.returncode == 2 and "invalid choice" in bad.stderr
+    past = cairn_cli(
+        cluster, "keys", "create", "--namespace", "a", "--role", "client", "--expires", "2001-01-01T00:00:00Z"
+    )
+    assert past.returncode != 0 and "expires_at" in past.stderr and "future" in past.stderr, past.stderr

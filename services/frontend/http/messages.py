@@ -22,7 +22,7 @@ from typing import Any
 from google.protobuf.descriptor import EnumDescriptor, FieldDescriptor
 from google.protobuf.message import Message
 
-from cairn import payloads, run_json
+from cairn import key_json, payloads, run_json
 from cairn.v1 import common_pb2 as pb
 
 FD = FieldDescriptor
@@ -49,6 +49,7 @@ RESOURCES: dict[str, Callable[[Any], Any]] = {
     "cairn.v1.Queue": run_json.queue_to_dict,
     "cairn.v1.WorkerInfo": run_json.worker_to_dict,
     "cairn.v1.LogLine": run_json.log_line_to_dict,
+    "cairn.v1.ApiKey": key_json.key_to_dict,
 }
 # Fields rendered otherwise than their message's resource: a list of runs has
 # summaries (ListRuns loads no attempts, steps or events), as the CLI prints them.

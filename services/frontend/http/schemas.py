@@ -12,7 +12,7 @@ from typing import Any, Union, get_args, get_origin, get_type_hints, is_typeddic
 
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
-from cairn import run_json
+from cairn import key_json, run_json
 from services.frontend.http import messages
 
 FD = FieldDescriptor
@@ -25,6 +25,7 @@ RESOURCE_TYPES: dict[str, type] = {
     "cairn.v1.Queue": run_json.QueueJSON,
     "cairn.v1.WorkerInfo": run_json.WorkerJSON,
     "cairn.v1.LogLine": run_json.LogLineJSON,
+    "cairn.v1.ApiKey": key_json.KeyJSON,
 }
 # As messages.FIELD_RESOURCES.
 FIELD_TYPES: dict[str, type] = {
