@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple, TypeVar
 
@@ -120,8 +121,16 @@ def status_of(exc: Exception, method: str) -> Status:
         if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
             log.warning("%s: downstream %s: %s", method, code.name, message)
         return Status(code, message, downstream_metadata(exc))
-    log.error("%s failed", method, exc_info=exc)
-    return Status(grpc.StatusCode.INTERNAL, f"internal error in {method}; the server log has the details")
+    return Status(grpc.StatusCode.INTERNAL, internal_message(method, exc))
+
+
+def internal_message(where: str, exc: BaseException) -> str:
+    """Logs an unexpected failure under a fresh error id and returns the
+    message the client gets: the id, which finds the log entry, and nothing of
+    the failure itself."""
+    error_id = secrets.token_hex(6)
+    log.error("%s failed (error id %s)", where, error_id, exc_info=exc)
+    return f"internal error in {where} (error id {error_id}); the server log has the details under this id"
 
 
 def rpc(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:

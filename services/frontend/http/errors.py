@@ -4,13 +4,11 @@ with the HTTP status of the code. The message is the one the gRPC API gives
 
 from __future__ import annotations
 
-import logging
-
 import grpc
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-log = logging.getLogger("cairn.frontend.http")
+from services.common.errors import internal_message
 
 C = grpc.StatusCode
 HTTP_STATUS: dict[grpc.StatusCode, int] = {
@@ -27,7 +25,6 @@ HTTP_STATUS: dict[grpc.StatusCode, int] = {
     C.UNAVAILABLE: 503,
     C.DEADLINE_EXCEEDED: 503,
 }
-INTERNAL_MESSAGE = "internal error; the server log has the details"
 
 
 class HttpError(Exception):
@@ -70,6 +67,5 @@ async def on_starlette_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
-    """Anything else: logged here, answered without its details."""
-    log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
-    return error_response(C.INTERNAL, INTERNAL_MESSAGE)
+    """Anything else: logged here under an error id, answered with the id only."""
+    return error_response(C.INTERNAL, internal_message(f"{request.method} {request.url.path}", exc))
