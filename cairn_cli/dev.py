@@ -15,10 +15,30 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from cairn import credentials, keys
 from cairn_cli.embedded import EmbeddedNats, EmbeddedPostgres
 from services.common.config import env
 
 SERVICES = ("history", "matching", "frontend")
+
+
+def admin_key(path: Path) -> tuple[str, bool]:
+    """The admin key kept in `path` (credentials.ADMIN_KEY_FILE of the data
+    directory, where the CLI and `cairn worker` find it), made at the first
+    start and written readable by its owner only; True when made now."""
+    try:
+        key = path.read_text().strip()
+    except FileNotFoundError:
+        key = ""
+    if key:
+        if keys.split(key) is None:
+            raise RuntimeError(f"{path} does not hold a Cairn API key; delete it to make a new one")
+        return key, False
+    key = keys.new_key()[1]
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(key + "\n")
+    return key, True
 
 
 def _healthy(address: str) -> bool:
@@ -94,6 +114,7 @@ def main(argv: list[str]) -> None:
         pg.start()
         db_url = pg.create_database("cairn", exists_ok=True)
         nats_url = nats.start()
+        key, new_key = admin_key(data / credentials.ADMIN_KEY_FILE)
         addresses = {
             "history": f"127.0.0.1:{args.history_port}",
             "matching": f"127.0.0.1:{args.matching_port}",
@@ -105,6 +126,7 @@ def main(argv: list[str]) -> None:
             "CAIRN_NATS_URL": nats_url,
             "CAIRN_HISTORY_ADDRESS": addresses["history"],
             "CAIRN_MATCHING_ADDRESS": addresses["matching"],
+            "CAIRN_ADMIN_KEY": key,  # matching stores it at start (a key for every namespace)
             "PYTHONUNBUFFERED": "1",
         }
         for name in SERVICES:
@@ -133,6 +155,15 @@ def main(argv: list[str]) -> None:
             f"/metrics; history's and matching's metrics at {extra['history'][1]} and {extra['matching'][1]})",
             flush=True,
         )
+        if new_key:
+            print(
+                f"cairn dev: made an admin key for every namespace; it is shown only now and kept in "
+                f"{data / credentials.ADMIN_KEY_FILE}, where `cairn` and `cairn worker` run from "
+                f"{data.parent} find it (elsewhere: CAIRN_API_KEY or --api-key):\n  {key}",
+                flush=True,
+            )
+        else:
+            print(f"cairn dev: the admin key is in {data / credentials.ADMIN_KEY_FILE}", flush=True)
         print("cairn dev: press Ctrl-C to stop", flush=True)
         while True:
             for name, proc in procs.items():
