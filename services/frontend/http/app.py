@@ -26,6 +26,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cairn import run_json
 from cairn.v1 import run_service_pb2 as rpb
+from services.common import grpc_server
 from services.frontend.http import dashboard, errors, messages, openapi
 from services.frontend.http.calls import GrpcCaller, forwarded
 from services.frontend.http.errors import HttpError
@@ -34,6 +35,9 @@ from services.frontend.http.routes import HTTP_ROUTES, HttpRoute, with_inputs
 STATIC = Path(__file__).parent / "static"
 # An event stream is not cached, nor buffered by a proxy (nginx honours X-Accel-Buffering).
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+# A request body's bound: the gRPC request it becomes is bounded by the server's
+# message size, and its JSON may take twice the bytes (escapes).
+MAX_BODY_BYTES = 2 * grpc_server.MAX_MESSAGE_BYTES
 DOCS_PAGE = """<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>Cairn HTTP API</title>
 <meta name="viewport" content="width=device-width, initial-scale=1"></head>
@@ -52,11 +56,27 @@ class _Asgi:
         await self.app(scope, receive, send)
 
 
+async def body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The request's body, read up to `limit` bytes: a larger one is refused
+    before it is held in memory."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise messages.BadRequest(f"body: its Content-Length exceeds the limit of {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise messages.BadRequest(f"body: exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 async def read_request(route: HttpRoute, request: Request) -> Message:
     """The gRPC request message of an HTTP request: path fields, then query or body."""
     data: dict[str, Any] = {}
     if route.has_body:
-        raw = await request.body()
+        raw = await body(request)
         if raw.strip():
             try:
                 data = json.loads(raw)
