@@ -8,6 +8,7 @@ worktree of an older commit, for --baseline-tree), with this .venv's packages.""
 from __future__ import annotations
 
 import os
+import secrets
 import sys
 import time
 from pathlib import Path
@@ -74,6 +75,8 @@ class CairnCluster:
             CAIRN_ADDRESS=self.address,
             CAIRN_RETENTION_DAYS=f"{retention_days:g}",
             CAIRN_PRUNE_SECONDS=f"{prune_seconds:g}",
+            # history and matching take calls only with it (an older tree ignores it)
+            CAIRN_INTERNAL_CREDENTIAL=secrets.token_urlsafe(32),
         )
         self.env = env
         self.services: dict[str, Proc] = {}

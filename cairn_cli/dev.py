@@ -17,9 +17,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from cairn import credentials, keys
 from cairn_cli.embedded import EmbeddedNats, EmbeddedPostgres
+from cairn_cli.processes import secret_file
 from services.common.config import env
 
 SERVICES = ("history", "matching", "frontend")
+# The services' shared internal credential, made at the first start (0600).
+CREDENTIAL_FILE = "internal_credential"
 
 
 def admin_key(path: Path) -> tuple[str, bool]:
@@ -126,6 +129,8 @@ def main(argv: list[str]) -> None:
             "CAIRN_NATS_URL": nats_url,
             "CAIRN_HISTORY_ADDRESS": addresses["history"],
             "CAIRN_MATCHING_ADDRESS": addresses["matching"],
+            # by the environment, not argv, where ps would show it
+            "CAIRN_INTERNAL_CREDENTIAL": secret_file(data / CREDENTIAL_FILE),
             "CAIRN_ADMIN_KEY": key,  # matching stores it at start (a key for every namespace)
             "PYTHONUNBUFFERED": "1",
         }

@@ -9,6 +9,7 @@ import atexit
 import concurrent.futures
 import contextlib
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -40,6 +41,24 @@ def free_ports(count: int) -> list[int]:
     finally:
         for s in sockets:
             s.close()
+
+
+def secret_file(path: Path) -> str:
+    """The secret kept in `path`, made (random, URL-safe, 256 bits) and written
+    readable by its owner only (0600) when the file does not exist yet."""
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    value = secrets.token_urlsafe(32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # made by another process meanwhile: take theirs
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as f:
+        f.write(value + "\n")
+    return value
 
 
 def _run_coro(factory: Callable[[], Awaitable[T]]) -> T:

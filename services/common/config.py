@@ -40,6 +40,11 @@ class Settings:
     retention_days: float = 30.0
     prune_seconds: float = 60.0
     metrics_address: str = ""
+    # The secret every service of the cluster shares: history and matching take
+    # calls only with it, frontend and matching send it (internal_auth.py).
+    internal_credential: str = ""
+    # Run without authentication: no internal credential needed to start.
+    insecure_no_auth: bool = False
     admin_key: str = ""
 
 
@@ -72,9 +77,15 @@ def _metrics_address(text: str) -> str:
     return text.strip()
 
 
+def _flag_on(text: str) -> bool:
+    """A CAIRN_* switch: 1, true, yes or on (any case) is on."""
+    return text.strip().lower() in ("1", "true", "yes", "on")
+
+
 SERVICES = ("frontend", "history", "matching")
-# The flags each service reads, beyond --listen, --nats-url and --nats-prefix
-# (which all take): its --help lists only these.
+# The flags each service reads, beyond --listen, --nats-url, --nats-prefix,
+# --internal-credential and --insecure-no-auth (which all take): its --help
+# lists only these.
 SERVICE_FLAGS = {
     "frontend": {"history-address", "matching-address", "sweep-seconds"},
     "history": {
@@ -123,6 +134,19 @@ def add_service_flags(p: argparse.ArgumentParser, default_listen: str, service: 
         "--nats-prefix",
         default=env("NATS_PREFIX", "cairn"),
         help="prefix of every NATS subject (CAIRN_NATS_PREFIX)",
+    )
+    p.add_argument(
+        "--internal-credential",
+        default=env("INTERNAL_CREDENTIAL", ""),
+        help="the secret shared by the cluster's services: history and matching take calls only "
+        "with it, frontend and matching send it (CAIRN_INTERNAL_CREDENTIAL; prefer the variable, "
+        "a flag shows in ps)",
+    )
+    p.add_argument(
+        "--insecure-no-auth",
+        action="store_true",
+        default=_flag_on(env("INSECURE_NO_AUTH", "")),
+        help="run without authentication: start without an internal credential (CAIRN_INSECURE_NO_AUTH=1)",
     )
     flag(
         "history-address",
@@ -203,4 +227,6 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         prune_seconds=getattr(args, "prune_seconds", defaults.prune_seconds),
         metrics_address=getattr(args, "metrics_address", defaults.metrics_address),
         admin_key=getattr(args, "admin_key", defaults.admin_key),
+        internal_credential=args.internal_credential,
+        insecure_no_auth=args.insecure_no_auth,
     )

@@ -13,6 +13,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from cairn import addresses
+from services.common import internal_auth
 from services.common.metrics import GrpcMetrics
 
 log = logging.getLogger("cairn.server")
@@ -48,13 +49,17 @@ def make_server(
     return server, health_servicer
 
 
-def channel(address: str) -> grpc.aio.Channel:
+def channel(address: str, credential: str = "") -> grpc.aio.Channel:
     """An insecure channel to another service of the cluster: host:port, a gRPC
     target such as dns:///history:7375, or a comma-separated list of replicas
-    (host names resolved now), balanced round-robin."""
-    return grpc.aio.insecure_channel(
-        addresses.channel_target(address, "service"),
-        options=[*CHANNEL_OPTIONS, *addresses.RECONNECT_OPTIONS, ("grpc.lb_policy_name", "round_robin")],
+    (host names resolved now), balanced round-robin; every call on it carries
+    the cluster's internal credential, when there is one (internal_auth.py)."""
+    return internal_auth.credentialed(
+        grpc.aio.insecure_channel(
+            addresses.channel_target(address, "service"),
+            options=[*CHANNEL_OPTIONS, *addresses.RECONNECT_OPTIONS, ("grpc.lb_policy_name", "round_robin")],
+        ),
+        credential,
     )
 
 

@@ -14,7 +14,7 @@ import grpc
 from cairn.internal.v1 import history_service_pb2_grpc as hgrpc
 from cairn.internal.v1 import matching_service_pb2_grpc as mgrpc
 from services.common import bus as bus_mod
-from services.common import grpc_server, logs, otel
+from services.common import grpc_server, internal_auth, logs, otel
 from services.common.bus import Bus
 from services.common.config import Settings, add_service_flags, settings_from_args
 from services.frontend import interceptors
@@ -56,8 +56,8 @@ async def run(settings: Settings, http_address: str | None = None) -> None:
     await bus.subscribe(bus_mod.RUNS, watcher.on_change)
     await bus.subscribe(bus_mod.EVENTS, watcher.on_logged)
     await bus.start()
-    history_channel = grpc_server.channel(settings.history_address)
-    matching_channel = grpc_server.channel(settings.matching_address)
+    history_channel = grpc_server.channel(settings.history_address, settings.internal_credential)
+    matching_channel = grpc_server.channel(settings.matching_address, settings.internal_credential)
     backend = Backend(
         hgrpc.HistoryServiceStub(history_channel),  # type: ignore[no-untyped-call]
         settings.history_address,
@@ -103,6 +103,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     settings = settings_from_args(args)
+    internal_auth.refuse_start_without_credential(settings, "frontend")
     logs.setup("frontend")
     with otel.exporting("cairn-frontend"):
         asyncio.run(run(settings, args.http_address))

@@ -11,7 +11,7 @@ from typing import Any
 from cairn.internal.v1 import history_service_pb2 as hpb
 from cairn.internal.v1 import history_service_pb2_grpc as hgrpc
 from services.common import bus as bus_mod
-from services.common import db, grpc_server, logs, metrics, otel
+from services.common import db, grpc_server, internal_auth, logs, metrics, otel
 from services.common.bus import Bus
 from services.common.config import Settings, add_service_flags, settings_from_args
 from services.history.api.claim import Claimer
@@ -59,6 +59,7 @@ async def run(settings: Settings) -> None:
         settings.listen,
         lambda s: hgrpc.add_HistoryServiceServicer_to_server(servicer, s),  # type: ignore[no-untyped-call]
         [SERVICE],
+        internal_auth.server_interceptors(settings, "history"),
     )
 
     metrics_server = metrics.MetricsServer(settings.metrics_address) if settings.metrics_address else None
@@ -80,6 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="cairn history", description="Run the history service.")
     add_service_flags(parser, "127.0.0.1:7375", "history")
     settings = settings_from_args(parser.parse_args(argv))
+    internal_auth.refuse_start_without_credential(settings, "history")
     logs.setup("history")
     with otel.exporting("cairn-history"):
         asyncio.run(run(settings))

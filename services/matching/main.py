@@ -14,7 +14,7 @@ from cairn.internal.v1 import history_service_pb2_grpc as hgrpc
 from cairn.internal.v1 import matching_service_pb2 as mpb
 from cairn.internal.v1 import matching_service_pb2_grpc as mgrpc
 from services.common import bus as bus_mod
-from services.common import db, grpc_server, logs, metrics, otel
+from services.common import db, grpc_server, internal_auth, logs, metrics, otel
 from services.common.bus import Bus
 from services.common.config import Settings, add_service_flags, settings_from_args
 from services.matching import queue_metrics
@@ -59,7 +59,7 @@ async def run(settings: Settings) -> None:
     key_store = KeyStore(pool)
     if settings.admin_key and await key_store.ensure_admin(settings.admin_key):
         log.info("stored the bootstrap admin key (--admin-key) for every namespace")
-    history_channel = grpc_server.channel(settings.history_address)
+    history_channel = grpc_server.channel(settings.history_address, settings.internal_credential)
     servicer = MatchingServicer(
         Registry(pool),
         limited,
@@ -74,6 +74,7 @@ async def run(settings: Settings) -> None:
         settings.listen,
         lambda s: mgrpc.add_MatchingServiceServicer_to_server(servicer, s),  # type: ignore[no-untyped-call]
         [SERVICE],
+        internal_auth.server_interceptors(settings, "matching"),
     )
 
     metrics_server: metrics.MetricsServer | None = None
@@ -100,6 +101,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="cairn matching", description="Run the matching service.")
     add_service_flags(parser, "127.0.0.1:7376", "matching")
     settings = settings_from_args(parser.parse_args(argv))
+    internal_auth.refuse_start_without_credential(settings, "matching")
     logs.setup("matching")
     with otel.exporting("cairn-matching"):
         asyncio.run(run(settings))

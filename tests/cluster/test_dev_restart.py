@@ -20,10 +20,15 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import pytest
 from fault_helpers import APP, count, fx_env
 from harness import REPO_ROOT, wait_for
 
+from cairn.internal.v1 import history_service_pb2_grpc as hgrpc
+from cairn.internal.v1 import matching_service_pb2_grpc as mgrpc
+from cairn.v1 import queue_service_pb2 as qpb
+from cairn.v1 import run_service_pb2 as rpb
 from cairn_cli.embedded import free_port
 from worker_sdk import Client, NotFoundError
 
@@ -140,6 +145,7 @@ def test_cairn_dev_restart_keeps_a_queued_run(dev_dir: Path, fx_dir: Path, tmp_p
         first_start = time.monotonic() - t0
         for sub in ("postgres", "nats", "logs"):
             assert (data / sub).is_dir(), f"{data} has no {sub}/: {os.listdir(data)}"
+        credential = _check_internal_credential(data, ports)
 
         # Register the task with a worker, then stop it, so the run waits queued.
         with Client(address) as client:
@@ -167,6 +173,7 @@ def test_cairn_dev_restart_keeps_a_queued_run(dev_dir: Path, fx_dir: Path, tmp_p
         dev.start()
         dev.wait_ready()
         second_start = time.monotonic() - t0
+        assert _check_internal_credential(data, ports) == credential, "a restart made a new credential"
         with Client(address) as client:
             assert client.get(run_id).status == "queued"
             workers.append(_start_dev_worker(address, fx_dir, worker_log))
@@ -188,6 +195,34 @@ def test_cairn_dev_restart_keeps_a_queued_run(dev_dir: Path, fx_dir: Path, tmp_p
         # A cairn dev that was killed leaves its servers running; stop them by
         # their pid files (only servers this test started, on its data dir).
         _stop_leftover_servers(data, ports)
+
+
+def _check_internal_credential(data: Path, ports: dict[str, int]) -> str:
+    """cairn dev's internal credential: kept in its data dir readable by its
+    owner only, handed to the services in their environment (never in argv,
+    where ps shows it); history and matching listen on loopback and refuse a
+    call without it. Returns it."""
+    path = data / "internal_credential"
+    assert path.stat().st_mode & 0o777 == 0o600, oct(path.stat().st_mode)
+    credential = path.read_text().strip()
+    assert len(credential) >= 32
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            argv = (entry / "cmdline").read_bytes()
+            if b"cairn_cli" in argv:
+                assert credential.encode() not in argv, argv
+    calls = {
+        "history": lambda ch: hgrpc.HistoryServiceStub(ch).ListRuns(rpb.ListRunsRequest(), timeout=10),
+        "matching": lambda ch: mgrpc.MatchingServiceStub(ch).ListWorkers(
+            qpb.ListWorkersRequest(), timeout=10
+        ),
+    }
+    for name, call in calls.items():
+        with grpc.insecure_channel(f"127.0.0.1:{ports[name]}") as channel:
+            with pytest.raises(grpc.RpcError) as refused:
+                call(channel)
+            assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED, (name, refused.value)
+    return credential
 
 
 def _stop_leftover_servers(data: Path, ports: dict[str, int]) -> None:

@@ -405,7 +405,7 @@ def test_a_database_error_in_one_write_does_not_decide_the_others(cluster: Clust
     assert "writes[1].record_step.name" in batched.value.details(), batched.value.details()
     assert table_counts(cluster) == before
 
-    history = history_service_pb2_grpc.HistoryServiceStub(grpc.insecure_channel(cluster.history_address))
+    history = history_service_pb2_grpc.HistoryServiceStub(cluster.channel("history"))
     writes = [record(x, 0, "before"), record(y, 0, "bad\x00name"), record(z, 0, "after")]
     for w in writes:
         w.record_step.namespace = "default"

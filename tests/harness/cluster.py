@@ -14,6 +14,7 @@ from typing import Any
 import grpc
 
 from cairn_cli.embedded import create_database, free_port, free_ports
+from services.common import internal_auth
 
 from . import auth, database
 from .health import READY_TIMEOUT, wait_serving
@@ -42,7 +43,8 @@ class Cluster:
 
     Attributes: ``address`` (frontend host:port), ``history_address``,
     ``matching_address``, ``database_url``, ``nats_url``, ``nats_prefix``,
-    ``env`` (the CAIRN_* settings every child gets, incl. CAIRN_ADDRESS),
+    ``env`` (the CAIRN_* settings every child gets, incl. CAIRN_ADDRESS and
+    CAIRN_INTERNAL_CREDENTIAL), ``internal_credential`` (a fresh one per cluster),
     ``services`` (name -> ServiceProcess), ``workers``, ``log_dir``.
     """
 
@@ -65,6 +67,7 @@ class Cluster:
         self.lease_seconds = lease_seconds
         self.sweep_seconds = sweep_seconds
         self.extra_logs = list(extra_logs)
+        self.internal_credential = secrets.token_urlsafe(32)
         ports = dict(zip(SERVICES, free_ports(len(SERVICES)), strict=True))
         self.env: dict[str, str] = {
             "CAIRN_ADDRESS": f"127.0.0.1:{ports['frontend']}",
@@ -75,6 +78,7 @@ class Cluster:
             "CAIRN_NATS_PREFIX": self.nats_prefix,
             "CAIRN_LEASE_SECONDS": f"{lease_seconds:g}",
             "CAIRN_SWEEP_SECONDS": f"{sweep_seconds:g}",
+            "CAIRN_INTERNAL_CREDENTIAL": self.internal_credential,
             **auth.env(),
         }
         self.env.update(env or {})
@@ -239,11 +243,18 @@ class Cluster:
         rows = self.sql(query, *args)
         return rows[0][0] if rows else None
 
-    def channel(self, name: str = "frontend", *, key: str | None = auth.ADMIN_KEY) -> grpc.Channel:
+    def channel(
+        self, name: str = "frontend", *, key: str | None = auth.ADMIN_KEY, credential: bool = True
+    ) -> grpc.Channel:
         """A grpc channel to a service (default the frontend), closed at teardown;
-        its calls to the frontend carry `key` (the session's admin key; None for none)."""
-        ch = auth.channel(self._get(name).address, key if self._get(name).kind == "frontend" else None)
+        its calls to the frontend carry `key` (the session's admin key; None for
+        none), to history or matching the cluster's internal credential (as a
+        service of the cluster sends it), unless credential=False."""
+        kind = self._get(name).kind
+        ch = auth.channel(self._get(name).address, key if kind == "frontend" else None)
         self._channels.append(ch)
+        if kind != "frontend" and credential and self.env.get("CAIRN_INTERNAL_CREDENTIAL"):
+            return internal_auth.credentialed(ch, self.env["CAIRN_INTERNAL_CREDENTIAL"])  # type: ignore[arg-type,return-value]
         return ch
 
     def processes(self) -> list[ManagedProcess]:

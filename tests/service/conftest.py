@@ -49,7 +49,7 @@ from cairn.v1 import common_pb2 as cpb
 from cairn.v1 import run_service_pb2 as rpb
 from cairn.v1 import worker_service_pb2 as wpb
 from cairn_cli.embedded import free_ports
-from services.common import db, grpc_server
+from services.common import db, grpc_server, internal_auth
 from services.common.config import add_service_flags, settings_from_args
 from services.history import main as history_main
 from services.matching import main as matching_main
@@ -118,15 +118,23 @@ class Services:
     shortcuts for the requests most tests make (each one protobuf call)."""
 
     def __init__(
-        self, database_url: str, history_address: str, matching_address: str, nats_url: str, nats_prefix: str
+        self,
+        database_url: str,
+        history_address: str,
+        matching_address: str,
+        nats_url: str,
+        nats_prefix: str,
+        internal_credential: str,
     ) -> None:
         self.database_url = database_url
         self.nats_url = nats_url  # the services' NATS and subject prefix, for a test to listen or announce
         self.nats_prefix = nats_prefix
         self.namespace = NAMESPACE
+        self.internal_credential = internal_credential  # the services' shared secret: their stubs send it
         self._channels = [grpc.aio.insecure_channel(a) for a in (history_address, matching_address)]
-        self.history = hgrpc.HistoryServiceStub(self._channels[0])
-        self.matching = mgrpc.MatchingServiceStub(self._channels[1])
+        history, matching = (internal_auth.credentialed(c, internal_credential) for c in self._channels)
+        self.history = hgrpc.HistoryServiceStub(history)
+        self.matching = mgrpc.MatchingServiceStub(matching)
 
     async def close(self) -> None:
         for channel in self._channels:
@@ -367,7 +375,9 @@ def services(
     lease = float(marker.args[0]) if marker else LEASE_SECONDS
     sweep = ["--sweep-seconds", f"{SHORT_LEASE_SWEEP:g}"] if marker else []
     prefix = "s" + secrets.token_hex(4)
+    credential = secrets.token_urlsafe(32)
     common = [
+        f"--internal-credential={credential}",  # with "=": it may start with "-"
         "--database-url",
         database_url,
         "--nats-url",
@@ -391,7 +401,7 @@ def services(
     tasks = loop_runner.run(
         _start(serving, {"history": history_main.run, "matching": matching_main.run}, argv)
     )
-    tier = Services(database_url, history_address, matching_address, nats.url, prefix)
+    tier = Services(database_url, history_address, matching_address, nats.url, prefix, credential)
     try:
         yield tier
     finally:
