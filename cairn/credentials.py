@@ -4,13 +4,19 @@ for all of them: the key it was given (the SDK's api_key=, the CLI's
 data directory ($CAIRN_DEV_DIR, else ./.cairn), so the commands of the README
 work unchanged from the folder `cairn dev` runs in. A key found is checked for
 its shape (cairn.keys.split) before anything is sent; a malformed one is a
-ValueError naming where it came from (never quoting the key)."""
+ValueError naming where it came from (never quoting the key).
+
+And its TLS files (client_tls): the CA to trust, and a certificate and key
+for mutual TLS, each given (--tls-ca, --tls-cert, --tls-key) or from
+CAIRN_TLS_CA, CAIRN_TLS_CERT, CAIRN_TLS_KEY; read and checked before anything
+is sent."""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeAlias
 
 from cairn import keys
 
@@ -94,3 +100,82 @@ def refusal_message(code: str, details: str, api_key: ApiKey | None, flag: str =
     else:
         hint = f"the key came from {api_key.source}; pass {flag} or set {API_KEY_ENV} to use another"
     return f"{what} ({code}): {details}; {hint}"
+
+
+# ---- TLS ---------------------------------------------------------------------------------
+
+TLS_ENV = {"ca": "CAIRN_TLS_CA", "cert": "CAIRN_TLS_CERT", "key": "CAIRN_TLS_KEY"}
+TLS_SERVER_NAME_ENV = "CAIRN_TLS_SERVER_NAME"
+# A TLS file: its path, or its PEM contents as bytes.
+PemSource: TypeAlias = str | os.PathLike[str] | bytes
+
+
+@dataclass(frozen=True)
+class ClientTLS:
+    """What a client's TLS channel needs (PEM): ca, the roots to trust (None:
+    the system's), and cert and key for mutual TLS (both or neither);
+    server_name, the name to check the server's certificate for instead of the
+    address's host (None: the host)."""
+
+    ca: bytes | None = None
+    cert: bytes | None = None
+    key: bytes | None = None
+    server_name: str | None = None
+
+    def __repr__(self) -> str:  # no key material
+        parts = [name for name in ("ca", "cert", "key") if getattr(self, name) is not None]
+        return f"ClientTLS({', '.join(parts) or 'system roots'}, server_name={self.server_name!r})"
+
+
+def read_pem(value: PemSource, where: str) -> bytes:
+    """A TLS file's contents: value itself when it is bytes, else the file it
+    names. ValueError naming where (a flag, a variable, an argument) when the
+    file cannot be read or holds no PEM block."""
+    if isinstance(value, bytes):
+        data, what = value, f"the {where} given"
+    else:
+        path = os.fspath(value)
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except OSError as exc:
+            raise ValueError(f"{where}: cannot read {path}: {exc.strerror or exc}") from None
+        what = path
+    if b"-----BEGIN " not in data:
+        raise ValueError(f"{where}: {what} holds no PEM block")
+    return data
+
+
+def client_tls(
+    ca: PemSource | None = None,
+    cert: PemSource | None = None,
+    key: PemSource | None = None,
+    server_name: str | None = None,
+    *,
+    flags: dict[str, str] | None = None,
+    from_env: bool = True,
+) -> ClientTLS | None:
+    """The client TLS to use: each of ca, cert, key and server_name given, else
+    (from_env) its CAIRN_TLS_* variable; None when none of the files is found
+    (a plaintext channel). flags names the arguments in messages ("ca" ->
+    "--tls-ca"). ValueError naming the argument or variable: a file that
+    cannot be read, a cert without its key or the other way round."""
+    names = {"ca": "--tls-ca", "cert": "--tls-cert", "key": "--tls-key", **(flags or {})}
+    values: dict[str, tuple[PemSource, str]] = {}
+    for field, value in (("ca", ca), ("cert", cert), ("key", key)):
+        if value:
+            values[field] = (value, names[field])
+        elif from_env and os.environ.get(TLS_ENV[field]):
+            values[field] = (os.environ[TLS_ENV[field]], TLS_ENV[field])
+    if server_name is None and from_env:
+        server_name = os.environ.get(TLS_SERVER_NAME_ENV) or None
+    if not values:
+        return None
+    if ("cert" in values) != ("key" in values):
+        have, lack = ("cert", "key") if "cert" in values else ("key", "cert")
+        raise ValueError(
+            f"a client certificate needs its key: {values[have][1]} is given but "
+            f"{names[lack]} (or {TLS_ENV[lack]}) is not"
+        )
+    pem = {field: read_pem(value, where) for field, (value, where) in values.items()}
+    return ClientTLS(pem.get("ca"), pem.get("cert"), pem.get("key"), server_name or None)

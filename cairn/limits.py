@@ -44,6 +44,7 @@ MAX_REASON_CHARS = 1000  # a cancel reason
 MAX_WORKER_ID_CHARS = 200
 MAX_VERSION_CHARS = 100  # a worker's version
 MAX_TOKEN_ID_CHARS = 100  # a wait token id
+MAX_ATTEMPT_TOKEN_CHARS = 64  # an attempt's token (AttemptAssignment.attempt_token; history makes 32)
 MAX_ERROR_TYPE_CHARS = 500  # an error's type name
 MAX_ERROR_MESSAGE_CHARS = 64 * 1024
 MAX_QUEUE_CONCURRENCY = 100_000  # a queue's concurrency limit

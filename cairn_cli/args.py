@@ -238,6 +238,29 @@ def _client_args(p: argparse.ArgumentParser, json_flag: bool = True) -> None:
     p.add_argument("--address", default=None, help=ADDRESS_HELP)
     p.add_argument("--namespace", default=None, help="namespace (CAIRN_NAMESPACE, default 'default')")
     p.add_argument("--api-key", default=None, metavar="KEY", help=API_KEY_HELP)
+    p.add_argument(
+        "--tls-ca",
+        default=None,
+        metavar="FILE",
+        help="connect over TLS, trusting this CA certificate (PEM; CAIRN_TLS_CA)",
+    )
+    p.add_argument(
+        "--tls-cert",
+        default=None,
+        metavar="FILE",
+        help="for mutual TLS: this client's certificate (PEM), with --tls-key (CAIRN_TLS_CERT); "
+        "without --tls-ca the system's CAs are trusted",
+    )
+    p.add_argument(
+        "--tls-key", default=None, metavar="FILE", help="the private key of --tls-cert (PEM; CAIRN_TLS_KEY)"
+    )
+    p.add_argument(
+        "--tls-server-name",
+        default=None,
+        metavar="NAME",
+        help="the name the frontend's certificate must carry, when it is not the address's host "
+        "(CAIRN_TLS_SERVER_NAME)",
+    )
     if json_flag:
         p.add_argument("--json", action="store_true", help="print JSON objects instead of tables")
 
@@ -269,6 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
         ("frontend", "run the public frontend service"),
         ("matching", "run the matching service"),
         ("history", "run the history service"),
+        ("migrate", "apply the database migrations, then exit (run once before the services)"),
+        ("health", "check a service's gRPC health service: exit 0 when it answers SERVING"),
     ]:
         sub.add_parser(name, help=text, add_help=False)
 

@@ -251,19 +251,29 @@ class Frontend:
     127.0.0.1:7373: one host:port, a comma-separated list, or a gRPC target) for
     namespace (else $CAIRN_NAMESPACE, else "default"), sending the API key
     api_key (else $CAIRN_API_KEY, else `cairn dev`'s admin.key in $CAIRN_DEV_DIR
-    or ./.cairn, else none; cairn.credentials) on every call. A malformed key
-    is a ValueError naming where it came from. The channel opens at the first
+    or ./.cairn, else none; cairn.credentials) on every call, over TLS when a
+    CA or client certificate is given (tls_*, else CAIRN_TLS_*). A malformed key
+    or an unreadable TLS file is a ValueError naming where it came from. The
+    channel opens at the first
     call; idempotent calls are retried on another frontend after UNAVAILABLE
     (cairn.addresses.client_channel_options). Use it with `with`."""
 
     def __init__(
-        self, address: str | None = None, namespace: str | None = None, api_key: str | None = None
+        self,
+        address: str | None = None,
+        namespace: str | None = None,
+        api_key: str | None = None,
+        tls_ca: str | None = None,
+        tls_cert: str | None = None,
+        tls_key: str | None = None,
+        tls_server_name: str | None = None,
     ) -> None:
         self.address = addresses.check_address(
             address or os.environ.get("CAIRN_ADDRESS") or addresses.DEFAULT_ADDRESS
         )
         self.namespace = namespace or os.environ.get("CAIRN_NAMESPACE") or DEFAULT_NAMESPACE
         self.api_key = credentials.resolve_api_key(api_key, "--api-key")
+        self.tls = credentials.client_tls(tls_ca, tls_cert, tls_key, tls_server_name)
         self._channel: grpc.Channel | None = None
 
     def __enter__(self) -> Frontend:
@@ -284,7 +294,14 @@ class Frontend:
                 target = addresses.channel_target(self.address)
             except addresses.UnresolvedHost as exc:
                 raise Unreachable(str(exc), grpc.StatusCode.UNAVAILABLE) from None
-            channel = grpc.insecure_channel(target, options=addresses.client_channel_options())
+            options = addresses.client_channel_options()
+            if self.tls is None:
+                channel = grpc.insecure_channel(target, options=options)
+            else:
+                if self.tls.server_name:
+                    options.append(("grpc.ssl_target_name_override", self.tls.server_name))
+                creds = grpc.ssl_channel_credentials(self.tls.ca, self.tls.key, self.tls.cert)
+                channel = grpc.secure_channel(target, creds, options=options)
             if self.api_key is not None:
                 channel = grpc.intercept_channel(channel, _WithMetadata(self.api_key.metadata))
             self._channel = channel

@@ -15,7 +15,7 @@ import os
 import sys
 
 from cairn.addresses import DEFAULT_ADDRESS, unreachable_reason
-from cairn.credentials import refusal_message, resolve_api_key
+from cairn.credentials import client_tls, refusal_message, resolve_api_key
 from cairn_cli import commands, frontend
 from cairn_cli.args import build_parser as _parser
 from cairn_cli.args import format_duration, parse_duration, parse_rate
@@ -39,8 +39,13 @@ _REFUSED = ("UNAUTHENTICATED", "PERMISSION_DENIED")
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `cairn` console script."""
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] in ("frontend", "matching", "history", "dev"):
+    if argv and argv[0] in ("frontend", "matching", "history", "dev", "migrate"):
         _service(argv[0], argv[1:])
+        return
+    if argv and argv[0] == "health":
+        from cairn_cli import health
+
+        health.main(argv[1:])
         return
     args = _parser().parse_args(argv)
     if args.command == "worker":
@@ -49,11 +54,18 @@ def main(argv: list[str] | None = None) -> None:
     client: frontend.Frontend | None = None
     try:
         with frontend.Frontend(
-            address=args.address, namespace=args.namespace, api_key=args.api_key
+            address=args.address,
+            namespace=args.namespace,
+            api_key=args.api_key,
+            tls_ca=args.tls_ca,
+            tls_cert=args.tls_cert,
+            tls_key=args.tls_key,
+            tls_server_name=args.tls_server_name,
         ) as client:
             status = commands.run_command(client, args)
     except frontend.Unreachable as exc:
-        sys.exit(unreachable_message(args.address or os.environ.get("CAIRN_ADDRESS") or DEFAULT_ADDRESS, exc))
+        address = args.address or os.environ.get("CAIRN_ADDRESS") or DEFAULT_ADDRESS
+        sys.exit(unreachable_message(address, exc, tls=client is not None and client.tls is not None))
     except frontend.FrontendError as exc:
         code = exc.code.name if exc.code is not None else ""
         if code in _REFUSED and client is not None:
@@ -79,10 +91,11 @@ def _quiet_stdout() -> None:
     os.dup2(devnull, sys.stdout.fileno())
 
 
-def unreachable_message(address: str, exc: Exception) -> str:
+def unreachable_message(address: str, exc: Exception, tls: bool = False) -> str:
     """One line saying why no frontend answered at address: its host is unknown,
     nothing listens on its port, it did not answer, or it answered but not as a
-    Cairn frontend."""
+    Cairn frontend (over TLS when tls: then the TLS options are what to check;
+    without, perhaps it serves TLS)."""
     reason = unreachable_reason(address)
     hint = "set --address or CAIRN_ADDRESS to use another one"
     if "is unknown" in reason:
@@ -91,9 +104,15 @@ def unreachable_message(address: str, exc: Exception) -> str:
         return (
             f"error: cannot reach the Cairn frontend at {address}: {reason}; is `cairn dev` running? ({hint})"
         )
+    if tls:
+        return (
+            f"error: no TLS connection to the Cairn frontend at {address} ({exc}): check --tls-ca "
+            "(CAIRN_TLS_CA, the CA that signed its certificate) and, when it asks for client "
+            f"certificates, --tls-cert and --tls-key; or is it a Cairn frontend's address? ({hint})"
+        )
     return (
         f"error: the Cairn frontend at {address} did not answer over gRPC ({exc}); is it a Cairn "
-        f"frontend's address? ({hint})"
+        f"frontend's address, or does it serve TLS (then pass --tls-ca or set CAIRN_TLS_CA)? ({hint})"
     )
 
 
@@ -108,6 +127,11 @@ def _service(name: str, argv: list[str]) -> None:
 
         dev.main(argv)
         return
+    if name == "migrate":
+        from cairn_cli import migrate
+
+        migrate.main(argv)
+        return
     import importlib
 
     importlib.import_module(f"services.{name}.main").main(argv)
@@ -118,7 +142,7 @@ def _worker(args: argparse.Namespace) -> None:
 
     from cairn.addresses import check_address
     from services.common import otel
-    from worker_sdk import CairnError, PermissionDeniedError, UnauthenticatedError, Worker
+    from worker_sdk import CairnError, PermissionDeniedError, TLSConfig, UnauthenticatedError, Worker
 
     logging.basicConfig(
         level=os.environ.get("CAIRN_LOG_LEVEL", "INFO").upper(),
@@ -129,6 +153,7 @@ def _worker(args: argparse.Namespace) -> None:
     try:
         check_address(args.address or os.environ.get("CAIRN_ADDRESS") or DEFAULT_ADDRESS)
         api_key = resolve_api_key(args.api_key, "--api-key")
+        tls = client_tls(args.tls_ca, args.tls_cert, args.tls_key, args.tls_server_name)
     except ValueError as exc:
         sys.exit(f"error: {exc}")
     try:
@@ -140,6 +165,7 @@ def _worker(args: argparse.Namespace) -> None:
             version=args.version,
             queues=args.queue,
             api_key=api_key.key if api_key else None,
+            tls=TLSConfig(tls.ca, tls.cert, tls.key, tls.server_name) if tls else None,
         )
     except (ImportError, ValueError, TypeError) as exc:
         sys.exit(f"error: cannot load tasks from {args.module!r}: {exc}")

@@ -168,7 +168,9 @@ def cluster_factory(
     Options: lease_seconds (3), sweep_seconds (1), nats (an EmbeddedNats such as
     private_nats, or a URL; default the session NATS), postgres (private_postgres,
     or a server URL; default the session server), env (extra variables for every
-    child process), start (True; else call .launch()), timeout (30 s to SERVING).
+    child process), start (True; else call .launch()), timeout (30 s to SERVING),
+    frontend_args (extra flags of the frontends, e.g. --tls-cert) and
+    frontend_credentials (the grpc.ChannelCredentials the harness reaches them with).
     Every cluster made is killed at teardown; its logs are in tmp_path/logs[-N]."""
     session_nats = nats
     made: list[Cluster] = []
@@ -183,6 +185,8 @@ def cluster_factory(
         env: dict[str, str] | None = None,
         start: bool = True,
         timeout: float = READY_TIMEOUT,
+        frontend_args: tuple[str, ...] = (),
+        frontend_credentials: Any = None,
     ) -> Cluster:
         pg = postgres if postgres is not None else postgres_server
         bus = nats if nats is not None else session_nats
@@ -209,6 +213,8 @@ def cluster_factory(
             env=env,
             start=False,
             extra_logs=extra_logs,
+            frontend_args=frontend_args,
+            frontend_credentials=frontend_credentials,
         )
         made.append(c)  # registered before launch, so a failed start still shows logs
         if start:

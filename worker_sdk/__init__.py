@@ -23,6 +23,7 @@ private (`_` prefix), in layers that import only downward:
 from worker_sdk._children import ChildResult
 from worker_sdk._client import AsyncClient
 from worker_sdk._context import Context, context
+from worker_sdk._grpc import TLSConfig
 from worker_sdk._policies import Queue, Retry
 from worker_sdk._step import step
 from worker_sdk._sync_client import Client
@@ -91,6 +92,7 @@ __all__ = [
     # clients and what they return
     "Client",
     "AsyncClient",
+    "TLSConfig",
     "TriggerOptions",
     "Run",
     "RunStatus",

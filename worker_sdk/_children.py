@@ -24,6 +24,7 @@ from worker_sdk._grpc import (
     open_channel,
     resolve_api_key,
     resolve_namespace,
+    resolve_tls,
 )
 from worker_sdk._policies import Retry
 from worker_sdk._requests import encode_payload, options_from_kwargs, trigger_request
@@ -113,7 +114,8 @@ def trigger(
     """Task.trigger: inside a task a step that triggers a child run (linked by
     parent_run_id, deduplicated by the step's idempotency key); elsewhere a
     plain trigger to the frontend of $CAIRN_ADDRESS in $CAIRN_NAMESPACE, with
-    the key of $CAIRN_API_KEY (else `cairn dev`'s admin.key)."""
+    the key of $CAIRN_API_KEY (else `cairn dev`'s admin.key) and the TLS of
+    the CAIRN_TLS_* variables."""
     where = f"{task_id}.trigger"
     if current_attempt() is None:
         request = trigger_request(resolve_namespace(None), task_id, payload, idempotency_key, options, where)
@@ -127,7 +129,7 @@ def trigger(
 
 
 async def _trigger_from_app(request: run_service_pb2.TriggerRunRequest) -> Run[Any]:
-    channel = open_channel(frontend_address(None), resolve_api_key(None))
+    channel = open_channel(frontend_address(None), resolve_api_key(None), resolve_tls(None))
     try:
         stub = make_stub(run_service_pb2_grpc.RunServiceStub, channel)
         with trigger_span([request.task_id], [request.options]) as span:

@@ -29,6 +29,7 @@ from cairn.v1 import (
 from worker_sdk import _convert, _requests, _validate
 from worker_sdk._grpc import (
     DEFAULT_RPC_TIMEOUT,
+    TLSConfig,
     call_mapped,
     code_of,
     frontend_address,
@@ -36,6 +37,7 @@ from worker_sdk._grpc import (
     open_channel,
     resolve_api_key,
     resolve_namespace,
+    resolve_tls,
     to_cairn_error,
 )
 from worker_sdk._policies import Queue
@@ -111,7 +113,9 @@ class AsyncClient:
     waits. api_key: argument, else $CAIRN_API_KEY, else the admin.key of `cairn
     dev` ($CAIRN_DEV_DIR, else ./.cairn), else none; sent on every call as
     `authorization: Bearer <key>` (a malformed one is InvalidArgumentError
-    here). Use it with `async with`, or call close()."""
+    here). tls: a TLSConfig (the CA to trust, a client certificate for mutual
+    TLS), else the CAIRN_TLS_* variables, else plaintext. Use it with `async
+    with`, or call close()."""
 
     def __init__(
         self,
@@ -120,11 +124,13 @@ class AsyncClient:
         rpc_timeout: float = DEFAULT_RPC_TIMEOUT,
         *,
         api_key: str | None = None,
+        tls: TLSConfig | None = None,
     ) -> None:
         self.address = frontend_address(address)
         self.namespace = resolve_namespace(namespace)
         self.rpc_timeout = rpc_timeout
         self.api_key = resolve_api_key(api_key)
+        self.tls = resolve_tls(tls)
         self._channel: grpc.aio.Channel | None = None
         self._stub: run_service_pb2_grpc.RunServiceStub | None = None
         self._wait_stub: wait_service_pb2_grpc.WaitServiceStub | None = None
@@ -146,7 +152,7 @@ class AsyncClient:
 
     def _open(self) -> grpc.aio.Channel:
         if self._channel is None:
-            self._channel = open_channel(self.address, self.api_key)
+            self._channel = open_channel(self.address, self.api_key, self.tls)
         return self._channel
 
     def _service(self) -> run_service_pb2_grpc.RunServiceStub:

@@ -8,12 +8,13 @@ import os
 import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import grpc
 
 from cairn import addresses, credentials, limits
-from cairn.credentials import ApiKey
+from cairn.credentials import ApiKey, ClientTLS, PemSource
 from worker_sdk.errors import (
     AlreadyExistsError,
     CairnError,
@@ -76,6 +77,43 @@ def resolve_api_key(api_key: str | None) -> ApiKey | None:
         raise InvalidArgumentError(str(exc), None) from None
 
 
+@dataclass(frozen=True)
+class TLSConfig:
+    """TLS to the frontend: ca, the CA certificate(s) to trust (a PEM file's path,
+    or its contents as bytes; None: the system's roots); cert and key, this
+    client's certificate chain and private key for mutual TLS (both or
+    neither); server_name, the name the server's certificate must carry when
+    it is not the address's host (e.g. when connecting by IP address list).
+    Given to a client or worker it is used as is; without one, CAIRN_TLS_CA,
+    CAIRN_TLS_CERT, CAIRN_TLS_KEY (and CAIRN_TLS_SERVER_NAME) ask for TLS."""
+
+    ca: PemSource | None = None
+    cert: PemSource | None = None
+    key: PemSource | None = None
+    server_name: str | None = None
+
+
+_TLS_FIELDS = {"ca": "tls.ca", "cert": "tls.cert", "key": "tls.key"}
+
+
+def resolve_tls(tls: TLSConfig | None) -> ClientTLS | None:
+    """The TLS of a channel: tls (read now; TLSConfig() alone is TLS with the
+    system's roots), else the CAIRN_TLS_* variables, else None (plaintext).
+    A file that cannot be read, or a cert without its key, is
+    InvalidArgumentError naming it."""
+    try:
+        if tls is None:
+            return credentials.client_tls(flags=_TLS_FIELDS)
+        if not isinstance(tls, TLSConfig):
+            raise InvalidArgumentError(f"tls must be a TLSConfig, got {type(tls).__name__}", None)
+        found = credentials.client_tls(
+            tls.ca, tls.cert, tls.key, tls.server_name, flags=_TLS_FIELDS, from_env=False
+        )
+    except ValueError as exc:
+        raise InvalidArgumentError(str(exc), None) from None
+    return found or ClientTLS(server_name=tls.server_name)
+
+
 def frontend_address(address: str | None) -> str:
     """resolve_address(address), checked (cairn.addresses.check_address): a bad
     address is InvalidArgumentError naming it."""
@@ -101,7 +139,9 @@ def channel_options() -> list[tuple[str, Any]]:
     return addresses.client_channel_options()
 
 
-def open_channel(address: str, api_key: ApiKey | None = None) -> grpc.aio.Channel:
+def open_channel(
+    address: str, api_key: ApiKey | None = None, tls: ClientTLS | None = None
+) -> grpc.aio.Channel:
     """An insecure grpc.aio channel to the frontend(s); call inside the event loop
     that uses it. address is host:port, a gRPC target (dns:///cairn.internal:7373,
     which round-robins over the name's addresses), or a comma-separated list of
@@ -109,8 +149,18 @@ def open_channel(address: str, api_key: ApiKey | None = None) -> grpc.aio.Channe
     once, here). Calls are spread round-robin over the addresses, and idempotent
     methods that fail with UNAVAILABLE are retried (up to 5 attempts) on another.
     With api_key, every call on it (streams included) carries
-    `authorization: Bearer <key>`."""
-    channel = grpc.aio.insecure_channel(channel_target(address), options=channel_options())
+    `authorization: Bearer <key>`; with tls, it is a TLS channel
+    (grpc.ssl_channel_credentials: the CA, and a client certificate for mutual
+    TLS)."""
+    target = channel_target(address)
+    if tls is None:
+        channel = grpc.aio.insecure_channel(target, options=channel_options())
+    else:
+        creds = grpc.ssl_channel_credentials(tls.ca, tls.key, tls.cert)
+        options = channel_options()
+        if tls.server_name:
+            options.append(("grpc.ssl_target_name_override", tls.server_name))
+        channel = grpc.aio.secure_channel(target, creds, options=options)
     return channel if api_key is None else MetadataChannel(channel, api_key.metadata)
 
 

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar, Unpack, overload
 
 from worker_sdk._client import AnyTask, AsyncClient, BatchItem, _task_id
-from worker_sdk._grpc import DEFAULT_RPC_TIMEOUT
+from worker_sdk._grpc import DEFAULT_RPC_TIMEOUT, TLSConfig
 from worker_sdk._policies import Queue
 from worker_sdk._task import Task
 from worker_sdk._types import (
@@ -41,7 +41,7 @@ async def _in_context(context: contextvars.Context, coro: Coroutine[Any, Any, T]
 class Client:
     """The AsyncClient's methods for synchronous code. It runs a private event
     loop in a background thread; call it from ordinary (non-async) code, and use
-    AsyncClient inside async code. Arguments as AsyncClient's (api_key too).
+    AsyncClient inside async code. Arguments as AsyncClient's (api_key and tls too).
     Use it with `with`, or call close()."""
 
     def __init__(
@@ -51,8 +51,9 @@ class Client:
         rpc_timeout: float = DEFAULT_RPC_TIMEOUT,
         *,
         api_key: str | None = None,
+        tls: TLSConfig | None = None,
     ) -> None:
-        self._async = AsyncClient(address, namespace, rpc_timeout, api_key=api_key)
+        self._async = AsyncClient(address, namespace, rpc_timeout, api_key=api_key, tls=tls)
         self.address = self._async.address
         self.namespace = self._async.namespace
         self.api_key = self._async.api_key

@@ -26,6 +26,7 @@ from worker_sdk._batching import BatchingStub
 from worker_sdk._execution import execute_attempt
 from worker_sdk._grpc import (
     TRANSIENT_CODES,
+    TLSConfig,
     code_of,
     details_of,
     frontend_address,
@@ -33,6 +34,7 @@ from worker_sdk._grpc import (
     open_channel,
     resolve_api_key,
     resolve_namespace,
+    resolve_tls,
     to_cairn_error,
 )
 from worker_sdk._task import Task
@@ -131,7 +133,8 @@ class Worker:
     or memory-heavy ones. api_key: argument, else $CAIRN_API_KEY, else the
     admin.key of `cairn dev` ($CAIRN_DEV_DIR, else ./.cairn), else none; sent on
     every call. A refused key (UnauthenticatedError, PermissionDeniedError) ends
-    run() at registration."""
+    run() at registration. tls: a TLSConfig (the CA to trust, this worker's
+    certificate for mutual TLS), else the CAIRN_TLS_* variables, else plaintext."""
 
     def __init__(
         self,
@@ -145,6 +148,7 @@ class Worker:
         queues: Iterable[str] | str | None = None,
         *,
         api_key: str | None = None,
+        tls: TLSConfig | None = None,
     ) -> None:
         tasks = select_queues(discover_tasks(tasks_or_module), queues)
         if isinstance(slots, bool) or not isinstance(slots, int) or slots < 1:
@@ -156,6 +160,7 @@ class Worker:
         self.address = frontend_address(address)
         self.namespace = resolve_namespace(namespace)
         self.api_key = resolve_api_key(api_key)
+        self.tls = resolve_tls(tls)
         self.slots = slots
         self.version = version or os.environ.get("CAIRN_WORKER_VERSION") or "dev"
         self.worker_id = worker_id or default_worker_id()
@@ -248,7 +253,7 @@ class Worker:
         failing = False
         while not self._stop.is_set():
             try:
-                return open_channel(self.address, self.api_key)
+                return open_channel(self.address, self.api_key, self.tls)
             except UnavailableError as exc:
                 if not failing:
                     log.warning("cannot open a channel to %s (%s); retrying", self.address, exc)

@@ -34,18 +34,29 @@ def make_server(
     register: Callable[[grpc.aio.Server], None],
     service_names: Iterable[str],
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+    credentials: grpc.ServerCredentials | None = None,
+    local: str | None = None,
 ) -> tuple[grpc.aio.Server, health.aio.HealthServicer]:
     """A server on `listen` with the services `register` adds, plus health and
     reflection; every call passes the interceptors, the first outermost, inside
-    the call metrics (GrpcMetrics: calls by method and status code, timed)."""
+    the call metrics (GrpcMetrics: calls by method and status code, timed).
+    With credentials (services/common/tls.py) `listen` serves TLS only; local
+    is another address served in plaintext (a unix socket in a private folder,
+    for the process's own calls)."""
     server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=[GrpcMetrics(), *interceptors])
     register(server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = [*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME]
     reflection.enable_server_reflection(names, server)
-    if server.add_insecure_port(listen) == 0:
+    if credentials is not None:
+        port = server.add_secure_port(listen, credentials)
+    else:
+        port = server.add_insecure_port(listen)
+    if port == 0:
         raise RuntimeError(f"cannot listen on {listen}")
+    if local is not None and server.add_insecure_port(local) == 0:
+        raise RuntimeError(f"cannot listen on {local}")
     return server, health_servicer
 
 

@@ -7,7 +7,9 @@ import argparse
 import asyncio
 import logging
 import os
+import shutil
 import socket
+import tempfile
 
 import grpc
 
@@ -15,8 +17,10 @@ from cairn.internal.v1 import history_service_pb2_grpc as hgrpc
 from cairn.internal.v1 import matching_service_pb2_grpc as mgrpc
 from services.common import bus as bus_mod
 from services.common import grpc_server, internal_auth, logs, otel
+from services.common import tls as tls_mod
 from services.common.bus import Bus
 from services.common.config import Settings, add_service_flags, settings_from_args
+from services.common.tls import ServerTLS
 from services.frontend import interceptors
 from services.frontend.auth import Authenticator
 from services.frontend.backend import Backend
@@ -48,9 +52,14 @@ def http_socket(address: str | None) -> socket.socket | None:
         return None
 
 
-async def run(settings: Settings, http_address: str | None = None) -> None:
-    """Serves the public API until SIGINT/SIGTERM."""
+async def run(settings: Settings, http_address: str | None = None, tls: ServerTLS | None = None) -> None:
+    """Serves the public API until SIGINT/SIGTERM; with tls, gRPC and HTTP over
+    TLS only. The HTTP API then calls the gRPC server on a unix socket in a
+    private folder (plaintext, for this process only: its requests passed
+    HTTPS, and the client certificate check with mutual TLS, already)."""
     sock = http_socket(http_address)
+    local_dir = tempfile.mkdtemp(prefix="cairn-frontend-") if tls is not None else None
+    local = f"unix:{local_dir}/grpc.sock" if local_dir is not None else None
     bus = Bus(settings.nats_url, settings.nats_prefix)
     watcher = RunWatcher(bus)
     await bus.subscribe(bus_mod.RUNS, watcher.on_change)
@@ -75,8 +84,15 @@ async def run(settings: Settings, http_address: str | None = None) -> None:
     layers = interceptors.chain(ROUTES, authenticator)
     if (tracer := otel.tracer("cairn.frontend")) is not None:  # only when exporting spans
         layers.append(TriggerSpans(ROUTES, tracer))
-    server, health = grpc_server.make_server(settings.listen, register, SERVICE_NAMES, layers)
-    http = HttpServer(sock, settings.listen) if sock is not None else None
+    server, health = grpc_server.make_server(
+        settings.listen,
+        register,
+        SERVICE_NAMES,
+        layers,
+        credentials=tls.grpc_credentials() if tls is not None else None,
+        local=local,
+    )
+    http = HttpServer(sock, local or settings.listen, tls) if sock is not None else None
     if http is not None:
         await http.start()
 
@@ -87,6 +103,8 @@ async def run(settings: Settings, http_address: str | None = None) -> None:
         await bus.close()
         await history_channel.close()
         await matching_channel.close()
+        if local_dir is not None:
+            shutil.rmtree(local_dir, ignore_errors=True)
 
     await grpc_server.serve(server, health, SERVICE_NAMES, "frontend", settings.listen, on_stop)
 
@@ -94,6 +112,7 @@ async def run(settings: Settings, http_address: str | None = None) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="cairn frontend", description="Run the public frontend.")
     add_service_flags(parser, "127.0.0.1:7373")
+    tls_mod.add_flags(parser)
     parser.add_argument(
         "--http-address",
         default=os.environ.get("CAIRN_HTTP_ADDRESS") or None,
@@ -104,6 +123,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     settings = settings_from_args(args)
     internal_auth.refuse_start_without_credential(settings, "frontend")
+    try:
+        tls = tls_mod.from_args(args)
+    except ValueError as exc:
+        raise SystemExit(f"cairn frontend: {exc}") from None
     logs.setup("frontend")
     with otel.exporting("cairn-frontend"):
-        asyncio.run(run(settings, args.http_address))
+        asyncio.run(run(settings, args.http_address, tls))

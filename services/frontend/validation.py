@@ -16,6 +16,7 @@ from cairn.cron import Cron
 from cairn.limits import (
     ID_RE,
     LOG_LEVELS,
+    MAX_ATTEMPT_TOKEN_CHARS,
     MAX_BATCH,
     MAX_CONCURRENCY_KEY_CHARS,
     MAX_DELAY_SECONDS,
@@ -289,9 +290,13 @@ def poll(r: wpb.PollAttemptRequest) -> None:
 
 
 def attempt_ref(r: Any) -> None:
+    """The attempt a heartbeat or write is for, and the token of its assignment."""
     run_id(r.run_id)
     if r.attempt < 1:
         raise invalid("attempt: must be 1 or more")
+    if not r.attempt_token:
+        raise invalid("attempt_token: required (the attempt_token of the attempt's assignment)")
+    text("attempt_token", r.attempt_token, MAX_ATTEMPT_TOKEN_CHARS)
 
 
 def error_info(field: str, e: cpb.ErrorInfo) -> None:

@@ -248,12 +248,18 @@ class HistoryServicer(hgrpc.HistoryServiceServicer):
             metadata=convert.struct(run["metadata"]),
             parent_run_id=str(run["parent_run_id"] or ""),
             traceparent=run["traceparent"],
+            attempt_token=run["attempt_token"],
         )
 
     @rpc
     async def Heartbeat(self, request: wpb.HeartbeatRequest, context: Context) -> wpb.HeartbeatResponse:
         due = await step.heartbeat(
-            self.pool, self.lease_seconds, request.namespace, parse_run_id(request.run_id), request.attempt
+            self.pool,
+            self.lease_seconds,
+            request.namespace,
+            parse_run_id(request.run_id),
+            request.attempt,
+            request.attempt_token,
         )
         return wpb.HeartbeatResponse(lease_expires_at=convert.timestamp(due))
 
@@ -274,6 +280,7 @@ class HistoryServicer(hgrpc.HistoryServiceServicer):
             None if completed else convert.error_dict(request.error),
             request.tries,
             [convert.error_dict(e) for e in request.try_errors] or None,  # None: '[]' in SQL, no encoding
+            request.attempt_token,
         )
         return wpb.RecordStepResponse(step=convert.step(row))
 
@@ -291,6 +298,7 @@ class HistoryServicer(hgrpc.HistoryServiceServicer):
             requests.encoding(request.output) if name == "completed" else None,
             convert.error_dict(request.error) if name == "failed" else None,
             requests.wait_spec(request.namespace, request) if name == "suspended" else None,
+            request.attempt_token,
         )
         response = wpb.FinishAttemptResponse(run_status=RUN_STATUS_BY_NAME[outcome.run["status"]])
         if "retry_delay" in outcome.extra:
@@ -356,7 +364,12 @@ class HistoryServicer(hgrpc.HistoryServiceServicer):
         self, request: wpb.AppendRunOutputRequest, conn: Conn
     ) -> wpb.AppendRunOutputResponse:
         kept = await output.append(
-            conn, request.namespace, parse_run_id(request.run_id), request.attempt, requests.outputs(request)
+            conn,
+            request.namespace,
+            parse_run_id(request.run_id),
+            request.attempt,
+            request.attempt_token,
+            requests.outputs(request),
         )
         return wpb.AppendRunOutputResponse(logs_dropped=kept.logs_dropped, chunks_dropped=kept.chunks_dropped)
 
@@ -390,6 +403,7 @@ class HistoryServicer(hgrpc.HistoryServiceServicer):
             request.namespace,
             parse_run_id(request.run_id),
             request.attempt,
+            request.attempt_token,
             convert.struct_dict(request.metadata),
         )
         await self.announcer.logged(request.namespace, request.run_id)

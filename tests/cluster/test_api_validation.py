@@ -58,7 +58,11 @@ def test_bad_input_is_refused_with_the_right_status_and_nothing_written(cluster:
     assert a.run_id == done.id
     wstub.FinishAttempt(
         wpb.FinishAttemptRequest(
-            run_id=done.id, attempt=1, outcome=wpb.ATTEMPT_OUTCOME_COMPLETED, output=json_payload("ok")
+            run_id=done.id,
+            attempt=1,
+            attempt_token=a.attempt_token,
+            outcome=wpb.ATTEMPT_OUTCOME_COMPLETED,
+            output=json_payload("ok"),
         ),
         timeout=RPC_TIMEOUT,
     )
@@ -68,7 +72,8 @@ def test_bad_input_is_refused_with_the_right_status_and_nothing_written(cluster:
     live = rstub.TriggerRun(
         rpb.TriggerRunRequest(task_id="live-task", payload=json_payload(None)), timeout=RPC_TIMEOUT
     ).run
-    assert poll(wstub, "bad-input-worker", "live-task").run_id == live.id
+    live_attempt = poll(wstub, "bad-input-worker", "live-task")
+    assert live_attempt.run_id == live.id
 
     before = table_counts(cluster)
     assert before["runs"] == 3
@@ -154,10 +159,14 @@ def test_bad_input_is_refused_with_the_right_status_and_nothing_written(cluster:
         grpc.StatusCode.FAILED_PRECONDITION,
         done.id,
     )
-    # Worker writes from an attempt that is not the run's current one
+    # Worker writes from an attempt that is not the run's current one (whatever their token)
     step = dict(position=0, name="s1", status=cpb.STEP_STATUS_COMPLETED, output=json_payload(1), tries=1)
+    step["attempt_token"] = live_attempt.attempt_token
     refused(
-        lambda: wstub.RecordStep(wpb.RecordStepRequest(run_id=done.id, attempt=1, **step), timeout=t),
+        lambda: wstub.RecordStep(
+            wpb.RecordStepRequest(run_id=done.id, attempt=1, **{**step, "attempt_token": a.attempt_token}),
+            timeout=t,
+        ),
         grpc.StatusCode.FAILED_PRECONDITION,
         done.id,
     )
@@ -174,7 +183,11 @@ def test_bad_input_is_refused_with_the_right_status_and_nothing_written(cluster:
     refused(
         lambda: wstub.FinishAttempt(
             wpb.FinishAttemptRequest(
-                run_id=live.id, attempt=2, outcome=wpb.ATTEMPT_OUTCOME_COMPLETED, output=json_payload(1)
+                run_id=live.id,
+                attempt=2,
+                attempt_token=live_attempt.attempt_token,
+                outcome=wpb.ATTEMPT_OUTCOME_COMPLETED,
+                output=json_payload(1),
             ),
             timeout=t,
         ),
@@ -186,6 +199,7 @@ def test_bad_input_is_refused_with_the_right_status_and_nothing_written(cluster:
             wpb.RecordStepRequest(
                 run_id=live.id,
                 attempt=1,
+                attempt_token=live_attempt.attempt_token,
                 position=0,
                 name="s1",
                 status=cpb.STEP_STATUS_COMPLETED,

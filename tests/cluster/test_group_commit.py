@@ -37,6 +37,14 @@ OK, NOT_FOUND, ALREADY_EXISTS, FAILED_PRECONDITION, INTERNAL = (
     grpc.StatusCode.FAILED_PRECONDITION,
     grpc.StatusCode.INTERNAL,
 )
+# The attempt_token of each attempt a test took (Api.executing), by (run id,
+# attempt): the writes below carry it, as the worker the attempt was given to.
+TOKENS: dict[tuple[str, int], str] = {}
+NO_TOKEN = "not-an-attempt-of-this-test"  # for attempts no test took: the fence refuses them first
+
+
+def token(run_id: str, attempt: int) -> str:
+    return TOKENS.get((run_id, attempt), NO_TOKEN)
 
 
 # ---- helpers ---------------------------------------------------------------------------------
@@ -78,6 +86,7 @@ class Api:
         assert [(a.run_id, a.attempt) for a in handed] == [(run_id, 1)], (
             f"polled {handed} instead of attempt 1 of {run_id}"
         )
+        TOKENS[(run_id, 1)] = handed[0].attempt_token
         return run_id
 
     def batch(self, *writes: wpb.AttemptWrite, namespace: str = "") -> list[wpb.AttemptWriteResult]:
@@ -99,6 +108,7 @@ def record(
             namespace=namespace,
             run_id=run_id,
             attempt=attempt,
+            attempt_token=token(run_id, attempt),
             position=position,
             name=name,
             status=cpb.STEP_STATUS_COMPLETED,
@@ -114,6 +124,7 @@ def complete(run_id: str, value: Any = None, *, attempt: int = 1, namespace: str
             namespace=namespace,
             run_id=run_id,
             attempt=attempt,
+            attempt_token=token(run_id, attempt),
             outcome=wpb.ATTEMPT_OUTCOME_COMPLETED,
             output=json_payload(value),
         )
@@ -236,6 +247,7 @@ def test_a_refusal_after_partial_writes_leaves_nothing_of_that_write(cluster: Cl
         finish_attempt=wpb.FinishAttemptRequest(
             run_id=parent,
             attempt=1,
+            attempt_token=token(parent, 1),
             outcome=wpb.ATTEMPT_OUTCOME_SUSPENDED,
             wait=wpb.WaitSpec(
                 position=0,  # nothing below it: a suspension may leave no unrecorded position
@@ -352,12 +364,15 @@ def test_a_malformed_batch_is_refused_whole_naming_the_write(cluster: Cluster) -
         "'billing'",
         namespace="billing",
     )
-    no_outcome = wpb.AttemptWrite(finish_attempt=wpb.FinishAttemptRequest(run_id=live, attempt=1))
+    no_outcome = wpb.AttemptWrite(
+        finish_attempt=wpb.FinishAttemptRequest(run_id=live, attempt=1, attempt_token=token(live, 1))
+    )
     refused([good, no_outcome], "writes[1].finish_attempt.outcome")
     bad_json = wpb.AttemptWrite(
         record_step=wpb.RecordStepRequest(
             run_id=live,
             attempt=1,
+            attempt_token=token(live, 1),
             position=0,
             name="s",
             status=cpb.STEP_STATUS_COMPLETED,

@@ -114,6 +114,8 @@ def test_language_neutral_protocol_with_grpcurl_as_the_worker(cluster: Cluster) 
     assert decode_b64_json(assignment["payload"]["data"]) == payload
     assert not assignment.get("steps"), "a first attempt has an empty journal"
     assert json_field(assignment, "lease_duration")
+    token = json_field(assignment, "attempt_token")  # every write of the attempt carries it
+    assert token
 
     step_output = {"step": "s1", "ok": True}
     recorded = grpcurl_call(
@@ -122,6 +124,7 @@ def test_language_neutral_protocol_with_grpcurl_as_the_worker(cluster: Cluster) 
         {
             "run_id": run_id,
             "attempt": 1,
+            "attempt_token": token,
             "position": 0,
             "name": "s1",
             "status": "STEP_STATUS_COMPLETED",
@@ -133,7 +136,9 @@ def test_language_neutral_protocol_with_grpcurl_as_the_worker(cluster: Cluster) 
     assert recorded["step"]["status"] == "STEP_STATUS_COMPLETED"
     assert decode_b64_json(recorded["step"]["output"]["data"]) == step_output
 
-    beat = grpcurl_call(address, "cairn.v1.WorkerService/Heartbeat", {"run_id": run_id, "attempt": 1})
+    beat = grpcurl_call(
+        address, "cairn.v1.WorkerService/Heartbeat", {"run_id": run_id, "attempt": 1, "attempt_token": token}
+    )
     assert json_field(beat, "lease_expires_at"), beat
 
     output = {"result": "done by grpcurl", "total": 6}
@@ -143,6 +148,7 @@ def test_language_neutral_protocol_with_grpcurl_as_the_worker(cluster: Cluster) 
         {
             "run_id": run_id,
             "attempt": 1,
+            "attempt_token": token,
             "outcome": "ATTEMPT_OUTCOME_COMPLETED",
             "output": {"data": b64_json(output), "encoding": JSON},
         },

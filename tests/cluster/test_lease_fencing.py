@@ -88,7 +88,9 @@ def test_sigstopped_worker_is_fenced_after_its_lease_expires(cluster: Cluster, f
     assert count(fx_dir, "hold-done", run_id, 2) == 1
     assert count(fx_dir, "task-done", run_id) == 1
 
-    # The protocol refuses every write of the stale attempt, whatever it says.
+    # The protocol refuses every write of the stale attempt, whatever it says, even
+    # with the attempt's own token (A's, read from the database).
+    token = cluster.sql_value("SELECT token FROM attempts WHERE run_id = $1::uuid AND number = 1", run_id)
     stub = worker_service_pb2_grpc.WorkerServiceStub(cluster.channel())
     out = common_pb2.Payload(data=payloads.encode_json({"stale": True}), encoding=payloads.JSON)
     stale_writes = {
@@ -97,6 +99,7 @@ def test_sigstopped_worker_is_fenced_after_its_lease_expires(cluster: Cluster, f
             worker_service_pb2.RecordStepRequest(
                 run_id=run_id,
                 attempt=1,
+                attempt_token=token,
                 position=1,
                 name="later",
                 status=common_pb2.STEP_STATUS_COMPLETED,
@@ -109,6 +112,7 @@ def test_sigstopped_worker_is_fenced_after_its_lease_expires(cluster: Cluster, f
             worker_service_pb2.RecordStepRequest(
                 run_id=run_id,
                 attempt=1,
+                attempt_token=token,
                 position=0,
                 name="hold",
                 status=common_pb2.STEP_STATUS_COMPLETED,
@@ -116,11 +120,18 @@ def test_sigstopped_worker_is_fenced_after_its_lease_expires(cluster: Cluster, f
                 tries=1,
             ),
         ),
-        "Heartbeat": (stub.Heartbeat, worker_service_pb2.HeartbeatRequest(run_id=run_id, attempt=1)),
+        "Heartbeat": (
+            stub.Heartbeat,
+            worker_service_pb2.HeartbeatRequest(run_id=run_id, attempt=1, attempt_token=token),
+        ),
         "FinishAttempt": (
             stub.FinishAttempt,
             worker_service_pb2.FinishAttemptRequest(
-                run_id=run_id, attempt=1, outcome=worker_service_pb2.ATTEMPT_OUTCOME_COMPLETED, output=out
+                run_id=run_id,
+                attempt=1,
+                attempt_token=token,
+                outcome=worker_service_pb2.ATTEMPT_OUTCOME_COMPLETED,
+                output=out,
             ),
         ),
     }

@@ -27,6 +27,7 @@ from harness import (
     ALL_TABLES,
     GRPCURL,
     Cluster,
+    auth,
     b64_json,
     grpcurl_call,
     grpcurl_error,
@@ -35,6 +36,7 @@ from harness import (
 )
 from harness.database import sql
 
+from cairn import keys
 from cairn.limits import MAX_STEPS_IN_FLIGHT, MAX_TRY_ERRORS
 
 WORKER = "rules-worker"
@@ -45,6 +47,14 @@ HEARTBEAT = "cairn.v1.WorkerService/Heartbeat"
 TRIGGER = "cairn.v1.RunService/TriggerRun"
 GET = "cairn.v1.RunService/GetRun"
 CHILD_RESULTS = "proto/cairn.v1.ChildResults"
+# The attempt_token of attempt 1 of each run start_run polled: every write of
+# the attempt carries it, as the worker it was given to.
+TOKENS: dict[str, str] = {}
+
+
+def attempt_1(run_id: str) -> dict[str, Any]:
+    """What names attempt 1 of the run in a write: run_id, attempt, attempt_token."""
+    return {"run_id": run_id, "attempt": 1, "attempt_token": TOKENS[run_id]}
 
 
 def register(address: str, *tasks: str, max_attempts: int = 1) -> None:
@@ -72,6 +82,7 @@ def start_run(address: str, task: str, options: dict[str, Any] | None = None) ->
         {"worker_id": WORKER, "task_ids": [task], "wait": "10s"},
     )
     assert [json_field(a, "run_id") for a in polled.get("assignments", [])] == [run_id], polled
+    TOKENS[run_id] = json_field(polled["assignments"][0], "attempt_token")
     return run_id
 
 
@@ -95,8 +106,7 @@ def json_out(value: bytes | str, encoding: str = JSON) -> dict[str, str]:
 
 def step(run_id: str, position: int = 1, **fields: Any) -> dict[str, Any]:
     base: dict[str, Any] = {
-        "run_id": run_id,
-        "attempt": 1,
+        **attempt_1(run_id),
         "position": position,
         "name": f"s{position}",
         "status": "STEP_STATUS_COMPLETED",
@@ -186,12 +196,12 @@ def test_bad_step_records_waits_and_payloads_are_refused_naming_the_field_and_wr
     refused_naming(
         address, TRIGGER, {"task_id": "rules", "payload": json_out("{")}, "payload", "not valid JSON"
     )
-    complete = {"run_id": run_id, "attempt": 1, "outcome": "ATTEMPT_OUTCOME_COMPLETED"}
+    complete = {**attempt_1(run_id), "outcome": "ATTEMPT_OUTCOME_COMPLETED"}
     refused_naming(address, FINISH, {**complete, "output": json_out("x", "xml/tagged")}, "output.encoding")
     refused_naming(address, FINISH, {**complete, "output": json_out(b"\xc3\x28")}, "output", "UTF-8")
     refused_naming(address, FINISH, {**complete, "outcome": "ATTEMPT_OUTCOME_FAILED"}, "error", "required")
     # D2: a sleep is a wait with its time
-    suspend = {"run_id": run_id, "attempt": 1, "outcome": "ATTEMPT_OUTCOME_SUSPENDED"}
+    suspend = {**attempt_1(run_id), "outcome": "ATTEMPT_OUTCOME_SUSPENDED"}
     refused_naming(address, FINISH, suspend, "wait", "required")
     refused_naming(
         address,
@@ -269,7 +279,8 @@ def test_bad_step_records_waits_and_payloads_are_refused_naming_the_field_and_wr
 def attempt_gone(address: str, method: str, data: dict[str, Any]) -> str:
     """The value of "cairn-attempt-gone" grpcurl -v prints among the trailers of
     a FAILED_PRECONDITION ("" when there is none)."""
-    argv = [GRPCURL, "-plaintext", "-v", "-d", json.dumps(data), address, method]
+    key = ["-H", f"{keys.AUTHORIZATION}: {keys.BEARER}{auth.ADMIN_KEY}"]  # the session's, as grpcurl_call
+    argv = [GRPCURL, "-plaintext", *key, "-v", "-d", json.dumps(data), address, method]
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=40)
     assert proc.returncode != 0, proc.stdout
     output = proc.stdout + proc.stderr
@@ -304,14 +315,14 @@ def test_attempt_gone_reaches_a_grpcurl_client_as_trailing_metadata(cluster: Clu
     canceled = start_run(address, "gone")
     grpcurl_call(address, "cairn.v1.RunService/CancelRun", {"run_id": canceled, "reason": "test"})
     assert attempt_gone(address, RECORD, step(canceled, 0)) == "canceled"
-    assert attempt_gone(address, HEARTBEAT, {"run_id": canceled, "attempt": 1}) == "canceled"
+    assert attempt_gone(address, HEARTBEAT, attempt_1(canceled)) == "canceled"
 
     # ended: the attempt already finished
     ended = start_run(address, "gone")
     grpcurl_call(
         address,
         FINISH,
-        {"run_id": ended, "attempt": 1, "outcome": "ATTEMPT_OUTCOME_COMPLETED", "output": json_out("1")},
+        {**attempt_1(ended), "outcome": "ATTEMPT_OUTCOME_COMPLETED", "output": json_out("1")},
     )
     assert attempt_gone(address, RECORD, step(ended, 0)) == "ended"
 
@@ -335,7 +346,7 @@ def test_attempt_gone_reaches_a_grpcurl_client_as_trailing_metadata(cluster: Clu
         interval=0.2,
         message="the attempt's lease did not expire",
     )
-    assert attempt_gone(address, HEARTBEAT, {"run_id": superseded, "attempt": 1}) == "superseded"
+    assert attempt_gone(address, HEARTBEAT, attempt_1(superseded)) == "superseded"
 
     # BatchWrite carries the same, per write, as WriteError.attempt_gone
     answer = grpcurl_call(

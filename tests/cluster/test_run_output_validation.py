@@ -44,8 +44,12 @@ def test_bad_output_and_log_reads_are_refused_and_write_nothing(cluster: Cluster
         assert "Traceback" not in details
         assert table_counts(cluster) == before, f"rows written by a refused request ({details})"
 
-    def append(*outputs: wpb.RunOutput, attempt: int = 1, run_id: str = run.id) -> Callable[[], Any]:
-        request = wpb.AppendRunOutputRequest(run_id=run_id, attempt=attempt, outputs=outputs)
+    def append(
+        *outputs: wpb.RunOutput, attempt: int = 1, run_id: str = run.id, token: str = assignment.attempt_token
+    ) -> Callable[[], Any]:
+        request = wpb.AppendRunOutputRequest(
+            run_id=run_id, attempt=attempt, outputs=outputs, attempt_token=token
+        )
         return lambda: wstub.AppendRunOutput(request, timeout=RPC_TIMEOUT)
 
     invalid = grpc.StatusCode.INVALID_ARGUMENT
@@ -66,6 +70,9 @@ def test_bad_output_and_log_reads_are_refused_and_write_nothing(cluster: Cluster
     refused(append(OK_LINE, run_id="nope"), invalid, "run_id")
     refused(append(OK_LINE, attempt=0), invalid, "attempt")
     refused(append(OK_LINE, attempt=2), grpc.StatusCode.FAILED_PRECONDITION, "attempt 2")
+    refused(append(OK_LINE, token=""), invalid, "attempt_token", "required")
+    refused(append(OK_LINE, token="t" * 65), invalid, "attempt_token", "64")
+    refused(append(OK_LINE, token="not-the-token"), grpc.StatusCode.PERMISSION_DENIED, "attempt_token")
     unknown = "00000000-0000-0000-0000-000000000000"
     refused(append(OK_LINE, run_id=unknown), grpc.StatusCode.NOT_FOUND, unknown)
 
@@ -80,7 +87,12 @@ def test_bad_output_and_log_reads_are_refused_and_write_nothing(cluster: Cluster
 
     # The same attempt's good output is taken: the refusals left nothing half-written.
     kept = wstub.AppendRunOutput(
-        wpb.AppendRunOutputRequest(run_id=run.id, attempt=assignment.attempt, outputs=[OK_LINE, chunk()]),
+        wpb.AppendRunOutputRequest(
+            run_id=run.id,
+            attempt=assignment.attempt,
+            attempt_token=assignment.attempt_token,
+            outputs=[OK_LINE, chunk()],
+        ),
         timeout=RPC_TIMEOUT,
     )
     assert (kept.logs_dropped, kept.chunks_dropped) == (0, 0)

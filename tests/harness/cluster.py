@@ -59,7 +59,13 @@ class Cluster:
         sweep_seconds: float = DEFAULT_SWEEP_SECONDS,
         env: Mapping[str, str] | None = None,
         extra_logs: Iterable[Path] = (),
+        frontend_args: Iterable[str] = (),
+        frontend_credentials: grpc.ChannelCredentials | None = None,
     ) -> None:
+        # Extra flags of every frontend (e.g. --tls-cert), and the TLS the
+        # harness's health checks reach it with (None: plaintext).
+        self.frontend_args = list(frontend_args)
+        self.frontend_credentials = frontend_credentials
         self.log_dir = log_dir
         self.database_url = database_url
         self.nats_url = nats_url
@@ -131,6 +137,7 @@ class Cluster:
                 "--nats-url",
                 self.nats_url,
                 *http,
+                *self.frontend_args,
             ]
         raise ValueError(f"unknown service kind {kind!r}; expected one of {', '.join(SERVICES)}")
 
@@ -139,6 +146,8 @@ class Cluster:
         svc = ServiceProcess(
             name, kind, port, self._service_args(kind, port, matching), env, self.log_dir / f"{name}.log"
         )
+        if kind == "frontend":
+            svc.credentials = self.frontend_credentials
         self.services[name] = svc
         return svc
 
@@ -315,10 +324,13 @@ def make_cluster(
     start: bool = True,
     timeout: float = READY_TIMEOUT,
     extra_logs: Iterable[Path] = (),
+    frontend_args: Iterable[str] = (),
+    frontend_credentials: grpc.ChannelCredentials | None = None,
 ) -> Cluster:
     """A Cluster on a new database of `postgres` (a server object with
     create_database, or a server URL) and on `nats` (an object with .url, or a URL).
-    Started unless start=False (then call .launch())."""
+    Started unless start=False (then call .launch()). frontend_args: extra
+    flags of the frontends, reached with frontend_credentials (TLS) if given."""
     name = database.new_database_name(test_name)
     db_url = create_database(postgres, name) if isinstance(postgres, str) else postgres.create_database(name)
     cluster = Cluster(
@@ -329,6 +341,8 @@ def make_cluster(
         sweep_seconds=sweep_seconds,
         env=env,
         extra_logs=extra_logs,
+        frontend_args=frontend_args,
+        frontend_credentials=frontend_credentials,
     )
     if start:
         try:

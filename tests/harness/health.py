@@ -13,12 +13,17 @@ from .processes import ServiceProcess
 READY_TIMEOUT = 30.0
 
 
-def health_check(address: str, timeout: float) -> tuple[bool, str]:
+def health_check(
+    address: str, timeout: float, credentials: grpc.ChannelCredentials | None = None
+) -> tuple[bool, str]:
     """(serving, detail) of grpc.health.v1.Health/Check with service "". A fresh
-    channel each time, so no reconnect backoff from an earlier refusal applies."""
-    channel = grpc.insecure_channel(
-        address, options=[("grpc.use_local_subchannel_pool", 1), ("grpc.enable_retries", 0)]
-    )
+    channel each time, so no reconnect backoff from an earlier refusal applies;
+    over TLS with credentials."""
+    options = [("grpc.use_local_subchannel_pool", 1), ("grpc.enable_retries", 0)]
+    if credentials is None:
+        channel = grpc.insecure_channel(address, options=options)
+    else:
+        channel = grpc.secure_channel(address, credentials, options=options)
     try:
         reply = health_pb2_grpc.HealthStub(channel).Check(
             health_pb2.HealthCheckRequest(service=""), timeout=timeout
@@ -46,7 +51,7 @@ def wait_serving(
                     f"{name} exited with code {svc.returncode} while starting; "
                     f"last lines of {svc.log_path}:\n{svc.log_tail(40)}"
                 )
-            ok, detail = health_check(svc.address, timeout=1.0)
+            ok, detail = health_check(svc.address, timeout=1.0, credentials=svc.credentials)
             last[name] = detail
             if ok:
                 del pending[name]

@@ -13,6 +13,8 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
+import grpc
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TESTS_DIR = REPO_ROOT / "tests"
 PYTHON = sys.executable
@@ -150,6 +152,8 @@ class ServiceProcess(ManagedProcess):
         super().__init__(name, args, env, log_path)
         self.kind = kind
         self.port = port
+        # How the harness's health checks reach it when it serves TLS (None: plaintext).
+        self.credentials: grpc.ChannelCredentials | None = None
 
     @property
     def address(self) -> str:

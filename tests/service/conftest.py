@@ -130,6 +130,9 @@ class Services:
         self.nats_url = nats_url  # the services' NATS and subject prefix, for a test to listen or announce
         self.nats_prefix = nats_prefix
         self.namespace = NAMESPACE
+        # The attempt_token of every attempt handed to this tier (claim, start,
+        # poll), by (run id, attempt): its writes send it, as the attempt's worker would.
+        self.tokens: dict[tuple[str, int], str] = {}
         self.internal_credential = internal_credential  # the services' shared secret: their stubs send it
         self._channels = [grpc.aio.insecure_channel(a) for a in (history_address, matching_address)]
         history, matching = (internal_auth.credentialed(c, internal_credential) for c in self._channels)
@@ -139,6 +142,17 @@ class Services:
     async def close(self) -> None:
         for channel in self._channels:
             await channel.close()
+
+    def token(self, run_id: str, attempt: int) -> str:
+        """The attempt_token of an attempt handed to this tier ('' for any other)."""
+        return self.tokens.get((run_id, attempt), "")
+
+    def _handed(self, assignments: Iterable[wpb.AttemptAssignment]) -> list[wpb.AttemptAssignment]:
+        """The assignments, their tokens kept (see token)."""
+        handed = list(assignments)
+        for a in handed:
+            self.tokens[(a.run_id, a.attempt)] = a.attempt_token
+        return handed
 
     # ---- matching ------------------------------------------------------------------
 
@@ -174,7 +188,7 @@ class Services:
             max_attempts=max_attempts,
         )
         response = await self.matching.PollAttempt(request, timeout=RPC_TIMEOUT + wait)
-        return list(response.assignments)
+        return self._handed(response.assignments)
 
     # ---- history -------------------------------------------------------------------
 
@@ -198,7 +212,7 @@ class Services:
             worker_version=WORKER_VERSION,
         )
         response = await self.history.ClaimAttempts(request, timeout=RPC_TIMEOUT)
-        return [r.assignment for r in response.results if r.HasField("assignment")]
+        return self._handed(r.assignment for r in response.results if r.HasField("assignment"))
 
     async def start(self, task_id: str, value: Any = None, **fields: Any) -> wpb.AttemptAssignment:
         """Triggers a run of a registered task and claims it: its first attempt."""
@@ -208,9 +222,10 @@ class Services:
         return assignment
 
     async def record_step(
-        self, run_id: str, attempt: int, position: int, name: str, value: Any = None
+        self, run_id: str, attempt: int, position: int, name: str, value: Any = None, token: str | None = None
     ) -> wpb.RecordStepResponse:
-        """RecordStep of a completed step with a JSON output."""
+        """RecordStep of a completed step with a JSON output, with the attempt's
+        token (see token) unless another is given."""
         request = wpb.RecordStepRequest(
             namespace=self.namespace,
             run_id=run_id,
@@ -220,6 +235,7 @@ class Services:
             status=cpb.STEP_STATUS_COMPLETED,
             output=json_payload(value),
             tries=1,
+            attempt_token=self.token(run_id, attempt) if token is None else token,
         )
         response: wpb.RecordStepResponse = await self.history.RecordStep(request, timeout=RPC_TIMEOUT)
         return response
@@ -228,7 +244,9 @@ class Services:
         self, run_id: str, attempt: int, outcome: int, value: Any = None, **fields: Any
     ) -> wpb.FinishAttemptResponse:
         """FinishAttempt (an AttemptOutcome); a completed one carries value as its
-        output; fields are other FinishAttemptRequest fields (error, wait)."""
+        output; fields are other FinishAttemptRequest fields (error, wait;
+        attempt_token: the attempt's, see token, unless given)."""
+        fields.setdefault("attempt_token", self.token(run_id, attempt))
         request = wpb.FinishAttemptRequest(
             namespace=self.namespace, run_id=run_id, attempt=attempt, outcome=outcome, **fields
         )

@@ -50,11 +50,13 @@ def event_wait(position: int, name: str, key: str) -> wpb.WaitSpec:
 
 
 def step_request(services: Any, run_id: str, position: int, name: str = "step", **fields: Any) -> Any:
-    """A RecordStepRequest of attempt 1: by default a completed step with output JSON null."""
+    """A RecordStepRequest of attempt 1 with its token: by default a completed step with output JSON null."""
+    attempt = fields.pop("attempt", 1)
+    fields.setdefault("attempt_token", services.token(run_id, attempt))
     request = wpb.RecordStepRequest(
         namespace=services.namespace,
         run_id=run_id,
-        attempt=fields.pop("attempt", 1),
+        attempt=attempt,
         position=position,
         name=name,
         status=fields.pop("status", cpb.STEP_STATUS_COMPLETED),
@@ -83,7 +85,12 @@ async def record(services: Any, request: Any) -> Any:
 
 async def heartbeat(services: Any, run_id: str, attempt: int) -> Any:
     return await services.history.Heartbeat(
-        wpb.HeartbeatRequest(namespace=services.namespace, run_id=run_id, attempt=attempt)
+        wpb.HeartbeatRequest(
+            namespace=services.namespace,
+            run_id=run_id,
+            attempt=attempt,
+            attempt_token=services.token(run_id, attempt),
+        )
     )
 
 
@@ -371,6 +378,7 @@ async def test_an_attempt_that_ended_is_told_ended(services):
                         attempt=1,
                         outcome=COMPLETED,
                         output=json_payload(1),
+                        attempt_token=services.token(a.run_id, 1),
                     )
                 ),
             ]

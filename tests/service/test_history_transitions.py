@@ -99,7 +99,9 @@ async def test_claim_starts_attempt_1_with_a_lease(services):
         (1, cpb.ATTEMPT_STATUS_EXECUTING, "worker-1")
     ]
     beat = await services.history.Heartbeat(
-        wpb.HeartbeatRequest(namespace=services.namespace, run_id=run_id, attempt=1)
+        wpb.HeartbeatRequest(
+            namespace=services.namespace, run_id=run_id, attempt=1, attempt_token=assignment.attempt_token
+        )
     )
     lease_left = beat.lease_expires_at.ToDatetime(tzinfo=UTC) - datetime.now(UTC)
     assert timedelta(seconds=8) < lease_left <= timedelta(seconds=10)
@@ -201,7 +203,9 @@ async def test_a_stale_attempt_is_fenced_off(services):
         services.record_step(a.run_id, 1, 0, "late"),
         services.finish(a.run_id, 1, COMPLETED, "late"),
         services.history.Heartbeat(
-            wpb.HeartbeatRequest(namespace=services.namespace, run_id=a.run_id, attempt=1)
+            wpb.HeartbeatRequest(
+                namespace=services.namespace, run_id=a.run_id, attempt=1, attempt_token=a.attempt_token
+            )
         ),
     ]
     for write in stale_writes:

@@ -48,7 +48,9 @@ async def test_every_event_type_history_writes_is_documented(services):
     a = await services.start(TASK, {"n": 1})
     await services.record_step(a.run_id, 1, 0, "first", 1)
     await services.history.UpdateRunMetadata(
-        wpb.UpdateRunMetadataRequest(namespace=services.namespace, run_id=a.run_id, attempt=1)
+        wpb.UpdateRunMetadataRequest(
+            namespace=services.namespace, run_id=a.run_id, attempt=1, attempt_token=a.attempt_token
+        )
     )
     await services.finish(a.run_id, 1, wpb.ATTEMPT_OUTCOME_SUSPENDED, wait=event_wait(1))
     await services.history.SendEvent(

@@ -42,7 +42,11 @@ def chunk(value: Any, stream: str = "tokens") -> wpb.RunOutput:
 
 def append(services: Any, run_id: str, *outputs: wpb.RunOutput, attempt: int = 1) -> Any:
     request = wpb.AppendRunOutputRequest(
-        namespace=services.namespace, run_id=run_id, attempt=attempt, outputs=outputs
+        namespace=services.namespace,
+        run_id=run_id,
+        attempt=attempt,
+        outputs=outputs,
+        attempt_token=services.token(run_id, attempt),
     )
     return services.history.AppendRunOutput(request, timeout=5)
 
@@ -150,10 +154,13 @@ async def test_output_of_a_gone_attempt_or_a_bad_chunk_writes_nothing(services):
 async def test_batch_write_appends_output_with_the_attempts_steps(services):
     await services.register(TASK)
     a = await services.start(TASK)
-    output = wpb.AppendRunOutputRequest(run_id=a.run_id, attempt=1, outputs=[log("in the batch")])
+    output = wpb.AppendRunOutputRequest(
+        run_id=a.run_id, attempt=1, outputs=[log("in the batch")], attempt_token=a.attempt_token
+    )
     step = wpb.RecordStepRequest(
         run_id=a.run_id,
         attempt=1,
+        attempt_token=a.attempt_token,
         position=0,
         name="s",
         status=cpb.STEP_STATUS_COMPLETED,

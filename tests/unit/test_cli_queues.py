@@ -91,9 +91,7 @@ class FakeClient:
 
     instances: list[FakeClient] = []
 
-    def __init__(
-        self, address: str | None = None, namespace: str | None = None, api_key: str | None = None
-    ) -> None:
+    def __init__(self, address: str | None = None, namespace: str | None = None, **options: Any) -> None:
         self.calls: list[tuple[str, Any, Any]] = []
         FakeClient.instances.append(self)
 

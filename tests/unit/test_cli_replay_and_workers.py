@@ -33,9 +33,7 @@ class FakeClient:
     workers: list[qpb.WorkerInfo] = []
     status = common_pb2.RUN_STATUS_QUEUED
 
-    def __init__(
-        self, address: str | None = None, namespace: str | None = None, api_key: str | None = None
-    ) -> None:
+    def __init__(self, address: str | None = None, namespace: str | None = None, **options: Any) -> None:
         self.calls: list[str] = []
 
     def __enter__(self) -> FakeClient:

@@ -50,9 +50,7 @@ class FakeClient:
     afters: list[int] = []
     status = cpb.RUN_STATUS_COMPLETED
 
-    def __init__(
-        self, address: str | None = None, namespace: str | None = None, api_key: str | None = None
-    ) -> None:
+    def __init__(self, address: str | None = None, namespace: str | None = None, **options: Any) -> None:
         pass
 
     def __enter__(self) -> FakeClient:

@@ -32,6 +32,7 @@ from services.frontend.run_watch import RunWatcher
 from services.frontend.serving import add_services
 
 RUN = "6f1c1c1e-2a6b-4d0e-9a53-0d6b5c1f0a11"
+TOKEN = "r3x6vT0cQm1kZ9PzH2wYbN4uLs8aEfGj"  # an AttemptAssignment.attempt_token
 
 
 def ok_json(value: bytes = b"1") -> cpb.Payload:
@@ -42,6 +43,7 @@ def step(**fields: Any) -> wpb.RecordStepRequest:
     base: dict[str, Any] = dict(
         run_id=RUN,
         attempt=1,
+        attempt_token=TOKEN,
         position=0,
         name="s",
         status=cpb.STEP_STATUS_COMPLETED,
@@ -143,11 +145,39 @@ def test_batch_write_refuses_a_bad_record_step_naming_the_write() -> None:
     refused(lambda: check.batch_write(batch), "writes[1].record_step.tries")
 
 
+def test_every_write_of_an_attempt_needs_its_token() -> None:
+    ref: dict[str, Any] = dict(run_id=RUN, attempt=1)
+    line = wpb.RunOutput(log=cpb.LogLine(level="INFO", message="m", step_position=-1))
+    writes: list[tuple[Callable[[Any], None], Any]] = [
+        (check.attempt_ref, wpb.HeartbeatRequest(**ref)),  # Heartbeat's check
+        (check.record_step, step()),
+        (check.finish, wpb.FinishAttemptRequest(**ref, outcome=wpb.ATTEMPT_OUTCOME_COMPLETED)),
+        (check.update_metadata, wpb.UpdateRunMetadataRequest(**ref)),
+        (check.append_run_output, wpb.AppendRunOutputRequest(**ref, outputs=[line])),
+    ]
+    for check_it, request in writes:
+        request.attempt_token = TOKEN
+        check_it(request)
+        for bad, why in (("", "required"), ("x" * 65, "longer than 64"), ("a\x00b", "NUL")):
+            request.attempt_token = bad
+            message = refused(lambda: check_it(request), "attempt_token")  # noqa: B023
+            assert why in message, message
+            assert len(message) < 200, message  # the value is not echoed
+    finish = wpb.FinishAttemptRequest(**ref, outcome=wpb.ATTEMPT_OUTCOME_COMPLETED)  # no token
+    batch = wpb.BatchWriteRequest(
+        namespace="default",
+        writes=[wpb.AttemptWrite(record_step=step()), wpb.AttemptWrite(finish_attempt=finish)],
+    )
+    refused(lambda: check.batch_write(batch), "writes[1].finish_attempt.attempt_token")
+
+
 # ---- D2: sleeps ------------------------------------------------------------------------
 
 
 def suspend(w: wpb.WaitSpec) -> wpb.FinishAttemptRequest:
-    return wpb.FinishAttemptRequest(run_id=RUN, attempt=1, outcome=wpb.ATTEMPT_OUTCOME_SUSPENDED, wait=w)
+    return wpb.FinishAttemptRequest(
+        run_id=RUN, attempt=1, attempt_token=TOKEN, outcome=wpb.ATTEMPT_OUTCOME_SUSPENDED, wait=w
+    )
 
 
 def test_a_sleep_needs_its_until() -> None:
@@ -163,7 +193,9 @@ def test_a_sleep_needs_its_until() -> None:
 def test_a_suspension_needs_a_wait() -> None:
     refused(
         lambda: check.finish(
-            wpb.FinishAttemptRequest(run_id=RUN, attempt=1, outcome=wpb.ATTEMPT_OUTCOME_SUSPENDED)
+            wpb.FinishAttemptRequest(
+                run_id=RUN, attempt=1, attempt_token=TOKEN, outcome=wpb.ATTEMPT_OUTCOME_SUSPENDED
+            )
         ),
         "wait",
     )
@@ -171,12 +203,18 @@ def test_a_suspension_needs_a_wait() -> None:
 
 
 def test_a_failed_attempt_needs_its_error() -> None:
-    req = wpb.FinishAttemptRequest(run_id=RUN, attempt=1, outcome=wpb.ATTEMPT_OUTCOME_FAILED)
+    req = wpb.FinishAttemptRequest(
+        run_id=RUN, attempt=1, attempt_token=TOKEN, outcome=wpb.ATTEMPT_OUTCOME_FAILED
+    )
     refused(lambda: check.finish(req), "error")
 
 
 def test_a_completed_attempt_may_return_null_as_empty_data() -> None:
-    check.finish(wpb.FinishAttemptRequest(run_id=RUN, attempt=1, outcome=wpb.ATTEMPT_OUTCOME_COMPLETED))
+    check.finish(
+        wpb.FinishAttemptRequest(
+            run_id=RUN, attempt=1, attempt_token=TOKEN, outcome=wpb.ATTEMPT_OUTCOME_COMPLETED
+        )
+    )
 
 
 # ---- D8: trailing metadata passes through the frontend ------------------------------------
@@ -256,7 +294,10 @@ def test_the_frontend_passes_a_backends_trailing_metadata_unchanged() -> None:
         try:
             calls = [
                 (stub.RecordStep(step()), "canceled"),  # a routed call
-                (stub.Heartbeat(wpb.HeartbeatRequest(run_id=RUN, attempt=1)), "superseded"),
+                (
+                    stub.Heartbeat(wpb.HeartbeatRequest(run_id=RUN, attempt=1, attempt_token=TOKEN)),
+                    "superseded",
+                ),
                 (  # an explicit handler
                     stub.BatchWrite(wpb.BatchWriteRequest(writes=[wpb.AttemptWrite(record_step=step())])),
                     "timed_out",

@@ -49,6 +49,7 @@ def test_a_childs_invalid_traceparent_is_refused_naming_the_child() -> None:
     request = wpb.FinishAttemptRequest(
         run_id="6f1c1c1e-2a6b-4d0e-9a53-0d6b5c1f0a11",
         attempt=1,
+        attempt_token="r3x6vT0cQm1kZ9PzH2wYbN4uLs8aEfGj",
         outcome=wpb.ATTEMPT_OUTCOME_SUSPENDED,
         wait=wait,
     )

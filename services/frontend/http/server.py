@@ -10,6 +10,7 @@ import socket
 
 import uvicorn
 
+from services.common.tls import ServerTLS
 from services.frontend.http.app import make_app
 from services.frontend.http.calls import GrpcCaller
 
@@ -37,13 +38,20 @@ def bind(address: str) -> socket.socket:
 
 
 class HttpServer:
-    """The HTTP API on one socket, calling the frontend's gRPC server at `grpc_listen`."""
+    """The HTTP API on one socket, calling the frontend's gRPC server at
+    `grpc_listen`; HTTPS with tls (the frontend's certificate files, and its
+    client CA for mutual TLS: then a client must present a certificate too)."""
 
-    def __init__(self, sock: socket.socket, grpc_listen: str) -> None:
+    def __init__(self, sock: socket.socket, grpc_listen: str, tls: ServerTLS | None = None) -> None:
         self.sock = sock
         self.caller = GrpcCaller(grpc_listen)
         config = uvicorn.Config(
-            make_app(self.caller), lifespan="off", log_config=None, access_log=False, server_header=False
+            make_app(self.caller),
+            lifespan="off",
+            log_config=None,
+            access_log=False,
+            server_header=False,
+            **(tls.uvicorn_options() if tls is not None else {}),
         )
         config.load()
         self.server = uvicorn.Server(config)
@@ -54,7 +62,8 @@ class HttpServer:
         await self.server.startup(sockets=[self.sock])
         self._loop = asyncio.create_task(self.server.main_loop())
         host, port = self.sock.getsockname()[:2]
-        log.info("HTTP API serving on %s:%s (docs at /docs)", host, port)
+        scheme = "https" if self.server.config.ssl else "http"
+        log.info("HTTP API serving on %s://%s:%s (docs at /docs)", scheme, host, port)
 
     async def stop(self) -> None:
         self.server.should_exit = True

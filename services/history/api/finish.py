@@ -21,8 +21,7 @@ from services.history.api.transition import (
     end_attempt,
     end_run,
     event,
-    fence,
-    lock_run,
+    lock_attempt,
     set_timer,
 )
 from services.history.sql import attempts as sql
@@ -41,8 +40,9 @@ async def finish_attempt(
     encoding: str | None,
     error: dict[str, Any] | None,
     wait: dict[str, Any] | None,
+    token: str,
 ) -> Outcome:
-    """Ends the current attempt: completed, failed (retry policy applied) or
+    """Ends the current attempt (given its token): completed, failed (retry policy applied) or
     suspended on a wait. A refused suspension (its wait's position is
     recorded or leaves a gap below it, a child's task is unknown) rolls back
     and leaves the attempt running. A completed attempt is one statement; the
@@ -61,6 +61,7 @@ async def finish_attempt(
             None,
             COMPLETED_DETAILS,
             namespace,
+            token,
         )
         if run is not None:
             effects = Effects(run_changed=True)
@@ -68,8 +69,7 @@ async def finish_attempt(
                 effects.timer_due = run["updated_at"]
             return Outcome(run, effects)
     async with conn.transaction():
-        locked = await lock_run(conn, namespace, run_id)
-        await fence(conn, locked, attempt)
+        locked = await lock_attempt(conn, namespace, run_id, attempt, token)
         if outcome == "completed":  # FINISH_COMPLETED writes whenever the fence passes
             raise ServiceError(
                 grpc.StatusCode.INTERNAL,

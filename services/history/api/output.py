@@ -69,16 +69,17 @@ def chunk_details(stream: str, data: bytes, encoding: str) -> dict[str, Any]:
 
 
 async def append(
-    conn: Conn, namespace: str, run_id: uuid.UUID, attempt: int, outputs: list[Output]
+    conn: Conn, namespace: str, run_id: uuid.UUID, attempt: int, token: str, outputs: list[Output]
 ) -> Appended:
     """Appends the entries of the run's current attempt, in order, up to the
-    run's bounds, in one transaction; refuses an attempt that is gone."""
+    run's bounds, in one transaction; refuses an attempt that is gone, or a
+    token that is not the attempt's."""
     result = Appended()
     async with conn.transaction():
         run = await conn.fetchrow(sql.LOCK_COUNTERS, run_id, namespace)
         if run is None:
             raise not_found(f"run {run_id} not found in namespace {namespace!r}")
-        await fence(conn, run, attempt)
+        await fence(conn, run, attempt, token)
         lines, chunks, size = run["log_lines"], run["stream_chunks"], run["stream_bytes"]
         kept: list[Output] = []
         for o in outputs:

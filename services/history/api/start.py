@@ -1,10 +1,12 @@
 """Starting the next attempt of a claimed run (claim.py claims it). A queue
 without limits takes one statement (sql.attempts.START); a limited or paused
 queue takes its slot here under the queue's advisory lock and then writes the
-attempt with the same statement."""
+attempt with the same statement. Each attempt gets its token here: the secret
+its assignment carries and every write of the attempt must present."""
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from datetime import datetime, timedelta
 
@@ -14,6 +16,7 @@ from services.history.sql import runs as runs_sql
 from services.history.sql import steps as steps_sql
 
 DISPATCH_PRUNE_MARGIN = timedelta(minutes=1)
+ATTEMPT_TOKEN_BYTES = 24  # 192 random bits: 32 URL-safe characters
 Started = tuple[Outcome, list[Row] | None]
 
 
@@ -28,7 +31,8 @@ async def start_attempt(
 ) -> Started | None:
     """Starts the next attempt of a claimed run, with its lease (and its
     max-duration deadline): (outcome, journal). None when the claim is stale;
-    (outcome, None) when the run must wait for its rate limit (announce it)."""
+    (outcome, None) when the run must wait for its rate limit (announce it).
+    The run row of a started attempt has its token as attempt_token."""
     started = await _start(conn, lease_seconds, run_id, namespace, claim_token, worker_id, worker_version)
     if started is not None:
         return started
@@ -50,7 +54,15 @@ async def _start(
 ) -> tuple[Outcome, list[Row]] | None:
     """The START statement, with the outcome and the journal; None when it wrote nothing."""
     run = await conn.fetchrow(
-        sql.START, run_id, namespace, claim_token, worker_id, worker_version, lease_seconds, slot_taken
+        sql.START,
+        run_id,
+        namespace,
+        claim_token,
+        worker_id,
+        worker_version,
+        lease_seconds,
+        slot_taken,
+        new_attempt_token(),
     )
     if run is None:
         return None
@@ -61,6 +73,13 @@ async def _start(
         )
     steps = [] if run["attempt_count"] == 1 else await conn.fetch(steps_sql.JOURNAL, run_id)
     return Outcome(run, effects), steps
+
+
+def new_attempt_token() -> str:
+    """An attempt's token: from the operating system's CSPRNG (secrets), made
+    here rather than by PostgreSQL so it needs no extension or server version
+    and carries more randomness than gen_random_uuid's 122 bits."""
+    return secrets.token_urlsafe(ATTEMPT_TOKEN_BYTES)
 
 
 async def _start_limited(

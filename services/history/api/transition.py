@@ -7,12 +7,14 @@ deadlock."""
 
 from __future__ import annotations
 
+import hmac
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import asyncpg
+import grpc
 
 from cairn.statuses import TERMINAL_RUN_STATUSES
 from cairn.v1 import worker_service_pb2 as wpb
@@ -115,14 +117,37 @@ _GONE_BY_STATUS = {
 }
 
 
-async def fence(conn: Conn, run: Row, attempt: int) -> None:
+async def fence(conn: Conn, run: Row, attempt: int, token: str) -> None:
     """Refuses a worker write unless `attempt` is the run's current executing
     attempt: FAILED_PRECONDITION with the trailing metadata "cairn-attempt-gone"
     saying why (canceled, timed_out, superseded after its lease expired, or
-    ended by the attempt itself)."""
+    ended by the attempt itself); and, for the current attempt, unless `token`
+    is its token (the run row read with it, sql.attempts.FENCE_RUN):
+    PERMISSION_DENIED, since the writer is not the worker it was given to."""
     if run["status"] == "executing" and run["attempt_count"] == attempt:
-        return
+        stored = run["attempt_token"]
+        if stored is not None and hmac.compare_digest(stored.encode(), token.encode()):
+            return
+        raise ServiceError(
+            grpc.StatusCode.PERMISSION_DENIED,
+            f"attempt {attempt} of run {run['id']}: attempt_token does not match the token of the "
+            "attempt's assignment",
+        )
     raise await gone(conn, run, attempt, f"(run is {run['status']}, current attempt {run['attempt_count']})")
+
+
+async def lock_attempt(
+    conn: Conn, namespace: str, run_id: uuid.UUID, attempt: int, token: str, *, shared: bool = False
+) -> Row:
+    """The run row of a worker's write to `attempt`, locked (FOR SHARE when
+    shared), once the fence let it pass: NOT_FOUND outside its namespace."""
+    row = await conn.fetchrow(
+        attempts_sql.FENCE_RUN_SHARED if shared else attempts_sql.FENCE_RUN_LOCKED, run_id, namespace
+    )
+    if row is None:
+        raise not_found(f"run {run_id} not found in namespace {namespace!r}")
+    await fence(conn, row, attempt, token)
+    return row
 
 
 async def gone(conn: Conn, run: Row, attempt: int, why: str) -> ServiceError:

@@ -16,8 +16,10 @@ from services.history.sql.rows import (
 # is not paused (or, with $7 true, whose slot the caller took under the queue's
 # lock): the run, its attempt, lease and deadline timers, its event, the claimed
 # entry gone; ready_at is when the entry became ready (the dispatch latency
-# metric). $1 run id, $2 namespace, $3 claim token, $4 worker id, $5 worker
-# version, $6 lease seconds, $7 slot taken.
+# metric), attempt_token the new attempt's. The attempt keeps $8, its token: the secret every heartbeat and
+# write of the attempt must carry (see FENCE_RUN). $1 run id, $2 namespace,
+# $3 claim token, $4 worker id, $5 worker version, $6 lease seconds, $7 slot
+# taken, $8 attempt token.
 START = (
     """
 WITH run AS (
@@ -30,8 +32,8 @@ WITH run AS (
     RETURNING r.*),
 entry AS (DELETE FROM queue_entries WHERE run_id = $1 AND EXISTS (SELECT 1 FROM run) RETURNING available_at),
 attempt AS (
-    INSERT INTO attempts (run_id, number, status, worker_id, worker_version)
-    SELECT id, attempt_count, 'executing', $4, $5 FROM run),
+    INSERT INTO attempts (run_id, number, status, worker_id, worker_version, token)
+    SELECT id, attempt_count, 'executing', $4, $5, $8 FROM run RETURNING token),
 ttl AS (DELETE FROM timers WHERE run_id = $1 AND kind = 'ttl' AND EXISTS (SELECT 1 FROM run)),
 timer AS (
     """
@@ -54,19 +56,23 @@ logged AS (
 fairness AS (
     UPDATE concurrency_keys k SET last_dispatched_at = now() FROM run
     WHERE k.namespace = run.namespace AND k.queue = run.queue AND k.key = run.concurrency_key)
-SELECT run.*, (SELECT available_at FROM entry) AS ready_at FROM run
+SELECT run.*, (SELECT available_at FROM entry) AS ready_at, (SELECT token FROM attempt) AS attempt_token
+FROM run
 """
 )
 
 # The hot path's completed finish: ends the current attempt of an executing run
 # and the run as completed, timers cleared, execution time added, its event, a
 # waiting parent signalled (an executing run has no queue entry and no wait to
-# clear). Parameters as runs.END ($3 and $6 'completed'), and $11 namespace.
+# clear). Fenced like every write of an attempt: the current attempt, with its
+# token. Parameters as runs.END ($3 and $6 'completed'), $11 namespace, $12
+# attempt token.
 FINISH_COMPLETED = (
     """
 WITH current AS (
-    SELECT id FROM runs WHERE id = $1 AND namespace = $11 AND status = 'executing'
-    AND attempt_count = $2 FOR UPDATE),"""
+    SELECT id FROM runs WHERE id = $1 AND namespace = $11 AND status = 'executing' AND attempt_count = $2
+    AND EXISTS (SELECT 1 FROM attempts a WHERE a.run_id = $1 AND a.number = $2 AND a.token = $12)
+    FOR UPDATE),"""
     + END_ATTEMPT
     + """,
 timers_gone AS (DELETE FROM timers WHERE run_id = $1 AND EXISTS (SELECT 1 FROM current)),"""
@@ -89,12 +95,36 @@ END_ATTEMPT_ONLY = (
 # The timers of an attempt in flight. $1 run id.
 DROP_ATTEMPT_TIMERS = "DELETE FROM timers WHERE run_id = $1 AND kind IN ('lease', 'deadline')"
 
-# Extends the lease of attempt $2 of run $1 in namespace $4 by $3 seconds; its new due time.
+# Extends the lease of attempt $2 of run $1 in namespace $4 by $3 seconds, when
+# $5 is the attempt's token; its new due time.
 EXTEND_LEASE = (
     "UPDATE timers SET due_at = now() + make_interval(secs => $3) "
     "WHERE run_id = $1 AND kind = 'lease' AND attempt = $2 "
-    "AND EXISTS (SELECT 1 FROM runs WHERE id = $1 AND namespace = $4) RETURNING due_at"
+    "AND EXISTS (SELECT 1 FROM runs WHERE id = $1 AND namespace = $4) "
+    "AND EXISTS (SELECT 1 FROM attempts a WHERE a.run_id = $1 AND a.number = $2 AND a.token = $5) "
+    "RETURNING due_at"
 )
+
+# ---- the fence of a worker's writes ------------------------------------------------
+
+# Every heartbeat and write of an attempt is accepted only for the run's
+# current, executing attempt, and only with that attempt's token (attempts.token,
+# handed over as AttemptAssignment.attempt_token). The single statements of the
+# hot path (steps.RECORD_STEP, FINISH_COMPLETED, EXTEND_LEASE) check both in
+# their own WHERE; the general paths, and a refusal's explanation, read the run
+# with its current attempt's token, and transition.fence compares them.
+
+# The current attempt's token, a column of the run `r` read below.
+CURRENT_TOKEN = (
+    "(SELECT a.token FROM attempts a WHERE a.run_id = r.id AND a.number = r.attempt_count) AS attempt_token"
+)
+
+# The run of a worker's write, with its current attempt's token. $1 run id, $2 namespace.
+FENCE_RUN = "SELECT r.*, " + CURRENT_TOKEN + " FROM runs r WHERE r.id = $1 AND r.namespace = $2"
+
+# The same, with the run locked (the general paths of an attempt's writes).
+FENCE_RUN_LOCKED = FENCE_RUN + " FOR UPDATE OF r"
+FENCE_RUN_SHARED = FENCE_RUN + " FOR SHARE OF r"
 
 # How an attempt stands (NULL: no such attempt). $1 run id, $2 attempt number.
 ATTEMPT_STATUS = "SELECT status FROM attempts WHERE run_id = $1 AND number = $2"

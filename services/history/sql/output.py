@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
-# The run's output counters, locked: the fence and the per-run bounds read them.
-# $1 run id, $2 namespace.
+from services.history.sql.attempts import CURRENT_TOKEN
+
+# The run's output counters, locked, with its current attempt's token: the
+# fence and the per-run bounds read them. $1 run id, $2 namespace.
 LOCK_COUNTERS = (
-    "SELECT id, status, attempt_count, log_lines, stream_chunks, stream_bytes "
-    "FROM runs WHERE id = $1 AND namespace = $2 FOR UPDATE"
+    "SELECT r.id, r.status, r.attempt_count, r.log_lines, r.stream_chunks, r.stream_bytes, "
+    + CURRENT_TOKEN
+    + " FROM runs r WHERE r.id = $1 AND r.namespace = $2 FOR UPDATE OF r"
 )
 
 # Appends events in the order given (ids follow it). $1 run id, $2 attempt,

@@ -12,19 +12,21 @@ _POSITION_BOUND = "coalesce((SELECT max(position) FROM steps WHERE run_id = $1),
     MAX_STEPS_IN_FLIGHT
 )
 
-# A step record: fence (the attempt is current), the position within the
-# bound, insert once per position, log the event and extend the lease. The run's
+# A step record: fence (the attempt is current, and $13 is its token), the
+# position within the bound, insert once per position, log the event and
+# extend the lease. The run's
 # row is locked (FOR NO KEY UPDATE; every other writer of its events takes FOR UPDATE)
 # before the event takes its id, so a run's event ids follow commit order and a
 # watcher resuming after an id misses none of the run's events. $1 run
 # id, $2 namespace, $3 attempt, $4 position (>= 0), $5 name, $6 status,
 # $7 output, $8 encoding, $9 error, $10 tries, $11 lease seconds, $12 the
-# errors of the failed tries (jsonb list; NULL: none).
+# errors of the failed tries (jsonb list; NULL: none), $13 the attempt's token.
 RECORD_STEP = (
     """
 WITH run AS (
-    SELECT id FROM runs WHERE id = $1 AND namespace = $2 AND status = 'executing'
-    AND attempt_count = $3 AND $4 <= """
+    SELECT id FROM runs WHERE id = $1 AND namespace = $2 AND status = 'executing' AND attempt_count = $3
+    AND EXISTS (SELECT 1 FROM attempts a WHERE a.run_id = $1 AND a.number = $3 AND a.token = $13)
+    AND $4 <= """
     + _POSITION_BOUND
     + """ FOR NO KEY UPDATE),
 step AS (
