@@ -19,10 +19,14 @@ from cairn import credentials, keys
 from cairn_cli.embedded import EmbeddedNats, EmbeddedPostgres
 from cairn_cli.processes import secret_file
 from services.common.config import env
+from services.common.db import redacted_url
 
 SERVICES = ("history", "matching", "frontend")
 # The services' shared internal credential, made at the first start (0600).
 CREDENTIAL_FILE = "internal_credential"
+# The embedded PostgreSQL's superuser password (0600); the services get the
+# database URL with it in their environment.
+PASSWORD_FILE = "postgres_password"
 
 
 def admin_key(path: Path) -> tuple[str, bool]:
@@ -86,7 +90,12 @@ def main(argv: list[str]) -> None:
     logs = data / "logs"
     logs.mkdir(parents=True, exist_ok=True)
 
-    pg = EmbeddedPostgres(data / "postgres", args.postgres_port, log_path=logs / "postgres.log")
+    pg = EmbeddedPostgres(
+        data / "postgres",
+        args.postgres_port,
+        log_path=logs / "postgres.log",
+        password_file=data / PASSWORD_FILE,
+    )
     nats = EmbeddedNats(data / "nats", args.nats_port, log_path=logs / "nats.log")
     procs: dict[str, subprocess.Popen[bytes]] = {}
     stopping = False
@@ -151,7 +160,7 @@ def main(argv: list[str]) -> None:
                 time.sleep(0.05)
         print(
             f"cairn dev: ready. frontend on {addresses['frontend']}  "
-            f"(PostgreSQL {db_url}, NATS {nats_url}, data and logs in {data})",
+            f"(PostgreSQL {redacted_url(db_url)}, NATS {nats_url}, data and logs in {data})",
             flush=True,
         )
         print(f"cairn dev: dashboard at http://127.0.0.1:{http_port}/", flush=True)

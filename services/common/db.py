@@ -7,6 +7,7 @@ import json
 import logging
 import time
 from importlib import resources
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
@@ -14,6 +15,16 @@ from services.common import sql
 
 log = logging.getLogger("cairn.db")
 MIGRATION_LOCK = 0x6361_6972  # advisory lock key: "cair"
+
+
+def redacted_url(url: str) -> str:
+    """url with its password, if any, shown as ***, for a log line or a message."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user = userinfo.partition(":")[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
 async def connect_pool(
@@ -41,7 +52,7 @@ async def connect_pool(
             )
         except (OSError, asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError) as exc:
             if time.monotonic() > deadline:
-                raise RuntimeError(f"cannot connect to the database at {url}: {exc}") from exc
+                raise RuntimeError(f"cannot connect to the database at {redacted_url(url)}: {exc}") from exc
             log.warning("database not reachable yet (%s); retrying", exc)
             await asyncio.sleep(0.5)
 

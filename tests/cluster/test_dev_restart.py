@@ -9,6 +9,7 @@ fault_helpers.py.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shutil
@@ -19,7 +20,9 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import asyncpg
 import grpc
 import pytest
 from fault_helpers import APP, count, fx_env
@@ -118,8 +121,9 @@ def dev_dir() -> Iterator[Path]:
             shutil.rmtree(root, ignore_errors=True)
 
 
-def _start_dev_worker(address: str, fx: Path, log_path: Path) -> subprocess.Popen[bytes]:
-    env = {**_child_env(), **fx_env(fx)}
+def _start_dev_worker(address: str, fx: Path, log_path: Path, data: Path) -> subprocess.Popen[bytes]:
+    # The worker finds cairn dev's admin key in its data directory.
+    env = {**_child_env(), **fx_env(fx), "CAIRN_DEV_DIR": str(data)}
     with open(log_path, "ab") as log:
         return subprocess.Popen(
             [sys.executable, "-m", "cairn_cli", "worker", APP, "--address", address, "--slots", "2"],
@@ -146,12 +150,13 @@ def test_cairn_dev_restart_keeps_a_queued_run(dev_dir: Path, fx_dir: Path, tmp_p
         for sub in ("postgres", "nats", "logs"):
             assert (data / sub).is_dir(), f"{data} has no {sub}/: {os.listdir(data)}"
         credential = _check_internal_credential(data, ports)
+        _check_postgres_password(data, ports, dev.output())
 
         # Register the task with a worker, then stop it, so the run waits queued.
-        with Client(address) as client:
+        with Client(address, api_key=_admin_key(data)) as client:
             with pytest.raises(NotFoundError):
                 client.trigger("fault-echo", {"hello": "early"})
-            workers.append(_start_dev_worker(address, fx_dir, worker_log))
+            workers.append(_start_dev_worker(address, fx_dir, worker_log, data))
             wait_for(
                 lambda: "worker registered" in worker_log.read_text(errors="replace"),
                 20,
@@ -174,9 +179,9 @@ def test_cairn_dev_restart_keeps_a_queued_run(dev_dir: Path, fx_dir: Path, tmp_p
         dev.wait_ready()
         second_start = time.monotonic() - t0
         assert _check_internal_credential(data, ports) == credential, "a restart made a new credential"
-        with Client(address) as client:
+        with Client(address, api_key=_admin_key(data)) as client:
             assert client.get(run_id).status == "queued"
-            workers.append(_start_dev_worker(address, fx_dir, worker_log))
+            workers.append(_start_dev_worker(address, fx_dir, worker_log, data))
             run = client.wait(run_id, timeout=20)
         assert run.status == "completed", run
         assert run.output == {"echo": {"hello": "dev"}}
@@ -195,6 +200,11 @@ def test_cairn_dev_restart_keeps_a_queued_run(dev_dir: Path, fx_dir: Path, tmp_p
         # A cairn dev that was killed leaves its servers running; stop them by
         # their pid files (only servers this test started, on its data dir).
         _stop_leftover_servers(data, ports)
+
+
+def _admin_key(data: Path) -> str:
+    """The admin key cairn dev made at its first start (not the session's)."""
+    return (data / "admin.key").read_text().strip()
 
 
 def _check_internal_credential(data: Path, ports: dict[str, int]) -> str:
@@ -223,6 +233,32 @@ def _check_internal_credential(data: Path, ports: dict[str, int]) -> str:
                 call(channel)
             assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED, (name, refused.value)
     return credential
+
+
+def _check_postgres_password(data: Path, ports: dict[str, int], output: str) -> None:
+    """cairn dev's PostgreSQL needs the password it keeps in its data dir (0600):
+    refused without it, not shown in the ready line nor in any argv."""
+    path = data / "postgres_password"
+    assert path.stat().st_mode & 0o777 == 0o600, oct(path.stat().st_mode)
+    password = path.read_text().strip()
+    assert len(password) >= 32
+    assert password not in output, "cairn dev printed the database password"
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            assert password.encode() not in (entry / "cmdline").read_bytes()
+
+    async def connect(url: str) -> Any:
+        conn = await asyncpg.connect(url, timeout=10)
+        try:
+            return await conn.fetchval("SELECT count(*) FROM runs")
+        finally:
+            await conn.close()
+
+    address = f"127.0.0.1:{ports['postgres']}/cairn"
+    with pytest.raises((asyncpg.PostgresError, asyncpg.InterfaceError)) as refused:
+        asyncio.run(connect(f"postgresql://postgres@{address}"))
+    assert "password" in str(refused.value), refused.value
+    assert asyncio.run(connect(f"postgresql://postgres:{password}@{address}")) >= 0
 
 
 def _stop_leftover_servers(data: Path, ports: dict[str, int]) -> None:

@@ -169,6 +169,79 @@ def test_postgres_refuses_a_foreign_non_empty_directory(pg_root: Path) -> None:
         EmbeddedPostgres(data).start()
 
 
+def _refused(url: str) -> str:
+    """The error of a connection PostgreSQL refuses (asyncpg's text)."""
+    with pytest.raises((asyncpg.PostgresError, asyncpg.InterfaceError)) as refused:
+        fetch(url, "SELECT 1")
+    return str(refused.value)
+
+
+def test_postgres_with_a_password_file_needs_the_password(pg_root: Path) -> None:
+    # cairn dev's server: initdb gives the superuser a random password, kept in
+    # a 0600 file outside the data directory; a host connection without it, or
+    # with another, is refused.
+    password_file = pg_root / "postgres_password"
+    pg = EmbeddedPostgres(pg_root / "data", password_file=password_file)
+    try:
+        url = pg.start()
+        assert password_file.stat().st_mode & 0o777 == 0o600
+        password = password_file.read_text().strip()
+        assert len(password) >= 32 and pg.password == password
+        assert url == f"postgresql://postgres:{password}@127.0.0.1:{pg.port}/postgres"
+        db = pg.create_database("with_password")
+        assert fetch(db, "SELECT current_user")[0][0] == "postgres"
+        assert "password" in _refused(f"postgresql://postgres@127.0.0.1:{pg.port}/with_password")
+        assert "password" in _refused(f"postgresql://postgres:guess@127.0.0.1:{pg.port}/with_password")
+
+        # The next start reads the same password; the data is kept.
+        pg.stop()
+        again = EmbeddedPostgres(pg_root / "data", password_file=password_file)
+        try:
+            again.start()
+            assert again.password == password
+            assert fetch(again.database_url("with_password"), "SELECT 1")[0][0] == 1
+        finally:
+            again.stop()
+
+        # A password file that does not match the data directory: a clear error.
+        stranger = EmbeddedPostgres(pg_root / "data", password_file=pg_root / "another_password")
+        with pytest.raises(RuntimeError, match="refused the password in .*another_password"):
+            stranger.start(timeout=15)
+        assert stranger.pid is None
+    finally:
+        pg.kill()
+
+
+def test_a_data_dir_made_without_a_password_is_secured_at_its_next_start(
+    pg_root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A .cairn made before passwords: its next start sets the password over the
+    # trusted loopback, turns pg_hba.conf's host lines to scram-sha-256, says so
+    # once, and keeps the data.
+    old = EmbeddedPostgres(pg_root / "data")
+    try:
+        old.start()
+        fetch(old.create_database("kept"), "CREATE TABLE t AS SELECT 7 AS x")
+    finally:
+        old.stop()
+    password_file = pg_root / "postgres_password"
+    pg = EmbeddedPostgres(pg_root / "data", password_file=password_file)
+    try:
+        pg.start()
+        assert "now requires a password" in capsys.readouterr().err
+        assert "password" in _refused(f"postgresql://postgres@127.0.0.1:{pg.port}/kept")
+        assert fetch(pg.database_url("kept"), "SELECT x FROM t")[0][0] == 7
+        hba = (pg.data_dir / "pg_hba.conf").read_text()
+        host_methods = {line.split()[-1] for line in hba.splitlines() if line.startswith("host")}
+        assert host_methods == {"scram-sha-256"}, hba
+        pg.stop()
+        pg.start()
+        assert "now requires a password" not in capsys.readouterr().err, "secured once"
+        assert "password" in _refused(f"postgresql://postgres@127.0.0.1:{pg.port}/kept")
+    finally:
+        pg.kill()
+
+
 def _round_trip(url: str, subject: str) -> bytes:
     import nats as nats_client
 
