@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import TESTS_DIR, Cluster, WorkerProcess, wait_for, wait_registered
-from playwright.sync_api import Locator, Page
+from harness import TESTS_DIR, Cluster, WorkerProcess, auth, wait_for, wait_registered
+from playwright.sync_api import BrowserContext, Locator, Page
 
 from cairn_cli.embedded import free_port
 from worker_sdk import Client, NotFoundError, Run
@@ -122,6 +122,19 @@ def start_dashboard_worker(
 
 
 # ---- pages ----------------------------------------------------------------------------------
+
+
+KEY_NAME = "cairn.apiKey"  # where api.js keeps the session's API key (sessionStorage)
+
+
+def give_key(context: BrowserContext, key: str = auth.ADMIN_KEY) -> None:
+    """Every page of `context` starts with `key` in its sessionStorage, before any
+    script of the page runs, as if it had been entered in the key dialog (the
+    test session's admin key unless told). Pages of an opaque origin (about:blank)
+    have no storage and are left alone."""
+    context.add_init_script(
+        script=f"try {{ sessionStorage.setItem({json.dumps(KEY_NAME)}, {json.dumps(key)}); }} catch (e) {{}}"
+    )
 
 
 def tid(scope: Page | Locator, name: str) -> Locator:

@@ -9,8 +9,10 @@ $CAIRN_CHROMIUM, installed by scripts/test_tools.sh with apt-get; Playwright nev
 downloads one) and ``dashboard`` (one cluster for the tests that add runs of their
 own and read only those: a worker of tests/apps/dashboard_tasks.py, version dash-v1,
 and the schedule dash-nightly).
-Per test: ``page`` (a page in a fresh browser context, 1280x800; when the test
-fails, its screenshot and console go to <artifacts>/failures/), ``artifacts``
+Per test: ``page`` (a page in a fresh browser context, 1280x800, whose pages hold
+the session's admin key in sessionStorage, as the key dialog leaves it; when the test
+fails, its screenshot and console go to <artifacts>/failures/), ``keyless_page``
+(the same with no key: the dashboard asks for one), ``artifacts``
 ($CAIRN_TEST_ARTIFACTS, else tests/browser/artifacts/, git-ignored), and
 ``dashboard_cluster`` (a cluster of the test's own, with no worker, for tests that
 stop and start workers).
@@ -34,6 +36,7 @@ from browser_helpers import (
     WINDOW,
     Dashboard,
     artifacts_dir,
+    give_key,
     http_address,
     safe_name,
     start_dashboard_worker,
@@ -132,10 +135,11 @@ def artifacts() -> Path:
     return artifacts_dir()
 
 
-@pytest.fixture
-def browser_context(chromium: Browser) -> Iterator[BrowserContext]:
+def _context(chromium: Browser, *, key: bool) -> Iterator[BrowserContext]:
     context = chromium.new_context(viewport=WINDOW)
     context.set_default_timeout(TIMEOUT_MS)
+    if key:
+        give_key(context)
     try:
         yield context
     finally:
@@ -143,10 +147,20 @@ def browser_context(chromium: Browser) -> Iterator[BrowserContext]:
 
 
 @pytest.fixture
-def page(request: pytest.FixtureRequest, browser_context: BrowserContext) -> Iterator[Page]:
-    """A page of a fresh context. When the test fails, <artifacts>/failures/ gets
-    its screenshot (<test>.png) and what its console said (<test>.console.txt)."""
-    p = browser_context.new_page()
+def browser_context(chromium: Browser) -> Iterator[BrowserContext]:
+    """A fresh context whose pages hold the session's admin key (give_key), so the
+    dashboard never asks for one."""
+    yield from _context(chromium, key=True)
+
+
+@pytest.fixture
+def keyless_context(chromium: Browser) -> Iterator[BrowserContext]:
+    """A fresh context with no key: the dashboard asks for one."""
+    yield from _context(chromium, key=False)
+
+
+def _page(request: pytest.FixtureRequest, context: BrowserContext) -> Iterator[Page]:
+    p = context.new_page()
     console: list[str] = []
     p.on("console", lambda m: console.append(f"console.{m.type}: {m.text}"))
     p.on("pageerror", lambda e: console.append(f"page error: {e}"))
@@ -162,6 +176,20 @@ def page(request: pytest.FixtureRequest, browser_context: BrowserContext) -> Ite
         except Exception as exc:  # a crashed page: note it, keep the test's own failure
             console.append(f"(no screenshot: {exc})")
         (d / f"{name}.console.txt").write_text(f"url: {p.url}\n" + "\n".join(console) + "\n")
+
+
+@pytest.fixture
+def page(request: pytest.FixtureRequest, browser_context: BrowserContext) -> Iterator[Page]:
+    """A page of a fresh context holding the admin key. When the test fails,
+    <artifacts>/failures/ gets its screenshot (<test>.png) and what its console
+    said (<test>.console.txt)."""
+    yield from _page(request, browser_context)
+
+
+@pytest.fixture
+def keyless_page(request: pytest.FixtureRequest, keyless_context: BrowserContext) -> Iterator[Page]:
+    """A page of a fresh context with no key (as `page` on failure)."""
+    yield from _page(request, keyless_context)
 
 
 @pytest.fixture

@@ -1,7 +1,8 @@
-"""Screenshots of the runs list, a run page and the queues page, saved as artifacts
-(<artifacts>/screenshots/runs.png, run.png, queues.png; the artifacts directory is
-$CAIRN_TEST_ARTIFACTS, else tests/browser/artifacts/). `scripts/screenshots.sh`
-runs this test alone and copies them to docs/screenshots/, which README.md shows."""
+"""Screenshots of the runs list, a run page, the queues page and the API key
+dialog, saved as artifacts (<artifacts>/screenshots/runs.png, run.png, queues.png,
+key.png; the artifacts directory is $CAIRN_TEST_ARTIFACTS, else
+tests/browser/artifacts/). `scripts/screenshots.sh` runs this test alone and copies
+them to docs/screenshots/, which README.md and docs/dashboard.md show."""
 
 from __future__ import annotations
 
@@ -10,10 +11,10 @@ from pathlib import Path
 from browser_helpers import PAUSABLE_QUEUE, Dashboard, tid
 from playwright.sync_api import Page, expect
 
-SHOTS = ("runs.png", "run.png", "queues.png")
+SHOTS = ("runs.png", "run.png", "queues.png", "key.png")
 
 
-def test_screenshots_of_the_runs_list_a_run_and_the_queues(
+def test_screenshots_of_the_runs_list_a_run_the_queues_and_the_key_dialog(
     page: Page, dashboard: Dashboard, artifacts: Path
 ) -> None:
     out = artifacts / "screenshots"
@@ -45,6 +46,13 @@ def test_screenshots_of_the_runs_list_a_run_and_the_queues(
         page.goto(dashboard.at("/queues"))
         expect(page.locator(f'[data-testid="queue-row"][data-queue="{PAUSABLE_QUEUE}"]')).to_be_visible()
         page.screenshot(path=str(out / "queues.png"))
+
+        # The key dialog, as a tab with no key sees it: Forget key asks again.
+        page.goto(dashboard.at("/"))
+        expect(page.locator(f'[data-testid="run-row"][data-run-id="{others[3].id}"]')).to_be_visible()
+        tid(page, "key-forget").click()
+        expect(tid(page, "key-dialog")).to_be_visible()
+        page.screenshot(path=str(out / "key.png"))
     finally:
         for run in others[2:]:
             dashboard.client.cancel(run.id)

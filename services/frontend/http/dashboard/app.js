@@ -8,6 +8,7 @@ import * as run from "./run.js";
 import * as queues from "./queues.js";
 import * as workers from "./workers.js";
 import * as schedules from "./schedules.js";
+import { apiKey, askForKey, forgetKey, onKeyChange } from "./api.js";
 import { errorBox, fill, h } from "./format.js";
 
 const ROUTES = [
@@ -94,4 +95,28 @@ document.addEventListener("click", (event) => {
 });
 
 window.addEventListener("popstate", () => show({ focus: true }));
+
+// The header's key controls: "Forget key" (sign out: the key leaves this tab's
+// session and the page is shown again, so the key dialog asks for another) while
+// a key is kept, "Enter key" (after the dialog was cancelled) while none is.
+const forget = document.querySelector("[data-testid=key-forget]");
+const enter = document.querySelector("[data-testid=key-enter]");
+const showKeyControls = (hasKey) => {
+  forget.hidden = !hasKey;
+  enter.hidden = hasKey;
+};
+onKeyChange(showKeyControls);
+showKeyControls(Boolean(apiKey()));
+forget.addEventListener("click", () => {
+  forgetKey();
+  show({ focus: true });
+});
+enter.addEventListener("click", async () => {
+  try {
+    await askForKey();
+  } catch {
+    return; // cancelled again
+  }
+  show({ focus: true });
+});
 show();
