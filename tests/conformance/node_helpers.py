@@ -51,7 +51,7 @@ def node_client(cluster: Cluster, command: str, **args: Any) -> dict[str, Any]:
     """Runs `node client.js COMMAND JSON(args)` against the cluster's frontend and
     returns its JSON answer (payloads as {encoding, value}). Raises NodeRpcError
     when the server refused the call."""
-    env = {**base_env(), "CAIRN_ADDRESS": cluster.address}
+    env = {**base_env(), "CAIRN_ADDRESS": cluster.address, "CAIRN_API_KEY": cluster.env["CAIRN_API_KEY"]}
     proc = subprocess.run(
         [NODE, str(CLIENT_JS), command, json.dumps(args)],
         capture_output=True,
@@ -113,6 +113,7 @@ class NodeWorker:
         env = {
             **base_env(),
             "CAIRN_ADDRESS": cluster.address,
+            "CAIRN_API_KEY": cluster.env["CAIRN_API_KEY"],
             "CONFORMANCE_TASKS": ",".join(tasks),
             "CONFORMANCE_WORKER_ID": f"{name}-{uuid.uuid4().hex[:8]}",
             "CONFORMANCE_GATE_DIR": str(gate_dir),

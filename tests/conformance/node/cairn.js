@@ -54,11 +54,18 @@ function clients(address) {
   };
 }
 
+// The API key of every call: CAIRN_API_KEY, sent as `authorization: Bearer <key>`.
+function keyMetadata() {
+  const metadata = new grpc.Metadata();
+  if (process.env.CAIRN_API_KEY) metadata.set('authorization', `Bearer ${process.env.CAIRN_API_KEY}`);
+  return metadata;
+}
+
 // One unary call as a promise, with a deadline; resolves to the response.
 function call(client, method, request, timeoutMs = 30000) {
   return new Promise((resolve, reject) => {
     const deadline = new Date(Date.now() + timeoutMs);
-    client[method](request, { deadline }, (err, response) => (err ? reject(err) : resolve(response)));
+    client[method](request, keyMetadata(), { deadline }, (err, response) => (err ? reject(err) : resolve(response)));
   });
 }
 
