@@ -58,7 +58,7 @@ class KeyStore:
         expires = request.expires_at.ToDatetime(dt.UTC) if request.HasField("expires_at") else None
         namespace = keys.ALL_NAMESPACES if request.all_namespaces else request.namespace
         async with self.pool.acquire() as conn:
-            row = await conn.fetchrow(
+            row: asyncpg.Record = await conn.fetchrow(
                 sql.CREATE_KEY,
                 key_id,
                 namespace,
