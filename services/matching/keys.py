@@ -58,7 +58,7 @@ class KeyStore:
         expires = request.expires_at.ToDatetime(dt.UTC) if request.HasField("expires_at") else None
         namespace = keys.ALL_NAMESPACES if request.all_namespaces else request.namespace
         async with self.pool.acquire() as conn:
-            row: asyncpg.Record = await conn.fetchrow(
+            row = await conn.fetchrow(
                 sql.CREATE_KEY,
                 key_id,
                 namespace,
@@ -68,6 +68,7 @@ class KeyStore:
                 _digest(salt, split[1]),
                 expires,
             )
+        assert row is not None  # INSERT ... RETURNING
         return kpb.CreateKeyResponse(key=to_proto(row), secret=whole)
 
     async def ensure_admin(self, whole: str) -> bool:
