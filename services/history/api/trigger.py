@@ -1,7 +1,9 @@
 """Triggering runs: one statement for the usual run (sql.runs.TRIGGER), the
 general transaction for options with timers, keys or a queue depth limit, and
 for refusals. Both write the run, its event and its queue entry with the same
-fragments (sql/rows.py)."""
+fragments (sql/rows.py). A child's parent_run_id must be a run of the caller's
+namespace: TRIGGER checks it in its own statement, create_run in its
+transaction."""
 
 from __future__ import annotations
 
@@ -66,7 +68,8 @@ async def trigger_batch(pool: asyncpg.Pool, items: list[NewRun]) -> list[tuple[O
             try:
                 outcome, created = await create_run(conn, new)
             except ServiceError as exc:
-                raise ServiceError(exc.code, f"runs[{i}].task_id: {exc.message}") from None
+                field = "" if isinstance(exc, ParentRefused) else "task_id: "
+                raise ServiceError(exc.code, f"runs[{i}].{field}{exc.message}") from None
             results.append((outcome, not created))
     return results
 
@@ -87,9 +90,24 @@ async def check_depth(conn: Conn, namespace: str, queue: str) -> None:
         )
 
 
-async def create_run(conn: Conn, new: NewRun) -> tuple[Outcome, bool]:
+class ParentRefused(ServiceError):
+    """NOT_FOUND: a parent_run_id that names no run of the caller's namespace.
+    An unknown id and another namespace's run get the same answer, as every
+    read of a run of another namespace does, so it tells nothing of them."""
+
+    def __init__(self, new: NewRun) -> None:
+        super().__init__(
+            grpc.StatusCode.NOT_FOUND,
+            f"parent_run_id: run {new.parent_run_id} not found in namespace {new.namespace!r}",
+        )
+
+
+async def create_run(conn: Conn, new: NewRun, *, parent_known: bool = False) -> tuple[Outcome, bool]:
     """Creates a queued (or delayed) run with its event, queue entry and timers;
-    with an idempotency key already used for the task, returns that run and False."""
+    with an idempotency key already used for the task, returns that run and False.
+    A parent_run_id must name a run of the namespace (ParentRefused), unless the
+    caller has it already (parent_known: a children wait, whose parent is the
+    suspending run itself)."""
     task = await conn.fetchrow(sql.TASK, new.namespace, new.task_id)
     if task is None:
         raise not_found(
@@ -103,6 +121,9 @@ async def create_run(conn: Conn, new: NewRun) -> tuple[Outcome, bool]:
         )
         if existing is not None:  # a retry: the first run, even if the queue filled up since
             return Outcome(existing), False
+    if new.parent_run_id is not None and not parent_known:
+        if await conn.fetchval(sql.PARENT, new.parent_run_id, new.namespace) is None:
+            raise ParentRefused(new)
     await check_depth(conn, new.namespace, task["queue"])
     run = await conn.fetchrow(sql.CREATE_RUN, *_insert_args(uuid.uuid4(), new))
     if run is None:

@@ -141,7 +141,7 @@ async def suspend(conn: Conn, run: Row, spec: dict[str, Any]) -> Outcome:
         for idx, new in enumerate(spec["children"]):
             new.parent_run_id = run_id
             new.idempotency_key = f"{run_id}:{spec['position']}:{idx}"
-            child, _ = await create_run(conn, new)
+            child, _ = await create_run(conn, new, parent_known=True)
             if child.effects.work_ready:
                 effects.work_keys.add((ns, new.task_id))
             effects.merge_timer(child.effects.timer_due)

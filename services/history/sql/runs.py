@@ -21,13 +21,16 @@ from services.history.sql.rows import (
 
 # The hot path's trigger: a run with no delay, ttl or concurrency key, for a
 # queue without max_depth: the run, its event and its queue entry; no row when
-# the task is unknown, the queue has a depth limit, or the idempotency key is
-# taken. Parameters as rows.INSERT_RUN ($13 0, $14 NULL, $15 '', $16 and $17 as given).
+# the task is unknown, the queue has a depth limit, the idempotency key is
+# taken, or the parent ($7, when given) is no run of the namespace (the general
+# path then says which). Parameters as rows.INSERT_RUN ($13 0, $14 NULL, $15 '',
+# $16 and $17 as given).
 TRIGGER = (
     """WITH task AS (
     SELECT queue, retry, max_duration_ms FROM tasks t WHERE namespace = $2 AND task_id = $3
     AND NOT EXISTS (SELECT 1 FROM queues q WHERE q.namespace = $2 AND q.name = t.queue
-                    AND q.max_depth > 0)),"""
+                    AND q.max_depth > 0)
+    AND ($7::uuid IS NULL OR EXISTS (SELECT 1 FROM runs p WHERE p.id = $7 AND p.namespace = $2))),"""
     + INSERT_RUN
     + ","
     + LOG_TRIGGERED
@@ -48,6 +51,12 @@ CREATE_RUN = (
     + ENQUEUE
     + "\nSELECT * FROM run"
 )
+
+# A run of the namespace, for a child's parent_run_id. Not locked: a parent's
+# own transitions lock it FOR UPDATE and may wait on a queue's lock that a
+# trigger transaction holds, and a child never locks its parent (SIGNAL_PARENT).
+# $1 run id, $2 namespace.
+PARENT = "SELECT 1 FROM runs WHERE id = $1 AND namespace = $2"
 
 # A task's settings. $1 namespace, $2 task_id.
 TASK = "SELECT queue, retry, max_duration_ms FROM tasks WHERE namespace = $1 AND task_id = $2"
