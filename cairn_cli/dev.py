@@ -48,6 +48,13 @@ def admin_key(path: Path) -> tuple[str, bool]:
     return key, True
 
 
+def _client_setting(name: str) -> bool:
+    """A variable a shell sets for the CLI and SDK (e.g. CAIRN_TLS_CERT for a
+    client certificate) that the services would read as their own: not passed
+    to the services cairn dev starts, which serve plaintext on loopback."""
+    return name.startswith("CAIRN_TLS_") or name in ("CAIRN_API_KEY", "CAIRN_ADDRESS", "CAIRN_NAMESPACE")
+
+
 def _healthy(address: str) -> bool:
     with grpc.insecure_channel(address) as ch:
         try:
@@ -133,7 +140,7 @@ def main(argv: list[str]) -> None:
             "frontend": f"127.0.0.1:{args.port}",
         }
         child_env = {
-            **os.environ,
+            **{k: v for k, v in os.environ.items() if not _client_setting(k)},
             "CAIRN_DATABASE_URL": db_url,
             "CAIRN_NATS_URL": nats_url,
             "CAIRN_HISTORY_ADDRESS": addresses["history"],
