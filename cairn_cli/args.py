@@ -292,6 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
         ("frontend", "run the public frontend service"),
         ("matching", "run the matching service"),
         ("history", "run the history service"),
+        ("migrate", "apply the database migrations, then exit (run once before the services)"),
+        ("health", "check a service's gRPC health service: exit 0 when it answers SERVING"),
     ]:
         sub.add_parser(name, help=text, add_help=False)
 

@@ -39,8 +39,13 @@ _REFUSED = ("UNAUTHENTICATED", "PERMISSION_DENIED")
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `cairn` console script."""
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] in ("frontend", "matching", "history", "dev"):
+    if argv and argv[0] in ("frontend", "matching", "history", "dev", "migrate"):
         _service(argv[0], argv[1:])
+        return
+    if argv and argv[0] == "health":
+        from cairn_cli import health
+
+        health.main(argv[1:])
         return
     args = _parser().parse_args(argv)
     if args.command == "worker":
@@ -121,6 +126,11 @@ def _service(name: str, argv: list[str]) -> None:
         from cairn_cli import dev
 
         dev.main(argv)
+        return
+    if name == "migrate":
+        from cairn_cli import migrate
+
+        migrate.main(argv)
         return
     import importlib
 
