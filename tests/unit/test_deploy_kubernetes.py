@@ -187,8 +187,12 @@ def test_services_have_two_replicas_probes_resources_and_a_budget() -> None:
         for container in pod["containers"]:
             resources = container["resources"]
             assert resources["requests"] and resources["limits"]["memory"], f"{pod_name}: requests and limits"
-            assert container["securityContext"]["allowPrivilegeEscalation"] is False
-        assert pod["securityContext"]["runAsNonRoot"] is True
+            # The `restricted` Pod Security Standard (namespace.yaml audits it).
+            security = container["securityContext"]
+            assert security["allowPrivilegeEscalation"] is False, pod_name
+            assert security["capabilities"]["drop"] == ["ALL"], pod_name
+        assert pod["securityContext"]["runAsNonRoot"] is True, pod_name
+        assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault", pod_name
 
 
 def test_ports_and_services_are_the_defaults() -> None:
