@@ -227,3 +227,9 @@ def test_vendored_schemas_say_where_they_came_from() -> None:
             assert f"`{path.name}`" in readme, (
                 f"deploy/schemas/README.md does not say where {path.name} came from"
             )
+
+
+def test_compose_runs_the_nats_version_of_the_kubernetes_chart() -> None:
+    (chart,) = load_all(SCHEMAS / "nats-chart-values.yaml")
+    image = chart["container"]["image"]
+    assert _compose()["services"]["nats"]["image"] == f"{image['repository']}:{image['tag']}"
