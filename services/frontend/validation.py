@@ -9,7 +9,7 @@ import json
 import uuid
 from typing import Any
 
-from google.protobuf import json_format
+from google.protobuf import json_format, timestamp_pb2
 
 from cairn import payloads, retry_policy, tracing
 from cairn.cron import Cron
@@ -142,6 +142,12 @@ class Undecodable:
         return invalid(f"request: cannot be read as a {self.type_name}: {reason}")
 
 
+def time_ok(t: timestamp_pb2.Timestamp) -> bool:
+    """A Timestamp between 1970 and 9999 whose nanos are a fraction of a second
+    (what history turns into a datetime; anything else failed as INTERNAL)."""
+    return 0 <= t.seconds <= MAX_TIMESTAMP_SECONDS and 0 <= t.nanos <= 999_999_999
+
+
 def wait_seconds(field: str, msg: Any, default: float) -> float:
     """A Duration field in seconds, 0 to 60 (`default` when unset)."""
     if not msg.HasField(field):
@@ -235,7 +241,7 @@ def list_runs(r: rpb.ListRunsRequest) -> None:
     if r.queue:
         identifier("queue", r.queue)
     for field in ("created_after", "created_before"):
-        if r.HasField(field) and not 0 <= getattr(r, field).seconds <= MAX_TIMESTAMP_SECONDS:
+        if r.HasField(field) and not time_ok(getattr(r, field)):
             raise invalid(f"{field}: must be between 1970 and 9999")
     if r.HasField("created_after") and r.HasField("created_before"):
         if r.created_after.ToNanoseconds() >= r.created_before.ToNanoseconds():
@@ -397,7 +403,7 @@ def log_line(field: str, line: cpb.LogLine) -> None:
     text(f"{field}.step_name", line.step_name, MAX_NAME_CHARS)
     if line.step_position < -1:
         raise invalid(f"{field}.step_position: -1 (outside a step) or a position, got {line.step_position}")
-    if line.HasField("at") and not 0 <= line.at.seconds <= MAX_TIMESTAMP_SECONDS:
+    if line.HasField("at") and not time_ok(line.at):
         raise invalid(f"{field}.at: must be between 1970 and 9999")
     size = len(struct_json(f"{field}.fields", line.fields))
     if size > MAX_LOG_FIELDS_BYTES:
@@ -426,12 +432,16 @@ def wait(w: wpb.WaitSpec) -> None:
     if w.position < 0:
         raise invalid("wait.position: must not be negative")
     text("wait.name", w.name, MAX_NAME_CHARS, required=True)
+    if w.HasField("timeout_at") and not time_ok(w.timeout_at):
+        raise invalid("wait.timeout_at: must be between 1970 and 9999")
     kind = w.WhichOneof("kind")
     if kind is None:
         raise invalid("wait: one of sleep, event, token or children is required")
     if kind == "sleep":
         if not w.sleep.HasField("until"):
             raise invalid("wait.sleep.until: required (when to wake up)")
+        if not time_ok(w.sleep.until):
+            raise invalid("wait.sleep.until: must be between 1970 and 9999")
     elif kind == "event":
         text("wait.event.name", w.event.name, MAX_NAME_CHARS, required=True)
         text("wait.event.key", w.event.key, MAX_NAME_CHARS)
