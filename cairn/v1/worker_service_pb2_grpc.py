@@ -128,8 +128,15 @@ class WorkerServiceServicer:
     def RegisterWorker(self, request, context):
         """Declares a worker, its version and the tasks it serves. Call before
         polling and again whenever the task set changes; the latest registration
-        of a worker id (and of a task) wins. Registrations do not expire: a worker
-        id stays registered until it registers again.
+        of a worker id wins. Registrations do not expire: a worker id stays
+        registered until it registers again. A worker id belongs to the API key
+        that registered it: another key's RegisterWorker or PollAttempt of it is
+        PERMISSION_DENIED naming worker_id (while that key is valid). A task's
+        declaration (queue, retry, schedule, timezone, max_duration,
+        concurrency_limit) changes only with a new version: declared differently
+        under the version that made the stored declaration, it is
+        FAILED_PRECONDITION naming the task and the field, and nothing is written;
+        under another version it is applied and that version recorded.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

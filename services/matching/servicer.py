@@ -25,7 +25,7 @@ from services.matching import queues
 from services.matching.keys import KeyStore
 from services.matching.limited import LimitedQueues
 from services.matching.queues import QueueStore
-from services.matching.registry import Registry, worker_info
+from services.matching.registry import Registry, caller_key, check_owner, worker_info
 from services.matching.waiters import Waiters
 
 START_TIMEOUT = 10.0
@@ -61,7 +61,7 @@ class MatchingServicer(mgrpc.MatchingServiceServicer):
     async def RegisterWorker(
         self, request: wpb.RegisterWorkerRequest, context: Context
     ) -> wpb.RegisterWorkerResponse:
-        await self.registry.register(request)
+        await self.registry.register(request, caller_key(context))
         self._workers.pop((request.namespace, request.worker_id), None)
         await self.limited.refresh()
         for task in request.tasks:
@@ -77,6 +77,7 @@ class MatchingServicer(mgrpc.MatchingServiceServicer):
                 f"worker {request.worker_id!r} is not registered in namespace {ns!r}; "
                 "call RegisterWorker first"
             )
+        check_owner(worker, request.worker_id, caller_key(context))
         task_ids = list(dict.fromkeys(request.task_ids or worker["task_ids"]))  # each once
         unknown = sorted(set(task_ids) - set(worker["task_ids"]))
         if unknown:

@@ -211,9 +211,10 @@ def test_declared_schedule_fires_from_the_workers_registration(cluster: Cluster,
         assert done.status == "completed" and done.output == expected, done
         assert done.schedule_id == sid
 
-    # A worker whose task no longer declares the schedule removes it.
+    # A worker whose task no longer declares the schedule removes it: its code
+    # is a new version (under the same one, the change is refused).
     worker.stop()
-    start_option_worker(cluster)
+    start_option_worker(cluster, env={"CAIRN_WORKER_VERSION": "2"})
     wait_for(
         lambda: find_schedule(client.list_schedules(), sid) is None,
         10,

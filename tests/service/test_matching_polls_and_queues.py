@@ -36,7 +36,9 @@ async def test_register_worker_writes_its_tasks_queues_and_worker(services):
     queues = await list_queues(services)
     assert sorted(queues) == [QUEUE, "solo-task"]  # a task without a queue has its own
     assert (queues[QUEUE].concurrency_limit, queues[QUEUE].managed) == (2, False)
-    await services.register(queued_task(concurrency_limit=3), "solo-task")  # the latest declaration wins
+    # A new version's declaration is applied (the same version's is refused:
+    # test_worker_ownership.py).
+    await services.register(queued_task(concurrency_limit=3), "solo-task", version="v2")
     assert (await list_queues(services))[QUEUE].concurrency_limit == 3
     assert (await services.counts())["workers"] == counts["workers"]
 

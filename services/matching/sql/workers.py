@@ -1,12 +1,19 @@
 """Statements on the workers table (owned by matching)."""
 
-# A worker's registration; a re-registration replaces it.
-# $1 namespace, $2 worker_id, $3 version, $4 task_ids (text[]), $5 slots
+# A worker's registration; a re-registration replaces it, unless the worker id
+# belongs to another API key that is still valid (then no row: refused). A
+# registration without a key ($6 NULL: auth off) neither binds nor is bound.
+# $1 namespace, $2 worker_id, $3 version, $4 task_ids (text[]), $5 slots,
+# $6 the caller's key id (NULL: none) -> key_id
 UPSERT_WORKER = (
-    "INSERT INTO workers (namespace, worker_id, version, task_ids, slots) "
-    "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (namespace, worker_id) DO UPDATE SET "
+    "INSERT INTO workers (namespace, worker_id, version, task_ids, slots, key_id) "
+    "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (namespace, worker_id) DO UPDATE SET "
     "version = EXCLUDED.version, task_ids = EXCLUDED.task_ids, slots = EXCLUDED.slots, "
-    "last_seen_at = now()"
+    "last_seen_at = now(), key_id = coalesce(EXCLUDED.key_id, workers.key_id) "
+    "WHERE workers.key_id IS NULL OR EXCLUDED.key_id IS NULL OR workers.key_id = EXCLUDED.key_id "
+    "OR NOT EXISTS (SELECT 1 FROM api_keys k WHERE k.id = workers.key_id AND k.revoked_at IS NULL "
+    "AND (k.expires_at IS NULL OR k.expires_at > now())) "
+    "RETURNING key_id"
 )
 
 # One worker's row, marked seen now: a poll reads it at most once per
