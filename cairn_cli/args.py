@@ -308,7 +308,12 @@ def build_parser() -> argparse.ArgumentParser:
         "module", help="dotted module name, imported from the current directory, e.g. examples.orders"
     )
     w.add_argument("--slots", type=_positive_int("--slots"), default=DEFAULT_SLOTS, help=SLOTS_HELP)
-    w.add_argument("--version", default=None, help="worker version (CAIRN_WORKER_VERSION, default 'dev')")
+    w.add_argument(
+        "--version",
+        default=None,
+        help="worker version (CAIRN_WORKER_VERSION; default 'dev-' and a digest of the "
+        "task declarations, so a changed declaration is a new version)",
+    )
     w.add_argument(
         "--queue", action="append", default=None, help="serve only the tasks on this queue (repeatable)"
     )

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import importlib
 import logging
 import os
@@ -119,6 +120,17 @@ def default_worker_id() -> str:
 DEFAULT_SLOTS = 100
 
 
+def dev_version(tasks: Iterable[AnyTask]) -> str:
+    """The version of a worker that names none: "dev-" and a digest of its task
+    declarations, so changing a task's queue, retries, schedule or limits in
+    development is a new version (matching refuses a changed declaration under
+    the same version) while restarting unchanged code keeps the version."""
+    digest = hashlib.sha256()
+    for definition in sorted((t._definition() for t in tasks), key=lambda d: d.task_id):
+        digest.update(definition.SerializeToString(deterministic=True))
+    return f"dev-{digest.hexdigest()[:12]}"
+
+
 class Worker:
     """Serves tasks: `await worker.run()` (until `stop()`), or `worker.run_sync()`
     which also stops gracefully on SIGINT/SIGTERM. On stop, polling ends at once,
@@ -162,7 +174,7 @@ class Worker:
         self.api_key = resolve_api_key(api_key)
         self.tls = resolve_tls(tls)
         self.slots = slots
-        self.version = version or os.environ.get("CAIRN_WORKER_VERSION") or "dev"
+        self.version = version or os.environ.get("CAIRN_WORKER_VERSION") or dev_version(self.tasks.values())
         self.worker_id = worker_id or default_worker_id()
         self.grace = grace
         self._loop: asyncio.AbstractEventLoop | None = None

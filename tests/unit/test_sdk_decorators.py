@@ -187,8 +187,11 @@ def test_worker_defaults_from_environment(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.delenv("CAIRN_NAMESPACE")
     monkeypatch.delenv("CAIRN_WORKER_VERSION")
     w = Worker([task(id="a")(_handler)])
-    assert (w.address, w.namespace, w.version) == ("127.0.0.1:7373", "default", "dev")
+    assert (w.address, w.namespace) == ("127.0.0.1:7373", "default")
     assert w.worker_id.count("-") >= 2
+    # No version given: one from the task declarations, the same for the same tasks.
+    assert w.version.startswith("dev-") and w.version == Worker([task(id="a")(_handler)]).version
+    assert Worker([task(id="a", queue="elsewhere")(_handler)]).version != w.version
 
 
 def test_worker_without_tasks_names_the_module() -> None:
