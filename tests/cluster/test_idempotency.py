@@ -15,8 +15,9 @@ from pathlib import Path
 
 import grpc
 from api_helpers import RPC_TIMEOUT, read_lines, start_basic_worker
-from harness import Cluster, json_payload, run_stub
+from harness import Cluster, auth, json_payload, run_stub
 
+from cairn import keys
 from cairn.v1 import common_pb2 as cpb
 from cairn.v1 import run_service_pb2 as rpb
 from cairn.v1 import run_service_pb2_grpc
@@ -80,6 +81,7 @@ def test_idempotency_key_returns_the_first_run_and_runs_it_once(cluster: Cluster
                                 idempotency_key="order-44",
                             ),
                             timeout=RPC_TIMEOUT,
+                            metadata=(keys.bearer(auth.ADMIN_KEY),),
                         )
                         for i in range(n)
                     )
