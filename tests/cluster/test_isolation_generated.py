@@ -52,6 +52,7 @@ from generated_requests import (
 from google.protobuf import text_format
 from google.protobuf.message import Message
 from harness import Cluster, auth, json_payload, seconds, wait_for, wait_registered
+from namespace_rows import SERVICE_TABLES
 
 from cairn.v1 import common_pb2 as cpb
 from cairn.v1 import key_service_pb2 as kpb
@@ -76,8 +77,6 @@ BROKEN = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN, grpc.StatusCode.DAT
 STRICT_FIELDS = {"run_id", "token_id", "id", "parent_run_id"}
 # ...except where the field is a filter, whose honest answer is an empty page.
 FILTERS = {"cairn.v1.ListRunsRequest.parent_run_id"}
-# Tables with no rows of a namespace.
-NOT_NAMESPACED = {"schema_migrations"}
 # Columns that b's own worker changes while it holds its run (heartbeats, polls).
 VOLATILE = {("workers", "last_seen_at"), ("timers", "due_at")}
 RPC = 15.0
@@ -288,12 +287,12 @@ def b_rows(cluster: Cluster) -> Rows:
     b_runs = "(SELECT id FROM runs WHERE namespace = 'b')"
     rows: Rows = {}
     for table, cols in columns.items():
-        if table in NOT_NAMESPACED:
+        if table in SERVICE_TABLES:
             continue
         where = [f"{c} = 'b'" for c, _ in cols if c == "namespace"]
         where += [f"{c} IN {b_runs}" for c, kind in cols if kind == "uuid"]
         assert where, (
-            f"table {table}: no namespace or run column; say in NOT_NAMESPACED or here how b's rows are found"
+            f"table {table}: no namespace or run column; say in namespace_rows.SERVICE_TABLES or here how b's rows are found"
         )
         kept = [c for c, _ in cols if (table, c) not in VOLATILE]
         found = cluster.sql(f"SELECT {', '.join(kept)} FROM {table} WHERE {' OR '.join(where)}")
