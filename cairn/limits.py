@@ -68,3 +68,14 @@ STREAM_NAME_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 STREAM_NAME_RE = re.compile(STREAM_NAME_PATTERN)
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 DEFAULT_LOG_PAGE_SIZE = 100  # lines of one ListRunLogs page
+
+# Limits per API key, kept by each frontend replica (services/frontend/caller_limits.py;
+# the frontend's --key-rate, --key-burst and --key-streams, CAIRN_KEY_*): a token bucket of
+# requests (KEY_RATE a second, up to KEY_BURST_SECONDS of it at once), and the long polls
+# and streams (PollAttempt, WaitRun, WatchRun, WatchRuns) a key may hold open at once. A
+# call over either is refused RESOURCE_EXHAUSTED (HTTP 429) with the delay to wait in the
+# trailing metadata RETRY_AFTER_KEY (whole milliseconds), which the SDK honours.
+DEFAULT_KEY_RATE = 1000.0  # requests a second per key; 0 is no limit
+KEY_BURST_SECONDS = 2.0  # the default burst: this many seconds of the rate
+DEFAULT_KEY_STREAMS = 1000  # long polls and streams open at once per key; 0 is no limit
+RETRY_AFTER_KEY = "cairn-retry-after-ms"

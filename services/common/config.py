@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from cairn import limits
 from services.common import metrics
 
 DEFAULT_FRONTEND = "127.0.0.1:7373"
@@ -46,6 +47,11 @@ class Settings:
     # Run without authentication: no internal credential needed to start.
     insecure_no_auth: bool = False
     admin_key: str = ""
+    # Limits per API key at each frontend (services/frontend/caller_limits.py);
+    # key_burst None: limits.KEY_BURST_SECONDS of the rate.
+    key_rate: float = limits.DEFAULT_KEY_RATE
+    key_burst: float | None = None
+    key_streams: int = limits.DEFAULT_KEY_STREAMS
 
 
 def _number(variable: str, *, zero_ok: bool) -> Callable[[str], float]:
@@ -77,6 +83,35 @@ def _metrics_address(text: str) -> str:
     return text.strip()
 
 
+def _count(variable: str) -> Callable[[str], int]:
+    """An argparse type: a whole number >= 0, also from a string default."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = -1
+        if value < 0:
+            raise argparse.ArgumentTypeError(
+                f"must be a whole number >= 0 (from the flag or {variable}), got {text!r}"
+            )
+        return value
+
+    return parse
+
+
+def _burst(text: str) -> float | None:
+    """An argparse type: a number >= 1, or empty for the default (KEY_BURST_SECONDS of the rate)."""
+    if not text.strip():
+        return None
+    value = _number("CAIRN_KEY_BURST", zero_ok=False)(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(
+            f"must be a number >= 1 (from the flag or CAIRN_KEY_BURST), got {text!r}"
+        )
+    return value
+
+
 def _flag_on(text: str) -> bool:
     """A CAIRN_* switch: 1, true, yes or on (any case) is on."""
     return text.strip().lower() in ("1", "true", "yes", "on")
@@ -87,7 +122,14 @@ SERVICES = ("frontend", "history", "matching")
 # --internal-credential and --insecure-no-auth (which all take): its --help
 # lists only these.
 SERVICE_FLAGS = {
-    "frontend": {"history-address", "matching-address", "sweep-seconds"},
+    "frontend": {
+        "history-address",
+        "matching-address",
+        "sweep-seconds",
+        "key-rate",
+        "key-burst",
+        "key-streams",
+    },
     "history": {
         "database-url",
         "lease-seconds",
@@ -209,6 +251,30 @@ def add_service_flags(p: argparse.ArgumentParser, default_listen: str, service: 
         "prefer the variable, a flag shows in the process list)",
     )
 
+    flag(
+        "key-rate",
+        type=_number("CAIRN_KEY_RATE", zero_ok=True),
+        default=env("KEY_RATE", f"{limits.DEFAULT_KEY_RATE:g}"),
+        help="requests a second each API key may send to this frontend; more are refused "
+        "RESOURCE_EXHAUSTED (HTTP 429) with a retry delay; 0 is no limit (CAIRN_KEY_RATE, "
+        f"default {limits.DEFAULT_KEY_RATE:g})",
+    )
+    flag(
+        "key-burst",
+        type=_burst,
+        default=env("KEY_BURST", "") or None,
+        help="requests an API key may send at once above its rate (CAIRN_KEY_BURST; default "
+        f"{limits.KEY_BURST_SECONDS:g} seconds of --key-rate)",
+    )
+    flag(
+        "key-streams",
+        type=_count("CAIRN_KEY_STREAMS"),
+        default=env("KEY_STREAMS", str(limits.DEFAULT_KEY_STREAMS)),
+        help="long polls and streams (PollAttempt, WaitRun, WatchRun, WatchRuns) each API key "
+        "may hold open at this frontend at once; 0 is no limit (CAIRN_KEY_STREAMS, default "
+        f"{limits.DEFAULT_KEY_STREAMS})",
+    )
+
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
     """Settings from parsed flags; a flag the service does not take keeps its default."""
@@ -227,6 +293,9 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         prune_seconds=getattr(args, "prune_seconds", defaults.prune_seconds),
         metrics_address=getattr(args, "metrics_address", defaults.metrics_address),
         admin_key=getattr(args, "admin_key", defaults.admin_key),
+        key_rate=getattr(args, "key_rate", defaults.key_rate),
+        key_burst=getattr(args, "key_burst", defaults.key_burst),
+        key_streams=getattr(args, "key_streams", defaults.key_streams),
         internal_credential=args.internal_credential,
         insecure_no_auth=args.insecure_no_auth,
     )

@@ -1,6 +1,6 @@
 """The layers every routed call passes, as gRPC server interceptors, outermost
-first (see chain()): error mapping, authorization, decoding, namespace
-defaulting, validation. Each wraps the behaviour of a routed method once, unary or server
+first (see chain()): error mapping, authorization, limits per key, decoding,
+namespace defaulting, validation. Each wraps the behaviour of a routed method once, unary or server
 streaming alike (a stream is checked before its first message, and a failure
 while it streams ends it with the mapped status), and caches the wrapped
 handler per method; calls that are not routed (health, reflection) pass
@@ -19,10 +19,11 @@ from cairn.limits import DEFAULT_NAMESPACE
 from cairn.v1 import run_service_pb2 as rpb
 from cairn.v1 import worker_service_pb2 as wpb
 from services.common.errors import status_of
-from services.frontend import auth
+from services.frontend import auth, caller_limits
 from services.frontend import validation as check
 from services.frontend.auth import Authenticator
 from services.frontend.caller import CALLER, Caller
+from services.frontend.caller_limits import KeyLimits
 from services.frontend.routes import Route
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -271,12 +272,65 @@ class Decoding(RouteInterceptor):
         return decoded
 
 
-def chain(routes: dict[str, Route], authenticator: Authenticator | None) -> list[grpc.aio.ServerInterceptor]:
+class KeyLimiting(RouteInterceptor):
+    """The limits per API key (caller_limits.py), right after the key is known:
+    a call over its key's request rate, or a long poll or stream over its bound
+    of open ones, is RESOURCE_EXHAUSTED with a retry delay, before anything
+    reads it. Without limits (auth off) nothing is wrapped."""
+
+    def __init__(self, routes: dict[str, Route], limits: KeyLimits | None) -> None:
+        super().__init__(routes)
+        self.limits = limits
+
+    def wrap(self, route: Route, behaviour: Behaviour) -> Behaviour:
+        limits = self.limits
+        if limits is None:
+            return behaviour
+        held = route.path in caller_limits.HELD
+
+        async def limited(request: Any, context: Context) -> Any:
+            caller = CALLER.get()
+            if caller is None:
+                return await behaviour(request, context)
+            limits.admit(caller.key_id, held)
+            if not held:
+                return await behaviour(request, context)
+            try:
+                return await behaviour(request, context)
+            finally:
+                limits.release(caller.key_id)
+
+        return limited
+
+    def wrap_stream(self, route: Route, behaviour: StreamBehaviour) -> StreamBehaviour:
+        limits = self.limits
+        if limits is None:
+            return behaviour
+        held = route.path in caller_limits.HELD
+
+        async def limited(request: Any, context: Context) -> AsyncIterator[Any]:
+            caller = CALLER.get()
+            if caller is not None:
+                limits.admit(caller.key_id, held)
+            try:
+                async for message in behaviour(request, context):
+                    yield message
+            finally:
+                if caller is not None and held:
+                    limits.release(caller.key_id)
+
+        return limited
+
+
+def chain(
+    routes: dict[str, Route], authenticator: Authenticator | None, limits: KeyLimits | None = None
+) -> list[grpc.aio.ServerInterceptor]:
     """The interceptors of the frontend's server, outermost first; without an
-    authenticator (--insecure-no-auth) every call is allowed."""
+    authenticator (--insecure-no-auth) every call is allowed, and no key is limited."""
     return [
         ErrorMapping(routes),
         Authorization(routes, authenticator),
+        KeyLimiting(routes, limits if authenticator is not None else None),
         Decoding(routes),
         NamespaceDefaulting(routes),
         Validation(routes),

@@ -24,6 +24,7 @@ from services.common.tls import ServerTLS
 from services.frontend import interceptors
 from services.frontend.auth import Authenticator
 from services.frontend.backend import Backend
+from services.frontend.caller_limits import key_limits
 from services.frontend.handlers import Handlers
 from services.frontend.http.server import DEFAULT_HTTP_ADDRESS, HttpServer, bind
 from services.frontend.routes import ROUTES, SERVICES
@@ -81,7 +82,7 @@ async def run(settings: Settings, http_address: str | None = None, tls: ServerTL
     def register(server: grpc.aio.Server) -> None:
         add_services(server, ROUTES, handlers, backend)
 
-    layers = interceptors.chain(ROUTES, authenticator)
+    layers = interceptors.chain(ROUTES, authenticator, key_limits(settings))
     if (tracer := otel.tracer("cairn.frontend")) is not None:  # only when exporting spans
         layers.append(TriggerSpans(ROUTES, tracer))
     server, health = grpc_server.make_server(

@@ -14,7 +14,7 @@ import grpc
 from google.protobuf.message import Message
 
 from cairn import keys, tracing
-from cairn.limits import MAX_WAIT
+from cairn.limits import MAX_WAIT, RETRY_AFTER_KEY
 from services.common import grpc_server
 from services.frontend.http.errors import HttpError
 from services.frontend.http.routes import HttpRoute
@@ -40,6 +40,22 @@ def forwarded(headers: Mapping[str, str]) -> Metadata:
     return tuple(metadata)
 
 
+def retry_after(trailing_metadata: Any) -> float | None:
+    """The retry delay a refusal names (RETRY_AFTER_KEY, milliseconds), in seconds; None without one."""
+    for key, value in trailing_metadata or ():
+        if key == RETRY_AFTER_KEY:
+            try:
+                return int(value) / 1000
+            except (TypeError, ValueError):
+                return None
+    return None
+
+
+def refused(code: grpc.StatusCode, details: str | None, trailing_metadata: Any) -> HttpError:
+    """The HttpError of a gRPC refusal, with its retry delay if it names one."""
+    return HttpError(code, details or code.name, retry_after(trailing_metadata))
+
+
 def loopback(listen: str) -> str:
     """The address to reach a gRPC server listening on `listen` from this host."""
     host, _, port = listen.rpartition(":")
@@ -63,7 +79,7 @@ class GrpcCaller:
         try:
             response: Message = await method(request, timeout=CALL_TIMEOUT, metadata=metadata)
         except grpc.aio.AioRpcError as exc:
-            raise HttpError(exc.code(), exc.details() or exc.code().name) from None
+            raise refused(exc.code(), exc.details(), exc.trailing_metadata()) from None
         return response
 
     async def open_stream(
@@ -85,7 +101,7 @@ class GrpcCaller:
             if call.done():
                 code = await call.code()
                 if code != grpc.StatusCode.OK:
-                    raise HttpError(code, await call.details() or code.name)
+                    raise refused(code, await call.details(), await call.trailing_metadata())
         except BaseException:
             call.cancel()
             raise

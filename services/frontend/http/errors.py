@@ -1,8 +1,12 @@
 """Errors as HTTP answers: {"code": "<gRPC status name>", "message": "..."}
 with the HTTP status of the code. The message is the one the gRPC API gives
-(it names the field); no body ever carries a stack trace."""
+(it names the field); no body ever carries a stack trace. A refusal with a
+retry delay (a key over its limits: 429) says it in Retry-After, in whole
+seconds rounded up."""
 
 from __future__ import annotations
+
+import math
 
 import grpc
 from starlette.requests import Request
@@ -30,24 +34,26 @@ HTTP_STATUS: dict[grpc.StatusCode, int] = {
 class HttpError(Exception):
     """An answer other than 200: a gRPC code's name and its message."""
 
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+    def __init__(self, code: grpc.StatusCode, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.retry_after = retry_after  # seconds, when the refusal named a retry delay
 
     @property
     def status(self) -> int:
         return HTTP_STATUS.get(self.code, 500)
 
 
-def error_response(code: grpc.StatusCode, message: str) -> JSONResponse:
-    """The body and status of an error."""
-    return JSONResponse({"code": code.name, "message": message}, HTTP_STATUS.get(code, 500))
+def error_response(code: grpc.StatusCode, message: str, retry_after: float | None = None) -> JSONResponse:
+    """The body and status of an error, and its Retry-After when it has a delay."""
+    headers = None if retry_after is None else {"Retry-After": str(max(1, math.ceil(retry_after)))}
+    return JSONResponse({"code": code.name, "message": message}, HTTP_STATUS.get(code, 500), headers)
 
 
 async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HttpError)
-    return error_response(exc.code, exc.message)
+    return error_response(exc.code, exc.message, exc.retry_after)
 
 
 async def on_starlette_error(request: Request, exc: Exception) -> JSONResponse:
