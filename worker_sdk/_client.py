@@ -33,11 +33,13 @@ from worker_sdk._grpc import (
     call_mapped,
     code_of,
     frontend_address,
+    jittered,
     make_stub,
     open_channel,
     resolve_api_key,
     resolve_namespace,
     resolve_tls,
+    retry_delay_of,
     to_cairn_error,
 )
 from worker_sdk._policies import Queue
@@ -291,8 +293,9 @@ class AsyncClient:
     async def wait(self, run_id: str, timeout: float | None = None) -> Run[Any]:
         """Waits until the run is in a terminal status and returns it. Raises
         RunTimeoutError (a TimeoutError) naming the run when timeout seconds pass
-        first (None: no limit). A briefly unreachable server is retried within
-        the timeout."""
+        first (None: no limit). A briefly unreachable server, and a refusal by a
+        limit of the API key (after the delay it names), are retried within the
+        timeout."""
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         delay = 0.1
@@ -310,12 +313,15 @@ class AsyncClient:
             try:
                 response = await self._service().WaitRun(request, timeout=per_call + 10)
             except grpc.RpcError as exc:
-                if code_of(exc) not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                if (limited := retry_delay_of(exc)) is not None:
+                    pause = jittered(limited)
+                elif code_of(exc) in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                    pause, delay = delay, min(2.0, delay * 2)
+                else:
                     raise to_cairn_error(exc) from None
-                if deadline is not None and loop.time() + delay >= deadline:
+                if deadline is not None and loop.time() + pause >= deadline:
                     raise to_cairn_error(exc) from None
-                await asyncio.sleep(delay)
-                delay = min(2.0, delay * 2)
+                await asyncio.sleep(pause)
                 continue
             delay = 0.1
             last = _convert.run(response.run)
@@ -330,7 +336,8 @@ class AsyncClient:
         Ends after the update that ends the run (done). NotFoundError for an
         unknown run; InvalidArgumentError when after_event_id is not one of its
         events. A briefly unreachable frontend is reconnected to after the last
-        event yielded, so nothing is missed or repeated.
+        event yielded, so nothing is missed or repeated, and so is a watch
+        refused by a limit of the API key, after the delay it names.
         `async for update in client.watch(run_id): ...`"""
         request = run_service_pb2.WatchRunRequest(namespace=self.namespace, run_id=run_id)
         async for update in self._watch("WatchRun", request, _event_id(after_event_id)):
@@ -356,7 +363,9 @@ class AsyncClient:
 
     async def _watch(self, method: str, request: Any, after: int) -> AsyncIterator[RunUpdate]:
         """A watch stream from after the event `after`, reconnected after the
-        last update yielded while the frontend is briefly unreachable."""
+        last update yielded while the frontend is briefly unreachable, or after
+        the delay a refusal by a limit of the API key names (WATCH_RECONNECTS
+        times in a row at most)."""
         failures = 0
         while True:
             sent = type(request)()
@@ -372,11 +381,14 @@ class AsyncClient:
                         return
                 return
             except grpc.RpcError as exc:
-                if code_of(exc) != grpc.StatusCode.UNAVAILABLE or failures >= WATCH_RECONNECTS:
+                limited = retry_delay_of(exc)
+                again = limited is not None or code_of(exc) == grpc.StatusCode.UNAVAILABLE
+                if not again or failures >= WATCH_RECONNECTS:
                     raise to_cairn_error(exc) from None
             finally:
                 call.cancel()
-            await asyncio.sleep(min(2.0, WATCH_BACKOFF * 2**failures))
+            backoff = min(2.0, WATCH_BACKOFF * 2**failures)
+            await asyncio.sleep(jittered(limited) if limited is not None else backoff)
             failures += 1
 
     @overload

@@ -19,7 +19,15 @@ from worker_sdk._attempt import AttemptAbandoned, AttemptContext, AttemptSuspend
 from worker_sdk._calls import abandon, gone_reason, is_gone
 from worker_sdk._convert import struct_to_dict
 from worker_sdk._failures import error_info, one_line, task_error_info
-from worker_sdk._grpc import TRANSIENT_CODES, WRITE_TIMEOUT, call_with_retry, code_of, details_of
+from worker_sdk._grpc import (
+    TRANSIENT_CODES,
+    WRITE_TIMEOUT,
+    call_with_retry,
+    code_of,
+    details_of,
+    jittered,
+    retry_delay_of,
+)
 from worker_sdk._task import Task
 from worker_sdk._tracing import AttemptSpan
 from worker_sdk.errors import type_name
@@ -326,12 +334,16 @@ async def _finish(
 
 async def _heartbeat(ctx: AttemptContext, fn_task: asyncio.Task[Any], interval: float) -> None:
     """Extends the lease every interval. When the server says the attempt is no
-    longer current, marks it abandoned and cancels the task function."""
+    longer current, marks it abandoned and cancels the task function. A
+    heartbeat refused by a limit of the API key is sent again after the delay
+    the refusal names (when that is sooner than the next one)."""
     request = worker_service_pb2.HeartbeatRequest(
         namespace=ctx.namespace, run_id=ctx.run_id, attempt=ctx.attempt, attempt_token=ctx.attempt_token
     )
+    pause = interval
     while True:
-        await asyncio.sleep(interval)
+        await asyncio.sleep(pause)
+        pause = interval
         if ctx.suspended is not None:
             return  # the attempt is over; the run holds no lease while it waits
         try:
@@ -356,3 +368,5 @@ async def _heartbeat(ctx: AttemptContext, fn_task: asyncio.Task[Any], interval: 
                 code.name if code else type(exc).__name__,
                 details_of(exc),
             )
+            if (limited := retry_delay_of(exc)) is not None:
+                pause = min(interval, jittered(limited))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -15,6 +16,13 @@ import grpc
 
 from cairn import addresses, credentials, limits
 from cairn.credentials import ApiKey, ClientTLS, PemSource
+from cairn.v1 import (
+    queue_service_pb2,
+    run_service_pb2,
+    schedule_service_pb2,
+    wait_service_pb2,
+    worker_service_pb2,
+)
 from worker_sdk.errors import (
     AlreadyExistsError,
     CairnError,
@@ -23,6 +31,7 @@ from worker_sdk.errors import (
     NotFoundError,
     PermissionDeniedError,
     QueueFullError,
+    RateLimitedError,
     UnauthenticatedError,
     UnavailableError,
 )
@@ -51,6 +60,33 @@ _ERRORS: dict[grpc.StatusCode, type[CairnError]] = {
 }
 # gRPC itself answers RESOURCE_EXHAUSTED for an oversized message; that is not a full queue.
 _MESSAGE_TOO_LARGE = re.compile(r"message larger than max", re.IGNORECASE)
+# Requests that do the same when sent twice: reads, polls, heartbeats, settings that
+# set a state. Refused by a limit of the API key, they are sent again after the delay
+# the refusal names (call_mapped); so are triggers whose every run carries an
+# idempotency key (idempotent()), and an attempt's writes, fenced on the attempt
+# and its positions (call_with_retry).
+_IDEMPOTENT: frozenset[type[Any]] = frozenset(
+    {
+        run_service_pb2.GetRunRequest,
+        run_service_pb2.ListRunsRequest,
+        run_service_pb2.WaitRunRequest,
+        run_service_pb2.ListRunLogsRequest,
+        run_service_pb2.WatchRunRequest,
+        run_service_pb2.WatchRunsRequest,
+        wait_service_pb2.GetWaitTokenRequest,
+        schedule_service_pb2.ListSchedulesRequest,
+        schedule_service_pb2.PauseScheduleRequest,
+        schedule_service_pb2.ResumeScheduleRequest,
+        queue_service_pb2.ListQueuesRequest,
+        queue_service_pb2.ListWorkersRequest,
+        queue_service_pb2.PauseQueueRequest,
+        queue_service_pb2.ResumeQueueRequest,
+        queue_service_pb2.UpdateQueueRequest,
+        worker_service_pb2.RegisterWorkerRequest,
+        worker_service_pb2.PollAttemptRequest,
+        worker_service_pb2.HeartbeatRequest,
+    }
+)
 
 R = TypeVar("R")
 S = TypeVar("S")
@@ -251,22 +287,75 @@ def attempt_gone_of(exc: BaseException) -> str | None:
     return None
 
 
+def retry_delay_of(exc: BaseException) -> float | None:
+    """The seconds a refusal by a limit of the caller's API key asks to wait
+    (RESOURCE_EXHAUSTED with the trailing metadata limits.RETRY_AFTER_KEY, in
+    milliseconds); None for any other error (a full queue's carries none)."""
+    trailing = getattr(exc, "trailing_metadata", None)
+    if code_of(exc) != grpc.StatusCode.RESOURCE_EXHAUSTED or not callable(trailing):
+        return None
+    for key, value in trailing() or ():
+        if key == limits.RETRY_AFTER_KEY:
+            try:
+                ms = int(value.decode() if isinstance(value, bytes) else value)
+            except ValueError:
+                return None
+            return max(0, ms) / 1000
+    return None
+
+
+def jittered(delay: float) -> float:
+    """A retry delay plus up to a fifth, so the refused calls of one key do not
+    all come back at the same instant."""
+    return delay * (1.0 + 0.2 * random.random())
+
+
+def idempotent(request: Any) -> bool:
+    """Whether sending request again does nothing more than sending it once
+    (_IDEMPOTENT; a trigger when every run it makes carries an idempotency key)."""
+    if isinstance(request, run_service_pb2.TriggerRunRequest):
+        return bool(request.idempotency_key)
+    if isinstance(request, run_service_pb2.BatchTriggerRunsRequest):
+        return all(r.idempotency_key for r in request.runs)
+    if isinstance(request, wait_service_pb2.CreateWaitTokenRequest):
+        return bool(request.idempotency_key)
+    return type(request) in _IDEMPOTENT
+
+
 def to_cairn_error(exc: grpc.RpcError) -> CairnError:
-    """The CairnError subclass for the error's status code, with the server's message."""
+    """The CairnError subclass for the error's status code, with the server's
+    message: RESOURCE_EXHAUSTED is RateLimitedError when it names a retry delay
+    (a limit of the API key), else QueueFullError."""
     code = code_of(exc)
     cls = _ERRORS.get(code, CairnError) if code is not None else CairnError
     details = details_of(exc)
-    if cls is QueueFullError and _MESSAGE_TOO_LARGE.search(details):
-        cls = CairnError
+    if cls is QueueFullError:
+        delay = retry_delay_of(exc)
+        if delay is not None:
+            return RateLimitedError(details, code, delay)
+        if _MESSAGE_TOO_LARGE.search(details):
+            cls = CairnError
     return cls(details, code)
 
 
 async def call_mapped(method: Callable[..., Awaitable[R]], request: Any, timeout: float) -> R:
-    """Calls a unary method; a gRPC error becomes the matching CairnError."""
-    try:
-        return await method(request, timeout=timeout)
-    except grpc.RpcError as exc:
-        raise to_cairn_error(exc) from None
+    """Calls a unary method; a gRPC error becomes the matching CairnError. An
+    idempotent request refused by a limit of the API key is sent again after
+    the delay the refusal names, while that ends within timeout of the first
+    try (then RateLimitedError)."""
+    deadline = time.monotonic() + timeout
+    retry = idempotent(request)
+    left = timeout
+    while True:
+        try:
+            return await method(request, timeout=left)
+        except grpc.RpcError as exc:
+            delay = retry_delay_of(exc) if retry else None
+            wait = jittered(delay) if delay is not None else 0.0
+            if delay is None or time.monotonic() + wait >= deadline:
+                raise to_cairn_error(exc) from None
+        await asyncio.sleep(wait)
+        left = deadline - time.monotonic()
 
 
 async def call_with_retry(
@@ -279,15 +368,23 @@ async def call_with_retry(
     max_delay: float = 2.0,
 ) -> R:
     """Calls a unary method, retrying UNAVAILABLE and DEADLINE_EXCEEDED with a
-    doubling delay for up to give_up_after seconds; then, or on any other error,
-    raises the last grpc.RpcError."""
+    doubling delay, and a refusal by a limit of the API key after the delay it
+    names, for up to give_up_after seconds; then, or on any other error, raises
+    the last grpc.RpcError. For an attempt's writes, which are fenced on the
+    attempt (and a step on its position), so sending one again is harmless."""
     deadline = time.monotonic() + give_up_after
     delay = first_delay
     while True:
         try:
             return await method(request, timeout=timeout)
         except grpc.RpcError as exc:
-            if code_of(exc) not in TRANSIENT_CODES or time.monotonic() + delay > deadline:
+            limited = retry_delay_of(exc)
+            if limited is not None:
+                wait = jittered(limited)
+            elif code_of(exc) in TRANSIENT_CODES:
+                wait, delay = delay, min(max_delay, delay * 2)
+            else:
                 raise
-        await asyncio.sleep(delay)
-        delay = min(max_delay, delay * 2)
+            if time.monotonic() + wait > deadline:
+                raise
+        await asyncio.sleep(wait)

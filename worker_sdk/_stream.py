@@ -13,7 +13,7 @@ from cairn import payloads
 from cairn.limits import MAX_STREAM_CHUNK_BYTES, STREAM_NAME_RE
 from worker_sdk._attempt import AttemptContext
 from worker_sdk._calls import abandoned, gone_reason, is_gone
-from worker_sdk._grpc import TRANSIENT_CODES, code_of, details_of, to_cairn_error
+from worker_sdk._grpc import TRANSIENT_CODES, code_of, details_of, retry_delay_of, to_cairn_error
 from worker_sdk._requests import encode_payload
 from worker_sdk._suspension import check_live
 from worker_sdk.errors import InvalidArgumentError
@@ -41,8 +41,9 @@ def encode_chunk(stream: str, value: Any) -> tuple[bytes, str]:
 async def send_chunk(ctx: AttemptContext, stream: str, value: Any) -> None:
     """Sends one chunk and returns once it is stored; while the attempt replays
     its journal, sends nothing (the attempt that first ran the code sent it). A refusal saying the
-    attempt is gone abandons it; a server unreachable drops the chunk with a
-    warning (chunks are not durable state, so the task goes on)."""
+    attempt is gone abandons it; a server unreachable, or a refusal by a limit
+    of the API key, drops the chunk with a warning (chunks are not durable
+    state, so the task goes on)."""
     check_live(ctx)
     data, encoding = encode_chunk(stream, value)
     if ctx.replaying:
@@ -52,7 +53,7 @@ async def send_chunk(ctx: AttemptContext, stream: str, value: Any) -> None:
     except grpc.RpcError as exc:
         if is_gone(exc):
             raise abandoned(ctx, "streaming", gone_reason(ctx, exc)) from None
-        if code_of(exc) in TRANSIENT_CODES:
+        if code_of(exc) in TRANSIENT_CODES or retry_delay_of(exc) is not None:
             log.warning(
                 "run %s: a chunk of stream %r was not stored: %s", ctx.run_id, stream, details_of(exc)
             )

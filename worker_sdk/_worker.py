@@ -36,6 +36,7 @@ from worker_sdk._grpc import (
     resolve_api_key,
     resolve_namespace,
     resolve_tls,
+    retry_delay_of,
     to_cairn_error,
 )
 from worker_sdk._task import Task
@@ -47,6 +48,7 @@ log = logging.getLogger("cairn.worker")
 REGISTER_TIMEOUT = 10.0
 BACKOFF_FIRST = 0.1
 BACKOFF_MAX = 2.0
+LIMITED_LOG_SECONDS = 60.0  # a worker whose polls are rate limited says so this often at most
 
 
 def discover_tasks(tasks_or_module: ModuleType | str | Iterable[AnyTask] | AnyTask) -> list[AnyTask]:
@@ -323,8 +325,9 @@ class Worker:
 
     async def _ensure_registered(self) -> bool:
         """Registers unless registered, retrying UNAVAILABLE forever with a capped
-        backoff and one log line per failure streak; other errors are raised as
-        their CairnError (to_cairn_error).
+        backoff, and a refusal by a limit of the API key after the delay it names,
+        with one log line per failure streak; other errors are raised as their
+        CairnError (to_cairn_error).
         False when the worker stopped first."""
         assert self._register_lock is not None and self._stop is not None
         async with self._register_lock:
@@ -346,20 +349,22 @@ class Worker:
                     break
                 except grpc.RpcError as exc:
                     code = code_of(exc)
-                    if code not in TRANSIENT_CODES:  # e.g. a refused key: UnauthenticatedError
+                    limited = retry_delay_of(exc)
+                    if code not in TRANSIENT_CODES and limited is None:  # e.g. a refused key
                         raise to_cairn_error(exc) from None
                     if not failing:
                         log.warning(
                             "cannot register with %s (%s: %s); retrying until it answers",
                             self.address,
-                            code.name,
+                            code.name if code else "?",
                             details_of(exc),
                         )
                         failing = True
-                await self._sleep_unless_stopped(delay)
+                await self._sleep_unless_stopped(limited if limited is not None else delay)
                 if self._stop.is_set():
                     return False
-                delay = min(BACKOFF_MAX, delay * 2)
+                if limited is None:
+                    delay = min(BACKOFF_MAX, delay * 2)
             self._registered = True
             log.info(
                 "worker registered: id=%s address=%s namespace=%s version=%s slots=%d tasks=%s%s",
@@ -426,10 +431,14 @@ class Worker:
     async def _poller(self) -> None:
         """Long-polls for as many attempts as there are free slots (one poll at a
         time, so a busy worker gets its work in batches) and hands them to the
-        slots. Never raises: errors are logged and followed by a capped backoff."""
+        slots. Never raises: errors are logged and followed by a capped backoff; a
+        poll refused by a limit of the API key waits the delay the refusal names
+        (logged once per LIMITED_LOG_SECONDS: the limit is working as meant)."""
         assert self._stop is not None and self._handed is not None and self._slot_free is not None
         delay = BACKOFF_FIRST
         failing = False
+        limited_logged = -LIMITED_LOG_SECONDS
+        loop = asyncio.get_running_loop()
         while not self._stop.is_set():
             want = self._idle - self._handed.qsize()
             if want <= 0:
@@ -458,6 +467,17 @@ class Worker:
                     grpc.StatusCode.FAILED_PRECONDITION,
                 ):
                     self._registered = False  # a restarted cluster may have forgotten us
+                limited = retry_delay_of(exc)  # a limit of the API key: wait as long as it says
+                if limited is not None:
+                    if loop.time() - limited_logged >= LIMITED_LOG_SECONDS:
+                        limited_logged = loop.time()
+                        log.warning(
+                            "polls are limited by the frontend (%s); each waits the delay it names "
+                            "(said once a minute)",
+                            details_of(exc),
+                        )
+                    await self._sleep_unless_stopped(limited)
+                    continue
                 if not failing:
                     level = logging.WARNING if code in TRANSIENT_CODES else logging.ERROR
                     log.log(

@@ -31,6 +31,7 @@ __all__ = [
     "PayloadError",
     "PermissionDeniedError",
     "QueueFullError",
+    "RateLimitedError",
     "RunFailedError",
     "RunTimeoutError",
     "StepFailedError",
@@ -111,7 +112,27 @@ class PermissionDeniedError(CairnError):
 class QueueFullError(CairnError):
     """The run's queue holds as many queued runs as its max_depth allows, so the
     trigger was refused (gRPC RESOURCE_EXHAUSTED); the message names the queue.
-    Nothing was created: trigger again later."""
+    Nothing was created: trigger again later. (A refusal by a limit of the API
+    key is RateLimitedError.)"""
+
+
+class RateLimitedError(CairnError):
+    """The API key is over a limit of the frontend: its request rate, or the long
+    polls and streams it may hold open at once (gRPC RESOURCE_EXHAUSTED with a
+    retry delay; the message names the limit and the key's id). Nothing was
+    done. The SDK retries reads, polls, heartbeats, step records and triggers
+    with an idempotency key after the delay, within the call's deadline; this
+    is raised for the rest, or when the delay would pass the deadline.
+    `retry_after`: the seconds the server asked to wait before trying again."""
+
+    def __init__(
+        self,
+        message: str = "",
+        code: grpc.StatusCode | None = grpc.StatusCode.RESOURCE_EXHAUSTED,
+        retry_after: float = 0.0,
+    ) -> None:
+        super().__init__(message, code)
+        self.retry_after = retry_after
 
 
 class OutsideTaskError(CairnError, RuntimeError):
