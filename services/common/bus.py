@@ -63,6 +63,7 @@ class Bus:
         self._nc: NATS | None = None
         self._subs: list[tuple[str, Handler]] = []
         self._connector: asyncio.Task[None] | None = None
+        self._closing = False
 
     def subject(self, kind: str) -> str:
         return f"{self.prefix}.{kind}"
@@ -102,6 +103,8 @@ class Bus:
 
     async def _on_disconnect(self) -> None:
         metrics.NATS_CONNECTED.set(0)
+        if self._closing:  # our own close at shutdown: nothing to warn of
+            return
         metrics.NATS_DISCONNECTS.inc()
         log.warning("disconnected from NATS; falling back to database sweeps")
 
@@ -154,6 +157,7 @@ class Bus:
             log.debug("NATS flush: %s", exc)
 
     async def close(self) -> None:
+        self._closing = True
         metrics.NATS_CONNECTED.set(0)
         if self._connector is not None:
             self._connector.cancel()

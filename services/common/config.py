@@ -18,6 +18,8 @@ DEFAULT_HISTORY = "127.0.0.1:7375"
 DEFAULT_MATCHING = "127.0.0.1:7376"
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/cairn"
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
+# Seconds a stopping service gives its calls in flight (grpc_server.serve).
+DEFAULT_SHUTDOWN_GRACE = 10.0
 
 
 def env(name: str, default: str) -> str:
@@ -47,6 +49,8 @@ class Settings:
     # Run without authentication: no internal credential needed to start.
     insecure_no_auth: bool = False
     admin_key: str = ""
+    # Seconds a stopping service gives its calls in flight (grpc_server.serve).
+    shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE
     # Limits per API key at each frontend (services/frontend/caller_limits.py);
     # key_burst None: limits.KEY_BURST_SECONDS of the rate.
     key_rate: float = limits.DEFAULT_KEY_RATE
@@ -119,8 +123,8 @@ def _flag_on(text: str) -> bool:
 
 SERVICES = ("frontend", "history", "matching")
 # The flags each service reads, beyond --listen, --nats-url, --nats-prefix,
-# --internal-credential and --insecure-no-auth (which all take): its --help
-# lists only these.
+# --internal-credential, --insecure-no-auth and --shutdown-grace (which all
+# take): its --help lists only these.
 SERVICE_FLAGS = {
     "frontend": {
         "history-address",
@@ -189,6 +193,17 @@ def add_service_flags(p: argparse.ArgumentParser, default_listen: str, service: 
         action="store_true",
         default=_flag_on(env("INSECURE_NO_AUTH", "")),
         help="run without authentication: start without an internal credential (CAIRN_INSECURE_NO_AUTH=1)",
+    )
+    p.add_argument(
+        "--shutdown-grace",
+        type=_number("CAIRN_SHUTDOWN_GRACE", zero_ok=True),
+        default=env("SHUTDOWN_GRACE", f"{DEFAULT_SHUTDOWN_GRACE:g}"),
+        help="seconds a stopping service (SIGTERM or SIGINT) gives the calls in flight: it "
+        "reports NOT_SERVING on its health service at once, takes no new call, ends long polls "
+        "and streams at once with an answer clients handle (an empty poll, a wait not done yet, "
+        "a stream to reconnect), lets the rest finish for up to this long, then cancels what "
+        "still runs and exits; give a process manager a few seconds more than this before it "
+        f"kills (CAIRN_SHUTDOWN_GRACE, default {DEFAULT_SHUTDOWN_GRACE:g})",
     )
     flag(
         "history-address",
@@ -298,4 +313,5 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         key_streams=getattr(args, "key_streams", defaults.key_streams),
         internal_credential=args.internal_credential,
         insecure_no_auth=args.insecure_no_auth,
+        shutdown_grace=args.shutdown_grace,
     )

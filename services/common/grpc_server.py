@@ -1,12 +1,16 @@
 """Starting a service's gRPC server with the standard health service, server
-reflection and call metrics, and running it until SIGINT or SIGTERM."""
+reflection and call metrics, and running it until SIGINT or SIGTERM, then
+shutting it down gracefully (serve, Draining)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Sequence
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -14,6 +18,7 @@ from grpc_reflection.v1alpha import reflection
 
 from cairn import addresses
 from services.common import internal_auth
+from services.common.config import DEFAULT_SHUTDOWN_GRACE
 from services.common.metrics import GrpcMetrics
 
 log = logging.getLogger("cairn.server")
@@ -74,6 +79,49 @@ def channel(address: str, credential: str = "") -> grpc.aio.Channel:
     )
 
 
+class Draining:
+    """Whether this process has begun to shut down: serve() begins it on SIGINT
+    or SIGTERM, after the health service says NOT_SERVING and the server stops
+    taking new calls. The calls that would hold a shutdown for their whole wait,
+    the long polls (PollAttempt, WaitRun) and the streams (WatchRun, WatchRuns),
+    each hook the wake-up they wait on (`hook`), so they end at once with an
+    answer their client handles: an empty poll, a WaitRun not done yet, a
+    stream ended UNAVAILABLE (which the SDK reconnects after its last event)."""
+
+    def __init__(self) -> None:
+        self._begun = False
+        self._hooks: set[Callable[[], None]] = set()
+
+    def is_set(self) -> bool:
+        return self._begun
+
+    def add_hook(self, wake: Callable[[], None]) -> None:
+        """Calls wake when draining begins (at once when it has); unhook it after."""
+        self._hooks.add(wake)
+        if self._begun:
+            wake()
+
+    def unhook(self, wake: Callable[[], None]) -> None:
+        self._hooks.discard(wake)
+
+    @contextlib.contextmanager
+    def hook(self, wake: Callable[[], None]) -> Iterator[None]:
+        """add_hook(wake) while inside."""
+        self.add_hook(wake)
+        try:
+            yield
+        finally:
+            self.unhook(wake)
+
+    def begin(self) -> None:
+        """Wakes every hooked wait; later hooks are woken as they come."""
+        if self._begun:
+            return
+        self._begun = True
+        for wake in list(self._hooks):
+            wake()
+
+
 async def serve(
     server: grpc.aio.Server,
     health_servicer: health.aio.HealthServicer,
@@ -81,19 +129,60 @@ async def serve(
     name: str,
     listen: str,
     on_stop: Callable[[], Awaitable[None]] | None = None,
+    *,
+    grace: float = DEFAULT_SHUTDOWN_GRACE,
+    draining: Draining | None = None,
+    also_drain: Callable[[float], Awaitable[None]] | None = None,
+    watch_health: Callable[[Callable[[bool], Awaitable[None]]], Coroutine[Any, Any, None]] | None = None,
 ) -> None:
-    """Serves until SIGINT/SIGTERM, then stops taking calls and shuts down."""
+    """Serves until SIGINT/SIGTERM, then shuts down within `grace` seconds:
+    the health service says NOT_SERVING first (a load balancer or probe stops
+    sending), the server stops taking new calls, `draining` begins (long polls
+    and streams end at once, see Draining), and the calls in flight get what is
+    left of the grace to finish (also_drain(grace), e.g. the frontend's HTTP
+    API, drains alongside); what is still running then is cancelled. on_stop
+    then closes what the service holds (database pool, NATS).
+
+    Health: SERVING once started, unless watch_health is given: it is then
+    run for as long as the process serves, with a function that sets SERVING
+    (True) or NOT_SERVING (False), and says which itself (the frontend's
+    follows history and matching)."""
     await server.start()
-    for svc in [*service_names, ""]:
-        await health_servicer.set(svc, health_pb2.HealthCheckResponse.SERVING)
+    names = [*service_names, ""]
+
+    async def set_serving(serving: bool) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for svc in names:
+            await health_servicer.set(svc, status)  # ignored once in graceful shutdown
+
+    watcher: asyncio.Task[None] | None = None
+    if watch_health is not None:
+        watcher = asyncio.create_task(watch_health(set_serving))
+    if watcher is None:
+        await set_serving(True)
     log.info("%s serving on %s", name, listen)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    log.info("%s stopping", name)
+    started = time.monotonic()
+    log.info("%s stopping: NOT_SERVING, finishing the calls in flight (at most %gs)", name, grace)
     await health_servicer.enter_graceful_shutdown()
-    await server.stop(grace=2)
+    if watcher is not None:
+        watcher.cancel()
+    stopping = asyncio.create_task(server.stop(grace))
+    await asyncio.sleep(0)  # the server refuses new calls from here on
+    if draining is not None:
+        draining.begin()
+    if also_drain is not None:
+        await also_drain(grace)
+    await stopping
+    if watcher is not None:
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
     if on_stop is not None:
         await on_stop()
+    log.info("%s stopped in %.1fs", name, time.monotonic() - started)

@@ -16,6 +16,8 @@ from cairn.limits import DEFAULT_POLL_WAIT
 from cairn.statuses import RUN_STATUS_NAMES, TERMINAL_RUN_STATUSES
 from cairn.v1 import run_service_pb2 as rpb
 from cairn.v1 import worker_service_pb2 as wpb
+from services.common.errors import unavailable
+from services.common.grpc_server import Draining
 from services.frontend import validation as check
 from services.frontend.backend import CALL_TIMEOUT, HISTORY, MATCHING, Backend
 from services.frontend.keys_api import KeyHandlers
@@ -35,12 +37,17 @@ Handler = Callable[[Any, Context], Awaitable[Any]] | Callable[[Any, Context], As
 
 class Handlers:
     """TriggerRun, WaitRun, WatchRun, WatchRuns, RegisterWorker, PollAttempt
-    and BatchWrite."""
+    and BatchWrite. When the frontend begins to shut down (draining), the long
+    polls and streams end at once: PollAttempt empty, WaitRun not done, the
+    streams UNAVAILABLE; each is what a client does again on its own."""
 
-    def __init__(self, backend: Backend, watcher: RunWatcher, sweep_seconds: float) -> None:
+    def __init__(
+        self, backend: Backend, watcher: RunWatcher, sweep_seconds: float, draining: Draining | None = None
+    ) -> None:
         self.b = backend
         self.watcher = watcher
         self.sweep_seconds = sweep_seconds
+        self.draining = draining or Draining()
         self.triggers = Triggers(backend, CALL_TIMEOUT)
         self.reads = SharedReads(backend)
         self.keys = KeyHandlers(backend)
@@ -65,21 +72,25 @@ class Handlers:
 
     async def wait_run(self, request: rpb.WaitRunRequest, context: Context) -> rpb.WaitRunResponse:
         """Re-reads the run when NATS announces that it ended, and at the sweep
-        interval in case an announcement was lost."""
+        interval in case an announcement was lost. Shutting down, it answers
+        the run as last read, not done: the client waits again (elsewhere)."""
         deadline = time.monotonic() + check.wait_seconds("timeout", request, DEFAULT_WAIT_RUN)
         get = rpb.GetRunRequest(namespace=request.namespace, run_id=request.run_id)
         while True:
             event = self.watcher.watch(request.run_id)
             try:
-                run = (await self.b.call(HISTORY, "GetRun", get)).run
-                done = RUN_STATUS_NAMES.get(run.status) in TERMINAL_RUN_STATUSES
-                remaining = deadline - time.monotonic()
-                if done or remaining <= 0:
-                    return rpb.WaitRunResponse(run=run, done=done)
-                try:
-                    await asyncio.wait_for(event.wait(), min(remaining, self.sweep_seconds))
-                except TimeoutError:
-                    pass
+                with self.draining.hook(event.set):
+                    run = (await self.b.call(HISTORY, "GetRun", get)).run
+                    done = RUN_STATUS_NAMES.get(run.status) in TERMINAL_RUN_STATUSES
+                    remaining = deadline - time.monotonic()
+                    if done or remaining <= 0 or self.draining.is_set():
+                        return rpb.WaitRunResponse(run=run, done=done)
+                    try:
+                        await asyncio.wait_for(event.wait(), min(remaining, self.sweep_seconds))
+                    except TimeoutError:
+                        pass
+                    if self.draining.is_set():
+                        return rpb.WaitRunResponse(run=run, done=False)
             finally:
                 self.watcher.unwatch(request.run_id, event)
 
@@ -91,13 +102,17 @@ class Handlers:
         however many notices arrived meanwhile, and the watchers of a run woken
         together share it (SharedReads). The response headers are sent
         after the first read, once the run and after_event_id are known good
-        (the HTTP event stream answers its errors as JSON until then)."""
+        (the HTTP event stream answers its errors as JSON until then).
+        Shutting down, it ends UNAVAILABLE: the SDK watches again after the
+        last event it got."""
         cursor = request.after_event_id
         settled = False
         woken = await self.watcher.follow(request.run_id)
+        self.draining.add_hook(woken.set)
         started = False
         try:
             while True:
+                self._unless_draining()
                 woken.clear()  # before the read: a notice during it means read again
                 page = await self.reads.list_run_events(
                     hpb.ListRunEventsRequest(
@@ -125,14 +140,17 @@ class Handlers:
                 await _woken(woken, WATCH_REREAD_SECONDS)
         finally:
             self.watcher.unfollow(request.run_id, woken)
+            self.draining.unhook(woken.set)
 
     async def watch_runs(self, request: rpb.WatchRunsRequest, context: Context) -> AsyncIterator[Any]:
         """Every event from the call on (or after after_event_id) of the
         namespace's runs of the task with the tags, read like watch_run's on any change in the namespace;
         history scans a bounded range of the log per read. The response
         headers are sent once the starting point is read: a caller that has
-        them sees every later event."""
+        them sees every later event. Shutting down, it ends UNAVAILABLE, as
+        watch_run does."""
         woken = await self.watcher.follow_namespace(request.namespace)
+        self.draining.add_hook(woken.set)
         read = hpb.ListRunEventsRequest(
             namespace=request.namespace,
             after_id=request.after_event_id or -1,
@@ -143,6 +161,7 @@ class Handlers:
         started = False
         try:
             while True:
+                self._unless_draining()
                 woken.clear()
                 page = await self.reads.list_run_events(read)
                 if not started:  # the start is fixed: the headers tell the caller it watches
@@ -155,6 +174,14 @@ class Handlers:
                     await _woken(woken, WATCH_REREAD_SECONDS)
         finally:
             self.watcher.unfollow_namespace(request.namespace, woken)
+            self.draining.unhook(woken.set)
+
+    def _unless_draining(self) -> None:
+        """A stream's end when the frontend is shutting down: UNAVAILABLE, which
+        the SDK (and the dashboard) answer by watching again after their last
+        event, on another frontend or this one restarted."""
+        if self.draining.is_set():
+            raise unavailable(SHUTTING_DOWN)
 
     async def register_worker(
         self, request: wpb.RegisterWorkerRequest, context: Context
@@ -171,17 +198,34 @@ class Handlers:
     async def poll_attempt(
         self, request: wpb.PollAttemptRequest, context: Context
     ) -> wpb.PollAttemptResponse:
-        """Forwarded to matching with a deadline past the poll's own wait."""
+        """Forwarded to matching with a deadline past the poll's own wait.
+        Shutting down, the call to matching is dropped and the poll answered
+        empty: the worker polls again (on another frontend, or this one
+        restarted). Only an attempt matching started in the very moment it was
+        dropped is lost to it; that attempt's lease expires and it runs again."""
         wait = check.wait_seconds("wait", request, DEFAULT_POLL_WAIT)
-        response: wpb.PollAttemptResponse = await self.b.call(
-            MATCHING, "PollAttempt", request, wait + CALL_TIMEOUT
-        )
+        call = asyncio.ensure_future(self.b.call(MATCHING, "PollAttempt", request, wait + CALL_TIMEOUT))
+
+        def drop() -> None:
+            call.cancel()
+
+        with self.draining.hook(drop):
+            try:
+                response: wpb.PollAttemptResponse = await call
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if call.cancelled() and self.draining.is_set() and not (task and task.cancelling()):
+                    return wpb.PollAttemptResponse()
+                raise
         return response
 
     async def batch_write(self, request: wpb.BatchWriteRequest, context: Context) -> wpb.BatchWriteResponse:
         """Forwarded to history, which commits the writes in one transaction."""
         response: wpb.BatchWriteResponse = await self.b.call(HISTORY, "BatchWrite", request)
         return response
+
+
+SHUTTING_DOWN = "this frontend is shutting down; watch again after the last event you received"
 
 
 async def _woken(event: asyncio.Event, timeout: float) -> None:

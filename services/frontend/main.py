@@ -54,10 +54,11 @@ def http_socket(address: str | None) -> socket.socket | None:
 
 
 async def run(settings: Settings, http_address: str | None = None, tls: ServerTLS | None = None) -> None:
-    """Serves the public API until SIGINT/SIGTERM; with tls, gRPC and HTTP over
-    TLS only. The HTTP API then calls the gRPC server on a unix socket in a
-    private folder (plaintext, for this process only: its requests passed
-    HTTPS, and the client certificate check with mutual TLS, already)."""
+    """Serves the public API until SIGINT/SIGTERM, then drains (gRPC and HTTP
+    alike, grpc_server.serve). With tls, gRPC and HTTP over TLS only. The HTTP
+    API then calls the gRPC server on a unix socket in a private folder
+    (plaintext, for this process only: its requests passed HTTPS, and the
+    client certificate check with mutual TLS, already)."""
     sock = http_socket(http_address)
     local_dir = tempfile.mkdtemp(prefix="cairn-frontend-") if tls is not None else None
     local = f"unix:{local_dir}/grpc.sock" if local_dir is not None else None
@@ -74,7 +75,8 @@ async def run(settings: Settings, http_address: str | None = None, tls: ServerTL
         mgrpc.MatchingServiceStub(matching_channel),  # type: ignore[no-untyped-call]
         settings.matching_address,
     )
-    handlers = Handlers(backend, watcher, settings.sweep_seconds).by_path()
+    draining = grpc_server.Draining()  # long polls and streams end at once once it begins
+    handlers = Handlers(backend, watcher, settings.sweep_seconds, draining).by_path()
     authenticator = None if settings.insecure_no_auth else Authenticator(backend)
     if authenticator is not None:
         await bus.subscribe(bus_mod.KEYS, authenticator.forget)
@@ -107,7 +109,17 @@ async def run(settings: Settings, http_address: str | None = None, tls: ServerTL
         if local_dir is not None:
             shutil.rmtree(local_dir, ignore_errors=True)
 
-    await grpc_server.serve(server, health, SERVICE_NAMES, "frontend", settings.listen, on_stop)
+    await grpc_server.serve(
+        server,
+        health,
+        SERVICE_NAMES,
+        "frontend",
+        settings.listen,
+        on_stop,
+        grace=settings.shutdown_grace,
+        draining=draining,
+        also_drain=http.stop if http is not None else None,
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

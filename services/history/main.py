@@ -73,7 +73,9 @@ async def run(settings: Settings) -> None:
         await bus.close()
         await pool.close()
 
-    await grpc_server.serve(server, health, [SERVICE], "history", settings.listen, on_stop)
+    await grpc_server.serve(
+        server, health, [SERVICE], "history", settings.listen, on_stop, grace=settings.shutdown_grace
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -31,7 +31,8 @@ SERVICE = mpb.DESCRIPTOR.services_by_name["MatchingService"].full_name
 
 
 async def run(settings: Settings) -> None:
-    """Serves matching until SIGINT/SIGTERM."""
+    """Serves matching until SIGINT/SIGTERM, then shuts down gracefully
+    (grpc_server.serve): polls waiting for work answer at once, empty."""
     pool = await db.connect_pool(settings.database_url, max_size=30)
     await db.migrate(pool)
     waiters = Waiters()
@@ -94,7 +95,18 @@ async def run(settings: Settings) -> None:
         await history_channel.close()
         await pool.close()
 
-    await grpc_server.serve(server, health, [SERVICE], "matching", settings.listen, on_stop)
+    draining = grpc_server.Draining()  # long polls answer at once once it begins
+    with draining.hook(waiters.drain):
+        await grpc_server.serve(
+            server,
+            health,
+            [SERVICE],
+            "matching",
+            settings.listen,
+            on_stop,
+            grace=settings.shutdown_grace,
+            draining=draining,
+        )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -98,11 +98,13 @@ class MatchingServicer(mgrpc.MatchingServiceServicer):
                 started = await self._claim(claim)
                 if not started.results:
                     remaining = deadline - time.monotonic()
-                    if remaining <= 0:
+                    if remaining <= 0 or self.waiters.draining:
                         return wpb.PollAttemptResponse()
                     try:
                         await asyncio.wait_for(event.wait(), remaining)
                     except TimeoutError:
+                        return wpb.PollAttemptResponse()
+                    if self.waiters.draining:  # shutting down: the worker polls again elsewhere
                         return wpb.PollAttemptResponse()
                     continue
             finally:

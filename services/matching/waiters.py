@@ -1,5 +1,6 @@
 """Long-polls waiting for work, per key (namespace, task): a NATS "work" notice,
-a run that freed a queue slot, or the sweep wakes them."""
+a run that freed a queue slot, or the sweep wakes them; a shutdown wakes them
+all for good (drain)."""
 
 from __future__ import annotations
 
@@ -14,9 +15,21 @@ class Waiters:
 
     def __init__(self) -> None:
         self._by_key: dict[Key, list[asyncio.Event]] = defaultdict(list)
+        # Set when matching begins to shut down: a poll then answers with what it
+        # has (nothing) instead of waiting, so the shutdown is not held for it.
+        self.draining = False
+
+    def drain(self) -> None:
+        """Wakes every poller, now and from now on (grpc_server.Draining)."""
+        self.draining = True
+        for waiting in list(self._by_key.values()):
+            for event in waiting:
+                event.set()
 
     def add(self, keys: list[Key]) -> asyncio.Event:
         event = asyncio.Event()
+        if self.draining:
+            event.set()
         for key in keys:
             self._by_key[key].append(event)
         return event

@@ -320,6 +320,7 @@ class _Serving:
         name: str,
         listen: str,
         on_stop: Callable[[], Awaitable[None]] | None = None,
+        **_options: Any,  # grace, draining, ...: a real shutdown's, not the fixture's
     ) -> None:
         await server.start()
         try:

@@ -1,6 +1,6 @@
 """The HTTP API's server: uvicorn in the frontend's own event loop, on a
 socket bound at start (so a taken port is known before the gRPC server
-serves), stopped with the frontend."""
+serves), stopped with the frontend and drained within its grace."""
 
 from __future__ import annotations
 
@@ -65,9 +65,18 @@ class HttpServer:
         scheme = "https" if self.server.config.ssl else "http"
         log.info("HTTP API serving on %s://%s:%s (docs at /docs)", scheme, host, port)
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float | None = None) -> None:
+        """Takes no new connection, lets the requests in flight finish for up
+        to grace seconds (None: as long as they take), cancels the rest. An
+        event stream ends when its gRPC stream does: a frontend shutting down
+        ends them at once (handlers.py), and the client reconnects. Once only:
+        a second call does nothing."""
+        if self._loop is None:
+            return
         self.server.should_exit = True
-        if self._loop is not None:
-            await self._loop
+        # uvicorn's type says int; it is only an asyncio.timeout's delay
+        self.server.config.timeout_graceful_shutdown = grace  # type: ignore[assignment]
+        loop, self._loop = self._loop, None
+        await loop
         await self.server.shutdown(sockets=[self.sock])
         await self.caller.close()
