@@ -14,7 +14,7 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, TypeVar
 
 import grpc
 from google.protobuf.duration_pb2 import Duration
@@ -56,6 +56,9 @@ from cairn.v1 import (
     wait_service_pb2,
     wait_service_pb2_grpc,
 )
+from cairn_cli.channel import FrontendError, Unreachable, error, open_channel
+
+__all__ = ["Frontend", "FrontendError", "Unreachable"]
 
 R = TypeVar("R")
 RPC_TIMEOUT = 30.0  # each call but the long polls of wait_run
@@ -73,25 +76,6 @@ _QUEUES: _Stub = queue_service_pb2_grpc.QueueServiceStub
 _TRANSIENT = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 WATCH_RECONNECTS = 5  # a watch reconnects after its last event this many times in a row at most
 WATCH_BACKOFF = 0.1
-
-
-class FrontendError(Exception):
-    """The frontend refused a call; the message is its explanation."""
-
-    def __init__(self, message: str, code: grpc.StatusCode | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-class Unreachable(FrontendError):
-    """No frontend answered (UNAVAILABLE), or its host name does not resolve."""
-
-
-def _error(exc: grpc.RpcError) -> FrontendError:
-    code: grpc.StatusCode | None = exc.code() if callable(getattr(exc, "code", None)) else None
-    details = (exc.details() if callable(getattr(exc, "details", None)) else None) or str(exc)
-    cls = Unreachable if code == grpc.StatusCode.UNAVAILABLE else FrontendError
-    return cls(details, code)
 
 
 def _task_id(task: Any) -> str:
@@ -198,54 +182,6 @@ def _trigger_options(
     return opts
 
 
-class _Details(NamedTuple):
-    method: str
-    timeout: float | None
-    metadata: Any
-    credentials: Any
-    wait_for_ready: bool | None
-    compression: Any
-
-
-class _CallDetails(_Details, grpc.ClientCallDetails):
-    """A call's details with other metadata (gRPC's own class is private)."""
-
-
-class _WithMetadata(
-    grpc.UnaryUnaryClientInterceptor,
-    grpc.UnaryStreamClientInterceptor,
-    grpc.StreamUnaryClientInterceptor,
-    grpc.StreamStreamClientInterceptor,
-):
-    """Adds metadata (the API key) to every call of a channel, streams included."""
-
-    def __init__(self, metadata: tuple[tuple[str, str], ...]) -> None:
-        self._metadata = metadata
-
-    def _details(self, details: Any) -> Any:
-        metadata = (*self._metadata, *(details.metadata or ()))
-        return _CallDetails(
-            details.method,
-            details.timeout,
-            metadata,
-            details.credentials,
-            details.wait_for_ready,
-            details.compression,
-        )
-
-    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
-        return continuation(self._details(details), request)
-
-    def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
-        return continuation(self._details(details), request)
-
-    def intercept_stream_unary(self, continuation: Any, details: Any, requests: Any) -> Any:
-        return continuation(self._details(details), requests)
-
-    def intercept_stream_stream(self, continuation: Any, details: Any, requests: Any) -> Any:
-        return continuation(self._details(details), requests)
-
-
 class Frontend:
     """A connection to the frontend(s) at address (else $CAIRN_ADDRESS, else
     127.0.0.1:7373: one host:port, a comma-separated list, or a gRPC target) for
@@ -290,21 +226,7 @@ class Frontend:
 
     def _open(self) -> grpc.Channel:
         if self._channel is None:
-            try:
-                target = addresses.channel_target(self.address)
-            except addresses.UnresolvedHost as exc:
-                raise Unreachable(str(exc), grpc.StatusCode.UNAVAILABLE) from None
-            options = addresses.client_channel_options()
-            if self.tls is None:
-                channel = grpc.insecure_channel(target, options=options)
-            else:
-                if self.tls.server_name:
-                    options.append(("grpc.ssl_target_name_override", self.tls.server_name))
-                creds = grpc.ssl_channel_credentials(self.tls.ca, self.tls.key, self.tls.cert)
-                channel = grpc.secure_channel(target, creds, options=options)
-            if self.api_key is not None:
-                channel = grpc.intercept_channel(channel, _WithMetadata(self.api_key.metadata))
-            self._channel = channel
+            self._channel = open_channel(self.address, self.api_key, self.tls)
         return self._channel
 
     def _runs(self) -> Any:
@@ -323,7 +245,7 @@ class Frontend:
         try:
             return method(request, timeout=timeout)
         except grpc.RpcError as exc:
-            raise _error(exc) from None
+            raise error(exc) from None
 
     def channel(self) -> grpc.Channel:
         """The channel, for commands kept in their own module (cairn_cli/keys.py)."""
@@ -435,9 +357,9 @@ class Frontend:
                         return
                 return
             except grpc.RpcError as exc:
-                error = _error(exc)
-                if not isinstance(error, Unreachable) or failures >= WATCH_RECONNECTS:
-                    raise error from None
+                failure = error(exc)
+                if not isinstance(failure, Unreachable) or failures >= WATCH_RECONNECTS:
+                    raise failure from None
             finally:
                 call.cancel()
             time.sleep(min(2.0, WATCH_BACKOFF * 2**failures))
@@ -484,11 +406,11 @@ class Frontend:
                     request, timeout=per_call + 10
                 )
             except grpc.RpcError as exc:
-                error = _error(exc)
-                if error.code not in _TRANSIENT:
-                    raise error from None
+                failure = error(exc)
+                if failure.code not in _TRANSIENT:
+                    raise failure from None
                 if deadline is not None and time.monotonic() + delay >= deadline:
-                    raise error from None
+                    raise failure from None
                 time.sleep(delay)
                 delay = min(2.0, delay * 2)
                 continue

@@ -23,7 +23,7 @@ from cairn.v1 import common_pb2 as cpb
 from cairn.v1 import queue_service_pb2 as qpb
 from cairn.v1 import run_service_pb2 as rpb
 from cairn.v1 import worker_service_pb2 as wpb
-from cairn_cli import frontend as cli_frontend
+from cairn_cli import channel as cli_channel
 from worker_sdk import CairnError, QueueFullError, RateLimitedError, RunStatus, _grpc
 
 LIMITED = (
@@ -160,6 +160,6 @@ def test_a_watch_refused_by_the_stream_bound_connects_again_after_the_delay() ->
 
 
 def test_the_cli_says_it_in_one_line() -> None:
-    error = cli_frontend._error(limited(1500))
+    error = cli_channel.error(limited(1500))
     assert str(error) == LIMITED and "\n" not in str(error)
     assert error.code == grpc.StatusCode.RESOURCE_EXHAUSTED
