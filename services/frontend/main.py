@@ -13,15 +13,13 @@ import tempfile
 
 import grpc
 
-from cairn.internal.v1 import history_service_pb2_grpc as hgrpc
-from cairn.internal.v1 import matching_service_pb2_grpc as mgrpc
 from services.common import bus as bus_mod
 from services.common import grpc_server, internal_auth, logs, otel
 from services.common import tls as tls_mod
 from services.common.bus import Bus
 from services.common.config import Settings, add_service_flags, settings_from_args
 from services.common.tls import ServerTLS
-from services.frontend import interceptors
+from services.frontend import backend_health, interceptors
 from services.frontend.auth import Authenticator
 from services.frontend.backend import Backend
 from services.frontend.caller_limits import key_limits
@@ -55,8 +53,9 @@ def http_socket(address: str | None) -> socket.socket | None:
 
 async def run(settings: Settings, http_address: str | None = None, tls: ServerTLS | None = None) -> None:
     """Serves the public API until SIGINT/SIGTERM, then drains (gRPC and HTTP
-    alike, grpc_server.serve). With tls, gRPC and HTTP over TLS only. The HTTP
-    API then calls the gRPC server on a unix socket in a private folder
+    alike, grpc_server.serve); healthy while history and matching are
+    (backend_health.py). With tls, gRPC and HTTP over TLS only. The HTTP API
+    then calls the gRPC server on a unix socket in a private folder
     (plaintext, for this process only: its requests passed HTTPS, and the
     client certificate check with mutual TLS, already)."""
     sock = http_socket(http_address)
@@ -69,12 +68,7 @@ async def run(settings: Settings, http_address: str | None = None, tls: ServerTL
     await bus.start()
     history_channel = grpc_server.channel(settings.history_address, settings.internal_credential)
     matching_channel = grpc_server.channel(settings.matching_address, settings.internal_credential)
-    backend = Backend(
-        hgrpc.HistoryServiceStub(history_channel),  # type: ignore[no-untyped-call]
-        settings.history_address,
-        mgrpc.MatchingServiceStub(matching_channel),  # type: ignore[no-untyped-call]
-        settings.matching_address,
-    )
+    backend = Backend(history_channel, settings.history_address, matching_channel, settings.matching_address)
     draining = grpc_server.Draining()  # long polls and streams end at once once it begins
     handlers = Handlers(backend, watcher, settings.sweep_seconds, draining).by_path()
     authenticator = None if settings.insecure_no_auth else Authenticator(backend)
@@ -119,6 +113,7 @@ async def run(settings: Settings, http_address: str | None = None, tls: ServerTL
         grace=settings.shutdown_grace,
         draining=draining,
         also_drain=http.stop if http is not None else None,
+        watch_health=lambda set_serving: backend_health.follow(backend, set_serving),
     )
 
 

@@ -2,17 +2,20 @@
 table: each method is forwarded to its backend or served by its explicit
 handler (a server-streaming method, e.g. WatchRun, always by a handler, an
 async generator); a method of the public protocol without a route fails at
-start."""
+start. Every method notes its caller's deadline for the calls it makes to the
+backends (backend.DEADLINE)."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
 from google.protobuf.message import DecodeError
 from google.protobuf.message_factory import GetMessageClass
 
-from services.frontend.backend import Backend
+from services.frontend.backend import DEADLINE, Backend
 from services.frontend.handlers import Handler
 from services.frontend.routes import SERVICES, Route, path
 from services.frontend.validation import Undecodable
@@ -29,6 +32,29 @@ def _forward(backend: Backend, route: Route) -> Handler:
         return await backend.call(target, method, request)
 
     return forwarded
+
+
+def _note_deadline(context: Context) -> None:
+    remaining = context.time_remaining()
+    DEADLINE.set(None if remaining is None else time.monotonic() + remaining)
+
+
+def _with_deadline(behaviour: Handler, streaming: bool) -> Handler:
+    """The behaviour, with the caller's deadline noted first (backend.DEADLINE)."""
+    if streaming:
+
+        async def stream(request: Any, context: Context) -> AsyncIterator[Any]:
+            _note_deadline(context)
+            async for response in behaviour(request, context):  # type: ignore[union-attr]
+                yield response
+
+        return stream
+
+    async def unary(request: Any, context: Context) -> Any:
+        _note_deadline(context)
+        return await behaviour(request, context)  # type: ignore[misc]
+
+    return unary
 
 
 def _decoder(message_class: Any) -> Any:
@@ -67,7 +93,7 @@ def add_services(
                 else grpc.unary_unary_rpc_method_handler
             )
             methods[m.name] = make(
-                behaviour,
+                _with_deadline(behaviour, m.server_streaming),
                 request_deserializer=_decoder(GetMessageClass(m.input_type)),
                 response_serializer=GetMessageClass(m.output_type).SerializeToString,
             )

@@ -9,7 +9,7 @@ from cairn import status_codes
 from cairn.coalesce import Coalescer
 from cairn.v1 import run_service_pb2 as rpb
 from services.common.errors import ServiceError
-from services.frontend.backend import HISTORY, Backend
+from services.frontend.backend import DEADLINE, HISTORY, Backend
 
 
 class Triggers:
@@ -29,12 +29,14 @@ class Triggers:
     async def _send_one(
         self, request: rpb.TriggerRunRequest, timeout: float | None
     ) -> rpb.TriggerRunResponse:
+        DEADLINE.set(None)  # a call of the coalescer's, not of one caller (each has its own deadline)
         response: rpb.TriggerRunResponse = await self.b.call(HISTORY, "TriggerRun", request, self.timeout)
         return response
 
     async def _send_many(
         self, requests: list[rpb.TriggerRunRequest], timeout: float | None
     ) -> list[rpb.TriggerRunResponse | BaseException]:
+        DEADLINE.set(None)
         response = await self.b.call(
             HISTORY, "TriggerRuns", rpb.BatchTriggerRunsRequest(runs=requests), self.timeout
         )

@@ -116,16 +116,21 @@ class MatchingServicer(mgrpc.MatchingServiceServicer):
                 return wpb.PollAttemptResponse(assignments=assignments)
 
     async def _claim(self, request: hpb.ClaimAttemptsRequest) -> hpb.StartAttemptsResponse:
-        """History's claim and start of ready runs; an unreachable history is
-        UNAVAILABLE naming it."""
+        """History's claim and start of ready runs, sent once history can be
+        reached (wait_for_ready: a history restarting is waited for, within
+        START_TIMEOUT); an unreachable history is UNAVAILABLE naming it."""
         try:
             response: hpb.StartAttemptsResponse = await self.history.ClaimAttempts(
-                request, timeout=START_TIMEOUT
+                request, timeout=START_TIMEOUT, wait_for_ready=True
             )
         except grpc.aio.AioRpcError as exc:
-            if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+            if exc.code() in (
+                grpc.StatusCode.UNAVAILABLE,
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                grpc.StatusCode.CANCELLED,  # history shutting down
+            ):
                 raise unavailable(
-                    f"history service at {self.history_address} unavailable: {exc.details()}"
+                    f"history service at {self.history_address} is unavailable: {exc.details()}"
                 ) from None
             raise
         return response

@@ -28,7 +28,7 @@ from fault_helpers import (
     steps_of,
     wait_all_completed,
 )
-from harness import Cluster, wait_for, wait_registered
+from harness import Cluster, health_check, wait_for, wait_registered
 
 from cairn import error_types
 from worker_sdk import Client
@@ -135,24 +135,28 @@ def test_service_sigkill_under_load_loses_and_duplicates_nothing(
     offsets = [len(w.log_text()) for w in workers]
     c.kill(victim)
     killed = time.monotonic()
-    # Keep it down until a worker has felt it (a failed heartbeat or poll), so the
-    # outage overlaps the workers' writes; still well within the lease.
-    felt = wait_for(
-        lambda: [
+    # Keep it down until it was felt, so the outage overlaps the workers'
+    # writes; still well within the lease. A worker feels a frontend's death (a
+    # failed heartbeat or poll); history's or matching's only the frontend does,
+    # which waits for them within its calls and says NOT_SERVING meanwhile.
+
+    def felt_by() -> list[str]:
+        lines = [
             line
             for w, off in zip(workers, offsets)
             for line in w.log_text()[off:].splitlines()
             if "heartbeat failed" in line or "poll failed" in line
-        ],
-        10,
-        interval=0.02,
-        message=f"no worker noticed {victim} was down",
-    )
+        ]
+        if victim != "frontend" and not health_check(c.address, timeout=1.0)[0]:
+            lines.append(f"frontend NOT_SERVING while {victim} is down")
+        return lines
+
+    felt = wait_for(felt_by, 10, interval=0.02, message=f"nothing noticed {victim} was down")
     c.start(victim)
     outage = time.monotonic() - killed
     print(
         f"\n{victim} SIGKILLed with runs {before}; back SERVING after {outage:.2f} s; "
-        f"a worker noticed: {felt[0].split(': ', 1)[-1][:120]}"
+        f"noticed by {felt[0].split(': ', 1)[-1][:120]}"
     )
     assert before.get("completed", 0) < n_runs and before.get("queued", 0) > 0, (
         f"the kill must land while runs are both queued and executing: {before}"

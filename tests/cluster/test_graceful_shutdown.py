@@ -106,3 +106,16 @@ def test_a_stopping_matching_answers_its_polls_at_once(cluster: Cluster) -> None
     wait.cancel()
     with Client(cluster.address) as client:
         assert client.get(run_id).status == "queued"
+
+
+def test_a_stopping_history_exits_at_once_and_comes_back(cluster: Cluster) -> None:
+    poll, wait, run_id = _open_calls(cluster)
+    _clean_stop(cluster, "history")
+    cluster.start("history")
+    # The frontend's WaitRun re-read the run across the restart (its calls to
+    # history wait for it to be back): still waiting, not failed.
+    assert not wait.done()
+    with Client(cluster.address) as client:
+        assert client.get(run_id).status == "queued"
+    poll.cancel()
+    wait.cancel()

@@ -16,7 +16,6 @@ import grpc
 import pytest
 
 from cairn.internal.v1 import history_service_pb2_grpc as hgrpc
-from cairn.internal.v1 import matching_service_pb2_grpc as mgrpc
 from cairn.limits import MAX_TRY_ERRORS
 from cairn.v1 import common_pb2 as cpb
 from cairn.v1 import worker_service_pb2 as wpb
@@ -279,12 +278,7 @@ def test_the_frontend_passes_a_backends_trailing_metadata_unchanged() -> None:
         await backend_server.start()
         history_channel = grpc.aio.insecure_channel(f"127.0.0.1:{history_port}")
         matching_channel = grpc.aio.insecure_channel("127.0.0.1:1")
-        backend = Backend(
-            hgrpc.HistoryServiceStub(history_channel),  # type: ignore[no-untyped-call]
-            "history",
-            mgrpc.MatchingServiceStub(matching_channel),  # type: ignore[no-untyped-call]
-            "matching",
-        )
+        backend = Backend(history_channel, f"127.0.0.1:{history_port}", matching_channel, "127.0.0.1:1")
         frontend = grpc.aio.server(interceptors=interceptors.chain(ROUTES, None))
         add_services(frontend, ROUTES, Handlers(backend, RunWatcher(), 1.0).by_path(), backend)
         port = frontend.add_insecure_port("127.0.0.1:0")
