@@ -201,6 +201,7 @@ def options(field: str, o: cpb.TriggerOptions) -> None:
     for i, tag in enumerate(o.tags):
         if not 1 <= len(tag) <= MAX_TAG_CHARS:
             raise invalid(f"{field}.tags[{i}]: must be 1-{MAX_TAG_CHARS} characters")
+        text(f"{field}.tags[{i}]", tag, MAX_TAG_CHARS)  # no NUL: PostgreSQL cannot store it
     metadata(f"{field}.metadata", o.metadata)
     text(f"{field}.concurrency_key", o.concurrency_key, MAX_CONCURRENCY_KEY_CHARS)
     if o.traceparent and (why := tracing.problem(o.traceparent)) is not None:

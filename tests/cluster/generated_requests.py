@@ -168,7 +168,7 @@ FIELDS: dict[str, Filler] = {
     "after_event_id": lambda t, f: t.after_event_id if _in("WatchRunsRequest")(f) else 0,
     "wait": _duration,
     "timeout": _duration,
-    "outputs": lambda t, f: [wpb.RunOutput(log=cpb.LogLine(level="info", message="generated"))],
+    "outputs": lambda t, f: [wpb.RunOutput(log=cpb.LogLine(level="INFO", message="generated"))],
     "tasks": lambda t, f: [wpb.TaskDefinition(task_id=t.task_id, queue=t.queue)],
     "writes": lambda t, f: [wpb.AttemptWrite(record_step=build(wpb.RecordStepRequest.DESCRIPTOR, t))],
     "runs": lambda t, f: [build(f.message_type, t)],
@@ -176,6 +176,7 @@ FIELDS: dict[str, Filler] = {
         name: lambda t, f: SKIP
         for name in (
             "idempotency_key",
+            "request_id",
             "options",
             "statuses",
             "page_size",
