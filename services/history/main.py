@@ -15,6 +15,7 @@ from services.common import db, grpc_server, internal_auth, logs, metrics, otel
 from services.common.bus import Bus
 from services.common.config import Settings, add_service_flags, settings_from_args
 from services.history.api.claim import Claimer
+from services.history.liveness import Liveness
 from services.history.notify import Announcer
 from services.history.retention import Pruner
 from services.history.schedules import ScheduleStore
@@ -36,8 +37,16 @@ async def run(settings: Settings) -> None:
     claimer = Claimer(pool, settings.claim_seconds)
     announcer = Announcer(bus, claimer)
     servicer = HistoryServicer(pool, settings.lease_seconds, schedules, announcer, claimer)
+    liveness = Liveness(pool, settings.lease_seconds)
+    await liveness.beat()  # after a time no history ran: the leases' grace, before any timer fires
+    liveness.start()
     timers = TimerLoop(
-        pool, settings.lease_seconds, schedules, announcer.outcome, max_sleep=settings.sweep_seconds
+        pool,
+        settings.lease_seconds,
+        schedules,
+        announcer.outcome,
+        max_sleep=settings.sweep_seconds,
+        liveness=liveness,
     )
     announcer.poke_timers.append(timers.poke)
     await bus.subscribe(bus_mod.TIMERS, lambda _msg: timers.poke())
@@ -68,6 +77,7 @@ async def run(settings: Settings) -> None:
         if metrics_server is not None:
             await asyncio.to_thread(metrics_server.stop)
         await timers.stop()
+        await liveness.stop()
         if pruner is not None:
             await pruner.stop()
         await bus.close()

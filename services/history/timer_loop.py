@@ -1,7 +1,9 @@
 """The timer loop: sleeps until the earliest due timer or schedule tick (or until told of an
 earlier one, locally or by another history replica over NATS), then fires
 every due timer, each in its own transaction. The sweep interval only caps the
-sleep as a safety net."""
+sleep as a safety net. Nothing fires before this replica has beaten its
+liveness (liveness.py): after a time no history replica ran, the leases that
+fell due meanwhile get their grace first."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import asyncpg
 
 from services.history.api import timers
 from services.history.api.transition import Outcome
+from services.history.liveness import Liveness
 from services.history.schedules import ScheduleStore
 
 log = logging.getLogger("cairn.history.timers")
@@ -29,12 +32,14 @@ class TimerLoop:
         schedules: ScheduleStore,
         announce: Callable[[Outcome], Awaitable[None]],
         max_sleep: float,
+        liveness: Liveness | None = None,
     ) -> None:
         self.pool = pool
         self.lease_seconds = lease_seconds
         self.schedules = schedules
         self.announce = announce
         self.max_sleep = max_sleep
+        self.liveness = liveness
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -72,6 +77,7 @@ class TimerLoop:
     async def _fire_due(self) -> None:
         """Run timers first, then schedule ticks: a tick that fails (and is
         retried at the next pass) never holds up leases and retries."""
+        await self._alive()
         await self._fire_run_timers()
         while True:
             fired, outcome = await self.schedules.fire_due()
@@ -80,8 +86,13 @@ class TimerLoop:
             if outcome is not None:
                 await self.announce(outcome)
 
+    async def _alive(self) -> None:
+        if self.liveness is not None:
+            await self.liveness.ensure()
+
     async def _fire_run_timers(self) -> None:
         while True:
+            await self._alive()  # a long backlog: still beaten, each batch
             due = await timers.due_timers(self.pool)
             if not due:
                 return
