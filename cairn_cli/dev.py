@@ -1,6 +1,8 @@
 """`cairn dev`: a whole cluster on this machine from pip-installed parts:
 embedded PostgreSQL and NATS, then history, matching and frontend as separate
-processes. Data lives under one directory, so runs survive a restart."""
+processes. Data lives under one directory, so runs survive a restart. It stops
+in the reverse order, each part after the ones that use it: frontend, matching,
+history (each drains within its shutdown grace), then NATS, then PostgreSQL."""
 
 from __future__ import annotations
 
@@ -18,10 +20,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from cairn import credentials, keys
 from cairn_cli.embedded import EmbeddedNats, EmbeddedPostgres
 from cairn_cli.processes import secret_file
-from services.common.config import env
+from services.common.config import DEFAULT_SHUTDOWN_GRACE, env
 from services.common.db import redacted_url
 
-SERVICES = ("history", "matching", "frontend")
+SERVICES = ("history", "matching", "frontend")  # started in this order, stopped in the reverse
+# Waited for a service to stop beyond its shutdown grace, before it is killed.
+STOP_MARGIN = 5.0
 # The services' shared internal credential, made at the first start (0600).
 CREDENTIAL_FILE = "internal_credential"
 # The embedded PostgreSQL's superuser password (0600); the services get the
@@ -53,6 +57,31 @@ def _client_setting(name: str) -> bool:
     client certificate) that the services would read as their own: not passed
     to the services cairn dev starts, which serve plaintext on loopback."""
     return name.startswith("CAIRN_TLS_") or name in ("CAIRN_API_KEY", "CAIRN_ADDRESS", "CAIRN_NAMESPACE")
+
+
+def _shutdown_grace() -> float:
+    """The services' shutdown grace (CAIRN_SHUTDOWN_GRACE, which they read too)."""
+    try:
+        return max(0.0, float(os.environ.get("CAIRN_SHUTDOWN_GRACE", "")))
+    except ValueError:
+        return DEFAULT_SHUTDOWN_GRACE
+
+
+def _stop_service(name: str, proc: subprocess.Popen[bytes], timeout: float, hurry: list[bool]) -> None:
+    """SIGTERM, then waits for it to drain and exit; killed after timeout, or
+    at once after a second Ctrl-C (hurry)."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None:
+        if hurry[0] or time.monotonic() > deadline:
+            if not hurry[0]:
+                print(f"cairn dev: {name} did not stop within {timeout:g}s; killing it", flush=True)
+            proc.kill()
+            proc.wait()
+            return
+        time.sleep(0.05)
 
 
 def _healthy(address: str) -> bool:
@@ -104,23 +133,31 @@ def main(argv: list[str]) -> None:
         password_file=data / PASSWORD_FILE,
     )
     nats = EmbeddedNats(data / "nats", args.nats_port, log_path=logs / "nats.log")
+    # Their own sessions, like the services': a Ctrl-C in the terminal reaches
+    # only cairn dev, which stops them last, after the services that use them.
+    pg.own_session = nats.own_session = True
     procs: dict[str, subprocess.Popen[bytes]] = {}
     stopping = False
+    hurry = [False]
 
     def shutdown(*_: object) -> None:
+        """Frontend, matching, history (each drained, one after the other:
+        each is a client of the next), then NATS, then PostgreSQL. A second
+        Ctrl-C kills the services that are still draining."""
         nonlocal stopping
         if stopping:
             return
         stopping = True
-        print("\ncairn dev: stopping", flush=True)
+
+        def again(*_: object) -> None:
+            hurry[0] = True
+
+        signal.signal(signal.SIGINT, again)
+        signal.signal(signal.SIGTERM, again)
+        print("\ncairn dev: stopping (Ctrl-C again to kill the services at once)", flush=True)
         for name in reversed(SERVICES):
-            if name in procs and procs[name].poll() is None:
-                procs[name].send_signal(signal.SIGTERM)
-        for proc in procs.values():
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            if name in procs:
+                _stop_service(name, procs[name], _shutdown_grace() + STOP_MARGIN, hurry)
         nats.stop()
         pg.stop()
         print("cairn dev: stopped", flush=True)

@@ -168,6 +168,10 @@ class ChildServer:
     name = "server"
     stop_signal = signal.SIGTERM
     url: str  # set by each kind of server
+    # In a session of its own: a Ctrl-C in the terminal (SIGINT to the whole
+    # foreground process group) does not reach it, so whoever started it stops
+    # it when its turn comes (`cairn dev` stops the services first).
+    own_session = False
 
     def __init__(self, port: int | None, log_path: Path) -> None:
         self.port: int = port or free_port()
@@ -241,7 +245,13 @@ class ChildServer:
         log = self._open_log()
         try:
             self.process = subprocess.Popen(
-                args, stdin=subprocess.DEVNULL, stdout=log, stderr=log, close_fds=True, **popen
+                args,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                close_fds=True,
+                start_new_session=self.own_session,
+                **popen,
             )
         except OSError as exc:
             raise RuntimeError(f"cannot run {binary}: {exc}") from exc

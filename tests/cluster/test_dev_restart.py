@@ -1,7 +1,8 @@
 """`cairn dev` stopped with Ctrl-C (SIGINT) and started again on the same data
 directory: a run queued before the stop is still queued after the restart and
 then completes, exactly once; a `cairn dev` the test had to kill leaves no
-server running.
+server running. A stop (SIGINT or SIGTERM, with a worker connected) goes in
+order, frontend, matching, history, then NATS and PostgreSQL, and logs no error.
 
 The tasks are in tests/apps/fault_tasks.py; their side effects are read with
 fault_helpers.py.
@@ -85,6 +86,7 @@ class DevProcess:
                 stderr=subprocess.STDOUT,
                 env=_child_env(),
                 cwd=str(REPO_ROOT),
+                start_new_session=True,  # its own process group, as in a terminal of its own
             )
 
     def output(self) -> str:
@@ -100,8 +102,10 @@ class DevProcess:
         wait_for(ready, timeout, interval=0.1, message="cairn dev never printed its ready line")
 
     def interrupt(self, timeout: float = 30) -> int:
+        """Ctrl-C in its terminal: SIGINT to its whole process group (what it
+        started in that group gets it too; PostgreSQL would stop at once)."""
         assert self.proc is not None
-        self.proc.send_signal(signal.SIGINT)
+        os.killpg(self.proc.pid, signal.SIGINT)
         return self.proc.wait(timeout)
 
     def kill(self) -> None:
@@ -167,9 +171,11 @@ def test_cairn_dev_restart_keeps_a_queued_run(dev_dir: Path, fx_dir: Path, tmp_p
             run_id = client.trigger("fault-echo", {"hello": "dev"}).id
             assert client.get(run_id).status == "queued"
 
+        offsets = _log_offsets(data)
         code = dev.interrupt()
         assert code == 0, f"cairn dev exited with {code} on SIGINT:\n{dev.output()}"
         assert "cairn dev: stopped" in dev.output()
+        _assert_clean_stop(data, offsets, dev.output())
         for sub in ("postgres", "nats", "logs"):
             assert (data / sub).is_dir()
         assert count(fx_dir, "echo", run_id) == 0
@@ -200,6 +206,74 @@ def test_cairn_dev_restart_keeps_a_queued_run(dev_dir: Path, fx_dir: Path, tmp_p
         # A cairn dev that was killed leaves its servers running; stop them by
         # their pid files (only servers this test started, on its data dir).
         _stop_leftover_servers(data, ports)
+
+
+def test_cairn_dev_stops_in_order_and_cleanly_with_a_worker_connected(
+    dev_dir: Path, fx_dir: Path, tmp_path: Path
+) -> None:
+    data = dev_dir / "data"
+    ports = {k: free_port() for k in ("frontend", "history", "matching", "postgres", "nats")}
+    address = f"127.0.0.1:{ports['frontend']}"
+    dev = DevProcess(data, ports, tmp_path / "cairn-dev.log")
+    worker: subprocess.Popen[bytes] | None = None
+    try:
+        dev.start()
+        dev.wait_ready()
+        worker_log = tmp_path / "worker.log"
+        worker = _start_dev_worker(address, fx_dir, worker_log, data)
+        with Client(address, api_key=_admin_key(data)) as client:
+            wait_for(
+                lambda: "worker registered" in worker_log.read_text(errors="replace"),
+                20,
+                message="the worker did not register with cairn dev",
+            )
+            run_id = client.trigger("fault-echo", {"hello": "stop"}).id
+            assert client.wait(run_id, timeout=20).status == "completed"
+        # The worker stays connected, a poll open, as cairn dev stops under it.
+        offsets = _log_offsets(data)
+        assert dev.proc is not None
+        dev.proc.send_signal(signal.SIGTERM)
+        assert dev.proc.wait(60) == 0, dev.output()
+        _assert_clean_stop(data, offsets, dev.output())
+    finally:
+        if worker is not None and worker.poll() is None:
+            worker.kill()
+            worker.wait()
+        dev.kill()
+        _stop_leftover_servers(data, ports)
+
+
+def _log_offsets(data: Path) -> dict[str, int]:
+    """Where each service's and PostgreSQL's log ends now (they grow across starts)."""
+    logs = data / "logs"
+    return {name: (logs / f"{name}.log").stat().st_size for name in (*DEV_SERVICES, "postgres")}
+
+
+DEV_SERVICES = ("frontend", "matching", "history")  # the order cairn dev stops them in
+
+
+def _assert_clean_stop(data: Path, offsets: dict[str, int], output: str) -> None:
+    """Since the offsets: each service drained and stopped, one after the other
+    in DEV_SERVICES' order, logging no error or traceback; PostgreSQL was still up
+    for them (no session of theirs cut by its shutdown)."""
+    assert "cairn dev: stopped" in output, output
+    assert "Traceback" not in output and "did not stop" not in output, output
+    text = {}
+    for name, offset in offsets.items():
+        with open(data / "logs" / f"{name}.log", "rb") as f:
+            f.seek(offset)
+            text[name] = f.read().decode(errors="replace")
+    stopped_at = []
+    for name in DEV_SERVICES:
+        log = text[name]
+        for bad in ("Traceback", " ERROR ", "CRITICAL", "CannotConnectNow"):
+            assert bad not in log, f"{name}'s log has {bad!r}:\n{log}"
+        lines = [line for line in log.splitlines() if "stopped in" in line]
+        assert lines, f"{name} did not say it stopped:\n{log}"
+        stopped_at.append((lines[-1][:23], name))
+    times = [t for t, _ in stopped_at]
+    assert times == sorted(times), f"not stopped in the order {DEV_SERVICES}: {stopped_at}"
+    assert "terminating connection due to administrator command" not in text["postgres"], text["postgres"]
 
 
 def _admin_key(data: Path) -> str:
