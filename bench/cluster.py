@@ -50,9 +50,11 @@ class CairnCluster:
         prune_seconds: float,
         tree: Path = REPO,
     ) -> None:
+        from cairn import keys
         from cairn_cli.embedded import free_ports
 
         self.tree = tree.resolve()
+        self.api_key = keys.new_key()[1]  # an admin key for every namespace
         self.logs = logs
         self.database_url = database_url
         self.nats_url = nats_url
@@ -77,8 +79,13 @@ class CairnCluster:
             CAIRN_PRUNE_SECONDS=f"{prune_seconds:g}",
             # history and matching take calls only with it (an older tree ignores it)
             CAIRN_INTERNAL_CREDENTIAL=secrets.token_urlsafe(32),
+            # matching stores it; the workers send it; an older tree ignores both
+            CAIRN_ADMIN_KEY=self.api_key,
+            CAIRN_API_KEY=self.api_key,
+            CAIRN_KEY_RATE="0",  # one key drives the whole load: no limit per key
         )
         self.env = env
+        os.environ["CAIRN_API_KEY"] = self.api_key  # the bench's own clients
         self.services: dict[str, Proc] = {}
         self.workers: list[Proc] = []
 

@@ -205,7 +205,12 @@ def _load(context: Any, url: str, selector: str) -> tuple[float, float, float]:
         page.close()
 
 
-def measure(base: str, pages: list[tuple[str, str, str]], loads: int) -> dict[str, dict[str, Any]]:
+KEY_SCRIPT = "try { sessionStorage.setItem('cairn.apiKey', %s); } catch (e) {}"  # as the key dialog keeps it
+
+
+def measure(
+    base: str, pages: list[tuple[str, str, str]], loads: int, api_key: str = ""
+) -> dict[str, dict[str, Any]]:
     """Per page and mode: "cold" a fresh browser context per load (every file
     fetched), "warm" one context for all loads (its HTTP cache revalidates the
     files, as a person reloading or coming back)."""
@@ -222,6 +227,7 @@ def measure(base: str, pages: list[tuple[str, str, str]], loads: int) -> dict[st
                     dcls: list[float] = []
                     apis: list[float] = []
                     shared = browser.new_context(viewport={"width": 1280, "height": 800})
+                    shared.add_init_script(KEY_SCRIPT % json.dumps(api_key))
                     shared.add_init_script(OBSERVE % json.dumps(selector))
                     try:
                         for i in range(WARMUP_LOADS + loads):
@@ -229,6 +235,7 @@ def measure(base: str, pages: list[tuple[str, str, str]], loads: int) -> dict[st
                                 first, dcl, api = _load(shared, base + path, selector)
                             else:
                                 context = browser.new_context(viewport={"width": 1280, "height": 800})
+                                context.add_init_script(KEY_SCRIPT % json.dumps(api_key))
                                 context.add_init_script(OBSERVE % json.dumps(selector))
                                 try:
                                     first, dcl, api = _load(context, base + path, selector)
@@ -337,7 +344,7 @@ def main() -> int:
             ("queues", "/queues", '[data-testid="queue-row"]'),
             ("workers", "/workers", '[data-testid="worker-row"]'),
         ]
-        results = measure(f"http://{cluster.http_address}", pages, args.loads)
+        results = measure(f"http://{cluster.http_address}", pages, args.loads, cluster.api_key)
         cluster.check()
         print_table(results, runs_in_db, args.loads)
         out = args.json or BENCH / "results" / f"dashboard-{dt.datetime.now():%Y%m%d-%H%M%S}.json"

@@ -51,6 +51,7 @@ class WatcherPool:
 
             self.http = httpx.AsyncClient(
                 base_url=f"http://{self.bench.cluster.http_address}",
+                headers={"authorization": f"Bearer {self.bench.cluster.api_key}"},
                 timeout=httpx.Timeout(60.0),
                 limits=httpx.Limits(max_connections=None, max_keepalive_connections=None),
             )
