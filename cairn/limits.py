@@ -16,6 +16,13 @@ MIN_PRIORITY = -1000  # a run's priority: higher is claimed first
 MAX_PRIORITY = 1000
 MAX_PAYLOAD_BYTES = 4 * 1024 * 1024  # one payload, output or event body
 MAX_KEY_CHARS = 256  # idempotency keys
+# A trigger's request id (TriggerRunRequest.request_id): 1-64 of these characters
+# (a UUID is 36). History answers the run a request id made in its namespace for
+# REQUEST_ID_WINDOW_SECONDS, so a trigger sent again never makes a second run.
+REQUEST_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
+REQUEST_ID_RE = re.compile(REQUEST_ID_PATTERN)
+MAX_REQUEST_ID_CHARS = 64
+REQUEST_ID_WINDOW_SECONDS = 24 * 3600
 MAX_NAME_CHARS = 256  # step, wait and event names, event keys
 MAX_CONCURRENCY_KEY_CHARS = 128
 MAX_METADATA_BYTES = 4096  # a run's metadata as JSON

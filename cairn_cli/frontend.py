@@ -12,6 +12,7 @@ import math
 import os
 import re
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -259,13 +260,16 @@ class Frontend:
         self, task: str, payload: Any = None, idempotency_key: str | None = None, **options: Any
     ) -> RunJSON:
         """TriggerRun. options: delay, ttl, max_duration (seconds), priority, tags,
-        metadata (a JSON object), concurrency_key."""
+        metadata (a JSON object), concurrency_key. Without an idempotency key
+        the trigger carries a new request id (a UUID), kept when it is sent
+        again, so a retried trigger never makes a second run."""
         task_id = _task_id(task)
         request = run_service_pb2.TriggerRunRequest(
             namespace=self.namespace,
             task_id=task_id,
             payload=_payload(f"payload for task '{task_id}'", payload),
             idempotency_key=idempotency_key or "",
+            request_id="" if idempotency_key else str(uuid.uuid4()),
         )
         opts = _trigger_options(**options)
         if opts.ByteSize():

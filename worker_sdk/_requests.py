@@ -6,6 +6,7 @@ refused, naming its field, before anything is sent."""
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -156,13 +157,19 @@ def trigger_request(
     where: str = "trigger",
     field: str = "",
 ) -> run_service_pb2.TriggerRunRequest:
-    """A TriggerRunRequest; `field` prefixes the names in error messages (runs[3]. in a batch)."""
+    """A TriggerRunRequest; `field` prefixes the names in error messages (runs[3]. in a batch).
+    Without an idempotency key it carries a new request id (a UUID), which every
+    sending of this request keeps: the server answers a trigger sent again with
+    it by the run the first made, so the request may be sent again after
+    UNAVAILABLE without making a second run."""
     opts = options_from_kwargs(where, options, f"{field}options")
+    key = _validate.idempotency_key(f"{field}idempotency_key", idempotency_key or "")
     request = run_service_pb2.TriggerRunRequest(
         namespace=namespace,
         task_id=task_id,
         payload=encode_payload(f"payload for task '{task_id}'", payload),
-        idempotency_key=_validate.idempotency_key(f"{field}idempotency_key", idempotency_key or ""),
+        idempotency_key=key,
+        request_id="" if key else str(uuid.uuid4()),
     )
     if opts.ByteSize():
         request.options.CopyFrom(opts)

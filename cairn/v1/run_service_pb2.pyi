@@ -92,20 +92,22 @@ class ReplayRunResponse(_message.Message):
     def __init__(self, run: _Optional[_Union[_common_pb2.Run, _Mapping]] = ...) -> None: ...
 
 class TriggerRunRequest(_message.Message):
-    __slots__ = ("namespace", "task_id", "payload", "idempotency_key", "options", "parent_run_id")
+    __slots__ = ("namespace", "task_id", "payload", "idempotency_key", "options", "parent_run_id", "request_id")
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     OPTIONS_FIELD_NUMBER: _ClassVar[int]
     PARENT_RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     namespace: str
     task_id: str
     payload: _common_pb2.Payload
     idempotency_key: str
     options: _common_pb2.TriggerOptions
     parent_run_id: str
-    def __init__(self, namespace: _Optional[str] = ..., task_id: _Optional[str] = ..., payload: _Optional[_Union[_common_pb2.Payload, _Mapping]] = ..., idempotency_key: _Optional[str] = ..., options: _Optional[_Union[_common_pb2.TriggerOptions, _Mapping]] = ..., parent_run_id: _Optional[str] = ...) -> None: ...
+    request_id: str
+    def __init__(self, namespace: _Optional[str] = ..., task_id: _Optional[str] = ..., payload: _Optional[_Union[_common_pb2.Payload, _Mapping]] = ..., idempotency_key: _Optional[str] = ..., options: _Optional[_Union[_common_pb2.TriggerOptions, _Mapping]] = ..., parent_run_id: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class TriggerRunResponse(_message.Message):
     __slots__ = ("run", "existing")

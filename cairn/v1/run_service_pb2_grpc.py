@@ -93,7 +93,9 @@ class RunServiceServicer:
 
     def TriggerRun(self, request, context):
         """Starts a run of a task. With an idempotency key, a second trigger returns
-        the first run. NOT_FOUND when no worker ever registered the task;
+        the first run; with a request id, so does the same trigger sent again
+        within 24 hours (a retry after UNAVAILABLE or a lost answer). NOT_FOUND
+        when no worker ever registered the task;
         INVALID_ARGUMENT when the payload is not valid for its encoding.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

@@ -37,6 +37,7 @@ from cairn.limits import (
     MAX_RATE_LIMIT,
     MAX_RATE_PERIOD_SECONDS,
     MAX_REASON_CHARS,
+    MAX_REQUEST_ID_CHARS,
     MAX_STACK_TRACE_CHARS,
     MAX_STREAM_CHUNK_BYTES,
     MAX_TAG_CHARS,
@@ -48,6 +49,7 @@ from cairn.limits import (
     MAX_WORKER_ID_CHARS,
     MIN_PRIORITY,
     NAMESPACE_RE,
+    REQUEST_ID_RE,
     STREAM_NAME_RE,
 )
 from cairn.v1 import common_pb2 as cpb
@@ -208,10 +210,21 @@ def options(field: str, o: cpb.TriggerOptions) -> None:
         raise invalid(f"{field}.traceparent: {why}")
 
 
+def request_id(field: str, value: str) -> None:
+    """A trigger's request id (optional): 1-64 letters, digits, '_', '.', ':'
+    or '-' (a UUID fits)."""
+    if value and not REQUEST_ID_RE.fullmatch(value):
+        raise invalid(
+            f"{field}: {quoted(value)} must be 1-{MAX_REQUEST_ID_CHARS} letters, digits, '_', '.', ':' "
+            "or '-' (a UUID, say)"
+        )
+
+
 def trigger(r: rpb.TriggerRunRequest, prefix: str = "") -> None:
     identifier(f"{prefix}task_id", r.task_id)
     payload(f"{prefix}payload", r.payload)
     text(f"{prefix}idempotency_key", r.idempotency_key, MAX_KEY_CHARS)
+    request_id(f"{prefix}request_id", r.request_id)
     options(f"{prefix}options", r.options)
     if r.parent_run_id:
         run_id(r.parent_run_id, f"{prefix}parent_run_id")
@@ -226,6 +239,10 @@ def batch_trigger(r: rpb.BatchTriggerRunsRequest) -> None:
                 f"runs[{i}].namespace: {quoted(item.namespace)} differs from the batch's {quoted(r.namespace)}"
             )
         trigger(item, f"runs[{i}].")
+    seen: dict[str, int] = {}
+    for i, item in enumerate(r.runs):
+        if item.request_id and (first := seen.setdefault(item.request_id, i)) != i:
+            raise invalid(f"runs[{i}].request_id: {quoted(item.request_id)} is also runs[{first}]'s")
 
 
 def list_runs(r: rpb.ListRunsRequest) -> None:

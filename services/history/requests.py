@@ -51,6 +51,7 @@ def new_run(namespace: str, r: rpb.TriggerRunRequest) -> NewRun:
         idempotency_key=r.idempotency_key or None,
         options=convert.options(r.options),
         parent_run_id=parse_run_id(r.parent_run_id) if r.parent_run_id else None,
+        request_id=r.request_id or None,
     )
 
 

@@ -96,6 +96,11 @@ def test_runs_trigger_get_list_wait_cancel(http_cluster: tuple[Cluster, httpx.Cl
     assert canceled["status"] == "canceled"
     assert ok(http.get(f"/v1/runs/{batch[1]['run']['id']}/wait", params={"timeout": 0}))["done"] is False
 
+    sent = {"task_id": "echo", "payload": 2, "request_id": "0b5e3d58-1d0c-4a5e-8f1e-6a7b8c9d0e1f"}
+    first, retried = ok(http.post("/v1/runs", json=sent)), ok(http.post("/v1/runs", json=sent))
+    assert (first["existing"], retried["existing"]) == (False, True)  # a trigger sent again: one run
+    assert retried["run"]["id"] == first["run"]["id"]
+
 
 def test_events_tokens_schedules_queues(http_cluster: tuple[Cluster, httpx.Client]) -> None:
     cluster, http = http_cluster
@@ -180,6 +185,12 @@ def test_bad_input_is_refused_and_writes_nothing(http_cluster: tuple[Cluster, ht
             400,
             "INVALID_ARGUMENT",
             "task_id",
+        ),
+        (
+            http.post("/v1/runs", json={"task_id": "echo", "request_id": "not one"}),
+            400,
+            "INVALID_ARGUMENT",
+            "request_id",
         ),
         (http.get(f"/v1/runs/{unknown}"), 404, "NOT_FOUND", unknown),
         (http.get("/v1/runs/not-a-uuid"), 400, "INVALID_ARGUMENT", "run_id"),

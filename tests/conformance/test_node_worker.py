@@ -409,3 +409,27 @@ def test_a_second_trigger_with_the_same_idempotency_key_returns_the_first_run(
     await_status(cluster, other, "RUN_STATUS_COMPLETED")
     assert len(worker.events("attempt_started", task_id="node-idempotent")) == 2, "one run per key"
     assert ran(worker, run_id, "charge") == 1
+
+
+def test_a_trigger_sent_again_with_its_request_id_answers_the_first_run(
+    cluster: Cluster, node_worker: StartWorker
+) -> None:
+    """TriggerRunRequest.request_id, set by a client written from the protos: a
+    trigger sent again (as after a lost answer) answers the run it made, and a
+    request id that is not 1-64 letters, digits, '-', '_', '.', ':' is
+    INVALID_ARGUMENT naming the field."""
+    node_worker("node-idempotent")
+    request_id = "2b7e1c8e-5a3f-4d1e-9c0a-7f6b5e4d3c2b"
+    first = node_client(
+        cluster, "trigger", task_id="node-idempotent", payload={"order": "R-1"}, request_id=request_id
+    )
+    again = node_client(
+        cluster, "trigger", task_id="node-idempotent", payload={"order": "R-1"}, request_id=request_id
+    )
+    assert (first["existing"], again["existing"]) == (False, True)
+    assert again["run"]["id"] == first["run"]["id"]
+    assert wait_run(cluster, first["run"]["id"])["status"] == "RUN_STATUS_COMPLETED"
+    with pytest.raises(NodeRpcError) as refused:
+        node_client(cluster, "trigger", task_id="node-idempotent", payload={}, request_id="not a request id")
+    assert refused.value.error["code_name"] == "INVALID_ARGUMENT"
+    assert refused.value.error["details"].startswith("request_id: "), refused.value.error

@@ -82,6 +82,9 @@ class NewRun:
     parent_run_id: uuid.UUID | None = None
     schedule_id: str | None = None
     replay_of: uuid.UUID | None = None  # the run this one replays (ReplayRun)
+    # The trigger's request id (TriggerRunRequest.request_id): a trigger sent
+    # again with it answers the run it made (for limits.REQUEST_ID_WINDOW_SECONDS).
+    request_id: str | None = None
 
 
 def parse_run_id(run_id: str) -> uuid.UUID:

@@ -13,6 +13,7 @@ import asyncpg
 import grpc
 
 from cairn import tracing
+from cairn.limits import REQUEST_ID_WINDOW_SECONDS
 from services.common.errors import ServiceError, not_found
 from services.history.api.transition import Conn, Effects, NewRun, Outcome, Row, set_timer
 from services.history.sql import runs as sql
@@ -39,6 +40,7 @@ def _insert_args(run_id: uuid.UUID, new: NewRun) -> tuple[object, ...]:
         opts.concurrency_key,
         new.replay_of,
         tracing.valid_or_new(opts.traceparent),
+        new.request_id,
     )
 
 
@@ -47,8 +49,9 @@ def _created(run: Row) -> tuple[str, str, str]:
 
 
 async def trigger(conn: Conn, new: NewRun) -> tuple[Outcome, bool]:
-    """Creates a run (or finds it by idempotency key: then True). The usual
-    run is one statement; options with timers or limits take a transaction."""
+    """Creates a run (or finds it by idempotency key or request id: then True).
+    The usual run is one statement; options with timers or limits, and a key
+    or request id already taken, take a transaction."""
     opts = new.options
     if not (opts.delay > 0 or opts.ttl or opts.concurrency_key):
         run = await conn.fetchrow(sql.TRIGGER, *_insert_args(uuid.uuid4(), new))
@@ -68,7 +71,7 @@ async def trigger_batch(pool: asyncpg.Pool, items: list[NewRun]) -> list[tuple[O
             try:
                 outcome, created = await create_run(conn, new)
             except ServiceError as exc:
-                field = "" if isinstance(exc, ParentRefused) else "task_id: "
+                field = "" if isinstance(exc, (ParentRefused, RequestIdTaken)) else "task_id: "
                 raise ServiceError(exc.code, f"runs[{i}].{field}{exc.message}") from None
             results.append((outcome, not created))
     return results
@@ -90,6 +93,36 @@ async def check_depth(conn: Conn, namespace: str, queue: str) -> None:
         )
 
 
+async def existing_request(conn: Conn, new: NewRun) -> Row | None:
+    """The run new.request_id made in the namespace within the window
+    (REQUEST_ID_WINDOW_SECONDS); None when it made none. One made before the
+    window is forgotten (its request id cleared: the id is free again);
+    one of another task is ALREADY_EXISTS naming request_id."""
+    found = await conn.fetchrow(
+        sql.RUN_BY_REQUEST_ID, new.namespace, new.request_id, REQUEST_ID_WINDOW_SECONDS
+    )
+    if found is None:
+        return None
+    if not found["recent"]:
+        await conn.execute(sql.FORGET_REQUEST_ID, found["id"])
+        return None
+    if found["task_id"] != new.task_id:
+        raise RequestIdTaken(new, found["task_id"])
+    return found
+
+
+class RequestIdTaken(ServiceError):
+    """ALREADY_EXISTS: a request id that a trigger of another task sent within
+    the window (a request id names one trigger, and its retries)."""
+
+    def __init__(self, new: NewRun, task_id: str) -> None:
+        super().__init__(
+            grpc.StatusCode.ALREADY_EXISTS,
+            f"request_id: {new.request_id!r} was sent with a trigger of task {task_id!r}; "
+            "make a new request id for each trigger",
+        )
+
+
 class ParentRefused(ServiceError):
     """NOT_FOUND: a parent_run_id that names no run of the caller's namespace.
     An unknown id and another namespace's run get the same answer, as every
@@ -104,7 +137,8 @@ class ParentRefused(ServiceError):
 
 async def create_run(conn: Conn, new: NewRun, *, parent_known: bool = False) -> tuple[Outcome, bool]:
     """Creates a queued (or delayed) run with its event, queue entry and timers;
-    with an idempotency key already used for the task, returns that run and False.
+    with an idempotency key already used for the task, or a request id that made
+    a run within its window (existing_request), returns that run and False.
     A parent_run_id must name a run of the namespace (ParentRefused), unless the
     caller has it already (parent_known: a children wait, whose parent is the
     suspending run itself)."""
@@ -121,15 +155,21 @@ async def create_run(conn: Conn, new: NewRun, *, parent_known: bool = False) -> 
         )
         if existing is not None:  # a retry: the first run, even if the queue filled up since
             return Outcome(existing), False
+    if new.request_id is not None and (existing := await existing_request(conn, new)) is not None:
+        return Outcome(existing), False
     if new.parent_run_id is not None and not parent_known:
         if await conn.fetchval(sql.PARENT, new.parent_run_id, new.namespace) is None:
             raise ParentRefused(new)
     await check_depth(conn, new.namespace, task["queue"])
     run = await conn.fetchrow(sql.CREATE_RUN, *_insert_args(uuid.uuid4(), new))
-    if run is None:
-        existing = await conn.fetchrow(
-            sql.RUN_BY_IDEMPOTENCY_KEY, new.namespace, new.task_id, new.idempotency_key
-        )
+    if run is None:  # a concurrent trigger with the same key or request id committed first
+        existing = None
+        if new.idempotency_key is not None:
+            existing = await conn.fetchrow(
+                sql.RUN_BY_IDEMPOTENCY_KEY, new.namespace, new.task_id, new.idempotency_key
+            )
+        if existing is None and new.request_id is not None:
+            existing = await existing_request(conn, new)
         assert existing is not None
         return Outcome(existing), False
     if opts.concurrency_key:

@@ -17,17 +17,20 @@ from __future__ import annotations
 # $7 parent_run_id, $8 priority, $9 tags, $10 metadata, $11 max_duration_ms
 # (NULL: the task's), $12 schedule_id, $13 delay seconds (> 0: delayed),
 # $14 ttl_ms, $15 concurrency key, $16 replay_of (the replayed run, or NULL),
-# $17 traceparent (W3C trace context, cairn/tracing.py; always a valid one).
+# $17 traceparent (W3C trace context, cairn/tracing.py; always a valid one),
+# $18 request_id (or NULL). No row when the idempotency key is taken for the
+# task or the request id in the namespace (any unique index: the conflict has
+# no target), so a trigger sent again makes nothing; the caller then looks the
+# run up (trigger.create_run), which also forgets a request id past its window.
 INSERT_RUN = """
 run AS (
     INSERT INTO runs (id, namespace, task_id, queue, status, input, input_encoding, idempotency_key,
                       retry, parent_run_id, priority, tags, metadata, ttl_ms, max_duration_ms, schedule_id,
-                      concurrency_key, next_attempt_at, replay_of, traceparent)
+                      concurrency_key, next_attempt_at, replay_of, traceparent, request_id)
     SELECT $1, $2, $3, task.queue, CASE WHEN $13::float8 > 0 THEN 'delayed' ELSE 'queued' END, $4, $5, $6,
            task.retry, $7, $8, $9, $10, $14, coalesce($11, task.max_duration_ms), $12, $15,
-           CASE WHEN $13::float8 > 0 THEN now() + make_interval(secs => $13) END, $16, $17 FROM task
-    ON CONFLICT (namespace, task_id, idempotency_key) WHERE idempotency_key IS NOT NULL
-    DO NOTHING RETURNING *)"""
+           CASE WHEN $13::float8 > 0 THEN now() + make_interval(secs => $13) END, $16, $17, $18 FROM task
+    ON CONFLICT DO NOTHING RETURNING *)"""
 
 # The ending of the run in `current` (locked): terminal status, output, error,
 # and the execution time of the attempt ended by the `attempt` CTE. $6 status,

@@ -21,10 +21,10 @@ from services.history.sql.rows import (
 
 # The hot path's trigger: a run with no delay, ttl or concurrency key, for a
 # queue without max_depth: the run, its event and its queue entry; no row when
-# the task is unknown, the queue has a depth limit, the idempotency key is
-# taken, or the parent ($7, when given) is no run of the namespace (the general
-# path then says which). Parameters as rows.INSERT_RUN ($13 0, $14 NULL, $15 '',
-# $16 and $17 as given).
+# the task is unknown, the queue has a depth limit, the idempotency key or the
+# request id is taken, or the parent ($7, when given) is no run of the namespace
+# (the general path then says which). Parameters as rows.INSERT_RUN ($13 0, $14
+# NULL, $15 '', $16 to $18 as given).
 TRIGGER = (
     """WITH task AS (
     SELECT queue, retry, max_duration_ms FROM tasks t WHERE namespace = $2 AND task_id = $3
@@ -63,6 +63,16 @@ TASK = "SELECT queue, retry, max_duration_ms FROM tasks WHERE namespace = $1 AND
 
 # The run of an idempotency key. $1 namespace, $2 task_id, $3 idempotency_key.
 RUN_BY_IDEMPOTENCY_KEY = "SELECT * FROM runs WHERE namespace = $1 AND task_id = $2 AND idempotency_key = $3"
+
+# The run a request id made, and whether that was within the window (`recent`;
+# index runs_request_id). $1 namespace, $2 request_id, $3 the window in seconds.
+RUN_BY_REQUEST_ID = (
+    "SELECT *, created_at > now() - make_interval(secs => $3) AS recent FROM runs "
+    "WHERE namespace = $1 AND request_id = $2"
+)
+
+# A request id past its window forgotten, so it may make a new run. $1 run id.
+FORGET_REQUEST_ID = "UPDATE runs SET request_id = NULL WHERE id = $1"
 
 # The key that serialises the triggers and starts of one queue (transaction-level
 # advisory lock): the queues row belongs to matching, so history never locks it.

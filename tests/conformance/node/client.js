@@ -4,7 +4,7 @@
 //
 //   node client.js COMMAND '{"json": "arguments"}'
 //
-// Commands: trigger {task_id, payload, idempotency_key}, get {run_id},
+// Commands: trigger {task_id, payload, idempotency_key, request_id}, get {run_id},
 // wait {run_id, timeout_seconds}, await {run_id, statuses, timeout_seconds}
 // (GetRun until the run is in one of statuses), send-event {name, key, run_id,
 // payload}, create-token {timeout_seconds}, complete-token {token_id, payload},
@@ -52,6 +52,8 @@ const COMMANDS = {
       task_id: a.task_id,
       payload: cairn.jsonPayload(a.payload),
       idempotency_key: a.idempotency_key || '',
+      // This trigger's identity: the same one sent again answers the run it made.
+      request_id: a.request_id || '',
     }),
   get: (s, a) => cairn.call(s.runs, 'GetRun', { run_id: a.run_id }),
   wait: (s, a) => {
