@@ -6,7 +6,6 @@ of the SDK's frozen dataclasses (_types), never a protobuf message."""
 from __future__ import annotations
 
 import asyncio
-import builtins
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeAlias, TypeVar, Unpack, overload
@@ -17,11 +16,9 @@ from google.protobuf.duration_pb2 import Duration
 from cairn.limits import MAX_NAME_CHARS, MAX_PAGE_SIZE
 from cairn.run_json import triggered_run
 from cairn.v1 import (
-    queue_service_pb2,
     queue_service_pb2_grpc,
     run_service_pb2,
     run_service_pb2_grpc,
-    schedule_service_pb2,
     schedule_service_pb2_grpc,
     wait_service_pb2,
     wait_service_pb2_grpc,
@@ -42,18 +39,16 @@ from worker_sdk._grpc import (
     retry_delay_of,
     to_cairn_error,
 )
-from worker_sdk._policies import Queue
+from worker_sdk._schedules_queues import AnyTask, SchedulesAndQueues, _task_id
 from worker_sdk._task import Task
 from worker_sdk._tracing import trigger_span
 from worker_sdk._types import (
     Run,
     RunStatus,
     RunUpdate,
-    Schedule,
     SendEventResult,
     TriggerOptions,
     WaitToken,
-    WorkerInfo,
 )
 from worker_sdk.errors import ArgumentTypeError, InvalidArgumentError, RunFailedError, RunTimeoutError
 
@@ -64,7 +59,6 @@ WAIT_PER_CALL = 30.0
 # frontend is unreachable, this many times in a row at most, backing off to 2 s.
 WATCH_RECONNECTS = 5
 WATCH_BACKOFF = 0.1
-AnyTask: TypeAlias = Task[Any, Any]
 # One item of batch_trigger: (task, payload), or a dict with "task", "payload",
 # optionally "idempotency_key" and trigger options.
 BatchItem: TypeAlias = tuple[str | AnyTask, Any] | Mapping[str, Any]
@@ -75,14 +69,6 @@ def _event_id(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise InvalidArgumentError(f"after_event_id must be an int >= 0, got {value!r}")
     return value
-
-
-def _task_id(task: str | AnyTask) -> str:
-    if isinstance(task, Task):
-        return task.id
-    if isinstance(task, str) and task:
-        return task
-    raise ArgumentTypeError(f"task must be a task id string or a Task, got {task!r}")
 
 
 def _batch_item(namespace: str, index: int, item: Any) -> run_service_pb2.TriggerRunRequest:
@@ -105,7 +91,7 @@ def _batch_item(namespace: str, index: int, item: Any) -> run_service_pb2.Trigge
     )
 
 
-class AsyncClient:
+class AsyncClient(SchedulesAndQueues):
     """Talks to the frontend's RunService, WaitService, ScheduleService and
     QueueService. address: argument, else $CAIRN_ADDRESS, else 127.0.0.1:7373; it
     may be a comma-separated list of frontends ("10.0.0.1:7373,10.0.0.2:7373") or
@@ -484,123 +470,3 @@ class AsyncClient:
         request = wait_service_pb2.GetWaitTokenRequest(namespace=self.namespace, token_id=str(token_id))
         response = await call_mapped(self._waits().GetWaitToken, request, self.rpc_timeout)
         return _convert.token(response.token)
-
-    # ---- schedules ----
-
-    async def create_schedule(
-        self,
-        schedule_id: str,
-        task: str | AnyTask,
-        cron: str,
-        *,
-        timezone: str = "UTC",
-        payload: Any = None,
-        deduplication_key: str | None = None,
-    ) -> Schedule:
-        """Creates a schedule that triggers task with payload on a cron expression (5
-        fields, or 6 with seconds first) read in timezone. AlreadyExistsError when the
-        id is taken."""
-        task_id = _task_id(task)
-        request = schedule_service_pb2.CreateScheduleRequest(
-            namespace=self.namespace,
-            schedule_id=schedule_id,
-            task_id=task_id,
-            cron=cron,
-            timezone=timezone or "",
-            payload=_requests.encode_payload(f"payload for schedule '{schedule_id}'", payload),
-            deduplication_key=deduplication_key or "",
-        )
-        response = await call_mapped(self._schedules().CreateSchedule, request, self.rpc_timeout)
-        return _convert.schedule(response.schedule)
-
-    async def list_schedules(self, task: str | AnyTask | None = None) -> builtins.list[Schedule]:
-        """The namespace's schedules (declared with tasks and created), by id."""
-        request = schedule_service_pb2.ListSchedulesRequest(
-            namespace=self.namespace, task_id=_task_id(task) if task is not None else ""
-        )
-        response = await call_mapped(self._schedules().ListSchedules, request, self.rpc_timeout)
-        return [_convert.schedule(s) for s in response.schedules]
-
-    async def pause_schedule(self, schedule_id: str) -> Schedule:
-        """Stops a schedule from firing until it is resumed."""
-        request = schedule_service_pb2.PauseScheduleRequest(namespace=self.namespace, schedule_id=schedule_id)
-        response = await call_mapped(self._schedules().PauseSchedule, request, self.rpc_timeout)
-        return _convert.schedule(response.schedule)
-
-    async def resume_schedule(self, schedule_id: str) -> Schedule:
-        """Lets a paused schedule fire again, from its next tick."""
-        request = schedule_service_pb2.ResumeScheduleRequest(
-            namespace=self.namespace, schedule_id=schedule_id
-        )
-        response = await call_mapped(self._schedules().ResumeSchedule, request, self.rpc_timeout)
-        return _convert.schedule(response.schedule)
-
-    async def delete_schedule(self, schedule_id: str) -> None:
-        """Deletes a schedule. NotFoundError when unknown."""
-        request = schedule_service_pb2.DeleteScheduleRequest(
-            namespace=self.namespace, schedule_id=schedule_id
-        )
-        await call_mapped(self._schedules().DeleteSchedule, request, self.rpc_timeout)
-
-    # ---- queues ----
-
-    async def update_queue(
-        self,
-        name: str,
-        *,
-        concurrency_limit: int | None = None,
-        rate_limit: tuple[int, timedelta | float] | None = None,
-        max_depth: int | None = None,
-    ) -> Queue:
-        """Creates the queue or changes its settings; an argument left None keeps
-        its value. concurrency_limit: at most this many runs execute at once (0
-        removes the limit); rate_limit: (limit, period), at most limit attempts
-        start per period (timedelta or seconds), (0, 0) removes it; max_depth:
-        triggers beyond this many queued runs fail with QueueFullError (0 removes
-        it). With a concurrency key on runs, the concurrency and rate limits apply
-        per key. From then on a task's declaration no longer changes these settings
-        (the queue is "managed")."""
-        name = _validate.name("queue name", name)
-        request = queue_service_pb2.UpdateQueueRequest(namespace=self.namespace, name=name)
-        if concurrency_limit is not None:
-            request.concurrency_limit = _requests.queue_limit(
-                f"queue {name!r}: concurrency_limit", concurrency_limit
-            )
-        if rate_limit is not None:
-            request.rate_limit.CopyFrom(_requests.rate_limit(name, rate_limit))
-        if max_depth is not None:
-            request.max_depth = _requests.queue_limit(f"queue {name!r}: max_depth", max_depth)
-        response = await call_mapped(self._queues().UpdateQueue, request, self.rpc_timeout)
-        return _convert.queue(response.queue)
-
-    async def list_queues(self) -> builtins.list[Queue]:
-        """The namespace's queues, by name, with their settings, how many runs are
-        queued (depth) and how many are executing (running)."""
-        request = queue_service_pb2.ListQueuesRequest(namespace=self.namespace)
-        response = await call_mapped(self._queues().ListQueues, request, self.rpc_timeout)
-        return [_convert.queue(q) for q in response.queues]
-
-    async def list_workers(self) -> builtins.list[WorkerInfo]:
-        """The namespace's workers, most recently seen first: what each serves,
-        its version and slots, when it was last seen and whether it counts as
-        connected."""
-        request = queue_service_pb2.ListWorkersRequest(namespace=self.namespace)
-        response = await call_mapped(self._queues().ListWorkers, request, self.rpc_timeout)
-        return [_convert.worker_info(w) for w in response.workers]
-
-    async def pause_queue(self, name: str) -> Queue:
-        """Stops the queue from dispatching runs; triggers are still accepted and
-        running attempts go on. Returns the queue."""
-        request = queue_service_pb2.PauseQueueRequest(
-            namespace=self.namespace, name=_validate.name("queue name", name)
-        )
-        response = await call_mapped(self._queues().PauseQueue, request, self.rpc_timeout)
-        return _convert.queue(response.queue)
-
-    async def resume_queue(self, name: str) -> Queue:
-        """Lets a paused queue dispatch again. Returns the queue."""
-        request = queue_service_pb2.ResumeQueueRequest(
-            namespace=self.namespace, name=_validate.name("queue name", name)
-        )
-        response = await call_mapped(self._queues().ResumeQueue, request, self.rpc_timeout)
-        return _convert.queue(response.queue)

@@ -11,9 +11,10 @@ from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator, Sequen
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, Unpack, overload
 
-from worker_sdk._client import AnyTask, AsyncClient, BatchItem, _task_id
+from worker_sdk._client import AsyncClient, BatchItem
 from worker_sdk._grpc import DEFAULT_RPC_TIMEOUT, TLSConfig
 from worker_sdk._policies import Queue
+from worker_sdk._schedules_queues import AnyTask, _task_id
 from worker_sdk._task import Task
 from worker_sdk._types import (
     Run,
