@@ -30,9 +30,15 @@ def forwarded(headers: Mapping[str, str]) -> Metadata:
     `authorization` (the caller's API key, checked by the frontend's
     interceptors as any gRPC caller's), and its W3C `traceparent`, so a trigger
     from an instrumented HTTP client joins that client's trace. An invalid
-    traceparent is dropped, as the frontend would ignore it."""
+    traceparent is dropped, as the frontend would ignore it. An authorization
+    that gRPC metadata cannot carry (not printable ASCII) is no key: 401."""
     metadata: list[tuple[str, str]] = []
     if authorization := headers.get(keys.AUTHORIZATION, ""):
+        if not (authorization.isascii() and authorization.isprintable()):
+            raise HttpError(
+                grpc.StatusCode.UNAUTHENTICATED,
+                "the Authorization header must be `Bearer <key>` in printable ASCII",
+            )
         metadata.append((keys.AUTHORIZATION, authorization))
     value = headers.get(tracing.METADATA_KEY, "")
     if tracing.is_valid(value):
