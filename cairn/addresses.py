@@ -207,10 +207,11 @@ def channel_target(address: str, what: str = "frontend") -> str:
     return address.strip() if entries is None else list_target(entries, what)
 
 
-# Frontend methods a client may send again after UNAVAILABLE: reads, long polls,
+# Frontend methods the channel itself sends again after UNAVAILABLE: reads, long polls,
 # and writes whose repetition changes nothing (cancel, queue settings, heartbeats,
 # a poll that never reached matching, registration). TriggerRun is idempotent only
-# with an idempotency key, so it is never retried by the channel.
+# with a request id or an idempotency key, so the channel never sends it again; the
+# SDK and the CLI do, by the rule of cairn/resend.py.
 RETRYABLE_METHODS: dict[str, tuple[str, ...]] = {
     "cairn.v1.RunService": ("GetRun", "ListRuns", "WaitRun", "CancelRun"),
     "cairn.v1.WaitService": ("GetWaitToken",),

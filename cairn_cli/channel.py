@@ -1,15 +1,21 @@
-"""The CLI's channel to the frontend(s) and what its calls raise: the channel
-(plaintext or TLS, every call carrying the API key), FrontendError for a
-refusal and Unreachable when no frontend answered."""
+"""The CLI's channel to the frontend(s), how it makes a call, and what its
+calls raise: the channel (plaintext or TLS, every call carrying the API key),
+call() (sent again after UNAVAILABLE when that is safe, cairn.resend),
+FrontendError for a refusal, Unreachable when no frontend answered, and
+BackendDown when one answered that history or matching is down."""
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+import time
+from collections.abc import Callable
+from typing import Any, NamedTuple, TypeVar
 
 import grpc
 
-from cairn import addresses
+from cairn import addresses, resend
 from cairn.credentials import ApiKey, ClientTLS
+
+R = TypeVar("R")
 
 
 class FrontendError(Exception):
@@ -24,12 +30,65 @@ class Unreachable(FrontendError):
     """No frontend answered (UNAVAILABLE), or its host name does not resolve."""
 
 
-def error(exc: grpc.RpcError) -> FrontendError:
-    """The FrontendError of a failed call: Unreachable for UNAVAILABLE."""
+class BackendDown(Unreachable):
+    """A frontend answered UNAVAILABLE naming the service behind it that is down
+    (history or matching): the message says which, and the frontend is up."""
+
+
+def error(exc: grpc.RpcError, tried: float | None = None) -> FrontendError:
+    """The FrontendError of a failed call: Unreachable for UNAVAILABLE,
+    BackendDown when its message is a frontend's naming history or matching.
+    tried: the seconds the call was sent again for, said in the message."""
     code: grpc.StatusCode | None = exc.code() if callable(getattr(exc, "code", None)) else None
     details = (exc.details() if callable(getattr(exc, "details", None)) else None) or str(exc)
-    cls = Unreachable if code == grpc.StatusCode.UNAVAILABLE else FrontendError
-    return cls(details, code)
+    if code != grpc.StatusCode.UNAVAILABLE:
+        return FrontendError(details, code)
+    if tried:
+        details += f" (sent again for {tried:.1f} s)"
+    return (BackendDown if resend.names_a_service(details) else Unreachable)(details, code)
+
+
+def call(
+    method: Callable[..., R],
+    request: Any,
+    timeout: float,
+    repeated: Callable[[grpc.RpcError], R | None] | None = None,
+) -> R:
+    """method(request) within timeout. A request that is safe to send again
+    (cairn.resend.resendable) is sent again after UNAVAILABLE, with a growing,
+    jittered pause, for up to resend.RESEND_SECONDS and within timeout: a
+    restarting frontend, another frontend of a list, or a frontend whose
+    history or matching restarts answers it then. A refusal is FrontendError
+    (error()). repeated: for a request whose sending again is refused once the
+    first had landed (a cancel, a token's completion): called with a refusal
+    met after a sending that met UNAVAILABLE; an answer it returns stands."""
+    started = time.monotonic()
+    deadline = started + timeout
+    resend_until = started + min(timeout, resend.RESEND_SECONDS)
+    again = resend.resendable(request)
+    delay = resend.FIRST_DELAY
+    unavailable: grpc.RpcError | None = None
+    left = timeout
+    while True:
+        try:
+            return method(request, timeout=left)
+        except grpc.RpcError as exc:
+            code, now = exc.code(), time.monotonic()
+            if code == grpc.StatusCode.UNAVAILABLE and again:
+                wait, delay = resend.jittered(delay), resend.next_delay(delay)
+                if now + wait >= resend_until:
+                    raise error(exc, now - started) from None
+                unavailable = exc
+            elif unavailable is not None and code == grpc.StatusCode.DEADLINE_EXCEEDED:
+                raise error(unavailable, now - started) from None
+            else:
+                if unavailable is not None and repeated is not None:
+                    answer = repeated(exc)
+                    if answer is not None:
+                        return answer
+                raise error(exc) from None
+        time.sleep(wait)
+        left = deadline - time.monotonic()
 
 
 class _Details(NamedTuple):

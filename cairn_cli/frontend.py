@@ -8,9 +8,7 @@ error becomes FrontendError, or Unreachable when no frontend answered."""
 
 from __future__ import annotations
 
-import math
 import os
-import re
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -19,10 +17,9 @@ from typing import Any, TypeVar
 
 import grpc
 from google.protobuf.duration_pb2 import Duration
-from google.protobuf.struct_pb2 import Struct
 
-from cairn import addresses, credentials, payloads
-from cairn.limits import DEFAULT_NAMESPACE, MAX_CONCURRENCY_KEY_CHARS, MAX_PAYLOAD_BYTES
+from cairn import addresses, credentials, resend
+from cairn.limits import DEFAULT_NAMESPACE
 from cairn.run_json import (
     LogLineJSON,
     QueueJSON,
@@ -57,17 +54,20 @@ from cairn.v1 import (
     wait_service_pb2,
     wait_service_pb2_grpc,
 )
-from cairn_cli.channel import FrontendError, Unreachable, error, open_channel
+from cairn_cli.channel import BackendDown, FrontendError, Unreachable, call, error, open_channel
+from cairn_cli.inputs import duration as _duration
+from cairn_cli.inputs import limit as _limit
+from cairn_cli.inputs import payload as _payload
+from cairn_cli.inputs import queue_name as _queue_name
+from cairn_cli.inputs import task_id as _task_id
+from cairn_cli.inputs import trigger_options as _trigger_options
 
-__all__ = ["Frontend", "FrontendError", "Unreachable"]
+__all__ = ["BackendDown", "Frontend", "FrontendError", "Unreachable"]
 
 R = TypeVar("R")
 RPC_TIMEOUT = 30.0  # each call but the long polls of wait_run
 WAIT_PER_CALL = 30.0  # the longest WaitRun poll
 MAX_PAGE = 1000
-INT32_MAX = 2**31 - 1
-MAX_QUEUE_NAME = 128
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")  # as the SDK checks queue names
 # The generated stubs are untyped; their methods take a request and return Any.
 _Stub = Callable[[grpc.Channel], Any]
 _RUNS: _Stub = run_service_pb2_grpc.RunServiceStub
@@ -75,112 +75,10 @@ _WAITS: _Stub = wait_service_pb2_grpc.WaitServiceStub
 _SCHEDULES: _Stub = schedule_service_pb2_grpc.ScheduleServiceStub
 _QUEUES: _Stub = queue_service_pb2_grpc.QueueServiceStub
 _TRANSIENT = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
-WATCH_RECONNECTS = 5  # a watch reconnects after its last event this many times in a row at most
+# A watch reconnects after its last event while the frontend is unreachable, for
+# this many seconds in a row at most, backing off from WATCH_BACKOFF.
+WATCH_RETRY_SECONDS = resend.RESEND_SECONDS
 WATCH_BACKOFF = 0.1
-
-
-def _task_id(task: Any) -> str:
-    if isinstance(task, str) and task:
-        return task
-    raise TypeError(f"task must be a task id string or a Task, got {task!r}")
-
-
-def _queue_name(name: Any) -> str:
-    """Checks a queue name as the SDK does: 1 to 128 characters, starting with a
-    letter or digit, then letters, digits, '_', '.', ':' or '-'."""
-    kind = "queue name"
-    if not isinstance(name, str):
-        raise TypeError(f"{kind} must be a string, got {type(name).__name__}")
-    if not name:
-        raise ValueError(f"{kind} must not be empty")
-    if len(name) > MAX_QUEUE_NAME:
-        raise ValueError(
-            f"{kind} {name[:40]!r}... is {len(name)} characters; at most {MAX_QUEUE_NAME} are allowed"
-        )
-    if not _NAME_RE.match(name):
-        raise ValueError(
-            f"{kind} {name!r} is invalid: it must start with a letter or digit "
-            "and contain only letters, digits, '_', '.', ':' and '-'"
-        )
-    return name
-
-
-def _payload(what: str, value: Any) -> common_pb2.Payload:
-    try:
-        data = payloads.encode_json(value)
-    except payloads.PayloadError as exc:
-        raise payloads.PayloadError(f"{what}: {exc}") from None
-    if len(data) > MAX_PAYLOAD_BYTES:
-        raise ValueError(
-            f"{what}: {len(data)} bytes as JSON exceeds the limit of {MAX_PAYLOAD_BYTES} bytes "
-            f"({MAX_PAYLOAD_BYTES // (1024 * 1024)} MiB)"
-        )
-    return common_pb2.Payload(data=data, encoding=payloads.JSON)
-
-
-def _duration(what: str, seconds: float, *, allow_zero: bool = True) -> Duration:
-    """seconds (finite and not negative, as the flag types make them) as a Duration."""
-    if not math.isfinite(seconds):
-        raise ValueError(f"{what} must be finite, got {seconds!r}")
-    if seconds < 0 or (seconds == 0 and not allow_zero):
-        bound = "at least 0" if allow_zero else "greater than 0"
-        raise ValueError(f"{what} must be {bound} seconds, got {seconds:g}")
-    d = Duration()
-    d.FromNanoseconds(round(seconds * 1e9))
-    return d
-
-
-def _limit(what: str, value: int) -> int:
-    """A queue limit: 0 (no limit) to 2**31-1."""
-    if not 0 <= value <= INT32_MAX:
-        raise ValueError(f"{what} must be from 0 (no limit) to {INT32_MAX}, got {value}")
-    return value
-
-
-def _trigger_options(
-    delay: float | None = None,
-    ttl: float | None = None,
-    max_duration: float | None = None,
-    priority: int | None = None,
-    tags: list[str] | None = None,
-    metadata: dict[str, Any] | None = None,
-    concurrency_key: str | None = None,
-) -> common_pb2.TriggerOptions:
-    """The TriggerOptions of `cairn trigger`; None leaves an option unset."""
-    opts = common_pb2.TriggerOptions()
-    if delay is not None:
-        opts.delay.CopyFrom(_duration("delay", delay))
-    if ttl is not None:
-        opts.ttl.CopyFrom(_duration("ttl", ttl, allow_zero=False))
-    if priority is not None:
-        if not -INT32_MAX - 1 <= priority <= INT32_MAX:
-            raise ValueError(f"priority must fit in 32 bits, got {priority}")
-        opts.priority = priority
-    if tags is not None:
-        for tag in tags:
-            if not tag:
-                raise TypeError(f"tags must be non-empty strings, got {tag!r}")
-        opts.tags.extend(tags)
-    if metadata is not None:
-        try:
-            payloads.encode_json(metadata)
-        except payloads.PayloadError as exc:
-            raise ValueError(f"metadata: {exc}") from None
-        s = Struct()
-        s.update(metadata)
-        opts.metadata.CopyFrom(s)
-    if max_duration is not None:
-        opts.max_duration.CopyFrom(_duration("max_duration", max_duration, allow_zero=False))
-    if concurrency_key is not None:
-        if not concurrency_key:
-            raise ValueError("concurrency_key must not be empty")
-        if len(concurrency_key) > MAX_CONCURRENCY_KEY_CHARS:
-            raise ValueError(
-                f"concurrency_key {concurrency_key[:40]!r}... is {len(concurrency_key)} characters; at "
-                f"most {MAX_CONCURRENCY_KEY_CHARS} are allowed"
-            )
-        opts.concurrency_key = concurrency_key
-    return opts
 
 
 class Frontend:
@@ -242,11 +140,16 @@ class Frontend:
     def _queues(self) -> Any:
         return _QUEUES(self._open())
 
-    def _call(self, method: Callable[..., R], request: Any, timeout: float = RPC_TIMEOUT) -> R:
-        try:
-            return method(request, timeout=timeout)
-        except grpc.RpcError as exc:
-            raise error(exc) from None
+    def _call(
+        self,
+        method: Callable[..., R],
+        request: Any,
+        timeout: float = RPC_TIMEOUT,
+        repeated: Callable[[grpc.RpcError], R | None] | None = None,
+    ) -> R:
+        """method(request), sent again after UNAVAILABLE when that is safe
+        (channel.call); a refusal as FrontendError."""
+        return call(method, request, timeout, repeated)
 
     def channel(self) -> grpc.Channel:
         """The channel, for commands kept in their own module (cairn_cli/keys.py)."""
@@ -334,40 +237,60 @@ class Frontend:
         return [worker_to_dict(w) for w in response.workers]
 
     def cancel_run(self, run_id: str, reason: str = "") -> RunJSON:
-        """CancelRun: the run as canceled."""
+        """CancelRun: the run as canceled (also when a cancel sent again after
+        UNAVAILABLE finds that its first sending had canceled it)."""
         request = run_service_pb2.CancelRunRequest(namespace=self.namespace, run_id=run_id, reason=reason)
-        response: run_service_pb2.CancelRunResponse = self._call(self._runs().CancelRun, request)
+
+        def landed(exc: grpc.RpcError) -> run_service_pb2.CancelRunResponse | None:
+            if exc.code() != grpc.StatusCode.FAILED_PRECONDITION:
+                return None
+            got = run_service_pb2.GetRunRequest(namespace=self.namespace, run_id=run_id)
+            run = self._call(self._runs().GetRun, got).run
+            return (
+                run_service_pb2.CancelRunResponse(run=run)
+                if run.status == common_pb2.RUN_STATUS_CANCELED
+                else None
+            )
+
+        response: run_service_pb2.CancelRunResponse = self._call(
+            self._runs().CancelRun, request, repeated=landed
+        )
         return run_to_dict(response.run)
 
     def watch_run(self, run_id: str, after_event_id: int = 0) -> Iterator[RunUpdateJSON]:
         """WatchRun: the run's updates as they happen (after the event
         after_event_id), ending with the one that ends the run. An unreachable
-        frontend is reconnected to after the last event, WATCH_RECONNECTS times
-        in a row at most; leaving the loop cancels the call."""
+        frontend (a restart, one of a list going away, one ending its streams as
+        it shuts down) is reconnected to after the last event, for
+        WATCH_RETRY_SECONDS in a row at most; leaving the loop cancels the call."""
         if after_event_id < 0:
             raise ValueError(f"--after must be an event id >= 0, got {after_event_id}")
-        after, failures = after_event_id, 0
+        after, failing_since, backoff = after_event_id, None, WATCH_BACKOFF
         while True:
             request = run_service_pb2.WatchRunRequest(
                 namespace=self.namespace, run_id=run_id, after_event_id=after
             )
-            call = self._runs().WatchRun(request)
+            opened = time.monotonic()
+            stream = self._runs().WatchRun(request)
             try:
-                for response in call:
+                for response in stream:
                     update = run_update_to_dict(response.update)
-                    after, failures = update["event"]["id"], 0
+                    after, failing_since, backoff = update["event"]["id"], None, WATCH_BACKOFF
                     yield update
                     if update["done"]:
                         return
                 return
             except grpc.RpcError as exc:
-                failure = error(exc)
-                if not isinstance(failure, Unreachable) or failures >= WATCH_RECONNECTS:
+                now = time.monotonic()
+                if failing_since is None or now - opened >= WATCH_RETRY_SECONDS:
+                    failing_since = opened  # reset by an update, or a stream that stayed up
+                failure = error(exc, now - failing_since)
+                if not isinstance(failure, Unreachable) or now - failing_since >= WATCH_RETRY_SECONDS:
                     raise failure from None
             finally:
-                call.cancel()
-            time.sleep(min(2.0, WATCH_BACKOFF * 2**failures))
-            failures += 1
+                stream.cancel()
+            time.sleep(resend.jittered(backoff))
+            backoff = resend.next_delay(backoff)
 
     def run_logs(self, run_id: str, follow: bool = False) -> Iterator[LogLineJSON]:
         """ListRunLogs, page after page: the lines the run logged so far; with
@@ -413,10 +336,10 @@ class Frontend:
                 failure = error(exc)
                 if failure.code not in _TRANSIENT:
                     raise failure from None
-                if deadline is not None and time.monotonic() + delay >= deadline:
+                pause, delay = resend.jittered(delay), resend.next_delay(delay)
+                if deadline is not None and time.monotonic() + pause >= deadline:
                     raise failure from None
-                time.sleep(delay)
-                delay = min(2.0, delay * 2)
+                time.sleep(pause)
                 continue
             delay = 0.1
             last = run_to_dict(response.run)
@@ -452,14 +375,28 @@ class Frontend:
         return token_to_dict(response.token)
 
     def complete_token(self, token_id: str, payload: Any = None) -> TokenJSON:
-        """CompleteWaitToken with payload."""
+        """CompleteWaitToken with payload (a completion sent again after
+        UNAVAILABLE, refused as done, is ours when the token holds its payload)."""
         request = wait_service_pb2.CompleteWaitTokenRequest(
             namespace=self.namespace,
             token_id=token_id,
             payload=_payload(f"payload for token {token_id}", payload),
         )
+
+        def landed(exc: grpc.RpcError) -> wait_service_pb2.CompleteWaitTokenResponse | None:
+            if exc.code() != grpc.StatusCode.FAILED_PRECONDITION:
+                return None
+            got = wait_service_pb2.GetWaitTokenRequest(namespace=self.namespace, token_id=token_id)
+            token = self._call(self._waits().GetWaitToken, got).token
+            done = token.status == wait_service_pb2.WAIT_TOKEN_STATUS_COMPLETED
+            return (
+                wait_service_pb2.CompleteWaitTokenResponse(token=token)
+                if done and token.payload == request.payload
+                else None
+            )
+
         response: wait_service_pb2.CompleteWaitTokenResponse = self._call(
-            self._waits().CompleteWaitToken, request
+            self._waits().CompleteWaitToken, request, repeated=landed
         )
         return token_to_dict(response.token)
 
@@ -529,7 +466,12 @@ class Frontend:
         request = schedule_service_pb2.DeleteScheduleRequest(
             namespace=self.namespace, schedule_id=schedule_id
         )
-        self._call(self._schedules().DeleteSchedule, request)
+        gone = schedule_service_pb2.DeleteScheduleResponse()
+        self._call(
+            self._schedules().DeleteSchedule,
+            request,
+            repeated=lambda exc: gone if exc.code() == grpc.StatusCode.NOT_FOUND else None,
+        )
 
     # ---- queues --------------------------------------------------------------------------
 

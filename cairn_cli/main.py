@@ -63,6 +63,8 @@ def main(argv: list[str] | None = None) -> None:
             tls_server_name=args.tls_server_name,
         ) as client:
             status = commands.run_command(client, args)
+    except frontend.BackendDown as exc:  # the frontend answered: it names the service that is down
+        sys.exit(f"error: {exc}")
     except frontend.Unreachable as exc:
         address = args.address or os.environ.get("CAIRN_ADDRESS") or DEFAULT_ADDRESS
         sys.exit(unreachable_message(address, exc, tls=client is not None and client.tls is not None))

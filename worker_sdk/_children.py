@@ -129,11 +129,12 @@ def trigger(
 
 
 async def _trigger_from_app(request: run_service_pb2.TriggerRunRequest) -> Run[Any]:
-    channel = open_channel(frontend_address(None), resolve_api_key(None), resolve_tls(None))
+    address = frontend_address(None)
+    channel = open_channel(address, resolve_api_key(None), resolve_tls(None))
     try:
         stub = make_stub(run_service_pb2_grpc.RunServiceStub, channel)
         with trigger_span([request.task_id], [request.options]) as span:
-            response = await call_mapped(stub.TriggerRun, request, DEFAULT_RPC_TIMEOUT)
+            response = await call_mapped(stub.TriggerRun, request, DEFAULT_RPC_TIMEOUT, frontend=address)
             span.triggered([response.run.id])
     finally:
         await channel.close()

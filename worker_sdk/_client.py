@@ -13,9 +13,11 @@ from typing import Any, TypeAlias, TypeVar, Unpack, overload
 import grpc
 from google.protobuf.duration_pb2 import Duration
 
+from cairn import resend
 from cairn.limits import MAX_NAME_CHARS, MAX_PAGE_SIZE
 from cairn.run_json import triggered_run
 from cairn.v1 import (
+    common_pb2,
     queue_service_pb2_grpc,
     run_service_pb2,
     run_service_pb2_grpc,
@@ -27,7 +29,6 @@ from worker_sdk import _convert, _requests, _validate
 from worker_sdk._grpc import (
     DEFAULT_RPC_TIMEOUT,
     TLSConfig,
-    call_mapped,
     code_of,
     frontend_address,
     jittered,
@@ -38,6 +39,7 @@ from worker_sdk._grpc import (
     resolve_tls,
     retry_delay_of,
     to_cairn_error,
+    unavailable_error,
 )
 from worker_sdk._schedules_queues import AnyTask, SchedulesAndQueues, _task_id
 from worker_sdk._task import Task
@@ -55,9 +57,12 @@ from worker_sdk.errors import ArgumentTypeError, InvalidArgumentError, RunFailed
 P = TypeVar("P")
 R = TypeVar("R")
 WAIT_PER_CALL = 30.0
-# A watch of one run reconnects (after the last event it yielded) when the
-# frontend is unreachable, this many times in a row at most, backing off to 2 s.
-WATCH_RECONNECTS = 5
+RUN_CANCELED = common_pb2.RUN_STATUS_CANCELED
+TOKEN_COMPLETED = wait_service_pb2.WAIT_TOKEN_STATUS_COMPLETED
+# A watch reconnects (after the last event it yielded) while the frontend is
+# unreachable, for this many seconds in a row at most, backing off from
+# WATCH_BACKOFF to resend.MAX_DELAY (jittered).
+WATCH_RETRY_SECONDS = resend.RESEND_SECONDS
 WATCH_BACKOFF = 0.1
 # One item of batch_trigger: (task, payload), or a dict with "task", "payload",
 # optionally "idempotency_key" and trigger options.
@@ -199,7 +204,7 @@ class AsyncClient(SchedulesAndQueues):
         fairly). QueueFullError when the task's queue is at its max_depth."""
         request = _requests.trigger_request(self.namespace, _task_id(task), payload, idempotency_key, options)
         with trigger_span([request.task_id], [request.options]) as span:  # OpenTelemetry, when installed
-            response = await call_mapped(self._service().TriggerRun, request, self.rpc_timeout)
+            response = await self._call(self._service().TriggerRun, request)
             span.triggered([response.run.id])
         return _convert.run(triggered_run(response, request.payload))
 
@@ -216,7 +221,7 @@ class AsyncClient(SchedulesAndQueues):
             return []
         request = run_service_pb2.BatchTriggerRunsRequest(namespace=self.namespace, runs=requests)
         with trigger_span([r.task_id for r in request.runs], [r.options for r in request.runs]) as span:
-            response = await call_mapped(self._service().BatchTriggerRuns, request, self.rpc_timeout)
+            response = await self._call(self._service().BatchTriggerRuns, request)
             span.triggered([r.run.id for r in response.runs])
         return [
             _convert.run(triggered_run(r, sent.payload))
@@ -226,7 +231,7 @@ class AsyncClient(SchedulesAndQueues):
     async def get(self, run_id: str) -> Run[Any]:
         """The run with its attempts and steps. NotFoundError when unknown."""
         request = run_service_pb2.GetRunRequest(namespace=self.namespace, run_id=run_id)
-        response = await call_mapped(self._service().GetRun, request, self.rpc_timeout)
+        response = await self._call(self._service().GetRun, request)
         return _convert.run(response.run)
 
     async def list(
@@ -255,7 +260,7 @@ class AsyncClient(SchedulesAndQueues):
         runs: list[Run[Any]] = []
         while len(runs) < limit:
             request.page_size = min(MAX_PAGE_SIZE, limit - len(runs))
-            response = await call_mapped(self._service().ListRuns, request, self.rpc_timeout)
+            response = await self._call(self._service().ListRuns, request)
             runs.extend(_convert.run(r) for r in response.runs)
             if not response.next_page_token or not response.runs:
                 break
@@ -263,9 +268,19 @@ class AsyncClient(SchedulesAndQueues):
         return runs[:limit]
 
     async def cancel(self, run_id: str, reason: str = "") -> Run[Any]:
-        """Cancels a run that has not finished. FailedPreconditionError when it has."""
+        """Cancels a run that has not finished. FailedPreconditionError when it has
+        (but a cancel sent again after UNAVAILABLE, whose first sending landed,
+        answers the canceled run)."""
         request = run_service_pb2.CancelRunRequest(namespace=self.namespace, run_id=run_id, reason=reason)
-        response = await call_mapped(self._service().CancelRun, request, self.rpc_timeout)
+
+        async def landed(exc: grpc.RpcError) -> run_service_pb2.CancelRunResponse | None:
+            if code_of(exc) != grpc.StatusCode.FAILED_PRECONDITION:
+                return None
+            got = run_service_pb2.GetRunRequest(namespace=self.namespace, run_id=run_id)
+            run = (await self._call(self._service().GetRun, got)).run
+            return run_service_pb2.CancelRunResponse(run=run) if run.status == RUN_CANCELED else None
+
+        response = await self._call(self._service().CancelRun, request, landed)
         return _convert.run(response.run)
 
     async def replay(self, run_id: str) -> Run[Any]:
@@ -273,15 +288,15 @@ class AsyncClient(SchedulesAndQueues):
         metadata, concurrency key, ttl, max_duration; no delay), whatever its
         status; the new run's replay_of is run_id. NotFoundError when unknown."""
         request = run_service_pb2.ReplayRunRequest(namespace=self.namespace, run_id=run_id)
-        response = await call_mapped(self._service().ReplayRun, request, self.rpc_timeout)
+        response = await self._call(self._service().ReplayRun, request)
         return _convert.run(response.run)
 
     async def wait(self, run_id: str, timeout: float | None = None) -> Run[Any]:
         """Waits until the run is in a terminal status and returns it. Raises
         RunTimeoutError (a TimeoutError) naming the run when timeout seconds pass
-        first (None: no limit). A briefly unreachable server, and a refusal by a
-        limit of the API key (after the delay it names), are retried within the
-        timeout."""
+        first (None: no limit). An unreachable frontend (or one saying history
+        is down), and a refusal by a limit of the API key (after the delay it
+        names), are retried within the timeout (with none, until the run ends)."""
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         delay = 0.1
@@ -302,10 +317,12 @@ class AsyncClient(SchedulesAndQueues):
                 if (limited := retry_delay_of(exc)) is not None:
                     pause = jittered(limited)
                 elif code_of(exc) in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-                    pause, delay = delay, min(2.0, delay * 2)
+                    pause, delay = resend.jittered(delay), resend.next_delay(delay)
                 else:
                     raise to_cairn_error(exc) from None
                 if deadline is not None and loop.time() + pause >= deadline:
+                    if code_of(exc) == grpc.StatusCode.UNAVAILABLE:
+                        raise unavailable_error(exc, self.address, timeout) from None
                     raise to_cairn_error(exc) from None
                 await asyncio.sleep(pause)
                 continue
@@ -349,33 +366,42 @@ class AsyncClient(SchedulesAndQueues):
 
     async def _watch(self, method: str, request: Any, after: int) -> AsyncIterator[RunUpdate]:
         """A watch stream from after the event `after`, reconnected after the
-        last update yielded while the frontend is briefly unreachable, or after
-        the delay a refusal by a limit of the API key names (WATCH_RECONNECTS
-        times in a row at most)."""
-        failures = 0
+        last update yielded while the frontend is unreachable (a restart, a
+        frontend of a list going away, a frontend ending its streams as it
+        shuts down), for WATCH_RETRY_SECONDS in a row at most, and after the
+        delay a refusal by a limit of the API key names."""
+        loop = asyncio.get_running_loop()
+        failing_since: float | None = None  # reset by an update, or a stream that stayed up
+        backoff = WATCH_BACKOFF
         while True:
             sent = type(request)()
             sent.CopyFrom(request)
             sent.after_event_id = after
+            opened = loop.time()
             call = getattr(self._service(), method)(sent)
             try:
                 async for response in call:
                     update = _convert.run_update(response.update)
-                    after, failures = update.event.id, 0
+                    after, failing_since, backoff = update.event.id, None, WATCH_BACKOFF
                     yield update
                     if update.done:
                         return
                 return
             except grpc.RpcError as exc:
-                limited = retry_delay_of(exc)
-                again = limited is not None or code_of(exc) == grpc.StatusCode.UNAVAILABLE
-                if not again or failures >= WATCH_RECONNECTS:
+                now, limited = loop.time(), retry_delay_of(exc)
+                if limited is None and code_of(exc) != grpc.StatusCode.UNAVAILABLE:
                     raise to_cairn_error(exc) from None
+                if failing_since is None or now - opened >= WATCH_RETRY_SECONDS:
+                    failing_since = opened
+                if limited is None and now - failing_since >= WATCH_RETRY_SECONDS:
+                    raise unavailable_error(exc, self.address, now - failing_since) from None
             finally:
                 call.cancel()
-            backoff = min(2.0, WATCH_BACKOFF * 2**failures)
-            await asyncio.sleep(jittered(limited) if limited is not None else backoff)
-            failures += 1
+            if limited is not None:
+                await asyncio.sleep(jittered(limited))
+            else:
+                await asyncio.sleep(resend.jittered(backoff))
+                backoff = resend.next_delay(backoff)
 
     @overload
     async def trigger_and_wait(
@@ -435,7 +461,7 @@ class AsyncClient(SchedulesAndQueues):
             key=key or "",
             payload=_requests.encode_payload(f"payload of event '{name}'", payload),
         )
-        response = await call_mapped(self._waits().SendEvent, request, self.rpc_timeout)
+        response = await self._call(self._waits().SendEvent, request)
         return SendEventResult(delivered_run_ids=list(response.delivered_run_ids), buffered=response.buffered)
 
     async def create_token(
@@ -450,7 +476,7 @@ class AsyncClient(SchedulesAndQueues):
         if timeout is not None:
             seconds = _validate.duration_seconds("timeout", timeout, allow_zero=False)
             request.timeout.CopyFrom(_requests.to_duration(seconds))
-        response = await call_mapped(self._waits().CreateWaitToken, request, self.rpc_timeout)
+        response = await self._call(self._waits().CreateWaitToken, request)
         return _convert.token(response.token)
 
     async def complete_token(self, token_id: str | WaitToken, payload: Any = None) -> WaitToken:
@@ -462,11 +488,22 @@ class AsyncClient(SchedulesAndQueues):
             token_id=token_id,
             payload=_requests.encode_payload(f"payload for token {token_id}", payload),
         )
-        response = await call_mapped(self._waits().CompleteWaitToken, request, self.rpc_timeout)
+
+        async def landed(exc: grpc.RpcError) -> wait_service_pb2.CompleteWaitTokenResponse | None:
+            """A completion sent again after UNAVAILABLE, refused as done: ours if
+            the token holds our payload."""
+            if code_of(exc) != grpc.StatusCode.FAILED_PRECONDITION:
+                return None
+            got = wait_service_pb2.GetWaitTokenRequest(namespace=self.namespace, token_id=token_id)
+            token = (await self._call(self._waits().GetWaitToken, got)).token
+            ours = token.status == TOKEN_COMPLETED and token.payload == request.payload
+            return wait_service_pb2.CompleteWaitTokenResponse(token=token) if ours else None
+
+        response = await self._call(self._waits().CompleteWaitToken, request, landed)
         return _convert.token(response.token)
 
     async def get_token(self, token_id: str | WaitToken) -> WaitToken:
         """A token: its status (pending, completed, timed_out), payload and times."""
         request = wait_service_pb2.GetWaitTokenRequest(namespace=self.namespace, token_id=str(token_id))
-        response = await call_mapped(self._waits().GetWaitToken, request, self.rpc_timeout)
+        response = await self._call(self._waits().GetWaitToken, request)
         return _convert.token(response.token)

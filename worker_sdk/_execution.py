@@ -22,6 +22,7 @@ from worker_sdk._failures import error_info, one_line, task_error_info
 from worker_sdk._grpc import (
     TRANSIENT_CODES,
     WRITE_TIMEOUT,
+    attempt_gone_of,
     call_with_retry,
     code_of,
     details_of,
@@ -261,6 +262,19 @@ async def _finish(
     except grpc.RpcError as exc:
         code = code_of(exc)
         details = details_of(exc)
+        if attempt_gone_of(exc) == "ended":
+            # Only this worker ends its attempt: a finish sent again after
+            # UNAVAILABLE (by this SDK or by the frontend) whose first sending landed.
+            log.info(
+                "attempt finished: run=%s attempt=%d task=%s outcome=%s (its FinishAttempt had "
+                "landed before its answer was lost) duration=%.3fs",
+                ctx.run_id,
+                ctx.attempt,
+                ctx.task_id,
+                outcome,
+                time.monotonic() - started,
+            )
+            return True
         if is_gone(exc):
             abandon(ctx, gone_reason(ctx, exc))
             log.warning(

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import grpc
 
-from cairn import addresses, credentials, limits
+from cairn import addresses, credentials, limits, resend
 from cairn.credentials import ApiKey, ClientTLS, PemSource
 from cairn.v1 import (
     queue_service_pb2,
@@ -322,6 +322,22 @@ def idempotent(request: Any) -> bool:
     return type(request) in _IDEMPOTENT
 
 
+def unavailable_error(
+    exc: grpc.RpcError, frontend: str | None, tried: float | None = None
+) -> UnavailableError:
+    """UnavailableError for an UNAVAILABLE that no further sending cured. It
+    names what was down: the frontend's own message names history or matching
+    when the frontend answered that one of them is down; otherwise no frontend
+    answered, and the message says so, naming frontend (the client's address).
+    tried: the seconds the call was sent again for, when it was."""
+    details = details_of(exc)
+    if frontend and not resend.names_a_service(details):
+        details = f"cannot reach the Cairn frontend at {frontend}: {details}"
+    if tried:
+        details += f" (sent again for {tried:.1f} s)"
+    return UnavailableError(details, grpc.StatusCode.UNAVAILABLE)
+
+
 def to_cairn_error(exc: grpc.RpcError) -> CairnError:
     """The CairnError subclass for the error's status code, with the server's
     message: RESOURCE_EXHAUSTED is RateLimitedError when it names a retry delay
@@ -338,21 +354,65 @@ def to_cairn_error(exc: grpc.RpcError) -> CairnError:
     return cls(details, code)
 
 
-async def call_mapped(method: Callable[..., Awaitable[R]], request: Any, timeout: float) -> R:
-    """Calls a unary method; a gRPC error becomes the matching CairnError. An
-    idempotent request refused by a limit of the API key is sent again after
-    the delay the refusal names, while that ends within timeout of the first
-    try (then RateLimitedError)."""
-    deadline = time.monotonic() + timeout
-    retry = idempotent(request)
+async def call_mapped(
+    method: Callable[..., Awaitable[R]],
+    request: Any,
+    timeout: float,
+    *,
+    frontend: str | None = None,
+    repeated: Callable[[grpc.RpcError], Awaitable[R | None]] | None = None,
+) -> R:
+    """Calls a unary method; a gRPC error becomes the matching CairnError.
+
+    A request that is safe to send again (cairn.resend.resendable: reads,
+    cancels, settings, triggers carrying a request id or an idempotency key,
+    ...) is sent again after UNAVAILABLE (a frontend restarting or refusing
+    calls as it shuts down, nothing listening, or a frontend saying history or
+    matching is down) with a growing, jittered pause, for up to
+    resend.RESEND_SECONDS and within timeout of the first sending; on a list of
+    frontends the channel sends it to another one that answers. Then, or for
+    another request, UNAVAILABLE is UnavailableError naming what was down
+    (unavailable_error; frontend is the client's address). An idempotent
+    request refused by a limit of the API key is sent again after the delay
+    the refusal names, within timeout (then RateLimitedError).
+
+    repeated: for a request whose sending again is refused once the first had
+    landed (a cancel, a token's completion, a schedule's deletion): called with
+    a refusal met by a sending after one that met UNAVAILABLE; an answer it
+    returns stands for the call's."""
+    started = time.monotonic()
+    deadline = started + timeout
+    resend_until = started + min(timeout, resend.RESEND_SECONDS)
+    limited_again = idempotent(request)
+    again = resend.resendable(request)
+    delay = resend.FIRST_DELAY
+    unavailable: grpc.RpcError | None = None  # the last UNAVAILABLE, when a sending met one
     left = timeout
     while True:
         try:
             return await method(request, timeout=left)
         except grpc.RpcError as exc:
-            delay = retry_delay_of(exc) if retry else None
-            wait = jittered(delay) if delay is not None else 0.0
-            if delay is None or time.monotonic() + wait >= deadline:
+            code, now = code_of(exc), time.monotonic()
+            limited = retry_delay_of(exc) if limited_again else None
+            if limited is not None:
+                wait = jittered(limited)
+                if now + wait >= deadline:
+                    raise to_cairn_error(exc) from None
+            elif code == grpc.StatusCode.UNAVAILABLE and again:
+                wait, delay = resend.jittered(delay), resend.next_delay(delay)
+                if now + wait >= resend_until:
+                    raise unavailable_error(exc, frontend, now - started) from None
+                unavailable = exc
+            else:
+                if unavailable is not None and code == grpc.StatusCode.DEADLINE_EXCEEDED:
+                    # the last sending ran out of the time left: what stopped the call was UNAVAILABLE
+                    raise unavailable_error(unavailable, frontend, now - started) from None
+                if unavailable is not None and repeated is not None:
+                    answer = await repeated(exc)
+                    if answer is not None:
+                        return answer
+                if code == grpc.StatusCode.UNAVAILABLE:
+                    raise unavailable_error(exc, frontend) from None
                 raise to_cairn_error(exc) from None
         await asyncio.sleep(wait)
         left = deadline - time.monotonic()

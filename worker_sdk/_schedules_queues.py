@@ -5,8 +5,11 @@ both modules need to name a task."""
 from __future__ import annotations
 
 import builtins
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any, TypeAlias, TypeVar
+
+import grpc
 
 from cairn.v1 import (
     queue_service_pb2,
@@ -15,7 +18,7 @@ from cairn.v1 import (
     schedule_service_pb2_grpc,
 )
 from worker_sdk import _convert, _requests, _validate
-from worker_sdk._grpc import call_mapped
+from worker_sdk._grpc import call_mapped, code_of
 from worker_sdk._policies import Queue
 from worker_sdk._task import Task
 from worker_sdk._types import Schedule, WorkerInfo
@@ -33,12 +36,32 @@ def _task_id(task: str | AnyTask) -> str:
     raise ArgumentTypeError(f"task must be a task id string or a Task, got {task!r}")
 
 
-class SchedulesAndQueues:
-    """Schedules and queues of the client's namespace; AsyncClient gives the
-    namespace, the deadline of a call and the stubs."""
+async def _deleted(exc: grpc.RpcError) -> schedule_service_pb2.DeleteScheduleResponse | None:
+    """A deletion sent again, whose first sending had landed, finds no schedule:
+    it is deleted."""
+    return (
+        schedule_service_pb2.DeleteScheduleResponse() if code_of(exc) == grpc.StatusCode.NOT_FOUND else None
+    )
 
+
+class SchedulesAndQueues:
+    """Schedules and queues of the client's namespace, and how AsyncClient
+    makes a call (_call); AsyncClient gives the address, namespace, deadline
+    of a call and the stubs."""
+
+    address: str
     namespace: str
     rpc_timeout: float
+
+    async def _call(
+        self,
+        method: Callable[..., Awaitable[R]],
+        request: Any,
+        repeated: Callable[[grpc.RpcError], Awaitable[R | None]] | None = None,
+    ) -> R:
+        """method(request) within rpc_timeout, sent again after UNAVAILABLE
+        when that is safe (_grpc.call_mapped)."""
+        return await call_mapped(method, request, self.rpc_timeout, frontend=self.address, repeated=repeated)
 
     def _schedules(self) -> schedule_service_pb2_grpc.ScheduleServiceStub:
         raise NotImplementedError
@@ -71,7 +94,7 @@ class SchedulesAndQueues:
             payload=_requests.encode_payload(f"payload for schedule '{schedule_id}'", payload),
             deduplication_key=deduplication_key or "",
         )
-        response = await call_mapped(self._schedules().CreateSchedule, request, self.rpc_timeout)
+        response = await self._call(self._schedules().CreateSchedule, request)
         return _convert.schedule(response.schedule)
 
     async def list_schedules(self, task: str | AnyTask | None = None) -> builtins.list[Schedule]:
@@ -79,13 +102,13 @@ class SchedulesAndQueues:
         request = schedule_service_pb2.ListSchedulesRequest(
             namespace=self.namespace, task_id=_task_id(task) if task is not None else ""
         )
-        response = await call_mapped(self._schedules().ListSchedules, request, self.rpc_timeout)
+        response = await self._call(self._schedules().ListSchedules, request)
         return [_convert.schedule(s) for s in response.schedules]
 
     async def pause_schedule(self, schedule_id: str) -> Schedule:
         """Stops a schedule from firing until it is resumed."""
         request = schedule_service_pb2.PauseScheduleRequest(namespace=self.namespace, schedule_id=schedule_id)
-        response = await call_mapped(self._schedules().PauseSchedule, request, self.rpc_timeout)
+        response = await self._call(self._schedules().PauseSchedule, request)
         return _convert.schedule(response.schedule)
 
     async def resume_schedule(self, schedule_id: str) -> Schedule:
@@ -93,7 +116,7 @@ class SchedulesAndQueues:
         request = schedule_service_pb2.ResumeScheduleRequest(
             namespace=self.namespace, schedule_id=schedule_id
         )
-        response = await call_mapped(self._schedules().ResumeSchedule, request, self.rpc_timeout)
+        response = await self._call(self._schedules().ResumeSchedule, request)
         return _convert.schedule(response.schedule)
 
     async def delete_schedule(self, schedule_id: str) -> None:
@@ -101,7 +124,7 @@ class SchedulesAndQueues:
         request = schedule_service_pb2.DeleteScheduleRequest(
             namespace=self.namespace, schedule_id=schedule_id
         )
-        await call_mapped(self._schedules().DeleteSchedule, request, self.rpc_timeout)
+        await self._call(self._schedules().DeleteSchedule, request, _deleted)
 
     # ---- queues ----
 
@@ -131,14 +154,14 @@ class SchedulesAndQueues:
             request.rate_limit.CopyFrom(_requests.rate_limit(name, rate_limit))
         if max_depth is not None:
             request.max_depth = _requests.queue_limit(f"queue {name!r}: max_depth", max_depth)
-        response = await call_mapped(self._queues().UpdateQueue, request, self.rpc_timeout)
+        response = await self._call(self._queues().UpdateQueue, request)
         return _convert.queue(response.queue)
 
     async def list_queues(self) -> builtins.list[Queue]:
         """The namespace's queues, by name, with their settings, how many runs are
         queued (depth) and how many are executing (running)."""
         request = queue_service_pb2.ListQueuesRequest(namespace=self.namespace)
-        response = await call_mapped(self._queues().ListQueues, request, self.rpc_timeout)
+        response = await self._call(self._queues().ListQueues, request)
         return [_convert.queue(q) for q in response.queues]
 
     async def list_workers(self) -> builtins.list[WorkerInfo]:
@@ -146,7 +169,7 @@ class SchedulesAndQueues:
         its version and slots, when it was last seen and whether it counts as
         connected."""
         request = queue_service_pb2.ListWorkersRequest(namespace=self.namespace)
-        response = await call_mapped(self._queues().ListWorkers, request, self.rpc_timeout)
+        response = await self._call(self._queues().ListWorkers, request)
         return [_convert.worker_info(w) for w in response.workers]
 
     async def pause_queue(self, name: str) -> Queue:
@@ -155,7 +178,7 @@ class SchedulesAndQueues:
         request = queue_service_pb2.PauseQueueRequest(
             namespace=self.namespace, name=_validate.name("queue name", name)
         )
-        response = await call_mapped(self._queues().PauseQueue, request, self.rpc_timeout)
+        response = await self._call(self._queues().PauseQueue, request)
         return _convert.queue(response.queue)
 
     async def resume_queue(self, name: str) -> Queue:
@@ -163,5 +186,5 @@ class SchedulesAndQueues:
         request = queue_service_pb2.ResumeQueueRequest(
             namespace=self.namespace, name=_validate.name("queue name", name)
         )
-        response = await call_mapped(self._queues().ResumeQueue, request, self.rpc_timeout)
+        response = await self._call(self._queues().ResumeQueue, request)
         return _convert.queue(response.queue)

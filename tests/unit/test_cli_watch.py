@@ -222,8 +222,12 @@ def test_frontend_watch_reconnects_after_its_last_event(monkeypatch: pytest.Monk
 
 
 def test_frontend_watch_gives_up_when_the_frontend_stays_away(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cli_frontend, "WATCH_RECONNECTS", 1)
-    stub = FakeStub([[Unavailable()], [Unavailable()]])
-    with pytest.raises(cli_frontend.Unreachable):
-        list(frontend_with(monkeypatch, stub).watch_run(RUN))
-    assert len(stub.requests) == 2
+    """Reconnects for WATCH_RETRY_SECONDS in a row (30 s; 0.2 s here), then
+    Unreachable saying for how long."""
+    stub = FakeStub([[Unavailable()] for _ in range(100)])
+    frontend = frontend_with(monkeypatch, stub)
+    monkeypatch.setattr(cli_frontend, "WATCH_RETRY_SECONDS", 0.2)
+    monkeypatch.setattr(cli_frontend, "WATCH_BACKOFF", 0.01)
+    with pytest.raises(cli_frontend.Unreachable, match=r"connection refused \(sent again for 0\.\d s\)"):
+        list(frontend.watch_run(RUN))
+    assert len(stub.requests) >= 3

@@ -168,6 +168,7 @@ class Frontend(run_service_pb2_grpc.RunServiceServicer, queue_service_pb2_grpc.Q
         self.trigger_message = trigger_message
         self.lock = threading.Lock()
         self.calls: dict[str, int] = {}
+        self.request_ids: list[str] = []
 
     def _count(self, method: str) -> int:
         with self.lock:
@@ -181,6 +182,7 @@ class Frontend(run_service_pb2_grpc.RunServiceServicer, queue_service_pb2_grpc.Q
 
     def TriggerRun(self, request: Any, context: Any) -> Any:
         self._count("TriggerRun")
+        self.request_ids.append(request.request_id)
         context.abort(self.trigger_code, self.trigger_message)
 
     def ListQueues(self, request: Any, context: Any) -> Any:
@@ -223,9 +225,15 @@ def test_idempotent_calls_are_retried_after_unavailable(servers: Any) -> None:
     with Client(address=f"127.0.0.1:{port}", rpc_timeout=5) as client:
         assert client.get("r1").id == "r1"
         assert fe.calls["GetRun"] == 3
-        with pytest.raises(UnavailableError, match="going away"):
+    # The channel never sends TriggerRun again; the SDK does, with the request id
+    # the trigger carries, until its time is up, then names the frontend.
+    with Client(address=f"127.0.0.1:{port}", rpc_timeout=1) as client:
+        with pytest.raises(UnavailableError, match="going away") as info:
             client.trigger("t")
-        assert fe.calls["TriggerRun"] == 1  # TriggerRun is never retried by the channel
+    assert fe.calls["TriggerRun"] > 1 and len(set(fe.request_ids)) == 1 and fe.request_ids[0]
+    message = str(info.value)
+    assert message.startswith(f"cannot reach the Cairn frontend at 127.0.0.1:{port}: "), message
+    assert "(sent again for " in message
 
 
 def test_a_list_spreads_calls_and_skips_a_dead_frontend(servers: Any) -> None:

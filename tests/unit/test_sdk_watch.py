@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -95,15 +96,20 @@ def test_watch_reconnects_after_the_last_event_it_yielded(monkeypatch: pytest.Mo
     assert all(s.cancelled for s in fake.streams)
 
 
-def test_watch_gives_up_after_repeated_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_client, "WATCH_RECONNECTS", 1)
-    monkeypatch.setattr(_client, "WATCH_BACKOFF", 0.0)
+def test_watch_gives_up_after_unavailable_for_its_retry_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reconnects while the frontend stays away for WATCH_RETRY_SECONDS (30 s;
+    0.2 s here), then UnavailableError naming the frontend."""
+    monkeypatch.setattr(_client, "WATCH_RETRY_SECONDS", 0.2)
+    monkeypatch.setattr(_client, "WATCH_BACKOFF", 0.01)
     fake = FakeStub()
     gone = rpc_error(grpc.StatusCode.UNAVAILABLE, "down")
-    fake.watch_scripts = [[gone], [gone], [gone]]
-    with pytest.raises(UnavailableError):
+    fake.watch_scripts = [[gone] for _ in range(100)]
+    started = time.monotonic()
+    with pytest.raises(UnavailableError) as info:
         collect(client_with(fake))
-    assert len(fake.requests("WatchRun")) == 2
+    assert 0.2 <= time.monotonic() - started < 2
+    assert len(fake.requests("WatchRun")) >= 3
+    assert str(info.value).startswith("cannot reach the Cairn frontend at 127.0.0.1:1: down (sent again for ")
 
 
 @pytest.mark.parametrize(
