@@ -66,8 +66,8 @@ DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("cairn_d
 # attempt having ended, metadata is replaced whole). Not here, so sent once:
 # ReplayRun, SendEvent, CompleteWaitToken, CreateSchedule, DeleteSchedule,
 # CreateKey and AppendRunOutput (log lines would be appended twice); triggers
-# and wait tokens only with idempotency keys, BatchWrite without output
-# (repeatable()).
+# only with an idempotency key or a request id, wait tokens with an idempotency
+# key, BatchWrite without output (repeatable()).
 REPEATABLE: dict[str, frozenset[str]] = {
     HISTORY: frozenset(
         {
@@ -108,20 +108,25 @@ def repeatable(backend: str, method: str, request: Message) -> bool:
     """Whether sending request again after an UNAVAILABLE that met it on its
     way (the connection dropped: history may have applied it) does nothing
     more than once. A trigger is, when every run it makes carries an
-    idempotency key (history answers the run the key made); without one it
-    would make a second run. (A request id on triggers, which history would
-    dedup, would make every trigger repeatable.)"""
+    idempotency key or a request id (history answers the run the key or id
+    made; the SDK and the CLI set a request id on every trigger without a
+    key); without either it would make a second run."""
     if method in REPEATABLE[backend]:
         return True
     if isinstance(request, rpb.TriggerRunRequest):
-        return bool(request.idempotency_key)
+        return _deduped(request)
     if isinstance(request, rpb.BatchTriggerRunsRequest):  # TriggerRuns and BatchTriggerRuns
-        return all(r.idempotency_key for r in request.runs)
+        return all(_deduped(r) for r in request.runs)
     if isinstance(request, wspb.CreateWaitTokenRequest):
         return bool(request.idempotency_key)
     if isinstance(request, wpb.BatchWriteRequest):
         return not any(w.HasField("append_run_output") for w in request.writes)
     return False
+
+
+def _deduped(trigger: rpb.TriggerRunRequest) -> bool:
+    """A trigger that history answers with its first run when sent again."""
+    return bool(trigger.idempotency_key or trigger.request_id)
 
 
 class Backend:

@@ -129,15 +129,17 @@ def test_unavailable_on_the_way_is_sent_again_only_when_that_is_safe() -> None:
             answer = await backend.call(HISTORY, "GetRun", rpb.GetRunRequest(run_id="x"))
             assert answer.run.id == "x"
             assert history.calls == ["GetRun"] * 3
-            # A trigger without a key may have made its run: sent once, UNAVAILABLE naming history.
+            # A trigger without a key or request id may have made its run: sent
+            # once, UNAVAILABLE naming history.
             with pytest.raises(ServiceError) as refused:
                 await backend.call(HISTORY, "TriggerRun", rpb.TriggerRunRequest(task_id="t"))
             assert refused.value.code == grpc.StatusCode.UNAVAILABLE
             assert refused.value.message.startswith(f"history service at 127.0.0.1:{port} is unavailable: ")
             assert history.calls.count("TriggerRun") == 1
-            # With an idempotency key, history answers the run the key made: sent again.
-            keyed = rpb.TriggerRunRequest(task_id="t", idempotency_key="k")
-            assert (await backend.call(HISTORY, "TriggerRun", keyed)).run.id == "r1"
+            # With a request id (or an idempotency key), history answers the run
+            # the first one made: sent again.
+            identified = rpb.TriggerRunRequest(task_id="t", request_id="r-1")
+            assert (await backend.call(HISTORY, "TriggerRun", identified)).run.id == "r1"
             assert history.calls.count("TriggerRun") == 3
         finally:
             await server.stop(None)
@@ -151,11 +153,12 @@ def test_which_calls_are_repeatable() -> None:
     assert repeatable(MATCHING, "PollAttempt", wpb.PollAttemptRequest())
     assert not repeatable(HISTORY, "TriggerRun", rpb.TriggerRunRequest(task_id="t"))
     assert repeatable(HISTORY, "TriggerRun", rpb.TriggerRunRequest(task_id="t", idempotency_key="k"))
+    assert repeatable(HISTORY, "TriggerRun", rpb.TriggerRunRequest(task_id="t", request_id="r-1"))
     batch = rpb.BatchTriggerRunsRequest(
         runs=[rpb.TriggerRunRequest(idempotency_key="a"), rpb.TriggerRunRequest()]
     )
     assert not repeatable(HISTORY, "TriggerRuns", batch)
-    batch.runs[1].idempotency_key = "b"
+    batch.runs[1].request_id = "r-2"
     assert repeatable(HISTORY, "TriggerRuns", batch)
     assert repeatable(HISTORY, "BatchTriggerRuns", batch)
     assert not repeatable(HISTORY, "CreateWaitToken", wspb.CreateWaitTokenRequest())
