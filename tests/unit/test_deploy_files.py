@@ -233,3 +233,26 @@ def test_compose_runs_the_nats_version_of_the_kubernetes_chart() -> None:
     (chart,) = load_all(SCHEMAS / "nats-chart-values.yaml")
     image = chart["container"]["image"]
     assert _compose()["services"]["nats"]["image"] == f"{image['repository']}:{image['tag']}"
+
+
+def _seconds(text: str) -> float:
+    match = re.fullmatch(r"(\d+)s", text)
+    assert match, f"a grace period in whole seconds, got {text!r}"
+    return float(match.group(1))
+
+
+def test_stops_wait_longer_than_the_services_drain_and_the_workers_grace() -> None:
+    """A stop sends SIGTERM, then SIGKILL after the grace period: it must outlast
+    a service's drain (--shutdown-grace) and a worker's (--grace), or a deploy
+    cuts calls and attempts short."""
+    from services.common.config import DEFAULT_SHUTDOWN_GRACE
+
+    (compose,) = load_all(COMPOSE)
+    for name in (*SERVICES, "worker"):
+        assert _seconds(compose["services"][name]["stop_grace_period"]) > DEFAULT_SHUTDOWN_GRACE, name
+    for name in (*SERVICES, "worker"):
+        (deployment,) = [
+            d for d in load_all(DEPLOY / "kubernetes" / f"{name}.yaml") if d["kind"] == "Deployment"
+        ]
+        grace = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+        assert grace > DEFAULT_SHUTDOWN_GRACE, name
