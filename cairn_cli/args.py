@@ -317,6 +317,17 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument(
         "--queue", action="append", default=None, help="serve only the tasks on this queue (repeatable)"
     )
+    w.add_argument(
+        "--grace",
+        type=_duration_arg,
+        default=None,
+        help="on SIGTERM or Ctrl-C, how long running attempts may go on to their next checkpoint "
+        f"or their end before the rest are handed back to the cluster ({DURATION_HELP}; "
+        "CAIRN_WORKER_GRACE, default 10s). Polling stops at once; an attempt stops before its next "
+        "step, lets its running steps record, and is handed back so another worker goes on from "
+        "there at once, with no retry used up; the worker then exits 0. A second signal ends the "
+        "grace at once. Give a process manager's kill timeout a few seconds more",
+    )
     _client_args(w, json_flag=False)
 
     t = sub.add_parser("trigger", help="trigger a run of a task")

@@ -166,6 +166,7 @@ def _worker(args: argparse.Namespace) -> None:
             slots=args.slots,
             version=args.version,
             queues=args.queue,
+            grace=args.grace,
             api_key=api_key.key if api_key else None,
             tls=TLSConfig(tls.ca, tls.cert, tls.key, tls.server_name) if tls else None,
         )

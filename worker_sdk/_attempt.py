@@ -1,6 +1,7 @@
 """The running attempt as the SDK keeps it while task code runs: its state
 (AttemptContext), the step whose body is running (StepContext), both held in
-contextvars, and the two BaseExceptions that end an attempt early."""
+contextvars, the worker's shutdown the attempts share (Draining), and the
+BaseExceptions that end an attempt early."""
 
 from __future__ import annotations
 
@@ -28,6 +29,24 @@ class AttemptSuspended(BaseException):
     attempt is over and must send nothing more; the run resumes in a new attempt
     once the wait is resolved. A BaseException so that `except Exception` in task
     code cannot swallow it."""
+
+
+class AttemptReleased(BaseException):
+    """The worker is shutting down: this attempt stops at its next live step
+    instead of starting it, and is handed back (FinishAttempt RELEASED) once
+    its running steps have recorded, so another worker goes on from there. A
+    BaseException so that `except Exception` in task code cannot swallow it."""
+
+
+@dataclass
+class Draining:
+    """A worker's shutdown, shared by its running attempts: once `started`, no
+    live step starts (AttemptReleased) and an attempt handed over is given back
+    unstarted; once `now` is set (the grace is over), every attempt still
+    running is handed back at once."""
+
+    now: asyncio.Event = field(default_factory=asyncio.Event)
+    started: bool = False
 
 
 class RunLogger(logging.LoggerAdapter[logging.Logger]):
@@ -92,6 +111,10 @@ class AttemptContext:
     attempt_token: str = ""
     run_stub: Any = None
     wait_stub: Any = None
+    # The worker's shutdown (None: a worker that never stops its attempts early),
+    # and why the attempt is handed back once it stopped for it.
+    draining: Draining | None = None
+    released: str | None = None
     # Suspension (worker_sdk._suspension): the wait that claimed it, whether another
     # wait tried to suspend meanwhile, the FinishAttempt call in flight, and once
     # the server accepted it a description of the wait and the request sent.

@@ -15,7 +15,7 @@ from cairn.statuses import ATTEMPT_OUTCOME_NAMES, RUN_STATUS_NAMES
 from cairn.v1 import common_pb2, worker_service_pb2
 from worker_sdk import _replay as replay
 from worker_sdk import _suspension as suspension
-from worker_sdk._attempt import AttemptAbandoned, AttemptContext, AttemptSuspended, enter_attempt
+from worker_sdk._attempt import AttemptAbandoned, AttemptContext, AttemptSuspended, Draining, enter_attempt
 from worker_sdk._calls import abandon, gone_reason, is_gone
 from worker_sdk._convert import struct_to_dict
 from worker_sdk._failures import error_info, one_line, task_error_info
@@ -29,6 +29,7 @@ from worker_sdk._grpc import (
     jittered,
     retry_delay_of,
 )
+from worker_sdk._release import release, settle_running
 from worker_sdk._task import Task
 from worker_sdk._tracing import AttemptSpan
 from worker_sdk.errors import type_name
@@ -66,6 +67,7 @@ async def execute_attempt(
     *,
     run_stub: Any = None,
     wait_stub: Any = None,
+    draining: Draining | None = None,
 ) -> worker_service_pb2.FinishAttemptRequest | None:
     """Runs one assigned attempt to its end and reports it with FinishAttempt.
     Returns the request sent (for a suspended attempt, the suspension the task's
@@ -74,7 +76,13 @@ async def execute_attempt(
     with the same async methods; run_stub and wait_stub (RunService and
     WaitService, for child runs and wait tokens) default to it. Cancelling this
     coroutine cancels the task function and reports nothing: the lease expires
-    and the server retries the run."""
+    and the server retries the run.
+
+    draining: the worker's shutdown. Once it started, an attempt handed over is
+    handed back unstarted, and a running one stops at its next live step, lets
+    its running steps record, and is handed back (FinishAttempt RELEASED, see
+    _release.py); when its `now` is set (the grace is over) the task function is
+    cancelled and the attempt handed back at once."""
     lease = lease_seconds(assignment)
     ctx = AttemptContext(
         namespace=namespace,
@@ -89,8 +97,11 @@ async def execute_attempt(
         metadata=struct_to_dict(assignment.metadata) if assignment.HasField("metadata") else {},
         parent_run_id=assignment.parent_run_id,
         attempt_token=assignment.attempt_token,
+        draining=draining,
     )
     started = time.monotonic()
+    if draining is not None and draining.started:
+        return await release(ctx, started, "handed over as the worker began to stop; not started")
     log.info(
         "attempt started: run=%s attempt=%d task=%s recorded_steps=%d",
         ctx.run_id,
@@ -107,17 +118,27 @@ async def execute_attempt(
     heartbeat = asyncio.create_task(_heartbeat(ctx, fn_task, lease / 3))
     try:
         try:
-            await asyncio.wait({fn_task})
+            await _until_done(fn_task, draining)
         except asyncio.CancelledError:
-            fn_task.cancel()
-            await asyncio.wait({fn_task}, timeout=1.0)
-            if fn_task.done() and not fn_task.cancelled():
-                fn_task.exception()  # retrieved, so asyncio does not log it as lost
+            await _cancel(fn_task)
             raise
+        if not fn_task.done():  # the worker's grace is over
+            ctx.released = ctx.released or "still running when the grace period ended"
+            await _cancel(fn_task)
         await suspension.settle(ctx)
         if ctx.suspended is not None:
             _log_suspended(ctx, fn_task, started)
             return ctx.suspend_request
+        if ctx.released is not None and not ctx.abandoned and draining is not None:
+            if fn_task.done() and not fn_task.cancelled() and fn_task.exception() is None:
+                log.warning(
+                    "task code caught the stop of its attempt and returned; its result is ignored and "
+                    "the attempt handed back: run=%s attempt=%d",
+                    ctx.run_id,
+                    ctx.attempt,
+                )  # (fn_task.exception() retrieved it: asyncio does not log it as lost)
+            await settle_running(ctx, draining)
+            return await release(ctx, started, ctx.released)
         request = _finish_request(ctx, task, fn_task)
         if request is None:
             log.warning(
@@ -134,6 +155,26 @@ async def execute_attempt(
     finally:
         heartbeat.cancel()
         span.end(ctx.suspended is not None, fn_task)
+
+
+async def _until_done(fn_task: asyncio.Task[Any], draining: Draining | None) -> None:
+    """Until the task function is done, or the worker's grace is over."""
+    if draining is None:
+        await asyncio.wait({fn_task})
+        return
+    now = asyncio.ensure_future(draining.now.wait())
+    try:
+        await asyncio.wait({fn_task, now}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        now.cancel()
+
+
+async def _cancel(fn_task: asyncio.Task[Any]) -> None:
+    """Cancels the task function and waits a moment for it to end."""
+    fn_task.cancel()
+    await asyncio.wait({fn_task}, timeout=1.0)
+    if fn_task.done() and not fn_task.cancelled():
+        fn_task.exception()  # retrieved, so asyncio does not log it as lost
 
 
 def _log_suspended(ctx: AttemptContext, fn_task: asyncio.Task[Any], started: float) -> None:

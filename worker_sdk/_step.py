@@ -21,6 +21,7 @@ from cairn.v1 import common_pb2, worker_service_pb2
 from worker_sdk import _replay as replay
 from worker_sdk._attempt import (
     AttemptContext,
+    AttemptReleased,
     StepContext,
     current_attempt,
     current_step,
@@ -167,6 +168,11 @@ async def _run(
     recorded = lookup(ctx, position, spec.name)
     if recorded is not None:
         return replay.replay(recorded)
+    if ctx.draining is not None and ctx.draining.started:
+        ctx.released = ctx.released or f"stopped before step '{spec.name}' at position {position}"
+        raise AttemptReleased(
+            f"run {ctx.run_id} attempt {ctx.attempt}: the worker is shutting down; {ctx.released}"
+        )
     token = enter_step(StepContext(spec.name, position, f"{ctx.run_id}:{position}"))
     running = _running(ctx, position)
     try:

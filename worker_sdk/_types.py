@@ -79,6 +79,7 @@ class AttemptStatus(StrEnum):
     CRASHED = "crashed"
     CANCELED = "canceled"
     TIMED_OUT = "timed_out"
+    RELEASED = "released"  # handed back by its worker as it shut down; the run went on
 
 
 class StepStatus(StrEnum):

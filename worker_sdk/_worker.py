@@ -23,6 +23,7 @@ from google.protobuf.duration_pb2 import Duration
 from cairn.limits import DEFAULT_POLL_WAIT, MAX_POLL_ATTEMPTS
 from cairn.v1 import run_service_pb2_grpc, wait_service_pb2_grpc, worker_service_pb2, worker_service_pb2_grpc
 from worker_sdk import _validate
+from worker_sdk._attempt import Draining
 from worker_sdk._batching import BatchingStub
 from worker_sdk._execution import execute_attempt
 from worker_sdk._grpc import (
@@ -39,6 +40,7 @@ from worker_sdk._grpc import (
     retry_delay_of,
     to_cairn_error,
 )
+from worker_sdk._release import RELEASE_SECONDS
 from worker_sdk._task import Task
 from worker_sdk.errors import ArgumentTypeError, InvalidArgumentError, UnavailableError
 
@@ -112,6 +114,25 @@ def select_queues(tasks: list[AnyTask], queues: Iterable[str] | str | None) -> l
     return selected
 
 
+DEFAULT_GRACE = 10.0
+
+
+def _grace(grace: float | None) -> float:
+    """The grace period of a stop: the argument, else $CAIRN_WORKER_GRACE, else
+    DEFAULT_GRACE; InvalidArgumentError unless a number >= 0."""
+    value: Any = grace
+    where = "grace"
+    if value is None:
+        value, where = os.environ.get("CAIRN_WORKER_GRACE") or DEFAULT_GRACE, "CAIRN_WORKER_GRACE"
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise InvalidArgumentError(f"Worker: {where} must be a number of seconds, got {value!r}") from None
+    if isinstance(value, bool) or not seconds >= 0 or seconds == float("inf"):
+        raise InvalidArgumentError(f"Worker: {where} must be a finite number of seconds >= 0, got {value!r}")
+    return seconds
+
+
 def default_worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
@@ -135,9 +156,17 @@ def dev_version(tasks: Iterable[AnyTask]) -> str:
 
 class Worker:
     """Serves tasks: `await worker.run()` (until `stop()`), or `worker.run_sync()`
-    which also stops gracefully on SIGINT/SIGTERM. On stop, polling ends at once,
-    running attempts get `grace` seconds to finish, and any still running are then
-    cancelled unreported (their leases expire and the server retries them).
+    which also stops gracefully on SIGINT/SIGTERM. On stop, polling ends at once
+    and each running attempt goes on until it finishes or reaches its next
+    checkpoint: a step that has not started yet is not started, the steps
+    running are let finish and record, and the attempt is handed back
+    (FinishAttempt RELEASED), so another worker takes the run at once and
+    replays what was recorded, without waiting for a lease and without using
+    up a retry. `grace` (seconds; else $CAIRN_WORKER_GRACE, else 10) bounds
+    all of this: what still runs then is cancelled and handed back (its
+    running step runs again on the next attempt); a second stop() ends the
+    grace at once. An attempt handed over as the worker began to stop is handed
+    back unstarted. Then run() returns (`cairn worker` exits 0).
     With `queues` (a list of queue names) it registers and serves only the tasks
     on those queues. address is as for Client: host:port, a list of frontends
     "a:7373,b:7373" or a gRPC target such as "dns:///cairn.internal:7373".
@@ -158,7 +187,7 @@ class Worker:
         slots: int = DEFAULT_SLOTS,
         version: str | None = None,
         worker_id: str | None = None,
-        grace: float = 10.0,
+        grace: float | None = None,
         queues: Iterable[str] | str | None = None,
         *,
         api_key: str | None = None,
@@ -167,8 +196,7 @@ class Worker:
         tasks = select_queues(discover_tasks(tasks_or_module), queues)
         if isinstance(slots, bool) or not isinstance(slots, int) or slots < 1:
             raise InvalidArgumentError(f"Worker: slots must be an int of at least 1, got {slots!r}")
-        if grace < 0:
-            raise InvalidArgumentError(f"Worker: grace must not be negative, got {grace}")
+        grace = _grace(grace)
         self.tasks: dict[str, AnyTask] = {t.id: t for t in tasks}
         self.queues: list[str] | None = None if queues is None else sorted({t.queue_name for t in tasks})
         self.address = frontend_address(address)
@@ -182,6 +210,7 @@ class Worker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._force: asyncio.Event | None = None
+        self._draining: Draining | None = None
         self._stop_requested = False
         self._stub: Any = None
         self._run_stub: Any = None
@@ -221,6 +250,7 @@ class Worker:
         self._force = asyncio.Event()
         self._register_lock = asyncio.Lock()
         self._registered = False
+        self._draining = Draining()
         if self._stop_requested:
             self._stop.set()
         channel = await self._open_channel()
@@ -244,12 +274,23 @@ class Worker:
             poller = asyncio.create_task(self._poller(), name="cairn-worker-poller")
             await stopped
             log.info(
-                "worker stopping: id=%s; waiting up to %.1fs for running attempts", self.worker_id, self.grace
+                "worker stopping: id=%s; polling ended; running attempts go on to their next checkpoint "
+                "and are handed back, for %.1fs at most",
+                self.worker_id,
+                self.grace,
             )
             poller.cancel()
+            self._draining.started = True  # no live step starts from now on
             for _ in slots:
                 self._handed.put_nowait(None)
-            await self._wait_slots(slots)
+            pending = await self._wait_slots(slots)
+            if pending:
+                log.warning(
+                    "worker stop: the grace period is over; handing back %d attempt(s) still running",
+                    len(pending),
+                )
+                self._draining.now.set()
+                await asyncio.wait(pending, timeout=RELEASE_SECONDS + 1.0)
         finally:
             stopped.cancel()
             for t in [*slots, *([poller] if poller else [])]:
@@ -276,9 +317,9 @@ class Worker:
             delay = min(BACKOFF_MAX, delay * 2)
         return None
 
-    async def _wait_slots(self, slots: list[asyncio.Task[None]]) -> None:
-        """Waits for the slots to finish their attempts, up to the grace period or a
-        second stop request; then the caller cancels what is left."""
+    async def _wait_slots(self, slots: list[asyncio.Task[None]]) -> set[asyncio.Task[Any]]:
+        """Waits for the slots to finish (or hand back) their attempts, up to the
+        grace period or a second stop request; returns the slots still busy."""
         assert self._force is not None
         forced = asyncio.create_task(self._force.wait())
         pending: set[asyncio.Task[Any]] = set(slots)
@@ -295,12 +336,7 @@ class Worker:
                 pending.discard(forced)
         finally:
             forced.cancel()
-        if pending:
-            log.warning(
-                "worker stop: cancelling %d running attempt(s); their leases will "
-                "expire and the server will retry them",
-                len(pending),
-            )
+        return pending
 
     def run_sync(self) -> None:
         """Runs the worker in a new event loop until stop(), SIGINT or SIGTERM."""
@@ -417,6 +453,7 @@ class Worker:
                     assignment,
                     run_stub=self._run_stub,
                     wait_stub=self._wait_stub,
+                    draining=self._draining,
                 )
             except asyncio.CancelledError:
                 raise

@@ -37,6 +37,7 @@ class AttemptStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ATTEMPT_STATUS_CRASHED: _ClassVar[AttemptStatus]
     ATTEMPT_STATUS_CANCELED: _ClassVar[AttemptStatus]
     ATTEMPT_STATUS_TIMED_OUT: _ClassVar[AttemptStatus]
+    ATTEMPT_STATUS_RELEASED: _ClassVar[AttemptStatus]
 
 class StepStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -63,6 +64,7 @@ ATTEMPT_STATUS_SUSPENDED: AttemptStatus
 ATTEMPT_STATUS_CRASHED: AttemptStatus
 ATTEMPT_STATUS_CANCELED: AttemptStatus
 ATTEMPT_STATUS_TIMED_OUT: AttemptStatus
+ATTEMPT_STATUS_RELEASED: AttemptStatus
 STEP_STATUS_UNSPECIFIED: StepStatus
 STEP_STATUS_COMPLETED: StepStatus
 STEP_STATUS_FAILED: StepStatus

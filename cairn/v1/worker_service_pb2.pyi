@@ -19,6 +19,7 @@ class AttemptOutcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ATTEMPT_OUTCOME_COMPLETED: _ClassVar[AttemptOutcome]
     ATTEMPT_OUTCOME_FAILED: _ClassVar[AttemptOutcome]
     ATTEMPT_OUTCOME_SUSPENDED: _ClassVar[AttemptOutcome]
+    ATTEMPT_OUTCOME_RELEASED: _ClassVar[AttemptOutcome]
 
 class AttemptGone(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -31,6 +32,7 @@ ATTEMPT_OUTCOME_UNSPECIFIED: AttemptOutcome
 ATTEMPT_OUTCOME_COMPLETED: AttemptOutcome
 ATTEMPT_OUTCOME_FAILED: AttemptOutcome
 ATTEMPT_OUTCOME_SUSPENDED: AttemptOutcome
+ATTEMPT_OUTCOME_RELEASED: AttemptOutcome
 ATTEMPT_GONE_UNSPECIFIED: AttemptGone
 ATTEMPT_GONE_CANCELED: AttemptGone
 ATTEMPT_GONE_TIMED_OUT: AttemptGone

@@ -181,7 +181,9 @@ class WorkerServiceServicer:
         it may still run: wait.position must be unrecorded and every position
         below it recorded (FAILED_PRECONDITION naming the position otherwise).
         A refused suspension (also e.g. a child's task is unknown) writes nothing
-        and leaves the attempt running. A checkpoint.
+        and leaves the attempt running. RELEASED hands the attempt back unfinished
+        (a worker shutting down): the run is QUEUED again at once for another
+        worker, and no retry is used up. A checkpoint.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

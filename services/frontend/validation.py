@@ -374,8 +374,8 @@ def finish(r: wpb.FinishAttemptRequest) -> None:
         if not r.HasField("wait"):
             raise invalid("wait: required with ATTEMPT_OUTCOME_SUSPENDED")
         wait(r.wait)
-    else:
-        raise invalid("outcome: must be COMPLETED, FAILED or SUSPENDED")
+    elif r.outcome != wpb.ATTEMPT_OUTCOME_RELEASED:
+        raise invalid("outcome: must be COMPLETED, FAILED, SUSPENDED or RELEASED")
 
 
 def batch_write(r: wpb.BatchWriteRequest) -> None:

@@ -1,6 +1,7 @@
 """Ending an attempt: completed (one statement, sql.attempts.FINISH_COMPLETED,
 built from the same fragments as every other run ending), failed (the retry
-policy applies) or suspended on a wait (wait.py)."""
+policy applies), suspended on a wait (wait.py) or released by a worker
+shutting down (the run queued again at once, no retry used up)."""
 
 from __future__ import annotations
 
@@ -42,8 +43,9 @@ async def finish_attempt(
     wait: dict[str, Any] | None,
     token: str,
 ) -> Outcome:
-    """Ends the current attempt (given its token): completed, failed (retry policy applied) or
-    suspended on a wait. A refused suspension (its wait's position is
+    """Ends the current attempt (given its token): completed, failed (retry policy applied),
+    suspended on a wait, or released (handed back unfinished by a worker shutting
+    down: the run is queued again at once, its failure count unchanged). A refused suspension (its wait's position is
     recorded or leaves a gap below it, a child's task is unknown) rolls back
     and leaves the attempt running. A completed attempt is one statement; the
     transaction below handles the rest and refusals."""
@@ -83,6 +85,9 @@ async def finish_attempt(
             assert wait is not None
             await end_attempt(conn, locked, "suspended")
             return await waits.suspend(conn, locked, wait)
+        if outcome == "released":
+            await end_attempt(conn, locked, "released")
+            return await waits.requeue(conn, locked, f"attempt {attempt} released by its worker")
         return await fail(conn, locked, "failed", error)
 
 

@@ -117,6 +117,7 @@ _GONE_BY_STATUS = {
     "completed": wpb.ATTEMPT_GONE_ENDED,
     "failed": wpb.ATTEMPT_GONE_ENDED,
     "suspended": wpb.ATTEMPT_GONE_ENDED,
+    "released": wpb.ATTEMPT_GONE_ENDED,
 }
 
 

@@ -66,8 +66,8 @@ def _timeout_error(wait: Row) -> dict[str, Any]:
 
 
 async def requeue(conn: Conn, run: Row, reason: str) -> Outcome:
-    """WAITING (or DELAYED, RETRYING) -> QUEUED with its queue entry, in one
-    statement (sql.runs.REQUEUE)."""
+    """WAITING (or DELAYED, RETRYING, or EXECUTING with its attempt released)
+    -> QUEUED with its queue entry, in one statement (sql.runs.REQUEUE)."""
     queued = await conn.fetchrow(runs_sql.REQUEUE, run["id"], reason)
     assert queued is not None
     return Outcome(queued, Effects(run_changed=True, work_ready=True))

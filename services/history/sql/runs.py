@@ -120,8 +120,9 @@ SET_TIMER = TIMER_COLUMNS + "VALUES ($1, $2, $3, $4)" + TIMER_UPSERT
 
 # ---- requeuing and ending --------------------------------------------------------
 
-# WAITING (or DELAYED, RETRYING) -> QUEUED with its queue entry and event; its
-# wait and its wait timers gone. $1 run id, $2 reason.
+# WAITING (or DELAYED, RETRYING; EXECUTING when its attempt was released and
+# its lease timers dropped) -> QUEUED with its queue entry and event; its wait
+# and its wait timers gone. $1 run id, $2 reason.
 REQUEUE = (
     """WITH wait_gone AS (DELETE FROM waits WHERE run_id = $1),
 timers_gone AS (DELETE FROM timers WHERE run_id = $1 AND kind IN ('wake', 'signal', 'delay', 'retry')),
