@@ -35,13 +35,19 @@ class BackendDown(Unreachable):
     (history or matching): the message says which, and the frontend is up."""
 
 
+# A call that met these met a frontend going away: nothing answered, its
+# connection dropped (UNAVAILABLE), or a frontend shutting down cut it off (CANCELLED).
+GONE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
+
+
 def error(exc: grpc.RpcError, tried: float | None = None) -> FrontendError:
-    """The FrontendError of a failed call: Unreachable for UNAVAILABLE,
-    BackendDown when its message is a frontend's naming history or matching.
-    tried: the seconds the call was sent again for, said in the message."""
+    """The FrontendError of a failed call: Unreachable for UNAVAILABLE (or a
+    CANCELLED of a frontend shutting down), BackendDown when its message is a
+    frontend's naming history or matching. tried: the seconds the call was
+    sent again for, said in the message."""
     code: grpc.StatusCode | None = exc.code() if callable(getattr(exc, "code", None)) else None
     details = (exc.details() if callable(getattr(exc, "details", None)) else None) or str(exc)
-    if code != grpc.StatusCode.UNAVAILABLE:
+    if code not in GONE:
         return FrontendError(details, code)
     if tried:
         details += f" (sent again for {tried:.1f} s)"
@@ -74,7 +80,7 @@ def call(
             return method(request, timeout=left)
         except grpc.RpcError as exc:
             code, now = exc.code(), time.monotonic()
-            if code == grpc.StatusCode.UNAVAILABLE and again:
+            if code in GONE and again:
                 wait, delay = resend.jittered(delay), resend.next_delay(delay)
                 if now + wait >= resend_until:
                     raise error(exc, now - started) from None

@@ -54,7 +54,7 @@ from cairn.v1 import (
     wait_service_pb2,
     wait_service_pb2_grpc,
 )
-from cairn_cli.channel import BackendDown, FrontendError, Unreachable, call, error, open_channel
+from cairn_cli.channel import GONE, BackendDown, FrontendError, Unreachable, call, error, open_channel
 from cairn_cli.inputs import duration as _duration
 from cairn_cli.inputs import limit as _limit
 from cairn_cli.inputs import payload as _payload
@@ -74,7 +74,7 @@ _RUNS: _Stub = run_service_pb2_grpc.RunServiceStub
 _WAITS: _Stub = wait_service_pb2_grpc.WaitServiceStub
 _SCHEDULES: _Stub = schedule_service_pb2_grpc.ScheduleServiceStub
 _QUEUES: _Stub = queue_service_pb2_grpc.QueueServiceStub
-_TRANSIENT = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+_TRANSIENT = (*GONE, grpc.StatusCode.DEADLINE_EXCEEDED)
 # A watch reconnects after its last event while the frontend is unreachable, for
 # this many seconds in a row at most, backing off from WATCH_BACKOFF.
 WATCH_RETRY_SECONDS = resend.RESEND_SECONDS

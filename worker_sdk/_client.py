@@ -28,6 +28,7 @@ from cairn.v1 import (
 from worker_sdk import _convert, _requests, _validate
 from worker_sdk._grpc import (
     DEFAULT_RPC_TIMEOUT,
+    GONE_CODES,
     TLSConfig,
     code_of,
     frontend_address,
@@ -316,12 +317,12 @@ class AsyncClient(SchedulesAndQueues):
             except grpc.RpcError as exc:
                 if (limited := retry_delay_of(exc)) is not None:
                     pause = jittered(limited)
-                elif code_of(exc) in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                elif code_of(exc) in (*GONE_CODES, grpc.StatusCode.DEADLINE_EXCEEDED):
                     pause, delay = resend.jittered(delay), resend.next_delay(delay)
                 else:
                     raise to_cairn_error(exc) from None
                 if deadline is not None and loop.time() + pause >= deadline:
-                    if code_of(exc) == grpc.StatusCode.UNAVAILABLE:
+                    if code_of(exc) in GONE_CODES:
                         raise unavailable_error(exc, self.address, timeout) from None
                     raise to_cairn_error(exc) from None
                 await asyncio.sleep(pause)
@@ -389,7 +390,7 @@ class AsyncClient(SchedulesAndQueues):
                 return
             except grpc.RpcError as exc:
                 now, limited = loop.time(), retry_delay_of(exc)
-                if limited is None and code_of(exc) != grpc.StatusCode.UNAVAILABLE:
+                if limited is None and code_of(exc) not in GONE_CODES:
                     raise to_cairn_error(exc) from None
                 if failing_since is None or now - opened >= WATCH_RETRY_SECONDS:
                     failing_since = opened

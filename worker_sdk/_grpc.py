@@ -43,6 +43,10 @@ DEFAULT_RPC_TIMEOUT = 30.0  # a client call's bound, the waits excepted
 # Bound of one write from an attempt (step record, finish, metadata, trigger).
 WRITE_TIMEOUT = 10.0
 TRANSIENT_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+# A call that met these met a frontend going away: nothing answered, its
+# connection dropped (UNAVAILABLE), or a frontend shutting down cut it off
+# (CANCELLED; a cancellation of the caller's own is asyncio's CancelledError).
+GONE_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED})
 # The trailing metadata entry of a FAILED_PRECONDITION that refuses a write or
 # heartbeat of an attempt that is no longer current: why ("canceled",
 # "timed_out", "superseded", "ended"; cairn.v1.AttemptGone).
@@ -398,7 +402,7 @@ async def call_mapped(
                 wait = jittered(limited)
                 if now + wait >= deadline:
                     raise to_cairn_error(exc) from None
-            elif code == grpc.StatusCode.UNAVAILABLE and again:
+            elif code in GONE_CODES and again:
                 wait, delay = resend.jittered(delay), resend.next_delay(delay)
                 if now + wait >= resend_until:
                     raise unavailable_error(exc, frontend, now - started) from None

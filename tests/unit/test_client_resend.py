@@ -293,3 +293,21 @@ def test_the_cli_names_the_service_a_frontend_said_is_down(
     message = str(info.value.code)
     assert message == f"error: {HISTORY_DOWN} (sent again for 30.0 s)"
     assert "cairn dev" not in message and "cannot reach the Cairn frontend" not in message
+
+
+def test_a_call_a_stopping_frontend_cut_off_is_sent_again() -> None:
+    """CANCELLED from the server (a frontend shutting down cut the call off) is
+    treated as UNAVAILABLE: a read is sent again, and wait goes on."""
+    cut = refusal(grpc.StatusCode.CANCELLED, "Cancelled on the server side")
+    get = Scripted(cut, rpb.GetRunResponse(run=run()))
+    assert asyncio.run(_grpc.call_mapped(get, rpb.GetRunRequest(run_id="r1"), 10)).run.id == "r1"
+    assert len(get.requests) == 2
+    fake = FakeStub()
+    done = rpb.WaitRunResponse(run=run(status=cpb.RUN_STATUS_COMPLETED), done=True)
+    fake.WaitRun = Scripted(cut, done)  # type: ignore[attr-defined]
+    assert asyncio.run(client_with(fake).wait("r1", timeout=10)).status == "completed"
+    assert (
+        type(cli_channel.error(SyncError(grpc.StatusCode.CANCELLED, "Cancelled"))) is cli_channel.Unreachable
+    )
+    method = SyncScripted(SyncError(grpc.StatusCode.CANCELLED, "Cancelled"), rpb.GetRunResponse(run=run()))
+    assert cli_channel.call(method, rpb.GetRunRequest(), 5).run.id == "r1"
