@@ -159,7 +159,7 @@ class Frontend(run_service_pb2_grpc.RunServiceServicer, queue_service_pb2_grpc.Q
         self,
         name: str,
         unavailable: int = 0,
-        trigger_code: grpc.StatusCode = grpc.StatusCode.UNAVAILABLE,
+        trigger_code: grpc.StatusCode | None = grpc.StatusCode.UNAVAILABLE,
         trigger_message: str = "frontend is going away",
     ) -> None:
         self.name = name
@@ -183,6 +183,8 @@ class Frontend(run_service_pb2_grpc.RunServiceServicer, queue_service_pb2_grpc.Q
     def TriggerRun(self, request: Any, context: Any) -> Any:
         self._count("TriggerRun")
         self.request_ids.append(request.request_id)
+        if self.trigger_code is None:
+            return rpb.TriggerRunResponse(run=common_pb2.Run(id="r-" + self.name, task_id=request.task_id))
         context.abort(self.trigger_code, self.trigger_message)
 
     def ListQueues(self, request: Any, context: Any) -> Any:
@@ -242,6 +244,20 @@ def test_a_list_spreads_calls_and_skips_a_dead_frontend(servers: Any) -> None:
     with Client(address=address, rpc_timeout=5) as client:
         seen = {client.list_queues()[0].name for _ in range(20)}
     assert seen == {"a", "b"}
+
+
+def test_a_trigger_a_frontend_of_a_list_refuses_goes_to_another(servers: Any) -> None:
+    """A frontend of the list answering UNAVAILABLE (say shutting down): the
+    trigger is sent again, with its request id, and the round-robin channel
+    gives it to the other frontend, which answers."""
+    going, up = Frontend("going"), Frontend("up", trigger_code=None)
+    address = f"127.0.0.1:{servers(going)},127.0.0.1:{servers(up)}"
+    with Client(address=address, rpc_timeout=10) as client:
+        runs = [client.trigger("t") for _ in range(6)]
+    assert {r.id for r in runs} == {"r-up"}
+    assert up.calls["TriggerRun"] == 6 and going.calls.get("TriggerRun", 0) >= 1
+    for rid in going.request_ids:
+        assert rid in up.request_ids  # the same trigger, sent again elsewhere
 
 
 def test_resource_exhausted_is_queue_full(servers: Any) -> None:
