@@ -18,8 +18,11 @@ every trigger a request id)."""
 
 from __future__ import annotations
 
+import os
 import random
 import re
+import time
+import uuid
 from typing import Any
 
 from cairn.v1 import (
@@ -74,6 +77,18 @@ RESENDABLE: frozenset[type[Any]] = frozenset(
 # "history service at 127.0.0.1:7375 is unavailable: ..."): such an UNAVAILABLE
 # came from a frontend that answered.
 _SERVICE_DOWN = re.compile(r"\b(history|matching) service at \S+ is unavailable")
+
+
+def new_request_id() -> str:
+    """A new request id for a trigger (TriggerRunRequest.request_id): a UUID of
+    version 7 (RFC 9562), 48 bits of Unix time in milliseconds then 74 random
+    bits, so the ids a client makes one after another sort by time and land at
+    the end of history's index (runs_request_id) instead of on a random page of
+    it, which writes less WAL."""
+    value = (time.time_ns() // 1_000_000 & (1 << 48) - 1) << 80 | int.from_bytes(os.urandom(10), "big")
+    value = value & ~(0xF << 76) | 0x7 << 76  # the version, 7
+    value = value & ~(0x3 << 62) | 0x2 << 62  # the variant, RFC 9562's
+    return str(uuid.UUID(int=value))
 
 
 def resendable(request: Any) -> bool:

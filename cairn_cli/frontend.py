@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -172,7 +171,7 @@ class Frontend:
             task_id=task_id,
             payload=_payload(f"payload for task '{task_id}'", payload),
             idempotency_key=idempotency_key or "",
-            request_id="" if idempotency_key else str(uuid.uuid4()),
+            request_id="" if idempotency_key else resend.new_request_id(),
         )
         opts = _trigger_options(**options)
         if opts.ByteSize():

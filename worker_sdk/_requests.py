@@ -6,7 +6,6 @@ refused, naming its field, before anything is sent."""
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -16,7 +15,7 @@ from google.protobuf.duration_pb2 import Duration
 from google.protobuf.struct_pb2 import Struct
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from cairn import limits, payloads, tracing
+from cairn import limits, payloads, resend, tracing
 from cairn.v1 import common_pb2, queue_service_pb2, run_service_pb2
 from worker_sdk import _validate
 from worker_sdk._policies import Retry
@@ -169,7 +168,7 @@ def trigger_request(
         task_id=task_id,
         payload=encode_payload(f"payload for task '{task_id}'", payload),
         idempotency_key=key,
-        request_id="" if key else str(uuid.uuid4()),
+        request_id="" if key else resend.new_request_id(),
     )
     if opts.ByteSize():
         request.options.CopyFrom(opts)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from typing import Any
 
 import grpc
@@ -311,3 +312,13 @@ def test_a_call_a_stopping_frontend_cut_off_is_sent_again() -> None:
     )
     method = SyncScripted(SyncError(grpc.StatusCode.CANCELLED, "Cancelled"), rpb.GetRunResponse(run=run()))
     assert cli_channel.call(method, rpb.GetRunRequest(), 5).run.id == "r1"
+
+
+def test_request_ids_are_time_ordered_uuids() -> None:
+    """Version 7 (RFC 9562): ids made one after another sort by time, so they
+    land at the end of history's index instead of on a random page of it."""
+    first = resend.new_request_id()
+    time.sleep(0.002)
+    later = [resend.new_request_id() for _ in range(100)]
+    assert all(uuid.UUID(i).version == 7 and str(uuid.UUID(i)) == i for i in [first, *later])
+    assert all(first < i for i in later) and len(set(later)) == 100
