@@ -24,6 +24,11 @@ from worker_sdk._grpc import (
 
 R = TypeVar("R")
 FENCED = frozenset({grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND})
+# How long an attempt's write is sent again while the server cannot be reached,
+# at least a lease: history fences every write, and after a whole-cluster
+# restart it gives the leases that fell due while it was down a grace, so a
+# write that reaches it late is still the attempt's.
+UNREACHABLE_GIVE_UP_SECONDS = 60.0
 
 # Why an attempt is gone, by the value of "cairn-attempt-gone" (cairn.v1.AttemptGone).
 _GONE = {
@@ -70,20 +75,23 @@ async def attempt_call(
     fenced: frozenset[grpc.StatusCode] = FENCED,
 ) -> R:
     """Calls method(request) for the attempt. A refusal naming why the attempt is
-    gone, a code in `fenced`, or a server unreachable for a whole lease (by then
-    another attempt may run), abandons the attempt (AttemptAbandoned); any other
+    gone, a code in `fenced`, or a server unreachable for
+    UNREACHABLE_GIVE_UP_SECONDS or a lease, whichever is longer (by then another
+    attempt may run), abandons the attempt (AttemptAbandoned); any other
     refusal raises the mapped CairnError. What the attempt logged or streamed
     before the call is sent first."""
     ctx.output.flush()
     try:
-        return await call_with_retry(method, request, timeout=WRITE_TIMEOUT, give_up_after=ctx.lease_seconds)
+        give_up = max(ctx.lease_seconds, UNREACHABLE_GIVE_UP_SECONDS)
+        return await call_with_retry(method, request, timeout=WRITE_TIMEOUT, give_up_after=give_up)
     except grpc.RpcError as exc:
         code = code_of(exc)
         if is_gone(exc, fenced):
             reason = gone_reason(ctx, exc)
         elif code in TRANSIENT_CODES:
             reason = (
-                f"the server was unreachable for a whole lease ({code.name if code else '?'}: "
+                f"the server was unreachable for {max(ctx.lease_seconds, UNREACHABLE_GIVE_UP_SECONDS):g} s "
+                f"({code.name if code else '?'}: "
                 f"{details_of(exc)}); another attempt may run"
             )
         else:

@@ -16,7 +16,7 @@ from cairn.v1 import common_pb2, worker_service_pb2
 from worker_sdk import _replay as replay
 from worker_sdk import _suspension as suspension
 from worker_sdk._attempt import AttemptAbandoned, AttemptContext, AttemptSuspended, Draining, enter_attempt
-from worker_sdk._calls import abandon, gone_reason, is_gone
+from worker_sdk._calls import UNREACHABLE_GIVE_UP_SECONDS, abandon, gone_reason, is_gone
 from worker_sdk._convert import struct_to_dict
 from worker_sdk._failures import error_info, one_line, task_error_info
 from worker_sdk._grpc import (
@@ -292,13 +292,16 @@ async def _finish(
     ctx: AttemptContext, request: worker_service_pb2.FinishAttemptRequest, started: float
 ) -> bool:
     """Sends FinishAttempt. A refusal (the attempt is stale) or a server unreachable
-    for a whole lease is logged, not raised. A completed output the server refuses
+    for as long as an attempt's writes are sent again (_calls) is logged, not raised. A completed output the server refuses
     as invalid is reported instead as a non-retryable failure. True when acknowledged."""
     outcome = ATTEMPT_OUTCOME_NAMES.get(request.outcome, str(request.outcome))
     ctx.output.flush()  # what the attempt logged goes before its end
     try:
         response = await call_with_retry(
-            ctx.stub.FinishAttempt, request, timeout=WRITE_TIMEOUT, give_up_after=ctx.lease_seconds
+            ctx.stub.FinishAttempt,
+            request,
+            timeout=WRITE_TIMEOUT,
+            give_up_after=max(ctx.lease_seconds, UNREACHABLE_GIVE_UP_SECONDS),
         )
     except grpc.RpcError as exc:
         code = code_of(exc)

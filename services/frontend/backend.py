@@ -41,7 +41,7 @@ FIRST_DELAY = 0.05
 MAX_DELAY = 1.0
 # Left of the caller's deadline for the answer naming the service that is down.
 DEADLINE_MARGIN = 0.25
-HEALTH_TIMEOUT = 1.0
+HEALTH_TIMEOUT = 2.0
 # A call that met these on its way met a service going away: its connection
 # dropped (UNAVAILABLE), or the service cancelled it as it shut down
 # (CANCELLED; a cancellation of the frontend's own is asyncio's, not this).

@@ -18,6 +18,9 @@ RECHECK_SECONDS = 0.2
 # Checks of one backend per round before it counts as down: a list of replicas
 # answers from one of them at a time, and one may be stopping.
 TRIES = 3
+# Rounds in a row a serving frontend must find a backend down before it says
+# NOT_SERVING: one slow round on a busy host is not an outage.
+DOWN_ROUNDS = 2
 
 
 async def follow(
@@ -29,9 +32,14 @@ async def follow(
     """Sets the frontend's health from its backends', for as long as it runs
     (grpc_server.serve runs it until the frontend stops)."""
     serving: bool | None = None
+    rounds_down = 0
     while True:
         up = await asyncio.gather(_up(backend, HISTORY), _up(backend, MATCHING))
         down = [name for name, ok in zip((HISTORY, MATCHING), up, strict=True) if not ok]
+        rounds_down = rounds_down + 1 if down else 0
+        if serving and 0 < rounds_down < DOWN_ROUNDS:
+            await asyncio.sleep(recheck)
+            continue
         if (not down) != serving:
             names = " and ".join(backend.name(name) for name in down)
             if down and serving is None:  # starting: the services may be starting too

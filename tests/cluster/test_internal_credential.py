@@ -14,7 +14,16 @@ from typing import Any
 import grpc
 import pytest
 from api_helpers import start_basic_worker
-from harness import PYTHON, REPO_ROOT, Cluster, expect_rpc_error, health_check, json_payload, table_counts
+from harness import (
+    PYTHON,
+    REPO_ROOT,
+    Cluster,
+    expect_rpc_error,
+    health_check,
+    json_payload,
+    table_counts,
+    wait_for,
+)
 
 from cairn.internal.v1 import history_service_pb2_grpc as hgrpc
 from cairn.internal.v1 import matching_service_pb2_grpc as mgrpc
@@ -86,9 +95,16 @@ def test_history_and_matching_refuse_calls_without_the_credential(cluster: Clust
     assert table_counts(cluster) == before, "a refused internal call wrote rows"
 
     # Health answers without the credential, for probes and load balancers.
-    for name in ("history", "matching", "frontend"):
-        serving, detail = health_check(cluster.services[name].address, timeout=5)
-        assert serving, (name, detail)
+    for name in (
+        "history",
+        "matching",
+        "frontend",
+    ):  # the frontend's follows its backends', checked each second
+        wait_for(
+            lambda name=name: health_check(cluster.services[name].address, timeout=5)[0],
+            10,
+            message=f"{name} does not answer SERVING without the credential",
+        )
 
     # With the credential, the same services answer (what frontend and matching send).
     history, matching = stubs(cluster.channel("history")), stubs(cluster.channel("matching"))[1]
