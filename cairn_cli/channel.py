@@ -6,7 +6,6 @@ BackendDown when one answered that history or matching is down."""
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable
 from typing import Any, NamedTuple, TypeVar
@@ -85,13 +84,6 @@ def call(
                 wait, delay = resend.jittered(delay), resend.next_delay(delay)
                 if now + wait >= resend_until:
                     raise error(exc, now - started) from None
-                if unavailable is None:  # say why the command waits, once
-                    print(
-                        f"cairn: no answer from the frontend yet ({code.name}); trying again for up to "
-                        f"{resend_until - started:.0f} s (Ctrl-C to stop)",
-                        file=sys.stderr,
-                        flush=True,
-                    )
                 unavailable = exc
             elif unavailable is not None and code == grpc.StatusCode.DEADLINE_EXCEEDED:
                 raise error(unavailable, now - started) from None

@@ -269,19 +269,6 @@ def test_the_cli_error_says_which_side_was_down() -> None:
     assert time.monotonic() - started < 1.0 and len(method.requests) >= 3
 
 
-def test_the_cli_says_once_that_it_waits_for_the_frontend(capsys: pytest.CaptureFixture[str]) -> None:
-    """A command that meets UNAVAILABLE tells its user at once why it waits (a
-    new user who forgot `cairn dev` would otherwise see nothing for 30 s)."""
-    method = SyncScripted(SyncError(grpc.StatusCode.UNAVAILABLE))
-    with pytest.raises(cli_channel.Unreachable):
-        cli_channel.call(method, rpb.GetRunRequest(), 0.4)
-    notices = capsys.readouterr().err.splitlines()
-    assert len(notices) == 1 and len(method.requests) >= 3, notices
-    assert notices[0].startswith(
-        "cairn: no answer from the frontend yet (UNAVAILABLE); trying again for up to"
-    )
-
-
 def test_the_cli_names_the_service_a_frontend_said_is_down(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
