@@ -46,6 +46,7 @@ async def run_cairn(
         args.retention_days,
         args.prune_seconds,
         tree=tree,
+        watch_frontend=args.watch_frontend == "own" and "w" in wanted,
     )
     log(
         f"cairn: starting history, matching, frontend and {args.workers} worker(s) of {args.slots} "
@@ -98,6 +99,7 @@ async def run_cairn(
                             sizes["w_one"],
                             sizes["w_flight"],
                             args.watch_via,
+                            args.step_gap_ms,
                         ),
                     ),
                 ]

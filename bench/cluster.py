@@ -49,6 +49,7 @@ class CairnCluster:
         retention_days: float,
         prune_seconds: float,
         tree: Path = REPO,
+        watch_frontend: bool = False,
     ) -> None:
         from cairn import keys
         from cairn_cli.embedded import free_ports
@@ -60,10 +61,17 @@ class CairnCluster:
         self.nats_url = nats_url
         self.n_workers = workers
         self.slots = slots
-        ports = free_ports(len(SERVICES) + 1)
+        ports = free_ports(len(SERVICES) + 3)
         self.addresses = {k: f"127.0.0.1:{port}" for k, port in zip(SERVICES, ports, strict=False)}
         self.address = self.addresses["frontend"]
-        self.http_address = f"127.0.0.1:{ports[-1]}"
+        self.http_address = f"127.0.0.1:{ports[len(SERVICES)]}"
+        # w's watchers: on the frontend the workers use, or (watch_frontend) on a second replica
+        self.watch_frontend = watch_frontend
+        self.watch_address, self.watch_http_address = self.address, self.http_address
+        if watch_frontend:
+            self.addresses["watch-frontend"] = f"127.0.0.1:{ports[-2]}"
+            self.watch_address = self.addresses["watch-frontend"]
+            self.watch_http_address = f"127.0.0.1:{ports[-1]}"
         # history's and matching's --metrics-address, where the checkout has it (73dd04f on)
         self.metrics = "metrics-address" in _read(self.tree / "services" / "common" / "config.py")
         env = {k: v for k, v in os.environ.items() if not k.startswith("CAIRN_")}
@@ -90,6 +98,11 @@ class CairnCluster:
         self.workers: list[Proc] = []
 
     def _args(self, kind: str) -> list[str]:
+        if kind == "watch-frontend":
+            args = self._args("frontend")
+            args[args.index("--listen") + 1] = self.watch_address
+            args[args.index("--http-address") + 1] = self.watch_http_address
+            return args
         base = [sys.executable, "-m", "cairn_cli", kind, "--listen", self.addresses[kind]]
         if kind != "frontend" and self.metrics:
             base += ["--metrics-address", "127.0.0.1:0"]
@@ -116,12 +129,13 @@ class CairnCluster:
         ]
 
     def start(self, timeout: float = 60) -> None:
-        for kind in SERVICES:
+        kinds = [*SERVICES, *(["watch-frontend"] if self.watch_frontend else [])]
+        for kind in kinds:
             self.services[kind] = Proc(
                 kind, self._args(kind), self.logs / f"{kind}.log", self.env, cwd=self.tree
             )
         deadline = time.monotonic() + timeout
-        for kind in SERVICES:
+        for kind in kinds:
             while not _healthy(self.addresses[kind]):
                 proc = self.services[kind]
                 if not proc.running() or time.monotonic() > deadline:
@@ -163,6 +177,6 @@ class CairnCluster:
     def stop(self) -> None:
         for proc in self.workers:
             proc.stop()
-        for kind in reversed(SERVICES):
+        for kind in ["watch-frontend", *reversed(SERVICES)]:
             if kind in self.services:
                 self.services[kind].stop()

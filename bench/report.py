@@ -173,8 +173,9 @@ def print_watchers(w: dict[str, Any]) -> str:
         for c in w["compared"]
     ]
     out = [
-        f"w. {n} watchers ({w['via']}) against none, {w['steps_per_run']}-step runs, {w['rounds']} "
-        f"round(s): {w['how']}",
+        f"w. {n} watchers ({w['via']}) against none, {w['steps_per_run']}-step runs"
+        + (f" ({w['step_gap_ms']:g} ms before each step)" if w.get("step_gap_ms") else "")
+        + f", {w['rounds']} round(s): {w['how']}",
         _grid(
             [
                 "figure",
@@ -199,13 +200,14 @@ def print_watchers(w: dict[str, Any]) -> str:
                 f"{_fmt(_get(flight, 'watcher_lag_ms', 'p99'))} ms (in flight)"
             )
     for r in w["per_round"]:
-        cpu = _get(r, "parts", "flight", "cpu_ms_per_run")
-        if cpu:
-            parts = ", ".join(f"{k} {v:.2f}" for k, v in cpu.items() if k != "total" and v)
-            out.append(
-                f"round {r['round']}, {r['watchers']} watchers, in flight: CPU ms per run "
-                f"{cpu['total']:.2f} ({parts})"
-            )
+        for part, name in (("one", "one run"), ("flight", "in flight")):
+            cpu = _get(r, "parts", part, "cpu_ms_per_run")
+            if cpu:
+                parts = ", ".join(f"{k} {v:.2f}" for k, v in cpu.items() if k != "total" and v)
+                out.append(
+                    f"round {r['round']}, {r['watchers']} watchers, {name}: CPU ms per run "
+                    f"{cpu['total']:.2f} ({parts})"
+                )
     return "\n".join(out)
 
 

@@ -4,7 +4,8 @@
     python bench/run.py [--quick] [--only a,b,...] [--skip-peers] [--skip-cairn]
                         [--workers N] [--slots N] [--json PATH] [--statements] [--keep]
                         [--tree PATH] [--baseline-tree PATH] [--rounds N]
-                        [--watchers N] [--watch-via grpc|sse]
+                        [--watchers N] [--watch-via grpc|sse] [--watch-frontend shared|own]
+                        [--step-gap-ms MS]
 
 It starts one embedded PostgreSQL (a fresh data directory, TCP on a free port) and
 one NATS, then Cairn as `cairn dev` runs it (history, matching and frontend, each
@@ -149,6 +150,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         choices=("grpc", "sse"),
         default="grpc",
         help="w: RunService.WatchRun (AsyncClient.watch) or SSE GET /v1/runs/{id}/watch (default grpc)",
+    )
+    p.add_argument(
+        "--watch-frontend",
+        choices=("shared", "own"),
+        default="shared",
+        help="w: the watchers on the frontend the workers use (shared, default) or on a second "
+        "frontend replica of their own (own), as a deployment that serves dashboards apart would",
+    )
+    p.add_argument(
+        "--step-gap-ms",
+        type=float,
+        default=0,
+        help="w: milliseconds each run waits before each step, as a run awaiting I/O between "
+        "checkpoints does (default 0: steps back to back, the worst case for watchers)",
     )
     args = p.parse_args(argv)
     only = [w.strip() for w in args.only.split(",") if w.strip()]

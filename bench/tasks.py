@@ -49,13 +49,17 @@ async def many_steps(payload: dict[str, int]) -> dict[str, float]:
 
 @task(id="timed_steps")
 async def timed_steps(payload: dict[str, int]) -> dict[str, Any]:
-    """w: payload["n"] trivial steps one after the other; returns each step's
-    microseconds (the call to the step's record acknowledged) and the body's own
-    start and end."""
+    """w: payload["n"] trivial steps one after the other, each after
+    payload["gap_ms"] (default 0) of waiting, as a run that awaits I/O between
+    its steps would; returns each step's microseconds (the call to the step's
+    record acknowledged, the wait not included) and the body's own start and end."""
     n = int(payload["n"])
+    gap = float(payload.get("gap_ms", 0)) / 1000
     t0 = time.time()
     step_us = []
     for i in range(n):
+        if gap:
+            await asyncio.sleep(gap)
         t = time.perf_counter()
         await noop(i)
         step_us.append(round((time.perf_counter() - t) * 1e6))

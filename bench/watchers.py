@@ -50,7 +50,7 @@ class WatcherPool:
             import httpx
 
             self.http = httpx.AsyncClient(
-                base_url=f"http://{self.bench.cluster.http_address}",
+                base_url=f"http://{self.bench.cluster.watch_http_address}",
                 headers={"authorization": f"Bearer {self.bench.cluster.api_key}"},
                 timeout=httpx.Timeout(60.0),
                 limits=httpx.Limits(max_connections=None, max_keepalive_connections=None),
@@ -58,7 +58,7 @@ class WatcherPool:
         else:
             from worker_sdk import AsyncClient
 
-            self.client = AsyncClient(self.bench.cluster.address)
+            self.client = AsyncClient(self.bench.cluster.watch_address)
         return self
 
     async def __aexit__(self, *exc: Any) -> None:
@@ -133,19 +133,21 @@ async def _finish(bench: CairnBench, run_id: str, timeout: float) -> dict[str, A
 
 
 async def one_at_a_time(
-    bench: CairnBench, pool: WatcherPool, n_watchers: int, runs: int, steps: int
+    bench: CairnBench, pool: WatcherPool, n_watchers: int, runs: int, steps: int, gap_ms: float
 ) -> dict[str, Any]:
     pool.reset()
     outputs, ids = [], []
-    for _ in range(runs):
-        run = await bench.client.trigger("timed_steps", {"n": steps}, delay=DELAY)
-        opened = [pool.open(run.id) for _ in range(n_watchers)]
-        if opened:
-            await asyncio.wait_for(asyncio.gather(*(first.wait() for _, first in opened)), 30)
-        outputs.append(await _finish(bench, run.id, completion_timeout(steps)))
-        await asyncio.wait_for(asyncio.gather(*(task for task, _ in opened)), 30)
-        ids.append(run.id)
+    async with bench.meter() as m:
+        for _ in range(runs):
+            run = await bench.client.trigger("timed_steps", {"n": steps, "gap_ms": gap_ms}, delay=DELAY)
+            opened = [pool.open(run.id) for _ in range(n_watchers)]
+            if opened:
+                await asyncio.wait_for(asyncio.gather(*(first.wait() for _, first in opened)), 30)
+            outputs.append(await _finish(bench, run.id, completion_timeout(steps)))
+            await asyncio.wait_for(asyncio.gather(*(task for task, _ in opened)), 30)
+            ids.append(run.id)
     return {
+        **m.per(runs),
         "runs": runs,
         **_step_figures(outputs, steps),
         "run_ms": summary_ms(await _durations(bench, ids)),
@@ -155,7 +157,7 @@ async def one_at_a_time(
 
 
 async def in_flight(
-    bench: CairnBench, pool: WatcherPool, watched: bool, runs: int, lanes: int, steps: int
+    bench: CairnBench, pool: WatcherPool, watched: bool, runs: int, lanes: int, steps: int, gap_ms: float
 ) -> dict[str, Any]:
     pool.reset()
     outputs: list[dict[str, Any]] = []
@@ -166,7 +168,7 @@ async def in_flight(
     async def lane() -> None:
         for _ in todo:
             t0 = time.time()
-            run = await bench.client.trigger("timed_steps", {"n": steps})
+            run = await bench.client.trigger("timed_steps", {"n": steps, "gap_ms": gap_ms})
             watcher = pool.open(run.id)[0] if watched else None
             outputs.append(await _finish(bench, run.id, completion_timeout(steps)))
             result_s.append(time.time() - t0)
@@ -199,6 +201,7 @@ COMPARED = (
     ("one run, step record p99", "one", ("step_ms", "p99"), "ms", False),
     ("one run, µs per step (body)", "one", ("us_per_step_p50",), "µs", False),
     ("one run, attempt start to finish p50", "one", ("run_ms", "p50"), "ms", False),
+    ("one run, CPU per run (all processes)", "one", ("cpu_ms_per_run", "total"), "ms", False),
     ("in flight, runs/s", "flight", ("runs_per_s",), "runs/s", True),
     ("in flight, step record p50", "flight", ("step_ms", "p50"), "ms", False),
     ("in flight, step record p99", "flight", ("step_ms", "p99"), "ms", False),
@@ -246,14 +249,15 @@ async def run_watchers(
     one_runs: int,
     flight_runs: int,
     via: str,
+    gap_ms: float = 0,
 ) -> dict[str, Any]:
     per_round: list[dict[str, Any]] = []
     async with WatcherPool(bench, via) as pool:
         for r in range(rounds):
             order = (0, n_watchers) if r % 2 == 0 else (n_watchers, 0)
             for w in order:
-                one = await one_at_a_time(bench, pool, w, one_runs, steps)
-                flight = await in_flight(bench, pool, w > 0, flight_runs, n_watchers, steps)
+                one = await one_at_a_time(bench, pool, w, one_runs, steps, gap_ms)
+                flight = await in_flight(bench, pool, w > 0, flight_runs, n_watchers, steps, gap_ms)
                 per_round.append({"round": r + 1, "watchers": w, "parts": {"one": one, "flight": flight}})
                 log(
                     f"  w round {r + 1}, {w} watchers: one run step p50 {one['step_ms']['p50']:.2f} ms, "
@@ -265,10 +269,12 @@ async def run_watchers(
         "watchers": n_watchers,
         "via": via,
         "steps_per_run": steps,
+        "step_gap_ms": gap_ms,
         "how": (
             f"one run at a time ({one_runs} runs, {n_watchers} watchers on each) and {flight_runs} runs "
             f"with {n_watchers} in flight ({n_watchers} watchers, one per run in flight); conditions "
-            "alternating 0/W, W/0 per round"
+            "alternating 0/W, W/0 per round; watchers on "
+            + ("a frontend replica of their own" if bench.cluster.watch_frontend else "the workers' frontend")
         ),
         "per_round": per_round,
         "compared": compare(per_round, n_watchers),

@@ -22,6 +22,7 @@ from services.frontend import validation as check
 from services.frontend.backend import CALL_TIMEOUT, HISTORY, MATCHING, Backend
 from services.frontend.keys_api import KeyHandlers
 from services.frontend.routes import KEYS, RUNS, WORKERS, path
+from services.frontend.run_feeds import Behind, RunFeeds
 from services.frontend.run_watch import RunWatcher
 from services.frontend.shared_reads import SharedReads
 from services.frontend.triggers import Triggers
@@ -50,6 +51,7 @@ class Handlers:
         self.draining = draining or Draining()
         self.triggers = Triggers(backend, CALL_TIMEOUT)
         self.reads = SharedReads(backend)
+        self.feeds = RunFeeds(watcher, self.reads.list_run_events, WATCH_BATCH, WATCH_REREAD_SECONDS)
         self.keys = KeyHandlers(backend)
 
     def by_path(self) -> dict[str, Handler]:
@@ -95,52 +97,66 @@ class Handlers:
                 self.watcher.unwatch(request.run_id, event)
 
     async def watch_run(self, request: rpb.WatchRunRequest, context: Context) -> AsyncIterator[Any]:
-        """The run's event log after after_event_id, read from history in
-        batches of WATCH_BATCH whenever NATS says the run changed or logged an
-        event (and every WATCH_REREAD_SECONDS in case a notice was lost),
-        until the event that ended the run. A watcher costs one read per wake,
-        however many notices arrived meanwhile, and the watchers of a run woken
-        together share it (SharedReads). The response headers are sent
-        after the first read, once the run and after_event_id are known good
-        (the HTTP event stream answers its errors as JSON until then).
-        Shutting down, it ends UNAVAILABLE: the SDK watches again after the
-        last event it got."""
+        """The run's event log after after_event_id, until the event that ended
+        the run: read from history in batches of WATCH_BATCH until caught up,
+        then taken from the run's feed (run_feeds.py), which reads once per
+        change for every watcher of the run on this frontend. The response
+        headers are sent after the first read, once the run and
+        after_event_id are known good (the HTTP event stream answers its
+        errors as JSON until then). Shutting down, it ends UNAVAILABLE: the
+        SDK watches again after the last event it got."""
         cursor = request.after_event_id
-        settled = False
-        woken = await self.watcher.follow(request.run_id)
-        self.draining.add_hook(woken.set)
         started = False
-        try:
-            while True:
-                self._unless_draining()
-                woken.clear()  # before the read: a notice during it means read again
-                page = await self.reads.list_run_events(
-                    hpb.ListRunEventsRequest(
-                        namespace=request.namespace, run_id=request.run_id, after_id=cursor, limit=WATCH_BATCH
+        while True:  # once more from the cursor when the watcher fell behind its feed
+            sub = await self.feeds.subscribe(request.namespace, request.run_id)
+            self.draining.add_hook(sub.wake)
+            try:
+                settled = False
+                while True:  # catching up, with reads of its own
+                    self._unless_draining()
+                    page = await self.reads.list_run_events(
+                        hpb.ListRunEventsRequest(
+                            namespace=request.namespace,
+                            run_id=request.run_id,
+                            after_id=cursor,
+                            limit=WATCH_BATCH,
+                        )
                     )
-                )
-                if not started:  # the run and after_event_id are good: the headers say so
-                    started = True
-                    await context.send_initial_metadata(())
-                for update in page.updates:
-                    yield rpb.WatchRunResponse(update=update)
-                    if update.done:
+                    if not started:  # the run and after_event_id are good: the headers say so
+                        started = True
+                        await context.send_initial_metadata(())
+                    for update in page.updates:
+                        yield rpb.WatchRunResponse(update=update)
+                        if update.done:
+                            return
+                    cursor = page.last_id
+                    if page.more:
+                        continue
+                    if page.ended:
+                        # The run was read after its events: its terminal event may have
+                        # committed in between. Read once more with nothing new before
+                        # ending (after the terminal event there is nothing to read).
+                        if not page.updates and settled:
+                            return
+                        settled = not page.updates
+                        continue
+                    sub.start(cursor)
+                    if cursor >= (sub.needs() or 0):
+                        break
+                while True:  # live, from the feed
+                    self._unless_draining()
+                    fed = await sub.get()
+                    if fed is None or fed.event.id <= cursor:
+                        continue
+                    yield rpb.WatchRunResponse(update=fed)
+                    cursor = fed.event.id
+                    if fed.done:
                         return
-                cursor = page.last_id
-                if page.more:
-                    continue
-                if page.ended:
-                    # The run was read after its events: its terminal event may have
-                    # committed in between. Read once more with nothing new before
-                    # ending (after the terminal event there is nothing to read).
-                    if not page.updates and settled:
-                        return
-                    settled = not page.updates
-                    continue
-                await _woken(woken, WATCH_REREAD_SECONDS)
-        finally:
-            self.watcher.unfollow(request.run_id, woken)
-            self.draining.unhook(woken.set)
+            except Behind:
+                continue
+            finally:
+                self.draining.unhook(sub.wake)
+                self.feeds.unsubscribe(sub)
 
     async def watch_runs(self, request: rpb.WatchRunsRequest, context: Context) -> AsyncIterator[Any]:
         """Every event from the call on (or after after_event_id) of the

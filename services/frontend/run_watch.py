@@ -44,10 +44,11 @@ class RunWatcher:
     def unwatch(self, run_id: str, event: asyncio.Event) -> None:
         _discard(self._events, run_id, event)
 
-    async def follow(self, run_id: str) -> asyncio.Event:
-        """An event set at every change of the run (clear it before reading);
-        when it returns, history has been told (see _announce)."""
-        event = asyncio.Event()
+    async def follow(self, run_id: str, event: asyncio.Event | None = None) -> asyncio.Event:
+        """An event (`event`, or a new one) set at every change of the run
+        (clear it before reading); when it returns, history has been told
+        (see _announce)."""
+        event = event or asyncio.Event()
         self._followers[run_id].add(event)
         try:
             await self._announce(("run", run_id), event)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -91,7 +91,7 @@ def attempt(r: asyncpg.Record) -> pb.Attempt:
     return a
 
 
-def event(r: asyncpg.Record) -> pb.RunEvent:
+def event(r: asyncpg.Record | Mapping[str, Any]) -> pb.RunEvent:
     return pb.RunEvent(
         id=r["id"],
         type=r["type"],

@@ -425,14 +425,15 @@ class HistoryServicer(hgrpc.HistoryServiceServicer):
         response = hpb.ListRunEventsResponse(last_id=found.last_id, more=found.more)
         if request.run_id:
             response.ended = next(iter(found.runs.values()))["status"] in TERMINAL_RUN_STATUSES
+        runs: dict[Any, cpb.Run] = {}  # each run converted once per page
         for e in found.events:
             run = found.runs.get(e["run_id"])
             if run is None:  # deleted by retention since
                 continue
+            if e["run_id"] not in runs:
+                runs[e["run_id"]] = convert.run(run, with_input=False)
             response.updates.add(
-                event=convert.event(e),
-                run=convert.run(run, with_input=False),
-                done=e["type"] in TERMINAL_RUN_STATUSES,
+                event=convert.event(e), run=runs[e["run_id"]], done=e["type"] in TERMINAL_RUN_STATUSES
             )
         return response
 

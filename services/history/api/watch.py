@@ -1,13 +1,16 @@
 """Reading the event log after an event id, for the frontend's WatchRun and
 WatchRuns: the log (run_events, ids from one sequence) is the order of a run's
 changes and the point a watcher resumes from. Each event comes with its run as
-read after the events (so never older than them), without its input, which a
-watcher already knows and which may be large."""
+read with the events (one snapshot, so never older than them), without its
+input, which a watcher already knows and which may be large."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 import asyncpg
 
@@ -24,7 +27,7 @@ class Events:
     """Events oldest first, the runs they belong to by id, and the id the log
     has been read up to."""
 
-    events: list[Row]
+    events: Sequence[Row | Mapping[str, Any]]  # run_events rows, or the same as dicts
     runs: dict[uuid.UUID, Row]
     last_id: int
     more: bool = False
@@ -35,15 +38,14 @@ async def of_run(pool: asyncpg.Pool, namespace: str, run_id: uuid.UUID, after_id
     not in the namespace; INVALID_ARGUMENT when after_id is not its event."""
     if after_id < 0:
         raise invalid(f"after_event_id: {after_id} is negative")
-    async with pool.acquire() as conn:
-        events = await conn.fetch(sql.RUN_EVENTS_AFTER, run_id, after_id, limit)
-        run = await conn.fetchrow(sql.RUN, run_id, namespace)
-        if run is None:
-            raise not_found(f"run {run_id} not found in namespace {namespace!r}")
-        if after_id > 0 and not await conn.fetchval(sql.EVENT_OF_RUN, run_id, after_id):
-            raise invalid(f"after_event_id: {after_id} is not an event of run {run_id}")
+    run = await pool.fetchrow(sql.RUN_EVENTS_AFTER, run_id, namespace, after_id, limit)
+    if run is None:
+        raise not_found(f"run {run_id} not found in namespace {namespace!r}")
+    if not run["page_after_ok"]:
+        raise invalid(f"after_event_id: {after_id} is not an event of run {run_id}")
+    events = [{**e, "run_id": run_id, "at": datetime.fromisoformat(e["at"])} for e in run["page_events"]]
     last = events[-1]["id"] if events else after_id
-    return Events(list(events), {run_id: run}, last, more=len(events) >= limit)
+    return Events(events, {run_id: run}, last, more=len(events) >= limit)
 
 
 async def of_namespace(

@@ -61,12 +61,18 @@ LIST_RUNS_BY_PARENT = "SELECT * FROM runs WHERE namespace = $1 AND parent_run_id
 
 # ---- the event log after an id (WatchRun, WatchRuns) ------------------------------
 
-# A run's events after an id, oldest first (index run_events_by_run). $1 run id,
-# $2 after id, $3 limit.
-RUN_EVENTS_AFTER = "SELECT * FROM run_events WHERE run_id = $1 AND id > $2 ORDER BY id LIMIT $3"
-
-# Whether an event is one of a run's. $1 run id, $2 event id.
-EVENT_OF_RUN = "SELECT EXISTS (SELECT 1 FROM run_events WHERE run_id = $1 AND id = $2)"
+# A run, its events after an id, oldest first (index run_events_by_run), and
+# whether that id (0: none) is one of its events: one statement, one snapshot,
+# because every change of a watched run is read with it. $1 run id,
+# $2 namespace, $3 after id, $4 limit.
+# The events come as one jsonb array (asyncpg decodes no composite type here).
+RUN_EVENTS_AFTER = (
+    "SELECT r.*, coalesce((SELECT jsonb_agg(jsonb_build_object("
+    "'id', e.id, 'type', e.type, 'attempt', e.attempt, 'details', e.details, 'at', e.at) ORDER BY e.id)"
+    " FROM (SELECT * FROM run_events WHERE run_id = $1 AND id > $3 ORDER BY id LIMIT $4) e), '[]')"
+    " AS page_events, ($3 = 0 OR EXISTS (SELECT 1 FROM run_events WHERE run_id = $1 AND id = $3)) AS page_after_ok"
+    " FROM runs r WHERE r.id = $1 AND r.namespace = $2"
+)
 
 # The highest event id, 0 when the log is empty (the primary key, read backwards).
 LAST_EVENT_ID = "SELECT coalesce(max(id), 0) FROM run_events"

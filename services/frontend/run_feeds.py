@@ -1,0 +1,186 @@
+"""One reader per watched run on this frontend: however many WatchRun calls
+follow a run, history is asked once per change of it, and each new update is
+handed to every watcher as the same message. A watcher catches up from its
+own cursor with its own reads (SharedReads), then takes the feed's updates;
+one that falls behind by more than FEED_BACKLOG updates goes back to reading
+(its stream stays whole, it only stops holding the feed's memory).
+
+Correctness rests on the log's order: a run's event ids follow its commit
+order (history holds the run's row lock while it logs), so a watcher that
+read after subscribing has everything up to the feed's position at that
+moment, and skipping the feed's updates at or below its cursor leaves no gap."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from cairn.internal.v1 import history_service_pb2 as hpb
+from cairn.v1 import run_service_pb2 as rpb
+from services.frontend.run_watch import RunWatcher
+
+# A watcher this many updates behind the feed reads for itself again.
+FEED_BACKLOG = 1000
+
+Read = Callable[[hpb.ListRunEventsRequest], Awaitable[hpb.ListRunEventsResponse]]
+
+
+class Behind(Exception):
+    """The subscriber fell FEED_BACKLOG updates behind: read for itself again."""
+
+
+@dataclass(eq=False)
+class Subscription:
+    """One watcher's place on a run's feed: the updates read since it joined
+    (or the failure that ended the feed), and the feed's position when it
+    joined (None before the feed had one: then the feed's first position)."""
+
+    feed: RunFeed
+    joined_at: int | None
+    queue: asyncio.Queue[rpb.RunUpdate | BaseException] = field(default_factory=asyncio.Queue)
+
+    def wake(self) -> None:
+        """Lets a waiting get() return, e.g. to end the stream at a shutdown."""
+        self.queue.put_nowait(_WAKE)
+
+    def needs(self) -> int | None:
+        """The cursor the watcher's own reads must reach before it takes the
+        feed's updates; None when the feed has not started yet."""
+        return self.joined_at if self.joined_at is not None else self.feed.start
+
+    def start(self, cursor: int) -> None:
+        """The watcher has read the log up to cursor: a feed without a
+        position starts from there."""
+        self.feed.begin(cursor)
+
+    async def get(self) -> rpb.RunUpdate | None:
+        """The next update of the feed (None when woken); raises what ended the feed."""
+        item = await self.queue.get()
+        if item is _WAKE:
+            return None
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+
+class _Wake(Exception):
+    pass
+
+
+_WAKE = _Wake()
+
+
+class RunFeed:
+    """A run's updates after `position`, read from history on every wake of
+    its follower and handed to each subscription."""
+
+    def __init__(self, key: tuple[str, str], read: Read, batch: int, reread: float) -> None:
+        self.key = key
+        self.position: int | None = None
+        self.start: int | None = None
+        self.subscriptions: set[Subscription] = set()
+        self._read = read
+        self._batch = batch
+        self._reread = reread
+        self._began = asyncio.Event()
+        self.woken = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+
+    def begin(self, cursor: int) -> None:
+        if self.position is None:
+            self.position = self.start = cursor
+            self._began.set()
+
+    def _deliver(self, item: rpb.RunUpdate | BaseException) -> None:
+        for sub in list(self.subscriptions):
+            if sub.queue.qsize() >= FEED_BACKLOG and not isinstance(item, BaseException):
+                self.subscriptions.discard(sub)
+                sub.queue.put_nowait(Behind())
+            else:
+                sub.queue.put_nowait(item)
+
+    async def run(self) -> None:
+        """Reads the run's new events on every wake (a notice, the periodic
+        re-read) until its last one, and hands them out; a failed read
+        ends the feed for every subscription with that failure."""
+        namespace, run_id = self.key
+        await self._began.wait()
+        settled = False
+        try:
+            while True:
+                self.woken.clear()
+                assert self.position is not None
+                page = await self._read(
+                    hpb.ListRunEventsRequest(
+                        namespace=namespace, run_id=run_id, after_id=self.position, limit=self._batch
+                    )
+                )
+                for update in page.updates:
+                    self._deliver(update)
+                    if update.done:
+                        return
+                self.position = page.last_id
+                if page.more:
+                    continue
+                if page.ended:  # see handlers.watch_run: the last event may have committed after the read
+                    if not page.updates and settled:
+                        return
+                    settled = not page.updates
+                    continue
+                try:
+                    await asyncio.wait_for(self.woken.wait(), self._reread)
+                except TimeoutError:
+                    pass
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # every subscriber's stream ends with it
+            self._deliver(exc)
+
+
+class RunFeeds:
+    """The feeds of the runs watched on this frontend, by (namespace, run id);
+    a feed lives while it has a subscription and its run goes on."""
+
+    def __init__(self, watcher: RunWatcher, read: Read, batch: int, reread: float) -> None:
+        self._watcher = watcher
+        self._read = read
+        self._batch = batch
+        self._reread = reread
+        self._feeds: dict[tuple[str, str], RunFeed] = {}
+
+    async def subscribe(self, namespace: str, run_id: str) -> Subscription:
+        """A place on the run's feed, made (and the run followed, so history
+        announces its changes) at its first watcher."""
+        key = (namespace, run_id)
+        feed = self._feeds.get(key)
+        if feed is None or (feed.task is not None and feed.task.done()):
+            feed = RunFeed(key, self._read, self._batch, self._reread)
+            self._feeds[key] = feed
+            sub = Subscription(feed, None)
+            feed.subscriptions.add(sub)
+            try:
+                await self._watcher.follow(run_id, feed.woken)
+            except BaseException:
+                self._drop(feed)
+                raise
+            feed.task = asyncio.ensure_future(feed.run())
+            feed.task.add_done_callback(lambda _: self._drop(feed))
+            return sub
+        sub = Subscription(feed, feed.position)
+        feed.subscriptions.add(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        """The watcher is gone; its run's feed stops with its last watcher."""
+        feed = sub.feed
+        feed.subscriptions.discard(sub)
+        if not feed.subscriptions and feed.task is not None and not feed.task.done():
+            feed.task.cancel()
+        elif not feed.subscriptions and feed.task is None:
+            self._drop(feed)
+
+    def _drop(self, feed: RunFeed) -> None:
+        if self._feeds.get(feed.key) is feed:
+            del self._feeds[feed.key]
+            self._watcher.unfollow(feed.key[1], feed.woken)
