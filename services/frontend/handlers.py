@@ -51,8 +51,12 @@ class Handlers:
         self.draining = draining or Draining()
         self.triggers = Triggers(backend, CALL_TIMEOUT)
         self.reads = SharedReads(backend)
-        self.feeds = RunFeeds(watcher, self.reads.list_run_events, WATCH_BATCH, WATCH_REREAD_SECONDS)
+        self.feeds = RunFeeds(watcher, self._read_events, WATCH_BATCH, WATCH_REREAD_SECONDS)
         self.keys = KeyHandlers(backend)
+
+    async def _read_events(self, request: hpb.ListRunEventsRequest) -> hpb.ListRunEventsResponse:
+        response: hpb.ListRunEventsResponse = await self.b.call(HISTORY, "ListRunEvents", request)
+        return response
 
     def by_path(self) -> dict[str, Handler]:
         """The handlers by gRPC path, for the routes without a backend."""

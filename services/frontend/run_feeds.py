@@ -85,7 +85,10 @@ class RunFeed:
         self._reread = reread
         self._began = asyncio.Event()
         self.woken = asyncio.Event()
+        # done when history has been told of the run (RunWatcher.follow), or failed to be
+        self.followed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.task: asyncio.Task[None] | None = None
+        self.dropped = False
 
     def begin(self, cursor: int) -> None:
         if self.position is None:
@@ -100,11 +103,22 @@ class RunFeed:
             else:
                 sub.queue.put_nowait(item)
 
-    async def run(self) -> None:
-        """Reads the run's new events on every wake (a notice, the periodic
-        re-read) until its last one, and hands them out; a failed read
-        ends the feed for every subscription with that failure."""
+    async def run(self, watcher: RunWatcher) -> None:
+        """Follows the run, then reads its new events on every wake (a
+        notice, the periodic re-read) until its last one, and hands them out;
+        a failed follow or read ends the feed for every subscription with
+        that failure."""
         namespace, run_id = self.key
+        try:
+            await watcher.follow(run_id, self.woken)
+        except asyncio.CancelledError:  # nobody subscribes any more
+            self.followed.cancel()
+            raise
+        except Exception as exc:
+            self.followed.set_exception(exc)
+            self.followed.exception()  # retrieved: each subscriber raises it
+            return
+        self.followed.set_result(None)
         await self._began.wait()
         settled = False
         try:
@@ -140,7 +154,9 @@ class RunFeed:
 
 class RunFeeds:
     """The feeds of the runs watched on this frontend, by (namespace, run id);
-    a feed lives while it has a subscription and its run goes on."""
+    a feed lives while it has a subscription and its run goes on. `read` is
+    history's ListRunEvents itself, never a read shared with the watchers
+    catching up: one begun before the change that woke the feed would miss it."""
 
     def __init__(self, watcher: RunWatcher, read: Read, batch: int, reread: float) -> None:
         self._watcher = watcher
@@ -151,36 +167,38 @@ class RunFeeds:
 
     async def subscribe(self, namespace: str, run_id: str) -> Subscription:
         """A place on the run's feed, made (and the run followed, so history
-        announces its changes) at its first watcher."""
+        announces its changes) at its first watcher; it returns once history
+        has been told, so the watcher's first read comes after that."""
         key = (namespace, run_id)
         feed = self._feeds.get(key)
-        if feed is None or (feed.task is not None and feed.task.done()):
+        if feed is None or feed.dropped or (feed.task is not None and feed.task.done()):
             feed = RunFeed(key, self._read, self._batch, self._reread)
             self._feeds[key] = feed
-            sub = Subscription(feed, None)
-            feed.subscriptions.add(sub)
-            try:
-                await self._watcher.follow(run_id, feed.woken)
-            except BaseException:
-                self._drop(feed)
-                raise
-            feed.task = asyncio.ensure_future(feed.run())
+            feed.task = asyncio.ensure_future(feed.run(self._watcher))
             feed.task.add_done_callback(lambda _: self._drop(feed))
-            return sub
         sub = Subscription(feed, feed.position)
         feed.subscriptions.add(sub)
+        try:
+            await asyncio.shield(feed.followed)
+        except BaseException:
+            self.unsubscribe(sub)
+            raise
         return sub
 
     def unsubscribe(self, sub: Subscription) -> None:
         """The watcher is gone; its run's feed stops with its last watcher."""
         feed = sub.feed
         feed.subscriptions.discard(sub)
-        if not feed.subscriptions and feed.task is not None and not feed.task.done():
-            feed.task.cancel()
-        elif not feed.subscriptions and feed.task is None:
+        if not feed.subscriptions:
             self._drop(feed)
+            if feed.task is not None and not feed.task.done():
+                feed.task.cancel()
 
     def _drop(self, feed: RunFeed) -> None:
+        """The feed takes no more subscriptions, and its run is no longer followed by it."""
+        if feed.dropped:
+            return
+        feed.dropped = True
         if self._feeds.get(feed.key) is feed:
             del self._feeds[feed.key]
-            self._watcher.unfollow(feed.key[1], feed.woken)
+        self._watcher.unfollow(feed.key[1], feed.woken)
