@@ -22,7 +22,7 @@ from services.frontend import validation as check
 from services.frontend.backend import CALL_TIMEOUT, HISTORY, MATCHING, Backend
 from services.frontend.keys_api import KeyHandlers
 from services.frontend.routes import KEYS, RUNS, WORKERS, path
-from services.frontend.run_feeds import Behind, RunFeeds
+from services.frontend.run_feeds import FEED_BACKLOG, Behind, RunFeeds
 from services.frontend.run_watch import RunWatcher
 from services.frontend.shared_reads import SharedReads
 from services.frontend.triggers import Triggers
@@ -102,10 +102,11 @@ class Handlers:
 
     async def watch_run(self, request: rpb.WatchRunRequest, context: Context) -> AsyncIterator[Any]:
         """The run's event log after after_event_id, until the event that ended
-        the run: read from history in batches of WATCH_BATCH until caught up,
-        then taken from the run's feed (run_feeds.py), which reads once per
-        change for every watcher of the run on this frontend. The response
-        headers are sent after the first read, once the run and
+        the run: from the memory of the run's feed (run_feeds.py) when it
+        holds them, else read from history in batches of WATCH_BATCH until
+        caught up; then taken from the feed, which reads once per change for
+        every watcher of the run on this frontend. The response headers are
+        sent after the first read (or the feed's answer), once the run and
         after_event_id are known good (the HTTP event stream answers its
         errors as JSON until then). Shutting down, it ends UNAVAILABLE: the
         SDK watches again after the last event it got."""
@@ -116,7 +117,19 @@ class Handlers:
             self.draining.add_hook(sub.wake)
             try:
                 settled = False
-                while True:  # catching up, with reads of its own
+                self._unless_draining()
+                replayed = sub.replay(cursor)
+                if replayed is not None:  # the feed holds them: no read
+                    if not started:
+                        started = True
+                        await context.send_initial_metadata(())
+                    for update in replayed:
+                        yield rpb.WatchRunResponse(update=update)
+                        cursor = update.event.id
+                        if update.done:
+                            return
+                read: list[rpb.RunUpdate] | None = [] if cursor == 0 else None
+                while replayed is None:  # catching up, with reads of its own
                     self._unless_draining()
                     page = await self.reads.list_run_events(
                         hpb.ListRunEventsRequest(
@@ -133,6 +146,10 @@ class Handlers:
                         yield rpb.WatchRunResponse(update=update)
                         if update.done:
                             return
+                    if read is not None:  # kept by the feed it may start, up to its bound
+                        read.extend(page.updates)
+                        if len(read) > FEED_BACKLOG:
+                            read = None
                     cursor = page.last_id
                     if page.more:
                         continue
@@ -144,7 +161,7 @@ class Handlers:
                             return
                         settled = not page.updates
                         continue
-                    sub.start(cursor)
+                    sub.start(cursor, read)
                     if cursor >= (sub.needs() or 0):
                         break
                 while True:  # live, from the feed

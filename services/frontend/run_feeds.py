@@ -1,8 +1,11 @@
 """One reader per watched run on this frontend: however many WatchRun calls
 follow a run, history is asked once per change of it, and each new update is
-handed to every watcher as the same message. A watcher catches up from its
-own cursor with its own reads (SharedReads), then takes the feed's updates;
-one that falls behind by more than FEED_BACKLOG updates goes back to reading
+handed to every watcher as the same message. The feed keeps the run's last
+FEED_BACKLOG updates (all of them when its first watcher read the run from
+its start), so a watcher that joins with a cursor among them (a dashboard
+opening a live run) is served from memory; any other catches up from its
+own cursor with its own reads (SharedReads), then takes the feed's updates.
+One that falls behind by more than FEED_BACKLOG updates goes back to reading
 (its stream stays whole, it only stops holding the feed's memory).
 
 Correctness rests on the log's order: a run's event ids follow its commit
@@ -13,7 +16,8 @@ moment, and skipping the feed's updates at or below its cursor leaves no gap."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from cairn.internal.v1 import history_service_pb2 as hpb
@@ -49,10 +53,18 @@ class Subscription:
         feed's updates; None when the feed has not started yet."""
         return self.joined_at if self.joined_at is not None else self.feed.start
 
-    def start(self, cursor: int) -> None:
-        """The watcher has read the log up to cursor: a feed without a
+    def start(self, cursor: int, read: Sequence[rpb.RunUpdate] | None = None) -> None:
+        """The watcher has read the log up to cursor (`read`: every update of
+        the run up to there, when it read from the start): a feed without a
         position starts from there."""
-        self.feed.begin(cursor)
+        self.feed.begin(cursor, read)
+
+    def replay(self, cursor: int) -> list[rpb.RunUpdate] | None:
+        """The updates after cursor up to the feed's position when the
+        watcher joined, from the feed's memory, when it holds them all (the
+        cursor is its start or one of its updates); None otherwise: the
+        watcher reads them from history."""
+        return self.feed.replay(cursor) if self.joined_at is not None else None
 
     async def get(self) -> rpb.RunUpdate | None:
         """The next update of the feed (None when woken); raises what ended the feed."""
@@ -89,13 +101,35 @@ class RunFeed:
         self.followed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.task: asyncio.Task[None] | None = None
         self.dropped = False
+        # the updates after kept_from, up to position (at most FEED_BACKLOG)
+        self.kept: deque[rpb.RunUpdate] = deque(maxlen=FEED_BACKLOG)
+        self.kept_from: int | None = None
 
-    def begin(self, cursor: int) -> None:
+    def begin(self, cursor: int, read: Sequence[rpb.RunUpdate] | None) -> None:
         if self.position is None:
             self.position = self.start = cursor
+            if read is not None and len(read) <= FEED_BACKLOG:
+                self.kept.extend(read)
+                self.kept_from = 0
+            else:
+                self.kept_from = cursor
             self._began.set()
 
+    def replay(self, cursor: int) -> list[rpb.RunUpdate] | None:
+        if self.kept_from is None or cursor < self.kept_from:
+            return None
+        if cursor != self.kept_from and not any(u.event.id == cursor for u in self.kept):
+            return None
+        return [u for u in self.kept if u.event.id > cursor]
+
+    def _keep(self, update: rpb.RunUpdate) -> None:
+        if len(self.kept) == FEED_BACKLOG:
+            self.kept_from = self.kept[0].event.id
+        self.kept.append(update)
+
     def _deliver(self, item: rpb.RunUpdate | BaseException) -> None:
+        if not isinstance(item, BaseException):
+            self._keep(item)
         for sub in list(self.subscriptions):
             if sub.queue.qsize() >= FEED_BACKLOG and not isinstance(item, BaseException):
                 self.subscriptions.discard(sub)
