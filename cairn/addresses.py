@@ -109,6 +109,13 @@ def _check_single(text: str, what: str) -> None:
         raise ValueError(f"{what} address {text!r} has no port: write host:port, e.g. {shown}:{DEFAULT_PORT}")
 
 
+def is_grpc_target(address: str) -> bool:
+    """Whether address is written in gRPC's own target syntax (dns:///host:port,
+    ipv4:..., unix:...), which goes to gRPC as it is and which
+    unreachable_reason does not look into."""
+    return bool(_SCHEME.match(address.strip()))
+
+
 def unreachable_reason(address: str, what: str = "frontend", timeout: float = 1.0) -> str:
     """Why nothing answered at address, found by resolving each host:port it
     names and opening a TCP connection to it: "cannot resolve host 'x' ...",
@@ -120,7 +127,7 @@ def unreachable_reason(address: str, what: str = "frontend", timeout: float = 1.
     except ValueError as exc:
         return str(exc)
     if entries is None:
-        if _SCHEME.match(address.strip()):
+        if is_grpc_target(address):
             return ""
         entries = [_split_host_port(address.strip(), address, what, DEFAULT_PORT)]
     reasons = []

@@ -1,8 +1,16 @@
 """The CLI's channel to the frontend(s), how it makes a call, and what its
 calls raise: the channel (plaintext or TLS, every call carrying the API key),
-call() (sent again after UNAVAILABLE when that is safe, cairn.resend),
-FrontendError for a refusal, Unreachable when no frontend answered, and
-BackendDown when one answered that history or matching is down."""
+first_contact() (has a frontend answered at all?), call() (sent again after
+UNAVAILABLE when that is safe, cairn.resend), FrontendError for a refusal,
+Unreachable when no frontend answered, and BackendDown when one answered that
+history or matching is down.
+
+Two waits, for two different situations: a command that has not reached a
+frontend yet waits FIRST_CONTACT_SECONDS for one (nothing listening, an
+unknown host or a server that does not speak gRPC is a mistake to report at
+once, not a restart to wait out), and a command that has reached one sends its
+calls again for up to cairn.resend.RESEND_SECONDS, so that a frontend
+restarting under it goes unnoticed."""
 
 from __future__ import annotations
 
@@ -17,6 +25,15 @@ from cairn.credentials import ApiKey, ClientTLS
 
 R = TypeVar("R")
 
+# How long a command waits for its first connection to a frontend: a frontend
+# coming up (`cairn dev` just started) or a remote one connects within it; a
+# mistaken address is reported after it instead of after resend.RESEND_SECONDS.
+FIRST_CONTACT_SECONDS = 2.0
+# The call first_contact() sends to read gRPC's own reason: the channel fails it
+# at once when its connections failed; a server that answers it is reached.
+_PROBE = "/grpc.health.v1.Health/Check"
+_PROBE_SECONDS = 0.5
+
 
 class FrontendError(Exception):
     """The frontend refused a call; the message is its explanation."""
@@ -27,7 +44,9 @@ class FrontendError(Exception):
 
 
 class Unreachable(FrontendError):
-    """No frontend answered (UNAVAILABLE), or its host name does not resolve."""
+    """No frontend answered: none connected within FIRST_CONTACT_SECONDS of a
+    command's first call, a call met UNAVAILABLE for as long as it was sent
+    again, or a host name of a list does not resolve."""
 
 
 class BackendDown(Unreachable):
@@ -52,6 +71,35 @@ def error(exc: grpc.RpcError, tried: float | None = None) -> FrontendError:
     if tried:
         details += f" (sent again for {tried:.1f} s)"
     return (BackendDown if resend.names_a_service(details) else Unreachable)(details, code)
+
+
+def first_contact(channel: grpc.Channel, within: float = FIRST_CONTACT_SECONDS) -> str | None:
+    """None when channel connects to a server within `within` seconds (it
+    turns READY: grpc.channel_ready_future, which also starts connecting);
+    else why not, in gRPC's words ("connections to all backends failing; last
+    error: ... Connection refused", "errors resolving HOST: ...", "Failed
+    parsing HTTP/2 ..."): the error of one call sent then, which a channel
+    whose connections failed fails at once. A server that answers that call
+    (it connected just then) counts as reached."""
+    ready = grpc.channel_ready_future(channel)
+    try:
+        ready.result(timeout=within)
+        return None
+    except grpc.FutureTimeoutError:
+        pass
+    finally:
+        ready.cancel()
+    probe: Any = channel.unary_unary(_PROBE)  # bytes in and out: no (de)serializers
+    try:
+        probe(b"", timeout=_PROBE_SECONDS)
+    except grpc.RpcError as exc:
+        code = exc.code() if callable(getattr(exc, "code", None)) else None
+        if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+            return f"no connection within {within:g} s"
+        if code in GONE:
+            details = exc.details() if callable(getattr(exc, "details", None)) else None
+            return details or f"no connection within {within:g} s"
+    return None
 
 
 def call(

@@ -53,7 +53,16 @@ from cairn.v1 import (
     wait_service_pb2,
     wait_service_pb2_grpc,
 )
-from cairn_cli.channel import GONE, BackendDown, FrontendError, Unreachable, call, error, open_channel
+from cairn_cli.channel import (
+    GONE,
+    BackendDown,
+    FrontendError,
+    Unreachable,
+    call,
+    error,
+    first_contact,
+    open_channel,
+)
 from cairn_cli.inputs import duration as _duration
 from cairn_cli.inputs import limit as _limit
 from cairn_cli.inputs import payload as _payload
@@ -87,10 +96,15 @@ class Frontend:
     api_key (else $CAIRN_API_KEY, else `cairn dev`'s admin.key in $CAIRN_DEV_DIR
     or ./.cairn, else none; cairn.credentials) on every call, over TLS when a
     CA or client certificate is given (tls_*, else CAIRN_TLS_*). A malformed key
-    or an unreadable TLS file is a ValueError naming where it came from. The
-    channel opens at the first
-    call; idempotent calls are retried on another frontend after UNAVAILABLE
-    (cairn.addresses.client_channel_options). Use it with `with`."""
+    or an unreadable TLS file is a ValueError naming where it came from.
+
+    The channel opens at the first call, which waits up to
+    channel.FIRST_CONTACT_SECONDS for a frontend to connect and is Unreachable,
+    with gRPC's reason, when none does: a mistaken address or no `cairn dev` is
+    said at once. Once one has answered, calls are sent again after
+    UNAVAILABLE for up to 30 s (channel.call; the channel retries idempotent
+    ones on another frontend, cairn.addresses.client_channel_options), so a
+    restart goes unnoticed. Use it with `with`."""
 
     def __init__(
         self,
@@ -109,6 +123,12 @@ class Frontend:
         self.api_key = credentials.resolve_api_key(api_key, "--api-key")
         self.tls = credentials.client_tls(tls_ca, tls_cert, tls_key, tls_server_name)
         self._channel: grpc.Channel | None = None
+        self._reached = False  # a frontend has answered: later channels skip first_contact
+
+    @property
+    def reached(self) -> bool:
+        """Whether a frontend has answered this client (its channel connected)."""
+        return self._reached
 
     def __enter__(self) -> Frontend:
         return self
@@ -123,8 +143,17 @@ class Frontend:
             channel.close()
 
     def _open(self) -> grpc.Channel:
+        """The channel, opened at the first call: Unreachable when no frontend
+        connects within channel.FIRST_CONTACT_SECONDS (first_contact)."""
         if self._channel is None:
-            self._channel = open_channel(self.address, self.api_key, self.tls)
+            channel = open_channel(self.address, self.api_key, self.tls)
+            if not self._reached:
+                why = first_contact(channel)
+                if why is not None:
+                    channel.close()
+                    raise Unreachable(why, grpc.StatusCode.UNAVAILABLE)
+                self._reached = True
+            self._channel = channel
         return self._channel
 
     def _runs(self) -> Any:

@@ -6,7 +6,8 @@ This module dispatches and turns every failure into one line on stderr and an
 exit status: 2 for a bad command line or a value refused before sending, 1 for
 a refusal by the frontend (or a run that --wait saw fail), 130 for Ctrl-C.
 The command line is cairn_cli.args, the client commands cairn_cli.commands on
-the gRPC stubs (cairn_cli.frontend), the printing cairn_cli.output."""
+the gRPC stubs (cairn_cli.frontend), the printing cairn_cli.output, and the
+line saying why no frontend answered cairn_cli.unreachable."""
 
 from __future__ import annotations
 
@@ -14,12 +15,13 @@ import argparse
 import os
 import sys
 
-from cairn.addresses import DEFAULT_ADDRESS, unreachable_reason
+from cairn.addresses import DEFAULT_ADDRESS
 from cairn.credentials import client_tls, refusal_message, resolve_api_key
 from cairn_cli import commands, frontend
 from cairn_cli.args import build_parser as _parser
 from cairn_cli.args import format_duration, parse_duration, parse_rate
 from cairn_cli.output import show_run as _show
+from cairn_cli.unreachable import unreachable_message
 
 __all__ = [
     "format_duration",
@@ -67,7 +69,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"error: {exc}")
     except frontend.Unreachable as exc:
         address = args.address or os.environ.get("CAIRN_ADDRESS") or DEFAULT_ADDRESS
-        sys.exit(unreachable_message(address, exc, tls=client is not None and client.tls is not None))
+        tls, reached = (client.tls is not None, client.reached) if client is not None else (False, False)
+        sys.exit(unreachable_message(address, exc, tls=tls, reached=reached))
     except frontend.FrontendError as exc:
         code = exc.code.name if exc.code is not None else ""
         if code in _REFUSED and client is not None:
@@ -91,31 +94,6 @@ def _quiet_stdout() -> None:
     again on the closed pipe."""
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())
-
-
-def unreachable_message(address: str, exc: Exception, tls: bool = False) -> str:
-    """One line saying why no frontend answered at address: its host is unknown,
-    nothing listens on its port, it did not answer, or it answered but not as a
-    Cairn frontend (over TLS when tls: then the TLS options are what to check;
-    without, perhaps it serves TLS)."""
-    reason = unreachable_reason(address)
-    hint = "set --address or CAIRN_ADDRESS to use another one"
-    if "is unknown" in reason:
-        return f"error: cannot reach the Cairn frontend at {address}: {reason}; {hint}"
-    if reason:
-        return (
-            f"error: cannot reach the Cairn frontend at {address}: {reason}; is `cairn dev` running? ({hint})"
-        )
-    if tls:
-        return (
-            f"error: no TLS connection to the Cairn frontend at {address} ({exc}): check --tls-ca "
-            "(CAIRN_TLS_CA, the CA that signed its certificate) and, when it asks for client "
-            f"certificates, --tls-cert and --tls-key; or is it a Cairn frontend's address? ({hint})"
-        )
-    return (
-        f"error: the Cairn frontend at {address} did not answer over gRPC ({exc}); is it a Cairn "
-        f"frontend's address, or does it serve TLS (then pass --tls-ca or set CAIRN_TLS_CA)? ({hint})"
-    )
 
 
 def _service(name: str, argv: list[str]) -> None:

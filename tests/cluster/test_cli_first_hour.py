@@ -4,18 +4,27 @@ cluster and a worker serving examples.orders: `--version`; `trigger --wait
 `--payload -` with a payload too large for a command line, and one over the size
 limit refused on one line with nothing written; `runs list --json` without the
 attempts and steps it did not load; `runs get` with event details as JSON
-objects, times, durations and a step's failed try's error whole; and a message
-for each kind of bad or unreachable address."""
+objects, times, durations and a step's failed try's error whole; a message
+for each kind of bad or unreachable address, given in seconds when no frontend
+answers (no `cairn dev`); and `cairn worker` waiting for a frontend that is not
+up yet."""
 
 from __future__ import annotations
 
+import http.server
 import json
+import queue
 import socket
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
+import pytest
 from harness import REPO_ROOT, Cluster, cli_env, wait_registered
 
 
@@ -118,7 +127,28 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_each_bad_address_says_what_is_wrong() -> None:
+@pytest.fixture
+def http1() -> Iterator[str]:
+    """The address of an HTTP/1.1 server: something that listens but is not a
+    Cairn frontend (as a frontend's HTTP port would be)."""
+
+    class Quiet(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Quiet)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_each_bad_address_says_what_is_wrong(http1: str) -> None:
+    """Each mistaken address, one line each: the syntax ones at once (exit 2),
+    the unreachable ones after the first-contact wait (a couple of seconds, not
+    the 30 s a restart is waited out for)."""
     port = free_port()
     cases = {
         "http://127.0.0.1:7373": (2, "is a URL: Cairn speaks gRPC, not HTTP"),
@@ -126,6 +156,7 @@ def test_each_bad_address_says_what_is_wrong() -> None:
         "127.0.0.1": (2, "has no port: write host:port, e.g. 127.0.0.1:7373"),
         "no-such-host.invalid:7373": (1, "the host 'no-such-host.invalid' is unknown"),
         f"127.0.0.1:{port}": (1, f"nothing listens on 127.0.0.1:{port} (connection refused)"),
+        http1: (1, f"{http1} is not a Cairn frontend: it accepted a connection but did not answer over gRPC"),
     }
     seen = set()
     for address, (code, message) in cases.items():
@@ -136,3 +167,52 @@ def test_each_bad_address_says_what_is_wrong() -> None:
         if worker is not None:
             assert message in one_error_line(worker, 1)
     assert len(seen) == len(cases)
+
+
+def test_a_command_where_nothing_listens_fails_within_seconds() -> None:
+    """No `cairn dev` running: the command says so in seconds, not after 30 s."""
+    address = f"127.0.0.1:{free_port()}"
+    started = time.monotonic()
+    line = one_error_line(cairn("runs", "list", "--address", address, timeout=60), 1)
+    took = time.monotonic() - started
+    assert line.startswith(f"error: cannot reach the Cairn frontend at {address}: nothing listens on "), line
+    assert "(connection refused); is `cairn dev` running?" in line, line
+    assert took < 15, took
+
+
+def read_lines(stream: Any, into: queue.Queue[str]) -> None:
+    """Puts each line of stream into `into`, until it ends."""
+    for line in stream:
+        into.put(line)
+
+
+def test_cairn_worker_keeps_waiting_for_its_frontend() -> None:
+    """A worker started before the cluster waits for it: against a port where
+    nothing listens it logs that it retries, and is still running after a
+    command against the same port has given up."""
+    address = f"127.0.0.1:{free_port()}"
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "cairn_cli", "worker", "examples.orders", "--address", address],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_env(),
+        cwd=str(REPO_ROOT),
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=read_lines, args=(worker.stderr, lines), daemon=True).start()
+    try:
+        line, deadline = "", time.monotonic() + 30
+        while f"cannot register with {address}" not in line:
+            try:
+                line = lines.get(timeout=max(0.01, deadline - time.monotonic()))
+            except queue.Empty:
+                pytest.fail("the worker did not say within 30 s that it waits for its frontend")
+        assert "retrying until it answers" in line, line
+        assert "nothing listens" in one_error_line(cairn("runs", "list", "--address", address), 1)
+        assert worker.poll() is None, "the worker gave up"
+        worker.terminate()
+        assert worker.wait(timeout=30) == 0
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()

@@ -4,7 +4,8 @@ or `-` (stdin); the list form of a run's JSON (no attempts or steps it did not
 load) and event details as JSON objects; the times, durations and whole errors
 of `cairn runs get`; a step whose output is over the size limit failing at once,
 non-retryably, naming the step and the size (the SDK); the worker's default
-slots and its help; and a clear message for each kind of bad address.
+slots and its help; and why an address is unreachable (the CLI's line for each
+cause: test_cli_unreachable.py).
 tests/cluster/test_cli_first_hour.py runs the same commands against a cluster."""
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from cairn.v1 import common_pb2 as cpb
 from cairn.v1 import worker_service_pb2 as wpb
 from cairn_cli import frontend
 from cairn_cli.args import DEFAULT_SLOTS, build_parser
-from cairn_cli.main import main, unreachable_message
+from cairn_cli.main import main
 from cairn_cli.output import show_run, show_runs, span
 from worker_sdk import Retry, Worker, step, task
 from worker_sdk._execution import execute_attempt
@@ -337,16 +338,3 @@ def test_why_an_address_is_unreachable() -> None:
         listening.listen()
         assert addresses.unreachable_reason(f"127.0.0.1:{listening.getsockname()[1]}") == ""
     assert addresses.unreachable_reason("dns:///x:1") == ""
-
-
-def test_the_cli_says_which(tmp_path: Path) -> None:
-    port = free_port()
-    refused_msg = unreachable_message(f"127.0.0.1:{port}", Exception("x"))
-    assert "nothing listens on" in refused_msg and "cairn dev" in refused_msg
-    unknown = unreachable_message("no-such-host.invalid:7373", Exception("x"))
-    assert "is unknown" in unknown and "cairn dev" not in unknown
-    with socket.socket() as listening:
-        listening.bind(("127.0.0.1", 0))
-        listening.listen()
-        other = unreachable_message(f"127.0.0.1:{listening.getsockname()[1]}", Exception("bad frame"))
-    assert "did not answer over gRPC (bad frame)" in other and "Cairn frontend's address" in other
