@@ -120,22 +120,6 @@ def _name_arg(text: str) -> str:
     return text
 
 
-def format_duration(seconds: float) -> str:
-    """Seconds as a short duration parse_duration reads back: 1s, 500ms, 1m30s, 2h, 1d."""
-    if seconds <= 0:
-        return "0s"
-    if seconds < 1 or not float(seconds).is_integer():
-        if seconds < 1 and (seconds * 1000).is_integer():
-            return f"{int(seconds * 1000)}ms"
-        return f"{seconds:g}s"
-    left, out = int(seconds), ""
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if left >= size:
-            out += f"{left // size}{unit}"
-            left %= size
-    return out
-
-
 def parse_rate(text: str) -> tuple[int, float]:
     """A rate limit "N/PERIOD" as (N, seconds): "10/1s", "100/m" (a period without a
     number means one unit), "5/30s"; "0" or "off" removes the rate limit, (0, 0)."""

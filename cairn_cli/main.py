@@ -19,7 +19,8 @@ from cairn.addresses import DEFAULT_ADDRESS
 from cairn.credentials import client_tls, refusal_message, resolve_api_key
 from cairn_cli import commands, frontend
 from cairn_cli.args import build_parser as _parser
-from cairn_cli.args import format_duration, parse_duration, parse_rate
+from cairn_cli.args import parse_duration, parse_rate
+from cairn_cli.output import format_duration
 from cairn_cli.output import show_run as _show
 from cairn_cli.unreachable import unreachable_message
 
