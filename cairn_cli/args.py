@@ -299,7 +299,11 @@ def build_parser() -> argparse.ArgumentParser:
         "task declarations, so a changed declaration is a new version)",
     )
     w.add_argument(
-        "--queue", action="append", default=None, help="serve only the tasks on this queue (repeatable)"
+        "--queue",
+        action="append",
+        type=_name_arg,
+        default=None,
+        help="serve only the tasks on this queue (repeatable)",
     )
     w.add_argument(
         "--grace",

@@ -338,3 +338,16 @@ def test_why_an_address_is_unreachable() -> None:
         listening.listen()
         assert addresses.unreachable_reason(f"127.0.0.1:{listening.getsockname()[1]}") == ""
     assert addresses.unreachable_reason("dns:///x:1") == ""
+
+
+@pytest.mark.parametrize("argv", [["worker", "tasks", "--queue"], ["runs", "list", "--queue"]])
+def test_a_queue_name_is_checked_before_anything_starts(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cairn_cli.args import build_parser
+
+    with pytest.raises(SystemExit) as exited:
+        build_parser().parse_args([*argv, "bad name!"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --queue: invalid name 'bad name!'" in err and "Traceback" not in err
