@@ -40,8 +40,8 @@ MAX_WAIT = 60.0  # seconds any long poll (PollAttempt, WaitRun) may wait
 # so a worker that polls with the default wait misses two polls before it is
 # gone. A poll refreshes last_seen_at at most once per WORKER_SEEN_REFRESH per
 # matching replica (when matching re-reads the worker's row). A worker whose
-# slots are all busy does not poll: busy for longer than this, it shows as not
-# connected until a slot frees.
+# slots are all busy does not poll: it counts as connected while it executes
+# attempts (their leases are kept by its heartbeats).
 WORKER_CONNECTED_SECONDS = 3 * DEFAULT_POLL_WAIT
 WORKER_SEEN_REFRESH = 5.0  # seconds matching caches a worker's row between polls
 COALESCED_BATCH = 256  # items of one coalesced batch call (cairn.coalesce)

@@ -129,13 +129,16 @@ class Registry:
 
 
 def worker_info(r: asyncpg.Record, running: int = 0) -> qpb.WorkerInfo:
-    """A workers row (with `connected`) and its executing attempts as a WorkerInfo."""
+    """A workers row (with `connected`) and its executing attempts as a
+    WorkerInfo: a worker executing attempts is connected however long ago it
+    polled (all its slots busy, it does not poll; a dead one's attempts end
+    when their leases expire)."""
     info = qpb.WorkerInfo(
         worker_id=r["worker_id"],
         version=r["version"],
         task_ids=r["task_ids"],
         slots=r["slots"],
-        connected=r["connected"],
+        connected=r["connected"] or running > 0,
         running=running,
     )
     info.registered_at.FromDatetime(r["registered_at"])

@@ -1,5 +1,6 @@
 """MatchingService.ListWorkers: the namespace's workers with what they serve,
-connected when seen within WORKER_CONNECTED_SECONDS; a poll marks its worker
+connected when seen within WORKER_CONNECTED_SECONDS or executing an attempt
+(a busy worker does not poll); a poll marks its worker
 seen at most once per WORKER_SEEN_REFRESH (when matching re-reads its row), not
 once per poll."""
 
@@ -11,6 +12,7 @@ import asyncpg
 
 from cairn.limits import WORKER_CONNECTED_SECONDS, WORKER_SEEN_REFRESH
 from cairn.v1 import queue_service_pb2 as qpb
+from cairn.v1 import worker_service_pb2 as wpb
 from services.matching import servicer as matching_servicer
 
 TASK = "workers-task"
@@ -51,6 +53,28 @@ async def test_a_worker_not_seen_within_the_window_is_listed_not_connected(servi
         await conn.close()
     listed = await list_workers(services)
     assert [(w.worker_id, w.connected) for w in listed] == [("here", True), ("gone", False)]
+
+
+async def test_a_busy_worker_not_seen_within_the_window_is_still_connected(services):
+    """All its slots busy, a worker does not poll; its executing attempts (their
+    leases kept by its heartbeats) show it is there."""
+    await services.register(TASK, worker_id="busy")
+    await services.register(TASK, worker_id="idle")
+    await services.trigger(TASK)
+    (handed,) = await services.claim(TASK, worker_id="busy")
+    conn = await asyncpg.connect(services.database_url)
+    try:
+        await conn.execute(
+            "UPDATE workers SET last_seen_at = now() - make_interval(secs => $1)",
+            WORKER_CONNECTED_SECONDS + 1,
+        )
+    finally:
+        await conn.close()
+    listed = {w.worker_id: (w.connected, w.running) for w in await list_workers(services)}
+    assert listed == {"busy": (True, 1), "idle": (False, 0)}
+    await services.finish(handed.run_id, handed.attempt, wpb.ATTEMPT_OUTCOME_COMPLETED, "done")
+    listed = {w.worker_id: (w.connected, w.running) for w in await list_workers(services)}
+    assert listed == {"busy": (False, 0), "idle": (False, 0)}
 
 
 async def test_polls_mark_the_worker_seen_once_per_refresh_not_once_per_poll(services):
