@@ -43,6 +43,10 @@ MAX_WAIT = 60.0  # seconds any long poll (PollAttempt, WaitRun) may wait
 # slots are all busy does not poll: it counts as connected while it executes
 # attempts (their leases are kept by its heartbeats).
 WORKER_CONNECTED_SECONDS = 3 * DEFAULT_POLL_WAIT
+# A registration not seen this long and executing nothing is deleted by
+# matching's sweep: each worker process registers its own id, so without this
+# the list of workers only grows.
+WORKER_FORGOTTEN_SECONDS = 7 * 86400.0
 WORKER_SEEN_REFRESH = 5.0  # seconds matching caches a worker's row between polls
 COALESCED_BATCH = 256  # items of one coalesced batch call (cairn.coalesce)
 

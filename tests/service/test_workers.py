@@ -10,10 +10,11 @@ import asyncio
 
 import asyncpg
 
-from cairn.limits import WORKER_CONNECTED_SECONDS, WORKER_SEEN_REFRESH
+from cairn.limits import WORKER_CONNECTED_SECONDS, WORKER_FORGOTTEN_SECONDS, WORKER_SEEN_REFRESH
 from cairn.v1 import queue_service_pb2 as qpb
 from cairn.v1 import worker_service_pb2 as wpb
 from services.matching import servicer as matching_servicer
+from services.matching import sweep
 
 TASK = "workers-task"
 
@@ -75,6 +76,29 @@ async def test_a_busy_worker_not_seen_within_the_window_is_still_connected(servi
     await services.finish(handed.run_id, handed.attempt, wpb.ATTEMPT_OUTCOME_COMPLETED, "done")
     listed = {w.worker_id: (w.connected, w.running) for w in await list_workers(services)}
     assert listed == {"busy": (False, 0), "idle": (False, 0)}
+
+
+async def test_registrations_gone_for_the_expiry_are_forgotten_unless_executing(services):
+    await services.register(TASK, worker_id="old")
+    await services.register(TASK, worker_id="old-busy")
+    await services.register(TASK, worker_id="recent")
+    await services.trigger(TASK)
+    await services.claim(TASK, worker_id="old-busy")
+    conn = await asyncpg.connect(services.database_url)
+    try:
+        await conn.execute(
+            "UPDATE workers SET last_seen_at = now() - make_interval(secs => $1) WHERE worker_id LIKE 'old%'",
+            WORKER_FORGOTTEN_SECONDS + 1,
+        )
+    finally:
+        await conn.close()
+    pool = await asyncpg.create_pool(services.database_url, min_size=1, max_size=1)
+    try:
+        assert await sweep.forget_workers(pool) == [(services.namespace, "old")]
+        assert sorted(w.worker_id for w in await list_workers(services)) == ["old-busy", "recent"]
+        assert await sweep.forget_workers(pool) == []
+    finally:
+        await pool.close()
 
 
 async def test_polls_mark_the_worker_seen_once_per_refresh_not_once_per_poll(services):

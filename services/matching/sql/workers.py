@@ -36,3 +36,12 @@ RUNNING_BY_WORKER = (
     "JOIN attempts a ON a.run_id = r.id AND a.number = r.attempt_count "
     "WHERE r.namespace = $1 AND r.status = 'executing' GROUP BY a.worker_id"
 )
+
+# Deletes the registrations not seen within $1 seconds whose workers execute no
+# attempt (a busy worker does not poll). $1 seconds -> the deleted rows' ids
+FORGET_WORKERS = (
+    "DELETE FROM workers w WHERE w.last_seen_at < now() - make_interval(secs => $1) "
+    "AND NOT EXISTS (SELECT 1 FROM runs r JOIN attempts a ON a.run_id = r.id AND a.number = r.attempt_count "
+    "WHERE r.namespace = w.namespace AND r.status = 'executing' AND a.worker_id = w.worker_id) "
+    "RETURNING w.namespace, w.worker_id"
+)
