@@ -124,6 +124,7 @@ class Handlers:
                         started = True
                         await context.send_initial_metadata(())
                     for update in replayed:
+                        self._unless_draining()
                         yield rpb.WatchRunResponse(update=update)
                         cursor = update.event.id
                         if update.done:

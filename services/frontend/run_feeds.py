@@ -16,6 +16,7 @@ moment, and skipping the feed's updates at or below its cursor leaves no gap."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -24,8 +25,11 @@ from cairn.internal.v1 import history_service_pb2 as hpb
 from cairn.v1 import run_service_pb2 as rpb
 from services.frontend.run_watch import RunWatcher
 
-# A watcher this many updates behind the feed reads for itself again.
+# A watcher this many updates behind the feed reads for itself again; the feed
+# keeps at most this many of the run's last updates, and at most FEED_MEMORY_BYTES
+# of them (an update carries its run, and a log line up to 12 KiB).
 FEED_BACKLOG = 1000
+FEED_MEMORY_BYTES = 1 << 20
 
 Read = Callable[[hpb.ListRunEventsRequest], Awaitable[hpb.ListRunEventsResponse]]
 
@@ -101,18 +105,18 @@ class RunFeed:
         self.followed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.task: asyncio.Task[None] | None = None
         self.dropped = False
-        # the updates after kept_from, up to position (at most FEED_BACKLOG)
-        self.kept: deque[rpb.RunUpdate] = deque(maxlen=FEED_BACKLOG)
+        # the updates after kept_from, up to position (FEED_BACKLOG, FEED_MEMORY_BYTES at most)
+        self.kept: deque[rpb.RunUpdate] = deque()
+        self.kept_bytes = 0
         self.kept_from: int | None = None
+        self.on_empty: Callable[[], None] = lambda: None  # the last subscription fell behind
 
     def begin(self, cursor: int, read: Sequence[rpb.RunUpdate] | None) -> None:
         if self.position is None:
             self.position = self.start = cursor
-            if read is not None and len(read) <= FEED_BACKLOG:
-                self.kept.extend(read)
-                self.kept_from = 0
-            else:
-                self.kept_from = cursor
+            self.kept_from = 0 if read is not None else cursor
+            for update in read or ():
+                self._keep(update)
             self._began.set()
 
     def replay(self, cursor: int) -> list[rpb.RunUpdate] | None:
@@ -123,9 +127,12 @@ class RunFeed:
         return [u for u in self.kept if u.event.id > cursor]
 
     def _keep(self, update: rpb.RunUpdate) -> None:
-        if len(self.kept) == FEED_BACKLOG:
-            self.kept_from = self.kept[0].event.id
         self.kept.append(update)
+        self.kept_bytes += update.ByteSize()
+        while len(self.kept) > FEED_BACKLOG or self.kept_bytes > FEED_MEMORY_BYTES:
+            dropped = self.kept.popleft()
+            self.kept_bytes -= dropped.ByteSize()
+            self.kept_from = dropped.event.id
 
     def _deliver(self, item: rpb.RunUpdate | BaseException) -> None:
         if not isinstance(item, BaseException):
@@ -134,6 +141,8 @@ class RunFeed:
             if sub.queue.qsize() >= FEED_BACKLOG and not isinstance(item, BaseException):
                 self.subscriptions.discard(sub)
                 sub.queue.put_nowait(Behind())
+                if not self.subscriptions:
+                    self.on_empty()
             else:
                 sub.queue.put_nowait(item)
 
@@ -172,7 +181,8 @@ class RunFeed:
                 if page.more:
                     continue
                 if page.ended:  # see handlers.watch_run: the last event may have committed after the read
-                    if not page.updates and settled:
+                    if not page.updates and settled:  # ended with no terminal update: each reads for itself
+                        self._deliver(Behind())
                         return
                     settled = not page.updates
                     continue
@@ -208,7 +218,11 @@ class RunFeeds:
         if feed is None or feed.dropped or (feed.task is not None and feed.task.done()):
             feed = RunFeed(key, self._read, self._batch, self._reread)
             self._feeds[key] = feed
-            feed.task = asyncio.ensure_future(feed.run(self._watcher))
+            # a context of its own: not the first watcher's deadline (backend.DEADLINE) or caller
+            feed.task = asyncio.get_running_loop().create_task(
+                feed.run(self._watcher), context=contextvars.Context()
+            )
+            feed.on_empty = lambda: self._close(feed)
             feed.task.add_done_callback(lambda _: self._drop(feed))
         sub = Subscription(feed, feed.position)
         feed.subscriptions.add(sub)
@@ -224,9 +238,12 @@ class RunFeeds:
         feed = sub.feed
         feed.subscriptions.discard(sub)
         if not feed.subscriptions:
-            self._drop(feed)
-            if feed.task is not None and not feed.task.done():
-                feed.task.cancel()
+            self._close(feed)
+
+    def _close(self, feed: RunFeed) -> None:
+        self._drop(feed)
+        if feed.task is not None and not feed.task.done():
+            feed.task.cancel()
 
     def _drop(self, feed: RunFeed) -> None:
         """The feed takes no more subscriptions, and its run is no longer followed by it."""

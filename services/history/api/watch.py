@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -17,6 +17,8 @@ import asyncpg
 from services.common.errors import invalid, not_found
 from services.history.api.transition import Row
 from services.history.sql import reads as sql
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 # How many ids of the log one namespace read scans at most, matching or not.
 NAMESPACE_SCAN_IDS = 5000
@@ -43,7 +45,9 @@ async def of_run(pool: asyncpg.Pool, namespace: str, run_id: uuid.UUID, after_id
         raise not_found(f"run {run_id} not found in namespace {namespace!r}")
     if not run["page_after_ok"]:
         raise invalid(f"after_event_id: {after_id} is not an event of run {run_id}")
-    events = [{**e, "run_id": run_id, "at": datetime.fromisoformat(e["at"])} for e in run["page_events"]]
+    events = [
+        {**e, "run_id": run_id, "at": EPOCH + timedelta(microseconds=e["at_us"])} for e in run["page_events"]
+    ]
     last = events[-1]["id"] if events else after_id
     return Events(events, {run_id: run}, last, more=len(events) >= limit)
 

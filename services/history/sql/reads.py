@@ -65,10 +65,12 @@ LIST_RUNS_BY_PARENT = "SELECT * FROM runs WHERE namespace = $1 AND parent_run_id
 # whether that id (0: none) is one of its events: one statement, one snapshot,
 # because every change of a watched run is read with it. $1 run id,
 # $2 namespace, $3 after id, $4 limit.
-# The events come as one jsonb array (asyncpg decodes no composite type here).
+# The events come as one jsonb array (asyncpg decodes no composite type here),
+# each `at` as microseconds since the epoch (not text in the session's time zone).
 RUN_EVENTS_AFTER = (
     "SELECT r.*, coalesce((SELECT jsonb_agg(jsonb_build_object("
-    "'id', e.id, 'type', e.type, 'attempt', e.attempt, 'details', e.details, 'at', e.at) ORDER BY e.id)"
+    "'id', e.id, 'type', e.type, 'attempt', e.attempt, 'details', e.details,"
+    " 'at_us', (extract(epoch FROM e.at) * 1000000)::bigint) ORDER BY e.id)"
     " FROM (SELECT * FROM run_events WHERE run_id = $1 AND id > $3 ORDER BY id LIMIT $4) e), '[]')"
     " AS page_events, ($3 = 0 OR EXISTS (SELECT 1 FROM run_events WHERE run_id = $1 AND id = $3)) AS page_after_ok"
     " FROM runs r WHERE r.id = $1 AND r.namespace = $2"
