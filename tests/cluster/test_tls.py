@@ -13,6 +13,7 @@ import json
 import ssl
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -121,6 +122,11 @@ def test_tls_with_the_client_a_worker_the_cli_grpcurl_and_https(cluster_factory:
         done = client.wait(run.id, timeout=30)
     assert done.status == "completed", done
     assert done.output == {"sum": 12, "product": 24, "text": "sum=12 product=24"}
+    # The CLI sends a read again for 30 s before it says it was refused: both
+    # refusals (checked at the end) run meanwhile.
+    pool = ThreadPoolExecutor(2)
+    refusing = pool.submit(cli, cluster, "runs", "get", run.id)  # plaintext
+    untrusting = pool.submit(cli, cluster, "runs", "get", run.id, "--tls-ca", str(pki.client_ca))
 
     async def from_async() -> str:
         async with AsyncClient(cluster.address, tls=TLSConfig(ca=pki.ca.read_bytes())) as client:
@@ -173,17 +179,18 @@ def test_tls_with_the_client_a_worker_the_cli_grpcurl_and_https(cluster_factory:
     with Client(cluster.address, rpc_timeout=5) as plain:
         with pytest.raises(UnavailableError):
             plain.get(run.id)
-    refused = cli(cluster, "runs", "get", run.id)
-    assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr
-    assert "--tls-ca" in refused.stderr, refused.stderr
     assert (
         grpcurl(cluster.address, "cairn.v1.RunService/GetRun", {"run_id": run.id}, "-plaintext").returncode
         != 0
     )
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"http://{http}/v1/runs/{run.id}", headers=auth.headers(), timeout=5)
+    refused = refusing.result()
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr
+    assert "--tls-ca" in refused.stderr, refused.stderr
     # A client that does not trust the CA is refused too.
-    untrusted = cli(cluster, "runs", "get", run.id, "--tls-ca", str(pki.client_ca))
+    untrusted = untrusting.result()
+    pool.shutdown()
     assert untrusted.returncode == 1 and "Traceback" not in untrusted.stderr, untrusted.stderr
     assert "no TLS connection" in untrusted.stderr and "--tls-ca" in untrusted.stderr, untrusted.stderr
 
@@ -204,22 +211,29 @@ def test_mutual_tls_needs_a_client_certificate_signed_by_the_client_ca(
         run = client.trigger("echo", {"mutual": True})
         assert client.wait(run.id, timeout=30).output == {"mutual": True}
 
-    # Without a client certificate, or with one the client CA did not sign: refused.
-    for tls in (TLSConfig(ca=pki.ca), TLSConfig(ca=pki.ca, cert=pki.other_cert, key=pki.other_key)):
+    tls_ca = ("--tls-ca", str(pki.ca))
+    # The CLI sends a read again for 30 s before it says it was refused, and each
+    # client below for 5 s: these refusals run at once, the rest meanwhile.
+    pool = ThreadPoolExecutor(3)
+    refusing = pool.submit(cli, cluster, "runs", "get", run.id, *tls_ca)
+
+    def refused_without(tls: TLSConfig) -> None:
         with Client(cluster.address, rpc_timeout=5, tls=tls) as client:
             with pytest.raises(UnavailableError):
                 client.get(run.id)
 
-    tls_ca = ("--tls-ca", str(pki.ca))
+    # Without a client certificate, or with one the client CA did not sign: refused.
+    sdk_refusals = [
+        pool.submit(refused_without, tls)
+        for tls in (TLSConfig(ca=pki.ca), TLSConfig(ca=pki.ca, cert=pki.other_cert, key=pki.other_key))
+    ]
+
     mine = (*tls_ca, "--tls-cert", str(pki.client_cert), "--tls-key", str(pki.client_key))
     got = cli(cluster, "runs", "get", run.id, "--json", *mine)
     assert got.returncode == 0, got.stderr
     assert json.loads(got.stdout)["output"] == {"mutual": True}
     triggered = cli(cluster, "trigger", "echo", "--payload", "7", "--wait", "--json", *mine)
     assert triggered.returncode == 0 and json.loads(triggered.stdout)["output"] == 7, triggered.stderr
-    refused = cli(cluster, "runs", "get", run.id, *tls_ca)
-    assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr
-    assert "no TLS connection" in refused.stderr and "--tls-cert and --tls-key" in refused.stderr
     half = cli(cluster, "runs", "get", run.id, *tls_ca, "--tls-cert", str(pki.client_cert))
     assert half.returncode == 2 and "--tls-key" in half.stderr, half.stderr
 
@@ -247,6 +261,12 @@ def test_mutual_tls_needs_a_client_certificate_signed_by_the_client_ca(
     with pytest.raises(httpx.HTTPError):
         with httpx.Client(verify=https_context(pki), headers=auth.headers()) as web:
             web.get(url, timeout=10)
+    for refusal in sdk_refusals:
+        refusal.result()
+    refused = refusing.result()
+    pool.shutdown()
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr
+    assert "no TLS connection" in refused.stderr and "--tls-cert and --tls-key" in refused.stderr
 
 
 @pytest.mark.parametrize(
