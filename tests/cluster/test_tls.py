@@ -13,7 +13,9 @@ import json
 import ssl
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -113,8 +115,52 @@ def https_context(pki: Pki, cert: Path | None = None, key: Path | None = None) -
     return ctx
 
 
-def test_tls_with_the_client_a_worker_the_cli_grpcurl_and_https(cluster_factory: Any, pki: Pki) -> None:
-    cluster, http = tls_cluster(cluster_factory, pki, mutual=False)
+@dataclass
+class TlsCluster:
+    cluster: Cluster
+    http: str  # its HTTPS address
+    # `cairn runs get` calls that TLS must refuse, started with the clusters: the
+    # CLI sends a refused read again for 30 s before it exits with its error, so
+    # the module's refusals all wait out their 30 s at once, while the tests run.
+    refusals: dict[str, Future[subprocess.CompletedProcess[str]]]
+
+
+@pytest.fixture(scope="module")
+def tls_clusters(module_cluster_factory: Any, pki: Pki) -> Iterator[dict[str, TlsCluster]]:
+    """A cluster whose frontend serves TLS ("plain") and one with mutual TLS
+    ("mutual"), each with its refused CLI calls under way. They read a run id
+    that need not exist: the TLS handshake fails before any call (without TLS
+    enforced the read would be answered, NOT_FOUND, which the tests refuse too)."""
+    plain = tls_cluster(module_cluster_factory, pki, mutual=False)
+    mutual = tls_cluster(module_cluster_factory, pki, mutual=True)
+    run_id = str(uuid.uuid4())
+    with ThreadPoolExecutor(3) as pool:
+        yield {
+            "plain": TlsCluster(
+                *plain,
+                {
+                    "plaintext": pool.submit(cli, plain[0], "runs", "get", run_id),
+                    "untrusted CA": pool.submit(
+                        cli, plain[0], "runs", "get", run_id, "--tls-ca", str(pki.client_ca)
+                    ),
+                },
+            ),
+            "mutual": TlsCluster(
+                *mutual,
+                {
+                    "no client certificate": pool.submit(
+                        cli, mutual[0], "runs", "get", run_id, "--tls-ca", str(pki.ca)
+                    )
+                },
+            ),
+        }
+
+
+def test_tls_with_the_client_a_worker_the_cli_grpcurl_and_https(
+    tls_clusters: dict[str, TlsCluster], pki: Pki
+) -> None:
+    tc = tls_clusters["plain"]
+    cluster, http, refusals = tc.cluster, tc.http, tc.refusals
     start_basic_worker(cluster, env={"CAIRN_TLS_CA": str(pki.ca)})  # `cairn worker` over TLS
 
     with Client(cluster.address, tls=TLSConfig(ca=pki.ca)) as client:
@@ -122,11 +168,6 @@ def test_tls_with_the_client_a_worker_the_cli_grpcurl_and_https(cluster_factory:
         done = client.wait(run.id, timeout=30)
     assert done.status == "completed", done
     assert done.output == {"sum": 12, "product": 24, "text": "sum=12 product=24"}
-    # The CLI sends a read again for 30 s before it says it was refused: both
-    # refusals (checked at the end) run meanwhile.
-    pool = ThreadPoolExecutor(2)
-    refusing = pool.submit(cli, cluster, "runs", "get", run.id)  # plaintext
-    untrusting = pool.submit(cli, cluster, "runs", "get", run.id, "--tls-ca", str(pki.client_ca))
 
     async def from_async() -> str:
         async with AsyncClient(cluster.address, tls=TLSConfig(ca=pki.ca.read_bytes())) as client:
@@ -185,20 +226,20 @@ def test_tls_with_the_client_a_worker_the_cli_grpcurl_and_https(cluster_factory:
     )
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"http://{http}/v1/runs/{run.id}", headers=auth.headers(), timeout=5)
-    refused = refusing.result()
+    refused = refusals["plaintext"].result()
     assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr
     assert "--tls-ca" in refused.stderr, refused.stderr
     # A client that does not trust the CA is refused too.
-    untrusted = untrusting.result()
-    pool.shutdown()
+    untrusted = refusals["untrusted CA"].result()
     assert untrusted.returncode == 1 and "Traceback" not in untrusted.stderr, untrusted.stderr
     assert "no TLS connection" in untrusted.stderr and "--tls-ca" in untrusted.stderr, untrusted.stderr
 
 
 def test_mutual_tls_needs_a_client_certificate_signed_by_the_client_ca(
-    cluster_factory: Any, pki: Pki
+    tls_clusters: dict[str, TlsCluster], pki: Pki
 ) -> None:
-    cluster, http = tls_cluster(cluster_factory, pki, mutual=True)
+    tc = tls_clusters["mutual"]
+    cluster, http, refusals = tc.cluster, tc.http, tc.refusals
     worker_env = {
         "CAIRN_TLS_CA": str(pki.ca),
         "CAIRN_TLS_CERT": str(pki.client_cert),
@@ -212,10 +253,8 @@ def test_mutual_tls_needs_a_client_certificate_signed_by_the_client_ca(
         assert client.wait(run.id, timeout=30).output == {"mutual": True}
 
     tls_ca = ("--tls-ca", str(pki.ca))
-    # The CLI sends a read again for 30 s before it says it was refused, and each
-    # client below for 5 s: these refusals run at once, the rest meanwhile.
-    pool = ThreadPoolExecutor(3)
-    refusing = pool.submit(cli, cluster, "runs", "get", run.id, *tls_ca)
+    # Each client below sends its read again for 5 s: the two run at once, the rest meanwhile.
+    pool = ThreadPoolExecutor(2)
 
     def refused_without(tls: TLSConfig) -> None:
         with Client(cluster.address, rpc_timeout=5, tls=tls) as client:
@@ -263,8 +302,8 @@ def test_mutual_tls_needs_a_client_certificate_signed_by_the_client_ca(
             web.get(url, timeout=10)
     for refusal in sdk_refusals:
         refusal.result()
-    refused = refusing.result()
     pool.shutdown()
+    refused = refusals["no client certificate"].result()
     assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr
     assert "no TLS connection" in refused.stderr and "--tls-cert and --tls-key" in refused.stderr
 
