@@ -4,6 +4,7 @@ package docstring for the whole API).
 Session: ``postgres_server`` and ``nats`` (one of each per session, embedded
 unless CAIRN_DATABASE_URL / CAIRN_NATS_URL name existing servers).
 Per test: ``cluster``, ``cluster_factory``, ``private_nats``, ``private_postgres``.
+Per module: ``module_cluster_factory`` (clusters shared by a module's tests).
 
     def test_x(cluster):                        # defaults: lease 3 s, sweep 1 s
         cluster.start_worker("tests.apps.basic")
@@ -50,6 +51,8 @@ from worker_sdk import Client  # noqa: E402
 # as the harness gives it to every CLI and worker process (harness/auth.py).
 os.environ["CAIRN_API_KEY"] = auth.ADMIN_KEY
 CLUSTERS_KEY = pytest.StashKey[list]()
+# module node id -> the clusters module_cluster_factory made for that module
+MODULE_CLUSTERS_KEY = pytest.StashKey[dict]()
 KEEP_DATA = bool(os.environ.get("CAIRN_TEST_KEEP_DATA"))
 
 
@@ -70,7 +73,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     does not show for a passing teardown)."""
     report = yield
     setattr(item, f"rep_{report.when}", report)
-    clusters: list[Cluster] = item.stash.get(CLUSTERS_KEY, [])
+    module = item.getparent(pytest.Module)
+    shared = item.config.stash.get(MODULE_CLUSTERS_KEY, {}).get(module.nodeid if module else "", [])
+    clusters: list[Cluster] = [*item.stash.get(CLUSTERS_KEY, []), *shared]
     if report.failed and report.when in ("setup", "call"):
         for i, c in enumerate(clusters, 1):
             tails = c.log_tails()
@@ -158,23 +163,11 @@ def _ensure_running(server: Any) -> None:
         server.start()
 
 
-@pytest.fixture
-def cluster_factory(
-    request: pytest.FixtureRequest, tmp_path: Path, postgres_server: Any, nats: Any
-) -> Iterator[Any]:
-    """``cluster_factory(**options) -> Cluster``: each call makes a new database
-    and NATS subject prefix and starts history, matching and frontend.
-
-    Options: lease_seconds (3), sweep_seconds (1), nats (an EmbeddedNats such as
-    private_nats, or a URL; default the session NATS), postgres (private_postgres,
-    or a server URL; default the session server), env (extra variables for every
-    child process), start (True; else call .launch()), timeout (30 s to SERVING),
-    frontend_args (extra flags of the frontends, e.g. --tls-cert) and
-    frontend_credentials (the grpc.ChannelCredentials the harness reaches them with).
-    Every cluster made is killed at teardown; its logs are in tmp_path/logs[-N]."""
-    session_nats = nats
-    made: list[Cluster] = []
-    request.node.stash[CLUSTERS_KEY] = made
+def _cluster_maker(
+    made: list[Cluster], log_root: Path, name: str, postgres_server: Any, session_nats: Any
+) -> Any:
+    """The factory of cluster_factory and module_cluster_factory: makes clusters
+    named after `name`, logs under log_root, each appended to `made`."""
 
     def factory(
         *,
@@ -202,12 +195,12 @@ def cluster_factory(
                 and isinstance(getattr(server, "log_path", None), Path)
             ):
                 extra_logs.append(server.log_path)
-        log_dir = tmp_path / ("logs" if not made else f"logs-{len(made) + 1}")
+        log_dir = log_root / ("logs" if not made else f"logs-{len(made) + 1}")
         c = make_cluster(
             log_dir=log_dir,
             postgres=pg,
             nats=bus,
-            test_name=request.node.name,
+            test_name=name,
             lease_seconds=lease_seconds,
             sweep_seconds=sweep_seconds,
             env=env,
@@ -221,9 +214,46 @@ def cluster_factory(
             c.launch(timeout)
         return c
 
+    return factory
+
+
+@pytest.fixture
+def cluster_factory(
+    request: pytest.FixtureRequest, tmp_path: Path, postgres_server: Any, nats: Any
+) -> Iterator[Any]:
+    """``cluster_factory(**options) -> Cluster``: each call makes a new database
+    and NATS subject prefix and starts history, matching and frontend.
+
+    Options: lease_seconds (3), sweep_seconds (1), nats (an EmbeddedNats such as
+    private_nats, or a URL; default the session NATS), postgres (private_postgres,
+    or a server URL; default the session server), env (extra variables for every
+    child process), start (True; else call .launch()), timeout (30 s to SERVING),
+    frontend_args (extra flags of the frontends, e.g. --tls-cert) and
+    frontend_credentials (the grpc.ChannelCredentials the harness reaches them with).
+    Every cluster made is killed at teardown; its logs are in tmp_path/logs[-N]."""
+    made: list[Cluster] = []
+    request.node.stash[CLUSTERS_KEY] = made
     try:
-        yield factory
+        yield _cluster_maker(made, tmp_path, request.node.name, postgres_server, nats)
     finally:
+        for c in made:
+            c.close()
+
+
+@pytest.fixture(scope="module")
+def module_cluster_factory(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, postgres_server: Any, nats: Any
+) -> Iterator[Any]:
+    """cluster_factory for a module-scoped fixture: the clusters it makes last
+    until the module's last test is done, and a failing test of the module
+    shows their log tails as its own."""
+    made: list[Cluster] = []
+    request.config.stash.setdefault(MODULE_CLUSTERS_KEY, {})[request.node.nodeid] = made
+    log_root = tmp_path_factory.mktemp(Path(request.node.name).stem)
+    try:
+        yield _cluster_maker(made, log_root, Path(request.node.name).stem, postgres_server, nats)
+    finally:
+        request.config.stash[MODULE_CLUSTERS_KEY].pop(request.node.nodeid, None)
         for c in made:
             c.close()
 

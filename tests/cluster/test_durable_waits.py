@@ -15,7 +15,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -167,11 +167,16 @@ def test_waiting_run_frees_its_queue_slot_and_worker_slot(
 # ---- 2. a sleep survives SIGKILL of history and of the worker -----------------------
 
 
+# Long enough for history and a worker to be SIGKILLed and started again (a few
+# seconds on a loaded host) before the sleep falls due; the test checks they were.
+SLEEP = 6
+
+
 def test_sleep_survives_sigkill_of_history_and_worker_and_wakes_on_time(
     cluster: Cluster, client: Client, wdir: Path
 ) -> None:
     worker = start_worker(cluster, wdir)
-    run_id = client.trigger("wait-sleeper", {"sleep": 20}).id
+    run_id = client.trigger("wait-sleeper", {"sleep": SLEEP}).id
     wait_status(cluster, run_id, "waiting")
     assert [(a["number"], a["status"]) for a in attempts(cluster, run_id)] == [(1, "suspended")]
     # A sleep is a wait at its position: nothing is recorded there until it fires.
@@ -189,6 +194,9 @@ def test_sleep_survives_sigkill_of_history_and_worker_and_wakes_on_time(
     cluster.kill("history")
     cluster.start("history")
     start_worker(cluster, wdir)
+    # Both were back before the sleep fell due: it fires on time, not at a restart.
+    back = datetime.now(UTC)
+    assert back < due, f"history and the worker were back {back - due} after the due time"
     finished(client, run_id, {"run": run_id, "attempt": 2})
 
     run = cluster.sql("SELECT finished_at FROM runs WHERE id = $1::uuid", run_id)[0]
@@ -197,8 +205,9 @@ def test_sleep_survives_sigkill_of_history_and_worker_and_wakes_on_time(
     start_late = (rows[1]["started_at"] - due).total_seconds()
     late = (run["finished_at"] - due).total_seconds()
     print(
-        f"\nsleep of 20 s: attempt 2 started {start_late:+.3f} s and the run finished "
-        f"{late:+.3f} s after its due time"
+        f"\nsleep of {SLEEP} s: attempt 2 started {start_late:+.3f} s and the run finished "
+        f"{late:+.3f} s after its due time (history and the worker were back "
+        f"{(due - back).total_seconds():.1f} s before it)"
     )
     assert 0 <= start_late and late < 2.5
     # History recorded the sleep's step when it fired: its time, as an RFC 3339 string.

@@ -57,7 +57,7 @@ from cairn.v1 import wait_service_pb2_grpc as wsgrpc
 from cairn.v1 import worker_service_pb2 as wpb
 from cairn.v1 import worker_service_pb2_grpc as wgrpc
 
-EXAMPLES = int(os.environ.get("CAIRN_FUZZ_EXAMPLES") or 40)  # per method
+EXAMPLES = int(os.environ.get("CAIRN_FUZZ_EXAMPLES") or 25)  # per method
 SEED = os.environ.get("CAIRN_FUZZ_SEED")
 CALL_TIMEOUT = 1.5  # a call that waits (WaitRun, PollAttempt) longer is DEADLINE_EXCEEDED, not judged
 STREAM_WAIT = 0.3

@@ -52,7 +52,9 @@ def test_history_killed_and_a_trigger_at_once_makes_one_run(cluster: Cluster, fx
 
 def test_a_history_that_stays_down_is_named(cluster: Cluster) -> None:
     cluster.kill("history")
-    with Client(cluster.address) as client, pytest.raises(UnavailableError) as down:
+    # A call's deadline bounds both the frontend's wait for history and the
+    # client's sending again (30 s each by default): 3 s is enough to be told.
+    with Client(cluster.address, rpc_timeout=3) as client, pytest.raises(UnavailableError) as down:
         client.get("00000000-0000-0000-0000-000000000001")
     message = str(down.value)
     history = cluster.history_address

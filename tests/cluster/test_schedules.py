@@ -77,15 +77,20 @@ def test_created_schedule_fires_once_per_tick_with_two_history_replicas(
     assert sch.last_run_id is None
     first_fire = sch.next_fire_at
     assert created_at < first_fire <= created_at + timedelta(seconds=2.01), sch
+    # A second schedule, deleted while the first is paused: one observation
+    # shows that neither a paused nor a deleted schedule fires.
+    gone = "every-2s-deleted"
+    client.create_schedule(gone, "opt-echo", EVERY_2S, payload=payload)
 
     wait_for(
         lambda: len(schedule_runs(cluster, sid)) >= 3, 15, message="the schedule did not fire three ticks"
     )
+    wait_for(lambda: schedule_runs(cluster, gone), 5, message="the second schedule never fired")
     listed = find_schedule(client.list_schedules(), sid)
     assert listed is not None and listed.next_fire_at and listed.last_run_id, listed
     rows = schedule_runs(cluster, sid)
     assert listed.last_run_id in {str(r["id"]) for r in rows}
-    assert [s.id for s in client.list_schedules(task="opt-echo")] == [sid]
+    assert sorted(s.id for s in client.list_schedules(task="opt-echo")) == sorted([sid, gone])
     assert client.list_schedules(task="opt-record") == []
 
     paused = client.pause_schedule(sid)
@@ -106,14 +111,24 @@ def test_created_schedule_fires_once_per_tick_with_two_history_replicas(
         assert done.schedule_id == sid
     lags = [round((r["created_at"] - tick_of(r["idempotency_key"], sid)).total_seconds(), 3) for r in rows]
 
-    # Paused: no run for more than two ticks.
+    # Deleted: gone from the list, and no run after it.
+    client.delete_schedule(gone)
+    assert find_schedule(client.list_schedules(), gone) is None
+    assert cluster.sql_value("SELECT count(*) FROM schedules WHERE id = $1", gone) == 0
+    count_at_delete = len(schedule_runs(cluster, gone))
+
+    # Paused (and the other deleted): no run for more than two ticks.
     count_at_pause = len(rows)
 
     def no_new_runs() -> None:
         n = len(schedule_runs(cluster, sid))
         assert n == count_at_pause, f"{n - count_at_pause} run(s) fired while paused"
+        n = len(schedule_runs(cluster, gone))
+        assert n == count_at_delete, f"{n - count_at_delete} run(s) fired after the delete"
 
-    hold(no_new_runs, 4.5, "the paused schedule fired")
+    hold(no_new_runs, 4.5, "the paused or the deleted schedule fired")
+    with pytest.raises(NotFoundError):
+        client.delete_schedule(gone)
 
     # Resumed: fires again, from its next tick (the paused ticks are not caught up).
     resumed_at = datetime.now(UTC)
@@ -130,23 +145,13 @@ def test_created_schedule_fires_once_per_tick_with_two_history_replicas(
     assert (new_ticks[0] - ticks[-1]).total_seconds() >= 6.0
     check_ticks(rows[count_at_pause:], sid)
 
-    # Deleted: gone from the list, and no run after it.
     client.delete_schedule(sid)
     assert find_schedule(client.list_schedules(), sid) is None
     assert cluster.sql_value("SELECT count(*) FROM schedules WHERE id = $1", sid) == 0
-    count_at_delete = len(schedule_runs(cluster, sid))
-
-    def none_after_delete() -> None:
-        n = len(schedule_runs(cluster, sid))
-        assert n == count_at_delete, f"{n - count_at_delete} run(s) fired after the delete"
-
-    hold(none_after_delete, 4.5, "the deleted schedule fired")
-    with pytest.raises(NotFoundError):
-        client.delete_schedule(sid)
     assert cluster.services["history"].running and cluster.services["history-2"].running
     print(
-        f"schedule */2 s with two history replicas: {count_at_delete} runs, one per tick; "
-        f"run created after its tick (s): {lags}"
+        f"schedule */2 s with two history replicas: {len(schedule_runs(cluster, sid))} runs, one per "
+        f"tick; run created after its tick (s): {lags}"
     )
 
 

@@ -13,6 +13,9 @@ import json
 import ssl
 import subprocess
 import sys
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -112,8 +115,52 @@ def https_context(pki: Pki, cert: Path | None = None, key: Path | None = None) -
     return ctx
 
 
-def test_tls_with_the_client_a_worker_the_cli_grpcurl_and_https(cluster_factory: Any, pki: Pki) -> None:
-    cluster, http = tls_cluster(cluster_factory, pki, mutual=False)
+@dataclass
+class TlsCluster:
+    cluster: Cluster
+    http: str  # its HTTPS address
+    # `cairn runs get` calls that TLS must refuse, started with the clusters: the
+    # CLI sends a refused read again for 30 s before it exits with its error, so
+    # the module's refusals all wait out their 30 s at once, while the tests run.
+    refusals: dict[str, Future[subprocess.CompletedProcess[str]]]
+
+
+@pytest.fixture(scope="module")
+def tls_clusters(module_cluster_factory: Any, pki: Pki) -> Iterator[dict[str, TlsCluster]]:
+    """A cluster whose frontend serves TLS ("plain") and one with mutual TLS
+    ("mutual"), each with its refused CLI calls under way. They read a run id
+    that need not exist: the TLS handshake fails before any call (without TLS
+    enforced the read would be answered, NOT_FOUND, which the tests refuse too)."""
+    plain = tls_cluster(module_cluster_factory, pki, mutual=False)
+    mutual = tls_cluster(module_cluster_factory, pki, mutual=True)
+    run_id = str(uuid.uuid4())
+    with ThreadPoolExecutor(3) as pool:
+        yield {
+            "plain": TlsCluster(
+                *plain,
+                {
+                    "plaintext": pool.submit(cli, plain[0], "runs", "get", run_id),
+                    "untrusted CA": pool.submit(
+                        cli, plain[0], "runs", "get", run_id, "--tls-ca", str(pki.client_ca)
+                    ),
+                },
+            ),
+            "mutual": TlsCluster(
+                *mutual,
+                {
+                    "no client certificate": pool.submit(
+                        cli, mutual[0], "runs", "get", run_id, "--tls-ca", str(pki.ca)
+                    )
+                },
+            ),
+        }
+
+
+def test_tls_with_the_client_a_worker_the_cli_grpcurl_and_https(
+    tls_clusters: dict[str, TlsCluster], pki: Pki
+) -> None:
+    tc = tls_clusters["plain"]
+    cluster, http, refusals = tc.cluster, tc.http, tc.refusals
     start_basic_worker(cluster, env={"CAIRN_TLS_CA": str(pki.ca)})  # `cairn worker` over TLS
 
     with Client(cluster.address, tls=TLSConfig(ca=pki.ca)) as client:
@@ -173,25 +220,26 @@ def test_tls_with_the_client_a_worker_the_cli_grpcurl_and_https(cluster_factory:
     with Client(cluster.address, rpc_timeout=5) as plain:
         with pytest.raises(UnavailableError):
             plain.get(run.id)
-    refused = cli(cluster, "runs", "get", run.id)
-    assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr
-    assert "--tls-ca" in refused.stderr, refused.stderr
     assert (
         grpcurl(cluster.address, "cairn.v1.RunService/GetRun", {"run_id": run.id}, "-plaintext").returncode
         != 0
     )
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"http://{http}/v1/runs/{run.id}", headers=auth.headers(), timeout=5)
+    refused = refusals["plaintext"].result()
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr
+    assert "--tls-ca" in refused.stderr, refused.stderr
     # A client that does not trust the CA is refused too.
-    untrusted = cli(cluster, "runs", "get", run.id, "--tls-ca", str(pki.client_ca))
+    untrusted = refusals["untrusted CA"].result()
     assert untrusted.returncode == 1 and "Traceback" not in untrusted.stderr, untrusted.stderr
     assert "no TLS connection" in untrusted.stderr and "--tls-ca" in untrusted.stderr, untrusted.stderr
 
 
 def test_mutual_tls_needs_a_client_certificate_signed_by_the_client_ca(
-    cluster_factory: Any, pki: Pki
+    tls_clusters: dict[str, TlsCluster], pki: Pki
 ) -> None:
-    cluster, http = tls_cluster(cluster_factory, pki, mutual=True)
+    tc = tls_clusters["mutual"]
+    cluster, http, refusals = tc.cluster, tc.http, tc.refusals
     worker_env = {
         "CAIRN_TLS_CA": str(pki.ca),
         "CAIRN_TLS_CERT": str(pki.client_cert),
@@ -204,22 +252,27 @@ def test_mutual_tls_needs_a_client_certificate_signed_by_the_client_ca(
         run = client.trigger("echo", {"mutual": True})
         assert client.wait(run.id, timeout=30).output == {"mutual": True}
 
-    # Without a client certificate, or with one the client CA did not sign: refused.
-    for tls in (TLSConfig(ca=pki.ca), TLSConfig(ca=pki.ca, cert=pki.other_cert, key=pki.other_key)):
+    tls_ca = ("--tls-ca", str(pki.ca))
+    # Each client below sends its read again for 5 s: the two run at once, the rest meanwhile.
+    pool = ThreadPoolExecutor(2)
+
+    def refused_without(tls: TLSConfig) -> None:
         with Client(cluster.address, rpc_timeout=5, tls=tls) as client:
             with pytest.raises(UnavailableError):
                 client.get(run.id)
 
-    tls_ca = ("--tls-ca", str(pki.ca))
+    # Without a client certificate, or with one the client CA did not sign: refused.
+    sdk_refusals = [
+        pool.submit(refused_without, tls)
+        for tls in (TLSConfig(ca=pki.ca), TLSConfig(ca=pki.ca, cert=pki.other_cert, key=pki.other_key))
+    ]
+
     mine = (*tls_ca, "--tls-cert", str(pki.client_cert), "--tls-key", str(pki.client_key))
     got = cli(cluster, "runs", "get", run.id, "--json", *mine)
     assert got.returncode == 0, got.stderr
     assert json.loads(got.stdout)["output"] == {"mutual": True}
     triggered = cli(cluster, "trigger", "echo", "--payload", "7", "--wait", "--json", *mine)
     assert triggered.returncode == 0 and json.loads(triggered.stdout)["output"] == 7, triggered.stderr
-    refused = cli(cluster, "runs", "get", run.id, *tls_ca)
-    assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr
-    assert "no TLS connection" in refused.stderr and "--tls-cert and --tls-key" in refused.stderr
     half = cli(cluster, "runs", "get", run.id, *tls_ca, "--tls-cert", str(pki.client_cert))
     assert half.returncode == 2 and "--tls-key" in half.stderr, half.stderr
 
@@ -247,6 +300,12 @@ def test_mutual_tls_needs_a_client_certificate_signed_by_the_client_ca(
     with pytest.raises(httpx.HTTPError):
         with httpx.Client(verify=https_context(pki), headers=auth.headers()) as web:
             web.get(url, timeout=10)
+    for refusal in sdk_refusals:
+        refusal.result()
+    pool.shutdown()
+    refused = refusals["no client certificate"].result()
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr
+    assert "no TLS connection" in refused.stderr and "--tls-cert and --tls-key" in refused.stderr
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 import grpc
@@ -15,7 +16,7 @@ from sdk_fakes import FakeStub
 from cairn import payloads
 from cairn.v1 import common_pb2
 from cairn.v1 import worker_service_pb2 as wpb
-from worker_sdk import NonRetryableError, Retry, StepFailedError, context, step, task, wait
+from worker_sdk import NonRetryableError, Retry, StepFailedError, _calls, context, step, task, wait
 from worker_sdk._batching import BatchingStub
 from worker_sdk._execution import execute_attempt
 
@@ -201,7 +202,9 @@ def test_refused_finish_is_logged_not_raised(caplog: pytest.LogCaptureFixture) -
     assert "superseded" in caplog.text
 
 
-def test_unreachable_server_during_record_abandons_after_the_lease() -> None:
+def test_unreachable_server_during_record_abandons_after_the_lease(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     @step(name="s")
     async def s() -> int:
         return 1
@@ -210,11 +213,18 @@ def test_unreachable_server_during_record_abandons_after_the_lease() -> None:
     async def t(payload: Any) -> int:
         return await s()
 
+    # The give-up is the longer of the lease and UNREACHABLE_GIVE_UP_SECONDS (60 s,
+    # which this test used to wait out in full): 1 s here, still longer than the lease.
+    monkeypatch.setattr(_calls, "UNREACHABLE_GIVE_UP_SECONDS", 1.0)
     stub = FakeStub(refuse={"RecordStep": grpc.StatusCode.UNAVAILABLE})
-    finish, _ = execute(t, assignment(lease=0.3), stub)
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING):
+        finish, _ = execute(t, assignment(lease=0.3), stub)
+    assert time.monotonic() - started >= 0.3  # not before the lease
     assert finish is None
     assert "FinishAttempt" not in stub.methods()
     assert stub.methods().count("RecordStep") >= 2
+    assert "the server was unreachable for 1 s" in caplog.text, caplog.text
 
 
 def test_unknown_task_fails_the_attempt() -> None:

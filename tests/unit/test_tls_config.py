@@ -224,10 +224,19 @@ def test_the_sdk_and_the_cli_over_tls(tls_server: tuple[Recorder, str], files: F
     with cli_frontend.Frontend(address, api_key=KEY, tls_ca=str(files.ca)) as cli:
         assert cli.get_run("r3")["id"] == "r3"
     assert fe.auth == [f"Bearer {KEY}", None, f"Bearer {KEY}"]
-    with Client(address, rpc_timeout=3) as plain:
-        with pytest.raises(UnavailableError):
-            plain.get("r4")
-    with Client(address, rpc_timeout=3, tls=TLSConfig(ca=files.client_ca)) as untrusted:
-        with pytest.raises(UnavailableError):
-            untrusted.get("r5")
+
+    def refused(tls: TLSConfig | None, run_id: str) -> None:
+        with Client(address, rpc_timeout=3, tls=tls) as client:
+            with pytest.raises(UnavailableError):
+                client.get(run_id)
+
+    # Plaintext, and a CA that did not sign the server's certificate: each is sent
+    # again until its 3 s are over, so the two run at once.
+    with futures.ThreadPoolExecutor(2) as pool:
+        refusals = [
+            pool.submit(refused, None, "r4"),
+            pool.submit(refused, TLSConfig(ca=files.client_ca), "r5"),
+        ]
+    for refusal in refusals:
+        refusal.result()
     assert len(fe.auth) == 3

@@ -25,7 +25,11 @@ def bind(address: str) -> socket.socket:
         raise ValueError(f"invalid HTTP address {address!r}: expected host:port")
     host = host.strip("[]") or "0.0.0.0"
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP by name, not 0: asyncio sets TCP_NODELAY only on the accepted
+    # sockets of a listener whose proto says TCP. Without it every answer on a
+    # kept-alive connection waited ~40 ms (its body, a second write, held by
+    # Nagle until the client's delayed ACK of the headers).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, int(port_text)))
