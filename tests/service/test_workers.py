@@ -32,6 +32,19 @@ async def last_seen(services, worker_id: str = "worker-1"):
         await conn.close()
 
 
+async def age_workers(services, seconds: float, like: str = "%") -> None:
+    """Makes the workers whose id matches `like` last seen `seconds` ago."""
+    conn = await asyncpg.connect(services.database_url)
+    try:
+        await conn.execute(
+            "UPDATE workers SET last_seen_at = now() - make_interval(secs => $1) WHERE worker_id LIKE $2",
+            seconds,
+            like,
+        )
+    finally:
+        await conn.close()
+
+
 async def test_a_registered_worker_is_listed_connected_with_its_tasks(services):
     assert await list_workers(services) == []
     await services.register(TASK, "other-task", worker_id="w-a", version="1.2", slots=8)
@@ -44,14 +57,7 @@ async def test_a_registered_worker_is_listed_connected_with_its_tasks(services):
 async def test_a_worker_not_seen_within_the_window_is_listed_not_connected(services):
     await services.register(TASK, worker_id="gone")
     await services.register(TASK, worker_id="here")
-    conn = await asyncpg.connect(services.database_url)
-    try:  # the test ages the row: a worker last seen just over the window ago
-        await conn.execute(
-            "UPDATE workers SET last_seen_at = now() - make_interval(secs => $1) WHERE worker_id = 'gone'",
-            WORKER_CONNECTED_SECONDS + 1,
-        )
-    finally:
-        await conn.close()
+    await age_workers(services, WORKER_CONNECTED_SECONDS + 1, "gone")  # just over the window ago
     listed = await list_workers(services)
     assert [(w.worker_id, w.connected) for w in listed] == [("here", True), ("gone", False)]
 
@@ -63,14 +69,7 @@ async def test_a_busy_worker_not_seen_within_the_window_is_still_connected(servi
     await services.register(TASK, worker_id="idle")
     await services.trigger(TASK)
     (handed,) = await services.claim(TASK, worker_id="busy")
-    conn = await asyncpg.connect(services.database_url)
-    try:
-        await conn.execute(
-            "UPDATE workers SET last_seen_at = now() - make_interval(secs => $1)",
-            WORKER_CONNECTED_SECONDS + 1,
-        )
-    finally:
-        await conn.close()
+    await age_workers(services, WORKER_CONNECTED_SECONDS + 1)
     listed = {w.worker_id: (w.connected, w.running) for w in await list_workers(services)}
     assert listed == {"busy": (True, 1), "idle": (False, 0)}
     await services.finish(handed.run_id, handed.attempt, wpb.ATTEMPT_OUTCOME_COMPLETED, "done")
@@ -84,14 +83,7 @@ async def test_registrations_gone_for_the_expiry_are_forgotten_unless_executing(
     await services.register(TASK, worker_id="recent")
     await services.trigger(TASK)
     await services.claim(TASK, worker_id="old-busy")
-    conn = await asyncpg.connect(services.database_url)
-    try:
-        await conn.execute(
-            "UPDATE workers SET last_seen_at = now() - make_interval(secs => $1) WHERE worker_id LIKE 'old%'",
-            WORKER_FORGOTTEN_SECONDS + 1,
-        )
-    finally:
-        await conn.close()
+    await age_workers(services, WORKER_FORGOTTEN_SECONDS + 1, "old%")
     pool = await asyncpg.create_pool(services.database_url, min_size=1, max_size=1)
     try:
         assert await sweep.forget_workers(pool) == [(services.namespace, "old")]
