@@ -6,6 +6,7 @@ N watchers of a run then cost history one read per change, not N."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 
 from cairn.internal.v1 import history_service_pb2 as hpb
 from services.frontend.backend import HISTORY, Backend
@@ -21,11 +22,15 @@ class SharedReads:
     async def list_run_events(self, request: hpb.ListRunEventsRequest) -> hpb.ListRunEventsResponse:
         """History's answer to request, shared with every identical request made
         while it is in flight. A caller that goes away does not cancel the
-        read for the others."""
+        read for the others, and the read is not bounded by the deadline of
+        the caller that began it (each caller's own call ends at its own)."""
         key = request.SerializeToString(deterministic=True)
         read = self._in_flight.get(key)
         if read is None:
-            read = asyncio.ensure_future(self._backend.call(HISTORY, "ListRunEvents", request))
+            # in a context of its own: not the first caller's deadline (backend.DEADLINE)
+            read = asyncio.get_running_loop().create_task(
+                self._backend.call(HISTORY, "ListRunEvents", request), context=contextvars.Context()
+            )
             self._in_flight[key] = read
             read.add_done_callback(lambda done: self._done(key, done))
         return await asyncio.shield(read)

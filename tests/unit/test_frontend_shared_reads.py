@@ -5,6 +5,7 @@ that leaves does not cancel the read for the others, and an error reaches all.""
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import grpc
@@ -12,6 +13,7 @@ import pytest
 
 from cairn.internal.v1 import history_service_pb2 as hpb
 from services.common.errors import ServiceError
+from services.frontend.backend import DEADLINE
 from services.frontend.shared_reads import SharedReads
 
 
@@ -77,5 +79,26 @@ def test_an_error_reaches_every_watcher_of_the_read() -> None:
         for task in waiting:
             with pytest.raises(ServiceError, match="not found"):
                 await task
+
+    asyncio.run(main())
+
+
+def test_a_shared_read_is_not_bounded_by_the_deadline_of_the_caller_that_began_it() -> None:
+    async def main() -> None:
+        seen: list[float | None] = []
+
+        class Deadlines(Backend):
+            async def call(self, target: str, method: str, request: Any, timeout: float | None = None) -> Any:
+                seen.append(DEADLINE.get())
+                return await super().call(target, method, request, timeout)
+
+        backend = Deadlines()
+        reads = SharedReads(backend)  # type: ignore[arg-type]
+        DEADLINE.set(time.monotonic() - 1)  # the first caller's deadline has passed
+        first = asyncio.create_task(reads.list_run_events(read(3)))
+        await asyncio.sleep(0)
+        backend.release.set()
+        assert (await first).last_id == 4
+        assert seen == [None]
 
     asyncio.run(main())
