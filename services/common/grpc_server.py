@@ -143,11 +143,10 @@ async def serve(
     API, drains alongside); what is still running then is cancelled. on_stop
     then closes what the service holds (database pool, NATS).
 
-    Health: SERVING once started, unless watch_health is given: it is then
-    run for as long as the process serves, with a function that sets SERVING
-    (True) or NOT_SERVING (False), and says which itself (the frontend's
-    follows history and matching)."""
-    await server.start()
+    Health: SERVING once started, unless watch_health is given: then
+    NOT_SERVING from the start until watch_health, run for as long as the
+    process serves with a function that sets SERVING (True) or NOT_SERVING
+    (False), says otherwise (the frontend's follows history and matching)."""
     names = [*service_names, ""]
 
     async def set_serving(serving: bool) -> None:
@@ -157,6 +156,9 @@ async def serve(
         for svc in names:
             await health_servicer.set(svc, status)  # ignored once in graceful shutdown
 
+    if watch_health is not None:  # not SERVING (grpc's default for "") before the watcher says so
+        await set_serving(False)
+    await server.start()
     watcher: asyncio.Task[None] | None = None
     if watch_health is not None:
         watcher = asyncio.create_task(watch_health(set_serving))
