@@ -294,11 +294,12 @@ def deep_bytes(depth: int) -> bytes:
     past protobuf's depth limit for any request with a message field 5."""
     data = b""
     for _ in range(depth):
-        data = b"\x2a" + _varint(len(data)) + data
+        data = b"\x2a" + varint(len(data)) + data
     return data
 
 
-def _varint(n: int) -> bytes:
+def varint(n: int) -> bytes:
+    """n as a protobuf varint (for messages written byte by byte)."""
     out = b""
     while True:
         byte, n = n & 0x7F, n >> 7

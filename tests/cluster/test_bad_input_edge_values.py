@@ -12,6 +12,7 @@ from typing import Any
 
 import grpc
 from api_helpers import RPC_TIMEOUT, register
+from fuzz_strategies import varint
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.struct_pb2 import Struct
 from harness import Cluster, expect_rpc_error, json_payload, run_stub, table_counts, worker_stub
@@ -41,20 +42,11 @@ def deep_struct_bytes(depth: int) -> bytes:
     data = inner.SerializeToString()
     for _ in range(depth):
         # Struct{fields{key:"k", value: Value{struct_value: <data>}}}
-        value = b"\x2a" + _varint(len(data)) + data  # Value.struct_value = 5
-        entry = b"\x0a\x01k" + b"\x12" + _varint(len(value)) + value  # map entry: key 1, value 2
-        data = b"\x0a" + _varint(len(entry)) + entry  # Struct.fields = 1
-    options = b"\x2a" + _varint(len(data)) + data  # TriggerOptions.metadata = 5
-    return b"\x12\x04echo" + b"\x2a" + _varint(len(options)) + options  # task_id 2, options 5
-
-
-def _varint(n: int) -> bytes:
-    out = b""
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        out += bytes([byte | (0x80 if n else 0)])
-        if not n:
-            return out
+        value = b"\x2a" + varint(len(data)) + data  # Value.struct_value = 5
+        entry = b"\x0a\x01k" + b"\x12" + varint(len(value)) + value  # map entry: key 1, value 2
+        data = b"\x0a" + varint(len(entry)) + entry  # Struct.fields = 1
+    options = b"\x2a" + varint(len(data)) + data  # TriggerOptions.metadata = 5
+    return b"\x12\x04echo" + b"\x2a" + varint(len(options)) + options  # task_id 2, options 5
 
 
 def test_edge_values_are_refused_naming_the_field_and_write_nothing(cluster: Cluster) -> None:

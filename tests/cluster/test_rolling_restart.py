@@ -94,7 +94,7 @@ class Load:
                         counts.errors.append(
                             f"{time.strftime('%H:%M:%S')} trigger: {type(exc).__name__}: {exc}"
                         )
-                    time.sleep(0.2)
+                    self.stop.wait(0.2)  # a client's pause after an error; ends at once at the stop
                     continue
                 with self.lock:
                     counts.triggered.append(run.id)

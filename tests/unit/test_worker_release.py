@@ -87,9 +87,15 @@ def test_a_running_attempt_stops_at_its_next_step_after_the_running_one_records(
 
 def test_steps_running_together_all_record_before_the_release() -> None:
     go_on = asyncio.Event()
+    both_running = asyncio.Event()
+    stopping = asyncio.Event()
+    running: list[int] = []
 
     @step(name="slow")
     async def slow(i: int) -> int:
+        running.append(i)
+        if len(running) == 2:
+            both_running.set()
         await go_on.wait()
         return i
 
@@ -100,10 +106,12 @@ def test_steps_running_together_all_record_before_the_release() -> None:
     @task(id="t")
     async def t(payload: Any) -> int:
         first = asyncio.create_task(slow(1))
-        await asyncio.sleep(0)
         second = asyncio.create_task(slow(2))
-        await asyncio.sleep(0.05)
-        total = await after()  # starts while both run: refused once stopping
+        await stopping.wait()
+        try:
+            total = await after()  # starts while both run: refused once stopping
+        finally:
+            go_on.set()  # the two running steps end (and record) after that refusal
         return total + await first + await second
 
     async def go() -> Any:
@@ -111,10 +119,9 @@ def test_steps_running_together_all_record_before_the_release() -> None:
         stub = FakeStub()
         loop = asyncio.get_running_loop()
         attempt = loop.create_task(execute_attempt(stub, "default", t, assignment(), draining=draining))
-        await asyncio.sleep(0.02)
+        await both_running.wait()
         draining.started = True
-        await asyncio.sleep(0.1)
-        go_on.set()
+        stopping.set()
         return await attempt, stub
 
     finish, stub = asyncio.run(go())
@@ -124,9 +131,11 @@ def test_steps_running_together_all_record_before_the_release() -> None:
 
 def test_a_task_that_finishes_while_stopping_completes() -> None:
     go_on = asyncio.Event()
+    in_step = asyncio.Event()
 
     @step(name="only")
     async def only() -> int:
+        in_step.set()
         await go_on.wait()
         return 7
 
@@ -138,7 +147,7 @@ def test_a_task_that_finishes_while_stopping_completes() -> None:
         draining = Draining()
         stub = FakeStub()
         attempt = asyncio.create_task(execute_attempt(stub, "default", t, assignment(), draining=draining))
-        await asyncio.sleep(0.02)
+        await in_step.wait()
         draining.started = True
         go_on.set()
         return await attempt, stub
@@ -149,11 +158,13 @@ def test_a_task_that_finishes_while_stopping_completes() -> None:
 
 def test_what_still_runs_when_the_grace_ends_is_cancelled_and_released() -> None:
     cancelled: list[bool] = []
+    in_body = asyncio.Event()
 
     @task(id="t")
     async def t(payload: Any) -> int:
+        in_body.set()
         try:
-            await asyncio.sleep(60)  # no checkpoint to stop at
+            await asyncio.Event().wait()  # no checkpoint to stop at
         except asyncio.CancelledError:
             cancelled.append(True)
             raise
@@ -163,9 +174,10 @@ def test_what_still_runs_when_the_grace_ends_is_cancelled_and_released() -> None
         draining = Draining()
         stub = FakeStub()
         attempt = asyncio.create_task(execute_attempt(stub, "default", t, assignment(), draining=draining))
-        await asyncio.sleep(0.02)
+        await in_body.wait()
         draining.started = True
-        await asyncio.sleep(0.05)
+        for _ in range(50):  # turns of the loop: nothing stops a body without a checkpoint
+            await asyncio.sleep(0)
         assert not attempt.done()
         draining.now.set()  # the grace is over
         return await asyncio.wait_for(attempt, 5), stub
