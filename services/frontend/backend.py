@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import time
-from typing import Any
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 import grpc
 from google.protobuf.message import Message
@@ -25,6 +26,8 @@ from cairn.v1 import wait_service_pb2 as wspb
 from cairn.v1 import worker_service_pb2 as wpb
 from services.common.errors import ServiceError
 from services.frontend.caller import CALLER
+
+T = TypeVar("T")
 
 HISTORY = "history"  # run state: runs, steps, waits, schedules
 MATCHING = "matching"  # workers, queues, the long-poll
@@ -57,6 +60,14 @@ NO_CHANNEL_RETRY = (("grpc-retry-pushback-ms", "-1"),)
 # none: serving.py sets it for every call, so a call to a backend made for it
 # gives up in time to say which service is down.
 DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("cairn_deadline", default=None)
+
+
+def shared_task(work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+    """A task for work done for several calls at once (a read shared by a run's
+    watchers, a run's feed): in a context of its own, so that no one caller's
+    deadline (DEADLINE) or key bounds it; each caller's own wait ends at its own."""
+    return asyncio.get_running_loop().create_task(work, context=contextvars.Context())
+
 
 # Methods whose repetition does nothing more than the first call did: reads;
 # settings that set a state (a cancel, a pause, a queue's settings, a key's

@@ -16,13 +16,13 @@ moment, and skipping the feed's updates at or below its cursor leaves no gap."""
 from __future__ import annotations
 
 import asyncio
-import contextvars
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from cairn.internal.v1 import history_service_pb2 as hpb
 from cairn.v1 import run_service_pb2 as rpb
+from services.frontend.backend import shared_task
 from services.frontend.run_watch import RunWatcher
 
 # A watcher this many updates behind the feed reads for itself again; the feed
@@ -46,11 +46,12 @@ class Subscription:
 
     feed: RunFeed
     joined_at: int | None
-    queue: asyncio.Queue[rpb.RunUpdate | BaseException] = field(default_factory=asyncio.Queue)
+    # updates, the failure that ended the feed, or None (wake())
+    queue: asyncio.Queue[rpb.RunUpdate | BaseException | None] = field(default_factory=asyncio.Queue)
 
     def wake(self) -> None:
         """Lets a waiting get() return, e.g. to end the stream at a shutdown."""
-        self.queue.put_nowait(_WAKE)
+        self.queue.put_nowait(None)
 
     def needs(self) -> int | None:
         """The cursor the watcher's own reads must reach before it takes the
@@ -73,18 +74,9 @@ class Subscription:
     async def get(self) -> rpb.RunUpdate | None:
         """The next update of the feed (None when woken); raises what ended the feed."""
         item = await self.queue.get()
-        if item is _WAKE:
-            return None
         if isinstance(item, BaseException):
             raise item
         return item
-
-
-class _Wake(Exception):
-    pass
-
-
-_WAKE = _Wake()
 
 
 class RunFeed:
@@ -218,10 +210,7 @@ class RunFeeds:
         if feed is None or feed.dropped or (feed.task is not None and feed.task.done()):
             feed = RunFeed(key, self._read, self._batch, self._reread)
             self._feeds[key] = feed
-            # a context of its own: not the first watcher's deadline (backend.DEADLINE) or caller
-            feed.task = asyncio.get_running_loop().create_task(
-                feed.run(self._watcher), context=contextvars.Context()
-            )
+            feed.task = shared_task(feed.run(self._watcher))  # not the first watcher's deadline
             feed.on_empty = lambda: self._close(feed)
             feed.task.add_done_callback(lambda _: self._drop(feed))
         sub = Subscription(feed, feed.position)

@@ -6,10 +6,9 @@ N watchers of a run then cost history one read per change, not N."""
 from __future__ import annotations
 
 import asyncio
-import contextvars
 
 from cairn.internal.v1 import history_service_pb2 as hpb
-from services.frontend.backend import HISTORY, Backend
+from services.frontend.backend import HISTORY, Backend, shared_task
 
 
 class SharedReads:
@@ -27,10 +26,7 @@ class SharedReads:
         key = request.SerializeToString(deterministic=True)
         read = self._in_flight.get(key)
         if read is None:
-            # in a context of its own: not the first caller's deadline (backend.DEADLINE)
-            read = asyncio.get_running_loop().create_task(
-                self._backend.call(HISTORY, "ListRunEvents", request), context=contextvars.Context()
-            )
+            read = shared_task(self._backend.call(HISTORY, "ListRunEvents", request))
             self._in_flight[key] = read
             read.add_done_callback(lambda done: self._done(key, done))
         return await asyncio.shield(read)
