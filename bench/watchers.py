@@ -7,8 +7,9 @@ watchers, the two conditions alternating in one invocation (0, W, W, 0, 0, W, ..
 `rounds` times each, on one cluster. Each condition has two parts:
 
 - one run at a time, `watchers` watchers on that run: the run is triggered with a
-  0.1 s delay, every watcher is opened and has its first update (the run's
-  `triggered` event) before the run starts, so all of them watch every step;
+  DELAY (0.1 s) delay, every watcher is opened and has its first update (the run's
+  `triggered` event) before the run starts, so all of them watch every step (the
+  runs where they took longer are counted: late_attach);
 - `lanes` runs in flight (one lane triggers a run, waits for its result with
   WaitRun, and starts the next), with one watcher per lane on the lane's run:
   `lanes` watchers at once on the runs being measured.
@@ -30,7 +31,9 @@ from typing import Any
 from bench.common import log, quantile, summary_ms
 from bench.workloads import CairnBench, completion_timeout
 
-DELAY = 0.1  # the one-at-a-time run's start delay: time for its watchers to attach
+# The one-at-a-time run's start delay: time for its watchers to attach (50 take
+# about 30 ms here); a run whose watchers took longer is counted (late_attach).
+DELAY = 0.1
 
 
 class WatcherPool:
@@ -136,13 +139,15 @@ async def one_at_a_time(
     bench: CairnBench, pool: WatcherPool, n_watchers: int, runs: int, steps: int, gap_ms: float
 ) -> dict[str, Any]:
     pool.reset()
-    outputs, ids = [], []
+    outputs, ids, attach_s = [], [], []
     async with bench.meter() as m:
         for _ in range(runs):
+            t0 = time.monotonic()
             run = await bench.client.trigger("timed_steps", {"n": steps, "gap_ms": gap_ms}, delay=DELAY)
             opened = [pool.open(run.id) for _ in range(n_watchers)]
             if opened:
                 await asyncio.wait_for(asyncio.gather(*(first.wait() for _, first in opened)), 30)
+                attach_s.append(time.monotonic() - t0)
             outputs.append(await _finish(bench, run.id, completion_timeout(steps)))
             await asyncio.wait_for(asyncio.gather(*(task for task, _ in opened)), 30)
             ids.append(run.id)
@@ -153,6 +158,8 @@ async def one_at_a_time(
         "run_ms": summary_ms(await _durations(bench, ids)),
         "watcher_updates": pool.updates,
         "watcher_lag_ms": summary_ms(pool.lag_s) if pool.lag_s else {"n": 0},
+        "attach_ms": summary_ms(attach_s) if attach_s else {"n": 0},
+        "late_attach": sum(s > DELAY for s in attach_s),
     }
 
 
@@ -259,9 +266,15 @@ async def run_watchers(
                 one = await one_at_a_time(bench, pool, w, one_runs, steps, gap_ms)
                 flight = await in_flight(bench, pool, w > 0, flight_runs, n_watchers, steps, gap_ms)
                 per_round.append({"round": r + 1, "watchers": w, "parts": {"one": one, "flight": flight}})
+                attached = (
+                    f" (watchers attached in p50 {one['attach_ms']['p50']:.0f} ms, "
+                    f"{one['late_attach']} runs after their start)"
+                    if w
+                    else ""
+                )
                 log(
                     f"  w round {r + 1}, {w} watchers: one run step p50 {one['step_ms']['p50']:.2f} ms, "
-                    f"p99 {one['step_ms']['p99']:.2f} ms; in flight {flight['runs_per_s']} runs/s, "
+                    f"p99 {one['step_ms']['p99']:.2f} ms{attached}; in flight {flight['runs_per_s']} runs/s, "
                     f"step p50 {flight['step_ms']['p50']:.2f} ms"
                 )
     return {

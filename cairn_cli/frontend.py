@@ -302,11 +302,12 @@ class Frontend:
             stream = self._runs().WatchRun(request)
             try:
                 for response in stream:
-                    update = run_update_to_dict(response.update)
-                    after, failing_since, backoff = update["event"]["id"], None, WATCH_BACKOFF
-                    yield update
-                    if update["done"]:
-                        return
+                    for message in response.updates:
+                        update = run_update_to_dict(message)
+                        after, failing_since, backoff = update["event"]["id"], None, WATCH_BACKOFF
+                        yield update
+                        if update["done"]:
+                            return
                 return
             except grpc.RpcError as exc:
                 now = time.monotonic()

@@ -374,6 +374,7 @@ class AsyncClient(SchedulesAndQueues):
         loop = asyncio.get_running_loop()
         failing_since: float | None = None  # reset by an update, or a stream that stayed up
         backoff = WATCH_BACKOFF
+        convert = _convert.RunUpdates()
         while True:
             sent = type(request)()
             sent.CopyFrom(request)
@@ -382,11 +383,12 @@ class AsyncClient(SchedulesAndQueues):
             call = getattr(self._service(), method)(sent)
             try:
                 async for response in call:
-                    update = _convert.run_update(response.update)
-                    after, failing_since, backoff = update.event.id, None, WATCH_BACKOFF
-                    yield update
-                    if update.done:
-                        return
+                    for message in response.updates:
+                        update = convert(message)
+                        after, failing_since, backoff = update.event.id, None, WATCH_BACKOFF
+                        yield update
+                        if update.done:
+                            return
                 return
             except grpc.RpcError as exc:
                 now, limited = loop.time(), retry_delay_of(exc)

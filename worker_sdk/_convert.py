@@ -225,9 +225,19 @@ def run_event(e: common_pb2.RunEvent) -> RunEvent:
     return RunEvent(id=e.id, type=e.type, attempt=e.attempt, details=e.details_json, at=_time(e, "at"))
 
 
-def run_update(u: run_service_pb2.RunUpdate) -> RunUpdate:
-    """One update of a watch: the event, the run after it, and whether the run ended."""
-    return RunUpdate(event=run_event(u.event), run=run(u.run), done=u.done)
+class RunUpdates:
+    """Converts the updates of one watch: updates in a row that carry the same
+    run share one Run, since converting the run costs several times the rest
+    of an update (a run's steps and log lines leave it unchanged)."""
+
+    def __init__(self) -> None:
+        self._last: tuple[common_pb2.Run, Run[Any]] | None = None
+
+    def __call__(self, u: run_service_pb2.RunUpdate) -> RunUpdate:
+        last = self._last
+        if last is None or last[0] != u.run:
+            last = self._last = (u.run, run(u.run))
+        return RunUpdate(event=run_event(u.event), run=last[1], done=u.done)
 
 
 def token(t: wait_service_pb2.WaitToken) -> WaitToken:

@@ -27,7 +27,7 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x63\x61irn/v1/run_service.proto\x12\x08\x63\x61irn.v1\x1a\x15\x63\x61irn/v1/common.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\\\n\x12ListRunLogsRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x10\n\x08\x61\x66ter_id\x18\x03 \x01(\x03\x12\x11\n\tpage_size\x18\x04 \x01(\x05\"V\n\x13ListRunLogsResponse\x12 \n\x05lines\x18\x01 \x03(\x0b\x32\x11.cairn.v1.LogLine\x12\x0f\n\x07last_id\x18\x02 \x01(\x03\x12\x0c\n\x04more\x18\x03 \x01(\x08\"L\n\x0fWatchRunRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x16\n\x0e\x61\x66ter_event_id\x18\x03 \x01(\x03\"\\\n\x10WatchRunsRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x0c\n\x04tags\x18\x03 \x03(\t\x12\x16\n\x0e\x61\x66ter_event_id\x18\x04 \x01(\x03\"X\n\tRunUpdate\x12!\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x12.cairn.v1.RunEvent\x12\x1a\n\x03run\x18\x02 \x01(\x0b\x32\r.cairn.v1.Run\x12\x0c\n\x04\x64one\x18\x03 \x01(\x08\"7\n\x10WatchRunResponse\x12#\n\x06update\x18\x01 \x01(\x0b\x32\x13.cairn.v1.RunUpdate\"8\n\x11WatchRunsResponse\x12#\n\x06update\x18\x01 \x01(\x0b\x32\x13.cairn.v1.RunUpdate\"5\n\x10ReplayRunRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\"/\n\x11ReplayRunResponse\x12\x1a\n\x03run\x18\x01 \x01(\x0b\x32\r.cairn.v1.Run\"\xca\x01\n\x11TriggerRunRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\"\n\x07payload\x18\x03 \x01(\x0b\x32\x11.cairn.v1.Payload\x12\x17\n\x0fidempotency_key\x18\x04 \x01(\t\x12)\n\x07options\x18\x05 \x01(\x0b\x32\x18.cairn.v1.TriggerOptions\x12\x15\n\rparent_run_id\x18\x06 \x01(\t\x12\x12\n\nrequest_id\x18\x07 \x01(\t\"B\n\x12TriggerRunResponse\x12\x1a\n\x03run\x18\x01 \x01(\x0b\x32\r.cairn.v1.Run\x12\x10\n\x08\x65xisting\x18\x02 \x01(\x08\"2\n\rGetRunRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\",\n\x0eGetRunResponse\x12\x1a\n\x03run\x18\x01 \x01(\x0b\x32\r.cairn.v1.Run\"\x9d\x02\n\x0fListRunsRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12%\n\x08statuses\x18\x03 \x03(\x0e\x32\x13.cairn.v1.RunStatus\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\x12\x0b\n\x03tag\x18\x06 \x01(\t\x12\x15\n\rparent_run_id\x18\x07 \x01(\t\x12\r\n\x05queue\x18\x08 \x01(\t\x12\x31\n\rcreated_after\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0e\x63reated_before\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"H\n\x10ListRunsResponse\x12\x1b\n\x04runs\x18\x01 \x03(\x0b\x32\r.cairn.v1.Run\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"E\n\x10\x43\x61ncelRunRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"/\n\x11\x43\x61ncelRunResponse\x12\x1a\n\x03run\x18\x01 \x01(\x0b\x32\r.cairn.v1.Run\"_\n\x0eWaitRunRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12*\n\x07timeout\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\";\n\x0fWaitRunResponse\x12\x1a\n\x03run\x18\x01 \x01(\x0b\x32\r.cairn.v1.Run\x12\x0c\n\x04\x64one\x18\x02 \x01(\x08\"W\n\x17\x42\x61tchTriggerRunsRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12)\n\x04runs\x18\x02 \x03(\x0b\x32\x1b.cairn.v1.TriggerRunRequest\"F\n\x18\x42\x61tchTriggerRunsResponse\x12*\n\x04runs\x18\x01 \x03(\x0b\x32\x1c.cairn.v1.TriggerRunResponse2\xd5\x05\n\nRunService\x12G\n\nTriggerRun\x12\x1b.cairn.v1.TriggerRunRequest\x1a\x1c.cairn.v1.TriggerRunResponse\x12;\n\x06GetRun\x12\x17.cairn.v1.GetRunRequest\x1a\x18.cairn.v1.GetRunResponse\x12\x41\n\x08ListRuns\x12\x19.cairn.v1.ListRunsRequest\x1a\x1a.cairn.v1.ListRunsResponse\x12\x44\n\tCancelRun\x12\x1a.cairn.v1.CancelRunRequest\x1a\x1b.cairn.v1.CancelRunResponse\x12>\n\x07WaitRun\x12\x18.cairn.v1.WaitRunRequest\x1a\x19.cairn.v1.WaitRunResponse\x12Y\n\x10\x42\x61tchTriggerRuns\x12!.cairn.v1.BatchTriggerRunsRequest\x1a\".cairn.v1.BatchTriggerRunsResponse\x12\x44\n\tReplayRun\x12\x1a.cairn.v1.ReplayRunRequest\x1a\x1b.cairn.v1.ReplayRunResponse\x12\x43\n\x08WatchRun\x12\x19.cairn.v1.WatchRunRequest\x1a\x1a.cairn.v1.WatchRunResponse0\x01\x12\x46\n\tWatchRuns\x12\x1a.cairn.v1.WatchRunsRequest\x1a\x1b.cairn.v1.WatchRunsResponse0\x01\x12J\n\x0bListRunLogs\x12\x1c.cairn.v1.ListRunLogsRequest\x1a\x1d.cairn.v1.ListRunLogsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x63\x61irn/v1/run_service.proto\x12\x08\x63\x61irn.v1\x1a\x15\x63\x61irn/v1/common.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\\\n\x12ListRunLogsRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x10\n\x08\x61\x66ter_id\x18\x03 \x01(\x03\x12\x11\n\tpage_size\x18\x04 \x01(\x05\"V\n\x13ListRunLogsResponse\x12 \n\x05lines\x18\x01 \x03(\x0b\x32\x11.cairn.v1.LogLine\x12\x0f\n\x07last_id\x18\x02 \x01(\x03\x12\x0c\n\x04more\x18\x03 \x01(\x08\"L\n\x0fWatchRunRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x16\n\x0e\x61\x66ter_event_id\x18\x03 \x01(\x03\"\\\n\x10WatchRunsRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x0c\n\x04tags\x18\x03 \x03(\t\x12\x16\n\x0e\x61\x66ter_event_id\x18\x04 \x01(\x03\"X\n\tRunUpdate\x12!\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x12.cairn.v1.RunEvent\x12\x1a\n\x03run\x18\x02 \x01(\x0b\x32\r.cairn.v1.Run\x12\x0c\n\x04\x64one\x18\x03 \x01(\x08\"8\n\x10WatchRunResponse\x12$\n\x07updates\x18\x01 \x03(\x0b\x32\x13.cairn.v1.RunUpdate\"9\n\x11WatchRunsResponse\x12$\n\x07updates\x18\x01 \x03(\x0b\x32\x13.cairn.v1.RunUpdate\"5\n\x10ReplayRunRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\"/\n\x11ReplayRunResponse\x12\x1a\n\x03run\x18\x01 \x01(\x0b\x32\r.cairn.v1.Run\"\xca\x01\n\x11TriggerRunRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\"\n\x07payload\x18\x03 \x01(\x0b\x32\x11.cairn.v1.Payload\x12\x17\n\x0fidempotency_key\x18\x04 \x01(\t\x12)\n\x07options\x18\x05 \x01(\x0b\x32\x18.cairn.v1.TriggerOptions\x12\x15\n\rparent_run_id\x18\x06 \x01(\t\x12\x12\n\nrequest_id\x18\x07 \x01(\t\"B\n\x12TriggerRunResponse\x12\x1a\n\x03run\x18\x01 \x01(\x0b\x32\r.cairn.v1.Run\x12\x10\n\x08\x65xisting\x18\x02 \x01(\x08\"2\n\rGetRunRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\",\n\x0eGetRunResponse\x12\x1a\n\x03run\x18\x01 \x01(\x0b\x32\r.cairn.v1.Run\"\x9d\x02\n\x0fListRunsRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12%\n\x08statuses\x18\x03 \x03(\x0e\x32\x13.cairn.v1.RunStatus\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\x12\x0b\n\x03tag\x18\x06 \x01(\t\x12\x15\n\rparent_run_id\x18\x07 \x01(\t\x12\r\n\x05queue\x18\x08 \x01(\t\x12\x31\n\rcreated_after\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0e\x63reated_before\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"H\n\x10ListRunsResponse\x12\x1b\n\x04runs\x18\x01 \x03(\x0b\x32\r.cairn.v1.Run\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"E\n\x10\x43\x61ncelRunRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"/\n\x11\x43\x61ncelRunResponse\x12\x1a\n\x03run\x18\x01 \x01(\x0b\x32\r.cairn.v1.Run\"_\n\x0eWaitRunRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12*\n\x07timeout\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\";\n\x0fWaitRunResponse\x12\x1a\n\x03run\x18\x01 \x01(\x0b\x32\r.cairn.v1.Run\x12\x0c\n\x04\x64one\x18\x02 \x01(\x08\"W\n\x17\x42\x61tchTriggerRunsRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12)\n\x04runs\x18\x02 \x03(\x0b\x32\x1b.cairn.v1.TriggerRunRequest\"F\n\x18\x42\x61tchTriggerRunsResponse\x12*\n\x04runs\x18\x01 \x03(\x0b\x32\x1c.cairn.v1.TriggerRunResponse2\xd5\x05\n\nRunService\x12G\n\nTriggerRun\x12\x1b.cairn.v1.TriggerRunRequest\x1a\x1c.cairn.v1.TriggerRunResponse\x12;\n\x06GetRun\x12\x17.cairn.v1.GetRunRequest\x1a\x18.cairn.v1.GetRunResponse\x12\x41\n\x08ListRuns\x12\x19.cairn.v1.ListRunsRequest\x1a\x1a.cairn.v1.ListRunsResponse\x12\x44\n\tCancelRun\x12\x1a.cairn.v1.CancelRunRequest\x1a\x1b.cairn.v1.CancelRunResponse\x12>\n\x07WaitRun\x12\x18.cairn.v1.WaitRunRequest\x1a\x19.cairn.v1.WaitRunResponse\x12Y\n\x10\x42\x61tchTriggerRuns\x12!.cairn.v1.BatchTriggerRunsRequest\x1a\".cairn.v1.BatchTriggerRunsResponse\x12\x44\n\tReplayRun\x12\x1a.cairn.v1.ReplayRunRequest\x1a\x1b.cairn.v1.ReplayRunResponse\x12\x43\n\x08WatchRun\x12\x19.cairn.v1.WatchRunRequest\x1a\x1a.cairn.v1.WatchRunResponse0\x01\x12\x46\n\tWatchRuns\x12\x1a.cairn.v1.WatchRunsRequest\x1a\x1b.cairn.v1.WatchRunsResponse0\x01\x12J\n\x0bListRunLogs\x12\x1c.cairn.v1.ListRunLogsRequest\x1a\x1d.cairn.v1.ListRunLogsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -45,37 +45,37 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RUNUPDATE']._serialized_start=482
   _globals['_RUNUPDATE']._serialized_end=570
   _globals['_WATCHRUNRESPONSE']._serialized_start=572
-  _globals['_WATCHRUNRESPONSE']._serialized_end=627
-  _globals['_WATCHRUNSRESPONSE']._serialized_start=629
-  _globals['_WATCHRUNSRESPONSE']._serialized_end=685
-  _globals['_REPLAYRUNREQUEST']._serialized_start=687
-  _globals['_REPLAYRUNREQUEST']._serialized_end=740
-  _globals['_REPLAYRUNRESPONSE']._serialized_start=742
-  _globals['_REPLAYRUNRESPONSE']._serialized_end=789
-  _globals['_TRIGGERRUNREQUEST']._serialized_start=792
-  _globals['_TRIGGERRUNREQUEST']._serialized_end=994
-  _globals['_TRIGGERRUNRESPONSE']._serialized_start=996
-  _globals['_TRIGGERRUNRESPONSE']._serialized_end=1062
-  _globals['_GETRUNREQUEST']._serialized_start=1064
-  _globals['_GETRUNREQUEST']._serialized_end=1114
-  _globals['_GETRUNRESPONSE']._serialized_start=1116
-  _globals['_GETRUNRESPONSE']._serialized_end=1160
-  _globals['_LISTRUNSREQUEST']._serialized_start=1163
-  _globals['_LISTRUNSREQUEST']._serialized_end=1448
-  _globals['_LISTRUNSRESPONSE']._serialized_start=1450
-  _globals['_LISTRUNSRESPONSE']._serialized_end=1522
-  _globals['_CANCELRUNREQUEST']._serialized_start=1524
-  _globals['_CANCELRUNREQUEST']._serialized_end=1593
-  _globals['_CANCELRUNRESPONSE']._serialized_start=1595
-  _globals['_CANCELRUNRESPONSE']._serialized_end=1642
-  _globals['_WAITRUNREQUEST']._serialized_start=1644
-  _globals['_WAITRUNREQUEST']._serialized_end=1739
-  _globals['_WAITRUNRESPONSE']._serialized_start=1741
-  _globals['_WAITRUNRESPONSE']._serialized_end=1800
-  _globals['_BATCHTRIGGERRUNSREQUEST']._serialized_start=1802
-  _globals['_BATCHTRIGGERRUNSREQUEST']._serialized_end=1889
-  _globals['_BATCHTRIGGERRUNSRESPONSE']._serialized_start=1891
-  _globals['_BATCHTRIGGERRUNSRESPONSE']._serialized_end=1961
-  _globals['_RUNSERVICE']._serialized_start=1964
-  _globals['_RUNSERVICE']._serialized_end=2689
+  _globals['_WATCHRUNRESPONSE']._serialized_end=628
+  _globals['_WATCHRUNSRESPONSE']._serialized_start=630
+  _globals['_WATCHRUNSRESPONSE']._serialized_end=687
+  _globals['_REPLAYRUNREQUEST']._serialized_start=689
+  _globals['_REPLAYRUNREQUEST']._serialized_end=742
+  _globals['_REPLAYRUNRESPONSE']._serialized_start=744
+  _globals['_REPLAYRUNRESPONSE']._serialized_end=791
+  _globals['_TRIGGERRUNREQUEST']._serialized_start=794
+  _globals['_TRIGGERRUNREQUEST']._serialized_end=996
+  _globals['_TRIGGERRUNRESPONSE']._serialized_start=998
+  _globals['_TRIGGERRUNRESPONSE']._serialized_end=1064
+  _globals['_GETRUNREQUEST']._serialized_start=1066
+  _globals['_GETRUNREQUEST']._serialized_end=1116
+  _globals['_GETRUNRESPONSE']._serialized_start=1118
+  _globals['_GETRUNRESPONSE']._serialized_end=1162
+  _globals['_LISTRUNSREQUEST']._serialized_start=1165
+  _globals['_LISTRUNSREQUEST']._serialized_end=1450
+  _globals['_LISTRUNSRESPONSE']._serialized_start=1452
+  _globals['_LISTRUNSRESPONSE']._serialized_end=1524
+  _globals['_CANCELRUNREQUEST']._serialized_start=1526
+  _globals['_CANCELRUNREQUEST']._serialized_end=1595
+  _globals['_CANCELRUNRESPONSE']._serialized_start=1597
+  _globals['_CANCELRUNRESPONSE']._serialized_end=1644
+  _globals['_WAITRUNREQUEST']._serialized_start=1646
+  _globals['_WAITRUNREQUEST']._serialized_end=1741
+  _globals['_WAITRUNRESPONSE']._serialized_start=1743
+  _globals['_WAITRUNRESPONSE']._serialized_end=1802
+  _globals['_BATCHTRIGGERRUNSREQUEST']._serialized_start=1804
+  _globals['_BATCHTRIGGERRUNSREQUEST']._serialized_end=1891
+  _globals['_BATCHTRIGGERRUNSRESPONSE']._serialized_start=1893
+  _globals['_BATCHTRIGGERRUNSRESPONSE']._serialized_end=1963
+  _globals['_RUNSERVICE']._serialized_start=1966
+  _globals['_RUNSERVICE']._serialized_end=2691
 # @@protoc_insertion_point(module_scope)

@@ -66,16 +66,16 @@ class RunUpdate(_message.Message):
     def __init__(self, event: _Optional[_Union[_common_pb2.RunEvent, _Mapping]] = ..., run: _Optional[_Union[_common_pb2.Run, _Mapping]] = ..., done: _Optional[bool] = ...) -> None: ...
 
 class WatchRunResponse(_message.Message):
-    __slots__ = ("update",)
-    UPDATE_FIELD_NUMBER: _ClassVar[int]
-    update: RunUpdate
-    def __init__(self, update: _Optional[_Union[RunUpdate, _Mapping]] = ...) -> None: ...
+    __slots__ = ("updates",)
+    UPDATES_FIELD_NUMBER: _ClassVar[int]
+    updates: _containers.RepeatedCompositeFieldContainer[RunUpdate]
+    def __init__(self, updates: _Optional[_Iterable[_Union[RunUpdate, _Mapping]]] = ...) -> None: ...
 
 class WatchRunsResponse(_message.Message):
-    __slots__ = ("update",)
-    UPDATE_FIELD_NUMBER: _ClassVar[int]
-    update: RunUpdate
-    def __init__(self, update: _Optional[_Union[RunUpdate, _Mapping]] = ...) -> None: ...
+    __slots__ = ("updates",)
+    UPDATES_FIELD_NUMBER: _ClassVar[int]
+    updates: _containers.RepeatedCompositeFieldContainer[RunUpdate]
+    def __init__(self, updates: _Optional[_Iterable[_Union[RunUpdate, _Mapping]]] = ...) -> None: ...
 
 class ReplayRunRequest(_message.Message):
     __slots__ = ("namespace", "run_id")

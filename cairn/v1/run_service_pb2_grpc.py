@@ -153,8 +153,9 @@ class RunServiceServicer:
 
     def WatchRun(self, request, context):
         """Follows one run: every entry of its event log after after_event_id, in
-        order, as it happens, each with the run after it; ends after the event
-        that made the run terminal (done). NOT_FOUND when the run is unknown;
+        order, as it happens, each with the run after it, one or more to a
+        response (a run changing fast reaches its watchers in batches); ends after
+        the event that made the run terminal (done). NOT_FOUND when the run is unknown;
         INVALID_ARGUMENT when after_event_id is not an event of this run.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

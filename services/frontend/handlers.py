@@ -22,7 +22,7 @@ from services.frontend import validation as check
 from services.frontend.backend import CALL_TIMEOUT, HISTORY, MATCHING, Backend
 from services.frontend.keys_api import KeyHandlers
 from services.frontend.routes import KEYS, RUNS, WORKERS, path
-from services.frontend.run_feeds import FEED_BACKLOG, Behind, RunFeeds
+from services.frontend.run_feeds import FEED_BACKLOG, FEED_INTERVAL_PER_WATCHER, Behind, RunFeeds, messages
 from services.frontend.run_watch import RunWatcher
 from services.frontend.shared_reads import SharedReads
 from services.frontend.triggers import Triggers
@@ -43,7 +43,12 @@ class Handlers:
     streams UNAVAILABLE; each is what a client does again on its own."""
 
     def __init__(
-        self, backend: Backend, watcher: RunWatcher, sweep_seconds: float, draining: Draining | None = None
+        self,
+        backend: Backend,
+        watcher: RunWatcher,
+        sweep_seconds: float,
+        draining: Draining | None = None,
+        feed_pace: float = FEED_INTERVAL_PER_WATCHER,
     ) -> None:
         self.b = backend
         self.watcher = watcher
@@ -51,7 +56,7 @@ class Handlers:
         self.draining = draining or Draining()
         self.triggers = Triggers(backend, CALL_TIMEOUT)
         self.reads = SharedReads(backend)
-        self.feeds = RunFeeds(watcher, self._read_events, WATCH_BATCH, WATCH_REREAD_SECONDS)
+        self.feeds = RunFeeds(watcher, self._read_events, WATCH_BATCH, WATCH_REREAD_SECONDS, feed_pace)
         self.keys = KeyHandlers(backend)
 
     async def _read_events(self, request: hpb.ListRunEventsRequest) -> hpb.ListRunEventsResponse:
@@ -123,11 +128,11 @@ class Handlers:
                     if not started:
                         started = True
                         await context.send_initial_metadata(())
-                    for update in replayed:
+                    for batch in messages(replayed, cursor):
                         self._unless_draining()
-                        yield rpb.WatchRunResponse(update=update)
-                        cursor = update.event.id
-                        if update.done:
+                        yield sub.feed.encode(batch)
+                        cursor = batch[-1].event.id
+                        if batch[-1].done:
                             return
                 read: list[rpb.RunUpdate] | None = [] if cursor == 0 else None
                 while replayed is None:  # catching up, with reads of its own
@@ -143,9 +148,9 @@ class Handlers:
                     if not started:  # the run and after_event_id are good: the headers say so
                         started = True
                         await context.send_initial_metadata(())
-                    for update in page.updates:
-                        yield rpb.WatchRunResponse(update=update)
-                        if update.done:
+                    for batch in messages(page.updates, cursor):
+                        yield rpb.WatchRunResponse(updates=batch)
+                        if batch[-1].done:
                             return
                     if read is not None:  # kept by the feed it may start, up to its bound
                         read.extend(page.updates)
@@ -165,15 +170,13 @@ class Handlers:
                     sub.start(cursor, read)
                     if cursor >= (sub.needs() or 0):
                         break
-                while True:  # live, from the feed
+                while True:  # live, from the feed: what came since the last message, as one
                     self._unless_draining()
-                    fed = await sub.get()
-                    if fed is None or fed.event.id <= cursor:
-                        continue
-                    yield rpb.WatchRunResponse(update=fed)
-                    cursor = fed.event.id
-                    if fed.done:
-                        return
+                    for batch in messages(await sub.take(), cursor):
+                        yield sub.feed.encode(batch)
+                        cursor = batch[-1].event.id
+                        if batch[-1].done:
+                            return
             except Behind:
                 continue
             finally:
@@ -205,8 +208,8 @@ class Handlers:
                 if not started:  # the start is fixed: the headers tell the caller it watches
                     started = True
                     await context.send_initial_metadata(())
-                for update in page.updates:
-                    yield rpb.WatchRunsResponse(update=update)
+                for batch in messages(page.updates, read.after_id, to_end=False):
+                    yield rpb.WatchRunsResponse(updates=batch)
                 read.after_id = page.last_id
                 if not page.more:
                     await _woken(woken, WATCH_REREAD_SECONDS)

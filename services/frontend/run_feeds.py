@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from cairn.internal.v1 import history_service_pb2 as hpb
@@ -30,6 +30,19 @@ from services.frontend.run_watch import RunWatcher
 # of them (an update carries its run, and a log line up to 12 KiB).
 FEED_BACKLOG = 1000
 FEED_MEMORY_BYTES = 1 << 20
+# A feed reads its run at most once per this much time per watcher (100 ms for 50
+# watchers, at most FEED_MAX_INTERVAL): a run that changes faster reaches its
+# watchers in batches, each sent as one message, so a feed's sends take a bounded
+# share of the frontend (a message costs gRPC about 60 µs of CPU here; one per
+# update to each of 50 watchers is more work than the run's own). A change after
+# a quiet spell is read at once.
+FEED_INTERVAL_PER_WATCHER = 0.002
+FEED_MAX_INTERVAL = 0.25
+# One message of a watch holds at most this many bytes of updates (one larger
+# update goes alone).
+MESSAGE_BYTES = 256 * 1024
+# A feed keeps its last this many encoded messages (RunFeed.encode).
+ENCODED_KEPT = 4
 
 Read = Callable[[hpb.ListRunEventsRequest], Awaitable[hpb.ListRunEventsResponse]]
 
@@ -48,6 +61,7 @@ class Subscription:
     joined_at: int | None
     # updates, the failure that ended the feed, or None (wake())
     queue: asyncio.Queue[rpb.RunUpdate | BaseException | None] = field(default_factory=asyncio.Queue)
+    failure: BaseException | None = None  # taken from the queue behind updates: raised next
 
     def wake(self) -> None:
         """Lets a waiting get() return, e.g. to end the stream at a shutdown."""
@@ -73,17 +87,37 @@ class Subscription:
 
     async def get(self) -> rpb.RunUpdate | None:
         """The next update of the feed (None when woken); raises what ended the feed."""
+        if self.failure is not None:
+            raise self.failure
         item = await self.queue.get()
         if isinstance(item, BaseException):
             raise item
         return item
+
+    async def take(self) -> list[rpb.RunUpdate]:
+        """Every update of the feed not yet taken, waiting for the first (empty
+        when woken); what ended the feed is raised once they are taken."""
+        first = await self.get()
+        taken = [first] if first is not None else []
+        while not self.queue.empty():
+            item = self.queue.get_nowait()
+            if isinstance(item, BaseException):
+                if not taken:
+                    raise item
+                self.failure = item
+                break
+            if item is not None:
+                taken.append(item)
+        return taken
 
 
 class RunFeed:
     """A run's updates after `position`, read from history on every wake of
     its follower and handed to each subscription."""
 
-    def __init__(self, key: tuple[str, str], read: Read, batch: int, reread: float) -> None:
+    def __init__(
+        self, key: tuple[str, str], read: Read, batch: int, reread: float, pace: float = 0.0
+    ) -> None:
         self.key = key
         self.position: int | None = None
         self.start: int | None = None
@@ -91,6 +125,7 @@ class RunFeed:
         self._read = read
         self._batch = batch
         self._reread = reread
+        self._pace = pace  # seconds between reads per subscription (FEED_INTERVAL_PER_WATCHER)
         self._began = asyncio.Event()
         self.woken = asyncio.Event()
         # done when history has been told of the run (RunWatcher.follow), or failed to be
@@ -102,6 +137,7 @@ class RunFeed:
         self.kept_bytes = 0
         self.kept_from: int | None = None
         self.on_empty: Callable[[], None] = lambda: None  # the last subscription fell behind
+        self._encoded: dict[tuple[int, int], bytes] = {}
 
     def begin(self, cursor: int, read: Sequence[rpb.RunUpdate] | None) -> None:
         if self.position is None:
@@ -117,6 +153,19 @@ class RunFeed:
         if cursor != self.kept_from and not any(u.event.id == cursor for u in self.kept):
             return None
         return [u for u in self.kept if u.event.id > cursor]
+
+    def encode(self, batch: Sequence[rpb.RunUpdate]) -> bytes:
+        """The WatchRunResponse of a batch of this feed's updates, encoded once
+        for every watcher that is sent the same batch (the watchers keeping up
+        each take the same read); a batch is known by its first and last event,
+        since the feed's updates never change."""
+        key = (batch[0].event.id, batch[-1].event.id)
+        encoded = self._encoded.get(key)
+        if encoded is None:
+            if len(self._encoded) >= ENCODED_KEPT:
+                del self._encoded[next(iter(self._encoded))]
+            encoded = self._encoded[key] = rpb.WatchRunResponse(updates=batch).SerializeToString()
+        return encoded
 
     def _keep(self, update: rpb.RunUpdate) -> None:
         self.kept.append(update)
@@ -156,9 +205,11 @@ class RunFeed:
         self.followed.set_result(None)
         await self._began.wait()
         settled = False
+        loop = asyncio.get_running_loop()
         try:
             while True:
                 self.woken.clear()
+                read_at = loop.time()
                 assert self.position is not None
                 page = await self._read(
                     hpb.ListRunEventsRequest(
@@ -182,6 +233,10 @@ class RunFeed:
                     await asyncio.wait_for(self.woken.wait(), self._reread)
                 except TimeoutError:
                     pass
+                interval = min(self._pace * len(self.subscriptions), FEED_MAX_INTERVAL)
+                pause = read_at + interval - loop.time()
+                if pause > 0:  # changes coming fast: gather them for one read
+                    await asyncio.sleep(pause)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # every subscriber's stream ends with it
@@ -194,11 +249,12 @@ class RunFeeds:
     history's ListRunEvents itself, never a read shared with the watchers
     catching up: one begun before the change that woke the feed would miss it."""
 
-    def __init__(self, watcher: RunWatcher, read: Read, batch: int, reread: float) -> None:
+    def __init__(self, watcher: RunWatcher, read: Read, batch: int, reread: float, pace: float = 0.0) -> None:
         self._watcher = watcher
         self._read = read
         self._batch = batch
         self._reread = reread
+        self._pace = pace
         self._feeds: dict[tuple[str, str], RunFeed] = {}
 
     async def subscribe(self, namespace: str, run_id: str) -> Subscription:
@@ -208,7 +264,7 @@ class RunFeeds:
         key = (namespace, run_id)
         feed = self._feeds.get(key)
         if feed is None or feed.dropped or (feed.task is not None and feed.task.done()):
-            feed = RunFeed(key, self._read, self._batch, self._reread)
+            feed = RunFeed(key, self._read, self._batch, self._reread, self._pace)
             self._feeds[key] = feed
             feed.task = shared_task(feed.run(self._watcher))  # not the first watcher's deadline
             feed.on_empty = lambda: self._close(feed)
@@ -242,3 +298,25 @@ class RunFeeds:
         if self._feeds.get(feed.key) is feed:
             del self._feeds[feed.key]
         self._watcher.unfollow(feed.key[1], feed.woken)
+
+
+def messages(
+    updates: Sequence[rpb.RunUpdate], after: int, to_end: bool = True
+) -> Iterator[list[rpb.RunUpdate]]:
+    """The updates after the event `after` (to_end: up to the one that ends
+    the run) as the updates of successive messages of MESSAGE_BYTES at most."""
+    batch: list[rpb.RunUpdate] = []
+    size = 0
+    for update in updates:
+        if update.event.id <= after:
+            continue
+        grows = update.ByteSize()
+        if batch and size + grows > MESSAGE_BYTES:
+            yield batch
+            batch, size = [], 0
+        batch.append(update)
+        size += grows
+        if update.done and to_end:
+            break
+    if batch:
+        yield batch

@@ -70,6 +70,17 @@ def _decoder(message_class: Any) -> Any:
     return decode
 
 
+def _encoder(message_class: Any) -> Any:
+    """The response serializer of a method: a stream's handler may yield a
+    message already encoded (a run feed encodes one for all its watchers)."""
+    serialize = message_class.SerializeToString
+
+    def encode(message: Any) -> bytes:
+        return message if isinstance(message, bytes) else serialize(message)
+
+    return encode
+
+
 def add_services(
     server: grpc.aio.Server, routes: dict[str, Route], handlers: dict[str, Handler], backend: Backend
 ) -> None:
@@ -95,7 +106,7 @@ def add_services(
             methods[m.name] = make(
                 _with_deadline(behaviour, m.server_streaming),
                 request_deserializer=_decoder(GetMessageClass(m.input_type)),
-                response_serializer=GetMessageClass(m.output_type).SerializeToString,
+                response_serializer=_encoder(GetMessageClass(m.output_type)),
             )
         server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, methods),))
         server.add_registered_method_handlers(service.full_name, methods)

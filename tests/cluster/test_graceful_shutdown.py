@@ -71,7 +71,7 @@ def test_a_stopping_frontend_ends_its_polls_and_streams_at_once(cluster_factory:
     watch = rstub.WatchRun(rpb.WatchRunRequest(run_id=run_id), timeout=LONG + 20)
     watch_all = rstub.WatchRuns(rpb.WatchRunsRequest(task_id="queued-task"), timeout=LONG + 20)
     first = next(watch)  # the streams are being served (and the poll and wait, sent before them)
-    assert first.update.run.id == run_id
+    assert first.updates[0].run.id == run_id
     watch_all.initial_metadata()  # sent once its starting point is read: it is being served
     sse = EventStream(f"http://{http}", f"/v1/runs/{run_id}/watch")
     assert sse.response.status_code == 200

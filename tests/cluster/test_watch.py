@@ -43,7 +43,8 @@ class Stream:
     def _read(self) -> None:
         try:
             for response in self.call:
-                self.items.put(response.update)
+                for update in response.updates:
+                    self.items.put(update)
         except grpc.RpcError as exc:
             self.items.put(exc)
             return

@@ -27,6 +27,7 @@ class History:
     def __init__(self) -> None:
         self.log: list[rpb.RunUpdate] = []
         self.calls = 0
+        self.read_at: list[float] = []  # the loop's time of each read
         self.progress = asyncio.Event()
         self.hold: asyncio.Event | None = None
         self.held = asyncio.Event()
@@ -42,6 +43,7 @@ class History:
     async def read(self, request: hpb.ListRunEventsRequest) -> hpb.ListRunEventsResponse:
         assert (request.namespace, request.run_id) == (NS, RUN)
         self.calls += 1
+        self.read_at.append(asyncio.get_running_loop().time())
         self.progress.set()
         if self.fail is not None:
             raise self.fail
@@ -61,10 +63,10 @@ class History:
 
 
 class Setup:
-    def __init__(self, batch: int = 100, reread: float = 60.0) -> None:
+    def __init__(self, batch: int = 100, reread: float = 60.0, pace: float = 0.0) -> None:
         self.history = History()
         self.watcher = RunWatcher(bus=None)
-        self.feeds = RunFeeds(self.watcher, self.history.read, batch, reread)
+        self.feeds = RunFeeds(self.watcher, self.history.read, batch, reread, pace)
         self.batch = batch
 
     def notify(self) -> None:

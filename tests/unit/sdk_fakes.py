@@ -75,7 +75,7 @@ class FakeStream:
         for item in self.script:
             if isinstance(item, BaseException):
                 raise item
-            yield self.response(update=item)
+            yield self.response(updates=[item])
 
 
 class FakeStub:

@@ -183,7 +183,7 @@ class Recorder(run_service_pb2_grpc.RunServiceServicer):
         self._record("WatchRun", context)
         event = common_pb2.RunEvent(id=1, type="completed")
         run = common_pb2.Run(id=request.run_id, task_id="t", status=common_pb2.RUN_STATUS_COMPLETED)
-        yield rpb.WatchRunResponse(update=rpb.RunUpdate(event=event, run=run, done=True))
+        yield rpb.WatchRunResponse(updates=[rpb.RunUpdate(event=event, run=run, done=True)])
 
 
 @pytest.fixture

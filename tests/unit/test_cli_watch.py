@@ -178,7 +178,7 @@ class FakeCall:
         for item in self.script:
             if isinstance(item, BaseException):
                 raise item
-            yield rpb.WatchRunResponse(update=item)
+            yield rpb.WatchRunResponse(updates=[item])
 
 
 class Unavailable(grpc.RpcError):

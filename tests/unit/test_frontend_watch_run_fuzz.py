@@ -68,7 +68,7 @@ async def one(seed: int) -> str | None:
     rng = random.Random(seed)
     history = History(rng)
     watcher = RunWatcher(bus=None)
-    handlers = Handlers(history, watcher, 1.0)  # type: ignore[arg-type]
+    handlers = Handlers(history, watcher, 1.0, feed_pace=0.0002)  # type: ignore[arg-type]
     handlers.feeds._reread = 0.01  # covers the lost notices quickly
     total = rng.randint(5, 60)
 
@@ -96,7 +96,9 @@ async def one(seed: int) -> str | None:
         stream = cast(AsyncGenerator[Any, None], handlers.watch_run(request, Context()))  # type: ignore[arg-type]
         try:
             async for response in stream:
-                got.append(response.update.event.id)
+                if isinstance(response, bytes):  # a feed's message, encoded once for all
+                    response = rpb.WatchRunResponse.FromString(response)
+                got.extend(u.event.id for u in response.updates)
                 if slow:
                     await turns(rng, 20)
                 if stop_after is not None and len(got) >= stop_after:

@@ -124,11 +124,13 @@ def last_event_id(route: HttpRoute, request: Request, message: Message) -> None:
 
 
 def sse(response: Message) -> str:
-    """One update as a Server-Sent Event: its event id, and its JSON (run_json) as data."""
+    """A message's updates as Server-Sent Events, one each: its event id, and
+    its JSON (run_json) as data."""
     assert isinstance(response, rpb.WatchRunResponse | rpb.WatchRunsResponse)
-    update = response.update
-    data = json.dumps(run_json.run_update_to_dict(update), separators=(",", ":"))
-    return f"id: {update.event.id}\ndata: {data}\n\n"
+    return "".join(
+        f"id: {u.event.id}\ndata: {json.dumps(run_json.run_update_to_dict(u), separators=(',', ':'))}\n\n"
+        for u in response.updates
+    )
 
 
 def stream_endpoint(route: HttpRoute, caller: GrpcCaller) -> Callable[[Request], Awaitable[Response]]:

@@ -1,0 +1,161 @@
+"""A watched run's updates travel in batches: the feed reads a run that changes
+fast at most once per FEED_INTERVAL_PER_WATCHER per watcher (FEED_MAX_INTERVAL at
+most), a watcher takes everything that came since its last message as one
+message (messages(), at most MESSAGE_BYTES each), the feed encodes a message once
+for all the watchers sent it, and the SDK and the SSE stream hand each update on
+alone, as before."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from feed_fakes import NS, RUN, TIMEOUT, Setup, get
+
+from cairn.v1 import common_pb2 as cpb
+from cairn.v1 import run_service_pb2 as rpb
+from services.frontend import run_feeds
+from services.frontend.http.app import sse
+from services.frontend.run_feeds import MESSAGE_BYTES, Behind, messages
+from services.frontend.serving import _encoder
+from worker_sdk._convert import RunUpdates
+
+
+def update(event_id: int, done: bool = False, details: str = "", status: int = 0) -> rpb.RunUpdate:
+    return rpb.RunUpdate(
+        event=cpb.RunEvent(id=event_id, type="step_recorded", details_json=details),
+        run=cpb.Run(id=RUN, status=status),
+        done=done,
+    )
+
+
+def ids(batches: list[list[rpb.RunUpdate]]) -> list[list[int]]:
+    return [[u.event.id for u in batch] for batch in batches]
+
+
+def test_messages_hold_the_updates_after_the_cursor_up_to_the_end_of_the_run() -> None:
+    log = [update(i) for i in range(1, 6)] + [update(6, done=True), update(7)]
+    assert ids(list(messages(log, 2))) == [[3, 4, 5, 6]]
+    assert ids(list(messages(log, 2, to_end=False))) == [[3, 4, 5, 6, 7]]  # WatchRuns: runs end, it goes on
+    assert list(messages(log, 7)) == []
+
+
+def test_messages_are_cut_at_message_bytes_and_a_larger_update_goes_alone() -> None:
+    third = "x" * (MESSAGE_BYTES // 3)
+    big = "y" * (MESSAGE_BYTES + 10)
+    log = [update(1, details=third), update(2, details=third), update(3, details=third)]
+    log += [update(4, details=big), update(5)]
+    batches = list(messages(log, 0))
+    assert ids(batches) == [[1, 2], [3], [4], [5]]
+    assert all(sum(u.ByteSize() for u in b) <= MESSAGE_BYTES for b in batches if len(b) > 1)
+
+
+def test_take_hands_over_everything_queued_and_a_failure_after_those_updates() -> None:
+    async def main() -> None:
+        s = Setup()
+        sub = await s.feeds.subscribe(NS, RUN)
+        sub.start(0)
+        await s.until(lambda: s.history.calls == 1)
+        feed = sub.feed
+        for i in (1, 2, 3):
+            feed._deliver(update(i))
+        feed._deliver(Behind())
+        assert [u.event.id for u in await asyncio.wait_for(sub.take(), TIMEOUT)] == [1, 2, 3]
+        with pytest.raises(Behind):  # what ended the feed, once its updates are taken
+            await asyncio.wait_for(sub.take(), TIMEOUT)
+        s.feeds.unsubscribe(sub)
+
+        s2 = Setup()
+        sub = await s2.feeds.subscribe(NS, RUN)
+        sub.wake()
+        assert await asyncio.wait_for(sub.take(), TIMEOUT) == []  # woken with nothing to take
+        s2.feeds.unsubscribe(sub)
+
+    asyncio.run(main())
+
+
+def test_a_fast_changing_run_is_read_once_per_pace_per_watcher_with_all_its_changes() -> None:
+    async def main() -> None:
+        pace = 0.05
+        s = Setup(pace=pace)
+        subs = [await s.feeds.subscribe(NS, RUN) for _ in range(3)]
+        subs[0].start(0)
+        await s.until(lambda: s.history.calls == 1)
+        s.history.append()
+        s.notify()
+        await s.until(lambda: s.history.calls == 2)  # the first change: read at once
+        for _ in range(4):  # four more changes at once: one read, at least 3 x pace later
+            s.history.append()
+            s.notify()
+        await s.until(lambda: s.history.calls == 3)
+        assert s.history.read_at[2] - s.history.read_at[1] >= 3 * pace - 0.005
+        for sub in subs:
+            first = await get(sub)
+            assert first is not None and first.event.id == 1
+            assert [u.event.id for u in await asyncio.wait_for(sub.take(), TIMEOUT)] == [2, 3, 4, 5]
+        assert s.history.calls == 3
+        for sub in subs:
+            s.feeds.unsubscribe(sub)
+
+    asyncio.run(main())
+
+
+def test_the_pause_between_reads_is_at_most_feed_max_interval(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(run_feeds, "FEED_MAX_INTERVAL", 0.05)
+
+    async def main() -> None:
+        s = Setup(pace=60.0)  # a minute per watcher, but never more than the maximum
+        sub = await s.feeds.subscribe(NS, RUN)
+        sub.start(0)
+        await s.until(lambda: s.history.calls == 1)
+        s.history.append()
+        s.notify()
+        await s.until(lambda: s.history.calls == 2)
+        s.history.append()
+        s.notify()
+        await s.until(lambda: s.history.calls == 3)
+        assert 0.045 <= s.history.read_at[2] - s.history.read_at[1] < TIMEOUT
+        s.feeds.unsubscribe(sub)
+
+    asyncio.run(main())
+
+
+def test_a_batch_is_encoded_once_for_every_watcher_sent_it() -> None:
+    async def main() -> None:
+        s = Setup()
+        sub = await s.feeds.subscribe(NS, RUN)
+        feed = sub.feed
+        batch = [update(1), update(2), update(3, done=True)]
+        encoded = feed.encode(batch)
+        assert feed.encode(list(batch)) is encoded  # the same batch: the same bytes, not encoded again
+        assert rpb.WatchRunResponse.FromString(encoded) == rpb.WatchRunResponse(updates=batch)
+        for i in range(4, 4 + run_feeds.ENCODED_KEPT):
+            feed.encode([update(i)])
+        assert len(feed._encoded) == run_feeds.ENCODED_KEPT  # the oldest is forgotten
+        assert feed.encode(batch) is not encoded and feed.encode(batch) == encoded
+        s.feeds.unsubscribe(sub)
+
+    asyncio.run(main())
+
+
+def test_a_stream_method_sends_an_encoded_message_as_it_is() -> None:
+    encode = _encoder(rpb.WatchRunResponse)
+    message = rpb.WatchRunResponse(updates=[update(1)])
+    assert encode(message) == message.SerializeToString()
+    assert encode(b"\x0a\x00") == b"\x0a\x00"
+
+
+def test_sse_sends_each_update_of_a_message_as_its_own_event() -> None:
+    text = sse(rpb.WatchRunResponse(updates=[update(7), update(8, done=True)]))
+    events = [block for block in text.split("\n\n") if block]
+    assert [e.splitlines()[0] for e in events] == ["id: 7", "id: 8"]
+    assert [json.loads(e.splitlines()[1][len("data: ") :])["done"] for e in events] == [False, True]
+
+
+def test_the_sdk_converts_an_unchanged_run_once_and_a_changed_one_again() -> None:
+    convert = RunUpdates()
+    first, second = convert(update(1, status=2)), convert(update(2, status=2))
+    assert second.run is first.run and (first.event.id, second.event.id) == (1, 2)
+    third = convert(update(3, done=True, status=3))
+    assert third.run is not first.run and third.run.status != first.run.status and third.done
