@@ -22,7 +22,7 @@ from services.frontend import validation as check
 from services.frontend.backend import CALL_TIMEOUT, HISTORY, MATCHING, Backend
 from services.frontend.keys_api import KeyHandlers
 from services.frontend.routes import KEYS, RUNS, WORKERS, path
-from services.frontend.run_feeds import FEED_BACKLOG, FEED_INTERVAL_PER_WATCHER, Behind, RunFeeds, messages
+from services.frontend.run_feeds import FEED_BACKLOG, FEED_PACE, Behind, RunFeeds, messages
 from services.frontend.run_watch import RunWatcher
 from services.frontend.shared_reads import SharedReads
 from services.frontend.triggers import Triggers
@@ -48,7 +48,7 @@ class Handlers:
         watcher: RunWatcher,
         sweep_seconds: float,
         draining: Draining | None = None,
-        feed_pace: float = FEED_INTERVAL_PER_WATCHER,
+        feed_pace: tuple[float, float] = FEED_PACE,
     ) -> None:
         self.b = backend
         self.watcher = watcher

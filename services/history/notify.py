@@ -5,8 +5,9 @@ here because every committed transition passes once."""
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from services.common import bus as bus_mod
@@ -53,6 +54,58 @@ class Interest:
         return self._runs.get(run_id, 0.0) > now or self._namespaces.get(namespace, 0.0) > now
 
 
+# A watched run's "events" notices go out at most this often. A run recording
+# steps back to back would send one per step (about 0.6 ms of CPU each over
+# history, NATS and the frontend), while the frontend's feed of the run reads it
+# at most every 25 ms anyway (services/frontend/run_feeds.py). The first event
+# after a quiet spell is announced at once; the later ones of a burst together,
+# this long after the notice before them.
+EVENTS_NOTICE_INTERVAL = 0.02
+
+
+class NoticePacer:
+    """Paces the notices of each run: publish(namespace, run_id) at once when the
+    run's last notice is EVENTS_NOTICE_INTERVAL old, else once when it will be
+    (a notice only says "read again"; the one after a burst covers all of it)."""
+
+    def __init__(
+        self, publish: Callable[[str, str], Awaitable[None]], interval: float = EVENTS_NOTICE_INTERVAL
+    ) -> None:
+        self._publish = publish
+        self._interval = interval
+        self._last: dict[tuple[str, str], float] = {}  # (namespace, run id) -> its last notice
+        self._due: set[tuple[str, str]] = set()  # a notice is scheduled
+        self._sending: set[asyncio.Task[None]] = set()
+        self._next_purge = 0.0
+
+    async def notice(self, namespace: str, run_id: str) -> None:
+        loop = asyncio.get_running_loop()
+        now, key = loop.time(), (namespace, run_id)
+        last = self._last.get(key)
+        if last is None or now - last >= self._interval:
+            self._last[key] = now
+            self._purge(now)
+            await self._publish(namespace, run_id)
+        elif key not in self._due:
+            self._due.add(key)
+            loop.call_at(last + self._interval, self._send, key)
+
+    def _send(self, key: tuple[str, str]) -> None:
+        self._due.discard(key)
+        self._last[key] = asyncio.get_running_loop().time()
+        task = asyncio.ensure_future(self._publish(*key))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    def _purge(self, now: float) -> None:
+        """Forgets the runs whose last notice is old, at most once per interval."""
+        if now < self._next_purge:
+            return
+        self._next_purge = now + self._interval
+        for key in [k for k, at in self._last.items() if now - at >= self._interval and k not in self._due]:
+            del self._last[key]
+
+
 class Announcer:
     """Publishes what committed transitions changed."""
 
@@ -61,6 +114,7 @@ class Announcer:
         self.claimer = claimer
         self.interest = interest if interest is not None else Interest()
         self.poke_timers: list[Callable[[], None]] = []  # the local timer loop's poke
+        self._events = NoticePacer(self._publish_events)
 
     async def effects(self, effects: Effects, run: Row | None = None) -> None:
         """Publishes the effects of one transition (of `run`, when it has one)."""
@@ -99,9 +153,13 @@ class Announcer:
         """A run's event was logged without a change of status (a step record,
         a metadata update): wakes its watchers (the frontend's WatchRun and
         WatchRuns), when a frontend has announced any; publishing for every
-        step cost about 0.6 ms of CPU per step with nobody watching (bench/README.md)."""
+        step cost about 0.6 ms of CPU per step with nobody watching (bench/README.md).
+        A run's notices are paced (NoticePacer)."""
         if self.interest.watched(namespace, run_id):
-            await self.bus.publish(bus_mod.EVENTS, {"namespace": namespace, "run_id": run_id})
+            await self._events.notice(namespace, run_id)
+
+    async def _publish_events(self, namespace: str, run_id: str) -> None:
+        await self.bus.publish(bus_mod.EVENTS, {"namespace": namespace, "run_id": run_id})
 
     async def outcome(self, outcome: Outcome) -> None:
         """Publishes a transition's effects."""

@@ -63,7 +63,9 @@ class History:
 
 
 class Setup:
-    def __init__(self, batch: int = 100, reread: float = 60.0, pace: float = 0.0) -> None:
+    def __init__(
+        self, batch: int = 100, reread: float = 60.0, pace: tuple[float, float] = (0.0, 0.0)
+    ) -> None:
         self.history = History()
         self.watcher = RunWatcher(bus=None)
         self.feeds = RunFeeds(self.watcher, self.history.read, batch, reread, pace)

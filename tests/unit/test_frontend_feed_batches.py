@@ -78,7 +78,7 @@ def test_take_hands_over_everything_queued_and_a_failure_after_those_updates() -
 def test_a_fast_changing_run_is_read_once_per_pace_per_watcher_with_all_its_changes() -> None:
     async def main() -> None:
         pace = 0.05
-        s = Setup(pace=pace)
+        s = Setup(pace=(0.01, pace))
         subs = [await s.feeds.subscribe(NS, RUN) for _ in range(3)]
         subs[0].start(0)
         await s.until(lambda: s.history.calls == 1)
@@ -89,7 +89,7 @@ def test_a_fast_changing_run_is_read_once_per_pace_per_watcher_with_all_its_chan
             s.history.append()
             s.notify()
         await s.until(lambda: s.history.calls == 3)
-        assert s.history.read_at[2] - s.history.read_at[1] >= 3 * pace - 0.005
+        assert s.history.read_at[2] - s.history.read_at[1] >= 0.01 + 3 * pace - 0.005
         for sub in subs:
             first = await get(sub)
             assert first is not None and first.event.id == 1
@@ -105,7 +105,7 @@ def test_the_pause_between_reads_is_at_most_feed_max_interval(monkeypatch: pytes
     monkeypatch.setattr(run_feeds, "FEED_MAX_INTERVAL", 0.05)
 
     async def main() -> None:
-        s = Setup(pace=60.0)  # a minute per watcher, but never more than the maximum
+        s = Setup(pace=(0.0, 60.0))  # a minute per watcher, but never more than the maximum
         sub = await s.feeds.subscribe(NS, RUN)
         sub.start(0)
         await s.until(lambda: s.history.calls == 1)

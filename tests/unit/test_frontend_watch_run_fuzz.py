@@ -68,7 +68,7 @@ async def one(seed: int) -> str | None:
     rng = random.Random(seed)
     history = History(rng)
     watcher = RunWatcher(bus=None)
-    handlers = Handlers(history, watcher, 1.0, feed_pace=0.0002)  # type: ignore[arg-type]
+    handlers = Handlers(history, watcher, 1.0, feed_pace=(0.001, 0.0002))  # type: ignore[arg-type]
     handlers.feeds._reread = 0.01  # covers the lost notices quickly
     total = rng.randint(5, 60)
 
