@@ -344,7 +344,7 @@ class AsyncClient(SchedulesAndQueues):
         refused by a limit of the API key, after the delay it names.
         `async for update in client.watch(run_id): ...`"""
         request = run_service_pb2.WatchRunRequest(namespace=self.namespace, run_id=run_id)
-        async for update in self._watch("WatchRun", request, _event_id(after_event_id)):
+        async for update in self._watch("WatchRun", request, _event_id(after_event_id), to_end=True):
             yield update
 
     async def watch_runs(
@@ -362,10 +362,10 @@ class AsyncClient(SchedulesAndQueues):
             task_id=_task_id(task) if task is not None else "",
             tags=list(tags),
         )
-        async for update in self._watch("WatchRuns", request, _event_id(after_event_id)):
+        async for update in self._watch("WatchRuns", request, _event_id(after_event_id), to_end=False):
             yield update
 
-    async def _watch(self, method: str, request: Any, after: int) -> AsyncIterator[RunUpdate]:
+    async def _watch(self, method: str, request: Any, after: int, to_end: bool) -> AsyncIterator[RunUpdate]:
         """A watch stream from after the event `after`, reconnected after the
         last update yielded while the frontend is unreachable (a restart, a
         frontend of a list going away, a frontend ending its streams as it
@@ -387,7 +387,7 @@ class AsyncClient(SchedulesAndQueues):
                         update = convert(message)
                         after, failing_since, backoff = update.event.id, None, WATCH_BACKOFF
                         yield update
-                        if update.done:
+                        if update.done and to_end:  # WatchRuns: one run ended, the others go on
                             return
                 return
             except grpc.RpcError as exc:

@@ -151,6 +151,17 @@ def test_watch_runs_sends_the_filter_and_yields_until_left() -> None:
     assert fake.streams[0].cancelled
 
 
+def test_watch_runs_goes_on_past_a_run_that_ends() -> None:
+    fake = FakeStub()
+    fake.watch_scripts = [[*HISTORY, update(4, "triggered", cpb.RUN_STATUS_QUEUED)]]  # 3 ends run-1
+
+    async def go() -> list[RunUpdate]:
+        return [u async for u in client_with(fake).watch_runs()]
+
+    got = asyncio.run(go())
+    assert [(u.event.id, u.done) for u in got] == [(1, False), (2, False), (3, True), (4, False)]
+
+
 def test_watch_runs_resumes_and_reconnects_after_the_last_update(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_client, "WATCH_BACKOFF", 0.0)
     fake = FakeStub()
