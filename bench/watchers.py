@@ -32,7 +32,8 @@ from bench.common import log, quantile, summary_ms
 from bench.workloads import CairnBench, completion_timeout
 
 # The one-at-a-time run's start delay: time for its watchers to attach (50 take
-# about 30 ms here); a run whose watchers took longer is counted (late_attach).
+# about 30 ms here, counted from the trigger call); a run whose watchers took
+# longer is counted (late_attach, so it may count a run that had not started yet).
 DELAY = 0.1
 
 

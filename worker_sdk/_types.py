@@ -221,8 +221,9 @@ class Run(Generic[R]):
 class RunUpdate:
     """One change of a watched run (AsyncClient.watch, watch_runs): the event log
     entry that happened, the run right after it (without input, attempts, steps
-    and events), and done, true on the last update of a watch: the run has ended.
-    event.id orders a run's updates and resumes a watch (after_event_id)."""
+    and events; updates in a row of an unchanged run share one Run), and done,
+    true on the last update of a run: WatchRun ends there. event.id orders a
+    run's updates and resumes a watch (after_event_id)."""
 
     event: RunEvent
     run: Run[Any]

@@ -109,8 +109,9 @@ class Handlers:
         """The run's event log after after_event_id, until the event that ended
         the run: from the memory of the run's feed (run_feeds.py) when it
         holds them, else read from history in batches of WATCH_BATCH until
-        caught up; then taken from the feed, which reads once per change for
-        every watcher of the run on this frontend. The response headers are
+        caught up; then taken from the feed, which reads once per change (paced
+        while the run changes fast) for every watcher of the run on this
+        frontend, everything not yet sent in one message. The response headers are
         sent after the first read (or the feed's answer), once the run and
         after_event_id are known good (the HTTP event stream answers its
         errors as JSON until then). Shutting down, it ends UNAVAILABLE: the
@@ -173,6 +174,7 @@ class Handlers:
                 while True:  # live, from the feed: what came since the last message, as one
                     self._unless_draining()
                     for batch in messages(await sub.take(), cursor):
+                        self._unless_draining()
                         yield sub.feed.encode(batch)
                         cursor = batch[-1].event.id
                         if batch[-1].done:

@@ -1,6 +1,8 @@
 """One reader per watched run on this frontend: however many WatchRun calls
-follow a run, history is asked once per change of it, and each new update is
-handed to every watcher as the same message. The feed keeps the run's last
+follow a run, history is asked once per change of it (at most once per
+FEED_PACE while it changes fast), and each new update is handed to every
+watcher as the same object; the watchers sent the same batch share one encoded
+message (RunFeed.encode). The feed keeps the run's last
 FEED_BACKLOG updates (all of them when its first watcher read the run from
 its start), so a watcher that joins with a cursor among them (a dashboard
 opening a live run) is served from memory; any other catches up from its
@@ -27,7 +29,8 @@ from services.frontend.run_watch import RunWatcher
 
 # A watcher this many updates behind the feed reads for itself again; the feed
 # keeps at most this many of the run's last updates, and at most FEED_MEMORY_BYTES
-# of them (an update carries its run, and a log line up to 12 KiB).
+# of them (an update carries its run, and a log line up to 12 KiB); its last
+# ENCODED_KEPT encoded messages come on top.
 FEED_BACKLOG = 1000
 FEED_MEMORY_BYTES = 1 << 20
 # A feed reads its run at most once per FEED_READ_INTERVAL plus this much time per
@@ -67,7 +70,7 @@ class Subscription:
     failure: BaseException | None = None  # taken from the queue behind updates: raised next
 
     def wake(self) -> None:
-        """Lets a waiting get() return, e.g. to end the stream at a shutdown."""
+        """Lets a waiting get() or take() return, e.g. to end the stream at a shutdown."""
         self.queue.put_nowait(None)
 
     def needs(self) -> int | None:
@@ -115,8 +118,8 @@ class Subscription:
 
 
 class RunFeed:
-    """A run's updates after `position`, read from history on every wake of
-    its follower and handed to each subscription."""
+    """A run's updates after `position`, read from history on the wakes of
+    its follower (paced) and handed to each subscription."""
 
     def __init__(
         self,
@@ -197,7 +200,8 @@ class RunFeed:
 
     async def run(self, watcher: RunWatcher) -> None:
         """Follows the run, then reads its new events on every wake (a
-        notice, the periodic re-read) until its last one, and hands them out;
+        notice, the periodic re-read; after a read, the next waits out the
+        pace) until its last one, and hands them out;
         a failed follow or read ends the feed for every subscription with
         that failure."""
         namespace, run_id = self.key

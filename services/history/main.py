@@ -80,6 +80,7 @@ async def run(settings: Settings) -> None:
         await liveness.stop()
         if pruner is not None:
             await pruner.stop()
+        await announcer.close()
         await bus.close()
         await pool.close()
 

@@ -74,7 +74,7 @@ class NoticePacer:
         self._publish = publish
         self._interval = interval
         self._last: dict[tuple[str, str], float] = {}  # (namespace, run id) -> its last notice
-        self._due: set[tuple[str, str]] = set()  # a notice is scheduled
+        self._due: dict[tuple[str, str], asyncio.TimerHandle] = {}  # a notice is scheduled
         self._sending: set[asyncio.Task[None]] = set()
         self._next_purge = 0.0
 
@@ -87,11 +87,21 @@ class NoticePacer:
             self._purge(now)
             await self._publish(namespace, run_id)
         elif key not in self._due:
-            self._due.add(key)
-            loop.call_at(last + self._interval, self._send, key)
+            self._due[key] = loop.call_at(last + self._interval, self._send, key)
+
+    async def close(self) -> None:
+        """Sends the scheduled notices now (history is stopping: a watcher
+        would otherwise see the end of a burst only at its periodic re-read)."""
+        due, self._due = self._due, {}
+        for handle in due.values():
+            handle.cancel()
+        for key in due:
+            await self._publish(*key)
+        if self._sending:
+            await asyncio.gather(*self._sending, return_exceptions=True)
 
     def _send(self, key: tuple[str, str]) -> None:
-        self._due.discard(key)
+        self._due.pop(key, None)
         self._last[key] = asyncio.get_running_loop().time()
         task = asyncio.ensure_future(self._publish(*key))
         self._sending.add(task)
@@ -157,6 +167,10 @@ class Announcer:
         A run's notices are paced (NoticePacer)."""
         if self.interest.watched(namespace, run_id):
             await self._events.notice(namespace, run_id)
+
+    async def close(self) -> None:
+        """Sends what is still scheduled, before the bus closes."""
+        await self._events.close()
 
     async def _publish_events(self, namespace: str, run_id: str) -> None:
         await self.bus.publish(bus_mod.EVENTS, {"namespace": namespace, "run_id": run_id})

@@ -1,5 +1,5 @@
 """A watched run's updates travel in batches: the feed reads a run that changes
-fast at most once per FEED_INTERVAL_PER_WATCHER per watcher (FEED_MAX_INTERVAL at
+fast at most once per FEED_PACE (a base and more per watcher, FEED_MAX_INTERVAL at
 most), a watcher takes everything that came since its last message as one
 message (messages(), at most MESSAGE_BYTES each), the feed encodes a message once
 for all the watchers sent it, and the SDK and the SSE stream hand each update on
@@ -85,7 +85,7 @@ def test_a_fast_changing_run_is_read_once_per_pace_per_watcher_with_all_its_chan
         s.history.append()
         s.notify()
         await s.until(lambda: s.history.calls == 2)  # the first change: read at once
-        for _ in range(4):  # four more changes at once: one read, at least 3 x pace later
+        for _ in range(4):  # four more changes at once: one read, the base and 3 x pace later
             s.history.append()
             s.notify()
         await s.until(lambda: s.history.calls == 3)

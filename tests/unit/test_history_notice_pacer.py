@@ -60,3 +60,16 @@ def test_an_event_after_a_quiet_spell_is_announced_at_once_and_old_runs_are_forg
         assert not pacer._due and len(pacer._last) <= 1  # the others purged
 
     asyncio.run(main())
+
+
+def test_closing_sends_the_scheduled_notices_at_once() -> None:
+    async def main() -> None:
+        p = Published()
+        pacer = NoticePacer(p.publish, 60.0)  # the trailing notice would wait a minute
+        await pacer.notice("ns", "run-1")
+        await pacer.notice("ns", "run-1")
+        assert len(p.sent) == 1 and pacer._due
+        await pacer.close()
+        assert [s[:2] for s in p.sent] == [("ns", "run-1")] * 2 and not pacer._due
+
+    asyncio.run(main())
