@@ -11,6 +11,7 @@ from typing import Any
 import grpc
 import pytest
 from google.protobuf.duration_pb2 import Duration
+from harness.waiting import wait_for_async
 from sdk_fakes import FakeStub
 
 from cairn import payloads
@@ -179,12 +180,16 @@ def test_refused_heartbeat_cancels_the_task_and_reports_nothing() -> None:
 
 
 def test_transient_heartbeat_failure_keeps_going() -> None:
+    stub = FakeStub(refuse={"Heartbeat": grpc.StatusCode.UNAVAILABLE})
+
     @task(id="t")
     async def t(payload: Any) -> int:
-        await asyncio.sleep(0.35)
+        async def two_heartbeats() -> bool:
+            return stub.methods().count("Heartbeat") >= 2
+
+        await wait_for_async(two_heartbeats, 10, message="a second heartbeat after a refused one")
         return 1
 
-    stub = FakeStub(refuse={"Heartbeat": grpc.StatusCode.UNAVAILABLE})
     finish, _ = execute(t, assignment(lease=0.3), stub)
     assert finish.outcome == wpb.ATTEMPT_OUTCOME_COMPLETED
     assert stub.methods().count("Heartbeat") >= 2
@@ -379,12 +384,15 @@ def test_every_write_of_the_attempt_carries_the_assignments_token() -> None:
             pass
         await context.update_metadata(progress=1)
         await context.stream("tokens", "hi")
-        await asyncio.sleep(0.25)  # heartbeats, every third of the lease
+        await wait_for_async(heartbeat_sent, 10, message="a heartbeat (every third of the lease)")
         if payload == "wait":
             return await wait.for_event("go")
         if payload == "fail":
             raise ValueError("failed")
         return "done"
+
+    async def heartbeat_sent() -> bool:
+        return any(isinstance(w, wpb.HeartbeatRequest) for w in writes(stub))
 
     def writes(stub: FakeStub) -> list[Any]:
         found = []
