@@ -13,7 +13,7 @@ from typing import Any
 from bench.cluster import CairnCluster
 from bench.common import log
 from bench.processes import Servers, interrupted
-from bench.settings import REPO, WATCH_STEPS
+from bench.settings import REPO
 from bench.watchers import run_watchers
 from bench.workloads import CairnBench
 
@@ -95,7 +95,7 @@ async def run_cairn(
                             b,
                             args.rounds,
                             args.watchers,
-                            WATCH_STEPS,
+                            args.watch_steps,
                             sizes["w_one"],
                             sizes["w_flight"],
                             args.watch_via,

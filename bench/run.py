@@ -5,7 +5,7 @@
                         [--workers N] [--slots N] [--json PATH] [--statements] [--keep]
                         [--tree PATH] [--baseline-tree PATH] [--rounds N]
                         [--watchers N] [--watch-via grpc|sse] [--watch-frontend shared|own]
-                        [--step-gap-ms MS]
+                        [--step-gap-ms MS] [--watch-steps N]
 
 It starts one embedded PostgreSQL (a fresh data directory, TCP on a free port) and
 one NATS, then Cairn as `cairn dev` runs it (history, matching and frontend, each
@@ -25,7 +25,7 @@ Workloads (N at full size; --quick divides every N by 10):
   f  drain of 10,000 runs queued while their queue was paused
   g  flatness: c and d with 0 and with 1,000,000 finished runs in the tables
      (loaded with COPY; 50,000 with --quick); the ratio with/without
-  w  (only when named) watchers: runs of 20 steps with no watcher and with --watchers (50)
+  w  (only when named) watchers: runs of 20 steps (--watch-steps) with no watcher and with --watchers (50)
      watchers (WatchRun, or SSE), alternating --rounds times: step-record latency p50/p99,
      runs/s, run duration, CPU per run, and the ratio with/without
   floor  PostgreSQL's durable commit rate: asyncpg INSERT loop, 1 and 8
@@ -65,7 +65,7 @@ from bench.machine import machine, pg_info  # noqa: E402
 from bench.peers_driver import run_peers  # noqa: E402
 from bench.processes import Servers, cleanup, cleanups, interrupted, on_signal  # noqa: E402
 from bench.report import print_report  # noqa: E402
-from bench.settings import BENCH, REPO, WORKLOADS, sizes_for  # noqa: E402
+from bench.settings import BENCH, REPO, WATCH_STEPS, WORKLOADS, sizes_for  # noqa: E402
 from bench.trees import commit_of, run_trees  # noqa: E402
 
 # This file is the command line and the order of an invocation; the rest is in:
@@ -165,12 +165,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="w: milliseconds each run waits before each step, as a run awaiting I/O between "
         "checkpoints does (default 0: steps back to back, the worst case for watchers)",
     )
+    p.add_argument(
+        "--watch-steps",
+        type=int,
+        default=WATCH_STEPS,
+        help=f"w: steps per run (default {WATCH_STEPS}); a longer run spreads the watchers' "
+        "attach and first update over more steps",
+    )
     args = p.parse_args(argv)
     only = [w.strip() for w in args.only.split(",") if w.strip()]
     unknown = [w for w in only if w not in WORKLOADS]
     if unknown:
         p.error(f"--only: unknown workload(s) {', '.join(unknown)}; choose from {', '.join(WORKLOADS)}")
     args.only = only
+    if args.watch_steps < 1:
+        p.error("--watch-steps must be at least 1")
     if args.workers < 1 or args.slots < 1:
         p.error("--workers and --slots must be at least 1")
     if args.rounds < 1 or args.watchers < 1:
