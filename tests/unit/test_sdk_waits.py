@@ -13,6 +13,7 @@ from typing import Any
 
 import grpc
 import pytest
+from harness.waiting import wait_for_async
 from sdk_fakes import FakeStub
 from sdk_wait_helpers import after, assignment, before, completed, execute, output_of
 
@@ -121,23 +122,30 @@ def test_a_sleep_recorded_for_another_name_is_non_determinism() -> None:
 def test_short_sleeps_record_their_step_and_run_in_place(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CAIRN_INLINE_WAIT_SECONDS", "0.5")
 
+    around_the_first: list[datetime] = []
+
     @task(id="t")
     async def t(payload: Any) -> str:
+        around_the_first.append(datetime.now(UTC))
         await wait.for_(0.2)
+        around_the_first.append(datetime.now(UTC))
         await wait.until(datetime.now(UTC) + timedelta(seconds=0.1))
         return await after()
 
     t0 = time.monotonic()
-    started = datetime.now(UTC)
     finish, stub = execute(t, assignment())
     assert time.monotonic() - t0 >= 0.29
     assert finish.outcome == wpb.ATTEMPT_OUTCOME_COMPLETED and output_of(finish) == "after"
     records = stub.records()
     assert [(r.position, r.name) for r in records] == [(0, "wait.sleep"), (1, "wait.sleep"), (2, "after")]
-    # The step as history records a sleep: its time as an RFC 3339 string.
+    # The step as history records a sleep: its time as an RFC 3339 string, 0.2 s
+    # after the call (to the millisecond, cut), and reached before the sleep returned.
+    # Bounded by times taken in the task, not by the test's: a slow machine can
+    # delay the task's start but not change these.
     until = datetime.fromisoformat(payloads.decode(records[0].output.data, records[0].output.encoding))
     assert until.tzinfo is not None
-    assert timedelta(seconds=0.15) < until - started < timedelta(seconds=0.5)
+    called, returned = around_the_first
+    assert called + timedelta(seconds=0.199) <= until <= returned, (called, until, returned)
     assert all(r.status == common_pb2.STEP_STATUS_COMPLETED and r.tries == 1 for r in records)
 
 
@@ -148,8 +156,8 @@ def test_recorded_short_remainder_sleeps_in_place() -> None:
         await wait.for_(timedelta(hours=1))
         return "woke"
 
+    t0 = time.monotonic()  # before soon is set: a pause between them must not shorten what is measured
     soon = datetime.now(UTC) + timedelta(seconds=0.2)
-    t0 = time.monotonic()
     finish, stub = execute(t, assignment([sleep_step(0, soon)]))
     assert time.monotonic() - t0 >= 0.15
     assert output_of(finish) == "woke" and stub.methods() == ["FinishAttempt"]
@@ -421,11 +429,12 @@ def test_code_left_running_above_a_suspension_writes_nothing() -> None:
     async def main() -> tuple[Any, FakeStub]:
         stub = FakeStub()
         finish = await execute_attempt(stub, "default", t, assignment())
-        for _ in range(100):  # the step's body finishes meanwhile (within 5 s)
-            if finished:
-                break
-            await asyncio.sleep(0.05)
-        assert finished == ["slow"], "the step's body never finished"
+
+        async def body_finished() -> bool:
+            return bool(finished)
+
+        await wait_for_async(body_finished, 10, message="the step's body never finished")
+        assert finished == ["slow"]
         await asyncio.sleep(0)  # let its record attempt, if any, reach the stub
         return finish, stub
 
@@ -493,18 +502,31 @@ def test_two_waits_over_a_running_lower_step_still_fail_with_concurrent_wait_err
 
 def test_a_wait_arriving_while_another_waits_for_lower_steps_fails_both() -> None:
     seen: list[str] = []
+    late_wait_done = asyncio.Event()
+
+    @step(name="slow")
+    async def held() -> str:
+        # Runs until the late wait has come and gone, however slow the machine: with a
+        # fixed sleep here a pause longer than it could let the first wait suspend alone.
+        await asyncio.wait_for(late_wait_done.wait(), 10)
+        return "slow"
 
     async def late_wait() -> Any:
-        await asyncio.sleep(0.05)  # the first wait is waiting for the slow step by now
+        # The first wait is waiting for the held step by now: this sleep spans at
+        # least two turns of the loop (its timer, then this task's wake-up), and the
+        # first wait needs one after claiming the suspension.
+        await asyncio.sleep(0.05)
         try:
             return await wait.for_event("b")
         except Exception as exc:
             seen.append(type(exc).__name__)
             raise
+        finally:
+            late_wait_done.set()
 
     @task(id="t")
     async def t(payload: Any) -> Any:
-        lower = slow_step()  # position 0
+        lower = held()  # position 0
         first = wait.for_event("a")  # position 1
         try:
             return await asyncio.gather(lower, first, late_wait())
