@@ -15,6 +15,7 @@ from typing import Any
 
 import grpc
 import pytest
+from harness.waiting import wait_for_async
 
 from cairn import payloads
 from cairn.v1 import common_pb2, run_service_pb2_grpc, worker_service_pb2_grpc
@@ -290,12 +291,12 @@ def test_worker_waits_for_the_server_to_come_up() -> None:
         await asyncio.sleep(0.5)
         assert not running.done()
         server, _ = start_server(fake, port)
+
+        async def registered() -> bool:
+            return bool(fake.registrations)
+
         try:
-            for _ in range(100):
-                if fake.registrations:
-                    break
-                await asyncio.sleep(0.05)
-            assert fake.registrations
+            await wait_for_async(registered, 10, message="the worker registered once the server was up")
             worker.stop()
             await asyncio.wait_for(running, 5)
         finally:
@@ -326,6 +327,9 @@ def test_stop_lets_a_running_attempt_finish_within_grace(frontend: tuple[FakeFro
         await asyncio.sleep(0.5)
         return "finished"
 
+    async def attempt_started() -> bool:
+        return bool(started)
+
     async def main() -> None:
         worker = Worker([slow], address=address, slots=1, grace=5)
         running = asyncio.create_task(worker.run())
@@ -333,10 +337,7 @@ def test_stop_lets_a_running_attempt_finish_within_grace(frontend: tuple[FakeFro
             run = await client.trigger("slow")
             # Wait until the worker runs the attempt, not just until the fake handed it
             # over: a poll cancelled by stop() with its answer in flight loses it.
-            for _ in range(100):
-                if started:
-                    break
-                await asyncio.sleep(0.02)
+            await wait_for_async(attempt_started, 10, message="the worker started the attempt")
             assert started == [run.id]
             worker.stop()
             await asyncio.wait_for(running, 5)
