@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from harness.waiting import wait_for_async
+
 from services.common import bus as bus_mod
 from services.frontend.run_watch import RunWatcher
 
@@ -34,8 +36,10 @@ class FakeBus:
 
 def test_first_follower_announces_and_flushes_then_refreshes_until_unfollowed() -> None:
     async def scenario() -> None:
+        loop = asyncio.get_running_loop()
         bus = FakeBus()
         watcher = RunWatcher(bus, refresh=REFRESH)  # type: ignore[arg-type]
+        started = loop.time()
         one = await watcher.follow("run-1")
         assert bus.take() == [{"run_ids": ["run-1"], "namespaces": [], "ttl": 3 * REFRESH}]
         assert bus.flushes == 1
@@ -43,18 +47,33 @@ def test_first_follower_announces_and_flushes_then_refreshes_until_unfollowed() 
         ns = await watcher.follow_namespace("default")
         assert bus.take() == [{"run_ids": [], "namespaces": ["default"], "ttl": 3 * REFRESH}]
 
-        await asyncio.sleep(REFRESH * 1.5)
-        assert bus.take() == [{"run_ids": ["run-1"], "namespaces": ["default"], "ttl": 3 * REFRESH}]
+        # Waiting for the refreshes rather than sleeping a number of intervals: a
+        # slow machine may see more than one per wait, never more than one per interval.
+        refreshes = 0
+
+        async def refreshed() -> list[dict[str, Any]]:
+            return bus.take()
+
+        async def next_refreshes(expected: dict[str, Any]) -> None:
+            nonlocal refreshes
+            messages = await wait_for_async(refreshed, 10, message=f"a refresh announcing {expected}")
+            assert all(m == expected for m in messages), messages
+            refreshes += len(messages)
+            assert refreshes <= (loop.time() - started) / REFRESH, "refreshed more often than the interval"
+
+        await next_refreshes({"run_ids": ["run-1"], "namespaces": ["default"], "ttl": 3 * REFRESH})
 
         watcher.unfollow("run-1", one)
         watcher.unfollow("run-1", two)
-        await asyncio.sleep(REFRESH)
-        assert bus.take() == [{"run_ids": [], "namespaces": ["default"], "ttl": 3 * REFRESH}]
+        await next_refreshes({"run_ids": [], "namespaces": ["default"], "ttl": 3 * REFRESH})
 
         watcher.unfollow_namespace("default", ns)
-        await asyncio.sleep(REFRESH * 2)
-        assert bus.take() == []
-        assert watcher._refresher is None  # stopped with nothing followed
+
+        async def refresher_stopped() -> bool:
+            return watcher._refresher is None
+
+        await wait_for_async(refresher_stopped, 10, message="the refresher stopped with nothing followed")
+        assert bus.take() == []  # its last wake-up announced nothing
 
         await watcher.follow("run-1")  # followed again: announced again at once
         assert [m["run_ids"] for m in bus.take()] == [["run-1"]]
