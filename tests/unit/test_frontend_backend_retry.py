@@ -112,7 +112,9 @@ def test_a_service_that_stays_down_is_unavailable_naming_it_and_why() -> None:
         t0 = time.monotonic()
         with pytest.raises(ServiceError) as down:
             await backend.call(HISTORY, "GetRun", rpb.GetRunRequest(run_id="x"))
-        assert time.monotonic() - t0 < 0.6 + 1.0
+        # Ended by the caller's deadline (0.6 s), not by the 10 s of retries: the
+        # bound leaves a loaded machine 4 s of slack and is still well below 10 s.
+        assert time.monotonic() - t0 < 0.6 + 4.0
         assert "history service at" in down.value.message
 
     _run(body)
