@@ -187,16 +187,39 @@ class RunFeed:
             self.kept_from = dropped.event.id
 
     def _deliver(self, item: rpb.RunUpdate | BaseException) -> None:
+        """Keeps an update and hands it (or what ended the feed) to every subscription."""
         if not isinstance(item, BaseException):
             self._keep(item)
         for sub in list(self.subscriptions):
-            if sub.queue.qsize() >= FEED_BACKLOG and not isinstance(item, BaseException):
-                self.subscriptions.discard(sub)
-                sub.queue.put_nowait(Behind())
-                if not self.subscriptions:
-                    self.on_empty()
-            else:
-                sub.queue.put_nowait(item)
+            self._put(sub, item)
+
+    async def _hand_out(self, updates: Sequence[rpb.RunUpdate]) -> None:
+        """Hands a read's updates (already kept) to the subscriptions one at a
+        time, letting the event loop serve other calls between two: a step
+        recorded through this frontend waits for one watcher's message, not
+        for all of them. A subscription made meanwhile joined at the feed's
+        new position and gets them from its own read or the feed's memory."""
+        subs = list(self.subscriptions)
+        for i, sub in enumerate(subs):
+            if i:
+                await asyncio.sleep(0)
+                if sub not in self.subscriptions:
+                    continue
+            for update in updates:
+                if not self._put(sub, update):
+                    break
+
+    def _put(self, sub: Subscription, item: rpb.RunUpdate | BaseException) -> bool:
+        """Queues the item for sub, or drops sub with Behind when it holds
+        FEED_BACKLOG updates already (False)."""
+        if sub.queue.qsize() >= FEED_BACKLOG and not isinstance(item, BaseException):
+            self.subscriptions.discard(sub)
+            sub.queue.put_nowait(Behind())
+            if not self.subscriptions:
+                self.on_empty()
+            return False
+        sub.queue.put_nowait(item)
+        return True
 
     async def run(self, watcher: RunWatcher) -> None:
         """Follows the run, then reads its new events on every wake (a
@@ -228,11 +251,16 @@ class RunFeed:
                         namespace=namespace, run_id=run_id, after_id=self.position, limit=self._batch
                     )
                 )
-                for update in page.updates:
-                    self._deliver(update)
-                    if update.done:
-                        return
+                updates = list(page.updates)
+                ends = next((i for i, u in enumerate(updates) if u.done), None)
+                if ends is not None:
+                    del updates[ends + 1 :]
+                for update in updates:
+                    self._keep(update)
                 self.position = page.last_id
+                await self._hand_out(updates)
+                if ends is not None:
+                    return
                 if page.more:
                     continue
                 if page.ended:  # see handlers.watch_run: the last event may have committed after the read
