@@ -34,12 +34,15 @@ from services.frontend.run_watch import RunWatcher
 FEED_BACKLOG = 1000
 FEED_MEMORY_BYTES = 1 << 20
 # A feed reads its run at most once per FEED_READ_INTERVAL plus this much time per
-# watcher (27 ms for one watcher, 125 ms for 50, FEED_MAX_INTERVAL at most): a run
-# that changes faster reaches its watchers in batches, each sent as one message.
-# A read costs history, PostgreSQL and this frontend about 2.5 ms of CPU in all, and
-# a message about 60 µs on each side of gRPC: one read and one message per update to
-# each of 50 watchers is more work than the run's own. A change after a quiet spell
-# is read at once.
+# watcher of this frontend, of any run (27 ms for one watcher, 125 ms for 50,
+# FEED_MAX_INTERVAL at most): a run that changes faster reaches its watchers in
+# batches, each sent as one message. A read costs history, PostgreSQL and this
+# frontend about 2.5 ms of CPU in all, and a message about 60 µs on each side of
+# gRPC: one read and one message per update to each of 50 watchers is more work
+# than the run's own. Counting every watcher of the frontend bounds its reads and
+# messages together (below 1 / FEED_INTERVAL_PER_WATCHER a second) however they
+# are spread over runs: 50 runs watched once each cost what one run watched 50
+# times does. A change after a quiet spell is read at once.
 FEED_READ_INTERVAL = 0.025
 FEED_INTERVAL_PER_WATCHER = 0.002
 FEED_PACE = (FEED_READ_INTERVAL, FEED_INTERVAL_PER_WATCHER)
@@ -55,6 +58,14 @@ Read = Callable[[hpb.ListRunEventsRequest], Awaitable[hpb.ListRunEventsResponse]
 
 class Behind(Exception):
     """The subscriber fell FEED_BACKLOG updates behind: read for itself again."""
+
+
+@dataclass
+class Watching:
+    """How many subscriptions the feeds of one frontend hold in all (the pace
+    of each grows with it)."""
+
+    count: int = 0
 
 
 @dataclass(eq=False)
@@ -128,6 +139,7 @@ class RunFeed:
         batch: int,
         reread: float,
         pace: tuple[float, float] = (0.0, 0.0),
+        watching: Watching | None = None,
     ) -> None:
         self.key = key
         self.position: int | None = None
@@ -137,6 +149,7 @@ class RunFeed:
         self._batch = batch
         self._reread = reread
         self._pace = pace  # seconds between reads, and more per subscription (FEED_PACE)
+        self._watching = watching or Watching()  # the subscriptions of every feed of the frontend
         self._began = asyncio.Event()
         self.woken = asyncio.Event()
         # done when history has been told of the run (RunWatcher.follow), or failed to be
@@ -149,6 +162,15 @@ class RunFeed:
         self.kept_from: int | None = None
         self.on_empty: Callable[[], None] = lambda: None  # the last subscription fell behind
         self._encoded: dict[tuple[int, int], bytes] = {}
+
+    def join(self, sub: Subscription) -> None:
+        self.subscriptions.add(sub)
+        self._watching.count += 1
+
+    def leave(self, sub: Subscription) -> None:
+        if sub in self.subscriptions:
+            self.subscriptions.discard(sub)
+            self._watching.count -= 1
 
     def begin(self, cursor: int, read: Sequence[rpb.RunUpdate] | None) -> None:
         if self.position is None:
@@ -213,7 +235,7 @@ class RunFeed:
         """Queues the item for sub, or drops sub with Behind when it holds
         FEED_BACKLOG updates already (False)."""
         if sub.queue.qsize() >= FEED_BACKLOG and not isinstance(item, BaseException):
-            self.subscriptions.discard(sub)
+            self.leave(sub)
             sub.queue.put_nowait(Behind())
             if not self.subscriptions:
                 self.on_empty()
@@ -274,7 +296,7 @@ class RunFeed:
                 except TimeoutError:
                     pass
                 base, per_watcher = self._pace
-                interval = min(base + per_watcher * len(self.subscriptions), FEED_MAX_INTERVAL)
+                interval = min(base + per_watcher * self._watching.count, FEED_MAX_INTERVAL)
                 pause = read_at + interval - loop.time()
                 if pause > 0:  # changes coming fast: gather them for one read
                     await asyncio.sleep(pause)
@@ -304,6 +326,7 @@ class RunFeeds:
         self._reread = reread
         self._pace = pace
         self._feeds: dict[tuple[str, str], RunFeed] = {}
+        self.watching = Watching()
 
     async def subscribe(self, namespace: str, run_id: str) -> Subscription:
         """A place on the run's feed, made (and the run followed, so history
@@ -312,13 +335,13 @@ class RunFeeds:
         key = (namespace, run_id)
         feed = self._feeds.get(key)
         if feed is None or feed.dropped or (feed.task is not None and feed.task.done()):
-            feed = RunFeed(key, self._read, self._batch, self._reread, self._pace)
+            feed = RunFeed(key, self._read, self._batch, self._reread, self._pace, self.watching)
             self._feeds[key] = feed
             feed.task = shared_task(feed.run(self._watcher))  # not the first watcher's deadline
             feed.on_empty = lambda: self._close(feed)
             feed.task.add_done_callback(lambda _: self._drop(feed))
         sub = Subscription(feed, feed.position)
-        feed.subscriptions.add(sub)
+        feed.join(sub)
         try:
             await asyncio.shield(feed.followed)
         except BaseException:
@@ -329,7 +352,7 @@ class RunFeeds:
     def unsubscribe(self, sub: Subscription) -> None:
         """The watcher is gone; its run's feed stops with its last watcher."""
         feed = sub.feed
-        feed.subscriptions.discard(sub)
+        feed.leave(sub)
         if not feed.subscriptions:
             self._close(feed)
 

@@ -1,6 +1,6 @@
 """A watched run's updates travel in batches: the feed reads a run that changes
-fast at most once per FEED_PACE (a base and more per watcher, FEED_MAX_INTERVAL at
-most), a watcher takes everything that came since its last message as one
+fast at most once per FEED_PACE (a base and more per watcher of the frontend,
+FEED_MAX_INTERVAL at most), a watcher takes everything that came since its last message as one
 message (messages(), at most MESSAGE_BYTES each), the feed encodes a message once
 for all the watchers sent it, and the SDK and the SSE stream hand each update on
 alone, as before."""
@@ -13,6 +13,7 @@ import json
 import pytest
 from feed_fakes import NS, RUN, TIMEOUT, Setup, get
 
+from cairn.internal.v1 import history_service_pb2 as hpb
 from cairn.v1 import common_pb2 as cpb
 from cairn.v1 import run_service_pb2 as rpb
 from services.frontend import run_feeds
@@ -97,6 +98,85 @@ def test_a_fast_changing_run_is_read_once_per_pace_per_watcher_with_all_its_chan
         assert s.history.calls == 3
         for sub in subs:
             s.feeds.unsubscribe(sub)
+
+    asyncio.run(main())
+
+
+def test_a_read_is_handed_to_the_watchers_one_at_a_time_with_other_work_between() -> None:
+    """The feed lets the event loop run other work (a step recorded through the
+    frontend) between two watchers: a task that runs at every turn of the loop
+    runs between the updates queued for the first watcher and the second."""
+
+    async def main() -> None:
+        s = Setup()
+        subs = [await s.feeds.subscribe(NS, RUN) for _ in range(2)]
+        subs[0].start(0)
+        await s.until(lambda: s.history.calls == 1)
+        seen: list[str] = []
+        for name, sub in zip("ab", subs, strict=True):
+            put = sub.queue.put_nowait
+
+            def recorded(item: object, name: str = name, put: object = put) -> None:
+                seen.append(name)
+                put(item)  # type: ignore[operator]
+
+            sub.queue.put_nowait = recorded  # type: ignore[method-assign]
+
+        async def turns() -> None:
+            while True:
+                seen.append("turn")
+                await asyncio.sleep(0)
+
+        ticking = asyncio.create_task(turns())
+        s.history.append()
+        s.history.append()
+        s.notify()
+        async with asyncio.timeout(TIMEOUT):
+            while seen.count("b") < 2:
+                await asyncio.sleep(0)
+        ticking.cancel()
+        first_b, last_a = seen.index("b"), len(seen) - 1 - seen[::-1].index("a")
+        assert last_a < first_b and "turn" in seen[last_a:first_b], seen  # a's updates, other work, b's
+        for sub in subs:
+            s.feeds.unsubscribe(sub)
+
+    asyncio.run(main())
+
+
+def test_the_pace_counts_the_watchers_of_every_run_on_the_frontend() -> None:
+    """Two watchers of other runs lengthen the pause of a run watched once as
+    two more watchers of it would: a frontend's reads and messages are bounded
+    however its watchers are spread over runs."""
+
+    async def main() -> None:
+        pace = 0.05
+        s = Setup(pace=(0.01, pace))
+        own = s.history.read
+
+        async def read(request: hpb.ListRunEventsRequest) -> hpb.ListRunEventsResponse:
+            if request.run_id == RUN:
+                return await own(request)
+            return hpb.ListRunEventsResponse(last_id=request.after_id)  # other runs: nothing new
+
+        s.feeds._read = read
+        others = [await s.feeds.subscribe(NS, f"other-{i}") for i in range(2)]
+        for other in others:
+            other.start(0)
+        sub = await s.feeds.subscribe(NS, RUN)
+        sub.start(0)
+        assert s.feeds.watching.count == 3
+        await s.until(lambda: s.history.calls == 1)
+        s.history.append()
+        s.notify()
+        await s.until(lambda: s.history.calls == 2)  # after a quiet spell: at once
+        s.history.append()
+        s.notify()
+        await s.until(lambda: s.history.calls == 3)
+        assert s.history.read_at[2] - s.history.read_at[1] >= 0.01 + 3 * pace - 0.005
+        for other in others:
+            s.feeds.unsubscribe(other)
+        s.feeds.unsubscribe(sub)
+        assert s.feeds.watching.count == 0
 
     asyncio.run(main())
 

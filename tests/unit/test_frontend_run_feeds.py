@@ -198,12 +198,14 @@ def test_a_watcher_that_falls_behind_is_dropped_and_the_others_keep_receiving(
             update = await get(reading)
             assert update is not None and update.event.id == expected
             assert (slow in feed.subscriptions) == (expected <= 3)
+            assert s.feeds.watching.count == (2 if expected <= 3 else 1)  # the frontend's, for the pace
 
         assert [(await get(slow)) is not None for _ in range(3)] == [True] * 3  # what it had
         with pytest.raises(Behind):
             await get(slow)
         assert slow.queue.empty()  # nothing held for it since
         s.feeds.unsubscribe(slow)  # as watch_run does before it subscribes again
+        assert s.feeds.watching.count == 1  # counted once
         assert feed.task is not None and not feed.task.done() and s.feed() is feed
 
         s.history.append()
