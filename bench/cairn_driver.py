@@ -13,7 +13,7 @@ from typing import Any
 from bench.cluster import CairnCluster
 from bench.common import log
 from bench.processes import Servers, interrupted
-from bench.settings import REPO
+from bench.settings import REPO, WATCH_STEPS
 from bench.watchers import run_watchers
 from bench.workloads import CairnBench
 
@@ -97,7 +97,8 @@ async def run_cairn(
                             args.watchers,
                             args.watch_steps,
                             sizes["w_one"],
-                            sizes["w_flight"],
+                            # as many steps in flight as with WATCH_STEPS-step runs
+                            max(args.watchers, sizes["w_flight"] * WATCH_STEPS // args.watch_steps),
                             args.watch_via,
                             args.step_gap_ms,
                         ),

@@ -170,7 +170,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=int,
         default=WATCH_STEPS,
         help=f"w: steps per run (default {WATCH_STEPS}); a longer run spreads the watchers' "
-        "attach and first update over more steps",
+        "attach and first update over more steps (the runs in flight are fewer, for the same steps)",
     )
     args = p.parse_args(argv)
     only = [w.strip() for w in args.only.split(",") if w.strip()]

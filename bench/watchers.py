@@ -125,9 +125,12 @@ async def _durations(bench: CairnBench, run_ids: list[str]) -> list[float]:
 def _step_figures(outputs: list[dict[str, Any]], steps: int) -> dict[str, Any]:
     step_s = [us / 1e6 for o in outputs for us in o["step_us"]]
     body = sorted((o["body_end"] - o["body_start"]) / steps * 1e6 for o in outputs)
+    by_index = [sorted(o["step_us"][i] for o in outputs) for i in range(steps)]
     return {
         "step_ms": summary_ms(step_s),
         "us_per_step_p50": round(quantile(body, 0.5), 1),
+        # where in the run the time goes: each step's p50 by its position
+        "step_us_p50_by_position": [round(quantile(us, 0.5)) for us in by_index],
     }
 
 
@@ -163,6 +166,8 @@ async def one_at_a_time(
         "watcher_lag_ms": summary_ms(pool.lag_s) if pool.lag_s else {"n": 0},
         "attach_ms": summary_ms(attach_s) if attach_s else {"n": 0},
         "late_attach": sum(s > DELAY for s in attach_s),
+        # wall clock, for timelines: (body start, body end, its steps µs)
+        "bodies": [(o["body_start"], o["body_end"], o["step_us"]) for o in outputs],
     }
 
 
