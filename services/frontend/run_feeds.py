@@ -34,7 +34,7 @@ from services.frontend.run_watch import RunWatcher
 FEED_BACKLOG = 1000
 FEED_MEMORY_BYTES = 1 << 20
 # A feed reads its run at most once per FEED_READ_INTERVAL plus this much time per
-# watcher of this frontend, of any run (27 ms for one watcher, 125 ms for 50,
+# watcher of this frontend, of any run (29 ms for one watcher, 225 ms for 50,
 # FEED_MAX_INTERVAL at most): a run that changes faster reaches its watchers in
 # batches, each sent as one message. A read costs history, PostgreSQL and this
 # frontend about 2.5 ms of CPU in all, and a message about 60 µs on each side of
@@ -42,9 +42,11 @@ FEED_MEMORY_BYTES = 1 << 20
 # than the run's own. Counting every watcher of the frontend bounds its reads and
 # messages together (below 1 / FEED_INTERVAL_PER_WATCHER a second) however they
 # are spread over runs: 50 runs watched once each cost what one run watched 50
-# times does. A change after a quiet spell is read at once.
+# times does. At 2 ms per watcher, 50 watchers of a run recording steps back to
+# back still slowed it by 13 % (bench/README.md). A change after a quiet spell is
+# read at once.
 FEED_READ_INTERVAL = 0.025
-FEED_INTERVAL_PER_WATCHER = 0.002
+FEED_INTERVAL_PER_WATCHER = 0.004
 FEED_PACE = (FEED_READ_INTERVAL, FEED_INTERVAL_PER_WATCHER)
 FEED_MAX_INTERVAL = 0.25
 # One message of a watch holds at most this many bytes of updates (one larger
