@@ -223,7 +223,7 @@ class RunFeed:
         recorded through this frontend waits for one watcher's message, not
         for all of them. A subscription made meanwhile joined at the feed's
         new position and gets them from its own read or the feed's memory."""
-        subs = list(self.subscriptions)
+        subs = list(self.subscriptions) if updates else []
         for i, sub in enumerate(subs):
             if i:
                 await asyncio.sleep(0)
