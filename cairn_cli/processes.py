@@ -30,12 +30,42 @@ def free_port() -> int:
     return port
 
 
+# Ports are chosen below the kernel's ephemeral range (where it picks the local
+# port of every outgoing connection), so a connection made between the choice
+# and the server's bind cannot take the port; from this port up.
+LOWEST_CHOSEN_PORT = 10000
+
+
+def _ephemeral_start() -> int | None:
+    """The first port of the kernel's ephemeral range (Linux), if readable."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def free_ports(count: int) -> list[int]:
     """`count` distinct TCP ports on 127.0.0.1 that nothing listens on right now
-    (each held while the next is chosen, so no two are the same)."""
-    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
+    (each held while the next is chosen, so no two are the same), below the
+    ephemeral range when there is room (else any the kernel gives)."""
+    start = _ephemeral_start()
+    sockets: list[socket.socket] = []
     try:
-        for s in sockets:
+        tries = 0
+        while (
+            start is not None and start - LOWEST_CHOSEN_PORT > 1000 and len(sockets) < count and tries < 200
+        ):
+            tries += 1
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                s.bind(("127.0.0.1", LOWEST_CHOSEN_PORT + secrets.randbelow(start - LOWEST_CHOSEN_PORT)))
+            except OSError:
+                s.close()
+                continue
+            sockets.append(s)
+        while len(sockets) < count:
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sockets.append(s)
             s.bind(("127.0.0.1", 0))
         return [int(s.getsockname()[1]) for s in sockets]
     finally:
