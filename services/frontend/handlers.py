@@ -129,7 +129,7 @@ class Handlers:
                     if not started:
                         started = True
                         await context.send_initial_metadata(())
-                    for batch in messages(replayed, cursor):
+                    for batch in messages(replayed, cursor, size_of=sub.feed.size_of):
                         self._unless_draining()
                         yield sub.feed.encode(batch)
                         cursor = batch[-1].event.id
@@ -173,7 +173,7 @@ class Handlers:
                         break
                 while True:  # live, from the feed: what came since the last message, as one
                     self._unless_draining()
-                    for batch in messages(await sub.take(), cursor):
+                    for batch in messages(await sub.take(), cursor, size_of=sub.feed.size_of):
                         self._unless_draining()
                         yield sub.feed.encode(batch)
                         cursor = batch[-1].event.id

@@ -161,6 +161,7 @@ class RunFeed:
         # the updates after kept_from, up to position (FEED_BACKLOG, FEED_MEMORY_BYTES at most)
         self.kept: deque[rpb.RunUpdate] = deque()
         self.kept_bytes = 0
+        self._sizes: dict[int, int] = {}  # the encoded size of each kept update, by event id
         self.kept_from: int | None = None
         self.on_empty: Callable[[], None] = lambda: None  # the last subscription fell behind
         self._encoded: dict[tuple[int, int], bytes] = {}
@@ -202,12 +203,19 @@ class RunFeed:
             encoded = self._encoded[key] = rpb.WatchRunResponse(updates=batch).SerializeToString()
         return encoded
 
+    def size_of(self, update: rpb.RunUpdate) -> int:
+        """An update's encoded size, measured once when the feed kept it (each
+        watcher's messages() asks for the same updates' sizes)."""
+        size = self._sizes.get(update.event.id)
+        return size if size is not None else update.ByteSize()
+
     def _keep(self, update: rpb.RunUpdate) -> None:
         self.kept.append(update)
-        self.kept_bytes += update.ByteSize()
+        size = self._sizes[update.event.id] = update.ByteSize()
+        self.kept_bytes += size
         while len(self.kept) > FEED_BACKLOG or self.kept_bytes > FEED_MEMORY_BYTES:
             dropped = self.kept.popleft()
-            self.kept_bytes -= dropped.ByteSize()
+            self.kept_bytes -= self._sizes.pop(dropped.event.id)
             self.kept_from = dropped.event.id
 
     def _deliver(self, item: rpb.RunUpdate | BaseException) -> None:
@@ -373,17 +381,25 @@ class RunFeeds:
         self._watcher.unfollow(feed.key[1], feed.woken)
 
 
+def _byte_size(update: rpb.RunUpdate) -> int:
+    return update.ByteSize()
+
+
 def messages(
-    updates: Sequence[rpb.RunUpdate], after: int, to_end: bool = True
+    updates: Sequence[rpb.RunUpdate],
+    after: int,
+    to_end: bool = True,
+    size_of: Callable[[rpb.RunUpdate], int] = _byte_size,
 ) -> Iterator[list[rpb.RunUpdate]]:
     """The updates after the event `after` (to_end: up to the one that ends
-    the run) as the updates of successive messages of MESSAGE_BYTES at most."""
+    the run) as the updates of successive messages of MESSAGE_BYTES at most
+    (an update's size from size_of: RunFeed.size_of for a feed's updates)."""
     batch: list[rpb.RunUpdate] = []
     size = 0
     for update in updates:
         if update.event.id <= after:
             continue
-        grows = update.ByteSize()
+        grows = size_of(update)
         if batch and size + grows > MESSAGE_BYTES:
             yield batch
             batch, size = [], 0

@@ -52,6 +52,23 @@ def test_messages_are_cut_at_message_bytes_and_a_larger_update_goes_alone() -> N
     assert all(sum(u.ByteSize() for u in b) <= MESSAGE_BYTES for b in batches if len(b) > 1)
 
 
+def test_messages_take_sizes_from_the_feed_measured_once_when_kept() -> None:
+    async def main() -> None:
+        s = Setup()
+        sub = await s.feeds.subscribe(NS, RUN)
+        feed = sub.feed
+        updates = [update(1, details="x" * 100), update(2)]
+        for u in updates:
+            feed._keep(u)
+        assert [feed.size_of(u) for u in updates] == [u.ByteSize() for u in updates]
+        feed._sizes[1] = MESSAGE_BYTES  # what the feed measured is what messages() uses
+        assert ids(list(messages(updates, 0, size_of=feed.size_of))) == [[1], [2]]
+        assert feed.size_of(update(3)) == update(3).ByteSize()  # one it did not keep: measured
+        s.feeds.unsubscribe(sub)
+
+    asyncio.run(main())
+
+
 def test_take_hands_over_everything_queued_and_a_failure_after_those_updates() -> None:
     async def main() -> None:
         s = Setup()
