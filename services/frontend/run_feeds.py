@@ -283,15 +283,15 @@ class RunFeed:
                         namespace=namespace, run_id=run_id, after_id=self.position, limit=self._batch
                     )
                 )
-                updates = list(page.updates)
-                ends = next((i for i, u in enumerate(updates) if u.done), None)
-                if ends is not None:
-                    del updates[ends + 1 :]
-                for update in updates:
+                updates: list[rpb.RunUpdate] = []
+                for update in page.updates:  # up to the one that ends the run
                     self._keep(update)
+                    updates.append(update)
+                    if update.done:
+                        break
                 self.position = page.last_id
                 await self._hand_out(updates)
-                if ends is not None:
+                if updates and updates[-1].done:
                     return
                 if page.more:
                     continue
